@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make run` (serve the demo) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APP ?= hybrid.demo:app
+
+.PHONY: venv install build run test check lint bench bench-quick clean
+
+# Create the virtualenv and install hybrid (editable, compiling the Cython extensions) with test tools.
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard hybrid/_speedups/*.pyx hybrid/_speedups/*.pxd)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip setuptools wheel Cython
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Rebuild the compiled modules in place after editing a .pyx (pip install -e does it once).
+build: install
+	$(PY) setup.py -q build_ext --inplace
+
+run: build
+	$(PY) -m hybrid $(APP) --host 127.0.0.1 --port 8000
+
+lint: install
+	$(PY) -m ruff check hybrid tests bench
+	$(PY) -m ruff format --check hybrid tests bench || true
+
+check: lint
+
+test: build check
+	$(PY) -m pytest -q
+
+bench: build
+	$(PY) -m bench
+
+bench-quick: build
+	$(PY) -m bench --quick
+
+clean:
+	rm -rf build dist *.egg-info hybrid/_speedups/*.c hybrid/_speedups/*.so $(VENV)

@@ -1,0 +1,203 @@
+"""Ratios, the issue's targets, the Markdown table, and the results files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.scenarios import MEASURE_LABELS, load
+from bench.stats import ratio
+
+BASELINES = ("uvicorn", "granian")
+
+
+def med(result: dict, scenario: str, key: str, metric: str):
+    case = result.get("scenarios", {}).get(scenario, {}).get("cases", {}).get(key, {})
+    return case.get("summary", {}).get(metric, {}).get("median")
+
+
+def variants(cases: dict) -> list[str]:
+    out = []
+    for c in cases.values():
+        if c["variant"] not in out:
+            out.append(c["variant"])
+    return out
+
+
+def ratios(result: dict) -> dict:
+    """{scenario: {variant: {server: {"vs_uvicorn": x, "vs_granian": y}}}} on each scenario's primary metric."""
+    out = {}
+    specs = load([n for n in result.get("scenarios", {})])
+    for name, sc in result.get("scenarios", {}).items():
+        primary = specs[name].primary
+        per = {}
+        for v in variants(sc["cases"]):
+            row = {}
+            for key, c in sc["cases"].items():
+                if c["variant"] != v:
+                    continue
+                mine = c.get("summary", {}).get(primary, {}).get("median")
+                row[c["server"]] = {
+                    f"vs_{b}": ratio(mine, med(result, name, f"{b}/{v}", primary)) for b in BASELINES
+                }
+            per[v] = row
+        out[name] = {"metric": primary, "variants": per}
+    return out
+
+
+def _check(name: str, target: str, measured, met) -> dict:
+    return {"id": name, "target": target, "measured": measured, "met": met}
+
+
+def targets(result: dict) -> list[dict]:
+    """The issue's targets for hybrid, each met / not met / n/a (when its scenario or a peer did not run)."""
+    t = []
+    r = lambda *a: med(result, *a)  # noqa: E731
+    for sc in ("plaintext", "json"):
+        h, g = r(sc, "hybrid/-", "rps"), r(sc, "granian/-", "rps")
+        hp, gp = r(sc, "hybrid/-", "p99_ms"), r(sc, "granian/-", "p99_ms")
+        u = r(sc, "uvicorn/-", "rps")
+        if h is not None and g is not None:
+            t.append(_check(f"{sc}-rps", f"{sc}: hybrid req/s >= granian's",
+                            f"{h:,.0f} vs {g:,.0f} ({ratio(h, g)}x granian, {ratio(h, u)}x uvicorn)", h >= g))
+        if hp is not None and gp is not None:
+            t.append(_check(f"{sc}-p99", f"{sc}: hybrid p99 <= granian's", f"{hp:.2f} ms vs {gp:.2f} ms", hp <= gp))
+    for v in ("async", "sync"):
+        h, u = r("framework", f"hybrid/{v}", "rps"), r("framework", f"uvicorn/{v}", "rps")
+        if h is not None and u is not None:
+            t.append(_check(f"framework-{v}", f"framework ({v} endpoint): hybrid >= 1.3x uvicorn",
+                            f"{ratio(h, u)}x ({h:,.0f} vs {u:,.0f} req/s)", h >= 1.3 * u))
+    fp, fr = r("blocking_mix", "hybrid/-", "fast_p99_ms"), r("blocking_mix", "hybrid/-", "fast_rps")
+    if fp is not None:
+        t.append(_check("blocking-p99", "blocking mix: fast-route p99 < 10 ms", f"{fp:.2f} ms", fp < 10))
+    pl = r("plaintext", "hybrid/-", "rps")
+    if fr is not None and pl is not None:
+        t.append(_check("blocking-rps", "blocking mix: fast-route req/s >= 1/2 of hybrid's plaintext req/s",
+                        f"{fr:,.0f} vs {pl:,.0f} ({ratio(fr, pl)})", fr >= 0.5 * pl))
+    hk, uk = r("idle", "hybrid/-", "kb_per_conn"), r("idle", "uvicorn/-", "kb_per_conn")
+    if hk is not None and uk is not None:
+        t.append(_check("idle-rss", "idle: RSS per idle connection <= uvicorn's", f"{hk:.1f} KB vs {uk:.1f} KB",
+                        hk <= uk))
+    hn = r("idle", "hybrid/-", "new_req_max_ms")
+    if hn is not None:
+        t.append(_check("idle-latency", "idle: a new request answered within 10 ms (max over samples)",
+                        f"{hn:.2f} ms (p50 {r('idle', 'hybrid/-', 'new_req_p50_ms')} ms)", hn <= 10))
+    h9, u9 = r("fixed_load", "hybrid/-", "p999_ms"), r("fixed_load", "uvicorn/-", "p999_ms")
+    if h9 is not None and u9 is not None:
+        t.append(_check("fixed-p999", "fixed load: p99.9 <= uvicorn's", f"{h9:.2f} ms vs {u9:.2f} ms", h9 <= u9))
+    derived = result.get("scenarios", {}).get("scaling", {}).get("derived", {}).get("workers2_over_workers1", {})
+    for load_ in ("plaintext", "json"):
+        v = derived.get(f"hybrid/{load_}")
+        if v is None and "scaling" not in result.get("scenarios", {}):
+            continue
+        if isinstance(v, (int, float)):
+            t.append(_check(f"scaling-{load_}", f"scaling ({load_}): --workers 2 >= 1.8x --workers 1", f"{v}x",
+                            v >= 1.8))
+        else:
+            t.append(_check(f"scaling-{load_}", f"scaling ({load_}): --workers 2 >= 1.8x --workers 1",
+                            str(v or "n/a"), False))
+    return t
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "–"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def markdown(result: dict, heading_level: int = 2) -> str:
+    h = "#" * heading_level
+    lines = []
+    m = result.get("machine", {})
+    s = result.get("settings", {})
+    v = result.get("versions", {})
+    lines.append(
+        f"Run {result.get('date')} ({'quick' if s.get('quick') else 'full' if s.get('full') else 'custom'} run, "
+        f"{s.get('rounds')} rounds x {s.get('duration')} s, servers interleaved, medians with spread "
+        f"(max-min)/median) on {m.get('cpu_model')} ({m.get('cpu_count')} cores); server pinned to CPU "
+        f"{s.get('server_cpus')}, load generator to CPU {s.get('client_cpus')}; "
+        f"{s.get('connections')} connections unless noted."
+    )
+    lines.append("")
+    lines.append(
+        "Versions: " + ", ".join(
+            f"{k} {v.get(k) or '?'}" for k in ("hybrid", "uvicorn", "httptools", "uvloop", "granian", "hypercorn",
+                                               "fastapi")
+        ) + f"; {v.get('wrk') or 'wrk ?'}; Python {m.get('python')}."
+    )
+    lines.append("")
+    rat = result.get("ratios", {})
+    specs = load(list(result.get("scenarios", {})))
+    for name, sc in result.get("scenarios", {}).items():
+        spec = specs[name]
+        lines.append(f"{h} {spec.title}")
+        lines.append("")
+        params = sc.get("params", {})
+        if name == "fixed_load" and params:
+            lines.append(f"Offered load: {params.get('offered_rps'):,} req/s ({params.get('reference')}: "
+                         f"{params.get('reference_rps'):,.0f}).")
+            lines.append("")
+        cols = spec.measures
+        primary_label = MEASURE_LABELS.get(spec.primary, spec.primary)
+        header = ["server", "variant"] + [MEASURE_LABELS.get(c, c) for c in cols] + \
+                 [f"{primary_label} vs uvicorn", f"{primary_label} vs granian", "errors"]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * len(header)) + "|")
+        for key, c in sc.get("cases", {}).items():
+            row = [f"**{c['server']}**" if c["server"] == "hybrid" else c["server"], c["variant"]]
+            if c.get("status") != "ok":
+                row += [c.get("status", "failed")] + [""] * (len(cols) - 1) + ["", "", ""]
+            else:
+                for col in cols:
+                    st = c["summary"].get(col)
+                    row.append(f"{_fmt(st['median'])} ±{st['spread_pct']:.0f}%" if st else "–")
+                rr = rat.get(name, {}).get("variants", {}).get(c["variant"], {}).get(c["server"], {})
+                row += [f"{rr.get('vs_uvicorn')}x" if rr.get("vs_uvicorn") else "–",
+                        f"{rr.get('vs_granian')}x" if rr.get("vs_granian") else "–"]
+                errs = c["summary"].get("errors", {}).get("max")
+                row.append(str(int(errs)) if errs else "0")
+            lines.append("| " + " | ".join(row) + " |")
+        derived = sc.get("derived", {}).get("workers2_over_workers1")
+        if derived:
+            lines.append("")
+            lines.append("workers 2 / workers 1 (req/s): " + ", ".join(
+                f"{k} {f'{x}x' if isinstance(x, (int, float)) else x}" for k, x in derived.items()))
+        lines.append("")
+    tg = result.get("targets", [])
+    if tg:
+        lines.append(f"{h} Targets (issue 5), measured in this run")
+        lines.append("")
+        lines.append("| target | measured | met |")
+        lines.append("|---|---|---|")
+        for t in tg:
+            met = "n/a" if t["met"] is None else ("met" if t["met"] else "**not met**")
+            lines.append(f"| {t['target']} | {t['measured']} | {met} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def ratio_lines(result: dict) -> list[str]:
+    out = []
+    for name, r in result.get("ratios", {}).items():
+        for v, row in r["variants"].items():
+            parts = []
+            for srv, x in row.items():
+                parts.append(f"{srv} {x['vs_uvicorn'] or '–'}x uvicorn / {x['vs_granian'] or '–'}x granian")
+            label = name if v == "-" else f"{name}[{v}]"
+            out.append(f"{label} ({r['metric']}): " + "; ".join(parts))
+    return out
+
+
+def write(result: dict, results_dir: Path, stem: str) -> tuple[Path, Path]:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    jpath = results_dir / f"{stem}.json"
+    mpath = results_dir / f"{stem}.md"
+    jpath.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n")
+    mpath.write_text(f"# Benchmark results {result.get('date')}\n\n" + markdown(result) + "\n")
+    return jpath, mpath

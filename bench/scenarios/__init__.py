@@ -1,0 +1,177 @@
+"""Scenarios: one small module each, registered in SCENARIOS (in run order).
+
+A scenario module defines ``SCENARIO = Scenario(...)``. Most are a list of cases (server x variant) and a function
+that measures one case against a started server; ``run_cases`` starts each server fresh, interleaves the servers over
+the rounds (the order rotates every round), and keeps every round's numbers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bench import env
+from bench.servers import SERVERS, RunningServer, ServerFailed, cpu_seconds
+from bench.stats import summarise
+from bench.wrk import Wrk
+
+
+@dataclass
+class Settings:
+    duration: float
+    rounds: int
+    warmup: float
+    server_cpus: str | None
+    client_cpus: str | None
+    all_cpus: str | None
+    connections: int
+    idle_connections: int
+    wrk: str
+    servers: list[str]
+    log_dir: Path
+    quick: bool = False
+
+
+@dataclass
+class Context:
+    settings: Settings
+    results: dict = field(default_factory=dict)  # scenario name -> result, filled in as the run goes
+
+
+@dataclass
+class Case:
+    server: str
+    variant: str
+    app: str
+    workers: int = 1
+    cpus: str | None = None  # None: settings.server_cpus
+    extra: str = ""
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    measures: list[str]          # metric keys for the table, in order
+    primary: str                 # metric the ratios compare
+    higher_is_better: bool
+    run: Callable[[Context], dict]
+    in_quick: bool = False
+    duration_scale: float = 1.0
+
+
+MEASURE_LABELS = {
+    "rps": "req/s",
+    "p50_ms": "p50 ms",
+    "p99_ms": "p99 ms",
+    "p999_ms": "p99.9 ms",
+    "max_ms": "max ms",
+    "fast_rps": "fast req/s",
+    "fast_p50_ms": "fast p50 ms",
+    "fast_p99_ms": "fast p99 ms",
+    "sleep_rps": "/sleep req/s",
+    "kb_per_conn": "KB/conn",
+    "new_req_p50_ms": "new req p50 ms",
+    "new_req_max_ms": "new req max ms",
+    "still_open": "conns still open",
+    "offered_rps": "offered req/s",
+    "achieved_rps": "achieved req/s",
+    "errors": "errors",
+}
+
+ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling"]
+
+
+def load(names: list[str] | None = None) -> dict[str, Scenario]:
+    out = {}
+    for name in names or ORDER:
+        mod = importlib.import_module(f"bench.scenarios.{name}")
+        out[name] = mod.SCENARIO
+    return out
+
+
+def warm(ctx: Context, server: RunningServer, path: str = "/", script: str | None = None,
+         connections: int | None = None) -> None:
+    s = ctx.settings
+    if s.warmup <= 0:
+        return
+    Wrk(s.wrk, server.port, path, connections=connections or s.connections, duration=s.warmup,
+        cpus=s.client_cpus, script=script).run()
+
+
+def run_cases(ctx: Context, scenario_name: str, cases: list[Case],
+              measure: Callable[[Context, Case, RunningServer], tuple[dict, list[str]]]) -> dict:
+    """Run every case once per round, servers interleaved; returns {case_key: {...}}."""
+    s = ctx.settings
+    out: dict[str, dict] = {}
+    for c in cases:
+        out[f"{c.server}/{c.variant}"] = {"server": c.server, "variant": c.variant, "rounds": [], "commands": [],
+                                          "status": "ok"}
+    skip: set[str] = set()
+    for rnd in range(s.rounds):
+        shift = rnd % len(cases) if cases else 0
+        order = cases[shift:] + cases[:shift]
+        for c in order:
+            key = f"{c.server}/{c.variant}"
+            if key in skip:
+                continue
+            spec = SERVERS[c.server]
+            log_path = s.log_dir / f"{scenario_name}-{c.server}-{c.variant}-r{rnd + 1}.log"
+            server = RunningServer(spec, c.app, workers=c.workers, cpus=c.cpus or s.server_cpus,
+                                   log_path=log_path, extra=c.extra)
+            env.log(f"{scenario_name} round {rnd + 1}/{s.rounds}: {key}")
+            try:
+                server.start()
+            except ServerFailed as e:
+                status = "not supported" if e.unsupported else "failed to start"
+                out[key]["status"] = status
+                out[key]["error"] = str(e)[-400:]
+                out[key]["commands"] = [server.command]
+                skip.add(key)
+                env.log(f"  {key}: {status}: {str(e).splitlines()[0][:200]}")
+                continue
+            t0 = time.monotonic()
+            try:
+                metrics, commands = measure(ctx, c, server)
+                if not server.alive():
+                    metrics["crashed"] = True
+                out[key]["rounds"].append(metrics)
+                if not out[key]["commands"]:
+                    out[key]["commands"] = [server.command] + commands
+                env.log("  " + ", ".join(f"{k}={v}" for k, v in metrics.items() if not isinstance(v, dict)))
+            except Exception as e:  # a broken round is reported, not fatal for the suite
+                out[key].setdefault("round_errors", []).append(f"round {rnd + 1}: {e!r}"[:400])
+                env.log(f"  {key}: round failed: {e!r}"[:300])
+            finally:
+                server.stop()
+            out[key]["seconds"] = round(out[key].get("seconds", 0) + time.monotonic() - t0, 1)
+    for v in out.values():
+        v["summary"] = summarise(v["rounds"])
+        if v["status"] == "ok" and not v["rounds"]:
+            v["status"] = "failed"
+    return out
+
+
+def default_cases(ctx: Context, app: str, variants: list[str] | None = None, **kw) -> list[Case]:
+    return [Case(server=srv, variant=v, app=app, **kw) for v in (variants or ["-"]) for srv in ctx.settings.servers]
+
+
+def wrk_measure(path: str = "/", script: str | None = None, connections: int | None = None,
+                duration_scale: float = 1.0):
+    """A measure function: warm up, then one wrk run of the scenario's duration."""
+
+    def measure(ctx: Context, case: Case, server: RunningServer):
+        s = ctx.settings
+        warm(ctx, server, path, script, connections)
+        w = Wrk(s.wrk, server.port, path, connections=connections or s.connections,
+                duration=s.duration * duration_scale, cpus=s.client_cpus, script=script)
+        c0, t0 = cpu_seconds(server.pid), time.monotonic()
+        metrics = w.run().metrics()
+        # Server CPU use during the run: ~100% per pinned core means the server, not wrk, was the limit.
+        metrics["server_cpu_pct"] = round((cpu_seconds(server.pid) - c0) / (time.monotonic() - t0) * 100)
+        return metrics, [w.command]
+
+    return measure

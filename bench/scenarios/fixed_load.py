@@ -1,0 +1,70 @@
+"""5. latency under a fixed offered load, open loop: 50% of uvicorn's plaintext maximum measured in this run
+(taken from the plaintext scenario when it ran, else measured here) — p50, p99, p99.9, coordinated omission corrected
+(bench/loadgen.py measures every request from its scheduled send time)."""
+
+import json
+import subprocess
+
+from bench import env
+from bench.scenarios import Case, Context, Scenario, run_cases, warm
+from bench.servers import SERVERS, RunningServer
+from bench.wrk import Wrk
+
+APP = "bench.apps.plaintext:app"
+FRACTION = 0.5
+
+
+def uvicorn_max(ctx: Context) -> tuple[float, str]:
+    plain = ctx.results.get("plaintext", {}).get("cases", {}).get("uvicorn/-", {})
+    med = plain.get("summary", {}).get("rps", {}).get("median")
+    if med:
+        return med, "uvicorn's median plaintext req/s in this run"
+    s = ctx.settings
+    server = RunningServer(SERVERS["uvicorn"], APP, workers=1, cpus=s.server_cpus,
+                           log_path=s.log_dir / "fixed_load-calibrate.log")
+    server.start()
+    try:
+        warm(ctx, server)
+        r = Wrk(s.wrk, server.port, "/", connections=s.connections, duration=max(3, s.duration / 2),
+                cpus=s.client_cpus).run()
+    finally:
+        server.stop()
+    return r.rps, "uvicorn plaintext req/s measured by a calibration run"
+
+
+def run(ctx: Context) -> dict:
+    s = ctx.settings
+    peak, source = uvicorn_max(ctx)
+    rate = round(peak * FRACTION)
+    env.log(f"fixed_load: offered rate {rate} req/s ({FRACTION:.0%} of {peak:.0f}, {source})")
+
+    def measure(ctx, case, server):
+        argv = (["taskset", "-c", s.client_cpus] if s.client_cpus else []) + [
+            str(env.peers_python()), "-m", "bench.loadgen", "--port", str(server.port), "--rate", str(rate),
+            "--duration", str(s.duration), "--warmup", "1", "--connections", str(s.connections),
+        ]
+        proc = subprocess.run(argv, cwd=env.REPO_ROOT, capture_output=True, text=True,
+                              timeout=s.duration + 60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"loadgen failed: {proc.stderr[-400:]}")
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        data["errors"] = data.get("errors", 0) + data.get("non_2xx", 0) + data.get("timeouts", 0)
+        cmd = " ".join(argv).replace(str(server.port), "PORT")
+        return data, [cmd]
+
+    cases = [Case(server=srv, variant="-", app=APP) for srv in s.servers]
+    return {
+        "params": {"app": APP, "offered_rps": rate, "fraction": FRACTION, "reference_rps": round(peak, 1),
+                   "reference": source, "connections": s.connections},
+        "cases": run_cases(ctx, "fixed_load", cases, measure),
+    }
+
+
+SCENARIO = Scenario(
+    name="fixed_load",
+    title="Fixed offered load (open loop, 50% of uvicorn's max), coordinated omission corrected",
+    measures=["achieved_rps", "p50_ms", "p99_ms", "p999_ms", "max_ms"],
+    primary="p999_ms",
+    higher_is_better=False,
+    run=run,
+)

@@ -1,0 +1,30 @@
+"""Medians, spread and ratios."""
+
+from __future__ import annotations
+
+import statistics
+
+
+def summarise(rounds: list[dict]) -> dict:
+    """Per metric: median, min, max and spread ((max - min) / median, in %) over the rounds."""
+    keys: list[str] = []
+    for r in rounds:
+        for k, v in r.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys:
+                keys.append(k)
+    out = {}
+    for k in keys:
+        values = [r[k] for r in rounds if isinstance(r.get(k), (int, float))]
+        if not values:
+            continue
+        med = statistics.median(values)
+        spread = (max(values) - min(values)) / abs(med) * 100 if med else 0.0
+        out[k] = {"median": round(med, 3), "min": min(values), "max": max(values), "spread_pct": round(spread, 1),
+                  "n": len(values)}
+    return out
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 2)

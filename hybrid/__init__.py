@@ -1,0 +1,32 @@
+"""hybrid: a Cython-accelerated ASGI server (inline SyncWorker threads; an async pool for streams)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+try:
+    from hybrid._speedups import h1 as _h1  # noqa: F401
+    from hybrid._speedups import monitor as _monitor  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+    raise ImportError(
+        "hybrid's compiled modules are missing: build them with 'pip install -e .' (or 'make run') "
+        f"in the source tree ({exc})."
+    ) from None
+
+
+def run(app: Any, **options: Any) -> None:
+    """Serve ``app`` (an ASGI callable or 'MODULE:ATTRIBUTE') with the given ServerConfig options."""
+    import sys
+
+    from hybrid.config import ServerConfig
+    from hybrid.server import serve
+
+    config = ServerConfig(app=app if isinstance(app, str) else "__main__:app", **options)
+    code = serve(config, None if isinstance(app, str) else app)
+    if code:
+        sys.exit(code)
+
+
+__all__ = ["run", "__version__"]

@@ -1,0 +1,55 @@
+# Typed declarations of the sans-I/O HTTP/1.1 protocol (h1.pyx): events and the protocol object.
+
+cdef class Request:
+    cdef readonly bytes method
+    cdef readonly bytes target
+    cdef readonly bytes path
+    cdef readonly bytes query
+    cdef readonly list headers
+    cdef readonly str http_version
+    cdef readonly bint keep_alive
+    cdef readonly bint expect_continue
+    cdef readonly object upgrade
+
+
+cdef class Data:
+    cdef readonly bytes data
+
+
+cdef class EndOfMessage:
+    pass
+
+
+cdef class H1Protocol:
+    # parsing
+    cdef object _parser
+    cdef list _events
+    cdef list _url_parts
+    cdef Py_ssize_t _url_len
+    cdef list _headers
+    cdef Py_ssize_t _head_len
+    cdef Py_ssize_t _stalled_bytes
+    cdef bint _in_head
+    cdef bint _progress
+    cdef bint _expect_continue
+    cdef object _upgrade
+    cdef long long _body_len
+    cdef object _error
+    cdef list _unanswered
+    # limits and options
+    cdef Py_ssize_t _max_head
+    cdef Py_ssize_t _max_target
+    cdef Py_ssize_t _max_headers
+    cdef long long _max_body
+    cdef bint _server_header
+    cdef bint _date_header
+    # the response being written
+    cdef Request _responding
+    cdef bint _resp_chunked
+    cdef bint _resp_no_body
+    cdef bint _resp_close
+    cdef long long _resp_remaining
+    cdef bint _closing
+
+    cdef _fail(self, int status, str reason)
+    cdef _finish_response(self)

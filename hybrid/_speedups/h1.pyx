@@ -1,0 +1,431 @@
+# cython: language_level=3
+"""H1Protocol: a sans-I/O HTTP/1.1 server protocol over httptools (llhttp).
+
+Bytes go in through ``feed()`` and come out as events: ``Request`` (the head), ``Data`` (body pieces) and
+``EndOfMessage``. Responses go the other way: ``send_response()`` and ``send_body()`` return the bytes to write,
+framed with Content-Length or chunked encoding as RFC 9112 asks. The object never touches a socket; the SyncWorker
+and the AsyncPool do the I/O.
+
+States, per connection:
+- reading a request head (``_in_head``), then its body, then the next head (pipelining: several requests may be
+  parsed from one buffer; their responses are written in order, oldest unanswered first);
+- after malformed input the protocol is broken: every later ``feed()`` raises the same ``H1Error``.
+"""
+
+from email.utils import formatdate
+from http import HTTPStatus
+
+from libc.string cimport memchr
+from libc.time cimport time, time_t
+
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserInvalidMethodError,
+    HttpParserInvalidURLError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+)
+
+
+class H1Error(Exception):
+    """Malformed or unacceptable input: answer ``status_code`` with ``reason`` and close the connection."""
+
+    def __init__(self, int status_code, str reason):
+        super().__init__(f"{status_code} {reason}")
+        self.status_code = status_code
+        self.reason = reason
+
+
+class LocalProtocolError(Exception):
+    """The application asked for a response that HTTP/1.1 cannot express (bad status, header or length)."""
+
+
+cdef class Request:
+    """A request head. ``path`` and ``query`` are the raw (still percent-encoded) parts of ``target``."""
+
+    def __repr__(self):
+        return f"<Request {self.method!r} {self.target!r} HTTP/{self.http_version}>"
+
+
+cdef class Data:
+    """A piece of a request body."""
+
+    def __init__(self, bytes data):
+        self.data = data
+
+    def __repr__(self):
+        return f"<Data {len(self.data)} bytes>"
+
+
+cdef class EndOfMessage:
+    """The request body (possibly empty) is complete."""
+
+    def __repr__(self):
+        return "<EndOfMessage>"
+
+
+# One EndOfMessage serves every request: it carries no data.
+cdef EndOfMessage END_OF_MESSAGE = EndOfMessage()
+
+cdef str HTTP_11 = "1.1"
+cdef str HTTP_10 = "1.0"
+
+# Status lines are built once; the reason phrase is informational (RFC 9112 section 4).
+cdef dict _STATUS_LINES = {}
+for _status in range(100, 600):
+    try:
+        _phrase = HTTPStatus(_status).phrase
+    except ValueError:
+        _phrase = ""
+    _STATUS_LINES[_status] = f"HTTP/1.1 {_status} {_phrase}\r\n".encode("latin-1")
+
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef bytes SERVER_LINE = b"server: hybrid\r\n"
+cdef bytes CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
+cdef bytes CLOSE_LINE = b"connection: close\r\n"
+cdef bytes KEEP_ALIVE_LINE = b"connection: keep-alive\r\n"
+cdef bytes LAST_CHUNK = b"0\r\n\r\n"
+
+# The Date header changes once per second; cache it (shared by all threads, replaced atomically under the GIL).
+cdef time_t _date_second = 0
+cdef bytes _date_line = b""
+
+
+cdef inline bytes _current_date_line():
+    global _date_second, _date_line
+    cdef time_t now = time(NULL)
+    if now != _date_second:
+        _date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+        _date_second = now
+    return _date_line
+
+
+cdef inline bint _has_forbidden_byte(bytes value):
+    # CR, LF and NUL in a header would let the app split the response (RFC 9110 section 5.5).
+    cdef const char* p = value
+    cdef size_t n = len(value)
+    return (memchr(p, 13, n) != NULL or memchr(p, 10, n) != NULL or memchr(p, 0, n) != NULL)
+
+
+cdef inline bint _is_token(bytes value):
+    # tchar from RFC 9110 section 5.6.2
+    cdef unsigned char c
+    if not value:
+        return False
+    for c in value:
+        if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"!#$%&'*+-.^_`|~"):
+            return False
+    return True
+
+
+cdef class H1Protocol:
+    """One HTTP/1.1 server connection's protocol state. Build it with ``_create_h1_protocol()``."""
+
+    def __cinit__(self):
+        self._events = []
+        self._unanswered = []
+        self._parser = HttpRequestParser(self)
+        self._in_head = True
+
+    # -- parsing -----------------------------------------------------------------------------------------
+
+    def feed(self, data):
+        """Parse ``data`` and return the list of events it completed (possibly empty).
+
+        Raises ``H1Error`` on malformed input; the connection should be answered with its status and closed.
+        """
+        if self._error is not None:
+            raise self._error
+        self._progress = False
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            # llhttp pauses after a request that asks to switch protocols. Until a handler takes the upgrade
+            # (the Request event carries ``upgrade``), the bytes after it are parsed as the next HTTP request:
+            # RFC 9110 section 7.8 lets a server ignore Upgrade.
+            offset = exc.args[0]
+            self._parser = HttpRequestParser(self)
+            self._in_head = True
+            if offset < len(data):
+                return self.feed(data[offset:])
+        except HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, H1Error):
+                self._error = exc.__context__
+            else:
+                self._error = H1Error(400, str(exc) or "Malformed request")
+            raise self._error from None
+        except HttpParserInvalidMethodError:
+            # 501 for a well-formed method token the parser does not know; 400 for garbage.
+            first = bytes(data[:32]).split(b" ", 1)
+            if len(first) == 2 and _is_token(first[0]):
+                self._fail(501, "Method not implemented")
+            self._fail(400, "Malformed request line")
+        except HttpParserInvalidURLError:
+            self._fail(400, "Invalid request target")
+        except HttpParserError as exc:
+            reason = str(exc)
+            if "version" in reason.lower():
+                self._fail(505, "HTTP version not supported")
+            self._fail(400, reason or "Malformed request")
+        if self._in_head and not self._progress:
+            # httptools buffers a header split across reads without calling us; bound it here.
+            self._stalled_bytes += len(data)
+            if self._stalled_bytes + self._head_len > self._max_head:
+                self._fail(431, "Request header fields too large")
+        events = self._events
+        self._events = []
+        return events
+
+    cdef _fail(self, int status, str reason):
+        self._error = H1Error(status, reason)
+        raise self._error
+
+    def on_message_begin(self):
+        self._in_head = True
+        self._progress = True
+        self._url_parts = []
+        self._url_len = 0
+        self._headers = []
+        self._head_len = 0
+        self._stalled_bytes = 0
+        self._expect_continue = False
+        self._upgrade = None
+        self._body_len = 0
+
+    def on_url(self, bytes url):
+        self._url_parts.append(url)
+        self._url_len += len(url)
+        if self._url_len > self._max_target:
+            raise H1Error(414, "Request target too long")
+
+    def on_header(self, bytes name, bytes value):
+        cdef Py_ssize_t n = len(name)
+        name = name.lower()
+        self._head_len += n + len(value) + 4
+        if self._head_len + self._url_len > self._max_head:
+            raise H1Error(431, "Request header fields too large")
+        if len(self._headers) >= self._max_headers:
+            raise H1Error(431, "Too many request header fields")
+        if n == 6 and name == b"expect":
+            if value.lower() == b"100-continue":
+                self._expect_continue = True
+        elif n == 7 and name == b"upgrade":
+            self._upgrade = value
+        self._headers.append((name, value))
+
+    def on_headers_complete(self):
+        cdef Request req = Request.__new__(Request)
+        parser = self._parser
+        version = parser.get_http_version()
+        if version == HTTP_11:
+            req.http_version = HTTP_11
+        elif version == HTTP_10:
+            req.http_version = HTTP_10
+        else:
+            raise H1Error(505, "HTTP version not supported")
+        method = parser.get_method()
+        if method == b"CONNECT":
+            raise H1Error(501, "CONNECT is not supported")
+        target = b"".join(self._url_parts) if len(self._url_parts) != 1 else self._url_parts[0]
+        req.method = method
+        req.target = target
+        q = target.find(b"?")
+        if q >= 0:
+            req.path = target[:q]
+            req.query = target[q + 1:]
+        else:
+            req.path = target
+            req.query = b""
+        req.headers = self._headers
+        req.keep_alive = parser.should_keep_alive()
+        req.expect_continue = self._expect_continue
+        req.upgrade = self._upgrade if parser.should_upgrade() else None
+        self._in_head = False
+        self._progress = True
+        self._unanswered.append(req)
+        self._events.append(req)
+
+    def on_body(self, bytes body):
+        self._body_len += len(body)
+        if self._max_body >= 0 and self._body_len > self._max_body:
+            raise H1Error(413, "Request body too large")
+        self._events.append(Data(body))
+
+    def on_message_complete(self):
+        self._progress = True
+        self._events.append(END_OF_MESSAGE)
+
+    # -- responses -----------------------------------------------------------------------------------------
+
+    def send_continue(self):
+        """The interim ``100 Continue`` response (RFC 9110 section 10.1.1)."""
+        return CONTINUE_RESPONSE
+
+    def send_response(self, int status, headers, long long content_length=-1):
+        """Return the head of the response to the oldest unanswered request.
+
+        ``content_length`` >= 0 means the caller already holds the whole body of that size: a Content-Length
+        header is added unless the application sent framing headers itself. Otherwise the body is chunked
+        (HTTP/1.1) or delimited by closing the connection (HTTP/1.0).
+        """
+        cdef Request req
+        cdef list out
+        cdef bytes name, value
+        cdef Py_ssize_t n
+        cdef bint has_length = False, has_te = False, has_server = False, has_date = False
+        if not self._unanswered:
+            raise LocalProtocolError("No request is waiting for a response")
+        if status < 200 or status > 999:
+            raise LocalProtocolError(f"Invalid response status {status!r}: must be between 200 and 999")
+        req = self._unanswered.pop(0)
+        self._responding = req
+        self._resp_close = self._closing or not req.keep_alive
+        self._resp_remaining = -1
+        self._resp_chunked = False
+        self._resp_no_body = req.method == b"HEAD" or status == 204 or status == 304
+        line = _STATUS_LINES.get(status)
+        if line is None:
+            line = f"HTTP/1.1 {status} \r\n".encode("latin-1")
+        out = [line]
+        for pair in headers:
+            name, value = pair
+            if _has_forbidden_byte(name) or _has_forbidden_byte(value) or not _is_token(name):
+                raise LocalProtocolError(f"Invalid response header {name!r}: {value!r}")
+            n = len(name)
+            if n == 14 and name.lower() == b"content-length":
+                try:
+                    self._resp_remaining = int(value)
+                except ValueError:
+                    raise LocalProtocolError(f"Invalid Content-Length {value!r}") from None
+                if self._resp_remaining < 0:
+                    raise LocalProtocolError(f"Invalid Content-Length {value!r}")
+                has_length = True
+            elif n == 17 and name.lower() == b"transfer-encoding":
+                has_te = True
+            elif n == 10 and name.lower() == b"connection":
+                if b"close" in value.lower():
+                    self._resp_close = True
+            elif n == 6 and name.lower() == b"server":
+                has_server = True
+            elif n == 4 and name.lower() == b"date":
+                has_date = True
+            out.append(name)
+            out.append(b": ")
+            out.append(value)
+            out.append(b"\r\n")
+        if has_te:
+            if has_length:
+                raise LocalProtocolError("Both Content-Length and Transfer-Encoding in a response")
+            if status != 204 and status != 304:
+                # The app declared chunked framing: it sends the raw body, we frame it (RFC 9112 section 7.1).
+                self._resp_chunked = not self._resp_no_body and req.http_version == HTTP_11
+                if req.http_version == HTTP_10:
+                    self._resp_close = True
+        elif not has_length and status != 204 and status != 304:
+            if content_length >= 0:
+                out.append(b"content-length: %d\r\n" % content_length)
+                self._resp_remaining = content_length
+            elif self._resp_no_body:
+                pass
+            elif req.http_version == HTTP_11:
+                out.append(CHUNKED_LINE)
+                self._resp_chunked = True
+            else:
+                self._resp_close = True
+        if self._server_header and not has_server:
+            out.append(SERVER_LINE)
+        if self._date_header and not has_date:
+            out.append(_current_date_line())
+        if self._resp_close:
+            out.append(CLOSE_LINE)
+        elif req.http_version == HTTP_10:
+            out.append(KEEP_ALIVE_LINE)
+        out.append(b"\r\n")
+        return b"".join(out)
+
+    def send_body(self, bytes data, bint more):
+        """Return the bytes for one piece of response body; ``more=False`` ends the response."""
+        cdef Py_ssize_t n = len(data)
+        if self._responding is None:
+            raise LocalProtocolError("Response body sent before the response head")
+        if self._resp_no_body:
+            out = b""
+        elif self._resp_chunked:
+            if n:
+                out = b"%x\r\n" % n + data + b"\r\n"
+                if not more:
+                    out += LAST_CHUNK
+            else:
+                out = b"" if more else LAST_CHUNK
+        else:
+            if self._resp_remaining >= 0:
+                if n > self._resp_remaining:
+                    raise LocalProtocolError(
+                        f"Response body longer than its Content-Length ({n} more bytes than "
+                        f"the {self._resp_remaining} still expected)"
+                    )
+                self._resp_remaining -= n
+            out = data
+        if not more:
+            self._finish_response()
+        return out
+
+    cdef _finish_response(self):
+        if self._resp_remaining > 0 and not self._resp_no_body:
+            # The body fell short of its Content-Length: the client cannot find the next response.
+            self._resp_close = True
+        if self._resp_close:
+            self._closing = True
+        self._responding = None
+
+    def close_after_response(self):
+        """Answer the current and later requests with ``connection: close`` (the server is shutting down)."""
+        self._closing = True
+
+    def send_error(self, int status, str reason):
+        """A complete plain-text error response that closes the connection (for malformed requests)."""
+        body = reason.encode("utf-8", "replace") + b"\n"
+        out = [_STATUS_LINES.get(status) or _STATUS_LINES[500],
+               b"content-type: text/plain; charset=utf-8\r\n",
+               b"content-length: %d\r\n" % len(body)]
+        if self._server_header:
+            out.append(SERVER_LINE)
+        if self._date_header:
+            out.append(_current_date_line())
+        out.append(CLOSE_LINE)
+        out.append(b"\r\n")
+        out.append(body)
+        self._closing = True
+        return b"".join(out)
+
+    @property
+    def keep_alive(self):
+        """Whether the connection may carry another request once the current response is complete."""
+        return not self._closing and self._error is None and (
+            self._responding is None or not self._resp_close
+        )
+
+    @property
+    def response_in_progress(self):
+        return self._responding is not None
+
+
+def _create_h1_protocol(*, max_incomplete_event_size=None, max_target_size=8192, max_header_count=100,
+                        max_body_size=None, server_header=True, date_header=True):
+    """Build an ``H1Protocol``.
+
+    ``max_incomplete_event_size`` bounds a request head (request line plus header fields, default 16 KiB:
+    431 past it); ``max_target_size`` bounds the request target (414); ``max_body_size`` bounds a request body
+    (413; default unlimited, the app reads the body in pieces).
+    """
+    cdef H1Protocol proto = H1Protocol()
+    proto._max_head = 16384 if max_incomplete_event_size is None else max_incomplete_event_size
+    proto._max_target = max_target_size
+    proto._max_headers = max_header_count
+    proto._max_body = -1 if max_body_size is None else max_body_size
+    proto._server_header = server_header
+    proto._date_header = date_header
+    if proto._max_head <= 0 or proto._max_target <= 0 or proto._max_headers <= 0:
+        raise ValueError("H1Protocol limits must be positive")
+    return proto

@@ -1,0 +1,215 @@
+# cython: language_level=3
+"""The takeover monitor: hands the epoll set of a thread stuck in app code to a spare thread.
+
+Every serving thread has a slot. A thread marks ``enter()`` before it runs a step of app code and ``leave()``
+after it. The monitor thread runs without the GIL (a handler that holds the GIL must not starve it): every tick
+it reads the slots and, for a thread that has been inside app code longer than the threshold, moves that thread's
+epoll set to a spare slot and wakes the spare through its eventfd. The connection being served is removed from
+the set first, so the new owner never reads from it; the stuck thread puts it back when its response is done.
+
+``leave()`` and the takeover decision share one mutex, so a thread that leaves app code either keeps its set or
+learns (from ``leave()``'s result) that it lost it: never both, never neither.
+"""
+
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport calloc, free
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
+from posix.unistd cimport write
+
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t*, void*)
+    int pthread_mutex_destroy(pthread_mutex_t*)
+    int pthread_mutex_lock(pthread_mutex_t*)
+    int pthread_mutex_unlock(pthread_mutex_t*)
+
+
+cdef extern from "<sys/epoll.h>" nogil:
+    int EPOLL_CTL_DEL
+    int epoll_ctl(int epfd, int op, int fd, void* event)
+
+
+# Slot states
+cdef enum:
+    FREE = 0      # no thread
+    ACTIVE = 1    # owns an epoll set
+    SPARE = 2     # a thread waiting to be given a set
+    LOST = 3      # was stuck in app code and lost its set; becomes a spare once it leaves
+
+
+cdef struct Slot:
+    double entered_at      # monotonic seconds when the current app step began; 0 outside app code
+    int epoll_fd           # the set this slot owns, -1 for none
+    int current_fd         # the connection whose app step is running, -1 for none
+    int wake_fd            # eventfd the thread's loop watches
+    int state
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef class Monitor:
+    cdef Slot* _slots
+    cdef int _size
+    cdef double _threshold
+    cdef double _tick
+    cdef pthread_mutex_t _lock
+    cdef bint _stopping
+    cdef readonly long takeovers
+    cdef readonly long starved_ticks
+
+    def __cinit__(self, int size, double threshold, double tick):
+        if size <= 0 or threshold <= 0 or tick <= 0:
+            raise ValueError("Monitor size, threshold and tick must be positive")
+        self._slots = <Slot*>calloc(size, sizeof(Slot))
+        if self._slots == NULL:
+            raise MemoryError()
+        self._size = size
+        self._threshold = threshold
+        self._tick = tick
+        pthread_mutex_init(&self._lock, NULL)
+        for i in range(size):
+            self._slots[i].epoll_fd = -1
+            self._slots[i].current_fd = -1
+            self._slots[i].wake_fd = -1
+
+    def __dealloc__(self):
+        if self._slots != NULL:
+            free(self._slots)
+        pthread_mutex_destroy(&self._lock)
+
+    def add_slot(self, int wake_fd, int epoll_fd=-1):
+        """Register a thread; with ``epoll_fd`` it starts owning that set, else it starts as a spare."""
+        cdef int i
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        try:
+            for i in range(self._size):
+                if self._slots[i].state == FREE:
+                    self._slots[i].wake_fd = wake_fd
+                    self._slots[i].epoll_fd = epoll_fd
+                    self._slots[i].entered_at = 0
+                    self._slots[i].current_fd = -1
+                    self._slots[i].state = ACTIVE if epoll_fd >= 0 else SPARE
+                    return i
+            return -1
+        finally:
+            pthread_mutex_unlock(&self._lock)
+
+    def remove_slot(self, int slot):
+        """The thread exits; its set (if any) is returned so the caller can give it to someone else."""
+        cdef int fd
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        fd = self._slots[slot].epoll_fd
+        self._slots[slot].state = FREE
+        self._slots[slot].epoll_fd = -1
+        self._slots[slot].wake_fd = -1
+        pthread_mutex_unlock(&self._lock)
+        return fd
+
+    cpdef enter(self, int slot, int fd):
+        """The thread in ``slot`` starts a step of app code for connection ``fd`` (-1 if not inline)."""
+        self._slots[slot].current_fd = fd
+        self._slots[slot].entered_at = _now()
+
+    cpdef bint leave(self, int slot):
+        """The step is over. Returns True if the thread lost its epoll set meanwhile (it is now a spare)."""
+        cdef bint lost
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        self._slots[slot].entered_at = 0
+        self._slots[slot].current_fd = -1
+        lost = self._slots[slot].state == LOST
+        if lost:
+            self._slots[slot].state = SPARE
+        pthread_mutex_unlock(&self._lock)
+        return lost
+
+    def owned_set(self, int slot):
+        """The epoll fd this slot owns now (-1 for none): a woken spare reads its new set here."""
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        fd = self._slots[slot].epoll_fd if self._slots[slot].state == ACTIVE else -1
+        pthread_mutex_unlock(&self._lock)
+        return fd
+
+    def give(self, int slot, int epoll_fd):
+        """Hand ``epoll_fd`` to a spare slot directly (used at shutdown and when a thread exits)."""
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        self._slots[slot].epoll_fd = epoll_fd
+        self._slots[slot].state = ACTIVE
+        pthread_mutex_unlock(&self._lock)
+
+    def spare_count(self):
+        cdef int i, n = 0
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        for i in range(self._size):
+            if self._slots[i].state == SPARE:
+                n += 1
+        pthread_mutex_unlock(&self._lock)
+        return n
+
+    def thread_count(self):
+        cdef int i, n = 0
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        for i in range(self._size):
+            if self._slots[i].state != FREE:
+                n += 1
+        pthread_mutex_unlock(&self._lock)
+        return n
+
+    def stop(self):
+        self._stopping = True
+
+    def run(self):
+        """The monitor loop; call it from a dedicated thread. Returns after ``stop()``."""
+        cdef timespec ts
+        cdef double now
+        cdef int i
+        ts.tv_sec = <long>self._tick
+        ts.tv_nsec = <long>((self._tick - ts.tv_sec) * 1e9)
+        with nogil:
+            while not self._stopping:
+                nanosleep(&ts, NULL)
+                now = _now()
+                for i in range(self._size):
+                    if (self._slots[i].state == ACTIVE and self._slots[i].entered_at > 0
+                            and now - self._slots[i].entered_at > self._threshold):
+                        self._take_over(i, now)
+
+    cdef void _take_over(self, int stuck, double now) noexcept nogil:
+        cdef int i, spare = -1
+        cdef uint64_t one = 1
+        pthread_mutex_lock(&self._lock)
+        # Re-check under the lock: the thread may have left app code since the unlocked read.
+        if (self._slots[stuck].state != ACTIVE or self._slots[stuck].entered_at == 0
+                or now - self._slots[stuck].entered_at <= self._threshold):
+            pthread_mutex_unlock(&self._lock)
+            return
+        for i in range(self._size):
+            if self._slots[i].state == SPARE:
+                spare = i
+                break
+        if spare < 0:
+            # No spare yet (one is being started, or --max-threads is reached): try again next tick.
+            self.starved_ticks += 1
+            pthread_mutex_unlock(&self._lock)
+            return
+        if self._slots[stuck].current_fd >= 0:
+            epoll_ctl(self._slots[stuck].epoll_fd, EPOLL_CTL_DEL, self._slots[stuck].current_fd, NULL)
+        self._slots[spare].epoll_fd = self._slots[stuck].epoll_fd
+        self._slots[spare].state = ACTIVE
+        self._slots[stuck].epoll_fd = -1
+        self._slots[stuck].state = LOST
+        self.takeovers += 1
+        write(self._slots[spare].wake_fd, &one, sizeof(one))
+        pthread_mutex_unlock(&self._lock)

@@ -1,0 +1,1 @@
+"""ASGI protocol pieces: HTTP (scope, receive, send), lifespan, and the request task."""

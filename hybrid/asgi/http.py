@@ -1,0 +1,185 @@
+"""ASGI HTTP for one request: the scope, ``receive`` and ``send`` (ASGI HTTP spec 2.4).
+
+A RequestCycle lives as long as one request/response exchange on a Connection (sync_worker.py). It never
+touches the socket itself except through the connection's ``send_now`` / ``read_now`` / ``wait`` helpers, so
+the connection stays the single owner of its I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import unquote
+
+from hybrid._speedups.h1 import LocalProtocolError
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+DISCONNECT = {"type": "http.disconnect"}
+
+# Decoded method names, shared: most requests use one of these.
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")}
+
+# Past this much unread body the connection stops reading from the socket until the app catches up.
+BODY_HIGH_WATER = 1 << 20
+
+
+class ClientDisconnected(OSError):
+    """The client went away; raised by ``send`` when the response can no longer be delivered."""
+
+
+def build_scope(conn, req, root_path: str, state: dict) -> dict:
+    raw_path = req.path
+    path = raw_path.decode("latin-1")
+    if "%" in path:
+        path = unquote(path, encoding="utf-8", errors="surrogateescape")
+    method = _METHODS.get(req.method) or req.method.decode("ascii")
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": req.http_version,
+        "server": conn.server_addr,
+        "client": conn.client_addr,
+        "scheme": "http",
+        "method": method,
+        "root_path": root_path,
+        "path": root_path + path if root_path else path,
+        "raw_path": root_path.encode() + raw_path if root_path else raw_path,
+        "query_string": req.query,
+        "headers": req.headers,
+        "state": state.copy(),
+    }
+
+
+class RequestCycle:
+    __slots__ = (
+        "conn", "request", "scope", "body", "body_size", "body_complete", "request_delivered",
+        "continue_pending", "status", "headers", "response_started", "head_sent", "response_complete",
+        "waiter", "task",
+    )
+
+    def __init__(self, conn, request, scope):
+        self.conn = conn
+        self.request = request
+        self.scope = scope
+        self.body = []
+        self.body_size = 0
+        self.body_complete = False
+        self.request_delivered = False
+        self.continue_pending = request.expect_continue
+        self.status = 0
+        self.headers = None
+        self.response_started = False
+        self.head_sent = False
+        self.response_complete = False
+        self.waiter = None
+        self.task = None
+
+    # -- fed by the connection ----------------------------------------------------------------------------
+
+    def add_body(self, data: bytes) -> None:
+        self.body.append(data)
+        self.body_size += len(data)
+        self.wake()
+
+    def end_body(self) -> None:
+        self.body_complete = True
+        self.wake()
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @property
+    def wants_body(self) -> bool:
+        return not self.body_complete and self.body_size < BODY_HIGH_WATER
+
+    # -- receive ------------------------------------------------------------------------------------------
+
+    async def receive(self) -> dict:
+        while True:
+            if self.body or (self.body_complete and not self.request_delivered):
+                body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+                self.body.clear()
+                self.body_size = 0
+                self.request_delivered = self.body_complete
+                return {"type": "http.request", "body": body, "more_body": not self.body_complete}
+            conn = self.conn
+            if conn.disconnected or self.response_complete:
+                return DISCONNECT
+            if not self.body_complete:
+                if self.continue_pending:
+                    # RFC 9110 section 10.1.1: the client waits for this before sending the body; send it only
+                    # now that the app asked for the body (an app that answers without reading never gets it).
+                    self.continue_pending = False
+                    if not self.head_sent:
+                        await self._write(conn.proto.send_continue())
+                # Bytes may already be waiting in the socket buffer: read them without a trip through the loop.
+                if conn.read_now():
+                    continue
+            await self._wait()
+
+    async def _wait(self) -> None:
+        self.waiter = self.conn.loop.create_future()
+        self.conn.want_read()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    # -- send ---------------------------------------------------------------------------------------------
+
+    async def send(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.response_started:
+                raise RuntimeError("ASGI: 'http.response.body' sent before 'http.response.start'")
+            if self.response_complete:
+                raise RuntimeError("ASGI: 'http.response.body' sent after the response was complete")
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                if not isinstance(body, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"ASGI: 'body' must be bytes, got {type(body).__name__}")
+                body = bytes(body)
+            more = message.get("more_body", False)
+            proto = self.conn.proto
+            if not self.head_sent:
+                self.head_sent = True
+                # The whole body known at once: frame it with Content-Length; otherwise chunked.
+                out = proto.send_response(self.status, self.headers, -1 if more else len(body))
+                out = out + proto.send_body(body, more) if len(body) < 65536 else [out, proto.send_body(body, more)]
+            else:
+                out = proto.send_body(body, more)
+            if not more:
+                self.response_complete = True
+                self.wake()
+            if out:
+                await self._write(out)
+        elif kind == "http.response.start":
+            if self.response_started:
+                raise RuntimeError("ASGI: 'http.response.start' sent twice")
+            status = message["status"]
+            if type(status) is not int or not 200 <= status <= 999:
+                raise ValueError(f"ASGI: invalid response status {status!r}: must be an int from 200 to 999")
+            headers = message.get("headers", ())
+            self.status = status
+            self.headers = headers
+            self.response_started = True
+            if self.conn.draining:
+                self.conn.proto.close_after_response()
+        else:
+            raise RuntimeError(f"ASGI: unexpected message type {kind!r} for an HTTP connection")
+
+    async def _write(self, data) -> None:
+        conn = self.conn
+        if conn.disconnected:
+            raise ClientDisconnected("Client disconnected")
+        rest = conn.send_now(data)
+        if rest is not None:
+            try:
+                await conn.loop.sock_sendall(conn.sock, rest)
+            except OSError as exc:
+                conn.disconnected = True
+                raise ClientDisconnected(f"Client disconnected: {exc}") from None
+
+
+__all__ = ["RequestCycle", "build_scope", "ClientDisconnected", "LocalProtocolError", "asyncio"]

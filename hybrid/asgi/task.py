@@ -1,0 +1,57 @@
+"""RequestTask: a real asyncio Task whose first step runs at once, and whose every step is timed.
+
+Why a Task at all: anyio (Starlette, FastAPI) needs ``asyncio.current_task()``; timeouts and cancellation need a
+Task to cancel. Why eager: scheduling the first step costs a loop iteration per request, which is most of a small
+request's cost. Why timed steps: the monitor must see a thread stuck in app code in any step, not only the first
+(an endpoint may block after its first ``await``).
+
+Python 3.12+ starts a Task eagerly itself (``eager_start=True``). On 3.11 the first step is run here directly,
+inside the request's context, exactly as the loop would have run it one iteration later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+from asyncio import futures, tasks
+
+_PyTask = tasks._PyTask
+_EAGER_NATIVE = sys.version_info >= (3, 12)
+
+
+class RequestTask(_PyTask):
+    """A Task that tells the monitor when a step of app code begins and ends."""
+
+    # The worker that runs this task's steps and the fd of its connection (for the monitor).
+    _hy_worker = None
+    _hy_fd = -1
+
+    def _Task__step(self, exc=None):
+        worker = self._hy_worker
+        worker.enter_app(-1)
+        try:
+            super()._Task__step(exc)
+        finally:
+            worker.leave_app(None)
+
+
+def start_request_task(coro, loop: asyncio.AbstractEventLoop, worker) -> RequestTask:
+    """Create the task and run its first step now, before returning (the caller marks enter/leave)."""
+    if _EAGER_NATIVE:
+        task = RequestTask(coro, loop=loop, eager_start=True)
+        task._hy_worker = worker
+        return task
+    task = RequestTask.__new__(RequestTask)
+    # Mirror _PyTask.__init__ of 3.11 without its call_soon(self.__step): the first step runs below.
+    futures._PyFuture.__init__(task, loop=loop)
+    task._name = "hybrid-request"
+    task._num_cancels_requested = 0
+    task._must_cancel = False
+    task._fut_waiter = None
+    task._coro = coro
+    task._context = context = contextvars.copy_context()
+    task._hy_worker = worker
+    tasks._register_task(task)
+    context.run(_PyTask._Task__step, task)
+    return task

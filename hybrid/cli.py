@@ -1,0 +1,97 @@
+"""Command line: ``hybrid [MODULE:APP] [options]``. Each flag maps 1:1 onto a ServerConfig field."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from hybrid.config import LIFESPAN_MODES, LOG_LEVELS, ConfigError, ServerConfig
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hybrid",
+        description="Serve an ASGI 3 application over HTTP/1.1 from inline SyncWorker threads.",
+    )
+    p.add_argument("app", nargs="?", default="hybrid.demo:app",
+                   help="The application as MODULE:ATTRIBUTE (default: the built-in demo, hybrid.demo:app).")
+    p.add_argument("--factory", action="store_true",
+                   help="Treat APP as a factory: call it with no arguments to get the application.")
+    p.add_argument("--app-dir", default=None, help="Look for the application's module in this folder first.")
+    p.add_argument("--host", default="127.0.0.1", help="Bind the socket to this address (default 127.0.0.1).")
+    p.add_argument("--port", type=_positive_int, default=8000, help="Bind the socket to this port (default 8000).")
+    p.add_argument("--uds", default=None, help="Bind to this unix domain socket path instead of host and port.")
+    p.add_argument("--fd", type=_positive_int, default=None,
+                   help="Serve the already-listening socket passed as this file descriptor.")
+    p.add_argument("--backlog", type=_positive_int, default=2048,
+                   help="How many connections may wait to be accepted (default 2048).")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="Serving threads, each with its own set of connections (default: one per CPU).")
+    p.add_argument("--max-threads", type=_positive_int, default=None,
+                   help="Most threads in all, counting spares that take over from blocked handlers "
+                        "(default: --threads + 32).")
+    p.add_argument("--blocking-threshold", type=_seconds, default=0.001,
+                   help="Seconds a handler may hold its thread before its other connections move to a spare "
+                        "thread (default 0.001).")
+    p.add_argument("--lifespan", choices=LIFESPAN_MODES, default="auto",
+                   help="Run the ASGI lifespan protocol: auto (if the app supports it), on, off.")
+    p.add_argument("--root-path", default="", help="Path prefix the application is mounted at, e.g. /api.")
+    p.add_argument("--timeout-keep-alive", type=_seconds, default=5.0,
+                   help="Close idle keep-alive connections after this many seconds (default 5).")
+    p.add_argument("--timeout-graceful-shutdown", type=_seconds, default=None,
+                   help="On shutdown, wait at most this many seconds for in-flight requests (default: no limit).")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
+    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                   help="Log one line per request (default on).")
+    p.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True,
+                   help="Send 'server: hybrid' unless the app sets its own (default on).")
+    p.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,
+                   help="Send a 'date' header unless the app sets its own (default on).")
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> ServerConfig:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return ServerConfig(**vars(args))
+    except ConfigError as exc:
+        parser.error(str(exc))
+        raise  # unreachable: parser.error exits
+
+
+def setup_logging(level: str) -> None:
+    numeric = 5 if level == "trace" else getattr(logging, level.upper())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    for name in ("hybrid", "hybrid.error", "hybrid.access"):
+        log = logging.getLogger(name)
+        log.handlers[:] = []
+        log.propagate = False
+    root = logging.getLogger("hybrid")
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for name in ("hybrid.error", "hybrid.access"):
+        logging.getLogger(name).propagate = True
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = config_from_args(argv)
+    from hybrid.server import serve
+
+    sys.exit(serve(config))

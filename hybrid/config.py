@@ -1,0 +1,104 @@
+"""ServerConfig: every option of one server, frozen and validated once.
+
+The CLI (cli.py) maps its flags 1:1 onto these fields and ``hybrid.run(app, **options)`` takes the same names.
+Names follow uvicorn's for the same concept, so switching servers means changing the command, not the flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+LIFESPAN_MODES = ("auto", "on", "off")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+class ConfigError(ValueError):
+    """An option has a value the server cannot use; the message names the option and says why."""
+
+
+def default_threads() -> int:
+    # One serving thread per core the process may run on: more runnable threads than cores only add GIL waits.
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    app: Any = "hybrid.demo:app"
+    factory: bool = False
+    app_dir: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    uds: str | None = None
+    fd: int | None = None
+    backlog: int = 2048
+    threads: int | None = None
+    max_threads: int | None = None
+    blocking_threshold: float = 0.001
+    lifespan: str = "auto"
+    root_path: str = ""
+    timeout_keep_alive: float = 5.0
+    timeout_graceful_shutdown: float | None = None
+    log_level: str = "info"
+    access_log: bool = True
+    server_header: bool = True
+    date_header: bool = True
+
+    def __post_init__(self) -> None:
+        # Fill derived defaults once, so every reader sees concrete values.
+        threads = self.threads if self.threads is not None else default_threads()
+        object.__setattr__(self, "threads", threads)
+        if self.max_threads is None and isinstance(threads, int):
+            # Room for 32 handlers blocked at once beyond the serving threads (anyio's pool allows 40).
+            object.__setattr__(self, "max_threads", threads + 32)
+        self.validate()
+
+    def validate(self) -> None:
+        def fail(option: str, why: str) -> None:
+            raise ConfigError(f"Invalid value for '--{option}': {why}")
+
+        if not isinstance(self.app, str) and not callable(self.app):
+            fail("app", "expected 'MODULE:ATTRIBUTE' or an ASGI callable")
+        if isinstance(self.app, str) and ":" not in self.app:
+            fail("app", f"{self.app!r} is not of the form 'MODULE:ATTRIBUTE'")
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            fail("port", f"{self.port!r} is not a port number between 0 and 65535")
+        if self.uds is not None and self.fd is not None:
+            fail("uds", "'--uds' and '--fd' cannot be used together")
+        if self.fd is not None and (not isinstance(self.fd, int) or self.fd < 0):
+            fail("fd", f"{self.fd!r} is not a file descriptor number")
+        if not isinstance(self.backlog, int) or self.backlog < 1:
+            fail("backlog", f"{self.backlog!r} must be a positive whole number")
+        if not isinstance(self.threads, int) or self.threads < 1:
+            fail("threads", f"{self.threads!r} must be at least 1")
+        if not isinstance(self.max_threads, int) or self.max_threads < self.threads:
+            fail("max-threads", f"{self.max_threads!r} must be at least --threads ({self.threads})")
+        if not isinstance(self.blocking_threshold, (int, float)) or not 0 < self.blocking_threshold <= 60:
+            fail("blocking-threshold", f"{self.blocking_threshold!r} must be seconds, above 0 and at most 60")
+        if self.lifespan not in LIFESPAN_MODES:
+            fail("lifespan", f"{self.lifespan!r} is not one of {', '.join(LIFESPAN_MODES)}")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            fail("root-path", f"{self.root_path!r} must start with '/' and not end with '/'")
+        if not isinstance(self.timeout_keep_alive, (int, float)) or self.timeout_keep_alive <= 0:
+            fail("timeout-keep-alive", f"{self.timeout_keep_alive!r} must be a positive number of seconds")
+        if self.timeout_graceful_shutdown is not None and self.timeout_graceful_shutdown < 0:
+            fail("timeout-graceful-shutdown", f"{self.timeout_graceful_shutdown!r} must not be negative")
+        if self.log_level not in LOG_LEVELS:
+            fail("log-level", f"{self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+
+    def replace(self, **changes: Any) -> ServerConfig:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def bind_description(self) -> str:
+        if self.uds is not None:
+            return f"unix:{self.uds}"
+        if self.fd is not None:
+            return f"fd {self.fd}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"

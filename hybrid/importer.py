@@ -1,0 +1,50 @@
+"""Find the ASGI application named by 'MODULE:ATTRIBUTE'."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from typing import Any
+
+
+class AppLoadError(Exception):
+    """The application could not be imported or is not an ASGI 3 callable."""
+
+
+def load_app(target: Any, *, factory: bool = False, app_dir: str | None = None) -> Any:
+    if app_dir is not None:
+        sys.path.insert(0, app_dir)
+    if not isinstance(target, str):
+        app = target
+    else:
+        module_name, _, attrs = target.partition(":")
+        if not module_name or not attrs:
+            raise AppLoadError(f"Import string {target!r} must be in format 'MODULE:ATTRIBUTE'.")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name and not module_name.startswith(f"{exc.name}."):
+                raise  # the app's own import failed: show the real traceback
+            raise AppLoadError(f"Could not import module {module_name!r}: {exc}") from None
+        app = module
+        for attr in attrs.split("."):
+            try:
+                app = getattr(app, attr)
+            except AttributeError:
+                raise AppLoadError(f"Attribute {attrs!r} not found in module {module_name!r}.") from None
+    if factory:
+        if not callable(app):
+            raise AppLoadError(f"--factory: {target!r} is not callable.")
+        app = app()
+    if not callable(app):
+        raise AppLoadError(f"{target!r} is not an ASGI application (not callable).")
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)
+    if call is not None and not (inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app)):
+        # Objects whose __call__ returns an awaitable without being 'async def' are allowed (some frameworks);
+        # plain synchronous functions are not ASGI 3.
+        if inspect.isfunction(app) and not inspect.isasyncgenfunction(app):
+            raise AppLoadError(
+                f"{target!r} is a synchronous function; an ASGI 3 application is 'async def app(scope, receive, send)'."
+            )
+    return app

@@ -1,0 +1,97 @@
+"""Threads of one process: the SyncWorkers, the spares, and the monitor that hands sets between them.
+
+The monitor itself is compiled (``hybrid/_speedups/monitor.pyx``) and runs without the GIL, so a handler that
+holds the GIL cannot starve it. This module keeps the Python side: starting threads, keeping one spare ready,
+and never exceeding ``--max-threads``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from hybrid._speedups.monitor import Monitor
+
+logger = logging.getLogger("hybrid.error")
+
+
+class ThreadManager:
+    def __init__(self, server, config) -> None:
+        self.server = server
+        self.max_threads = config.max_threads
+        # Tick at half the threshold (at most 0.5 ms): a blocked set waits threshold + tick at worst.
+        tick = min(config.blocking_threshold / 2, 0.0005)
+        self.monitor = Monitor(config.max_threads, config.blocking_threshold, tick)
+        self.workers = []
+        self._lock = threading.Lock()
+        self._starting = 0
+        self._monitor_thread = threading.Thread(target=self.monitor.run, name="hybrid-monitor", daemon=True)
+
+    def start(self, count: int) -> None:
+        """Start ``count`` threads and wait for their lifespan startup; raise the first failure."""
+        from hybrid.sync_worker import SyncWorker
+
+        new = [SyncWorker(self.server, f"hybrid-worker-{i}") for i in range(count)]
+        for worker in new:
+            worker.start()
+        for worker in new:
+            worker.ready.wait()
+        errors = [w.startup_error for w in new if w.startup_error is not None]
+        with self._lock:
+            self.workers.extend(w for w in new if w.startup_error is None)
+        if errors:
+            raise errors[0]
+        self._monitor_thread.start()
+
+    def give_sets(self, sets) -> None:
+        for worker, conn_set in zip(self.workers, sets, strict=False):
+            self.monitor.give(worker.slot, conn_set.fd)
+            worker.loop.call_soon_threadsafe(worker._on_wake)
+
+    def spare_taken(self) -> None:
+        """A spare just took over a set: start a new spare so the next takeover finds one ready."""
+        with self._lock:
+            if self.server.draining or self._starting or self.monitor.spare_count() > 0:
+                return
+            if self.monitor.thread_count() + self._starting >= self.max_threads:
+                logger.warning("All %d threads are busy (--max-threads); blocked handlers stall others.",
+                               self.max_threads)
+                return
+            self._starting += 1
+        threading.Thread(target=self._start_spare, name="hybrid-spare-starter", daemon=True).start()
+
+    def _start_spare(self) -> None:
+        from hybrid.sync_worker import SyncWorker
+
+        worker = SyncWorker(self.server, f"hybrid-worker-{len(self.workers)}")
+        try:
+            worker.start()
+            worker.ready.wait()
+        finally:
+            with self._lock:
+                self._starting -= 1
+        if worker.startup_error is not None:
+            logger.error("A spare thread failed its lifespan startup: %s", worker.startup_error)
+            return
+        with self._lock:
+            self.workers.append(worker)
+
+    @property
+    def takeovers(self) -> int:
+        return self.monitor.takeovers
+
+    def stop(self) -> None:
+        """Stop every loop (each runs its lifespan shutdown) and the monitor; wait for the threads."""
+        self.monitor.stop()
+        with self._lock:
+            workers = list(self.workers)
+        for worker in workers:
+            if worker.loop is not None and not worker.loop.is_closed():
+                try:
+                    worker.loop.call_soon_threadsafe(worker.loop.stop)
+                except RuntimeError:
+                    pass
+        for worker in workers:
+            worker.thread.join(timeout=10)
+        if self._monitor_thread.is_alive():
+            self._monitor_thread.join(timeout=1)

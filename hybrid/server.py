@@ -1,0 +1,218 @@
+"""One server process: listeners, connection sets, SyncWorker threads, the monitor, signals, shutdown.
+
+The main thread does no serving: it binds, starts the threads, then waits for a signal. Shutdown order (see
+docs/architecture.md): stop accepting, close idle connections, let in-flight requests finish (bounded by
+--timeout-graceful-shutdown), run lifespan shutdown in every loop, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import signal
+import socket
+import stat
+import threading
+import time
+
+from hybrid._speedups.h1 import _create_h1_protocol
+from hybrid.asgi.lifespan import LifespanFailure
+from hybrid.config import ServerConfig
+from hybrid.importer import load_app
+from hybrid.monitor import ThreadManager
+from hybrid.sync_worker import ConnectionSet
+
+logger = logging.getLogger("hybrid.error")
+access_logger = logging.getLogger("hybrid.access")
+
+EXIT_STARTUP_FAILED = 3
+
+
+class StartupError(Exception):
+    """The server could not start (bind, app import, lifespan startup); the message says why."""
+
+
+def bind_listeners(config: ServerConfig) -> list[socket.socket]:
+    if config.fd is not None:
+        sock = socket.socket(fileno=config.fd)
+        if sock.type != socket.SOCK_STREAM:
+            raise StartupError(f"--fd {config.fd} is not a stream socket")
+    elif config.uds is not None:
+        path = config.uds
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)  # a stale socket file from an earlier run
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            raise StartupError(f"Cannot bind unix socket {path!r}: {exc.strerror}") from None
+        os.chmod(path, 0o666)
+    else:
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((config.host, config.port))
+        except OSError as exc:
+            sock.close()
+            raise StartupError(f"Cannot bind {config.host}:{config.port}: {exc.strerror}") from None
+    try:
+        sock.listen(config.backlog)
+    except OSError as exc:
+        raise StartupError(f"Cannot listen on {config.bind_description}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return [sock]
+
+
+def raise_fd_limit() -> None:
+    # Every idle keep-alive connection is one descriptor; the default soft limit (1024) is far too low.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+class Server:
+    def __init__(self, config: ServerConfig, app=None) -> None:
+        self.config = config
+        self.app = app if app is not None else load_app(config.app, factory=config.factory,
+                                                        app_dir=config.app_dir)
+        self.root_path = config.root_path
+        self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        self.draining = False
+        self.connections: set = set()
+        self.sets: dict[int, ConnectionSet] = {}
+        self.listeners: list[socket.socket] = []
+        self.threads = ThreadManager(self, config)
+        self.monitor = self.threads.monitor
+        self._stop = threading.Event()
+        self._signals = 0
+
+    def new_protocol(self):
+        return _create_h1_protocol(server_header=self.config.server_header, date_header=self.config.date_header)
+
+    def log_access(self, conn, cycle) -> None:
+        scope = cycle.scope
+        client = conn.client_addr
+        where = f"{client[0]}:{client[1]}" if client else "-"
+        path = scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            path += "?" + scope["query_string"].decode("latin-1")
+        access_logger.info('%s - "%s %s HTTP/%s" %d', where, scope["method"], path, scope["http_version"],
+                           cycle.status)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def startup(self) -> None:
+        raise_fd_limit()
+        self.listeners = bind_listeners(self.config)
+        try:
+            # One spare beyond --threads, ready for the first takeover.
+            spare = 1 if self.config.max_threads > self.config.threads else 0
+            self.threads.start(self.config.threads + spare)
+        except LifespanFailure as exc:
+            self._close_listeners()
+            raise StartupError(f"Application startup failed: {exc}") from None
+        except BaseException:
+            self._close_listeners()
+            raise
+        sets = [ConnectionSet(self.listeners) for _ in range(self.config.threads)]
+        self.sets = {s.fd: s for s in sets}
+        self.threads.give_sets(sets)
+        logger.info("Listening on %s (%d threads, press CTRL+C to quit)", self._listen_description(),
+                    self.config.threads)
+
+    def _listen_description(self) -> str:
+        config = self.config
+        if config.uds is None and config.fd is None:
+            host, port = self.listeners[0].getsockname()[:2]
+            host = f"[{host}]" if ":" in host else host
+            return f"http://{host}:{port}"
+        return config.bind_description
+
+    def serve_forever(self) -> None:
+        self._install_signal_handlers()
+        self._stop.wait()
+        self.shutdown()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handle(signum, frame):
+            self._signals += 1
+            if self._signals > 1 and signum == signal.SIGINT:
+                logger.warning("Second interrupt: exiting now.")
+                os._exit(1)
+            self._stop.set()
+
+        signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGTERM, handle)
+
+    def shutdown(self) -> None:
+        logger.info("Shutting down")
+        self.draining = True
+        for conn_set in self.sets.values():
+            conn_set.stop_accepting()
+        self._close_listeners()
+        for worker in list(self.threads.workers):
+            if worker.loop is not None and worker.loop.is_running():
+                worker.loop.call_soon_threadsafe(worker.close_idle)
+        # In-flight requests finish; their connections close after the response (draining).
+        deadline = None
+        if self.config.timeout_graceful_shutdown is not None:
+            deadline = time.monotonic() + self.config.timeout_graceful_shutdown
+        while self.connections and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.01)
+        if self.connections:
+            logger.warning("Graceful shutdown timed out with %d connections open.", len(self.connections))
+        self.threads.stop()
+        for conn_set in self.sets.values():
+            conn_set.epoll.close()
+        if self.config.uds is not None:
+            try:
+                os.unlink(self.config.uds)
+            except OSError:
+                pass
+        logger.info("Finished server process [%d]", os.getpid())
+
+    def _close_listeners(self) -> None:
+        for sock in self.listeners:
+            if self.config.fd is None:
+                sock.close()
+            else:
+                sock.detach()  # the inherited descriptor belongs to whoever passed it
+        self.listeners = []
+
+    def run(self) -> None:
+        self.startup()
+        self.serve_forever()
+
+
+def serve(config: ServerConfig, app=None) -> int:
+    """Run one server process until it is stopped; return the process exit code."""
+    from hybrid.cli import setup_logging
+    from hybrid.importer import AppLoadError
+
+    setup_logging(config.log_level)
+    try:
+        server = Server(config, app)
+        server.startup()
+    except AppLoadError as exc:
+        logger.error("Error loading ASGI app. %s", exc)
+        return 1
+    except StartupError as exc:
+        logger.error("%s", exc)
+        return EXIT_STARTUP_FAILED
+    server.serve_forever()
+    return 0

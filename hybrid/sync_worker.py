@@ -1,0 +1,481 @@
+"""SyncWorker threads: an epoll set of connections, each ready request served inline by the thread that saw it.
+
+Follow one request:
+1. A listening socket in a ConnectionSet becomes readable; the thread owning that set accepts the connection and
+   adds it to the set (level-triggered epoll, EPOLLIN).
+2. The connection becomes readable; the same thread (``Connection.on_readable``) does one ``recv``, feeds the bytes
+   to its H1Protocol and gets request events.
+3. ``Connection._start`` builds the ASGI scope and runs the app as a RequestTask whose first step runs at once, in
+   this thread, on this thread's own event loop. A plain request finishes inside that first step: ``send`` wrote the
+   head and body with one ``send`` call and the connection simply stays in the set for its next request.
+4. If the app awaits something that is not ready (a slow body, a database, ``asyncio.sleep``) the task is pending:
+   the connection leaves the epoll set and is served by this thread's loop until the response is done
+   (``Connection._go_async``), then goes back into a set.
+
+Ownership: a connection belongs to exactly one of: an epoll set (idle or waiting for bytes), or the thread serving
+it. A set belongs to one thread at a time; the monitor (monitor.py) may move it from a thread stuck in app code
+to a spare. Nobody else touches a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections import deque
+
+from hybrid._speedups.h1 import Data, H1Error, LocalProtocolError, Request
+from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
+from hybrid.asgi.lifespan import Lifespan, LifespanFailure
+from hybrid.asgi.task import start_request_task
+
+logger = logging.getLogger("hybrid.error")
+access_logger = logging.getLogger("hybrid.access")
+
+RECV_SIZE = 65536
+ACCEPT_BATCH = 64
+POLL_BATCH = 64
+MAX_BACKLOG_EVENTS = 64  # pipelined events buffered while a request is pending, before reading pauses
+
+try:
+    import uvloop
+
+    new_event_loop = uvloop.new_event_loop
+except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio keeps the server usable without it
+    new_event_loop = asyncio.new_event_loop
+
+
+class ConnectionSet:
+    """A level-triggered epoll set of listeners and idle connections; owned by one thread at a time."""
+
+    def __init__(self, listeners: list[socket.socket]) -> None:
+        self.epoll = select.epoll()
+        self.fd = self.epoll.fileno()
+        self.conns: dict[int, Connection] = {}
+        self.listeners = {sock.fileno(): sock for sock in listeners}
+        for fd in self.listeners:
+            self.epoll.register(fd, select.EPOLLIN)
+
+    def add(self, conn: Connection) -> None:
+        self.conns[conn.fd] = conn
+        self.epoll.register(conn.fd, select.EPOLLIN)
+        conn.registered = True
+        conn.home = self
+
+    def remove(self, conn: Connection) -> None:
+        self.conns.pop(conn.fd, None)
+        if conn.registered:
+            conn.registered = False
+            try:
+                self.epoll.unregister(conn.fd)
+            except OSError:  # already removed by the monitor at a takeover
+                pass
+
+    def stop_accepting(self) -> None:
+        for fd in list(self.listeners):
+            try:
+                self.epoll.unregister(fd)
+            except OSError:
+                pass
+        self.listeners = {}
+
+
+class Connection:
+    __slots__ = (
+        "server", "sock", "fd", "proto", "home", "registered", "worker", "loop", "cycle", "backlog",
+        "disconnected", "async_mode", "reading", "server_addr", "client_addr", "last_active", "error",
+    )
+
+    def __init__(self, server, sock: socket.socket, home: ConnectionSet, client_addr, server_addr) -> None:
+        self.server = server
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.proto = server.new_protocol()
+        self.home = home
+        self.registered = False
+        self.worker = None
+        self.loop = None
+        self.cycle: RequestCycle | None = None
+        self.backlog: deque = deque()
+        self.disconnected = False
+        self.async_mode = False
+        self.reading = False
+        self.server_addr = server_addr
+        self.client_addr = client_addr
+        self.last_active = time.monotonic()
+        self.error: H1Error | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.server.draining
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def on_readable(self, worker: SyncWorker) -> None:
+        """The set owner saw this idle connection readable: read, parse and serve what is complete."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        self.worker = worker
+        self.loop = worker.loop
+        self.last_active = time.monotonic()
+        self._feed(data)
+        self._serve()
+        self._settle()
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            events = self.proto.feed(data)
+        except H1Error as exc:
+            self.error = exc
+            events = None
+        if events:
+            self.backlog.extend(events)
+            if self.cycle is not None:
+                self._route_body()
+
+    def _route_body(self) -> None:
+        # Body events right after the current request's head belong to its cycle; a next Request stays queued.
+        backlog = self.backlog
+        cycle = self.cycle
+        while backlog:
+            event = backlog[0]
+            if type(event) is Request:
+                return
+            backlog.popleft()
+            if type(event) is Data:
+                cycle.add_body(event.data)
+            else:
+                cycle.end_body()
+
+    def read_now(self) -> bool:
+        """One non-blocking read for a request body the app is waiting for; True if anything happened."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self._lost()
+            return True
+        self._feed(data)
+        if self.error is not None and self.cycle is not None:
+            self.cycle.end_body()  # the body was malformed: no more of it will come
+            self.disconnected = True
+        return True
+
+    def want_read(self) -> None:
+        """The pending app waits for bytes: let this thread's loop watch the socket."""
+        if not self.reading and not self.disconnected:
+            self.reading = True
+            self.loop.add_reader(self.fd, self._on_readable_async)
+
+    def _on_readable_async(self) -> None:
+        if not self.read_now():
+            return
+        cycle = self.cycle
+        if self.disconnected or self.error is not None:
+            self._stop_reading()
+        elif cycle is not None and not cycle.wants_body and len(self.backlog) > MAX_BACKLOG_EVENTS:
+            self._stop_reading()  # the app is not reading: let TCP push back on the client
+        elif cycle is not None and not cycle.body_complete and not cycle.wants_body:
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.fd)
+
+    def _lost(self) -> None:
+        self.disconnected = True
+        self._stop_reading()
+        if self.cycle is not None:
+            self.cycle.wake()
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def send_now(self, data):
+        """Write without waiting; returns the part the kernel did not take (None when all was sent)."""
+        try:
+            if type(data) is list:
+                sent = self.sock.sendmsg(data)
+                data = b"".join(data)
+            else:
+                sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._lost()
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+        if sent == len(data):
+            return None
+        return memoryview(data)[sent:]
+
+    # -- serving ------------------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        """Run the queued requests one after another while each finishes inline."""
+        while self.cycle is None:
+            if self.backlog:
+                self._start(self.backlog.popleft())
+            elif self.error is not None:
+                self._answer_error(self.error)
+                return
+            else:
+                return
+
+    def _start(self, request: Request) -> None:
+        worker = self.worker
+        cycle = RequestCycle(self, request, build_scope(self, request, self.server.root_path, worker.state))
+        self.cycle = cycle
+        self._route_body()
+        worker.enter_app(self.fd if self.registered else -1)
+        try:
+            task = start_request_task(self.server.app(cycle.scope, cycle.receive, cycle.send), self.loop, worker)
+        except BaseException as exc:  # the app object could not even be called
+            task = self.loop.create_future()
+            task.set_exception(exc)
+        finally:
+            worker.leave_app(self)
+        cycle.task = task
+        if task.done():
+            self._complete(task)
+        else:
+            self._go_async()
+            task.add_done_callback(self._on_task_done)
+
+    def _go_async(self) -> None:
+        # The app awaits: this thread's loop serves the connection until the response is done, so the set
+        # must not report it to anyone (its next pipelined bytes are read by us, into the backlog).
+        if self.registered:
+            self.home.remove(self)
+        self.async_mode = True
+        if self.cycle is not None and (self.cycle.wants_body or not self.disconnected):
+            self.want_read()
+
+    def _on_task_done(self, task) -> None:
+        self._complete(task)
+        # Still unregistered and owned by this thread: serve pipelined requests first, then go back to a set.
+        self._serve()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Between requests: a connection that left its set (async serving, takeover) goes back into one."""
+        if self.sock is None or self.cycle is not None:
+            return
+        if self.async_mode:
+            self._stop_reading()
+            self.async_mode = False
+        if self.registered:
+            return
+        target = self.worker.conn_set or self.home
+        try:
+            target.add(self)
+        except (OSError, ValueError):  # the set is closed: the server is shutting down
+            self.close()
+
+    def _complete(self, task) -> None:
+        cycle = self.cycle
+        exc = None
+        if task.cancelled():
+            exc = asyncio.CancelledError("the request task was cancelled")
+        else:
+            exc = task.exception()
+        if exc is not None and not isinstance(exc, ClientDisconnected):
+            logger.error("Exception in ASGI application", exc_info=exc)
+        self.cycle = None
+        if not cycle.response_started:
+            if exc is None:
+                logger.error("ASGI callable returned without starting a response.")
+            if not self.disconnected:
+                self._answer_500()
+            self.close()
+            return
+        if not cycle.response_complete:
+            if exc is None and not self.disconnected:
+                logger.error("ASGI callable returned without completing the response.")
+            self.close()  # the client must not take a truncated body for a whole one
+            return
+        if self.server.access_log:
+            self.server.log_access(self, cycle)
+        if self.disconnected or not self.proto.keep_alive:
+            self.close()
+            return
+        self.last_active = time.monotonic()
+
+    def _answer_500(self) -> None:
+        try:
+            out = self.proto.send_response(
+                500, [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")], 22
+            )
+            self.send_now(out + self.proto.send_body(b"Internal Server Error\n", False))
+        except (OSError, LocalProtocolError):
+            pass
+
+    def _answer_error(self, exc: H1Error) -> None:
+        try:
+            self.send_now(self.proto.send_error(exc.status_code, exc.reason))
+        except OSError:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        if self.sock is None:
+            return
+        self.home.remove(self)
+        self._stop_reading()
+        self.disconnected = True
+        if self.cycle is not None:
+            self.cycle.wake()
+        try:
+            self.sock.close()
+        finally:
+            self.sock = None
+            self.server.connections.discard(self)
+
+
+class SyncWorker:
+    """One serving thread: a private event loop, and at most one ConnectionSet at a time."""
+
+    def __init__(self, server, name: str) -> None:
+        self.server = server
+        self.name = name
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.lifespan = Lifespan(server.app, server.config.lifespan)
+        self.state = self.lifespan.state
+        self.conn_set: ConnectionSet | None = None
+        self.slot = -1
+        self.wake_fd = -1
+        self.ready = threading.Event()
+        self.startup_error: BaseException | None = None
+        self.monitor = server.monitor
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        loop = self.loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self.lifespan.startup())
+        except (LifespanFailure, Exception) as exc:
+            self.startup_error = exc
+            self.ready.set()
+            loop.close()
+            return
+        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        loop.add_reader(self.wake_fd, self._on_wake)
+        self.slot = self.monitor.add_slot(self.wake_fd)
+        self.ready.set()
+        try:
+            loop.run_forever()
+            loop.run_until_complete(self.lifespan.shutdown())
+        finally:
+            self.monitor.remove_slot(self.slot)
+            loop.remove_reader(self.wake_fd)
+            os.close(self.wake_fd)
+            loop.close()
+
+    # -- set ownership ------------------------------------------------------------------------------------
+
+    def _on_wake(self) -> None:
+        try:
+            os.eventfd_read(self.wake_fd)
+        except BlockingIOError:
+            pass
+        fd = self.monitor.owned_set(self.slot)
+        if fd >= 0 and self.conn_set is None:
+            self._own(self.server.sets[fd])
+            self.server.threads.spare_taken()
+
+    def _own(self, conn_set: ConnectionSet) -> None:
+        self.conn_set = conn_set
+        self.loop.add_reader(conn_set.fd, self._on_ready, conn_set)
+        self.loop.call_later(1.0, self._sweep, conn_set)
+
+    def _on_ready(self, conn_set: ConnectionSet) -> None:
+        if conn_set is not self.conn_set:  # a takeover gave this set away while this loop was stuck
+            self.loop.remove_reader(conn_set.fd)
+            return
+        for fd, _events in conn_set.epoll.poll(0, POLL_BATCH):
+            listener = conn_set.listeners.get(fd)
+            if listener is not None:
+                self._accept(conn_set, listener)
+                continue
+            conn = conn_set.conns.get(fd)
+            if conn is not None and conn.cycle is None and conn.registered:
+                conn.on_readable(self)
+            if self.conn_set is not conn_set:
+                return  # lost the set mid-batch: its new owner sees the rest (level-triggered)
+
+    def _accept(self, conn_set: ConnectionSet, listener: socket.socket) -> None:
+        server = self.server
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    logger.warning("Cannot accept connections: %s", exc.strerror)
+                return
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                client = addr[:2]
+                local = sock.getsockname()[:2]
+            else:
+                client = None
+                local = (sock.getsockname() or server.config.uds, None)
+            conn = Connection(server, sock, conn_set, client, local)
+            server.connections.add(conn)
+            conn_set.add(conn)
+
+    def _sweep(self, conn_set: ConnectionSet) -> None:
+        """Close keep-alive connections idle longer than --timeout-keep-alive (once a second)."""
+        if conn_set is not self.conn_set:
+            return
+        deadline = time.monotonic() - self.server.config.timeout_keep_alive
+        for conn in list(conn_set.conns.values()):
+            if conn.cycle is None and conn.registered and conn.last_active < deadline:
+                conn.close()
+        self.loop.call_later(1.0, self._sweep, conn_set)
+
+    def close_idle(self) -> None:
+        """Shutdown: close every connection of the owned set that is not serving a request."""
+        conn_set = self.conn_set
+        if conn_set is None:
+            return
+        for conn in list(conn_set.conns.values()):
+            if conn.cycle is None and conn.registered:
+                conn.close()
+
+    # -- app steps, for the monitor -------------------------------------------------------------------------
+
+    def enter_app(self, fd: int) -> None:
+        self.monitor.enter(self.slot, fd)
+
+    def leave_app(self, conn: Connection | None) -> None:
+        if self.monitor.leave(self.slot):
+            # The monitor moved our set to a spare while the app held this thread; the connection we were
+            # serving was taken out of the set, so it is ours until its response is done.
+            conn_set = self.conn_set
+            self.conn_set = None
+            if conn_set is not None:
+                self.loop.remove_reader(conn_set.fd)
+            if conn is not None and conn.registered:
+                conn.registered = False
+                conn.home.conns.pop(conn.fd, None)

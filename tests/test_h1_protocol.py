@@ -1,0 +1,604 @@
+"""Sans-I/O tests of the compiled H1Protocol (hybrid._speedups.h1): request parsing and response framing."""
+
+from __future__ import annotations
+
+import h11
+import httptools
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+h1 = pytest.importorskip("hybrid._speedups.h1", reason="compiled extension hybrid._speedups.h1 not built")
+_create_h1_protocol = h1._create_h1_protocol
+H1Error = h1.H1Error
+Request = h1.Request
+Data = h1.Data
+EndOfMessage = h1.EndOfMessage
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def new():
+    return _create_h1_protocol(max_incomplete_event_size=None)
+
+
+def normalize(events):
+    """Events as comparable tuples; adjacent Data merged, empty Data dropped."""
+    out = []
+    for ev in events:
+        if isinstance(ev, Request):
+            out.append(
+                (
+                    "request",
+                    ev.method,
+                    ev.target,
+                    ev.path,
+                    ev.query or b"",
+                    [tuple(h) for h in ev.headers],
+                    ev.http_version,
+                    bool(ev.keep_alive),
+                    ev.upgrade,
+                    bool(ev.expect_continue),
+                )
+            )
+        elif isinstance(ev, Data):
+            if not ev.data:
+                continue
+            if out and out[-1][0] == "data":
+                out[-1] = ("data", out[-1][1] + ev.data)
+            else:
+                out.append(("data", bytes(ev.data)))
+        elif isinstance(ev, EndOfMessage):
+            out.append(("eom",))
+        else:
+            raise AssertionError(f"unexpected event type {type(ev)!r}")
+    return out
+
+
+def feed_all(p, data: bytes, splits=()):
+    events = []
+    prev = 0
+    for i in sorted(set(splits)) + [len(data)]:
+        events.extend(p.feed(data[prev:i]))
+        prev = i
+    return events
+
+
+def requests_of(events):
+    return [e for e in events if isinstance(e, Request)]
+
+
+def body_of(events):
+    return b"".join(e.data for e in events if isinstance(e, Data))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Request parsing
+# ---------------------------------------------------------------------------------------------------------
+def test_simple_get():
+    p = new()
+    events = p.feed(b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nX-Custom: Value\r\n\r\n")
+    assert [type(e) for e in events if not (isinstance(e, Data) and not e.data)] == [Request, EndOfMessage]
+    r = events[0]
+    assert r.method == b"GET"
+    assert r.target == b"/a/b?x=1&y=2"
+    assert r.path == b"/a/b"
+    assert r.query == b"x=1&y=2"
+    assert r.http_version == "1.1"
+    assert r.keep_alive is True or r.keep_alive == 1
+    assert r.upgrade is None
+    assert not r.expect_continue
+    assert [tuple(h) for h in r.headers] == [(b"host", b"example.com"), (b"x-custom", b"Value")]
+
+
+def test_path_is_raw_not_decoded():
+    p = new()
+    r = p.feed(b"GET /a%20b/%C3%BC?q=%20 HTTP/1.1\r\nHost: x\r\n\r\n")[0]
+    assert r.path == b"/a%20b/%C3%BC"
+    assert r.query == b"q=%20"
+    assert r.target == b"/a%20b/%C3%BC?q=%20"
+
+
+def test_no_query():
+    r = new().feed(b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")[0]
+    assert r.path == b"/plain"
+    assert (r.query or b"") == b""
+
+
+def test_header_names_lowercased_values_kept_and_duplicates_in_order():
+    r = new().feed(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: One\r\nx-a: Two\r\nACCEPT: Text/Html\r\n\r\n")[0]
+    assert [tuple(h) for h in r.headers] == [
+        (b"host", b"x"),
+        (b"x-a", b"One"),
+        (b"x-a", b"Two"),
+        (b"accept", b"Text/Html"),
+    ]
+    for name, value in r.headers:
+        assert type(name) is bytes and type(value) is bytes
+
+
+def test_header_value_whitespace_trimmed():
+    r = new().feed(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad:    padded value   \r\n\r\n")[0]
+    assert dict(r.headers)[b"x-pad"] == b"padded value"
+
+
+def test_content_length_body():
+    events = new().feed(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
+    assert isinstance(events[0], Request) and events[0].method == b"POST"
+    assert body_of(events) == b"hello world"
+    assert isinstance(events[-1], EndOfMessage)
+
+
+def test_content_length_body_incremental():
+    p = new()
+    events = p.feed(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
+    assert isinstance(events[0], Request)
+    assert not any(isinstance(e, EndOfMessage) for e in events)
+    more = p.feed(b"56789")
+    assert body_of(events + more) == b"0123456789"
+    assert isinstance(more[-1], EndOfMessage)
+
+
+def test_chunked_body_with_extensions_and_trailers():
+    data = (
+        b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    events = new().feed(data)
+    assert body_of(events) == b"hello world"
+    assert isinstance(events[-1], EndOfMessage)
+
+
+def test_pipelined_requests_in_one_buffer():
+    data = (
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    events = normalize(new().feed(data))
+    kinds = [e[0] for e in events]
+    assert kinds == ["request", "eom", "request", "data", "eom", "request", "eom"]
+    assert [e[2] for e in events if e[0] == "request"] == [b"/1", b"/2", b"/3"]
+    assert events[3] == ("data", b"abc")
+
+
+def test_head_split_byte_by_byte():
+    data = b"GET /slow?x=1 HTTP/1.1\r\nHost: x\r\nX-Y: z\r\n\r\n"
+    p = new()
+    events = []
+    for i in range(len(data)):
+        got = p.feed(data[i : i + 1])
+        if i < len(data) - 1:
+            assert not requests_of(got), f"request emitted before the head was complete (byte {i})"
+        events.extend(got)
+    assert normalize(events) == normalize(new().feed(data))
+
+
+def test_http10_keep_alive_rules():
+    r = new().feed(b"GET / HTTP/1.0\r\n\r\n")[0]
+    assert r.http_version == "1.0"
+    assert not r.keep_alive
+    r = new().feed(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")[0]
+    assert r.keep_alive
+    r = new().feed(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0]
+    assert not r.keep_alive
+    r = new().feed(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Keep-Alive, Close\r\n\r\n")[0]
+    assert not r.keep_alive, "a close token anywhere in Connection means close"
+
+
+def test_upgrade_detected():
+    r = new().feed(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )[0]
+    assert r.upgrade is not None
+    assert r.upgrade.lower() == b"websocket"
+
+
+def test_upgrade_header_without_connection_token_is_not_upgrade():
+    r = new().feed(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")[0]
+    assert not r.upgrade
+
+
+def test_expect_continue_flag():
+    r = new().feed(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")[0]
+    assert r.expect_continue
+    r = new().feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")[0]
+    assert not r.expect_continue
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Malformed input
+# ---------------------------------------------------------------------------------------------------------
+def error_of(data: bytes) -> H1Error:
+    p = new()
+    with pytest.raises(H1Error) as ei:
+        p.feed(data)
+        p.feed(b"")  # some errors can only be seen once more input is known
+    err = ei.value
+    assert isinstance(err.status_code, int)
+    assert isinstance(err.reason, str) and err.reason
+    return err
+
+
+def test_error_bad_header_syntax_400():
+    assert error_of(b"GET / HTTP/1.1\r\nHost: x\r\nThis is not a header\r\n\r\n").status_code == 400
+
+
+def test_error_space_before_colon_400():
+    assert error_of(b"GET / HTTP/1.1\r\nHost : x\r\n\r\n").status_code == 400
+
+
+def test_error_unknown_method_501():
+    assert error_of(b"FROBNICATE / HTTP/1.1\r\nHost: x\r\n\r\n").status_code == 501
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/1.2", b"HTTP/3.0"])
+def test_error_unsupported_version_505(version):
+    assert error_of(b"GET / " + version + b"\r\nHost: x\r\n\r\n").status_code == 505
+
+
+def test_error_content_length_and_transfer_encoding_400():
+    data = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    assert error_of(data).status_code == 400
+
+
+def test_error_bad_content_length_400():
+    assert error_of(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n").status_code == 400
+
+
+def test_error_conflicting_content_lengths_400():
+    data = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+    assert error_of(data).status_code == 400
+
+
+def test_error_bad_chunk_size_400():
+    data = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+    assert error_of(data).status_code == 400
+
+
+def test_error_target_too_long_414():
+    err = error_of(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert err.status_code in (414, 431)
+
+
+def test_error_target_too_long_414_even_when_incomplete():
+    """An overlong target is refused without waiting for the rest of the head."""
+    err = error_of(b"GET /" + b"a" * 20000)
+    assert err.status_code in (414, 431)
+
+
+def test_error_header_section_too_large_431():
+    headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 500) for i in range(80))  # ~40 KiB
+    assert error_of(b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n").status_code == 431
+
+
+def test_error_header_section_too_large_431_incomplete():
+    headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 500) for i in range(80))
+    assert error_of(b"GET / HTTP/1.1\r\nHost: x\r\n" + headers).status_code == 431
+
+
+def test_h1error_is_an_exception():
+    assert issubclass(H1Error, Exception)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Response framing
+# ---------------------------------------------------------------------------------------------------------
+def parse_response_head(raw: bytes):
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    assert sep, f"no end of head in {raw!r}"
+    lines = head.split(b"\r\n")
+    headers = []
+    for line in lines[1:]:
+        n, _, v = line.partition(b":")
+        headers.append((n.strip().lower(), v.strip()))
+    return lines[0], headers, rest
+
+
+def hvals(headers, name):
+    return [v for n, v in headers if n == name]
+
+
+def respond(request: bytes, status, headers, pieces, content_length=-1):
+    p = new()
+    events = p.feed(request)
+    assert requests_of(events)
+    out = p.send_response(status, headers, content_length)
+    assert isinstance(out, bytes | bytearray)
+    out = bytes(out)
+    body_out = []
+    for i, piece in enumerate(pieces):
+        b = p.send_body(piece, i < len(pieces) - 1)
+        assert isinstance(b, bytes | bytearray)
+        body_out.append(bytes(b))
+    return p, out, body_out
+
+
+def test_response_with_content_length():
+    p, head, body = respond(
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        200,
+        [(b"content-type", b"text/plain")],
+        [b"hello"],
+        content_length=5,
+    )
+    status_line, headers, rest = parse_response_head(head)
+    assert status_line.startswith(b"HTTP/1.1 200")
+    assert rest == b""
+    assert hvals(headers, b"content-length") == [b"5"]
+    assert not hvals(headers, b"transfer-encoding")
+    assert hvals(headers, b"content-type") == [b"text/plain"]
+    assert b"".join(body) == b"hello"
+    assert p.keep_alive
+
+
+def test_response_unknown_length_http11_is_chunked():
+    p, head, body = respond(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 200, [], [b"abc", b"", b"defg", b""])
+    _, headers, _ = parse_response_head(head)
+    assert [v.lower() for v in hvals(headers, b"transfer-encoding")] == [b"chunked"]
+    assert not hvals(headers, b"content-length")
+    assert body[0] == b"3\r\nabc\r\n"
+    assert body[1] == b"", "an empty non-final piece must not end the chunked body"
+    assert body[2] == b"4\r\ndefg\r\n"
+    assert body[3] == b"0\r\n\r\n"
+    assert p.keep_alive
+
+
+def test_response_unknown_length_http10_closes():
+    p, head, body = respond(b"GET / HTTP/1.0\r\n\r\n", 200, [], [b"abc", b"def"])
+    status_line, headers, _ = parse_response_head(head)
+    assert not hvals(headers, b"transfer-encoding")
+    assert b"".join(body) == b"abcdef"
+    assert not p.keep_alive
+
+
+def test_response_http10_keep_alive_with_length():
+    p, head, body = respond(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200, [], [b"abc"], 3)
+    _, headers, _ = parse_response_head(head)
+    assert [v.lower() for v in hvals(headers, b"connection")] == [b"keep-alive"]
+    assert p.keep_alive
+
+
+def test_response_connection_close_request():
+    p, head, body = respond(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 200, [], [b"x"], 1)
+    assert not p.keep_alive
+
+
+def test_head_response_has_headers_but_no_body_bytes():
+    p, head, body = respond(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", 200, [], [b"hello"], content_length=5)
+    _, headers, rest = parse_response_head(head)
+    assert hvals(headers, b"content-length") == [b"5"]
+    assert rest == b""
+    assert b"".join(body) == b""
+    assert p.keep_alive
+
+
+def test_head_response_unknown_length_no_body_bytes():
+    p, head, body = respond(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", 200, [], [b"hello", b"world"])
+    assert b"".join(body) == b""
+    # the response must stay parseable: the next request on the connection can be answered
+    assert p.keep_alive
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses(status):
+    p, head, body = respond(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", status, [], [b"ignored?", b""])
+    status_line, headers, rest = parse_response_head(head)
+    assert status_line.startswith(b"HTTP/1.1 %d" % status)
+    assert not hvals(headers, b"transfer-encoding")
+    assert rest == b""
+    assert b"".join(body) == b""
+    assert p.keep_alive
+
+
+def test_pipelined_responses_answer_oldest_first():
+    p = new()
+    events = p.feed(
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.0\r\n\r\n"
+    )
+    assert [r.target for r in requests_of(events)] == [b"/1", b"/2", b"/3"]
+    out = p.send_response(200, [], 3) + p.send_body(b"one", False)
+    out += p.send_response(200, [], 3) + p.send_body(b"two", False)  # HEAD: no body bytes
+    assert p.keep_alive
+    out += p.send_response(200, [], -1) + p.send_body(b"three", True) + p.send_body(b"", False)  # 1.0: close
+    assert not p.keep_alive
+    client = h11.Connection(h11.CLIENT)
+    results = []
+    for method, target in ((b"GET", b"/1"), (b"HEAD", b"/2")):
+        client.send(h11.Request(method=method, target=target, headers=[("host", "x")]))
+        client.send(h11.EndOfMessage())
+        results.append(h11_read(client, out if not results else b""))
+        client.start_next_cycle()
+    assert results[0] == (200, b"one")
+    assert results[1] == (200, b"")
+    rest = client.trailing_data[0]
+    status_line, headers, body = parse_response_head(rest)
+    assert status_line.startswith(b"HTTP/1.") and b" 200" in status_line
+    assert not hvals(headers, b"transfer-encoding"), "HTTP/1.0 client must not get chunked"
+    assert body == b"three"
+
+
+def h11_read(client: h11.Connection, data: bytes, close_after: bool = False):
+    if data:
+        client.receive_data(data)
+    if close_after:
+        client.receive_data(b"")
+    status, body = None, b""
+    while True:
+        ev = client.next_event()
+        if ev is h11.NEED_DATA:
+            raise AssertionError("h11 needs more data: response framing incomplete")
+        if isinstance(ev, h11.Response):
+            status = ev.status_code
+        elif isinstance(ev, h11.Data):
+            body += ev.data
+        elif isinstance(ev, h11.EndOfMessage):
+            return status, body
+        elif isinstance(ev, h11.ConnectionClosed):
+            return status, body
+
+
+def test_date_and_server_headers_in_response():
+    p, head, _ = respond(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 200, [], [b""], 0)
+    _, headers, _ = parse_response_head(head)
+    names = [n for n, _ in headers]
+    # by default the protocol object writes both (the server's flags switch them off)
+    assert b"date" in names
+    assert b"server" in names
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Properties
+# ---------------------------------------------------------------------------------------------------------
+TOKEN = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=12
+)
+RESERVED = {
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "expect",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+}
+header_name = TOKEN.filter(lambda s: s.lower() not in RESERVED)
+header_value = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=0, max_size=30
+).map(lambda s: s.strip())
+path_st = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-._~/%!$&'()*+,;=:@", max_size=30).map(
+    lambda s: "/" + s
+)
+query_st = st.one_of(st.none(), st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789=&-_.%+", max_size=20))
+
+
+@st.composite
+def requests(draw):
+    method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]))
+    path = draw(path_st)
+    query = draw(query_st)
+    target = path + ("?" + query if query is not None else "")
+    headers = [("Host", "example.test")] + draw(st.lists(st.tuples(header_name, header_value), max_size=6))
+    body = b""
+    framing = None
+    if method in ("POST", "PUT", "PATCH"):
+        body = draw(st.binary(max_size=300))
+        framing = draw(st.sampled_from(["length", "chunked"]))
+    raw_body = b""
+    if framing == "length":
+        headers.append(("Content-Length", str(len(body))))
+        raw_body = body
+    elif framing == "chunked":
+        headers.append(("Transfer-Encoding", "chunked"))
+        cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=5)))
+        pieces, prev = [], 0
+        for c in cuts + [len(body)]:
+            if c > prev:
+                pieces.append(body[prev:c])
+            prev = c
+        raw_body = b"".join(b"%x\r\n%s\r\n" % (len(x), x) for x in pieces) + b"0\r\n\r\n"
+    head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+    expected = {
+        "method": method.encode(),
+        "target": target.encode(),
+        "path": path.encode(),
+        "query": (query or "").encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+        "body": body,
+    }
+    return head.encode() + raw_body, expected
+
+
+@given(st.lists(requests(), min_size=1, max_size=5), st.data())
+def test_property_pipelined_stream_any_split_same_events(reqs, data):
+    stream = b"".join(r for r, _ in reqs)
+    whole = normalize(new().feed(stream))
+    splits = data.draw(st.lists(st.integers(0, len(stream)), max_size=12))
+    split = normalize(feed_all(new(), stream, splits))
+    assert split == whole
+    # and the events are the requests that were sent
+    got = []
+    current = None
+    for ev in whole:
+        if ev[0] == "request":
+            current = {
+                "method": ev[1],
+                "target": ev[2],
+                "path": ev[3],
+                "query": ev[4],
+                "headers": ev[5],
+                "body": b"",
+            }
+            assert ev[6] == "1.1" and ev[7] is True
+        elif ev[0] == "data":
+            current["body"] += ev[1]
+        else:
+            got.append(current)
+    assert got == [e for _, e in reqs]
+
+
+@given(requests())
+def test_property_byte_by_byte(req):
+    raw, expected = req
+    whole = normalize(new().feed(raw))
+    one = normalize(feed_all(new(), raw, range(1, len(raw))))
+    assert one == whole
+
+
+body_pieces = st.lists(st.binary(max_size=200), max_size=8)
+
+
+@given(body_pieces, st.booleans(), st.sampled_from([200, 201, 404, 500]))
+def test_property_response_round_trips_through_h11(pieces, known_length, status):
+    pieces = pieces + [b""] if not pieces else pieces
+    body = b"".join(pieces)
+    p, head, out = respond(
+        b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n",
+        status,
+        [(b"x-test", b"1")],
+        pieces,
+        len(body) if known_length else -1,
+    )
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/x", headers=[("host", "x")]))
+    client.send(h11.EndOfMessage())
+    got_status, got_body = h11_read(client, head + b"".join(out))
+    assert (got_status, got_body) == (status, body)
+    assert p.keep_alive
+    assert client.our_state is h11.DONE and client.their_state is h11.DONE
+
+
+@given(body_pieces, st.booleans())
+def test_property_response_round_trips_through_httptools(pieces, known_length):
+    pieces = pieces or [b""]
+    body = b"".join(pieces)
+    p, head, out = respond(
+        b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", 200, [], pieces, len(body) if known_length else -1
+    )
+    received = []
+    done = []
+
+    class Cb:
+        def on_body(self, b):
+            received.append(bytes(b))
+
+        def on_message_complete(self):
+            done.append(True)
+
+    parser = httptools.HttpResponseParser(Cb())
+    parser.feed_data(head + b"".join(out))
+    assert done == [True]
+    assert b"".join(received) == body
+    assert parser.get_status_code() == 200
+
+
+@given(body_pieces)
+def test_property_head_never_has_body_bytes(pieces):
+    assume(pieces)
+    p, head, out = respond(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", 200, [], pieces, sum(map(len, pieces)))
+    assert head.endswith(b"\r\n\r\n")
+    assert b"".join(out) == b""

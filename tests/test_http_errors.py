@@ -1,0 +1,279 @@
+"""Malformed requests, app errors before/after the response started, send() misuse; the server survives."""
+
+import json
+import time
+
+import httpx
+import pytest
+
+from .support import IncompleteResponse, Server, build_request
+
+pytestmark = pytest.mark.timeout(30)
+
+APP = "tests.apps.basic:app"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with Server(APP, "--host", "127.0.0.1", "--port", "0") as srv:
+        yield srv
+        assert srv.alive(), f"server died during the module:\n{srv.output}"
+
+
+def assert_healthy(server):
+    with httpx.Client(base_url=server.url, timeout=5) as c:
+        r = c.get("/")
+        assert r.status_code == 200 and r.text == "hello, world"
+
+
+def error_response(server, raw: bytes, *, chunks=None):
+    """Send raw bytes; expect one error response and then the connection closed."""
+    with server.connect() as c:
+        if chunks:
+            for part in chunks:
+                c.send(part)
+        else:
+            c.send(raw)
+        r = c.read_response()
+        assert c.closed_by_peer(3), f"connection not closed after {r.status}"
+        return r
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Malformed requests
+# ---------------------------------------------------------------------------------------------------------
+def test_bad_header_line_400(server):
+    r = error_response(server, b"GET / HTTP/1.1\r\nHost: x\r\nThis is not a header\r\n\r\n")
+    assert r.status == 400
+    assert_healthy(server)
+
+
+def test_garbage_request_line(server):
+    r = error_response(server, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n")
+    assert r.status in (400, 501)
+    assert_healthy(server)
+
+
+def test_request_line_without_version_400(server):
+    r = error_response(server, b"GET /\r\nHost: x\r\n\r\n")
+    assert r.status in (400, 505)
+
+
+def test_unknown_method_501(server):
+    r = error_response(server, b"FROBNICATE / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert r.status == 501
+    assert_healthy(server)
+
+
+@pytest.mark.parametrize("version", ["HTTP/2.0", "HTTP/1.2", "HTTP/3.0"])
+def test_bad_http_version_505(server, version):
+    r = error_response(server, f"GET / {version}\r\nHost: x\r\n\r\n".encode())
+    assert r.status == 505
+
+
+def test_target_too_long_414(server):
+    r = error_response(server, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert r.status == 414
+    assert_healthy(server)
+
+
+def test_target_just_under_limit_ok(server):
+    with server.connect() as c:
+        r = c.request("GET", "/" + "a" * 4000)
+        assert r.status == 404  # the app's 404: the server accepted the target
+
+
+def test_header_section_too_large_431(server):
+    headers = [(f"X-Big-{i}", "v" * 500) for i in range(80)]  # ~40 KiB
+    r = error_response(server, build_request("GET", "/", headers))
+    assert r.status == 431
+    assert_healthy(server)
+
+
+def test_single_huge_header_431(server):
+    r = error_response(server, build_request("GET", "/", [("X-Huge", "h" * 40000)]))
+    assert r.status == 431
+
+
+def test_endless_header_section_431_without_end(server):
+    """The client never finishes the head: 431 once it is too large, no endless buffering."""
+    with server.connect() as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for i in range(200):
+                c.send(b"X-More-%d: %s\r\n" % (i, b"z" * 500))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        r = c.read_response()
+        assert r.status == 431
+
+
+def test_content_length_and_transfer_encoding_400(server):
+    r = error_response(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n",
+    )
+    assert r.status == 400
+    assert_healthy(server)
+
+
+def test_invalid_content_length_400(server):
+    r = error_response(server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 12ab\r\n\r\n")
+    assert r.status == 400
+
+
+def test_negative_content_length_400(server):
+    r = error_response(server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+    assert r.status == 400
+
+
+def test_conflicting_content_lengths_400(server):
+    r = error_response(
+        server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+    )
+    assert r.status == 400
+
+
+def test_bad_chunk_size_400(server):
+    r = error_response(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    assert r.status == 400
+    assert_healthy(server)
+
+
+def test_unsupported_transfer_encoding(server):
+    r = error_response(server, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc")
+    assert r.status in (400, 501)
+
+
+def test_error_after_valid_pipelined_request(server):
+    """A valid request followed by garbage in one buffer: the valid one is answered, then the error."""
+    with server.connect() as c:
+        c.send(build_request("GET", "/") + b"NOT A REQUEST\x01\x02\r\n\r\n")
+        r1 = c.read_response()
+        assert (r1.status, r1.body) == (200, b"hello, world")
+        r2 = c.read_response()
+        assert r2.status in (400, 501)
+        assert c.closed_by_peer()
+
+
+def test_client_sends_nothing_and_closes(server):
+    with server.connect():
+        pass
+    assert_healthy(server)
+
+
+def test_client_closes_mid_head(server):
+    for _ in range(5):
+        with server.connect() as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Partial: ")
+    assert_healthy(server)
+
+
+def test_client_resets_connection(server):
+    import socket
+    import struct
+
+    for _ in range(5):
+        c = server.connect()
+        c.send(b"GET /big?n=2000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # RST while the server may be writing
+    assert_healthy(server)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Application errors
+# ---------------------------------------------------------------------------------------------------------
+def test_app_exception_before_start_500(server):
+    with server.connect() as c:
+        r = c.request("GET", "/error-before")
+        assert r.status == 500
+        # either kept open (then usable) or closed: both are sane
+        if not c.closed_by_peer(0.3):
+            assert c.request("GET", "/").status == 200
+    assert_healthy(server)
+
+
+def test_app_exception_is_logged(server):
+    with server.connect() as c:
+        assert c.request("GET", "/error-before").status == 500
+    deadline = time.monotonic() + 3
+    while "error-before-start (intentional)" not in server.output and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "error-before-start (intentional)" in server.output
+
+
+def test_app_returns_without_response_500(server):
+    with server.connect() as c:
+        r = c.request("GET", "/no-response")
+        assert r.status == 500
+    assert_healthy(server)
+
+
+def test_app_exception_after_start_closes_connection(server):
+    with server.connect() as c:
+        c.send(build_request("GET", "/error-after"))
+        try:
+            r = c.read_response()
+        except IncompleteResponse as exc:
+            # the head (and maybe part of the body) arrived, then the connection was closed
+            assert c.eof
+            assert b"HTTP/1.1 500" not in exc.partial
+        else:
+            pytest.fail(f"got a complete response although the app failed after starting it: {r}")
+    assert_healthy(server)
+
+
+def test_app_exception_after_start_chunked_is_not_terminated(server):
+    with server.connect() as c:
+        c.send(build_request("GET", "/error-after-chunked"))
+        data = c.read_to_eof()  # must end: the server closes the connection
+        assert not data.endswith(b"0\r\n\r\n"), "a failed streamed response must not look complete"
+        if data:
+            assert data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.1 500")
+    assert_healthy(server)
+
+
+def test_app_exception_after_start_httpx_sees_error(server):
+    with httpx.Client(base_url=server.url, timeout=5) as c:
+        with pytest.raises(httpx.HTTPError):
+            c.get("/error-after")
+        assert c.get("/").status_code == 200
+
+
+def _results(server):
+    with httpx.Client(base_url=server.url, timeout=5) as c:
+        return c.get("/results").json()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["body-before-start", "second-start", "str-body", "bad-status", "status-out-of-range", "unknown-type"],
+)
+def test_send_misuse_raises(server, kind):
+    with server.connect() as c:
+        c.send(build_request("GET", f"/send-check/{kind}"))
+        try:
+            r = c.read_response()
+        except IncompleteResponse:
+            r = None  # the response had already started: closed connection is the answer
+        if r is not None:
+            assert r.status == 500, f"misuse {kind} answered {r.status} {r.body!r}"
+    res = _results(server)[f"send-check/{kind}"]
+    assert res["raised"], f"send() did not raise for {kind}"
+    assert res["message"], f"send() raised {res['raised']} without a message for {kind}"
+    assert_healthy(server)
+
+
+def test_server_survived_everything(server):
+    assert server.alive(), server.output
+    with httpx.Client(base_url=server.url, timeout=5) as c:
+        for _ in range(5):
+            assert c.get("/").status_code == 200
+            r = c.post("/echo", content=b"still ok")
+            assert r.content == b"still ok"
+        json.loads(c.get("/scope").content)

@@ -1,0 +1,168 @@
+"""Lifespan: auto/on/off, startup failure, shutdown on SIGTERM, state."""
+
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from .support import Server, run_cli
+
+pytestmark = pytest.mark.timeout(40)
+
+BASIC = "tests.apps.basic:app"
+FAILED = "tests.apps.lifespan_failed:app"
+RAISE = "tests.apps.lifespan_raise:app"
+
+from .apps.lifespan_failed import MESSAGE as FAILED_MESSAGE  # noqa: E402
+from .apps.lifespan_raise import MESSAGE as RAISE_MESSAGE  # noqa: E402
+
+
+def lifespan_log(path):
+    try:
+        return path.read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.parametrize("mode", ["on", "auto"])
+def test_startup_and_shutdown_run(tmp_path, mode):
+    log = tmp_path / "lifespan.log"
+    srv = Server(BASIC, "--port", "0", "--lifespan", mode, env={"HYBRID_TEST_LIFESPAN_LOG": str(log)})
+    with srv:
+        events = lifespan_log(log)
+        assert events.count("startup") >= 1, "lifespan startup must complete before 'Listening on'"
+        assert "shutdown" not in events
+        with httpx.Client(base_url=srv.url, timeout=5) as c:
+            info = c.get("/lifespan").json()
+            assert info["startup"] >= 1
+            assert c.get("/scope").json()["state"]["started"] is True
+        rc = srv.stop()
+    assert rc == 0, srv.output
+    events = lifespan_log(log)
+    assert events.count("startup") >= 1
+    assert events.count("shutdown") == events.count("startup"), events
+    assert events.index("shutdown") > max(i for i, e in enumerate(events) if e == "startup")
+
+
+def test_lifespan_off_never_calls_lifespan(tmp_path):
+    log = tmp_path / "lifespan.log"
+    srv = Server(BASIC, "--port", "0", "--lifespan", "off", env={"HYBRID_TEST_LIFESPAN_LOG": str(log)})
+    with srv:
+        with httpx.Client(base_url=srv.url, timeout=5) as c:
+            assert c.get("/lifespan").json()["startup"] == 0
+            state = c.get("/scope").json()["state"]
+            assert "started" not in (state if isinstance(state, dict) else {})
+        assert srv.stop() == 0
+    assert lifespan_log(log) == []
+
+
+def test_startup_failed_message_exits_nonzero():
+    rc, out = run_cli(FAILED, "--port", "0", "--lifespan", "on")
+    assert rc == 3, out
+    assert FAILED_MESSAGE in out
+    assert "Listening on" not in out
+
+
+def test_startup_failed_in_auto_mode_also_exits():
+    rc, out = run_cli(FAILED, "--port", "0", "--lifespan", "auto")
+    assert rc == 3, out
+    assert FAILED_MESSAGE in out
+
+
+def test_startup_raises_with_lifespan_on_exits_nonzero():
+    rc, out = run_cli(RAISE, "--port", "0", "--lifespan", "on")
+    assert rc == 3, out
+    assert RAISE_MESSAGE in out
+
+
+def test_startup_raises_with_lifespan_auto_continues():
+    with Server(RAISE, "--port", "0", "--lifespan", "auto") as srv:
+        with httpx.Client(base_url=srv.url, timeout=5) as c:
+            r = c.get("/")
+            assert r.status_code == 200 and r.text == "served without lifespan"
+        assert srv.stop() == 0
+
+
+def test_startup_raises_with_lifespan_off():
+    with Server(RAISE, "--port", "0", "--lifespan", "off") as srv:
+        with httpx.Client(base_url=srv.url, timeout=5) as c:
+            assert c.get("/").status_code == 200
+        assert srv.stop() == 0
+    assert RAISE_MESSAGE not in srv.output
+
+
+def test_graceful_shutdown_finishes_in_flight_request(tmp_path):
+    log = tmp_path / "lifespan.log"
+    srv = Server(BASIC, "--port", "0", env={"HYBRID_TEST_LIFESPAN_LOG": str(log)})
+    with srv:
+        result = {}
+
+        def slow():
+            try:
+                with httpx.Client(base_url=srv.url, timeout=10) as c:
+                    r = c.get("/asleep?t=1")
+                    result["status"], result["body"] = r.status_code, r.text
+            except Exception as exc:  # noqa: BLE001
+                result["error"] = repr(exc)
+
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.3)
+        srv.signal(signal.SIGTERM)
+        t.join(10)
+        rc = srv.wait(10)
+        assert rc == 0, srv.output
+    assert result.get("status") == 200, result
+    assert result.get("body") == "aslept"
+    events = lifespan_log(log)
+    assert events.count("shutdown") == events.count("startup") >= 1
+
+
+def test_graceful_shutdown_finishes_blocking_request():
+    with Server(BASIC, "--port", "0") as srv:
+        result = {}
+
+        def slow():
+            try:
+                with httpx.Client(base_url=srv.url, timeout=10) as c:
+                    result["status"] = c.get("/sleep?t=1").status_code
+            except Exception as exc:  # noqa: BLE001
+                result["error"] = repr(exc)
+
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.3)
+        srv.signal(signal.SIGTERM)
+        t.join(10)
+        assert srv.wait(10) == 0, srv.output
+    assert result.get("status") == 200, result
+
+
+def test_shutdown_stops_accepting_and_closes_idle(tmp_path):
+    import socket
+
+    with Server(BASIC, "--port", "0") as srv:
+        idle = srv.connect()
+        assert idle.request("GET", "/").status == 200
+        srv.signal(signal.SIGTERM)
+        assert idle.closed_by_peer(5), "idle keep-alive connections are closed on shutdown"
+        assert srv.wait(10) == 0, srv.output
+        with pytest.raises(OSError):
+            socket.create_connection(srv.addr, timeout=1).close()
+        idle.close()
+
+
+def test_shutdown_is_fast_when_idle():
+    with Server(BASIC, "--port", "0") as srv:
+        t0 = time.monotonic()
+        assert srv.stop() == 0
+        assert time.monotonic() - t0 < 5
+
+
+def test_lifespan_state_in_fastapi():
+    with Server("tests.apps.fastapi_app:app", "--port", "0") as srv:
+        with httpx.Client(base_url=srv.url, timeout=5) as c:
+            assert c.get("/state").json() == {"db": "connected"}
+        assert srv.stop() == 0
