@@ -24,7 +24,6 @@ run: build
 
 lint: install
 	$(PY) -m ruff check hybrid tests bench
-	$(PY) -m ruff format --check hybrid tests bench || true
 
 check: lint
 

@@ -39,12 +39,8 @@ def load_app(target: Any, *, factory: bool = False, app_dir: str | None = None) 
         app = app()
     if not callable(app):
         raise AppLoadError(f"{target!r} is not an ASGI application (not callable).")
-    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)
-    if call is not None and not (inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app)):
-        # Objects whose __call__ returns an awaitable without being 'async def' are allowed (some frameworks);
-        # plain synchronous functions are not ASGI 3.
-        if inspect.isfunction(app) and not inspect.isasyncgenfunction(app):
-            raise AppLoadError(
-                f"{target!r} is a synchronous function; an ASGI 3 application is 'async def app(scope, receive, send)'."
-            )
+    if inspect.isfunction(app) and not inspect.iscoroutinefunction(app):
+        raise AppLoadError(
+            f"{target!r} is a synchronous function; an ASGI 3 application is 'async def app(scope, receive, send)'."
+        )
     return app

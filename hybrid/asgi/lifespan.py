@@ -13,6 +13,7 @@ import logging
 logger = logging.getLogger("hybrid.error")
 
 LIFESPAN_ASGI = {"version": "3.0", "spec_version": "2.0"}
+_unsupported_logged = False
 
 
 class LifespanFailure(Exception):
@@ -45,7 +46,10 @@ class Lifespan:
         if kind == "unsupported":
             # 'auto': an app that raises on a lifespan scope simply has no lifespan.
             self.supported = False
-            logger.info("ASGI 'lifespan' protocol appears unsupported.")
+            global _unsupported_logged
+            if not _unsupported_logged:  # every loop finds the same: say it once
+                _unsupported_logged = True
+                logger.info("ASGI 'lifespan' protocol appears unsupported.")
             return
         raise LifespanFailure(message or "Application startup failed.")
 
@@ -72,7 +76,8 @@ class Lifespan:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
         else:
-            self._settle("error", "The application returned from the lifespan protocol before completing it.")
+            # Returning without answering means the app has no lifespan to run (as uvicorn treats it).
+            self._settle("unsupported", None)
 
     def _settle(self, kind: str, message: str | None) -> None:
         if self._answer is not None and not self._answer.done():
