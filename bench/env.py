@@ -81,6 +81,24 @@ def ensure_wrk() -> str:
     return found
 
 
+def ensure_loadgen() -> list[str]:
+    """The open-loop generator: bench/loadgen.c compiled into the peers' venv, else the Python fallback."""
+    src = BENCH_DIR / "loadgen.c"
+    exe = PEERS_VENV / "bin" / "bench-loadgen"
+    if exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
+        return [str(exe)]
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc:
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([cc, "-O2", "-o", str(exe), str(src)], capture_output=True, text=True)
+        if proc.returncode == 0:
+            return [str(exe)]
+        log("could not compile bench/loadgen.c, using the Python generator: " + proc.stderr[-300:])
+    else:
+        log("no C compiler: using the Python open-loop generator (less precise above ~10k req/s)")
+    return [str(peers_python()), "-m", "bench.loadgen"]
+
+
 def ensure_matplotlib_python() -> str:
     """An interpreter that can import matplotlib (the peers' venv has it)."""
     try:

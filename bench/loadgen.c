@@ -22,6 +22,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -193,6 +194,11 @@ int main(int argc, char **argv) {
     long i = 0;
     double max_lag = 0;
     struct epoll_event evs[256];
+    /* Sleep until the next send on an absolute timerfd (no spinning: a spinning generator loses its core to any
+     * other runnable task for whole scheduler slices, and that lag would be charged to the server). */
+    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+    struct epoll_event tev = {.events = EPOLLIN, .data.u32 = 0xFFFFFFFFu};
+    epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &tev);
     double end_sched = t0 + total * interval;
     for (;;) {
         double t = now_s();
@@ -208,15 +214,26 @@ int main(int argc, char **argv) {
         int outstanding = (pend_head < pend_tail);
         for (int k = 0; k < nconns && !outstanding; k++) outstanding = conns[k].busy;
         if (i >= total && (!outstanding || t > end_sched + drain)) break;
-        int timeout = 0;
+        int timeout = 5;
         if (i < total) {
-            double wait = t0 + i * interval - now_s();
-            timeout = wait > 0.002 ? (int)(wait * 1000) - 1 : 0; /* spin near the next send: the core is ours */
-        } else {
-            timeout = 5;
+            double next = t0 + i * interval, floor_ = now_s() + 20e-6;
+            if (next < floor_) next = floor_;
+            struct itimerspec its;
+            memset(&its, 0, sizeof its);
+            its.it_value.tv_sec = (time_t)next;
+            its.it_value.tv_nsec = (long)((next - (double)(time_t)next) * 1e9);
+            timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+            timeout = 1000;
         }
         int n = epoll_wait(ep, evs, 256, timeout);
-        for (int k = 0; k < n; k++) on_readable((int)evs[k].data.u32);
+        for (int k = 0; k < n; k++) {
+            if (evs[k].data.u32 == 0xFFFFFFFFu) {
+                unsigned long long ticks;
+                if (read(tfd, &ticks, sizeof ticks) < 0) { /* nothing to clear */ }
+            } else {
+                on_readable((int)evs[k].data.u32);
+            }
+        }
     }
     double t_end = now_s();
     for (long k = pend_head; k < pend_tail; k++) {

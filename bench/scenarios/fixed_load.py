@@ -1,6 +1,7 @@
 """5. latency under a fixed offered load, open loop: 50% of uvicorn's plaintext maximum measured in this run
 (taken from the plaintext scenario when it ran, else measured here) — p50, p99, p99.9, coordinated omission corrected
-(bench/loadgen.py measures every request from its scheduled send time)."""
+(bench/loadgen.c measures every request from its scheduled send time; bench/loadgen.py is the same in Python, the
+fallback where no C compiler exists)."""
 
 import json
 import subprocess
@@ -38,11 +39,15 @@ def run(ctx: Context) -> dict:
     rate = round(peak * FRACTION)
     env.log(f"fixed_load: offered rate {rate} req/s ({FRACTION:.0%} of {peak:.0f}, {source})")
 
+    gen = env.ensure_loadgen()
+
     def measure(ctx, case, server):
-        argv = (["taskset", "-c", s.client_cpus] if s.client_cpus else []) + [
-            str(env.peers_python()), "-m", "bench.loadgen", "--port", str(server.port), "--rate", str(rate),
-            "--duration", str(s.duration), "--warmup", "1", "--connections", str(s.connections),
-        ]
+        pin = ["taskset", "-c", s.client_cpus] if s.client_cpus else []
+        if gen[-1] == "bench.loadgen":
+            argv = pin + gen + ["--port", str(server.port), "--rate", str(rate), "--duration", str(s.duration),
+                                "--warmup", "1", "--connections", str(s.connections)]
+        else:  # PORT PATH RATE DURATION WARMUP CONNECTIONS DRAIN
+            argv = pin + gen + [str(server.port), "/", str(rate), str(s.duration), "1", str(s.connections), "10"]
         proc = subprocess.run(argv, cwd=env.REPO_ROOT, capture_output=True, text=True,
                               timeout=s.duration + 60)
         if proc.returncode != 0:
@@ -54,7 +59,8 @@ def run(ctx: Context) -> dict:
 
     cases = [Case(server=srv, variant="-", app=APP) for srv in s.servers]
     return {
-        "params": {"app": APP, "offered_rps": rate, "fraction": FRACTION, "reference_rps": round(peak, 1),
+        "params": {"app": APP, "generator": "C (bench/loadgen.c)" if gen[-1] != "bench.loadgen" else
+                   "Python (bench/loadgen.py)", "offered_rps": rate, "fraction": FRACTION, "reference_rps": round(peak, 1),
                    "reference": source, "connections": s.connections},
         "cases": run_cases(ctx, "fixed_load", cases, measure),
     }
