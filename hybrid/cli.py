@@ -55,6 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Close idle keep-alive connections after this many seconds (default 5).")
     p.add_argument("--timeout-graceful-shutdown", type=_seconds, default=None,
                    help="On shutdown, wait at most this many seconds for in-flight requests (default: no limit).")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="Worker processes sharing the listening socket, under a supervisor (default 1: no supervisor).")
+    p.add_argument("--reload", action="store_true",
+                   help="Development: restart the worker when the app's files change (needs watchfiles).")
+    p.add_argument("--reload-dir", dest="reload_dirs", action="append", default=[],
+                   help="Folder to watch for --reload (repeatable; default: the current folder).")
+    p.add_argument("--reload-include", dest="reload_includes", action="append", default=[],
+                   help="Glob of files whose change triggers --reload (repeatable; default '*.py').")
+    p.add_argument("--reload-exclude", dest="reload_excludes", action="append", default=[],
+                   help="Glob of files --reload ignores (repeatable; default: hidden files and editor swap files).")
+    p.add_argument("--limit-max-requests", type=_positive_int, default=None,
+                   help="Recycle a worker process gracefully after about this many requests (with jitter).")
+    p.add_argument("--timeout-worker-healthcheck", type=_seconds, default=5.0,
+                   help="Replace a worker process whose threads do not answer the supervisor within this many "
+                        "seconds (default 5).")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="Log one line per request (default on).")
@@ -69,7 +84,10 @@ def config_from_args(argv: list[str] | None = None) -> ServerConfig:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return ServerConfig(**vars(args))
+        options = vars(args)
+        for key in ("reload_dirs", "reload_includes", "reload_excludes"):
+            options[key] = tuple(options[key])
+        return ServerConfig(**options)
     except ConfigError as exc:
         parser.error(str(exc))
         raise  # unreachable: parser.error exits

@@ -44,6 +44,13 @@ class ServerConfig:
     root_path: str = ""
     timeout_keep_alive: float = 5.0
     timeout_graceful_shutdown: float | None = None
+    workers: int = 1
+    reload: bool = False
+    reload_dirs: tuple[str, ...] = ()
+    reload_includes: tuple[str, ...] = ()
+    reload_excludes: tuple[str, ...] = ()
+    limit_max_requests: int | None = None
+    timeout_worker_healthcheck: float = 5.0
     log_level: str = "info"
     access_log: bool = True
     server_header: bool = True
@@ -88,8 +95,27 @@ class ServerConfig:
             fail("timeout-keep-alive", f"{self.timeout_keep_alive!r} must be a positive number of seconds")
         if self.timeout_graceful_shutdown is not None and self.timeout_graceful_shutdown < 0:
             fail("timeout-graceful-shutdown", f"{self.timeout_graceful_shutdown!r} must not be negative")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            fail("workers", f"{self.workers!r} must be at least 1")
+        if self.limit_max_requests is not None and (
+            not isinstance(self.limit_max_requests, int) or self.limit_max_requests < 1
+        ):
+            fail("limit-max-requests", f"{self.limit_max_requests!r} must be at least 1")
+        if not isinstance(self.timeout_worker_healthcheck, (int, float)) or self.timeout_worker_healthcheck <= 0:
+            fail("timeout-worker-healthcheck", f"{self.timeout_worker_healthcheck!r} must be positive seconds")
+        if self.reload and self.workers > 1:
+            fail("reload", "'--reload' runs one worker; it cannot be combined with '--workers'")
+        if (self.reload_dirs or self.reload_includes or self.reload_excludes) and not self.reload:
+            fail("reload-dir", "'--reload-dir', '--reload-include' and '--reload-exclude' need '--reload'")
+        if self.use_supervisor and not isinstance(self.app, str):
+            fail("workers", "worker processes import the app themselves: pass it as 'MODULE:ATTRIBUTE'")
         if self.log_level not in LOG_LEVELS:
             fail("log-level", f"{self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+
+    @property
+    def use_supervisor(self) -> bool:
+        """Worker processes under a supervisor: several workers, reload, or recycling after N requests."""
+        return self.workers > 1 or self.reload or self.limit_max_requests is not None
 
     def replace(self, **changes: Any) -> ServerConfig:
         return dataclasses.replace(self, **changes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import resource
 import signal
 import socket
@@ -79,9 +80,23 @@ def raise_fd_limit() -> None:
             pass
 
 
+# During a graceful shutdown, a keep-alive connection idle this long is closed; one that is busy, or gets a request
+# sooner, is answered first (with connection: close). Closing at once would race a request already on its way.
+DRAIN_IDLE_GRACE = 0.25
+
+
 class Server:
-    def __init__(self, config: ServerConfig, app=None) -> None:
+    """One process. ``sockets`` are listeners bound by a supervisor; ``control`` is its pipe to this worker."""
+
+    def __init__(self, config: ServerConfig, app=None, sockets=None, control=None) -> None:
         self.config = config
+        self.given_sockets = sockets
+        self.control = control
+        self.requests = 0
+        self.max_requests = 0
+        if config.limit_max_requests is not None and control is not None:
+            # Jitter, so workers started together do not all recycle at once.
+            self.max_requests = config.limit_max_requests + random.randint(0, max(1, config.limit_max_requests // 10))
         self.app = app if app is not None else load_app(config.app, factory=config.factory,
                                                         app_dir=config.app_dir)
         self.root_path = config.root_path
@@ -112,7 +127,7 @@ class Server:
 
     def startup(self) -> None:
         raise_fd_limit()
-        self.listeners = bind_listeners(self.config)
+        self.listeners = self.given_sockets if self.given_sockets is not None else bind_listeners(self.config)
         try:
             # One spare beyond --threads, ready for the first takeover.
             spare = 1 if self.config.max_threads > self.config.threads else 0
@@ -126,8 +141,12 @@ class Server:
         sets = [ConnectionSet(self.listeners) for _ in range(self.config.threads)]
         self.sets = {s.fd: s for s in sets}
         self.threads.give_sets(sets)
-        logger.info("Listening on %s (%d threads, press CTRL+C to quit)", self._listen_description(),
-                    self.config.threads)
+        if self.control is not None:
+            logger.info("Started worker process [%d]", os.getpid())
+            self.control.send(("ready", os.getpid()))
+        else:
+            logger.info("Listening on %s (%d threads, press CTRL+C to quit)", self._listen_description(),
+                        self.config.threads)
 
     def _listen_description(self) -> str:
         config = self.config
@@ -139,8 +158,40 @@ class Server:
 
     def serve_forever(self) -> None:
         self._install_signal_handlers()
-        self._stop.wait()
+        recycling = False
+        while not self._stop.wait(0.1):
+            if self.control is None:
+                continue
+            while self.control.poll():
+                try:
+                    message = self.control.recv()
+                except EOFError:  # the supervisor is gone: nobody will ever stop us otherwise
+                    logger.error("Supervisor went away; shutting down.")
+                    self._stop.set()
+                    break
+                if message == "ping" and self.healthy():
+                    self.control.send("pong")
+            if self.max_requests and not recycling and self.requests >= self.max_requests:
+                recycling = True
+                logger.info("Worker [%d] served %d requests: asking to be recycled.", os.getpid(), self.requests)
+                self.control.send(("recycle", os.getpid()))
         self.shutdown()
+
+    def healthy(self) -> bool:
+        """True when every thread that owns a connection set answers within --timeout-worker-healthcheck."""
+        answers = []
+        for worker in list(self.threads.workers):
+            loop = worker.loop
+            if worker.conn_set is None or loop is None or not loop.is_running():
+                continue  # spares and threads stuck in a handler without a set are not serving anyone
+            answered = threading.Event()
+            try:
+                loop.call_soon_threadsafe(answered.set)
+            except RuntimeError:
+                continue
+            answers.append(answered)
+        deadline = time.monotonic() + self.config.timeout_worker_healthcheck
+        return all(a.wait(max(0.0, deadline - time.monotonic())) for a in answers)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -167,7 +218,7 @@ class Server:
         self._close_listeners()
         for worker in list(self.threads.workers):
             if worker.loop is not None and worker.loop.is_running():
-                worker.loop.call_soon_threadsafe(worker.close_idle)
+                worker.loop.call_soon_threadsafe(worker.drain, DRAIN_IDLE_GRACE)
         # In-flight requests finish; their connections close after the response (draining).
         deadline = None
         if self.config.timeout_graceful_shutdown is not None:
@@ -175,7 +226,8 @@ class Server:
         while self.connections and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.01)
         if self.connections:
-            logger.warning("Graceful shutdown timed out with %d connections open.", len(self.connections))
+            logger.warning("Graceful shutdown timed out with %d connections open; closing them.",
+                           len(self.connections))
         self.threads.stop()
         for conn_set in self.sets.values():
             conn_set.epoll.close()
@@ -205,6 +257,10 @@ def serve(config: ServerConfig, app=None) -> int:
     from hybrid.importer import AppLoadError
 
     setup_logging(config.log_level)
+    if config.use_supervisor:
+        from hybrid.supervisor import Supervisor
+
+        return Supervisor(config).run()
     try:
         server = Server(config, app)
         server.startup()

@@ -238,12 +238,14 @@ class Connection:
 
     def _start(self, request: Request) -> None:
         worker = self.worker
-        cycle = RequestCycle(self, request, build_scope(self, request, self.server.root_path, worker.state))
+        server = self.server
+        server.requests += 1
+        cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, worker.state))
         self.cycle = cycle
         self._route_body()
         worker.enter_app(self.fd if self.registered else -1)
         try:
-            task = start_request_task(self.server.app(cycle.scope, cycle.receive, cycle.send), self.loop, worker)
+            task = start_request_task(server.app(cycle.scope, cycle.receive, cycle.send), self.loop, worker)
         except BaseException as exc:  # the app object could not even be called
             task = self.loop.create_future()
             task.set_exception(exc)
@@ -454,14 +456,17 @@ class SyncWorker:
                 conn.close()
         self.loop.call_later(1.0, self._sweep, conn_set)
 
-    def close_idle(self) -> None:
-        """Shutdown: close every connection of the owned set that is not serving a request."""
+    def drain(self, grace: float) -> None:
+        """Shutdown: close the owned set's connections once idle for ``grace`` seconds; repeat until none."""
         conn_set = self.conn_set
         if conn_set is None:
             return
+        deadline = time.monotonic() - grace
         for conn in list(conn_set.conns.values()):
-            if conn.cycle is None and conn.registered:
+            if conn.cycle is None and conn.registered and conn.last_active < deadline:
                 conn.close()
+        if conn_set.conns:
+            self.loop.call_later(grace / 5, self.drain, grace)
 
     # -- app steps, for the monitor -------------------------------------------------------------------------
 
