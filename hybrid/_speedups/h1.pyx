@@ -119,6 +119,16 @@ cdef inline bint _is_token(bytes value):
     return True
 
 
+cdef bytes _origin_form(bytes target):
+    # absolute-form (RFC 9112 section 3.2.2): "http://host:port/path?query" -> "/path?query"
+    cdef Py_ssize_t start = target.find(b"://") + 3
+    cdef Py_ssize_t slash = target.find(b"/", start)
+    cdef Py_ssize_t q = target.find(b"?", start)
+    if slash < 0 or 0 <= q < slash:
+        return b"/" + (target[q:] if q >= 0 else b"")
+    return target[slash:]
+
+
 cdef class H1Protocol:
     """One HTTP/1.1 server connection's protocol state. Build it with ``_create_h1_protocol()``."""
 
@@ -201,7 +211,10 @@ cdef class H1Protocol:
 
     def on_header(self, bytes name, bytes value):
         cdef Py_ssize_t n = len(name)
+        cdef Py_ssize_t v = len(value)
         name = name.lower()
+        if v and (value[v - 1] == 32 or value[v - 1] == 9):
+            value = value.rstrip(b" \t")  # trailing OWS is not part of the value (RFC 9112 section 5)
         self._head_len += n + len(value) + 4
         if self._head_len + self._url_len > self._max_head:
             raise H1Error(431, "Request header fields too large")
@@ -230,6 +243,8 @@ cdef class H1Protocol:
         target = b"".join(self._url_parts) if len(self._url_parts) != 1 else self._url_parts[0]
         req.method = method
         req.target = target
+        if target[:1] != b"/" and b"://" in target:
+            target = _origin_form(target)
         q = target.find(b"?")
         if q >= 0:
             req.path = target[:q]
