@@ -126,6 +126,7 @@ class Server:
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     def startup(self) -> None:
+        self._install_signal_handlers()  # before anything is announced: a SIGTERM must never kill us mid-start
         raise_fd_limit()
         self.listeners = self.given_sockets if self.given_sockets is not None else bind_listeners(self.config)
         try:
@@ -157,7 +158,6 @@ class Server:
         return config.bind_description
 
     def serve_forever(self) -> None:
-        self._install_signal_handlers()
         recycling = False
         while not self._stop.wait(0.1):
             if self.control is None:

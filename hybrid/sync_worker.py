@@ -41,6 +41,8 @@ RECV_SIZE = 65536
 ACCEPT_BATCH = 64
 POLL_BATCH = 64
 MAX_BACKLOG_EVENTS = 64  # pipelined events buffered while a request is pending, before reading pauses
+# Unread request body a connection will read and drop after the response, to stay usable; past it, close.
+DISCARD_LIMIT = 4 << 20
 
 try:
     import uvloop
@@ -89,6 +91,7 @@ class Connection:
     __slots__ = (
         "server", "sock", "fd", "proto", "home", "registered", "worker", "loop", "cycle", "backlog",
         "disconnected", "async_mode", "reading", "server_addr", "client_addr", "last_active", "error",
+        "discard_budget",
     )
 
     def __init__(self, server, sock: socket.socket, home: ConnectionSet, client_addr, server_addr) -> None:
@@ -109,6 +112,7 @@ class Connection:
         self.client_addr = client_addr
         self.last_active = time.monotonic()
         self.error: H1Error | None = None
+        self.discard_budget = DISCARD_LIMIT
 
     @property
     def draining(self) -> bool:
@@ -171,7 +175,7 @@ class Connection:
             self._lost()
             return True
         self._feed(data)
-        if self.error is not None and self.cycle is not None:
+        if self.error is not None and self.cycle is not None and not self.cycle.body_complete:
             self.cycle.end_body()  # the body was malformed: no more of it will come
             self.disconnected = True
         return True
@@ -229,7 +233,15 @@ class Connection:
         """Run the queued requests one after another while each finishes inline."""
         while self.cycle is None:
             if self.backlog:
-                self._start(self.backlog.popleft())
+                event = self.backlog.popleft()
+                if type(event) is Request:
+                    self._start(event)
+                elif type(event) is Data:
+                    # The rest of a body the app answered without reading: drop it, up to a bound.
+                    self.discard_budget -= len(event.data)
+                    if self.discard_budget < 0:
+                        self.close()
+                        return
             elif self.error is not None:
                 self._answer_error(self.error)
                 return
@@ -240,6 +252,7 @@ class Connection:
         worker = self.worker
         server = self.server
         server.requests += 1
+        self.discard_budget = DISCARD_LIMIT
         cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, worker.state))
         self.cycle = cycle
         self._route_body()
@@ -298,10 +311,13 @@ class Connection:
         if exc is not None and not isinstance(exc, ClientDisconnected):
             logger.error("Exception in ASGI application", exc_info=exc)
         self.cycle = None
-        if not cycle.response_started:
-            if exc is None:
+        if not cycle.head_sent:
+            # Nothing reached the client yet: it gets a complete error response.
+            if exc is None and not cycle.response_started:
                 logger.error("ASGI callable returned without starting a response.")
-            if not self.disconnected:
+            if self.error is not None:
+                self._answer_error(self.error)  # the request itself was malformed (e.g. its chunked body)
+            elif not self.disconnected:
                 self._answer_500()
             self.close()
             return

@@ -293,8 +293,8 @@ cdef class H1Protocol:
             raise LocalProtocolError("No request is waiting for a response")
         if status < 200 or status > 999:
             raise LocalProtocolError(f"Invalid response status {status!r}: must be between 200 and 999")
-        req = self._unanswered.pop(0)
-        self._responding = req
+        # The request stays unanswered until its head is built: a bad header leaves room for a 500.
+        req = self._unanswered[0]
         self._resp_close = self._closing or not req.keep_alive
         self._resp_remaining = -1
         self._resp_chunked = False
@@ -357,6 +357,8 @@ cdef class H1Protocol:
         elif req.http_version == HTTP_10:
             out.append(KEEP_ALIVE_LINE)
         out.append(b"\r\n")
+        self._unanswered.pop(0)
+        self._responding = req
         return b"".join(out)
 
     def send_body(self, bytes data, bint more):

@@ -143,9 +143,9 @@ class RequestCycle:
             more = message.get("more_body", False)
             proto = self.conn.proto
             if not self.head_sent:
-                self.head_sent = True
                 # The whole body known at once: frame it with Content-Length; otherwise chunked.
                 out = proto.send_response(self.status, self.headers, -1 if more else len(body))
+                self.head_sent = True
                 out = out + proto.send_body(body, more) if len(body) < 65536 else [out, proto.send_body(body, more)]
             else:
                 out = proto.send_body(body, more)
@@ -164,7 +164,9 @@ class RequestCycle:
             self.status = status
             self.headers = headers
             self.response_started = True
-            if self.conn.draining:
+            if self.conn.draining or (self.continue_pending and not self.body_complete):
+                # Draining; or the client still waits for 100 Continue and may never send the body: the
+                # connection cannot tell where the next request starts, so it closes after this response.
                 self.conn.proto.close_after_response()
         else:
             raise RuntimeError(f"ASGI: unexpected message type {kind!r} for an HTTP connection")
