@@ -318,6 +318,8 @@ cdef class H1Protocol:
                 has_length = True
             elif n == 17 and name.lower() == b"transfer-encoding":
                 has_te = True
+                if req.http_version == HTTP_10:
+                    continue  # HTTP/1.0 has no chunked coding: the body is delimited by closing instead
             elif n == 10 and name.lower() == b"connection":
                 if b"close" in value.lower():
                     self._resp_close = True
