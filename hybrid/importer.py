@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 from typing import Any
 
@@ -13,8 +14,11 @@ class AppLoadError(Exception):
 
 
 def load_app(target: Any, *, factory: bool = False, app_dir: str | None = None) -> Any:
-    if app_dir is not None:
-        sys.path.insert(0, app_dir)
+    # The app's folder comes first on sys.path; by default the current folder, as `python -m` would do (the
+    # `hybrid` console script otherwise only sees its own bin folder).
+    folder = os.path.abspath(app_dir if app_dir is not None else ".")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     if not isinstance(target, str):
         app = target
     else:

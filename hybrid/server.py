@@ -182,8 +182,10 @@ class Server:
         answers = []
         for worker in list(self.threads.workers):
             loop = worker.loop
-            if worker.conn_set is None or loop is None or not loop.is_running():
-                continue  # spares and threads stuck in a handler without a set are not serving anyone
+            if self.monitor.owned_set(worker.slot) < 0 or loop is None or not loop.is_running():
+                # Spares, and threads whose set the monitor handed on while they block in a handler,
+                # serve no one else: their silence is expected.
+                continue
             answered = threading.Event()
             try:
                 loop.call_soon_threadsafe(answered.set)

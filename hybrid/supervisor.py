@@ -273,6 +273,8 @@ class Supervisor:
         self._watch_stop.set()
         for worker in list(self.workers):
             self._terminate(worker, graceful=True)
+        # Stop accepting now: new clients are refused at once instead of queueing behind the drain.
+        self._close_sockets()
         limit = self._kill_deadline()
         started = time.monotonic()
         while self.workers:
@@ -283,7 +285,6 @@ class Supervisor:
                     self._terminate(worker, graceful=False)
                     self._reap(worker, timeout=1)
             time.sleep(0.02)
-        self._close_sockets()
         logger.info("Finished supervisor process [%d]", os.getpid())
 
     def _close_sockets(self) -> None:

@@ -123,9 +123,7 @@ class Server:
                 return
             if self.proc.poll() is not None:
                 self._eof.wait(2)
-                raise ServerError(
-                    f"server exited with {self.proc.returncode} before it was ready:\n{self.output}"
-                )
+                raise ServerError(f"server exited with {self.proc.returncode} before it was ready:\n{self.output}")
         self.stop()
         raise ServerError(f"server not ready within {timeout} s (no 'Listening on' line):\n{self.output}")
 
@@ -203,9 +201,7 @@ def run_cli(*args: str, timeout: float = 15.0, env: dict | None = None) -> tuple
     rc = srv.wait(timeout)
     if rc is None:
         srv.stop()
-        raise AssertionError(
-            f"`hybrid {' '.join(args)}` did not exit within {timeout} s; output:\n{srv.output}"
-        )
+        raise AssertionError(f"`hybrid {' '.join(args)}` did not exit within {timeout} s; output:\n{srv.output}")
     return rc, srv.output
 
 
@@ -362,6 +358,7 @@ class RawClient:
         """True if the peer closes the connection (EOF/RST) within `timeout` and sends nothing more."""
         if self.buf:
             return False
+        previous = self.sock.gettimeout()
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(65536)
@@ -369,6 +366,8 @@ class RawClient:
             return True
         except TimeoutError:
             return False
+        finally:
+            self.sock.settimeout(previous)
         if data:
             self.buf += data
             return False

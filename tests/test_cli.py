@@ -151,9 +151,7 @@ def test_demo_app_without_argument():
 
 def test_hybrid_run_api(tmp_path):
     script = tmp_path / "run_it.py"
-    script.write_text(
-        "import hybrid\nfrom tests.apps.basic import app\nhybrid.run(app, host='127.0.0.1', port=0)\n"
-    )
+    script.write_text("import hybrid\nfrom tests.apps.basic import app\nhybrid.run(app, host='127.0.0.1', port=0)\n")
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, str(script)],
@@ -393,7 +391,18 @@ def test_quiet_log_levels_accepted(level):
 
 
 def test_threads_options_accepted():
-    with Server(
-        BASIC, "--port", "0", "--threads", "2", "--max-threads", "8", "--blocking-threshold", "0.005"
-    ) as srv:
+    with Server(BASIC, "--port", "0", "--threads", "2", "--max-threads", "8", "--blocking-threshold", "0.005") as srv:
         assert httpx.get(srv.url + "/", timeout=5).status_code == 200
+
+
+def test_console_script_finds_app_in_cwd():
+    """`hybrid main:app` run in the project folder imports main from there (as uvicorn does: app-dir ".")."""
+    script = os.path.join(os.path.dirname(sys.executable), "hybrid")
+    if not os.path.exists(script):
+        pytest.skip("hybrid console script not installed in this environment")
+    srv = Server(BASIC, "--port", "0")
+    srv.args = [BASIC, "--port", "0"]
+    srv.__class__ = type("ScriptServer", (Server,), {"cmd": property(lambda self: [script, *self.args])})
+    with srv:
+        assert httpx.get(srv.url + "/", timeout=5).text == "hello, world"
+        assert srv.stop() == 0

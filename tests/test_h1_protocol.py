@@ -394,9 +394,7 @@ def test_no_body_statuses(status):
 
 def test_pipelined_responses_answer_oldest_first():
     p = new()
-    events = p.feed(
-        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.0\r\n\r\n"
-    )
+    events = p.feed(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.0\r\n\r\n")
     assert [r.target for r in requests_of(events)] == [b"/1", b"/2", b"/3"]
     out = p.send_response(200, [], 3) + p.send_body(b"one", False)
     out += p.send_response(200, [], 3) + p.send_body(b"two", False)  # HEAD: no body bytes
@@ -451,9 +449,7 @@ def test_date_and_server_headers_in_response():
 # ---------------------------------------------------------------------------------------------------------
 # Properties
 # ---------------------------------------------------------------------------------------------------------
-TOKEN = st.text(
-    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=12
-)
+TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=12)
 RESERVED = {
     "host",
     "content-length",
@@ -467,9 +463,9 @@ RESERVED = {
     "proxy-connection",
 }
 header_name = TOKEN.filter(lambda s: s.lower() not in RESERVED)
-header_value = st.text(
-    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=0, max_size=30
-).map(lambda s: s.strip())
+header_value = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=0, max_size=30).map(
+    lambda s: s.strip()
+)
 path_st = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-._~/%!$&'()*+,;=:@", max_size=30).map(
     lambda s: "/" + s
 )
@@ -576,9 +572,7 @@ def test_property_response_round_trips_through_h11(pieces, known_length, status)
 def test_property_response_round_trips_through_httptools(pieces, known_length):
     pieces = pieces or [b""]
     body = b"".join(pieces)
-    p, head, out = respond(
-        b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", 200, [], pieces, len(body) if known_length else -1
-    )
+    p, head, out = respond(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", 200, [], pieces, len(body) if known_length else -1)
     received = []
     done = []
 
@@ -602,3 +596,28 @@ def test_property_head_never_has_body_bytes(pieces):
     p, head, out = respond(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", 200, [], pieces, sum(map(len, pieces)))
     assert head.endswith(b"\r\n\r\n")
     assert b"".join(out) == b""
+
+
+@given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=5))
+def test_property_garbage_only_raises_h1error(data, splits):
+    """Any bytes: the parser returns events or raises H1Error with an error status; nothing else escapes."""
+    p = new()
+    try:
+        feed_all(p, data, [s for s in splits if s <= len(data)])
+    except H1Error as err:
+        assert 400 <= err.status_code < 600
+        with pytest.raises(H1Error):  # the protocol stays failed
+            p.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+@given(requests(), st.integers(0, 10_000), st.binary(min_size=1, max_size=3))
+def test_property_mutated_requests_never_crash(req, pos, junk):
+    raw, _ = req
+    pos = pos % (len(raw) + 1)
+    mutated = raw[:pos] + junk + raw[pos + len(junk) :]
+    try:
+        events = new().feed(mutated)
+    except H1Error as err:
+        assert 400 <= err.status_code < 600 and err.reason
+    else:
+        assert all(isinstance(e, Request | Data | EndOfMessage) for e in events)

@@ -330,3 +330,39 @@ def test_raw_client_two_connections_interleaved(server):
     finally:
         a.close()
         b.close()
+
+
+def test_app_connection_close_header_closes(server):
+    with server.connect() as c:
+        r = c.request("GET", "/app-close")
+        assert (r.status, r.body) == (200, b"closing")
+        assert c.closed_by_peer()
+
+
+def test_app_body_shorter_than_content_length_closes(server):
+    """The body fell short of its Content-Length: the connection must be closed (the client cannot resync)."""
+    with server.connect() as c:
+        c.send(build_request("GET", "/short-body"))
+        head = c.read_head()
+        assert head.status == 200 and head.header("content-length") == "10"
+        rest = c.read_to_eof()
+        assert rest == b"12345"
+        assert c.eof
+
+
+def test_app_declared_chunked_is_framed(server):
+    with server.connect() as c:
+        r = c.request("GET", "/app-chunked")
+        assert r.status == 200 and r.chunked
+        assert r.body == b"abcdefg"
+        assert c.request("GET", "/").body == b"hello, world"
+
+
+def test_app_declared_chunked_http10(server):
+    with server.connect() as c:
+        c.send(b"GET /app-chunked HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        assert r.header("transfer-encoding") in (None, "chunked")
+        if r.header("transfer-encoding") is None:
+            assert r.body == b"abcdefg"

@@ -5,6 +5,8 @@ import time
 
 import httpx
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from .support import IncompleteResponse, Server, build_request
 
@@ -129,9 +131,7 @@ def test_negative_content_length_400(server):
 
 
 def test_conflicting_content_lengths_400(server):
-    r = error_response(
-        server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
-    )
+    r = error_response(server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd")
     assert r.status == 400
 
 
@@ -146,6 +146,57 @@ def test_bad_chunk_size_400(server):
 
 def test_unsupported_transfer_encoding(server):
     r = error_response(server, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc")
+    assert r.status in (400, 501)
+
+
+def test_http11_without_host_400(server):
+    """RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request without a Host header field."""
+    r = error_response(server, b"GET / HTTP/1.1\r\nX-No-Host: 1\r\n\r\n")
+    assert r.status == 400
+
+
+def test_http11_two_host_headers_400(server):
+    """RFC 9112 section 3.2: ... or with more than one Host header field line."""
+    r = error_response(server, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert r.status == 400
+
+
+def test_http10_without_host_ok(server):
+    with server.connect() as c:
+        c.send(b"GET / HTTP/1.0\r\n\r\n")
+        assert c.read_response().status == 200
+
+
+def test_obs_fold_rejected_or_unfolded(server):
+    """RFC 9112 section 5.2: obs-fold is rejected with 400 or replaced by SP before the value is used."""
+    with server.connect() as c:
+        c.send(b"GET /scope HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n")
+        r = c.read_response()
+        if r.status != 400:
+            assert r.status == 200
+            headers = {n["__bytes__"]: v["__bytes__"] for n, v in json.loads(r.body)["headers"]}
+            assert "\r" not in headers.get("x-folded", "") and "\n" not in headers.get("x-folded", "")
+
+
+def test_bare_cr_in_header_value_rejected(server):
+    """RFC 9112 section 2.2: a bare CR is rejected (400) or replaced by SP; never passed on."""
+    with server.connect() as c:
+        c.send(b"GET /scope HTTP/1.1\r\nHost: x\r\nX-Cr: a\rb\r\n\r\n")
+        r = c.read_response()
+        if r.status != 400:
+            headers = {n["__bytes__"]: v["__bytes__"] for n, v in json.loads(r.body)["headers"]}
+            assert "\r" not in headers.get("x-cr", "")
+
+
+@pytest.mark.parametrize("value", ["+5", "5 5", "0x5", "5.0", ""])
+def test_odd_content_length_400(server, value):
+    r = error_response(server, f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {value}\r\n\r\nabcde".encode())
+    assert r.status == 400
+
+
+def test_chunked_not_last_transfer_coding_rejected(server):
+    """RFC 9112 section 6.3: chunked not the final coding of a request: 400 and close."""
+    r = error_response(server, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n")
     assert r.status in (400, 501)
 
 
@@ -255,7 +306,18 @@ def _results(server):
 
 @pytest.mark.parametrize(
     "kind",
-    ["body-before-start", "second-start", "str-body", "bad-status", "status-out-of-range", "unknown-type"],
+    [
+        "body-before-start",
+        "second-start",
+        "str-body",
+        "bad-status",
+        "status-out-of-range",
+        "unknown-type",
+        "header-injection",
+        "bad-header-name",
+        "str-header",
+        "body-too-long",
+    ],
 )
 def test_send_misuse_raises(server, kind):
     with server.connect() as c:
@@ -266,6 +328,8 @@ def test_send_misuse_raises(server, kind):
             r = None  # the response had already started: closed connection is the answer
         if r is not None:
             assert r.status == 500, f"misuse {kind} answered {r.status} {r.body!r}"
+        if r is not None:
+            assert r.header("x-injected") is None, "response splitting through a header value"
     res = _results(server)[f"send-check/{kind}"]
     assert res["raised"], f"send() did not raise for {kind}"
     assert res["message"], f"send() raised {res['raised']} without a message for {kind}"
@@ -280,3 +344,22 @@ def test_server_survived_everything(server):
             r = c.post("/echo", content=b"still ok")
             assert r.content == b"still ok"
         json.loads(c.get("/scope").content)
+
+
+@settings(max_examples=40)
+@given(st.binary(min_size=1, max_size=300))
+def test_property_garbage_gets_error_or_close(server, junk):
+    """Random bytes as a request: an error status (or a plain close), never a hang or a dead server."""
+    # Empty lines before a request line are ignored (RFC 9112 section 2.2): the server rightly waits for more.
+    assume(junk.strip(b"\r\n"))
+    with server.connect(timeout=5) as c:
+        try:
+            c.send(junk + b"\r\n\r\n")
+            data = c.read_to_eof()
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        if data:
+            assert data.startswith(b"HTTP/1.1 "), data[:100]
+            status = int(data[9:12])
+            assert 400 <= status < 600, data[:100]
+    assert server.alive(), server.output

@@ -154,15 +154,37 @@ def test_shutdown_stops_accepting_and_closes_idle(tmp_path):
         idle.close()
 
 
-def test_shutdown_is_fast_when_idle():
-    with Server(BASIC, "--port", "0") as srv:
-        t0 = time.monotonic()
-        assert srv.stop() == 0
-        assert time.monotonic() - t0 < 5
+def test_sigterm_right_after_ready_is_graceful():
+    """SIGTERM as soon as 'Listening on' is printed: handled (exit 0, quickly), never the default action."""
+    for _ in range(15):
+        with Server(BASIC, "--port", "0") as srv:
+            t0 = time.monotonic()
+            rc = srv.stop()
+            assert rc == 0, f"exit {rc}: SIGTERM right after the ready line was not handled\n{srv.output}"
+            assert time.monotonic() - t0 < 5
 
 
 def test_lifespan_state_in_fastapi():
     with Server("tests.apps.fastapi_app:app", "--port", "0") as srv:
         with httpx.Client(base_url=srv.url, timeout=5) as c:
             assert c.get("/state").json() == {"db": "connected"}
+        assert srv.stop() == 0
+
+
+def test_sigint_is_graceful_too(tmp_path):
+    log = tmp_path / "lifespan.log"
+    with Server(BASIC, "--port", "0", env={"HYBRID_TEST_LIFESPAN_LOG": str(log)}) as srv:
+        assert httpx.get(srv.url + "/", timeout=5).status_code == 200
+        srv.signal(signal.SIGINT)
+        assert srv.wait(10) == 0, srv.output
+    assert lifespan_log(log).count("shutdown") >= 1
+
+
+def test_lifespan_runs_in_every_worker_loop():
+    """Lifespan runs in every event loop that runs app code: at least one per --threads worker."""
+    with Server(BASIC, "--port", "0", "--threads", "3") as srv:
+        with httpx.Client(base_url=srv.url, timeout=5) as c:
+            info = c.get("/lifespan").json()
+        assert info["startup"] >= 3, info
+        assert len(set(info["loops"])) == info["startup"], "one startup per distinct loop"
         assert srv.stop() == 0

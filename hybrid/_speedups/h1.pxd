@@ -30,10 +30,12 @@ cdef class H1Protocol:
     cdef Py_ssize_t _head_len
     cdef Py_ssize_t _stalled_bytes
     cdef bint _in_head
+    cdef bint _in_message
     cdef bint _progress
     cdef bint _expect_continue
     cdef object _upgrade
     cdef long long _body_len
+    cdef int _host_count
     cdef object _error
     cdef list _unanswered
     # limits and options

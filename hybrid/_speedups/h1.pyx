@@ -178,7 +178,7 @@ cdef class H1Protocol:
             if "version" in reason.lower():
                 self._fail(505, "HTTP version not supported")
             self._fail(400, reason or "Malformed request")
-        if self._in_head and not self._progress:
+        if (self._in_head or not self._in_message) and not self._progress:
             # httptools buffers a header split across reads without calling us; bound it here.
             self._stalled_bytes += len(data)
             if self._stalled_bytes + self._head_len > self._max_head:
@@ -192,6 +192,7 @@ cdef class H1Protocol:
         raise self._error
 
     def on_message_begin(self):
+        self._in_message = True
         self._in_head = True
         self._progress = True
         self._url_parts = []
@@ -202,6 +203,7 @@ cdef class H1Protocol:
         self._expect_continue = False
         self._upgrade = None
         self._body_len = 0
+        self._host_count = 0
 
     def on_url(self, bytes url):
         self._url_parts.append(url)
@@ -225,6 +227,8 @@ cdef class H1Protocol:
                 self._expect_continue = True
         elif n == 7 and name == b"upgrade":
             self._upgrade = value
+        elif n == 4 and name == b"host":
+            self._host_count += 1
         self._headers.append((name, value))
 
     def on_headers_complete(self):
@@ -233,6 +237,9 @@ cdef class H1Protocol:
         version = parser.get_http_version()
         if version == HTTP_11:
             req.http_version = HTTP_11
+            if self._host_count != 1:
+                # RFC 9112 section 3.2: exactly one Host in an HTTP/1.1 request, else 400.
+                raise H1Error(400, "Missing Host header" if self._host_count == 0 else "More than one Host header")
         elif version == HTTP_10:
             req.http_version = HTTP_10
         else:
@@ -268,6 +275,8 @@ cdef class H1Protocol:
         self._events.append(Data(body))
 
     def on_message_complete(self):
+        self._in_message = False
+        self._stalled_bytes = 0
         self._progress = True
         self._events.append(END_OF_MESSAGE)
 

@@ -97,6 +97,9 @@ async def app(scope, receive, send):
         return await lifespan(scope, receive, send)
     assert scope["type"] == "http", scope["type"]
     path = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):  # ASGI lets path carry the root_path prefix
+        path = path[len(root) :] or "/"
     q = _query(scope)
 
     if path == "/":
@@ -123,17 +126,13 @@ async def app(scope, receive, send):
         return await _json(send, info)
 
     if path == "/nolength":
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
-        )
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"nolength-body"})
         return
 
     if path == "/stream":
         n = int(q.get("n", "3"))
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
-        )
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         for i in range(n):
             await send({"type": "http.response.body", "body": b"part-%d\n" % i, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -141,9 +140,7 @@ async def app(scope, receive, send):
 
     if path.startswith("/status/"):
         code = int(path.rsplit("/", 1)[1])
-        await send(
-            {"type": "http.response.start", "status": code, "headers": [(b"x-status", str(code).encode())]}
-        )
+        await send({"type": "http.response.start", "status": code, "headers": [(b"x-status", str(code).encode())]})
         await send({"type": "http.response.body", "body": b""})
         return
 
@@ -165,6 +162,29 @@ async def app(scope, receive, send):
             }
         )
         await send({"type": "http.response.body", "body": b"ok"})
+        return
+
+    if path == "/app-close":
+        body = b"closing"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"connection", b"close"), (b"content-length", b"7")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        return
+
+    if path == "/short-body":  # declares 10 bytes, sends 5
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]})
+        await send({"type": "http.response.body", "body": b"12345"})
+        return
+
+    if path == "/app-chunked":  # the app declares chunked itself and sends raw pieces
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"transfer-encoding", b"chunked")]})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await send({"type": "http.response.body", "body": b"defg", "more_body": False})
         return
 
     if path == "/error-before":
@@ -198,6 +218,30 @@ async def app(scope, receive, send):
                 await send({"type": "http.response.start", "status": "200", "headers": []})
             elif kind == "status-out-of-range":
                 await send({"type": "http.response.start", "status": 1000, "headers": []})
+            elif kind == "header-injection":
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [(b"x-evil", b"a\r\nx-injected: 1"), (b"content-length", b"2")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b"ok"})
+            elif kind == "bad-header-name":
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [(b"bad name:", b"v"), (b"content-length", b"2")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b"ok"})
+            elif kind == "str-header":
+                await send({"type": "http.response.start", "status": 200, "headers": [("x-str", "v")]})
+                await send({"type": "http.response.body", "body": b"ok"})
+            elif kind == "body-too-long":
+                await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+                await send({"type": "http.response.body", "body": b"much longer than two bytes"})
             elif kind == "unknown-type":
                 await send({"type": "http.response.bogus"})
             else:
