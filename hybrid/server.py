@@ -70,6 +70,28 @@ def bind_listeners(config: ServerConfig) -> list[socket.socket]:
     return [sock]
 
 
+def describe_listeners(config: ServerConfig, sockets: list[socket.socket]) -> str:
+    if config.uds is None and config.fd is None:
+        host, port = sockets[0].getsockname()[:2]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}"
+    return config.bind_description
+
+
+def close_listeners(config: ServerConfig, sockets: list[socket.socket], *, owner: bool) -> None:
+    """Close our copies of the listening sockets; ``owner`` (who bound them) also removes a unix socket's file."""
+    for sock in sockets:
+        if config.fd is None:
+            sock.close()
+        else:
+            sock.detach()  # an inherited descriptor belongs to whoever passed it
+    if owner and config.uds is not None:
+        try:
+            os.unlink(config.uds)
+        except OSError:
+            pass
+
+
 def raise_fd_limit() -> None:
     # Every idle keep-alive connection is one descriptor; the default soft limit (1024) is far too low.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -146,16 +168,8 @@ class Server:
             logger.info("Started worker process [%d]", os.getpid())
             self.control.send(("ready", os.getpid()))
         else:
-            logger.info("Listening on %s (%d threads, press CTRL+C to quit)", self._listen_description(),
-                        self.config.threads)
-
-    def _listen_description(self) -> str:
-        config = self.config
-        if config.uds is None and config.fd is None:
-            host, port = self.listeners[0].getsockname()[:2]
-            host = f"[{host}]" if ":" in host else host
-            return f"http://{host}:{port}"
-        return config.bind_description
+            logger.info("Listening on %s (%d threads, press CTRL+C to quit)",
+                        describe_listeners(self.config, self.listeners), self.config.threads)
 
     def serve_forever(self) -> None:
         recycling = False
@@ -233,19 +247,10 @@ class Server:
         self.threads.stop()
         for conn_set in self.sets.values():
             conn_set.epoll.close()
-        if self.config.uds is not None:
-            try:
-                os.unlink(self.config.uds)
-            except OSError:
-                pass
         logger.info("Finished server process [%d]", os.getpid())
 
     def _close_listeners(self) -> None:
-        for sock in self.listeners:
-            if self.config.fd is None:
-                sock.close()
-            else:
-                sock.detach()  # the inherited descriptor belongs to whoever passed it
+        close_listeners(self.config, self.listeners, owner=self.given_sockets is None)
         self.listeners = []
 
     def run(self) -> None:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from hybrid.config import ServerConfig
-from hybrid.server import EXIT_STARTUP_FAILED, StartupError, bind_listeners
+from hybrid.server import EXIT_STARTUP_FAILED, StartupError, bind_listeners, close_listeners, describe_listeners
 
 logger = logging.getLogger("hybrid.error")
 
@@ -196,8 +196,8 @@ class Supervisor:
             logger.error("Workers failed to start; exiting.")
             self._close_sockets()
             return self.exit_code or 1
-        logger.info("Listening on %s (%d workers, press CTRL+C to quit)", self._listen_description(),
-                    self.config.workers)
+        logger.info("Listening on %s (%d workers, press CTRL+C to quit)",
+                    describe_listeners(self.config, self.sockets), self.config.workers)
         if self.config.reload:
             self._start_watcher()
         while not self._stop.is_set():
@@ -288,22 +288,8 @@ class Supervisor:
         logger.info("Finished supervisor process [%d]", os.getpid())
 
     def _close_sockets(self) -> None:
-        for sock in self.sockets:
-            if self.config.fd is None:
-                sock.close()
-        if self.config.uds is not None:
-            try:
-                os.unlink(self.config.uds)
-            except OSError:
-                pass
-
-    def _listen_description(self) -> str:
-        config = self.config
-        if config.uds is None and config.fd is None:
-            host, port = self.sockets[0].getsockname()[:2]
-            host = f"[{host}]" if ":" in host else host
-            return f"http://{host}:{port}"
-        return config.bind_description
+        close_listeners(self.config, self.sockets, owner=True)
+        self.sockets = []
 
     def _install_signal_handlers(self) -> None:
         def stop(signum, frame):

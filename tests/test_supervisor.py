@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from tests.apps.sup_lifespan_failed import MESSAGE as LIFESPAN_FAILED_MESSAGE
+from tests.apps.lifespan_failed import MESSAGE as LIFESPAN_FAILED_MESSAGE
 from tests.apps.sup_support import (
     APP,
     BackgroundRequest,
@@ -251,7 +251,7 @@ def test_app_import_failure_exits_nonzero_quickly(launch, mode, app, marker):
 
 @pytest.mark.timeout(30)
 def test_lifespan_startup_failure_with_workers_exits_nonzero(launch):
-    srv = launch("tests.apps.sup_lifespan_failed:app", "--port", "0", "--workers", "2", ready=False)
+    srv = launch("tests.apps.lifespan_failed:app", "--port", "0", "--workers", "2", ready=False)
     rc = srv.wait(10)
     assert rc is not None, f"still running 10 s after lifespan startup failed:\n{srv.output[-3000:]}"
     assert rc != 0
@@ -408,3 +408,25 @@ def test_bad_values_exit_2_naming_the_option(option, value):
     assert rc == 2, f"exit code {rc}:\n{out}"
     assert option in out, f"error does not name {option}:\n{out}"
     assert "Listening on" not in out
+
+
+@pytest.mark.timeout(30)
+def test_uds_survives_worker_swap_and_is_removed_at_shutdown(launch, tmp_path):
+    """Only the supervisor owns the unix socket's file: a worker leaving (SIGHUP) must not unlink it."""
+    import httpx
+
+    path = str(tmp_path / "hybrid.sock")
+    srv = launch(APP, "--uds", path, "--no-access-log", "--workers", "2")
+    old = worker_pids(srv)
+
+    def get() -> int:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=path), timeout=5) as c:
+            return c.get("http://hybrid/").status_code
+
+    assert get() == 200
+    os.kill(srv.pid, signal.SIGHUP)
+    assert wait_for(lambda: len(worker_pids(srv)) == 2 and not (worker_pids(srv) & old), 10), srv.output
+    assert os.path.exists(path), "a replaced worker removed the supervisor's unix socket file"
+    assert get() == 200
+    assert srv.stop() == 0
+    assert not os.path.exists(path)
