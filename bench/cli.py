@@ -47,8 +47,8 @@ def parse_args(argv=None):
                    help="plaintext and blocking mix only, short rounds (under 2 minutes); for CI, asserts nothing")
     p.add_argument("--scenarios", help=f"comma-separated subset of: {','.join(ORDER)}")
     p.add_argument("--servers", help=f"comma-separated subset of: {','.join(SERVERS)}")
-    p.add_argument("--duration", type=float, help="seconds per measurement (default 8; quick 3)")
-    p.add_argument("--rounds", type=int, help="rounds per scenario, servers interleaved (default 2)")
+    p.add_argument("--duration", type=float, help="seconds per measurement (default 5; quick 3)")
+    p.add_argument("--rounds", type=int, help="rounds per scenario, servers interleaved (default 3; quick 2)")
     p.add_argument("--warmup", type=float, help="seconds of load before each measurement (default 1)")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--idle-connections", type=int, help="idle scenario (default 5000; quick 1000)")
@@ -94,8 +94,8 @@ def main(argv=None) -> int:
         and a.duration is None and a.rounds is None
     stem = today if full else f"{today}-quick" if a.quick else f"{today}-partial"
     settings = Settings(
-        duration=a.duration or (3.0 if a.quick else 8.0),
-        rounds=a.rounds or 2,
+        duration=a.duration or (3.0 if a.quick else 5.0),
+        rounds=a.rounds or (2 if a.quick else 3),
         warmup=a.warmup if a.warmup is not None else 1.0,
         server_cpus=server_cpus, client_cpus=client_cpus, all_cpus=all_cpus,
         connections=a.connections,
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     ctx = Context(settings)
     result = {
         "date": today,
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": env.machine_info(),
         "versions": env.versions(),
         "settings": {

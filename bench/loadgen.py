@@ -29,7 +29,7 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 
 class Conn(asyncio.Protocol):
-    def __init__(self, gen: "Generator"):
+    def __init__(self, gen: Generator):
         self.gen = gen
         self.transport: asyncio.Transport | None = None
         self.buf = b""

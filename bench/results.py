@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.scenarios import MEASURE_LABELS, load
 from bench.stats import ratio
 
-BASELINES = ("uvicorn", "granian")
+BASELINES = ("uvicorn", "granian", "hypercorn")
 
 
 def med(result: dict, scenario: str, key: str, metric: str):
@@ -33,7 +33,7 @@ def ratios(result: dict) -> dict:
         per = {}
         for v in variants(sc["cases"]):
             row = {}
-            for key, c in sc["cases"].items():
+            for _key, c in sc["cases"].items():
                 if c["variant"] != v:
                     continue
                 mine = c.get("summary", {}).get(primary, {}).get("median")
@@ -57,9 +57,12 @@ def targets(result: dict) -> list[dict]:
         h, g = r(sc, "hybrid/-", "rps"), r(sc, "granian/-", "rps")
         hp, gp = r(sc, "hybrid/-", "p99_ms"), r(sc, "granian/-", "p99_ms")
         u = r(sc, "uvicorn/-", "rps")
+        hc, gc, uc = (r(sc, f"{s}/-", "rps_per_core") for s in ("hybrid", "granian", "uvicorn"))
         if h is not None and g is not None:
+            per_cpu = f"; per server CPU-second {ratio(hc, gc)}x granian, {ratio(hc, uc)}x uvicorn" if hc else ""
             t.append(_check(f"{sc}-rps", f"{sc}: hybrid req/s >= granian's",
-                            f"{h:,.0f} vs {g:,.0f} ({ratio(h, g)}x granian, {ratio(h, u)}x uvicorn)", h >= g))
+                            f"{h:,.0f} vs {g:,.0f} ({ratio(h, g)}x granian, {ratio(h, u)}x uvicorn{per_cpu})",
+                            h >= g))
         if hp is not None and gp is not None:
             t.append(_check(f"{sc}-p99", f"{sc}: hybrid p99 <= granian's", f"{hp:.2f} ms vs {gp:.2f} ms", hp <= gp))
     for v in ("async", "sync"):
@@ -149,7 +152,7 @@ def markdown(result: dict, heading_level: int = 2) -> str:
                  [f"{primary_label} vs uvicorn", f"{primary_label} vs granian", "errors"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] * len(header)) + "|")
-        for key, c in sc.get("cases", {}).items():
+        for _key, c in sc.get("cases", {}).items():
             row = [f"**{c['server']}**" if c["server"] == "hybrid" else c["server"], c["variant"]]
             if c.get("status") != "ok":
                 row += [c.get("status", "failed")] + [""] * (len(cols) - 1) + ["", "", ""]
@@ -158,11 +161,32 @@ def markdown(result: dict, heading_level: int = 2) -> str:
                     st = c["summary"].get(col)
                     row.append(f"{_fmt(st['median'])} ±{st['spread_pct']:.0f}%" if st else "–")
                 rr = rat.get(name, {}).get("variants", {}).get(c["variant"], {}).get(c["server"], {})
-                row += [f"{rr.get('vs_uvicorn')}x" if rr.get("vs_uvicorn") else "–",
-                        f"{rr.get('vs_granian')}x" if rr.get("vs_granian") else "–"]
+                row += [f"{rr.get('vs_uvicorn')}x" if rr.get("vs_uvicorn") is not None else "–",
+                        f"{rr.get('vs_granian')}x" if rr.get("vs_granian") is not None else "–"]
                 errs = c["summary"].get("errors", {}).get("max")
                 row.append(str(int(errs)) if errs else "0")
             lines.append("| " + " | ".join(row) + " |")
+        other = [r.get("other_cpu_pct") for c in sc.get("cases", {}).values() for r in c.get("rounds", [])
+                 if isinstance(r.get("other_cpu_pct"), (int, float))]
+        if other:
+            other.sort()
+            lines.append("")
+            lines.append(f"CPU taken by other processes during the rounds (% of one core): median "
+                         f"{other[len(other) // 2]}, max {other[-1]}.")
+        if name == "fixed_load":
+            lags = [r.get("generator_max_lag_ms") for c in sc.get("cases", {}).values() for r in c.get("rounds", [])
+                    if isinstance(r.get("generator_max_lag_ms"), (int, float))]
+            if lags:
+                lines.append("")
+                lines.append(f"The generator's own worst lag behind its schedule (it counts against the server): "
+                             f"median {sorted(lags)[len(lags) // 2]:.1f} ms, max {max(lags):.1f} ms over the rounds.")
+            sat = [c["server"] for c in sc.get("cases", {}).values()
+                   if c.get("summary", {}).get("achieved_rps", {}).get("median", 0)
+                   < 0.98 * (params.get("offered_rps") or 0)]
+            if sat:
+                lines.append("")
+                lines.append(f"Saturated at this rate (achieved < offered; the backlog grows for the whole run, "
+                             f"errors count requests unanswered at the end): {', '.join(sat)}.")
         derived = sc.get("derived", {}).get("workers2_over_workers1")
         if derived:
             lines.append("")
@@ -188,7 +212,9 @@ def ratio_lines(result: dict) -> list[str]:
         for v, row in r["variants"].items():
             parts = []
             for srv, x in row.items():
-                parts.append(f"{srv} {x['vs_uvicorn'] or '–'}x uvicorn / {x['vs_granian'] or '–'}x granian")
+                shown = [b for b in BASELINES if b != srv and (srv == "hybrid" or b != "hypercorn")]
+                parts.append(f"{srv} " + " / ".join(
+                    f"{x.get('vs_' + b)}x {b}" if x.get("vs_" + b) is not None else f"– {b}" for b in shown))
             label = name if v == "-" else f"{name}[{v}]"
             out.append(f"{label} ({r['metric']}): " + "; ".join(parts))
     return out

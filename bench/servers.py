@@ -214,7 +214,8 @@ class RunningServer:
             if code is not None:
                 tail = self._log_tail()
                 unsupported = code == 2 or any(m in tail.lower() for m in USAGE_MARKERS)
-                raise ServerFailed(f"exited with code {code}: {tail[-600:]}", unsupported=unsupported)
+                last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
+                raise ServerFailed(f"exited with code {code}: {last.strip()[:300]}", unsupported=unsupported)
             if http_probe(self.port, timeout=1.0):
                 return
             time.sleep(0.1)

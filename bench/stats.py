@@ -27,4 +27,4 @@ def summarise(rounds: list[dict]) -> dict:
 def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
-    return round(a / b, 2)
+    return float(f"{a / b:.3g}")  # three significant digits: 0.00303x stays visible

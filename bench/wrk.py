@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench.servers import HOST
 
+
 # A deterministic JSON document of exactly 1024 bytes for the json and framework scenarios.
 def _make_body(size: int = 1024) -> bytes:
     items = [{"k": i, "name": f"item-{i}", "tags": ["a", "b"]} for i in range(12)]
@@ -108,7 +109,7 @@ class Wrk:
     def command(self) -> str:
         return " ".join(self.argv[:-3] + ["SCRIPT.lua", self.argv[-1]])
 
-    def start(self) -> "Wrk":
+    def start(self) -> Wrk:
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         return self
 

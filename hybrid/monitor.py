@@ -25,6 +25,7 @@ class ThreadManager:
         self.workers = []
         self._lock = threading.Lock()
         self._starting = 0
+        self.peak = 0
         self._monitor_thread = threading.Thread(target=self.monitor.run, name="hybrid-monitor", daemon=True)
 
     def start(self, count: int) -> None:
@@ -39,6 +40,7 @@ class ThreadManager:
         errors = [w.startup_error for w in new if w.startup_error is not None]
         with self._lock:
             self.workers.extend(w for w in new if w.startup_error is None)
+            self.peak = len(self.workers)
         if errors:
             raise errors[0]
         self._monitor_thread.start()
@@ -75,6 +77,7 @@ class ThreadManager:
             return
         with self._lock:
             self.workers.append(worker)
+            self.peak = max(self.peak, len(self.workers))
 
     @property
     def takeovers(self) -> int:
@@ -86,11 +89,10 @@ class ThreadManager:
         with self._lock:
             workers = list(self.workers)
         for worker in workers:
-            if worker.loop is not None and not worker.loop.is_closed():
-                try:
-                    worker.loop.call_soon_threadsafe(worker.loop.stop)
-                except RuntimeError:
-                    pass
+            try:
+                worker.stop()
+            except RuntimeError:  # its loop is already closed
+                pass
         for worker in workers:
             worker.thread.join(timeout=10)
         if self._monitor_thread.is_alive():

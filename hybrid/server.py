@@ -245,6 +245,8 @@ class Server:
             logger.warning("Graceful shutdown timed out with %d connections open; closing them.",
                            len(self.connections))
         self.threads.stop()
+        logger.info("Served %d requests; %d takeovers of blocked threads (%d threads at most)",
+                    self.requests, self.monitor.takeovers, self.threads.peak)
         for conn_set in self.sets.values():
             conn_set.epoll.close()
         logger.info("Finished server process [%d]", os.getpid())

@@ -274,11 +274,11 @@ class Connection:
     def _go_async(self) -> None:
         # The app awaits: this thread's loop serves the connection until the response is done, so the set
         # must not report it to anyone (its next pipelined bytes are read by us, into the backlog).
+        # The socket is watched only once the app waits in receive(): a client's next bytes (or its EOF) wait
+        # in the kernel until then, and a response to a client that left fails at its write.
         if self.registered:
             self.home.remove(self)
         self.async_mode = True
-        if self.cycle is not None and (self.cycle.wants_body or not self.disconnected):
-            self.want_read()
 
     def _on_task_done(self, task) -> None:
         self._complete(task)
@@ -380,6 +380,7 @@ class SyncWorker:
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
         self.monitor = server.monitor
+        self._stopped: asyncio.Future | None = None
 
     def start(self) -> None:
         self.thread.start()
@@ -388,24 +389,42 @@ class SyncWorker:
         loop = self.loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(self.lifespan.startup())
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        """The thread's root task: lifespan startup, serving until ``stop()``, lifespan shutdown.
+
+        One long-lived root task per loop, as ``asyncio.run`` gives uvicorn: anyio (FastAPI's plain ``def``
+        endpoints) ties its worker threads to the loop's root task, and without one it would tie them to each
+        request's task and start a new thread for every request.
+        """
+        loop = self.loop
+        try:
+            await self.lifespan.startup()
         except (LifespanFailure, Exception) as exc:
             self.startup_error = exc
             self.ready.set()
-            loop.close()
             return
+        self._stopped = loop.create_future()
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         loop.add_reader(self.wake_fd, self._on_wake)
         self.slot = self.monitor.add_slot(self.wake_fd)
         self.ready.set()
         try:
-            loop.run_forever()
-            loop.run_until_complete(self.lifespan.shutdown())
+            await self._stopped
+            await self.lifespan.shutdown()
         finally:
             self.monitor.remove_slot(self.slot)
             loop.remove_reader(self.wake_fd)
             os.close(self.wake_fd)
-            loop.close()
+
+    def stop(self) -> None:
+        """Ask the thread to finish (from any thread): its loop runs lifespan shutdown and ends."""
+        stopped = self._stopped
+        if stopped is not None:
+            self.loop.call_soon_threadsafe(lambda: stopped.done() or stopped.set_result(None))
 
     # -- set ownership ------------------------------------------------------------------------------------
 

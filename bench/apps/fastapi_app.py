@@ -1,4 +1,4 @@
-"""The json scenario through FastAPI: the same 1 KB JSON body, parsed by FastAPI, in an async and a plain def endpoint."""
+"""The json scenario through FastAPI: the same 1 KB JSON body, parsed by FastAPI, in an async and a def endpoint."""
 
 from typing import Any
 

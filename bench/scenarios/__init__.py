@@ -8,10 +8,12 @@ the rounds (the order rotates every round), and keeps every round's numbers.
 from __future__ import annotations
 
 import importlib
+import os
+import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from bench import env
 from bench.servers import SERVERS, RunningServer, ServerFailed, cpu_seconds
@@ -80,9 +82,42 @@ MEASURE_LABELS = {
     "offered_rps": "offered req/s",
     "achieved_rps": "achieved req/s",
     "errors": "errors",
+    "rps_per_core": "req per server CPU-s",
+    "server_cpu_pct": "server CPU %",
+    "other_cpu_pct": "other CPU %",
 }
 
 ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling"]
+
+
+def _busy_seconds() -> float:
+    """All CPUs' non-idle time since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+class Interference:
+    """CPU used by everything that is neither the server nor the suite (and its load generators) during a round,
+    in % of one core: on a shared machine this is the noise that spread reports."""
+
+    def __init__(self, server: RunningServer):
+        self.server = server
+        self.t = time.monotonic()
+        self.busy = _busy_seconds()
+        self.own = _own_seconds()
+        self.srv = cpu_seconds(server.pid)
+
+    def pct(self) -> int:
+        wall = time.monotonic() - self.t
+        other = (_busy_seconds() - self.busy) - (_own_seconds() - self.own) - (cpu_seconds(self.server.pid) - self.srv)
+        return max(0, round(other / max(wall, 1e-3) * 100))
 
 
 def load(names: list[str] | None = None) -> dict[str, Scenario]:
@@ -127,15 +162,21 @@ def run_cases(ctx: Context, scenario_name: str, cases: list[Case],
                 server.start()
             except ServerFailed as e:
                 status = "not supported" if e.unsupported else "failed to start"
-                out[key]["status"] = status
                 out[key]["error"] = str(e)[-400:]
-                out[key]["commands"] = [server.command]
-                skip.add(key)
+                if not out[key]["commands"]:
+                    out[key]["commands"] = [server.command]
+                if e.unsupported:  # a usage error will not go away in the next round
+                    out[key]["status"] = status
+                    skip.add(key)
+                else:
+                    out[key].setdefault("round_errors", []).append(f"round {rnd + 1}: {status}")
                 env.log(f"  {key}: {status}: {str(e).splitlines()[0][:200]}")
                 continue
             t0 = time.monotonic()
             try:
+                noise = Interference(server)
                 metrics, commands = measure(ctx, c, server)
+                metrics["other_cpu_pct"] = noise.pct()
                 if not server.alive():
                     metrics["crashed"] = True
                 out[key]["rounds"].append(metrics)
@@ -151,7 +192,7 @@ def run_cases(ctx: Context, scenario_name: str, cases: list[Case],
     for v in out.values():
         v["summary"] = summarise(v["rounds"])
         if v["status"] == "ok" and not v["rounds"]:
-            v["status"] = "failed"
+            v["status"] = "failed to start" if v.get("error") else "failed"
     return out
 
 
@@ -171,7 +212,10 @@ def wrk_measure(path: str = "/", script: str | None = None, connections: int | N
         c0, t0 = cpu_seconds(server.pid), time.monotonic()
         metrics = w.run().metrics()
         # Server CPU use during the run: ~100% per pinned core means the server, not wrk, was the limit.
-        metrics["server_cpu_pct"] = round((cpu_seconds(server.pid) - c0) / (time.monotonic() - t0) * 100)
+        cpu_pct = (cpu_seconds(server.pid) - c0) / (time.monotonic() - t0) * 100
+        metrics["server_cpu_pct"] = round(cpu_pct)
+        # Requests per second of server CPU time: less sensitive than req/s to other work on a shared machine.
+        metrics["rps_per_core"] = round(metrics["rps"] * 100 / cpu_pct, 1) if cpu_pct > 1 else None
         return metrics, [w.command]
 
     return measure

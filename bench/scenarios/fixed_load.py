@@ -45,9 +45,9 @@ def run(ctx: Context) -> dict:
         pin = ["taskset", "-c", s.client_cpus] if s.client_cpus else []
         if gen[-1] == "bench.loadgen":
             argv = pin + gen + ["--port", str(server.port), "--rate", str(rate), "--duration", str(s.duration),
-                                "--warmup", "1", "--connections", str(s.connections)]
+                                "--warmup", "1", "--connections", str(s.connections), "--drain", "5"]
         else:  # PORT PATH RATE DURATION WARMUP CONNECTIONS DRAIN
-            argv = pin + gen + [str(server.port), "/", str(rate), str(s.duration), "1", str(s.connections), "10"]
+            argv = pin + gen + [str(server.port), "/", str(rate), str(s.duration), "1", str(s.connections), "5"]
         proc = subprocess.run(argv, cwd=env.REPO_ROOT, capture_output=True, text=True,
                               timeout=s.duration + 60)
         if proc.returncode != 0:
@@ -59,9 +59,15 @@ def run(ctx: Context) -> dict:
 
     cases = [Case(server=srv, variant="-", app=APP) for srv in s.servers]
     return {
-        "params": {"app": APP, "generator": "C (bench/loadgen.c)" if gen[-1] != "bench.loadgen" else
-                   "Python (bench/loadgen.py)", "offered_rps": rate, "fraction": FRACTION, "reference_rps": round(peak, 1),
-                   "reference": source, "connections": s.connections},
+        "params": {
+            "app": APP,
+            "generator": "Python (bench/loadgen.py)" if gen[-1] == "bench.loadgen" else "C (bench/loadgen.c)",
+            "offered_rps": rate,
+            "fraction": FRACTION,
+            "reference_rps": round(peak, 1),
+            "reference": source,
+            "connections": s.connections,
+        },
         "cases": run_cases(ctx, "fixed_load", cases, measure),
     }
 

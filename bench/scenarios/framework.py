@@ -28,7 +28,7 @@ def run(ctx: Context) -> dict:
 SCENARIO = Scenario(
     name="framework",
     title="Framework: the JSON scenario through FastAPI (async def and plain def endpoints)",
-    measures=["rps", "p50_ms", "p99_ms"],
+    measures=["rps", "p50_ms", "p99_ms", "rps_per_core"],
     primary="rps",
     higher_is_better=True,
     run=run,

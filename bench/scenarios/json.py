@@ -17,7 +17,7 @@ def run(ctx: Context) -> dict:
 SCENARIO = Scenario(
     name="json",
     title="JSON: POST 1 KB JSON body (parsed), small JSON answer, 64 connections",
-    measures=["rps", "p50_ms", "p99_ms"],
+    measures=["rps", "p50_ms", "p99_ms", "rps_per_core"],
     primary="rps",
     higher_is_better=True,
     run=run,

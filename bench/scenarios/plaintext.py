@@ -16,7 +16,7 @@ def run(ctx: Context) -> dict:
 SCENARIO = Scenario(
     name="plaintext",
     title="Plaintext: GET, 13-byte body, 64 keep-alive connections",
-    measures=["rps", "p50_ms", "p99_ms"],
+    measures=["rps", "p50_ms", "p99_ms", "rps_per_core"],
     primary="rps",
     higher_is_better=True,
     run=run,

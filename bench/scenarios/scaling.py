@@ -46,7 +46,7 @@ def run(ctx: Context) -> dict:
 SCENARIO = Scenario(
     name="scaling",
     title="Scaling: --workers 2 against --workers 1 (plaintext and JSON), server on all cores",
-    measures=["rps", "p99_ms"],
+    measures=["rps", "p99_ms", "server_cpu_pct"],
     primary="rps",
     higher_is_better=True,
     run=run,
