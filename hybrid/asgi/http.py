@@ -7,10 +7,7 @@ the connection stays the single owner of its I/O.
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import unquote
-
-from hybrid._speedups.h1 import LocalProtocolError
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 DISCONNECT = {"type": "http.disconnect"}
@@ -183,5 +180,3 @@ class RequestCycle:
                 conn.disconnected = True
                 raise ClientDisconnected(f"Client disconnected: {exc}") from None
 
-
-__all__ = ["RequestCycle", "build_scope", "ClientDisconnected", "LocalProtocolError", "asyncio"]

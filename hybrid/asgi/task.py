@@ -23,9 +23,8 @@ _EAGER_NATIVE = sys.version_info >= (3, 12)
 class RequestTask(_PyTask):
     """A Task that tells the monitor when a step of app code begins and ends."""
 
-    # The worker that runs this task's steps and the fd of its connection (for the monitor).
+    # The SyncWorker whose loop runs this task's steps (set right after creation; later steps need it).
     _hy_worker = None
-    _hy_fd = -1
 
     def _Task__step(self, exc=None):
         worker = self._hy_worker
