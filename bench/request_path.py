@@ -1,0 +1,81 @@
+"""hybrid's own per-request cost, in process: no load generator, no peers (docs/performance.md).
+
+One Connection over a socketpair, driven the way a SyncWorker drives it (``on_readable`` -> H1Protocol ->
+scope -> RequestTask -> send -> ``sock.send``), on a real uvloop loop with a real monitor slot. Prints µs per
+request; ``--profile`` adds the cProfile table (tottime) of the same path.
+
+    .venv/bin/python -m bench.request_path [--app bench.apps.plaintext:app] [--requests 50000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import socket
+import time
+
+from hybrid.config import ServerConfig
+from hybrid.importer import load_app
+from hybrid.server import Server
+from hybrid.sync_worker import Connection, ConnectionSet, new_event_loop
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+
+
+class _Worker:
+    """What Connection needs of a SyncWorker: a loop, lifespan state, a monitor slot."""
+
+    def __init__(self, server: Server) -> None:
+        self.loop = new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.state: dict = {}
+        self.conn_set = None
+        self.monitor = server.monitor
+        self.slot = self.monitor.add_slot(-1)
+
+    def enter_app(self, fd: int) -> None:
+        self.monitor.enter(self.slot, fd)
+
+    def leave_app(self, conn) -> None:
+        self.monitor.leave(self.slot)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app", default="bench.apps.plaintext:app")
+    parser.add_argument("--requests", type=int, default=50000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    config = ServerConfig(app=args.app, access_log=False, lifespan="off", threads=1)
+    server = Server(config, app=load_app(args.app))
+    worker = _Worker(server)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    conn_set = ConnectionSet([])
+    conn = Connection(server, ours, conn_set, ("127.0.0.1", 1), ("127.0.0.1", 2))
+    conn_set.add(conn)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            theirs.send(REQUEST)
+            conn.on_readable(worker)
+            if not theirs.recv(65536):
+                raise SystemExit("the connection closed: the app must answer GET / with keep-alive")
+
+    run(1000)  # warm up
+    started = time.perf_counter()
+    run(args.requests)
+    elapsed = time.perf_counter() - started
+    print(f"{args.app}: {elapsed / args.requests * 1e6:.2f} µs per request "
+          f"({args.requests / elapsed:,.0f} requests/s on one core, socketpair I/O included)")
+    if args.profile:
+        profile = cProfile.Profile()
+        profile.runcall(run, 20000)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(15)
+
+
+if __name__ == "__main__":
+    main()
