@@ -223,8 +223,14 @@ class Server:
                 os._exit(1)
             self._stop.set()
 
+        def hangup(signum, frame):
+            logger.warning("SIGHUP ignored: replacing the server without dropping connections needs worker "
+                           "processes (--workers N, --reload or --limit-max-requests).")
+
         signal.signal(signal.SIGINT, handle)
         signal.signal(signal.SIGTERM, handle)
+        if self.control is None:  # a supervisor's worker leaves SIGHUP to the supervisor
+            signal.signal(signal.SIGHUP, hangup)
 
     def shutdown(self) -> None:
         logger.info("Shutting down")

@@ -216,3 +216,18 @@ def test_stops_accepting_while_draining(launch, mode):
     assert slow.error is None and slow.resp is not None and slow.resp.status == 200, slow.error
     rc = srv.wait(10)
     assert rc == 0, f"exit code {rc}:\n{srv.output[-3000:]}"
+
+
+@pytest.mark.timeout(30)
+def test_sighup_in_single_process_mode_is_logged_not_fatal(launch):
+    """Without a supervisor there is nothing to swap: SIGHUP must not kill the server (its default action)."""
+    import os
+
+    from tests.apps.sup_support import one_request
+
+    srv = _server(launch, [])
+    os.kill(srv.pid, signal.SIGHUP)
+    assert wait_for(lambda: "SIGHUP ignored" in srv.output, 5), srv.output
+    rec = one_request(srv.addr, "/")
+    assert rec.kind == "ok", f"{rec.kind} {rec.detail}\n{srv.output}"
+    assert srv.stop() == 0
