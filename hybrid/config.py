@@ -58,7 +58,9 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         # Fill derived defaults once, so every reader sees concrete values.
-        threads = self.threads if self.threads is not None else default_threads()
+        # About one serving thread per core for the whole machine: N worker processes share the cores.
+        workers = self.workers if isinstance(self.workers, int) and self.workers > 0 else 1
+        threads = self.threads if self.threads is not None else max(1, default_threads() // workers)
         object.__setattr__(self, "threads", threads)
         if self.max_threads is None and isinstance(threads, int):
             # Room for 32 handlers blocked at once beyond the serving threads (anyio's pool allows 40).
