@@ -4,7 +4,7 @@ One Connection over a socketpair, driven the way a SyncWorker drives it (``on_re
 scope -> RequestTask -> send -> ``sock.send``), on a real uvloop loop with a real monitor slot. Prints µs per
 request; ``--profile`` adds the cProfile table (tottime) of the same path.
 
-    .venv/bin/python -m bench.request_path [--app bench.apps.plaintext:app] [--requests 50000] [--profile]
+    .venv/bin/python -m bench.request_path [--app bench.apps.plaintext:app] [--json] [--requests 50000] [--profile]
 """
 
 from __future__ import annotations
@@ -46,8 +46,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", default="bench.apps.plaintext:app")
     parser.add_argument("--requests", type=int, default=50000)
+    parser.add_argument("--json", action="store_true", help="POST the json scenario's 1 KB body instead of GET /")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    request = REQUEST
+    if args.json:
+        from bench.wrk import JSON_BODY
+
+        request = (b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(JSON_BODY)) + JSON_BODY
 
     config = ServerConfig(app=args.app, access_log=False, lifespan="off", threads=1)
     server = Server(config, app=load_app(args.app))
@@ -60,7 +67,7 @@ def main() -> None:
 
     def run(n: int) -> None:
         for _ in range(n):
-            theirs.send(REQUEST)
+            theirs.send(request)
             conn.on_readable(worker)
             if not theirs.recv(65536):
                 raise SystemExit("the connection closed: the app must answer GET / with keep-alive")

@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backlog", type=_positive_int, default=2048,
                    help="How many connections may wait to be accepted (default 2048).")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="Serving threads per worker process, each with its own set of connections "
-                        "(default: the CPUs divided among the --workers).")
+                   help="Serving threads per worker process, each with its own set of connections (default 1 "
+                        "with the GIL: use --workers for more cores; one per core on free-threaded Python).")
     p.add_argument("--max-threads", type=_positive_int, default=None,
                    help="Most threads in all, counting spares that take over from blocked handlers "
                         "(default: --threads + 32).")
