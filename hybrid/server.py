@@ -129,7 +129,9 @@ class Server:
         self.listeners: list[socket.socket] = []
         self.threads = ThreadManager(self, config)
         self.monitor = self.threads.monitor
-        self._stop = threading.Event()
+        # Set by signal handlers, which must not take locks (threading.Event.set does: a handler that interrupts
+        # the main thread inside Event.wait deadlocks on the Event's own lock). The main thread polls it.
+        self._stop_requested = False
         self._signals = 0
 
     def new_protocol(self):
@@ -173,7 +175,8 @@ class Server:
 
     def serve_forever(self) -> None:
         recycling = False
-        while not self._stop.wait(0.1):
+        while not self._stop_requested:
+            time.sleep(0.05)
             if self.control is None:
                 continue
             while self.control.poll():
@@ -181,7 +184,7 @@ class Server:
                     message = self.control.recv()
                 except EOFError:  # the supervisor is gone: nobody will ever stop us otherwise
                     logger.error("Supervisor went away; shutting down.")
-                    self._stop.set()
+                    self._stop_requested = True
                     break
                 if message == "ping" and self.healthy():
                     self.control.send("pong")
@@ -210,7 +213,7 @@ class Server:
         return all(a.wait(max(0.0, deadline - time.monotonic())) for a in answers)
 
     def request_stop(self) -> None:
-        self._stop.set()
+        self._stop_requested = True
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -221,7 +224,7 @@ class Server:
             if self._signals > 1 and signum == signal.SIGINT:
                 logger.warning("Second interrupt: exiting now.")
                 os._exit(1)
-            self._stop.set()
+            self._stop_requested = True
 
         def hangup(signum, frame):
             logger.warning("SIGHUP ignored: replacing the server without dropping connections needs worker "

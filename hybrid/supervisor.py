@@ -86,9 +86,11 @@ class Supervisor:
         self.next_restart = 0.0
         self.last_restart = 0.0
         self.exit_code = 0
-        self._stop = threading.Event()
+        # Flags set by signal handlers: handlers must not take locks (a threading.Event would deadlock when the
+        # signal lands while the main thread holds the Event's lock); the main loop polls them.
+        self._stop_requested = False
         self._interrupts = 0
-        self._hangup = threading.Event()
+        self._hangup = False
         self._reload_changes: list[str] = []
         self._reload_lock = threading.Lock()
         self._watch_stop = threading.Event()
@@ -116,7 +118,7 @@ class Supervisor:
             if all(w.ready for w in new):
                 return new
             failed = [w for w in new if not w.ready and not w.process.is_alive()]
-            if failed or self._stop.is_set():
+            if failed or self._stop_requested:
                 if failed:
                     self.exit_code = failed[0].process.exitcode or 1
                 for worker in new:
@@ -200,16 +202,16 @@ class Supervisor:
                     describe_listeners(self.config, self.sockets), self.config.workers)
         if self.config.reload:
             self._start_watcher()
-        while not self._stop.is_set():
+        while not self._stop_requested:
             self._tick()
-            self._stop.wait(0.05)
+            time.sleep(0.05)
         self._shutdown()
         return 0
 
     def _tick(self) -> None:
         now = time.monotonic()
-        if self._hangup.is_set():
-            self._hangup.clear()
+        if self._hangup:
+            self._hangup = False
             self._replace_all("SIGHUP")
         with self._reload_lock:
             changes, self._reload_changes = self._reload_changes, []
@@ -299,11 +301,14 @@ class Supervisor:
                 for worker in list(self.workers):
                     self._terminate(worker, graceful=False)
                 os._exit(1)
-            self._stop.set()
+            self._stop_requested = True
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGHUP, lambda signum, frame: self._hangup.set())
+        def hangup(signum, frame):
+            self._hangup = True
+
+        signal.signal(signal.SIGHUP, hangup)
 
     # -- reload -------------------------------------------------------------------------------------------
 
