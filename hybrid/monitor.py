@@ -14,6 +14,8 @@ from hybrid._speedups.monitor import Monitor
 
 logger = logging.getLogger("hybrid.error")
 
+SPARE_IDLE_TIMEOUT = 30.0
+
 
 class ThreadManager:
     def __init__(self, server, config) -> None:
@@ -26,6 +28,9 @@ class ThreadManager:
         self._lock = threading.Lock()
         self._starting = 0
         self.peak = 0
+        # A spare thread idle this long ends (one spare always stays): a burst of blocked handlers does not leave
+        # dozens of threads, each with its loop and lifespan resources, behind it.
+        self.spare_idle_timeout = SPARE_IDLE_TIMEOUT
         self._monitor_thread = threading.Thread(target=self.monitor.run, name="hybrid-monitor", daemon=True)
 
     def start(self, count: int) -> None:
@@ -78,6 +83,11 @@ class ThreadManager:
         with self._lock:
             self.workers.append(worker)
             self.peak = max(self.peak, len(self.workers))
+
+    def exited(self, worker) -> None:
+        with self._lock:
+            if worker in self.workers:
+                self.workers.remove(worker)
 
     @property
     def takeovers(self) -> int:

@@ -32,7 +32,7 @@ from collections import deque
 from hybrid._speedups.h1 import Data, H1Error, LocalProtocolError, Request
 from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
-from hybrid.asgi.task import start_request_task
+from hybrid.asgi.task import RequestTask, start_request_task
 
 logger = logging.getLogger("hybrid.error")
 access_logger = logging.getLogger("hybrid.access")
@@ -381,6 +381,8 @@ class SyncWorker:
         self.startup_error: BaseException | None = None
         self.monitor = server.monitor
         self._stopped: asyncio.Future | None = None
+        self.spare_since = 0.0
+        self._retire_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self.thread.start()
@@ -412,13 +414,39 @@ class SyncWorker:
         loop.add_reader(self.wake_fd, self._on_wake)
         self.slot = self.monitor.add_slot(self.wake_fd)
         self.ready.set()
+        self._retire_later()
         try:
             await self._stopped
             await self.lifespan.shutdown()
         finally:
-            self.monitor.remove_slot(self.slot)
+            if self.slot >= 0:
+                self.monitor.remove_slot(self.slot)
             loop.remove_reader(self.wake_fd)
             os.close(self.wake_fd)
+            self.server.threads.exited(self)
+
+    def _retire_later(self) -> None:
+        """This thread just became a spare: check again once it has been idle for the retire delay."""
+        self.spare_since = time.monotonic()
+        self._schedule_retire(self.server.threads.spare_idle_timeout)
+
+    def _schedule_retire(self, delay: float) -> None:
+        if self._retire_timer is not None:
+            self._retire_timer.cancel()
+        self._retire_timer = self.loop.call_later(delay, self._maybe_retire)
+
+    def _maybe_retire(self) -> None:
+        """A spare idle this long ends (its lifespan shutdown runs), as long as another spare remains."""
+        self._retire_timer = None
+        if self.conn_set is not None or self._stopped is None or self._stopped.done():
+            return  # serving a set: it becomes a spare again only through a takeover, which re-arms this
+        wait = self.spare_since + self.server.threads.spare_idle_timeout - time.monotonic()
+        busy = any(isinstance(t, RequestTask) and not t.done() for t in asyncio.all_tasks(self.loop))
+        if wait <= 0 and not busy and self.monitor.retire(self.slot):
+            self.slot = -1
+            self.stop()
+        else:
+            self._schedule_retire(max(wait, 1.0))
 
     def stop(self) -> None:
         """Ask the thread to finish (from any thread): its loop runs lifespan shutdown and ends."""
@@ -519,3 +547,4 @@ class SyncWorker:
             if conn is not None and conn.registered:
                 conn.registered = False
                 conn.home.conns.pop(conn.fd, None)
+            self._retire_later()

@@ -131,6 +131,24 @@ cdef class Monitor:
         pthread_mutex_unlock(&self._lock)
         return lost
 
+    def retire(self, int slot):
+        """Free ``slot`` if it is an idle spare and another spare remains; True if it was freed.
+
+        Decided under the lock, so the monitor can never hand a set to a thread that is leaving.
+        """
+        cdef int i, spares = 0
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        for i in range(self._size):
+            if self._slots[i].state == SPARE:
+                spares += 1
+        ok = self._slots[slot].state == SPARE and self._slots[slot].entered_at == 0 and spares > 1
+        if ok:
+            self._slots[slot].state = FREE
+            self._slots[slot].wake_fd = -1
+        pthread_mutex_unlock(&self._lock)
+        return ok
+
     def owned_set(self, int slot):
         """The epoll fd this slot owns now (-1 for none): a woken spare reads its new set here."""
         with nogil:
