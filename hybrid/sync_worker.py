@@ -192,9 +192,11 @@ class Connection:
         cycle = self.cycle
         if self.disconnected or self.error is not None:
             self._stop_reading()
-        elif cycle is not None and not cycle.wants_body and len(self.backlog) > MAX_BACKLOG_EVENTS:
-            self._stop_reading()  # the app is not reading: let TCP push back on the client
-        elif cycle is not None and not cycle.body_complete and not cycle.wants_body:
+        elif cycle is not None and not cycle.wants_body and (
+            not cycle.body_complete or len(self.backlog) > MAX_BACKLOG_EVENTS
+        ):
+            # The app is not reading (a full body buffer, or many pipelined requests queued behind this one):
+            # let TCP push back on the client. receive() asks for more when it needs it.
             self._stop_reading()
 
     def _stop_reading(self) -> None:
