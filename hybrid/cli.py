@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root-path", default="", help="Path prefix the application is mounted at, e.g. /api.")
     p.add_argument("--timeout-keep-alive", type=_seconds, default=5.0,
                    help="Close idle keep-alive connections after this many seconds (default 5).")
+    p.add_argument("--timeout-request-head", type=_seconds, default=20.0,
+                   help="Answer 408 and close when a request head is still incomplete this many seconds after its "
+                        "first byte (slow or stalled clients; default 20).")
     p.add_argument("--timeout-graceful-shutdown", type=_seconds, default=None,
                    help="On shutdown, wait at most this many seconds for in-flight requests (default: no limit).")
     p.add_argument("--workers", type=_positive_int, default=1,

@@ -54,6 +54,7 @@ class ServerConfig:
     lifespan: str = "auto"
     root_path: str = ""
     timeout_keep_alive: float = 5.0
+    timeout_request_head: float = 20.0
     timeout_graceful_shutdown: float | None = None
     workers: int = 1
     reload: bool = False
@@ -105,6 +106,8 @@ class ServerConfig:
             fail("root-path", f"{self.root_path!r} must start with '/' and not end with '/'")
         if not isinstance(self.timeout_keep_alive, (int, float)) or self.timeout_keep_alive <= 0:
             fail("timeout-keep-alive", f"{self.timeout_keep_alive!r} must be a positive number of seconds")
+        if not isinstance(self.timeout_request_head, (int, float)) or self.timeout_request_head <= 0:
+            fail("timeout-request-head", f"{self.timeout_request_head!r} must be a positive number of seconds")
         if self.timeout_graceful_shutdown is not None and self.timeout_graceful_shutdown < 0:
             fail("timeout-graceful-shutdown", f"{self.timeout_graceful_shutdown!r} must not be negative")
         if not isinstance(self.workers, int) or self.workers < 1:

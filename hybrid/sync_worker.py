@@ -91,7 +91,7 @@ class Connection:
     __slots__ = (
         "server", "sock", "fd", "proto", "home", "registered", "worker", "loop", "cycle", "backlog",
         "disconnected", "async_mode", "reading", "server_addr", "client_addr", "last_active", "error",
-        "discard_budget",
+        "discard_budget", "head_since",
     )
 
     def __init__(self, server, sock: socket.socket, home: ConnectionSet, client_addr, server_addr) -> None:
@@ -113,6 +113,7 @@ class Connection:
         self.last_active = time.monotonic()
         self.error: H1Error | None = None
         self.discard_budget = DISCARD_LIMIT
+        self.head_since = 0.0
 
     @property
     def draining(self) -> bool:
@@ -133,8 +134,10 @@ class Connection:
             return
         self.worker = worker
         self.loop = worker.loop
-        self.last_active = time.monotonic()
+        now = self.last_active = time.monotonic()
         self._feed(data)
+        # A head trickling in byte by byte keeps the connection active; --timeout-request-head bounds it.
+        self.head_since = (self.head_since or now) if self.proto.head_in_progress else 0.0
         self._serve()
         self._settle()
 
@@ -512,12 +515,19 @@ class SyncWorker:
             conn_set.add(conn)
 
     def _sweep(self, conn_set: ConnectionSet) -> None:
-        """Close keep-alive connections idle longer than --timeout-keep-alive (once a second)."""
+        """Once a second: close keep-alive connections idle longer than --timeout-keep-alive, and answer 408 to
+        clients whose request head is not complete --timeout-request-head after its first byte."""
         if conn_set is not self.conn_set:
             return
-        deadline = time.monotonic() - self.server.config.timeout_keep_alive
+        now = time.monotonic()
+        idle_deadline = now - self.server.config.timeout_keep_alive
+        head_deadline = now - self.server.config.timeout_request_head
         for conn in list(conn_set.conns.values()):
-            if conn.cycle is None and conn.registered and conn.last_active < deadline:
+            if conn.cycle is not None or not conn.registered:
+                continue
+            if conn.head_since and conn.head_since < head_deadline:
+                conn._answer_error(H1Error(408, "Request header timeout"))
+            elif conn.last_active < idle_deadline:
                 conn.close()
         self.loop.call_later(1.0, self._sweep, conn_set)
 

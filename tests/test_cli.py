@@ -34,6 +34,7 @@ BASIC = "tests.apps.basic:app"
         (["--threads", "4", "--max-threads", "2"], "max-threads"),
         (["--backlog", "abc"], "backlog"),
         (["--timeout-keep-alive", "-1"], "timeout-keep-alive"),
+        (["--timeout-request-head", "0"], "timeout-request-head"),
         (["--log-level", "loud"], "log-level"),
         (["--uds", "/tmp/hybrid-test-never.sock", "--fd", "3"], None),
         (["--no-such-option"], "no-such-option"),
@@ -341,6 +342,30 @@ def test_timeout_keep_alive_applies_to_connection_without_request():
     with Server(BASIC, "--port", "0", "--timeout-keep-alive", "1") as srv:
         with srv.connect() as c:
             assert c.closed_by_peer(5), "a connection that never sends a request must not stay open forever"
+
+
+def test_timeout_request_head_answers_408_to_a_trickling_head():
+    """Bytes arriving keep a connection active; a head that never completes still ends, with 408."""
+    with Server(BASIC, "--port", "0", "--timeout-request-head", "1", "--timeout-keep-alive", "5") as srv:
+        with srv.connect(timeout=10) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            t0 = time.monotonic()
+            try:
+                while time.monotonic() - t0 < 4:
+                    c.send(b"X-Slow: 1\r\n")
+                    time.sleep(0.25)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            r = c.read_response()
+            assert r.status == 408, r
+            assert r.header("connection") == "close"
+            assert 0.8 <= time.monotonic() - t0 < 3.5
+        # A head that completes in time is served as usual.
+        with srv.connect() as c:
+            c.send(b"GET / HTTP/1.1\r\n")
+            time.sleep(0.5)
+            c.send(b"Host: x\r\n\r\n")
+            assert c.read_response().status == 200
 
 
 def test_access_log_on_and_off():

@@ -435,6 +435,11 @@ cdef class H1Protocol:
         )
 
     @property
+    def head_in_progress(self):
+        """Part of a request head has arrived, but not all of it (a slow or stalled client)."""
+        return self._in_message and self._in_head and self._error is None
+
+    @property
     def response_in_progress(self):
         return self._responding is not None
 
