@@ -6,7 +6,6 @@ Names follow uvicorn's for the same concept, so switching servers means changing
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -132,8 +131,6 @@ class ServerConfig:
         """Worker processes under a supervisor: several workers, reload, or recycling after N requests."""
         return self.workers > 1 or self.reload or self.limit_max_requests is not None
 
-    def replace(self, **changes: Any) -> ServerConfig:
-        return dataclasses.replace(self, **changes)
 
     @property
     def bind_description(self) -> str:

@@ -89,10 +89,6 @@ class ThreadManager:
             if worker in self.workers:
                 self.workers.remove(worker)
 
-    @property
-    def takeovers(self) -> int:
-        return self.monitor.takeovers
-
     def stop(self) -> None:
         """Stop every loop (each runs its lifespan shutdown) and the monitor; wait for the threads."""
         self.monitor.stop()

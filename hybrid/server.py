@@ -254,6 +254,11 @@ class Server:
             logger.warning("Graceful shutdown timed out with %d connections open; closing them.",
                            len(self.connections))
         self.threads.stop()
+        for conn in list(self.connections):
+            # Their threads are stopped: nobody else owns these sockets any more.
+            if conn.sock is not None:
+                conn.sock.close()
+        self.connections.clear()
         logger.info("Served %d requests; %d takeovers of blocked threads (%d threads at most)",
                     self.requests, self.monitor.takeovers, self.threads.peak)
         for conn_set in self.sets.values():
@@ -263,10 +268,6 @@ class Server:
     def _close_listeners(self) -> None:
         close_listeners(self.config, self.listeners, owner=self.given_sockets is None)
         self.listeners = []
-
-    def run(self) -> None:
-        self.startup()
-        self.serve_forever()
 
 
 def serve(config: ServerConfig, app=None) -> int:

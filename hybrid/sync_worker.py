@@ -248,7 +248,7 @@ class Connection:
                         self.close()
                         return
             elif self.error is not None:
-                self._answer_error(self.error)
+                self.answer_error(self.error)
                 return
             else:
                 return
@@ -321,7 +321,7 @@ class Connection:
             if exc is None and not cycle.response_started:
                 logger.error("ASGI callable returned without starting a response.")
             if self.error is not None:
-                self._answer_error(self.error)  # the request itself was malformed (e.g. its chunked body)
+                self.answer_error(self.error)  # the request itself was malformed (e.g. its chunked body)
             elif not self.disconnected:
                 self._answer_500()
             self.close()
@@ -347,7 +347,8 @@ class Connection:
         except (OSError, LocalProtocolError):
             pass
 
-    def _answer_error(self, exc: H1Error) -> None:
+    def answer_error(self, exc: H1Error) -> None:
+        """Answer a malformed or timed-out request with its status and close (called by the owner only)."""
         try:
             self.send_now(self.proto.send_error(exc.status_code, exc.reason))
         except OSError:
@@ -526,7 +527,7 @@ class SyncWorker:
             if conn.cycle is not None or not conn.registered:
                 continue
             if conn.head_since and conn.head_since < head_deadline:
-                conn._answer_error(H1Error(408, "Request header timeout"))
+                conn.answer_error(H1Error(408, "Request header timeout"))
             elif conn.last_active < idle_deadline:
                 conn.close()
         self.loop.call_later(1.0, self._sweep, conn_set)

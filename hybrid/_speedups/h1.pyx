@@ -439,9 +439,6 @@ cdef class H1Protocol:
         """Part of a request head has arrived, but not all of it (a slow or stalled client)."""
         return self._in_message and self._in_head and self._error is None
 
-    @property
-    def response_in_progress(self):
-        return self._responding is not None
 
 
 def _create_h1_protocol(*, max_incomplete_event_size=None, max_target_size=8192, max_header_count=100,
