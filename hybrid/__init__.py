@@ -23,7 +23,9 @@ def run(app: Any, **options: Any) -> None:
     from hybrid.config import ServerConfig
     from hybrid.server import serve
 
-    config = ServerConfig(app=app if isinstance(app, str) else "__main__:app", **options)
+    # An app object goes into the config as itself: worker processes cannot import an object, so the config
+    # refuses it with --workers/--reload (a 'MODULE:ATTRIBUTE' string works everywhere).
+    config = ServerConfig(app=app, **options)
     code = serve(config, None if isinstance(app, str) else app)
     if code:
         sys.exit(code)

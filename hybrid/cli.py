@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-worker-healthcheck", type=_seconds, default=5.0,
                    help="Replace a worker process whose threads do not answer the supervisor within this many "
                         "seconds (default 5).")
+    p.add_argument("--limit-request-body", type=_positive_int, default=None,
+                   help="Largest request body in bytes; a larger one is answered 413 before it is read, or as "
+                        "soon as a chunked body passes the limit (default: no limit).")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="Log one line per request (default on).")

@@ -62,6 +62,7 @@ class ServerConfig:
     reload_excludes: tuple[str, ...] = ()
     limit_max_requests: int | None = None
     timeout_worker_healthcheck: float = 5.0
+    limit_request_body: int | None = None
     log_level: str = "info"
     access_log: bool = True
     server_header: bool = True
@@ -117,12 +118,18 @@ class ServerConfig:
             fail("limit-max-requests", f"{self.limit_max_requests!r} must be at least 1")
         if not isinstance(self.timeout_worker_healthcheck, (int, float)) or self.timeout_worker_healthcheck <= 0:
             fail("timeout-worker-healthcheck", f"{self.timeout_worker_healthcheck!r} must be positive seconds")
+        if self.limit_request_body is not None and (
+            not isinstance(self.limit_request_body, int) or self.limit_request_body < 0
+        ):
+            fail("limit-request-body", f"{self.limit_request_body!r} must be a number of bytes, 0 or more")
         if self.reload and self.workers > 1:
             fail("reload", "'--reload' runs one worker; it cannot be combined with '--workers'")
         if (self.reload_dirs or self.reload_includes or self.reload_excludes) and not self.reload:
             fail("reload-dir", "'--reload-dir', '--reload-include' and '--reload-exclude' need '--reload'")
         if self.use_supervisor and not isinstance(self.app, str):
-            fail("workers", "worker processes import the app themselves: pass it as 'MODULE:ATTRIBUTE'")
+            option = "reload" if self.reload else "workers" if self.workers > 1 else "limit-max-requests"
+            fail(option, "worker processes import the app themselves: pass the app as 'MODULE:ATTRIBUTE' "
+                         "(for example hybrid.run('main:app', workers=2)), not as an object")
         if self.log_level not in LOG_LEVELS:
             fail("log-level", f"{self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
 

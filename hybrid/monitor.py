@@ -55,8 +55,13 @@ class ThreadManager:
             self.monitor.give(worker.slot, conn_set.fd)
             worker.loop.call_soon_threadsafe(worker._on_wake)
 
-    def spare_taken(self) -> None:
-        """A spare just took over a set: start a new spare so the next takeover finds one ready."""
+    def ensure_spare(self) -> None:
+        """Keep one spare ready or starting, so that the next takeover never waits for a blocked handler.
+
+        Called when a spare takes over a set and when a started spare is ready. Whichever comes last sees the
+        true state: a spare handed a set the instant it registered (still counted as starting when it asked)
+        is followed by another one as soon as its starter finishes.
+        """
         with self._lock:
             if self.server.draining or self._starting or self.monitor.spare_count() > 0:
                 return
@@ -77,12 +82,13 @@ class ThreadManager:
         finally:
             with self._lock:
                 self._starting -= 1
+                if worker.startup_error is None:
+                    self.workers.append(worker)
+                    self.peak = max(self.peak, len(self.workers))
         if worker.startup_error is not None:
             logger.error("A spare thread failed its lifespan startup: %s", worker.startup_error)
             return
-        with self._lock:
-            self.workers.append(worker)
-            self.peak = max(self.peak, len(self.workers))
+        self.ensure_spare()
 
     def exited(self, worker) -> None:
         with self._lock:

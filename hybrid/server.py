@@ -135,7 +135,8 @@ class Server:
         self._signals = 0
 
     def new_protocol(self):
-        return _create_h1_protocol(server_header=self.config.server_header, date_header=self.config.date_header)
+        return _create_h1_protocol(server_header=self.config.server_header, date_header=self.config.date_header,
+                                   max_body_size=self.config.limit_request_body)
 
     def log_access(self, conn, cycle) -> None:
         scope = cycle.scope
@@ -238,8 +239,7 @@ class Server:
     def shutdown(self) -> None:
         logger.info("Shutting down")
         self.draining = True
-        for conn_set in self.sets.values():
-            conn_set.stop_accepting()
+        self._close_the_door()
         self._close_listeners()
         for worker in list(self.threads.workers):
             if worker.loop is not None and worker.loop.is_running():
@@ -264,6 +264,26 @@ class Server:
         for conn_set in self.sets.values():
             conn_set.epoll.close()
         logger.info("Finished server process [%d]", os.getpid())
+
+    def _close_the_door(self) -> None:
+        """Stop accepting without losing the connections queued in the kernel: each set's owner accepts what is
+        queued and leaves the listeners (on its own thread: a set has one owner), then the listeners close."""
+        answers = []
+        for worker in list(self.threads.workers):
+            loop = worker.loop
+            if worker.conn_set is None or loop is None or not loop.is_running():
+                continue
+            done = threading.Event()
+            try:
+                loop.call_soon_threadsafe(worker.close_the_door, done)
+            except RuntimeError:  # its loop just closed
+                continue
+            answers.append(done)
+        deadline = time.monotonic() + 2.0
+        for done in answers:
+            done.wait(max(0.0, deadline - time.monotonic()))
+        for conn_set in self.sets.values():  # a set whose owner did not answer in time (or changed hands)
+            conn_set.stop_accepting()
 
     def _close_listeners(self) -> None:
         close_listeners(self.config, self.listeners, owner=self.given_sockets is None)

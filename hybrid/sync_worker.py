@@ -35,7 +35,6 @@ from hybrid.asgi.lifespan import Lifespan, LifespanFailure
 from hybrid.asgi.task import RequestTask, start_request_task
 
 logger = logging.getLogger("hybrid.error")
-access_logger = logging.getLogger("hybrid.access")
 
 RECV_SIZE = 65536
 ACCEPT_BATCH = 64
@@ -146,7 +145,7 @@ class Connection:
             events = self.proto.feed(data)
         except H1Error as exc:
             self.error = exc
-            events = None
+            events = exc.events  # requests completed before the bad bytes are answered first
         if events:
             self.backlog.extend(events)
             if self.cycle is not None:
@@ -165,6 +164,11 @@ class Connection:
                 cycle.add_body(event.data)
             else:
                 cycle.end_body()
+        if self.error is not None and not cycle.body_complete:
+            # The rest of the body is malformed or over the limit: it will never complete. The app must not
+            # take what came as the whole body, so it sees a disconnect; the client gets the error's status.
+            cycle.fail_body()
+            self.disconnected = True
 
     def read_now(self) -> bool:
         """One non-blocking read for a request body the app is waiting for; True if anything happened."""
@@ -178,9 +182,6 @@ class Connection:
             self._lost()
             return True
         self._feed(data)
-        if self.error is not None and self.cycle is not None and not self.cycle.body_complete:
-            self.cycle.end_body()  # the body was malformed: no more of it will come
-            self.disconnected = True
         return True
 
     def want_read(self) -> None:
@@ -236,7 +237,7 @@ class Connection:
 
     def _serve(self) -> None:
         """Run the queued requests one after another while each finishes inline."""
-        while self.cycle is None:
+        while self.cycle is None and self.sock is not None:
             if self.backlog:
                 event = self.backlog.popleft()
                 if type(event) is Request:
@@ -316,7 +317,7 @@ class Connection:
         if exc is not None and not isinstance(exc, ClientDisconnected):
             logger.error("Exception in ASGI application", exc_info=exc)
         self.cycle = None
-        if not cycle.head_sent:
+        if not cycle.wrote:
             # Nothing reached the client yet: it gets a complete error response.
             if exc is None and not cycle.response_started:
                 logger.error("ASGI callable returned without starting a response.")
@@ -331,10 +332,13 @@ class Connection:
                 logger.error("ASGI callable returned without completing the response.")
             self.close()  # the client must not take a truncated body for a whole one
             return
+        # An exception after a complete response (Starlette's error middleware sends its 500, then re-raises)
+        # was logged above; the response was whole and framed, so the connection stays usable. Closing it
+        # would race a client that already sent its next request on it (it would get a reset).
         if self.server.access_log:
             self.server.log_access(self, cycle)
-        if self.disconnected or not self.proto.keep_alive:
-            self.close()
+        if self.disconnected or (not self.proto.keep_alive and self.error is None):
+            self.close()  # (with an error pending, _serve answers it with its status, then closes)
             return
         self.last_active = time.monotonic()
 
@@ -470,7 +474,7 @@ class SyncWorker:
         fd = self.monitor.owned_set(self.slot)
         if fd >= 0 and self.conn_set is None:
             self._own(self.server.sets[fd])
-            self.server.threads.spare_taken()
+            self.server.threads.ensure_spare()
 
     def _own(self, conn_set: ConnectionSet) -> None:
         self.conn_set = conn_set
@@ -492,9 +496,9 @@ class SyncWorker:
             if self.conn_set is not conn_set:
                 return  # lost the set mid-batch: its new owner sees the rest (level-triggered)
 
-    def _accept(self, conn_set: ConnectionSet, listener: socket.socket) -> None:
+    def _accept(self, conn_set: ConnectionSet, listener: socket.socket, batch: int = ACCEPT_BATCH) -> None:
         server = self.server
-        for _ in range(ACCEPT_BATCH):
+        for _ in range(batch):
             try:
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -531,6 +535,19 @@ class SyncWorker:
             elif conn.last_active < idle_deadline:
                 conn.close()
         self.loop.call_later(1.0, self._sweep, conn_set)
+
+    def close_the_door(self, done: threading.Event) -> None:
+        """Shutdown, step 1, on this thread: accept every connection already queued in the kernel (its client
+        sent its request believing it was accepted; closing the listener would reset it), then stop accepting.
+        The accepted connections are served like any other, answered with ``connection: close``."""
+        conn_set = self.conn_set
+        try:
+            if conn_set is not None:
+                for listener in list(conn_set.listeners.values()):
+                    self._accept(conn_set, listener, batch=1 << 16)
+                conn_set.stop_accepting()
+        finally:
+            done.set()
 
     def drain(self, grace: float) -> None:
         """Shutdown: close the owned set's connections once idle for ``grace`` seconds; repeat until none."""

@@ -186,13 +186,79 @@ def test_http10_keep_alive_rules():
     assert not r.keep_alive, "a close token anywhere in Connection means close"
 
 
-def test_upgrade_detected():
-    r = new().feed(
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"
-        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )[0]
-    assert r.upgrade is not None
-    assert r.upgrade.lower() == b"websocket"
+WS_HEAD = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
+
+
+def test_websocket_upgrade_switches_when_the_server_performs_it():
+    p = _create_h1_protocol(websocket=True)
+    events = p.feed(WS_HEAD + b"\x81\x05hello")
+    assert events[0].upgrade.lower() == b"websocket"
+    assert p.trailing_data == b"\x81\x05hello", "bytes after the head belong to the new protocol"
+    assert p.feed(b"more") == [] and p.trailing_data == b"\x81\x05hellomore"
+
+
+def test_upgrade_declined_by_default_keeps_http():
+    p = new()
+    events = p.feed(WS_HEAD + b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert events[0].upgrade is None
+    assert [type(e) for e in events] == [Request, EndOfMessage, Request, EndOfMessage]
+    assert events[2].target == b"/next"
+
+
+@pytest.mark.parametrize("split", [None, 70, 95, 120])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_declined_upgrade_body_is_the_requests_body_never_a_request(split, chunked):
+    """RFC 9110 section 7.8: an upgrade the server ignores leaves framing as it is (else: request smuggling)."""
+    inner = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    framing = b"Transfer-Encoding: chunked\r\n" if chunked else b"Content-Length: %d\r\n" % len(inner)
+    body = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(inner), inner)) if chunked else inner
+    data = (b"POST /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n" + framing + b"\r\n"
+            + body + b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+    splits = () if split is None else (split,)
+    got = normalize(feed_all(new(), data, splits))
+    assert [e[0] for e in got] == ["request", "data", "eom", "request", "eom"]
+    assert got[1] == ("data", inner)
+    assert got[3][2] == b"/after"
+
+
+def test_websocket_request_with_a_body_is_not_switched():
+    p = _create_h1_protocol(websocket=True)
+    events = p.feed(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                    b"Content-Length: 3\r\n\r\nabc")
+    assert events[0].upgrade is None
+    assert normalize(events)[1:] == [("data", b"abc"), ("eom",)]
+    assert p.trailing_data == b""
+
+
+def test_events_before_an_error_ride_on_it():
+    p = new()
+    with pytest.raises(H1Error) as info:
+        p.feed(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n\x01\x02 garbage\r\n\r\n")
+    assert info.value.status_code == 400
+    assert [type(e) for e in info.value.events] == [Request, EndOfMessage]
+    with pytest.raises(H1Error) as again:
+        p.feed(b"GET / HTTP/1.1\r\n\r\n")
+    assert again.value.events == [], "events are delivered once"
+
+
+def test_input_after_connection_close_is_ignored():
+    """RFC 9112 section 9.6: answer the request that said close; what follows it is not parsed (no 400)."""
+    p = new()
+    events = p.feed(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert [type(e) for e in events] == [Request, EndOfMessage]
+    assert p.feed(b"\x00garbage") == []
+
+
+def test_content_length_over_the_body_limit_is_413_before_the_body():
+    p = _create_h1_protocol(max_body_size=10)
+    with pytest.raises(H1Error) as info:
+        p.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n")
+    assert info.value.status_code == 413
+    ok = _create_h1_protocol(max_body_size=10).feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+    assert isinstance(ok[0], Request)
 
 
 def test_upgrade_header_without_connection_token_is_not_upgrade():
@@ -203,6 +269,8 @@ def test_upgrade_header_without_connection_token_is_not_upgrade():
 def test_expect_continue_flag():
     r = new().feed(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")[0]
     assert r.expect_continue
+    r = new().feed(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")[0]
+    assert not r.expect_continue, "no 1xx to an HTTP/1.0 client (RFC 9110 section 15.2)"
     r = new().feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")[0]
     assert not r.expect_continue
 

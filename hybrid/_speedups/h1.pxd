@@ -34,6 +34,14 @@ cdef class H1Protocol:
     cdef bint _progress
     cdef bint _expect_continue
     cdef object _upgrade
+    cdef long long _content_length
+    cdef bint _chunked
+    cdef bytes _resume_head
+    cdef bint _synthetic
+    cdef bint _input_closed
+    cdef bint _last_keep_alive
+    cdef bint _switched
+    cdef readonly bytes trailing_data
     cdef long long _body_len
     cdef int _host_count
     cdef object _error
@@ -45,6 +53,7 @@ cdef class H1Protocol:
     cdef long long _max_body
     cdef bint _server_header
     cdef bint _date_header
+    cdef bint _websocket
     # the response being written
     cdef Request _responding
     cdef bint _resp_chunked
@@ -54,4 +63,6 @@ cdef class H1Protocol:
     cdef bint _closing
 
     cdef _fail(self, int status, str reason)
+    cdef list _take_events(self)
+    cdef _raise_parser_error(self, exc, data)
     cdef _finish_response(self)

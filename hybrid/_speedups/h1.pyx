@@ -9,7 +9,18 @@ and the AsyncPool do the I/O.
 States, per connection:
 - reading a request head (``_in_head``), then its body, then the next head (pipelining: several requests may be
   parsed from one buffer; their responses are written in order, oldest unanswered first);
-- after malformed input the protocol is broken: every later ``feed()`` raises the same ``H1Error``.
+- after a request that does not keep the connection alive (``Connection: close``, HTTP/1.0), later input is
+  ignored: the client must not send more (RFC 9112 section 9.6), and it must not turn into an error;
+- after malformed input the protocol is broken: every later ``feed()`` raises the same ``H1Error``; the events
+  completed before the bad bytes ride on the first raise (``H1Error.events``), so earlier requests are answered;
+- after a WebSocket upgrade the protocol has switched: it parses nothing more, and the bytes after the request head
+  are in ``trailing_data`` (only when built with ``websocket=True``, by a server that performs the upgrade).
+
+Upgrades: llhttp treats everything after the head of any ``Connection: Upgrade`` request as the new protocol and
+skips its body. A server that does not perform the upgrade must keep HTTP framing exactly as without it (RFC 9110
+section 7.8), or a body could be parsed as a second request (request smuggling). So a declined upgrade's body is
+parsed by resuming a fresh parser with the same framing (``_resume_head``), and only a WebSocket upgrade the server
+takes switches protocols.
 """
 
 from email.utils import formatdate
@@ -29,12 +40,17 @@ from httptools import (
 
 
 class H1Error(Exception):
-    """Malformed or unacceptable input: answer ``status_code`` with ``reason`` and close the connection."""
+    """Malformed or unacceptable input: answer ``status_code`` with ``reason`` and close the connection.
+
+    ``events`` holds the events completed before the bad input (answer those first); it is empty when the error
+    is raised again by a later ``feed()``.
+    """
 
     def __init__(self, int status_code, str reason):
         super().__init__(f"{status_code} {reason}")
         self.status_code = status_code
         self.reason = reason
+        self.events = []
 
 
 class LocalProtocolError(Exception):
@@ -119,6 +135,14 @@ cdef inline bint _is_token(bytes value):
     return True
 
 
+cdef bint _has_token(bytes value, bytes token):
+    # A comma-separated header list containing ``token`` (case-insensitive), e.g. "websocket" in Upgrade.
+    for part in value.split(b","):
+        if part.strip(b" \t").lower() == token:
+            return True
+    return False
+
+
 cdef bytes _origin_form(bytes target):
     # absolute-form (RFC 9112 section 3.2.2): "http://host:port/path?query" -> "/path?query"
     cdef Py_ssize_t start = target.find(b"://") + 3
@@ -137,6 +161,7 @@ cdef class H1Protocol:
         self._unanswered = []
         self._parser = HttpRequestParser(self)
         self._in_head = True
+        self.trailing_data = b""
 
     # -- parsing -----------------------------------------------------------------------------------------
 
@@ -146,52 +171,88 @@ cdef class H1Protocol:
         Raises ``H1Error`` on malformed input; the connection should be answered with its status and closed.
         """
         if self._error is not None:
+            self._error.events = []
             raise self._error
+        if self._switched:
+            self.trailing_data += data
+            return []
+        if self._input_closed:
+            return []  # after a request that closes the connection: ignored, never parsed (RFC 9112 section 9.6)
         self._progress = False
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as exc:
-            # llhttp pauses after a request that asks to switch protocols. Until a handler takes the upgrade
-            # (the Request event carries ``upgrade``), the bytes after it are parsed as the next HTTP request:
-            # RFC 9110 section 7.8 lets a server ignore Upgrade.
+            # llhttp stops after the head of a request that asks to switch protocols, skipping its body.
             offset = exc.args[0]
+            if self._websocket and self._resume_head is None and self._upgrade is not None:
+                self._switched = True  # the server takes this upgrade: the rest is WebSocket, not HTTP
+                self.trailing_data = bytes(data[offset:])
+                return self._take_events()
+            # Declined (RFC 9110 section 7.8 lets a server ignore Upgrade): HTTP framing continues exactly as
+            # without it. A fresh parser resumes the skipped body with the request's own framing, or parses
+            # what follows as the next request.
             self._parser = HttpRequestParser(self)
-            self._in_head = True
+            if self._resume_head is not None:
+                self._synthetic = True
+                self._parser.feed_data(self._resume_head)
+                self._synthetic = False
+                self._resume_head = None
+            else:
+                self._in_head = True
             if offset < len(data):
-                return self.feed(data[offset:])
+                events = self._take_events()
+                try:
+                    events.extend(self.feed(data[offset:]))
+                except H1Error as err:
+                    err.events = events + err.events
+                    raise
+                return events
         except HttpParserCallbackError as exc:
             if isinstance(exc.__context__, H1Error):
                 self._error = exc.__context__
             else:
                 self._error = H1Error(400, str(exc) or "Malformed request")
+            self._error.events = self._take_events()
             raise self._error from None
-        except HttpParserInvalidMethodError:
-            # 501 for a well-formed method token the parser does not know; 400 for garbage.
-            first = bytes(data[:32]).split(b" ", 1)
-            if len(first) == 2 and _is_token(first[0]):
-                self._fail(501, "Method not implemented")
-            self._fail(400, "Malformed request line")
-        except HttpParserInvalidURLError:
-            self._fail(400, "Invalid request target")
         except HttpParserError as exc:
-            reason = str(exc)
-            if "version" in reason.lower():
-                self._fail(505, "HTTP version not supported")
-            self._fail(400, reason or "Malformed request")
+            if self._input_closed:
+                return self._take_events()  # bytes after a closing request: ignored, not an error
+            self._raise_parser_error(exc, data)
         if (self._in_head or not self._in_message) and not self._progress:
             # httptools buffers a header split across reads without calling us; bound it here.
             self._stalled_bytes += len(data)
             if self._stalled_bytes + self._head_len > self._max_head:
                 self._fail(431, "Request header fields too large")
+        return self._take_events()
+
+    cdef list _take_events(self):
         events = self._events
         self._events = []
         return events
 
+    cdef _raise_parser_error(self, exc, data):
+        if isinstance(exc, HttpParserInvalidMethodError):
+            # 501 for a well-formed method token the parser does not know; 400 for garbage.
+            first = bytes(data[:32]).split(b" ", 1)
+            # (Only when this buffer holds no earlier request: ``data`` starts at the failing request then.)
+            if len(first) == 2 and _is_token(first[0]) and not self._events:
+                self._fail(501, "Method not implemented")
+            self._fail(400, "Malformed request line")
+        if isinstance(exc, HttpParserInvalidURLError):
+            self._fail(400, "Invalid request target")
+        reason = str(exc)
+        if "version" in reason.lower():
+            self._fail(505, "HTTP version not supported")
+        self._fail(400, reason or "Malformed request")
+
     cdef _fail(self, int status, str reason):
         self._error = H1Error(status, reason)
+        self._error.events = self._take_events()
         raise self._error
 
     def on_message_begin(self):
+        if self._synthetic:
+            return  # resuming a declined upgrade's body: the request was already reported
         self._in_message = True
         self._in_head = True
         self._progress = True
@@ -204,14 +265,20 @@ cdef class H1Protocol:
         self._upgrade = None
         self._body_len = 0
         self._host_count = 0
+        self._content_length = -1
+        self._chunked = False
 
     def on_url(self, bytes url):
+        if self._synthetic:
+            return
         self._url_parts.append(url)
         self._url_len += len(url)
         if self._url_len > self._max_target:
             raise H1Error(414, "Request target too long")
 
     def on_header(self, bytes name, bytes value):
+        if self._synthetic:
+            return
         cdef Py_ssize_t n = len(name)
         cdef Py_ssize_t v = len(value)
         name = name.lower()
@@ -229,9 +296,15 @@ cdef class H1Protocol:
             self._upgrade = value
         elif n == 4 and name == b"host":
             self._host_count += 1
+        elif n == 14 and name == b"content-length":
+            self._content_length = int(value) if value.isdigit() and len(value) < 19 else -2
+        elif n == 17 and name == b"transfer-encoding":
+            self._chunked = True  # llhttp rejects a coding list whose final coding is not chunked
         self._headers.append((name, value))
 
     def on_headers_complete(self):
+        if self._synthetic:
+            return
         cdef Request req = Request.__new__(Request)
         parser = self._parser
         version = parser.get_http_version()
@@ -260,9 +333,25 @@ cdef class H1Protocol:
             req.path = target
             req.query = b""
         req.headers = self._headers
+        if self._max_body >= 0 and self._content_length > self._max_body:
+            raise H1Error(413, "Request body too large")  # refused before a byte of it is read
         req.keep_alive = parser.should_keep_alive()
-        req.expect_continue = self._expect_continue
-        req.upgrade = self._upgrade if parser.should_upgrade() else None
+        self._last_keep_alive = req.keep_alive
+        # 1xx responses must not be sent to HTTP/1.0 clients (RFC 9110 section 15.2).
+        req.expect_continue = self._expect_continue and req.http_version == HTTP_11
+        has_body = self._chunked or self._content_length > 0
+        req.upgrade = None
+        self._resume_head = None
+        if parser.should_upgrade():
+            if (self._websocket and not has_body and method == b"GET"
+                    and self._upgrade is not None and _has_token(self._upgrade, b"websocket")):
+                req.upgrade = self._upgrade  # the server will switch protocols after this head
+            else:
+                self._upgrade = None
+                if has_body:
+                    # llhttp will skip this body as "the new protocol": parse it ourselves (see feed()).
+                    self._resume_head = (b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n" if self._chunked
+                                         else b"PUT / HTTP/1.1\r\ncontent-length: %d\r\n\r\n" % self._content_length)
         self._in_head = False
         self._progress = True
         self._unanswered.append(req)
@@ -275,6 +364,10 @@ cdef class H1Protocol:
         self._events.append(Data(body))
 
     def on_message_complete(self):
+        if self._resume_head is not None:
+            return  # llhttp skipped a declined upgrade's body: the message ends after the resumed body
+        if not self._last_keep_alive:
+            self._input_closed = True
         self._in_message = False
         self._stalled_bytes = 0
         self._progress = True
@@ -442,12 +535,14 @@ cdef class H1Protocol:
 
 
 def _create_h1_protocol(*, max_incomplete_event_size=None, max_target_size=8192, max_header_count=100,
-                        max_body_size=None, server_header=True, date_header=True):
+                        max_body_size=None, server_header=True, date_header=True, websocket=False):
     """Build an ``H1Protocol``.
 
     ``max_incomplete_event_size`` bounds a request head (request line plus header fields, default 16 KiB:
     431 past it); ``max_target_size`` bounds the request target (414); ``max_body_size`` bounds a request body
-    (413; default unlimited, the app reads the body in pieces).
+    (413; default unlimited, the app reads the body in pieces). ``websocket`` says the server performs
+    WebSocket upgrades: such a request switches the protocol (see ``trailing_data``); every other upgrade is
+    declined and framing continues as HTTP.
     """
     cdef H1Protocol proto = H1Protocol()
     proto._max_head = 16384 if max_incomplete_event_size is None else max_incomplete_event_size
@@ -456,6 +551,7 @@ def _create_h1_protocol(*, max_incomplete_event_size=None, max_target_size=8192,
     proto._max_body = -1 if max_body_size is None else max_body_size
     proto._server_header = server_header
     proto._date_header = date_header
+    proto._websocket = websocket
     if proto._max_head <= 0 or proto._max_target <= 0 or proto._max_headers <= 0:
         raise ValueError("H1Protocol limits must be positive")
     return proto

@@ -61,7 +61,6 @@ cdef class Monitor:
     cdef pthread_mutex_t _lock
     cdef bint _stopping
     cdef readonly long takeovers
-    cdef readonly long starved_ticks
 
     def __cinit__(self, int size, double threshold, double tick):
         if size <= 0 or threshold <= 0 or tick <= 0:
@@ -102,16 +101,13 @@ cdef class Monitor:
             pthread_mutex_unlock(&self._lock)
 
     def remove_slot(self, int slot):
-        """The thread exits; its set (if any) is returned so the caller can give it to someone else."""
-        cdef int fd
+        """The thread exits (at shutdown: a spare that retires frees its slot through ``retire()``)."""
         with nogil:
             pthread_mutex_lock(&self._lock)
-        fd = self._slots[slot].epoll_fd
         self._slots[slot].state = FREE
         self._slots[slot].epoll_fd = -1
         self._slots[slot].wake_fd = -1
         pthread_mutex_unlock(&self._lock)
-        return fd
 
     cpdef enter(self, int slot, int fd):
         """The thread in ``slot`` starts a step of app code for connection ``fd`` (-1 if not inline)."""
@@ -158,7 +154,7 @@ cdef class Monitor:
         return fd
 
     def give(self, int slot, int epoll_fd):
-        """Hand ``epoll_fd`` to a spare slot directly (used at shutdown and when a thread exits)."""
+        """Hand ``epoll_fd`` to a spare slot directly (at startup: each serving thread gets its first set)."""
         with nogil:
             pthread_mutex_lock(&self._lock)
         self._slots[slot].epoll_fd = epoll_fd
@@ -219,7 +215,6 @@ cdef class Monitor:
                 break
         if spare < 0:
             # No spare yet (one is being started, or --max-threads is reached): try again next tick.
-            self.starved_ticks += 1
             pthread_mutex_unlock(&self._lock)
             return
         if self._slots[stuck].current_fd >= 0:

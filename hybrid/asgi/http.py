@@ -1,7 +1,7 @@
 """ASGI HTTP for one request: the scope, ``receive`` and ``send`` (ASGI HTTP spec 2.4).
 
 A RequestCycle lives as long as one request/response exchange on a Connection (sync_worker.py). It never
-touches the socket itself except through the connection's ``send_now`` / ``read_now`` / ``wait`` helpers, so
+touches the socket itself except through the connection's ``send_now``, ``read_now`` and ``want_read``, so
 the connection stays the single owner of its I/O.
 """
 
@@ -50,7 +50,7 @@ class RequestCycle:
     __slots__ = (
         "conn", "request", "scope", "body", "body_size", "body_complete", "request_delivered",
         "continue_pending", "status", "headers", "response_started", "head_sent", "response_complete",
-        "waiter", "task",
+        "wrote", "waiter", "task",
     )
 
     def __init__(self, conn, request, scope):
@@ -67,6 +67,7 @@ class RequestCycle:
         self.response_started = False
         self.head_sent = False
         self.response_complete = False
+        self.wrote = False  # some response bytes went to the socket (a framed head alone is not enough)
         self.waiter = None
         self.task = None
 
@@ -79,6 +80,15 @@ class RequestCycle:
 
     def end_body(self) -> None:
         self.body_complete = True
+        self.wake()
+
+    def fail_body(self) -> None:
+        """The body cannot complete (malformed, or over --limit-request-body): what is buffered is dropped, and
+        receive() answers http.disconnect rather than pass a truncated body off as a whole one."""
+        self.body.clear()
+        self.body_size = 0
+        self.body_complete = True
+        self.request_delivered = True
         self.wake()
 
     def wake(self) -> None:
@@ -109,7 +119,7 @@ class RequestCycle:
                     # now that the app asked for the body (an app that answers without reading never gets it).
                     self.continue_pending = False
                     if not self.head_sent:
-                        await self._write(conn.proto.send_continue())
+                        await self._write(conn.proto.send_continue(), interim=True)
                 # Bytes may already be waiting in the socket buffer: read them without a trip through the loop.
                 if conn.read_now():
                     continue
@@ -168,10 +178,11 @@ class RequestCycle:
         else:
             raise RuntimeError(f"ASGI: unexpected message type {kind!r} for an HTTP connection")
 
-    async def _write(self, data) -> None:
+    async def _write(self, data, interim: bool = False) -> None:
         conn = self.conn
         if conn.disconnected:
             raise ClientDisconnected("Client disconnected")
+        self.wrote = self.wrote or not interim
         rest = conn.send_now(data)
         if rest is not None:
             try:

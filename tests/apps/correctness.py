@@ -1,0 +1,41 @@
+"""A small ASGI app for tests/test_correctness.py: it counts how often each path ran, so a test can tell whether
+a request was served once, twice or never."""
+
+import collections
+import json
+import time
+
+CALLS: collections.Counter = collections.Counter()
+
+
+async def _body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    CALLS[path] += 1
+    if path == "/calls":
+        body = json.dumps(dict(CALLS)).encode()
+    elif path == "/block":
+        time.sleep(float(dict(p.split("=") for p in scope["query_string"].decode().split("&"))["t"]))
+        body = b"blocked"
+    elif path == "/error-after-complete":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"complete body"})
+        raise RuntimeError("raised after the complete response (intentional)")
+    else:
+        data = await _body(receive)
+        body = b"%s %s body=%d:%s" % (scope["method"].encode(), path.encode(), len(data), data)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
