@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-worker-healthcheck", type=_seconds, default=5.0,
                    help="Replace a worker process whose threads do not answer the supervisor within this many "
                         "seconds (default 5).")
+    p.add_argument("--async-path", dest="async_paths", action="append", default=[],
+                   help="Serve requests whose path matches this glob (e.g. '/events/*') from the async pool, "
+                        "where streams never wait for a blocked handler (repeatable). Requests accepting "
+                        "text/event-stream and routes seen streaming go there anyway.")
     p.add_argument("--limit-request-body", type=_positive_int, default=None,
                    help="Largest request body in bytes; a larger one is answered 413 before it is read, or as "
                         "soon as a chunked body passes the limit (default: no limit).")
@@ -92,7 +96,7 @@ def config_from_args(argv: list[str] | None = None) -> ServerConfig:
     args = parser.parse_args(argv)
     try:
         options = vars(args)
-        for key in ("reload_dirs", "reload_includes", "reload_excludes"):
+        for key in ("reload_dirs", "reload_includes", "reload_excludes", "async_paths"):
             options[key] = tuple(options[key])
         return ServerConfig(**options)
     except ConfigError as exc:

@@ -63,6 +63,7 @@ class ServerConfig:
     limit_max_requests: int | None = None
     timeout_worker_healthcheck: float = 5.0
     limit_request_body: int | None = None
+    async_paths: tuple[str, ...] = ()
     log_level: str = "info"
     access_log: bool = True
     server_header: bool = True
@@ -122,6 +123,10 @@ class ServerConfig:
             not isinstance(self.limit_request_body, int) or self.limit_request_body < 0
         ):
             fail("limit-request-body", f"{self.limit_request_body!r} must be a number of bytes, 0 or more")
+        if not isinstance(self.async_paths, tuple) or not all(
+            isinstance(p, str) and p.startswith("/") for p in self.async_paths
+        ):
+            fail("async-path", f"{self.async_paths!r}: each pattern must be a path glob starting with '/'")
         if self.reload and self.workers > 1:
             fail("reload", "'--reload' runs one worker; it cannot be combined with '--workers'")
         if (self.reload_dirs or self.reload_includes or self.reload_excludes) and not self.reload:

@@ -19,6 +19,7 @@ import time
 
 from hybrid._speedups.h1 import _create_h1_protocol
 from hybrid.asgi.lifespan import LifespanFailure
+from hybrid.async_pool import AsyncPool, StreamRouter
 from hybrid.config import ServerConfig
 from hybrid.importer import load_app
 from hybrid.monitor import ThreadManager
@@ -127,6 +128,8 @@ class Server:
         self.connections: set = set()
         self.sets: dict[int, ConnectionSet] = {}
         self.listeners: list[socket.socket] = []
+        self.router = StreamRouter(config.async_paths)
+        self.pool = AsyncPool(config, self.app)
         self.threads = ThreadManager(self, config)
         self.monitor = self.threads.monitor
         # Set by signal handlers, which must not take locks (threading.Event.set does: a handler that interrupts
@@ -158,6 +161,7 @@ class Server:
             # One spare beyond --threads, ready for the first takeover.
             spare = 1 if self.config.max_threads > self.config.threads else 0
             self.threads.start(self.config.threads + spare)
+            self.pool.start()
         except LifespanFailure as exc:
             self._close_listeners()
             raise StartupError(f"Application startup failed: {exc}") from None
@@ -248,8 +252,10 @@ class Server:
         deadline = None
         if self.config.timeout_graceful_shutdown is not None:
             deadline = time.monotonic() + self.config.timeout_graceful_shutdown
-        while self.connections and (deadline is None or time.monotonic() < deadline):
+        while self._worker_connections() and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.01)
+        # Streams in the async pool get what is left of the graceful timeout, then close.
+        self.pool.stop(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self.connections:
             logger.warning("Graceful shutdown timed out with %d connections open; closing them.",
                            len(self.connections))
@@ -259,11 +265,16 @@ class Server:
             if conn.sock is not None:
                 conn.sock.close()
         self.connections.clear()
-        logger.info("Served %d requests; %d takeovers of blocked threads (%d threads at most)",
-                    self.requests, self.monitor.takeovers, self.threads.peak)
+        logger.info("Served %d requests; %d takeovers of blocked threads (%d threads at most); "
+                    "%d handoffs to the async pool (%d re-run)",
+                    self.requests, self.monitor.takeovers, self.threads.peak, self.pool.handoffs, self.pool.reruns)
         for conn_set in self.sets.values():
             conn_set.epoll.close()
         logger.info("Finished server process [%d]", os.getpid())
+
+    def _worker_connections(self) -> bool:
+        pool_connection = type(self.pool).connection_type
+        return any(type(conn) is not pool_connection for conn in list(self.connections))
 
     def _close_the_door(self) -> None:
         """Stop accepting without losing the connections queued in the kernel: each set's owner accepts what is

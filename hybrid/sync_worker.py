@@ -233,6 +233,14 @@ class Connection:
             return None
         return memoryview(data)[sent:]
 
+    async def finish_write(self, rest) -> None:
+        """The kernel did not take everything: this thread's loop sends the rest as the client reads."""
+        try:
+            await self.loop.sock_sendall(self.sock, rest)
+        except OSError as exc:
+            self.disconnected = True
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+
     # -- serving ------------------------------------------------------------------------------------------
 
     def _serve(self) -> None:
@@ -257,6 +265,10 @@ class Connection:
     def _start(self, request: Request) -> None:
         worker = self.worker
         server = self.server
+        if request.wants_stream or (server.router.active and server.router.wants_pool(
+                request.method.decode("latin-1"), request.path.decode("latin-1"))):
+            self._hand_off(request, rerun=False)  # a stream: to the async pool before any app code runs
+            return
         server.requests += 1
         self.discard_budget = DISCARD_LIMIT
         cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, worker.state))
@@ -276,6 +288,37 @@ class Connection:
         else:
             self._go_async()
             task.add_done_callback(self._on_task_done)
+
+    def streaming_started(self, cycle: RequestCycle) -> None:
+        """The app starts a streamed response (``more_body=True``) here, in a worker, and nothing has reached
+        the client yet. The route is learned, so its next requests go straight to the async pool. A GET or HEAD
+        without a body is abandoned now and re-run in the pool; any other method is never run twice: it
+        streams from this thread to the end."""
+        from hybrid.async_pool import RerunInPool  # (async_pool builds on this module: imported when needed)
+
+        scope = cycle.scope
+        self.server.router.learn(scope["method"], scope["path"])
+        if scope["method"] in ("GET", "HEAD") and cycle.body_complete and not cycle.body and not any(
+            name == b"content-length" or name == b"transfer-encoding" for name, _ in cycle.request.headers
+        ):
+            cycle.rerun = True
+            raise RerunInPool()
+
+    def _hand_off(self, request: Request, *, rerun: bool) -> None:
+        """Give this connection to the async pool (StreamingHandoff) and forget it: from here on the pool owns
+        the socket, the protocol state and the events read past this request's head."""
+        from hybrid.async_pool import StreamingHandoff, request_id_of
+
+        if self.registered:
+            self.home.remove(self)
+        self._stop_reading()
+        sock, self.sock = self.sock, None  # _serve and _settle stop at once: the connection is not ours
+        self.cycle = None
+        scope = build_scope(self, request, self.server.root_path, {})
+        self.server.pool.accept_handoff(StreamingHandoff(
+            conn=self, sock=sock, scope=scope, body=b"", request_id=request_id_of(request), request=request,
+            body_complete=rerun, rerun=rerun,
+        ))
 
     def _go_async(self) -> None:
         # The app awaits: this thread's loop serves the connection until the response is done, so the set
@@ -314,6 +357,9 @@ class Connection:
             exc = asyncio.CancelledError("the request task was cancelled")
         else:
             exc = task.exception()
+        if cycle.rerun and not cycle.wrote and not self.disconnected and self.sock is not None:
+            self._hand_off(cycle.request, rerun=True)  # whatever the app did with RerunInPool
+            return
         if exc is not None and not isinstance(exc, ClientDisconnected):
             logger.error("Exception in ASGI application", exc_info=exc)
         self.cycle = None

@@ -10,6 +10,7 @@ cdef class Request:
     cdef readonly bint keep_alive
     cdef readonly bint expect_continue
     cdef readonly object upgrade
+    cdef readonly bint wants_stream
 
 
 cdef class Data:
@@ -33,6 +34,7 @@ cdef class H1Protocol:
     cdef bint _in_message
     cdef bint _progress
     cdef bint _expect_continue
+    cdef bint _wants_stream
     cdef object _upgrade
     cdef long long _content_length
     cdef bint _chunked

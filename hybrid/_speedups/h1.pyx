@@ -262,6 +262,7 @@ cdef class H1Protocol:
         self._head_len = 0
         self._stalled_bytes = 0
         self._expect_continue = False
+        self._wants_stream = False
         self._upgrade = None
         self._body_len = 0
         self._host_count = 0
@@ -292,6 +293,9 @@ cdef class H1Protocol:
         if n == 6 and name == b"expect":
             if value.lower() == b"100-continue":
                 self._expect_continue = True
+        elif n == 6 and name == b"accept":
+            if b"text/event-stream" in value:
+                self._wants_stream = True  # SSE: the server serves it from its async pool
         elif n == 7 and name == b"upgrade":
             self._upgrade = value
         elif n == 4 and name == b"host":
@@ -339,6 +343,7 @@ cdef class H1Protocol:
         self._last_keep_alive = req.keep_alive
         # 1xx responses must not be sent to HTTP/1.0 clients (RFC 9110 section 15.2).
         req.expect_continue = self._expect_continue and req.http_version == HTTP_11
+        req.wants_stream = self._wants_stream
         has_body = self._chunked or self._content_length > 0
         req.upgrade = None
         self._resume_head = None

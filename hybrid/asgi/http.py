@@ -50,7 +50,7 @@ class RequestCycle:
     __slots__ = (
         "conn", "request", "scope", "body", "body_size", "body_complete", "request_delivered",
         "continue_pending", "status", "headers", "response_started", "head_sent", "response_complete",
-        "wrote", "waiter", "task",
+        "wrote", "waiter", "task", "rerun",
     )
 
     def __init__(self, conn, request, scope):
@@ -70,6 +70,7 @@ class RequestCycle:
         self.wrote = False  # some response bytes went to the socket (a framed head alone is not enough)
         self.waiter = None
         self.task = None
+        self.rerun = False  # abandoned in a worker, to run again in the async pool
 
     # -- fed by the connection ----------------------------------------------------------------------------
 
@@ -150,6 +151,10 @@ class RequestCycle:
             more = message.get("more_body", False)
             proto = self.conn.proto
             if not self.head_sent:
+                if more:
+                    # A streamed response: the connection learns the route, and a worker may hand the request
+                    # to the async pool here (raising RerunInPool) while nothing has reached the client.
+                    self.conn.streaming_started(self)
                 # The whole body known at once: frame it with Content-Length; otherwise chunked.
                 out = proto.send_response(self.status, self.headers, -1 if more else len(body))
                 self.head_sent = True
@@ -185,9 +190,5 @@ class RequestCycle:
         self.wrote = self.wrote or not interim
         rest = conn.send_now(data)
         if rest is not None:
-            try:
-                await conn.loop.sock_sendall(conn.sock, rest)
-            except OSError as exc:
-                conn.disconnected = True
-                raise ClientDisconnected(f"Client disconnected: {exc}") from None
+            await conn.finish_write(rest)  # the client reads slower than we send: wait (backpressure)
 

@@ -1,0 +1,449 @@
+# cython: language_level=3
+"""SocketStream: an accepted, non-blocking socket as an asyncio stream, for the AsyncPool.
+
+A SyncWorker hands the pool a connection whose response will stream (or become a WebSocket), together with the
+bytes it already read past the request head. When a streamed response ends and the connection is keep-alive, the
+socket goes back to a worker thread. ``loop.connect_accepted_socket()`` cannot do that: a uvloop transport owns its
+fd and closes it. So this is built on ``loop.add_reader``/``add_writer`` and non-blocking ``recv``/``send``, and
+``detach()`` stops watching and returns the socket open, with the bytes read but not consumed.
+
+Ownership: the stream owns the socket from construction until ``close()`` or ``abort()`` (which close it) or
+``detach()`` (which gives it back, open). After ``detach()`` the stream never touches the socket again: a later
+``close()`` or ``abort()`` is a no-op. Everything runs on the loop's thread, construction included (uvloop's
+callbacks and futures are not thread-safe).
+
+Reading is eager: the reader is registered from the start, so a client that goes away is noticed while the app
+only writes (``wait_eof()``). It pauses while more than ``read_limit`` bytes wait unconsumed (backpressure toward
+the client); EOF is not seen while paused, but a write to a reset connection still fails.
+
+EOF is not the peer being gone: a client may half-close and still read the response, so after EOF writes go on.
+An error on ``recv``/``send`` (ECONNRESET, EPIPE, ...) is: ``peer_gone`` becomes True, unsent output is dropped,
+writers get ``StreamClosed`` and readers see EOF after what is buffered.
+
+TLS later: an ``ssl.SSLSocket`` in non-blocking mode raises ``SSLWantReadError``/``SSLWantWriteError`` instead of
+``BlockingIOError`` (either call may need the other readiness), keeps decrypted bytes epoll does not report
+(``pending()``), and has no ``sendmsg``: those three places (``_on_readable``, ``_on_writable``, ``writelines``)
+are where it would go.
+"""
+
+import asyncio
+from collections import deque
+from itertools import islice
+
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+# One recv per readiness callback, like the SyncWorker; one sendmsg carries at most IOV_MAX chunks (Linux, BSD).
+cdef Py_ssize_t RECV_SIZE = 65536
+cdef Py_ssize_t IOV_MAX = 1024
+
+
+class StreamClosed(ConnectionError):
+    """The stream cannot carry more output: the peer went away, or it was closed, aborted or detached here."""
+
+
+cdef object _byte_view(object data):
+    # A flat byte view, so len() counts bytes. It must not outlive write(): the caller may resize its bytearray.
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        view = memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        return view
+    raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+
+
+cdef _wake(list waiters, object exc):
+    for waiter in waiters:
+        if not waiter.done():  # done: its coroutine was cancelled
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+
+cdef class SocketStream:
+    """Stream over ``sock`` (accepted, non-blocking) on ``loop``; ``initial`` bytes are read before the socket's."""
+
+    def __cinit__(self, *args, **kwargs):
+        self._rbuf = bytearray()
+        self._wbuf = deque()
+        self._eof_waiters = []
+        self._drain_waiters = []
+
+    def __init__(self, sock, loop, bytes initial=b"", Py_ssize_t high_water=65536, Py_ssize_t read_limit=262144):
+        if sock.gettimeout() != 0.0:
+            raise ValueError("SocketStream needs a non-blocking socket")
+        if high_water < 0 or read_limit <= 0:
+            raise ValueError("high_water must be >= 0 and read_limit > 0")
+        self._sock = sock
+        self._loop = loop
+        self._fd = sock.fileno()
+        self._readable_cb = self._on_readable
+        self._writable_cb = self._on_writable
+        if initial:
+            self._rbuf += initial
+        self._read_limit = read_limit
+        self._high_water = high_water
+        self._low_water = high_water // 4
+        if len(self._rbuf) <= read_limit:
+            self._resume_reading()
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def _on_readable(self):
+        if not self._reading:
+            return  # removed earlier in this loop iteration
+        try:
+            data = self._sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not data:
+            self._eof = True
+            self._pause_reading()
+            self._wake_readers(None)
+            return
+        self._rbuf += data
+        waiter, self._read_waiter = self._read_waiter, None
+        if waiter is not None and not waiter.done():
+            # It may need more than read_limit (readexactly): it asks again and reading goes on for it.
+            waiter.set_result(None)
+        elif len(self._rbuf) > self._read_limit:
+            self._pause_reading()
+
+    cdef _resume_reading(self):
+        if not self._reading and not self._eof and not self._detached:
+            self._loop.add_reader(self._fd, self._readable_cb)
+            self._reading = True
+
+    cdef _pause_reading(self):
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+
+    cdef object _new_read_waiter(self):
+        if self._detached:
+            raise StreamClosed("the stream was detached")
+        if self._read_waiter is not None and not self._read_waiter.done():  # done: its reader was cancelled
+            raise RuntimeError("another coroutine is already waiting for data on this stream")
+        self._resume_reading()
+        self._read_waiter = self._loop.create_future()
+        return self._read_waiter
+
+    cdef bytes _take(self, Py_ssize_t n):
+        cdef bytes data
+        if n >= len(self._rbuf):
+            data = bytes(self._rbuf)
+            self._rbuf = bytearray()
+        else:
+            data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self._rbuf), n)
+            # CPython deletes a bytearray's head by moving its start: amortized O(1) per byte, no offset needed.
+            del self._rbuf[:n]
+        if not self._reading and len(self._rbuf) <= self._read_limit:
+            self._resume_reading()
+        return data
+
+    async def read(self, Py_ssize_t n=-1):
+        """Up to ``n`` bytes (``n=-1``: all that is buffered), at least one; ``b""`` at EOF."""
+        if n == 0:
+            return b""
+        while not self._rbuf:
+            if self._eof:
+                return b""
+            await self._new_read_waiter()
+        return self._take(len(self._rbuf) if n < 0 else n)
+
+    async def readexactly(self, Py_ssize_t n):
+        """Exactly ``n`` bytes; ``asyncio.IncompleteReadError`` (with what there was) at EOF."""
+        if n < 0:
+            raise ValueError("readexactly size can not be less than zero")
+        while len(self._rbuf) < n:
+            if self._eof:
+                partial = self._take(len(self._rbuf))
+                raise asyncio.IncompleteReadError(partial, n)
+            await self._new_read_waiter()
+        return self._take(n) if n else b""
+
+    async def readuntil(self, bytes separator=b"\n", Py_ssize_t limit=65536):
+        """Bytes up to and including ``separator``, as ``asyncio.StreamReader.readuntil`` does.
+
+        ``asyncio.LimitOverrunError`` when more than ``limit`` bytes come before the separator (the data stays
+        buffered); ``asyncio.IncompleteReadError`` at EOF (the buffered bytes are its ``partial``).
+        """
+        cdef Py_ssize_t seplen = len(separator) if separator is not None else 0
+        cdef Py_ssize_t offset = 0, found = -1
+        if seplen == 0:
+            raise ValueError("Separator should be at least one-byte string")
+        while True:
+            if len(self._rbuf) - offset >= seplen:
+                found = self._rbuf.find(separator, offset)
+                if found >= 0:
+                    break
+                # Resume the search where the separator could still start.
+                offset = len(self._rbuf) + 1 - seplen
+                if offset > limit:
+                    raise asyncio.LimitOverrunError("Separator is not found, and chunk exceed the limit", offset)
+            if self._eof:
+                raise asyncio.IncompleteReadError(self._take(len(self._rbuf)), None)
+            await self._new_read_waiter()
+        if found > limit:
+            raise asyncio.LimitOverrunError("Separator is found, but chunk is longer than limit", found)
+        return self._take(found + seplen)
+
+    def at_eof(self):
+        """EOF was seen (or the stream closed) and every buffered byte was consumed."""
+        return self._eof and not self._rbuf
+
+    def buffered(self):
+        """Bytes received but not consumed yet."""
+        return len(self._rbuf)
+
+    async def wait_eof(self):
+        """Return once nothing more can arrive: the peer closed or reset, or the stream was closed here.
+
+        Buffered bytes do not delay it (it is how the pool turns a disconnect into ``http.disconnect``).
+        """
+        if self._eof:
+            return
+        if self._detached:
+            raise StreamClosed("the stream was detached")
+        waiter = self._loop.create_future()
+        self._eof_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._eof_waiters:
+                self._eof_waiters.remove(waiter)
+
+    @property
+    def closed(self):
+        """close() was called, or the stream was aborted or detached."""
+        return self._closing or self._sock_closed or self._detached
+
+    @property
+    def peer_gone(self):
+        """A recv or send failed (reset, broken pipe): the peer cannot receive anything more."""
+        return self._peer_gone
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    cdef object _gone(self):
+        err = StreamClosed(f"the peer closed the connection ({self._exc})")
+        err.__cause__ = self._exc
+        return err
+
+    cdef _check_writable(self):
+        if self._peer_gone:
+            raise self._gone()
+        if self._closing or self._sock_closed or self._detached:
+            raise StreamClosed("the stream is closed")
+
+    def write(self, data):
+        """Send ``data`` now as far as the socket takes it; buffer the rest (a copy unless it is ``bytes``)."""
+        cdef Py_ssize_t sent = 0
+        self._check_writable()
+        if type(data) is not bytes:
+            data = _byte_view(data)
+        if not data:
+            return
+        if not self._wbuf:
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._lost(exc)
+                raise self._gone()
+            if sent == len(data):
+                return
+        self._buffer(data, sent)
+
+    def writelines(self, chunks):
+        """Write each of ``chunks`` in order, with one ``sendmsg`` when nothing is buffered yet."""
+        cdef list items = []
+        cdef Py_ssize_t sent = 0, n
+        self._check_writable()
+        for chunk in chunks:
+            if type(chunk) is not bytes:
+                chunk = _byte_view(chunk)
+            if chunk:
+                items.append(chunk)
+        if not items:
+            return
+        if not self._wbuf:
+            try:
+                sent = self._sock.sendmsg(items[:IOV_MAX] if len(items) > IOV_MAX else items)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._lost(exc)
+                raise self._gone()
+        for chunk in items:
+            n = len(chunk)
+            if sent >= n:
+                sent -= n
+            else:
+                self._buffer(chunk, sent)
+                sent = 0
+
+    cdef _buffer(self, object chunk, Py_ssize_t offset):
+        # bytes are immutable: keep them (a view past what was sent). Anything else is copied, since the
+        # caller may reuse its buffer as soon as write() returns.
+        if type(chunk) is bytes:
+            self._wbuf.append(memoryview(chunk)[offset:] if offset else chunk)
+        else:
+            self._wbuf.append(bytes(chunk[offset:]))
+        self._wsize += len(chunk) - offset
+        if not self._writing:
+            self._loop.add_writer(self._fd, self._writable_cb)
+            self._writing = True
+
+    def _on_writable(self):
+        cdef Py_ssize_t sent
+        if not self._writing:
+            return
+        try:
+            if len(self._wbuf) == 1:
+                sent = self._sock.send(self._wbuf[0])
+            else:
+                sent = self._sock.sendmsg(list(islice(self._wbuf, IOV_MAX)))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        self._consume(sent)
+        if not self._wbuf:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        if self._wsize <= self._low_water and self._drain_waiters:
+            self._wake_drainers(None)
+
+    cdef _consume(self, Py_ssize_t sent):
+        cdef Py_ssize_t n
+        self._wsize -= sent
+        while sent:
+            chunk = self._wbuf[0]
+            n = len(chunk)
+            if n <= sent:
+                self._wbuf.popleft()
+                sent -= n
+            else:
+                self._wbuf[0] = memoryview(chunk)[sent:]
+                break
+
+    def write_buffer_size(self):
+        """Bytes accepted by write() and not yet handed to the kernel."""
+        return self._wsize
+
+    cdef object _new_drain_waiter(self):
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        return waiter
+
+    async def drain(self):
+        """Return at once while at most ``high_water`` bytes are buffered, else wait until ``high_water // 4``.
+
+        ``StreamClosed`` if the peer is gone or the stream was closed, now or while waiting.
+        """
+        if self._peer_gone or self._sock_closed or self._detached:
+            self._check_writable()  # raises; close() alone does not stop a drain, the flush goes on
+        if self._wsize <= self._high_water:
+            return
+        waiter = self._new_drain_waiter()
+        try:
+            await waiter
+        finally:
+            if waiter in self._drain_waiters:
+                self._drain_waiters.remove(waiter)
+
+    # -- ending ----------------------------------------------------------------------------------------------
+
+    cdef _wake_drainers(self, object exc):
+        # exc None: the buffer went low.
+        waiters, self._drain_waiters = self._drain_waiters, []
+        _wake(waiters, exc)
+
+    cdef _wake_readers(self, object exc):
+        # The reader and the EOF waiters; exc None: look at the state again (data or EOF arrived).
+        waiters, self._eof_waiters = self._eof_waiters, []
+        if self._read_waiter is not None:
+            waiters.append(self._read_waiter)
+            self._read_waiter = None
+        _wake(waiters, exc)
+
+    cdef _stop_watching(self):
+        self._pause_reading()
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+
+    cdef _lost(self, object exc):
+        if self._peer_gone or self._sock_closed or self._detached:
+            return
+        self._peer_gone = True
+        self._exc = exc
+        self._eof = True
+        self._stop_watching()
+        self._wbuf.clear()
+        self._wsize = 0
+        self._wake_drainers(self._gone())
+        self._wake_readers(None)
+
+    cdef _close_socket(self):
+        if self._sock_closed or self._detached:
+            return
+        self._closing = True
+        self._sock_closed = True
+        self._eof = True
+        self._stop_watching()  # before close(): the fd number may be reused at once
+        self._wbuf.clear()
+        self._wsize = 0
+        self._sock.close()
+        self._wake_drainers(StreamClosed("the stream was closed"))
+        self._wake_readers(None)
+
+    async def close(self, double timeout=5.0):
+        """Flush buffered output (for at most ``timeout`` seconds), then close the socket. Never raises
+        ``StreamClosed``; cancelling it closes the socket at once."""
+        cdef double deadline
+        if self._sock_closed or self._detached:
+            return
+        self._closing = True
+        deadline = self._loop.time() + timeout
+        try:
+            while self._wsize and not self._peer_gone:
+                remaining = deadline - self._loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._new_drain_waiter(), remaining)
+                except (StreamClosed, asyncio.TimeoutError):
+                    break
+        finally:
+            self._close_socket()
+
+    def abort(self):
+        """Close the socket now and drop unsent output. Pending reads see EOF, drains get StreamClosed."""
+        self._close_socket()
+
+    def detach(self):
+        """Stop watching the socket and give it back open: ``(sock, unread_bytes)``.
+
+        Only with nothing left to send (else ``RuntimeError``). Pending reads and ``wait_eof()`` get
+        ``StreamClosed``; check ``peer_gone``/``at_eof()`` first if the socket is to be reused.
+        """
+        if self._sock_closed or self._detached:
+            raise RuntimeError("the stream is already closed or detached")
+        if self._wsize:
+            raise RuntimeError(f"detach() with {self._wsize} bytes not sent yet: drain() first")
+        self._stop_watching()
+        self._detached = True
+        sock, self._sock = self._sock, None
+        unread = bytes(self._rbuf)
+        self._rbuf = bytearray()
+        self._wake_drainers(StreamClosed("the stream was detached"))
+        self._wake_readers(StreamClosed("the stream was detached"))
+        return sock, unread

@@ -1,0 +1,388 @@
+"""The AsyncPool: one event loop (uvloop) in its own thread for long-lived connections.
+
+Streams (SSE, token streams, any response sent with ``more_body=True``) and, later, WebSockets live here, where no
+blocking handler in a SyncWorker thread can freeze them: a worker thread's loop stops while a handler in that thread
+blocks, and everything pending in it stops too. A worker hands a connection over with a *handoff* (a frozen
+dataclass) and never touches it again; the pool wraps the socket in a ``SocketStream`` (compiled,
+``hybrid/_speedups/streams.pyx``) and continues the ASGI cycle with the same ``H1Protocol`` and ``RequestCycle`` the
+worker used, so framing and ASGI semantics are the same code. When a streamed response ends on a keep-alive
+connection, pipelined requests already read are served here, then the socket goes back into its home epoll set.
+
+What goes to the pool (decided in ``SyncWorker``/``Connection._start``, see ``StreamRouter``):
+- requests whose Accept includes ``text/event-stream``, paths matching ``--async-path``, and routes learned as
+  streaming: before any app code runs;
+- a GET or HEAD whose app starts a streamed response in a worker before anything reached the client: the worker
+  abandons it (``RerunInPool``) and it runs again here, from scratch. Other methods never run twice: they stream
+  from the worker. Either way the route is learned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from hybrid._speedups.h1 import Data, EndOfMessage, Request
+from hybrid._speedups.streams import SocketStream, StreamClosed
+from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
+from hybrid.asgi.lifespan import Lifespan
+from hybrid.sync_worker import Connection, new_event_loop
+
+logger = logging.getLogger("hybrid.error")
+
+LEARNED_ROUTES_MAX = 1024
+END_OF_MESSAGE = EndOfMessage()
+_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_UUID_OR_NUMBER = re.compile(r"^(\d+|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$")
+
+
+class RerunInPool(BaseException):
+    """Raised by ``send`` in a worker when a GET/HEAD starts a streamed response: the request is abandoned and
+    re-run in the pool. A BaseException, so an app's ``except Exception`` cannot swallow it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingHandoff:
+    conn: Connection       # the worker's connection: H1Protocol state, addresses, events read past the head
+    sock: object           # its socket (the worker let go of it: conn.sock is None from the handoff on)
+    scope: dict            # the request's scope as the worker built it (the pool gives it the pool's state)
+    body: bytes            # body bytes of this request already read by the worker
+    request_id: str
+    request: Request       # the head, still unanswered in ``conn.proto``
+    body_complete: bool    # ``body`` is the whole body
+    rerun: bool            # the app already ran once in a worker and was abandoned (GET/HEAD only)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketHandoff:
+    conn: Connection
+    request: Request
+    client: tuple | None
+    server: tuple | None
+    scope: dict
+
+
+def request_id_of(request: Request) -> str:
+    """A valid incoming X-Request-ID is kept, otherwise one is made (only handoffs pay for it)."""
+    for name, value in request.headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if _ID_RE.match(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class StreamRouter:
+    """Which requests go to the pool before any app code runs: ``--async-path`` globs and learned routes.
+
+    A route is (method, path shape): numeric and UUID-like path segments become ``{}``, so ``/items/1/stream``
+    and ``/items/2/stream`` are one route. The learned set is an LRU of ``LEARNED_ROUTES_MAX`` routes.
+    """
+
+    def __init__(self, patterns: tuple[str, ...] = ()) -> None:
+        self._patterns = re.compile("|".join(fnmatch.translate(p) for p in patterns)) if patterns else None
+        self._learned: OrderedDict = OrderedDict()
+        self.active = self._patterns is not None  # checked per request: nothing to match, nothing to pay
+
+    @staticmethod
+    def shape(method: str, path: str) -> tuple[str, str]:
+        segments = path.split("/")
+        return method, "/".join("{}" if _UUID_OR_NUMBER.match(s) else s for s in segments)
+
+    def wants_pool(self, method: str, path: str) -> bool:
+        if self._patterns is not None and self._patterns.match(path):
+            return True
+        if not self._learned:
+            return False
+        key = self.shape(method, path)
+        if key in self._learned:
+            self._learned.move_to_end(key)
+            return True
+        return False
+
+    def learn(self, method: str, path: str) -> None:
+        key = self.shape(method, path)
+        if key not in self._learned:
+            logger.debug("Learned streaming route %s %s (%d learned)", key[0], key[1], len(self._learned) + 1)
+        self._learned[key] = True
+        self._learned.move_to_end(key)
+        self.active = True
+        while len(self._learned) > LEARNED_ROUTES_MAX:
+            self._learned.popitem(last=False)
+
+
+class PoolConnection(Connection):
+    """A handed-off connection served by the pool's loop: the worker Connection's logic over a SocketStream."""
+
+    __slots__ = ("stream", "pool", "handoff_rerun", "reader")
+
+    def __init__(self, pool: AsyncPool, handoff: StreamingHandoff) -> None:
+        old = handoff.conn
+        self.server = old.server
+        self.sock = handoff.sock
+        self.fd = handoff.sock.fileno()
+        self.proto = old.proto
+        self.home = old.home
+        self.registered = False
+        self.worker = None
+        self.loop = pool.loop
+        self.cycle = None
+        self.backlog = old.backlog
+        self.disconnected = False
+        self.async_mode = True
+        self.reading = False
+        self.server_addr = old.server_addr
+        self.client_addr = old.client_addr
+        self.last_active = time.monotonic()
+        self.error = old.error
+        self.discard_budget = old.discard_budget
+        self.head_since = 0.0
+        self.pool = pool
+        self.handoff_rerun = handoff.rerun
+        self.reader = None
+        self.stream = SocketStream(handoff.sock, pool.loop)
+
+    # -- I/O over the stream (the rest of the request/response logic is Connection's) ----------------------
+
+    def read_now(self) -> bool:
+        return False  # the stream reads by itself; want_read() turns what it read into events
+
+    def want_read(self) -> None:
+        if self.reader is None and not self.disconnected:
+            self.reader = self.loop.create_task(self._read_loop())
+
+    async def _read_loop(self) -> None:
+        try:
+            while not self.disconnected:
+                data = await self.stream.read()
+                if not data:
+                    self._lost()
+                    return
+                self._feed(data)
+                cycle = self.cycle
+                if self.error is not None or cycle is None or not cycle.wants_body:
+                    return  # the app has what it asked for (or the body is bad): stop until asked again
+        except (StreamClosed, OSError):
+            self._lost()
+        finally:
+            self.reader = None
+
+    def _stop_reading(self) -> None:
+        reader = self.reader
+        if reader is not None and reader is not asyncio.current_task(self.loop):
+            reader.cancel()
+        self.reader = None
+
+    def send_now(self, data):
+        try:
+            if type(data) is list:
+                self.stream.writelines(data)
+            else:
+                self.stream.write(data)
+        except (StreamClosed, OSError) as exc:
+            self._lost()
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+        # Something to wait for when the client reads slower than the app sends: backpressure, not memory.
+        return True if self.stream.write_buffer_size() > 65536 else None
+
+    async def finish_write(self, rest) -> None:
+        try:
+            await self.stream.drain()
+        except (StreamClosed, OSError) as exc:
+            self._lost()
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+
+    def _lost(self) -> None:
+        self.disconnected = True
+        if self.cycle is not None:
+            self.cycle.wake()
+
+    # -- serving -------------------------------------------------------------------------------------------
+
+    def streaming_started(self, cycle: RequestCycle) -> None:
+        self.server.router.learn(cycle.scope["method"], cycle.scope["path"])
+
+    def _start(self, request: Request) -> None:
+        server = self.server
+        server.requests += 1
+        self.discard_budget = 1 << 22
+        cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, self.pool.state))
+        self.cycle = cycle
+        self._route_body()
+        self.pool.spawn(self, cycle)
+
+    def _settle(self) -> None:
+        """Between requests: back into the home epoll set when the client is idle, else stay here."""
+        if self.sock is None or self.cycle is not None:
+            return
+        stream = self.stream
+        if self.server.draining or stream.peer_gone:
+            self.close()
+            return
+        try:
+            sock, unread = stream.detach()
+        except RuntimeError:  # output still buffered: the stream ends here
+            self.close()
+            return
+        if unread:
+            self._feed(unread)
+            self.stream = SocketStream(sock, self.loop)
+            self._serve()  # pipelined requests already read: serve them here, then settle again
+            return
+        conn = Connection(self.server, sock, self.home, self.client_addr, self.server_addr)
+        self.sock = None
+        self.server.connections.discard(self)
+        self.server.connections.add(conn)
+        try:
+            self.home.add(conn)  # registering is thread-safe; the set's owner sees the next request
+        except (OSError, ValueError):
+            conn.close()
+
+    def close(self) -> None:
+        if self.sock is None:
+            return
+        self.disconnected = True
+        self._stop_reading()
+        if self.cycle is not None:
+            self.cycle.wake()
+        self.sock = None
+        self.server.connections.discard(self)
+        self.pool.close_later(self.stream)
+
+
+class AsyncPool:
+    """One uvloop loop in its own thread, serving handed-off connections as tracked tasks."""
+
+    connection_type = PoolConnection
+
+    def __init__(self, config, app, *, shutdown_event=None, ssl_context=None, lifecycle_collector=None) -> None:
+        self.config = config
+        self.app = app
+        self.shutdown_event = shutdown_event
+        self.ssl_context = ssl_context
+        self.lifecycle_collector = lifecycle_collector
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.lifespan = Lifespan(app, config.lifespan)
+        self.state = self.lifespan.state
+        self.tasks: set[asyncio.Task] = set()
+        self.handoffs = 0
+        self.reruns = 0
+        self.ready = threading.Event()
+        self.startup_error: BaseException | None = None
+        self.thread = threading.Thread(target=self.run, name="hybrid-async-pool", daemon=True)
+        self._stopped: asyncio.Future | None = None
+
+    def set_lifespan_state(self, state: dict) -> None:
+        """Replace the state requests in the pool see (``scope["state"]`` is a copy of it)."""
+        self.state = state
+
+    # -- thread ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+        self.ready.wait()
+        if self.startup_error is not None:
+            raise self.startup_error
+
+    def run(self) -> None:
+        """Blocking: the pool's loop, from lifespan startup to lifespan shutdown."""
+        loop = self.loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        try:
+            await self.lifespan.startup()
+        except Exception as exc:  # noqa: BLE001 - reported by start()
+            self.startup_error = exc
+            self.ready.set()
+            return
+        self.state = self.lifespan.state
+        self._stopped = self.loop.create_future()
+        self.ready.set()
+        await self._stopped
+        await self.lifespan.shutdown()
+
+    def stop(self, timeout: float | None) -> None:
+        """From any thread: let open streams finish for ``timeout`` seconds (None: until they end), close the
+        rest, run lifespan shutdown, end the thread."""
+        if self.loop is None or self._stopped is None or not self.thread.is_alive():
+            return
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._drain(timeout)))
+        self.thread.join()
+
+    async def _drain(self, timeout: float | None) -> None:
+        if self.tasks:
+            logger.info("Waiting for %d open stream(s)%s", len(self.tasks),
+                        "" if timeout is not None else " (--timeout-graceful-shutdown bounds this)")
+            _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning("Closed %d stream(s) still open after the graceful timeout.", len(pending))
+                await asyncio.wait(pending, timeout=1.0)
+        self._stopped.set_result(None)
+
+    # -- handoffs ------------------------------------------------------------------------------------------
+
+    def accept_handoff(self, handoff: StreamingHandoff) -> None:
+        """Thread-safe: the pool's loop starts serving the connection on its next iteration (it is woken)."""
+        self.loop.call_soon_threadsafe(self._take, handoff)
+
+    def _take(self, handoff: StreamingHandoff) -> None:
+        self.handoffs += 1
+        if handoff.rerun:
+            self.reruns += 1
+        conn = PoolConnection(self, handoff)
+        connections = conn.server.connections
+        connections.discard(handoff.conn)
+        connections.add(conn)
+        # The request goes back to the head of the connection's events (its body, if the worker had read any,
+        # behind it), and the pool serves it exactly as a worker would have. The scope is built anew, with the
+        # pool's lifespan state: a re-run must not see what the first run changed in it.
+        prefix = [handoff.request]
+        if handoff.body:
+            prefix.append(Data(handoff.body))
+        if handoff.body_complete:
+            prefix.append(END_OF_MESSAGE)
+        conn.backlog.extendleft(reversed(prefix))
+        conn._serve()
+        conn._settle()
+
+    def spawn(self, conn: PoolConnection, cycle: RequestCycle) -> None:
+        task = self.loop.create_task(self._run(conn, cycle))
+        cycle.task = task
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, conn: PoolConnection, cycle: RequestCycle) -> None:
+        try:
+            await self.app(cycle.scope, cycle.receive, cycle.send)
+        except asyncio.CancelledError:
+            conn.close()  # shutdown past the graceful timeout
+            raise
+        except BaseException as exc:  # noqa: BLE001 - _complete reports it
+            fut = self.loop.create_future()
+            fut.set_exception(exc)
+            conn._complete(fut)
+        else:
+            fut = self.loop.create_future()
+            fut.set_result(None)
+            conn._complete(fut)
+        if conn.sock is not None:
+            conn._serve()
+            conn._settle()
+
+    def close_later(self, stream: SocketStream) -> None:
+        """Flush what the stream still buffers (bounded), then close its socket."""
+        self.loop.create_task(stream.close(timeout=5.0))
