@@ -32,6 +32,7 @@ from hybrid._speedups.h1 import Data, EndOfMessage, Request
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan
+from hybrid.asgi.task import start_request_task
 from hybrid.sync_worker import Connection, new_event_loop
 
 logger = logging.getLogger("hybrid.error")
@@ -211,12 +212,30 @@ class PoolConnection(Connection):
 
     def _start(self, request: Request) -> None:
         server = self.server
+        pool = self.pool
         server.requests += 1
         self.discard_budget = 1 << 22
-        cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, self.pool.state))
+        cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, pool.state))
         self.cycle = cycle
         self._route_body()
-        self.pool.spawn(self, cycle)
+        try:
+            task = start_request_task(pool.app(cycle.scope, cycle.receive, cycle.send), pool.loop, pool)
+        except BaseException as exc:  # the app object could not even be called
+            task = pool.loop.create_future()
+            task.set_exception(exc)
+        cycle.task = task
+        if task.done():
+            self._complete(task)
+        else:
+            task._hy_cycle = cycle
+            pool.tasks.add(task)
+            task.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, task) -> None:
+        self.pool.tasks.discard(task)
+        self._complete(task)
+        self._serve()
+        self._settle()
 
     def _settle(self) -> None:
         """Between requests: back into the home epoll set when the client is idle, else stay here."""
@@ -262,9 +281,11 @@ class AsyncPool:
 
     connection_type = PoolConnection
 
-    def __init__(self, config, app, *, shutdown_event=None, ssl_context=None, lifecycle_collector=None) -> None:
+    def __init__(self, config, app, *, shutdown_event=None, ssl_context=None, lifecycle_collector=None,
+                 server=None) -> None:
         self.config = config
         self.app = app
+        self.server = server
         self.shutdown_event = shutdown_event
         self.ssl_context = ssl_context
         self.lifecycle_collector = lifecycle_collector
@@ -359,29 +380,18 @@ class AsyncPool:
         conn._serve()
         conn._settle()
 
-    def spawn(self, conn: PoolConnection, cycle: RequestCycle) -> None:
-        task = self.loop.create_task(self._run(conn, cycle))
-        cycle.task = task
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    # -- app steps: the same RequestTask as the workers', timed; there is no monitor to tell --------------
 
-    async def _run(self, conn: PoolConnection, cycle: RequestCycle) -> None:
-        try:
-            await self.app(cycle.scope, cycle.receive, cycle.send)
-        except asyncio.CancelledError:
-            conn.close()  # shutdown past the graceful timeout
-            raise
-        except BaseException as exc:  # noqa: BLE001 - _complete reports it
-            fut = self.loop.create_future()
-            fut.set_exception(exc)
-            conn._complete(fut)
-        else:
-            fut = self.loop.create_future()
-            fut.set_result(None)
-            conn._complete(fut)
-        if conn.sock is not None:
-            conn._serve()
-            conn._settle()
+    def enter_app(self, fd: int) -> None:
+        pass
+
+    def leave_app(self, conn) -> None:
+        pass
+
+    def step_blocked(self, task, cycle, took: float) -> None:
+        waiting = sum(1 for t in self.tasks if t is not task and not t.done())
+        if waiting:
+            self.server.blocked_loop(cycle, took, waiting, "the async pool")
 
     def close_later(self, stream: SocketStream) -> None:
         """Flush what the stream still buffers (bounded), then close its socket."""

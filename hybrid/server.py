@@ -129,13 +129,15 @@ class Server:
         self.sets: dict[int, ConnectionSet] = {}
         self.listeners: list[socket.socket] = []
         self.router = StreamRouter(config.async_paths)
-        self.pool = AsyncPool(config, self.app)
+        self.pool = AsyncPool(config, self.app, server=self)
         self.threads = ThreadManager(self, config)
         self.monitor = self.threads.monitor
         # Set by signal handlers, which must not take locks (threading.Event.set does: a handler that interrupts
         # the main thread inside Event.wait deadlocks on the Event's own lock). The main thread polls it.
         self._stop_requested = False
         self._signals = 0
+        self.blocked_steps = 0
+        self._blocked_routes: set[str] = set()
 
     def new_protocol(self):
         return _create_h1_protocol(server_header=self.config.server_header, date_header=self.config.date_header,
@@ -148,8 +150,25 @@ class Server:
         path = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             path += "?" + scope["query_string"].decode("latin-1")
+        if getattr(conn, "handoff_rerun", False):  # a GET/HEAD abandoned in a worker and run again in the pool
+            conn.handoff_rerun = False
+            access_logger.info('%s - "%s %s HTTP/%s" %d (re-run in the async pool)', where, scope["method"], path,
+                               scope["http_version"], cycle.status)
+            return
         access_logger.info('%s - "%s %s HTTP/%s" %d', where, scope["method"], path, scope["http_version"],
                            cycle.status)
+
+    def blocked_loop(self, cycle, took: float, waiting: int, where: str) -> None:
+        """One warning per route whose step blocked an event loop that held other requests; all are counted."""
+        self.blocked_steps += 1
+        route = f"{cycle.scope['method']} {cycle.scope['path']}" if cycle is not None else "(unknown route)"
+        if route in self._blocked_routes:
+            return
+        self._blocked_routes.add(route)
+        logger.warning(
+            "%s blocked the event loop of %s for %.0f ms while %d other request(s) waited on that loop. "
+            "Move blocking calls out of async code (a plain 'def' endpoint, or 'await asyncio.to_thread(...)'). "
+            "Said once per route.", route, where, took * 1000, waiting)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -266,8 +285,9 @@ class Server:
                 conn.sock.close()
         self.connections.clear()
         logger.info("Served %d requests; %d takeovers of blocked threads (%d threads at most); "
-                    "%d handoffs to the async pool (%d re-run)",
-                    self.requests, self.monitor.takeovers, self.threads.peak, self.pool.handoffs, self.pool.reruns)
+                    "%d handoffs to the async pool (%d re-run); %d blocked-loop steps",
+                    self.requests, self.monitor.takeovers, self.threads.peak, self.pool.handoffs, self.pool.reruns,
+                    self.blocked_steps)
         for conn_set in self.sets.values():
             conn_set.epoll.close()
         logger.info("Finished server process [%d]", os.getpid())

@@ -28,11 +28,12 @@ import socket
 import threading
 import time
 from collections import deque
+from time import perf_counter
 
 from hybrid._speedups.h1 import Data, H1Error, LocalProtocolError, Request
 from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
-from hybrid.asgi.task import RequestTask, start_request_task
+from hybrid.asgi.task import BLOCKED_STEP, RequestTask, start_request_task
 
 logger = logging.getLogger("hybrid.error")
 
@@ -275,6 +276,8 @@ class Connection:
         self.cycle = cycle
         self._route_body()
         worker.enter_app(self.fd if self.registered else -1)
+        # Timed only while other requests are pending in this loop: they are who a blocking first step delays.
+        started = perf_counter() if worker.pending else 0.0
         try:
             task = start_request_task(server.app(cycle.scope, cycle.receive, cycle.send), self.loop, worker)
         except BaseException as exc:  # the app object could not even be called
@@ -282,10 +285,14 @@ class Connection:
             task.set_exception(exc)
         finally:
             worker.leave_app(self)
+        if started and perf_counter() - started > BLOCKED_STEP:
+            worker.step_blocked(task, cycle, perf_counter() - started)
         cycle.task = task
         if task.done():
             self._complete(task)
         else:
+            task._hy_cycle = cycle
+            worker.pending += 1
             self._go_async()
             task.add_done_callback(self._on_task_done)
 
@@ -330,6 +337,7 @@ class Connection:
         self.async_mode = True
 
     def _on_task_done(self, task) -> None:
+        task._hy_worker.pending -= 1
         self._complete(task)
         # Still unregistered and owned by this thread: serve pipelined requests first, then go back to a set.
         self._serve()
@@ -360,7 +368,9 @@ class Connection:
         if cycle.rerun and not cycle.wrote and not self.disconnected and self.sock is not None:
             self._hand_off(cycle.request, rerun=True)  # whatever the app did with RerunInPool
             return
-        if exc is not None and not isinstance(exc, ClientDisconnected):
+        if exc is not None and not isinstance(exc, ClientDisconnected) and not (
+            self.draining and isinstance(exc, asyncio.CancelledError)  # streams cut at the graceful timeout
+        ):
             logger.error("Exception in ASGI application", exc_info=exc)
         self.cycle = None
         if not cycle.wrote:
@@ -438,6 +448,7 @@ class SyncWorker:
         self.monitor = server.monitor
         self._stopped: asyncio.Future | None = None
         self.spare_since = 0.0
+        self.pending = 0  # requests of this loop still running after their first step
         self._retire_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -608,6 +619,13 @@ class SyncWorker:
             self.loop.call_later(grace / 5, self.drain, grace)
 
     # -- app steps, for the monitor -------------------------------------------------------------------------
+
+    def step_blocked(self, task, cycle, took: float) -> None:
+        """A step of app code held this thread's loop for ``took`` seconds: report it if others waited."""
+        waiting = sum(1 for t in asyncio.all_tasks(self.loop) if isinstance(t, RequestTask) and t is not task
+                      and not t.done())
+        if waiting:
+            self.server.blocked_loop(cycle, took, waiting, self.name)
 
     def enter_app(self, fd: int) -> None:
         self.monitor.enter(self.slot, fd)

@@ -15,24 +15,36 @@ import asyncio
 import contextvars
 import sys
 from asyncio import futures, tasks
+from time import perf_counter
 
 _PyTask = tasks._PyTask
 _EAGER_NATIVE = sys.version_info >= (3, 12)
 
 
-class RequestTask(_PyTask):
-    """A Task that tells the monitor when a step of app code begins and ends."""
+# A step of app code longer than this, in a loop that holds other pending requests, is reported: those requests
+# waited for it (no CPython server can move a running task to another loop, so the server says so instead).
+BLOCKED_STEP = 0.1
 
-    # The SyncWorker whose loop runs this task's steps (set right after creation; later steps need it).
+
+class RequestTask(_PyTask):
+    """A Task that tells the monitor when a step of app code begins and ends, and times each step."""
+
+    # The SyncWorker (or the AsyncPool) whose loop runs this task's steps (set right after creation).
     _hy_worker = None
+    # The request's RequestCycle, set once the task outlives its first step: it names the route in reports.
+    _hy_cycle = None
 
     def _Task__step(self, exc=None):
         worker = self._hy_worker
         worker.enter_app(-1)
+        started = perf_counter()
         try:
             super()._Task__step(exc)
         finally:
             worker.leave_app(None)
+            took = perf_counter() - started
+            if took > BLOCKED_STEP:
+                worker.step_blocked(self, self._hy_cycle, took)
 
 
 def start_request_task(coro, loop: asyncio.AbstractEventLoop, worker) -> RequestTask:

@@ -1,33 +1,72 @@
 """The built-in demo app: ``hybrid`` with no APP argument serves it.
 
-GET /      an HTML page
-GET /json  a small JSON document
+GET /        an HTML page with a live clock fed by server-sent events
+GET /json    a small JSON document
+GET /clock   the SSE clock: one event a second (served by the async pool: it accepts text/event-stream)
+GET /stream  a plain-text response streamed line by line (more_body=True), 10 lines 100 ms apart
 """
 
+import asyncio
 import json
+import time
 
 PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>hybrid</title></head>
 <body><h1>hybrid is running</h1>
 <p>This is the built-in demo app. Serve your own with <code>hybrid MODULE:APP</code>.</p>
-<p>Try <a href="/json">/json</a>.</p></body></html>
+<p>Server time, pushed every second over server-sent events: <strong id="clock">waiting...</strong></p>
+<p>Try <a href="/json">/json</a> and <a href="/stream">/stream</a> (streamed plain text).</p>
+<script>
+const clock = document.getElementById("clock");
+const events = new EventSource("/clock");
+events.onmessage = (e) => { clock.textContent = e.data; };
+events.onerror = () => { clock.textContent = "disconnected, retrying..."; };
+</script>
+</body></html>
 """
+
+
+async def _lifespan(receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _clock(receive, send):
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+    while True:
+        now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        await send({"type": "http.response.body", "body": f"data: {now}\n\n".encode(), "more_body": True})
+        await asyncio.sleep(1.0)  # send raises OSError once the browser has gone: that ends the stream
+
+
+async def _stream(send):
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+    for i in range(1, 11):
+        await send({"type": "http.response.body", "body": f"line {i} of 10\n".encode(), "more_body": True})
+        await asyncio.sleep(0.1)
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await _lifespan(receive, send)
     if scope["type"] != "http":
         return
-    if scope["path"] == "/":
+    path = scope["path"]
+    if path == "/clock":
+        return await _clock(receive, send)
+    if path == "/stream":
+        return await _stream(send)
+    if path == "/":
         status, ctype, body = 200, b"text/html; charset=utf-8", PAGE
-    elif scope["path"] == "/json":
+    elif path == "/json":
         payload = {"server": "hybrid", "method": scope["method"], "http_version": scope["http_version"]}
         status, ctype, body = 200, b"application/json", json.dumps(payload).encode()
     else:
