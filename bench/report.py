@@ -50,6 +50,8 @@ def plot(result: dict) -> list[tuple[str, str]]:
             metrics = ["p50_ms", "p99_ms", "p999_ms"]
         elif name == "idle":
             metrics.append("new_req_p50_ms")
+        elif name == "streaming":
+            metrics += ["cpu_us_per_event", "rss_mb"]
         cases = [c for c in sc["cases"].values() if c.get("status") == "ok" and c.get("summary")]
         if not cases:
             continue

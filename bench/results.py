@@ -88,6 +88,19 @@ def targets(result: dict) -> list[dict]:
     h9, u9 = r("fixed_load", "hybrid/-", "p999_ms"), r("fixed_load", "uvicorn/-", "p999_ms")
     if h9 is not None and u9 is not None:
         t.append(_check("fixed-p999", "fixed load: p99.9 <= uvicorn's", f"{h9:.2f} ms vs {u9:.2f} ms", h9 <= u9))
+    for n in ("100", "1000"):  # issue 9
+        key = f"hybrid/{n}"
+        he, ue = r("streaming", key, "events_per_s"), r("streaming", f"uvicorn/{n}", "events_per_s")
+        if he is None or ue is None:
+            continue
+        hm, um = r("streaming", key, "rss_mb"), r("streaming", f"uvicorn/{n}", "rss_mb")
+        hc, uc = r("streaming", key, "cpu_us_per_event"), r("streaming", f"uvicorn/{n}", "cpu_us_per_event")
+        met = he >= ue and hm is not None and um is not None and hm <= um and hc is not None and uc is not None \
+            and hc <= uc
+        t.append(_check(f"streaming-{n}", f"streaming ({n} streams): hybrid events/s >= uvicorn's, at no more RSS "
+                        f"and no more server CPU per event",
+                        f"{he:,.0f} vs {ue:,.0f} events/s ({ratio(he, ue)}x); RSS {hm} vs {um} MiB; "
+                        f"{hc} vs {uc} µs/event", met))
     derived = result.get("scenarios", {}).get("scaling", {}).get("derived", {}).get("workers2_over_workers1", {})
     for load_ in ("plaintext", "json"):
         v = derived.get(f"hybrid/{load_}")
@@ -187,6 +200,15 @@ def markdown(result: dict, heading_level: int = 2) -> str:
                 lines.append("")
                 lines.append(f"Saturated at this rate (achieved < offered; the backlog grows for the whole run, "
                              f"errors count requests unanswered at the end): {', '.join(sat)}.")
+        if name == "streaming":
+            client = [r.get("client_cpu_pct") for c in sc.get("cases", {}).values() for r in c.get("rounds", [])
+                      if isinstance(r.get("client_cpu_pct"), (int, float))]
+            if client:
+                lines.append("")
+                lines.append(f"The streaming client's own CPU use (% of its core; well under 100 means it was not the "
+                             f"limit): median "
+                             f"{sorted(client)[len(client) // 2]:.0f}, max {max(client):.0f}. Errors are failed "
+                             f"streams (no connection, no byte, non-2xx, or ended before the run did).")
         derived = sc.get("derived", {}).get("workers2_over_workers1")
         if derived:
             lines.append("")
@@ -195,7 +217,7 @@ def markdown(result: dict, heading_level: int = 2) -> str:
         lines.append("")
     tg = result.get("targets", [])
     if tg:
-        lines.append(f"{h} Targets (issue 5), measured in this run")
+        lines.append(f"{h} Targets (issues 5 and 9), measured in this run")
         lines.append("")
         lines.append("| target | measured | met |")
         lines.append("|---|---|---|")

@@ -85,9 +85,14 @@ MEASURE_LABELS = {
     "rps_per_core": "req per server CPU-s",
     "server_cpu_pct": "server CPU %",
     "other_cpu_pct": "other CPU %",
+    "events_per_s": "events/s",
+    "ttfb_p50_ms": "TTFB p50 ms",
+    "ttfb_p99_ms": "TTFB p99 ms",
+    "rss_mb": "server RSS MiB",
+    "cpu_us_per_event": "server CPU µs/event",
 }
 
-ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling"]
+ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling", "streaming"]
 
 
 def _busy_seconds() -> float:
