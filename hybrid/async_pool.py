@@ -238,31 +238,36 @@ class PoolConnection(Connection):
         self._settle()
 
     def _settle(self) -> None:
-        """Between requests: back into the home epoll set when the client is idle, else stay here."""
-        if self.sock is None or self.cycle is not None:
+        """Between requests: serve here what the client already pipelined, then give the socket back to its
+        home epoll set, with the protocol state (a next head may be half read) and the events still queued."""
+        while self.sock is not None and self.cycle is None:
+            stream = self.stream
+            if self.server.draining or stream.peer_gone:
+                self.close()
+                return
+            try:
+                sock, unread = stream.detach()
+            except RuntimeError:  # output still buffered: the stream ends here
+                self.close()
+                return
+            if unread:
+                self._feed(unread)
+            if self.error is not None or any(type(event) is Request for event in self.backlog):
+                self.stream = SocketStream(sock, self.loop)
+                self._serve()  # finished in its first step: loop; still running: _on_task_done settles again
+                continue
+            conn = Connection(self.server, sock, self.home, self.client_addr, self.server_addr)
+            conn.proto = self.proto
+            conn.backlog = self.backlog
+            conn.head_since = time.monotonic() if self.proto.head_in_progress else 0.0
+            self.sock = None
+            self.server.connections.discard(self)
+            self.server.connections.add(conn)
+            try:
+                self.home.add(conn)  # registering is thread-safe; the set's owner sees the next bytes
+            except (OSError, ValueError):
+                conn.close()
             return
-        stream = self.stream
-        if self.server.draining or stream.peer_gone:
-            self.close()
-            return
-        try:
-            sock, unread = stream.detach()
-        except RuntimeError:  # output still buffered: the stream ends here
-            self.close()
-            return
-        if unread:
-            self._feed(unread)
-            self.stream = SocketStream(sock, self.loop)
-            self._serve()  # pipelined requests already read: serve them here, then settle again
-            return
-        conn = Connection(self.server, sock, self.home, self.client_addr, self.server_addr)
-        self.sock = None
-        self.server.connections.discard(self)
-        self.server.connections.add(conn)
-        try:
-            self.home.add(conn)  # registering is thread-safe; the set's owner sees the next request
-        except (OSError, ValueError):
-            conn.close()
 
     def close(self) -> None:
         if self.sock is None:

@@ -1,0 +1,455 @@
+"""Issue 9: the AsyncPool. Streams (SSE, --async-path, learned streaming routes) run on the pool's own loop in the
+thread "hybrid-async-pool", where a handler blocking a worker thread cannot stall them.
+
+Every test drives a real server process over 127.0.0.1 (raw sockets, or asyncio for many streams at once).
+tests/apps/streaming.py records which thread ran each request and what its streams saw; ``GET /state`` (served on
+a fresh connection) reads that back. Every socket has a timeout and every test a time bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import threading
+import time
+
+import psutil
+import pytest
+
+from tests.apps.streaming import BIG_CHUNK, ITEM_CHUNKS, PARTS
+from tests.support import RawClient, Server, build_request, free_fds_limit
+
+APP = "tests.apps.streaming:app"
+POOL = "hybrid-async-pool"
+WORKER = re.compile(r"hybrid-worker-\d+$")
+SSE = [("Accept", "text/event-stream")]
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def start(*flags: str) -> Server:
+    return Server(APP, "--port", "0", "--no-access-log", *flags)
+
+
+@pytest.fixture
+def server():
+    with start() as srv:
+        yield srv
+
+
+def state(srv: Server) -> dict:
+    with srv.connect() as c:
+        resp = c.request("GET", "/state")
+    assert resp.status == 200
+    return json.loads(resp.body)
+
+
+def runs(srv: Server, path: str) -> list[str]:
+    """Threads that ran ``path``, in order."""
+    return [thread for _method, p, thread in state(srv)["runs"] if p == path]
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def next_chunk(c: RawClient) -> bytes | None:
+    """One chunk of a chunked body, exactly as framed; None for the last (zero-size) chunk and empty trailers."""
+    size = int(c.read_until(b"\r\n").split(b";")[0], 16)
+    if size == 0:
+        assert c.read_until(b"\r\n") == b"\r\n", "trailers where none were sent"
+        return None
+    data = c.read_exact(size)
+    assert c.read_exact(2) == b"\r\n", "chunk not followed by CRLF"
+    return data
+
+
+def open_stream(c: RawClient, target: str, headers=SSE, method: str = "GET", body: bytes = b""):
+    c.send(build_request(method, target, headers, body))
+    head = c.read_head()
+    assert head.status == 200
+    assert head.header("transfer-encoding") == "chunked"
+    return head
+
+
+def is_worker(thread: str) -> bool:
+    return WORKER.match(thread) is not None
+
+
+def after_stream() -> None:
+    """Pause before the next request on a connection whose stream just ended, so the pool has given the socket
+    back to a worker. Without it the request may land in the pool's last loop iteration, where it is served but
+    strands the connection (see the xfail test_requests_sent_during_a_stream_then_more_on_the_connection)."""
+    time.sleep(0.1)
+
+
+# -- 1. A blocking handler does not stall an SSE stream --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags", [(), ("--threads", "2")], ids=["default", "threads-2"])
+def test_sse_keeps_its_pace_while_a_handler_sleeps(flags):
+    """An SSE stream sending every 50 ms, measured on the client for 2.5 s while a handler in the same process
+    sleeps for 2 s: no gap between two chunks reaches 100 ms."""
+    with start(*flags) as srv, srv.connect(timeout=5) as sse:
+        open_stream(sse, "/sse?interval=0.05")
+        assert next_chunk(sse).startswith(b"id: 0\ndata: " + POOL.encode())
+        slept = {}
+
+        def sleeper():
+            with srv.connect(timeout=10) as c:
+                t0 = time.monotonic()
+                slept["resp"] = c.request("GET", "/sleep?t=2")
+                slept["elapsed"] = time.monotonic() - t0
+
+        thread = threading.Thread(target=sleeper)
+        arrivals = [time.monotonic()]
+        thread.start()
+        end = arrivals[0] + 2.5
+        while arrivals[-1] < end:
+            assert next_chunk(sse) is not None
+            arrivals.append(time.monotonic())
+        thread.join(10)
+        sleep_runs = [t for _m, p, t in state(srv)["runs"] if p == "/sleep"]
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    # The sleeping handler really ran, in a worker, during the measured window.
+    assert slept["resp"].status == 200 and slept["elapsed"] >= 1.9, slept
+    assert len(sleep_runs) == 1 and is_worker(sleep_runs[0]), sleep_runs
+    assert len(gaps) >= 35, f"only {len(gaps)} events in 2.5 s"
+    assert max(gaps) < 0.1, f"longest gap {max(gaps) * 1000:.0f} ms; gaps (ms): {[round(g * 1000) for g in gaps]}"
+
+
+# -- 2. A streaming POST runs once --------------------------------------------------------------------------------
+
+
+def expected_parts(data: bytes) -> list[bytes]:
+    return [b"part %d:%s;" % (i, data) for i in range(PARTS)]
+
+
+def test_streaming_post_runs_once_and_its_chunks_arrive_whole(server):
+    """A POST that streams is never abandoned and re-run (its side effect counts 1), and each of its chunks
+    arrives as sent. The route is learned: the next POST goes to the pool before app code, with its body (1 MiB,
+    so it is still arriving at the handoff), and again runs once."""
+    with server.connect() as c:
+        open_stream(c, "/post-stream", headers=(), method="POST", body=b"payload-1")
+        chunks = []
+        while (chunk := next_chunk(c)) is not None:
+            chunks.append(chunk)
+        assert chunks == expected_parts(b"payload-1")
+    st = state(server)
+    assert st["post_calls"] == 1
+    threads = [t for _m, p, t in st["runs"] if p == "/post-stream"]
+    assert len(threads) == 1 and is_worker(threads[0]), threads
+
+    big = bytes(range(256)) * 4096
+    with server.connect(timeout=10) as c:
+        resp = c.request("POST", "/post-stream", body=big)
+        assert resp.status == 200 and resp.chunked
+        assert resp.body == b"".join(expected_parts(big))
+        # The connection is still in sync after the stream.
+        after_stream()
+        assert c.request("GET", "/after-post").body.startswith(b"GET /after-post in hybrid-worker-")
+    st = state(server)
+    assert st["post_calls"] == 2
+    assert [t for _m, p, t in st["runs"] if p == "/post-stream"][1:] == [POOL]
+
+
+# -- 3. SSE never runs in a worker ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("accept", ["text/event-stream", "text/html, text/event-stream;q=0.9"])
+def test_sse_request_never_runs_in_a_worker(server, accept):
+    """Whatever the app then does (a stream, one event, a plain answer), on a new or a reused connection."""
+    with server.connect() as c:
+        for target in ("/sse?count=2&interval=0.01", "/sse?count=1", "/not-even-streaming"):
+            resp = c.request("GET", target, [("Accept", accept)])
+            assert resp.status == 200
+            after_stream()
+    assert runs(server, "/sse") == [POOL, POOL]
+    assert runs(server, "/not-even-streaming") == [POOL]
+
+
+# -- 4. Streaming GET: re-run once in the pool, then learned -------------------------------------------------------
+
+
+def item_body(path: str) -> bytes:
+    return b"".join(b"%s chunk %d\n" % (path.encode(), i) for i in range(ITEM_CHUNKS))
+
+
+def test_streamed_get_is_rerun_in_the_pool_then_learned():
+    with start() as srv:
+        with srv.connect() as c:
+            resp = c.request("GET", "/items/1/stream")
+            assert resp.status == 200 and resp.chunked
+            assert resp.body == item_body("/items/1/stream")
+            # Exactly one response: nothing else arrives, and the next request gets the next response.
+            assert not c.closed_by_peer(0.3) and c.buf == b""
+            assert c.request("GET", "/plain").body.startswith(b"GET /plain in hybrid-worker-")
+        first = runs(srv, "/items/1/stream")
+        assert len(first) == 2 and is_worker(first[0]) and first[1] == POOL, first
+
+        with srv.connect() as c:
+            resp = c.request("GET", "/items/2/stream")
+            assert resp.status == 200 and resp.body == item_body("/items/2/stream")
+        assert runs(srv, "/items/2/stream") == [POOL]
+        # Another UUID-shaped id is the same route too.
+        with srv.connect() as c:
+            path = "/items/0b7f7a52-6c1e-4a8e-9d1a-5c2e3b4a5d6f/stream"
+            assert c.request("GET", path).body == item_body(path)
+        assert runs(srv, path) == [POOL]
+        assert srv.stop() == 0
+    assert re.search(r"\b3 handoffs to the async pool \(1 re-run\)", srv.output), srv.output
+
+
+# -- 5. A thousand streams ------------------------------------------------------------------------------------------
+
+STREAMS = 1000
+
+
+async def _sse_client(host, port, events: list, first: asyncio.Event, opened: asyncio.Semaphore, index: int):
+    async with opened:
+        reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(build_request("GET", f"/sse?interval=1&n={index}", SSE))
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                return
+            data = await reader.readexactly(size + 2)
+            events.append(data[:-2])
+            first.set()
+    finally:
+        writer.close()
+
+
+def test_a_thousand_streams_and_a_plain_endpoint_stays_fast():
+    free_fds_limit(STREAMS + 512)
+    latencies: list[float] = []
+    with start() as srv:
+
+        def plain_latencies():
+            for i in range(20):
+                with RawClient(srv.addr, timeout=5) as c:
+                    t0 = time.monotonic()
+                    resp = c.request("GET", f"/plain?{i}")
+                    latencies.append(time.monotonic() - t0)
+                    assert resp.status == 200
+                time.sleep(0.05)
+
+        async def main():
+            opened = asyncio.Semaphore(100)
+            events = [[] for _ in range(STREAMS)]
+            firsts = [asyncio.Event() for _ in range(STREAMS)]
+            t0 = time.monotonic()
+            tasks = [asyncio.create_task(_sse_client(srv.host, srv.port, events[i], firsts[i], opened, i))
+                     for i in range(STREAMS)]
+            try:
+                await asyncio.wait_for(asyncio.gather(*(f.wait() for f in firsts)), 20)
+                all_first = time.monotonic() - t0
+                # Every stream is open and has sent its first event; now the plain endpoint, while they go on.
+                await asyncio.get_running_loop().run_in_executor(None, plain_latencies)
+                await asyncio.sleep(1.2)  # at least one more event each
+                for t in tasks:
+                    assert not t.done() or t.exception() is None
+                return events, all_first
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+        events, all_first = asyncio.run(main())
+        streams = state(srv)["runs"]
+    assert all(e and e[0].startswith(b"id: 0\ndata: " + POOL.encode()) for e in events)
+    lagging = [i for i, e in enumerate(events) if len(e) < 2]
+    assert not lagging, f"{len(lagging)} streams stopped after their first event"
+    assert sum(1 for _m, p, t in streams if p == "/sse" and t == POOL) == STREAMS
+    assert len(latencies) == 20
+    assert max(latencies) < 0.1, f"plain latencies (ms), {STREAMS} streams open: " \
+                                 f"{[round(x * 1000, 1) for x in latencies]}; all first events after {all_first:.1f} s"
+
+
+# -- 6. Backpressure: a slow reader holds the app in send ---------------------------------------------------------
+
+
+def test_slow_reader_holds_the_app_in_send_and_memory_stays_flat():
+    with start() as srv:
+        proc = psutil.Process(srv.pid)
+        for _ in range(3):  # warm up
+            state(srv)
+        baseline = proc.memory_info().rss
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(srv.addr)
+        with RawClient(srv.addr, sock=sock, timeout=5) as c:
+            c.send(build_request("GET", f"/big?total={200 << 20}"))
+            head = c.read_head()
+            assert head.status == 200 and head.header("transfer-encoding") == "chunked"
+            peak = baseline
+            got = len(c.buf)
+            start_t = time.monotonic()
+            halfway = None
+            while time.monotonic() - start_t < 5.0:
+                got += len(c.sock.recv(128))  # ~1 KB/s
+                peak = max(peak, proc.memory_info().rss)
+                if halfway is None and time.monotonic() - start_t > 2.5:
+                    halfway = state(srv)["big_chunks"]
+                time.sleep(0.125)
+            st = state(srv)
+    growth = (peak - baseline) / (1 << 20)
+    sent_mb = st["big_chunks"] * BIG_CHUNK / (1 << 20)
+    assert st["big_runs"] == 2, st  # first in a worker (abandoned before sending), then in the pool
+    assert [t for _m, p, t in st["runs"] if p == "/big"][1:] == [POOL]
+    assert growth < 20, f"server RSS grew by {growth:.1f} MB for a client that read {got} bytes"
+    assert sent_mb < 20, f"the app sent {sent_mb:.1f} MB to a client that read {got} bytes"
+    assert st["big_chunks"] - halfway <= 2, \
+        f"the app kept sending: {halfway} chunks at 2.5 s, {st['big_chunks']} at 5 s"
+
+
+# -- 7. A client that leaves mid-stream ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["pool", "worker"])
+def test_disconnect_mid_stream_reaches_the_app(server, how):
+    """Pool: an SSE GET. Worker: a POST, which streams from its worker thread to the end."""
+    method, headers, body = ("GET", SSE, b"") if how == "pool" else ("POST", (), b"x")
+    with server.connect() as c:
+        open_stream(c, "/probe?read_first=1", headers=headers, method=method, body=body)
+        assert next_chunk(c) == b"tick 0\n"
+    probes = wait_for(lambda: state(server)["probe"])
+    assert len(probes) == 1, probes
+    probe = probes[0]
+    assert probe["thread"] == POOL if how == "pool" else is_worker(probe["thread"]), probe
+    assert probe["error"] is not None and probe["is_oserror"], probe
+    assert probe["received"] == ["http.disconnect"], probe
+
+    # An app that only waits in receive() learns of the disconnect too.
+    with server.connect() as c:
+        open_stream(c, "/wait-disconnect", headers=headers, method=method, body=body)
+        assert next_chunk(c) == b"waiting\n"
+    waits = wait_for(lambda: state(server)["waits"])
+    assert len(waits) == 1 and waits[0][1] == "http.disconnect", waits
+    assert waits[0][0] == POOL if how == "pool" else is_worker(waits[0][0]), waits
+
+
+# -- 8. Shutdown --------------------------------------------------------------------------------------------------
+
+
+def test_sigterm_gives_open_streams_the_graceful_timeout_then_closes_them():
+    with start("--timeout-graceful-shutdown", "1") as srv, srv.connect(timeout=5) as c:
+        open_stream(c, "/sse?interval=0.05")
+        assert next_chunk(c) is not None
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        last_event = 0.0
+        while time.monotonic() - t0 < 5:
+            try:
+                chunk = next_chunk(c)
+            except Exception:  # noqa: BLE001 - the connection closed: IncompleteResponse (or a reset)
+                break
+            assert chunk is not None, "the endless stream was ended as if complete"
+            last_event = time.monotonic() - t0
+        closed = time.monotonic() - t0
+        rc = srv.wait(5)
+        exited = time.monotonic() - t0
+    assert last_event >= 0.8, f"events stopped {last_event:.2f} s after SIGTERM (graceful timeout 1 s)"
+    assert 0.8 <= closed < 2.5, f"connection closed {closed:.2f} s after SIGTERM"
+    assert rc == 0, srv.output
+    assert exited < 4, f"exited {exited:.1f} s after SIGTERM"
+
+
+def test_sigterm_without_open_streams_is_immediate():
+    with start("--timeout-graceful-shutdown", "10") as srv:
+        with srv.connect() as c:
+            assert c.request("GET", "/sse?count=3&interval=0.01", SSE).status == 200
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        rc = srv.wait(5)
+        exited = time.monotonic() - t0
+    assert rc == 0, srv.output
+    assert exited < 1.0, f"exited {exited:.2f} s after SIGTERM with no stream open"
+
+
+# -- 9. Keep-alive after a stream -----------------------------------------------------------------------------------
+
+
+def test_keep_alive_after_a_stream_returns_to_a_worker(server):
+    with server.connect() as c:
+        for round_ in range(2):
+            resp = c.request("GET", f"/sse?count=3&interval=0.01&r={round_}", SSE)
+            assert resp.status == 200 and resp.chunked and resp.body.count(b"data: " + POOL.encode()) == 3
+            assert resp.header("connection") is None
+            after_stream()
+            plain = c.request("GET", f"/plain-{round_}")
+            assert plain.status == 200
+            assert plain.body.startswith(f"GET /plain-{round_} in hybrid-worker-".encode()), plain.body
+    assert runs(server, "/sse") == [POOL, POOL]
+
+
+def test_request_pipelined_behind_a_stream_is_answered_in_order(server):
+    with server.connect() as c:
+        c.send(build_request("GET", "/sse?count=2&interval=0.01", SSE) + build_request("GET", "/plain"))
+        assert c.read_response().body.count(b"data: ") == 2
+        assert c.read_response().body.startswith(b"GET /plain in ")
+        assert c.request("GET", "/again").body.startswith(b"GET /again in hybrid-worker-")
+
+
+def test_partial_next_head_read_with_the_streamed_request_survives_the_return_to_a_worker(server):
+    nxt = build_request("GET", "/plain")
+    with server.connect() as c:
+        c.send(build_request("GET", "/sse?count=2&interval=0.01", SSE) + nxt[:10])
+        assert c.read_response().body.count(b"data: ") == 2
+        time.sleep(0.2)  # the stream has ended: the connection went back to a worker
+        c.send(nxt[10:])
+        resp = c.read_response()
+    assert resp.status == 200 and resp.body.startswith(b"GET /plain in "), (resp.status, resp.body)
+
+
+def test_partial_next_head_sent_during_a_stream_is_answered(server):
+    nxt = build_request("GET", "/plain")
+    with server.connect(timeout=3) as c:
+        open_stream(c, "/sse?count=5&interval=0.1")
+        c.send(nxt[:10])  # the pool's stream reads it while the response goes on
+        while next_chunk(c) is not None:
+            pass
+        time.sleep(0.2)
+        c.send(nxt[10:])
+        resp = c.read_response()
+    assert resp.status == 200 and resp.body.startswith(b"GET /plain in "), (resp.status, resp.body)
+
+
+def test_requests_sent_during_a_stream_then_more_on_the_connection(server):
+    with server.connect(timeout=3) as c:
+        open_stream(c, "/sse?count=3&interval=0.1")
+        assert next_chunk(c) is not None
+        c.send(build_request("GET", "/during"))  # read by the pool while the stream goes on
+        while next_chunk(c) is not None:
+            pass
+        assert c.read_response().body == f"GET /during in {POOL}".encode()
+        resp = c.request("GET", "/after")
+    assert resp.status == 200 and resp.body.startswith(b"GET /after in "), (resp.status, resp.body)
+
+
+# -- 10. --async-path -----------------------------------------------------------------------------------------------
+
+
+def test_async_path_sends_matching_plain_requests_to_the_pool():
+    with start("--async-path", "/feeds/*", "--async-path", "/news") as srv:
+        with srv.connect() as c:
+            assert c.request("GET", "/feeds/x").body == f"GET /feeds/x in {POOL}".encode()
+            assert c.request("POST", "/feeds/y", body=b"b").body == f"POST /feeds/y in {POOL}".encode()
+            assert c.request("GET", "/news").body == f"GET /news in {POOL}".encode()
+            other = c.request("GET", "/other").body
+            assert re.fullmatch(rb"GET /other in hybrid-worker-\d+", other), other
+            assert re.fullmatch(rb"GET /feeds in hybrid-worker-\d+", c.request("GET", "/feeds").body)
+        assert runs(srv, "/feeds/x") == [POOL]
+        assert runs(srv, "/news") == [POOL]
+        assert all(is_worker(t) for t in runs(srv, "/other"))
