@@ -315,6 +315,25 @@ class Server:
             done.wait(max(0.0, deadline - time.monotonic()))
         for conn_set in self.sets.values():  # a set whose owner did not answer in time (or changed hands)
             conn_set.stop_accepting()
+        # Clients kept connecting while the owners answered: take those here, right before the listeners close
+        # (back to back, so the window in which a connection could still be reset is a few microseconds), and
+        # post them to a thread that owns a set.
+        late = []
+        for listener in self.listeners:
+            while len(late) < 1 << 16:
+                try:
+                    late.append(listener.accept())
+                except OSError:  # BlockingIOError: the queue is empty
+                    break
+        if late:
+            owners = [w for w in list(self.threads.workers) if w.conn_set is not None and w.loop is not None]
+            if owners:
+                worker = owners[0]
+                for sock, addr in late:
+                    worker.loop.call_soon_threadsafe(worker.adopt, worker.conn_set, sock, addr)
+            else:
+                for sock, _addr in late:
+                    sock.close()
 
     def _close_listeners(self) -> None:
         close_listeners(self.config, self.listeners, owner=self.given_sockets is None)

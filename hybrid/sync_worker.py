@@ -554,7 +554,6 @@ class SyncWorker:
                 return  # lost the set mid-batch: its new owner sees the rest (level-triggered)
 
     def _accept(self, conn_set: ConnectionSet, listener: socket.socket, batch: int = ACCEPT_BATCH) -> None:
-        server = self.server
         for _ in range(batch):
             try:
                 sock, addr = listener.accept()
@@ -564,17 +563,26 @@ class SyncWorker:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     logger.warning("Cannot accept connections: %s", exc.strerror)
                 return
-            sock.setblocking(False)
-            if sock.family != socket.AF_UNIX:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                client = addr[:2]
-                local = sock.getsockname()[:2]
-            else:
-                client = None
-                local = (sock.getsockname() or server.config.uds, None)
-            conn = Connection(server, sock, conn_set, client, local)
-            server.connections.add(conn)
+            self.adopt(conn_set, sock, addr)
+
+    def adopt(self, conn_set: ConnectionSet, sock: socket.socket, addr) -> None:
+        """An accepted socket joins ``conn_set`` (this thread owns it; at shutdown the main thread's last
+        accepts are posted here)."""
+        server = self.server
+        sock.setblocking(False)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client = addr[:2]
+            local = sock.getsockname()[:2]
+        else:
+            client = None
+            local = (sock.getsockname() or server.config.uds, None)
+        conn = Connection(server, sock, conn_set, client, local)
+        server.connections.add(conn)
+        try:
             conn_set.add(conn)
+        except (OSError, ValueError):  # the set is closed: the server is going away
+            conn.close()
 
     def _sweep(self, conn_set: ConnectionSet) -> None:
         """Once a second: close keep-alive connections idle longer than --timeout-keep-alive, and answer 408 to

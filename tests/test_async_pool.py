@@ -86,8 +86,8 @@ def is_worker(thread: str) -> bool:
 
 def after_stream() -> None:
     """Pause before the next request on a connection whose stream just ended, so the pool has given the socket
-    back to a worker. Without it the request may land in the pool's last loop iteration, where it is served but
-    strands the connection (see the xfail test_requests_sent_during_a_stream_then_more_on_the_connection)."""
+    back to a worker: a request arriving sooner may be read by the pool and served there, which is correct but
+    not what a test of the return to a worker is about."""
     time.sleep(0.1)
 
 
@@ -154,8 +154,7 @@ def test_streaming_post_runs_once_and_its_chunks_arrive_whole(server):
         assert resp.status == 200 and resp.chunked
         assert resp.body == b"".join(expected_parts(big))
         # The connection is still in sync after the stream.
-        after_stream()
-        assert c.request("GET", "/after-post").body.startswith(b"GET /after-post in hybrid-worker-")
+        assert c.request("GET", "/after-post").body.startswith(b"GET /after-post in ")
     st = state(server)
     assert st["post_calls"] == 2
     assert [t for _m, p, t in st["runs"] if p == "/post-stream"][1:] == [POOL]
@@ -171,7 +170,6 @@ def test_sse_request_never_runs_in_a_worker(server, accept):
         for target in ("/sse?count=2&interval=0.01", "/sse?count=1", "/not-even-streaming"):
             resp = c.request("GET", target, [("Accept", accept)])
             assert resp.status == 200
-            after_stream()
     assert runs(server, "/sse") == [POOL, POOL]
     assert runs(server, "/not-even-streaming") == [POOL]
 
@@ -361,7 +359,7 @@ def test_sigterm_gives_open_streams_the_graceful_timeout_then_closes_them():
         rc = srv.wait(5)
         exited = time.monotonic() - t0
     assert last_event >= 0.8, f"events stopped {last_event:.2f} s after SIGTERM (graceful timeout 1 s)"
-    assert 0.8 <= closed < 2.5, f"connection closed {closed:.2f} s after SIGTERM"
+    assert 0.8 <= closed < 1.7, f"connection closed {closed:.2f} s after SIGTERM"
     assert rc == 0, srv.output
     assert exited < 4, f"exited {exited:.1f} s after SIGTERM"
 
@@ -424,6 +422,19 @@ def test_partial_next_head_sent_during_a_stream_is_answered(server):
         c.send(nxt[10:])
         resp = c.read_response()
     assert resp.status == 200 and resp.body.startswith(b"GET /plain in "), (resp.status, resp.body)
+
+
+def test_next_request_sent_as_a_stream_ends_is_answered_and_the_connection_stays_usable(server):
+    """The client sends its next request the moment the stream's last chunk arrives: it may reach the pool
+    before the pool lets go of the socket (the task's done callback runs one loop iteration after the last
+    send). Repeated, so that both orders happen; every request on the connection must be answered."""
+    with server.connect(timeout=3) as c:
+        for i in range(30):
+            resp = c.request("GET", f"/sse?count=2&interval=0.005&i={i}", SSE)
+            assert resp.status == 200 and resp.body.count(b"data: ") == 2
+            for name in ("first", "second"):
+                plain = c.request("GET", f"/{name}-{i}")
+                assert plain.status == 200 and plain.body.startswith(f"GET /{name}-{i} in ".encode())
 
 
 def test_requests_sent_during_a_stream_then_more_on_the_connection(server):

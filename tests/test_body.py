@@ -115,7 +115,8 @@ def test_chunked_request_body_with_extensions_and_trailers(server):
         c.send(b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n")
         r = c.read_response()
         assert (r.status, r.body) == (200, b"hello world")
-        assert c.request("GET", "/").status == 200
+        r = c.request("GET", "/")
+        assert (r.status, r.body) == (200, b"hello, world")
 
 
 def test_chunked_request_body_streamed_slowly(server):
@@ -167,29 +168,29 @@ def test_body_then_keep_alive(server):
 
 
 def test_unread_body_does_not_corrupt_next_request(server):
-    """The app answers without reading the body: the body must not be parsed as the next request."""
+    """The app answers without reading the body: the body must not be parsed as the next request. The server reads
+    and drops it (up to 4 MiB), so the connection stays usable (docs/architecture.md, DISCARD_LIMIT)."""
     with server.connect() as c:
         c.send(build_request("POST", "/noread", body=b"GET /evil HTTP/1.1\r\nHost: x\r\n\r\n"))
         r = c.read_response()
         assert (r.status, r.body) == (200, b"no-read")
-        if not c.closed_by_peer(0.5):
-            r2 = c.request("GET", "/")
-            assert (r2.status, r2.body) == (200, b"hello, world")
+        assert r.header("connection") is None, r.headers
+        r2 = c.request("GET", "/")
+        assert (r2.status, r2.body) == (200, b"hello, world")
+        assert c.buf == b"", f"bytes after the response: {c.buf[:100]!r} (the body was served as a request)"
 
 
 def test_large_unread_body_does_not_corrupt_next_request(server):
     body = (b"GET /evil HTTP/1.1\r\nHost: x\r\n\r\n" * 40000)[:1_000_000]
     with server.connect(timeout=10) as c:
         c.send(build_request("POST", "/noread", headers=[("Content-Length", str(len(body)))]))
-        try:
-            c.send(body)
-        except (BrokenPipeError, ConnectionResetError):
-            return  # closed instead of draining: acceptable
+        c.send(body)  # 1 MB: under the 4 MiB the server reads and drops to keep the connection
         r = c.read_response()
         assert (r.status, r.body) == (200, b"no-read")
-        if not c.closed_by_peer(0.5):
-            r2 = c.request("GET", "/")
-            assert (r2.status, r2.body) == (200, b"hello, world")
+        assert r.header("connection") is None, r.headers
+        r2 = c.request("GET", "/")
+        assert (r2.status, r2.body) == (200, b"hello, world")
+        assert c.buf == b"", f"bytes after the response: {c.buf[:100]!r} (the body was served as a request)"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -205,7 +206,8 @@ def test_100_continue_sent_when_app_reads(server):
         c.send(body)
         r = c.read_response()
         assert (r.status, r.body) == (200, body)
-        assert c.request("GET", "/").status == 200
+        r = c.request("GET", "/")
+        assert (r.status, r.body) == (200, b"hello, world")
 
 
 def test_100_continue_not_sent_when_app_does_not_read(server):
@@ -231,10 +233,13 @@ def test_100_continue_body_sent_early_no_duplicate(server):
     body = b"eager body"
     with server.connect() as c:
         c.send(build_request("POST", "/echo", headers=[("Expect", "100-continue")], body=body))
-        r = c.read_response(skip_informational=True)
+        r = c.read_response()
+        if r.status == 100:
+            r = c.read_response()
+            assert r.status != 100, "a second 100 Continue"
         assert (r.status, r.body) == (200, body)
         r2 = c.request("GET", "/")
-        assert r2.status == 200
+        assert (r2.status, r2.body) == (200, b"hello, world"), "a stray 100 Continue or body byte came after"
 
 
 def test_100_continue_httpx(client):
@@ -258,7 +263,8 @@ def test_receive_after_response_returns_disconnect(server):
         r = c.request("POST", f"/after-response?id={rid}", body=b"abc")
         assert r.status == 200 and r.body == b"done"
         # the connection stays usable
-        assert c.request("GET", "/").status == 200
+        r = c.request("GET", "/")
+        assert (r.status, r.body) == (200, b"hello, world")
     assert wait_result(server, rid) == "http.disconnect"
 
 

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from .support import Server, run_cli
+from .support import Server, build_request, run_cli
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -88,7 +88,8 @@ def test_startup_raises_with_lifespan_auto_continues():
 def test_startup_raises_with_lifespan_off():
     with Server(RAISE, "--port", "0", "--lifespan", "off") as srv:
         with httpx.Client(base_url=srv.url, timeout=5) as c:
-            assert c.get("/").status_code == 200
+            r = c.get("/")
+            assert r.status_code == 200 and r.text == "served without lifespan"
         assert srv.stop() == 0
     assert RAISE_MESSAGE not in srv.output
 
@@ -127,7 +128,8 @@ def test_graceful_shutdown_finishes_blocking_request():
         def slow():
             try:
                 with httpx.Client(base_url=srv.url, timeout=10) as c:
-                    result["status"] = c.get("/sleep?t=1").status_code
+                    r = c.get("/sleep?t=1")
+                    result["status"], result["body"] = r.status_code, r.text
             except Exception as exc:  # noqa: BLE001
                 result["error"] = repr(exc)
 
@@ -137,21 +139,31 @@ def test_graceful_shutdown_finishes_blocking_request():
         srv.signal(signal.SIGTERM)
         t.join(10)
         assert srv.wait(10) == 0, srv.output
-    assert result.get("status") == 200, result
+    assert result.get("status") == 200 and result.get("body") == "slept", result
 
 
 def test_shutdown_stops_accepting_and_closes_idle(tmp_path):
+    """After SIGTERM, while an in-flight request keeps the server draining (once it has exited, both would hold
+    anyway): the idle keep-alive connection is closed by the server, and a new connection is refused."""
     import socket
 
     with Server(BASIC, "--port", "0") as srv:
         idle = srv.connect()
-        assert idle.request("GET", "/").status == 200
+        r = idle.request("GET", "/")
+        assert (r.status, r.body) == (200, b"hello, world")
+        busy = srv.connect(timeout=10)
+        busy.send(build_request("GET", "/asleep?t=1"))
+        time.sleep(0.2)  # the request is in the app now
         srv.signal(signal.SIGTERM)
-        assert idle.closed_by_peer(5), "idle keep-alive connections are closed on shutdown"
-        assert srv.wait(10) == 0, srv.output
-        with pytest.raises(OSError):
+        assert idle.closed_by_peer(0.8), "idle keep-alive connection not closed within 0.8 s of SIGTERM"
+        with pytest.raises(ConnectionRefusedError):
             socket.create_connection(srv.addr, timeout=1).close()
+        assert srv.alive(), "the server must still be draining the in-flight request"
+        r = busy.read_response()
+        assert (r.status, r.body) == (200, b"aslept") and r.header("connection") == "close", r
+        assert srv.wait(10) == 0, srv.output
         idle.close()
+        busy.close()
 
 
 def test_sigterm_right_after_ready_is_graceful():

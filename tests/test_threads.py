@@ -1,6 +1,7 @@
 """Threads: idle connections hold no thread; a blocking handler stalls only its own request."""
 
 import os
+import re
 import socket
 import statistics
 import threading
@@ -51,7 +52,8 @@ class Sleepers:
 
 @pytest.mark.timeout(90)
 def test_idle_keep_alive_connections_hold_no_threads():
-    """--threads 4 and 1,000 idle keep-alive connections: a new client is answered within 100 ms."""
+    """--threads 4 and 1,000 idle keep-alive connections: no thread more than at rest, and a new client is answered
+    within 100 ms. --max-threads is far above 1,000, so the server's own cap cannot be what keeps the count down."""
     n = 1000
     free_fds_limit(n + 200)
     with Server(
@@ -60,12 +62,15 @@ def test_idle_keep_alive_connections_hold_no_threads():
         "0",
         "--threads",
         "4",
+        "--max-threads",
+        "1100",
         "--timeout-keep-alive",
         "120",
         "--no-access-log",
         "--backlog",
         "2048",
     ) as srv:
+        at_rest = server_threads(srv.pid)
         idle = []
         try:
             for _i in range(n):
@@ -76,10 +81,12 @@ def test_idle_keep_alive_connections_hold_no_threads():
                 c.send(build_request("GET", "/"))
             for c in idle:
                 r = c.read_response()
-                assert r.status == 200
+                assert (r.status, r.body) == (200, b"hello, world")
+                assert (r.header("connection") or "").lower() != "close"
             time.sleep(0.2)
             nthreads = server_threads(srv.pid)
-            assert nthreads < 64, f"{nthreads} threads for 1,000 idle connections"
+            # a handler step that happened to take over 1 ms (a busy machine) may have started a spare or two
+            assert nthreads <= at_rest + 2, f"{nthreads} threads for 1,000 idle connections ({at_rest} at rest)"
             times = [timed_request(srv.addr) for _ in range(10)]
             if max(times) >= 0.100:  # one retry: other processes share this machine
                 print(f"first round: {[round(t * 1000, 1) for t in times]} ms; retrying")
@@ -88,79 +95,141 @@ def test_idle_keep_alive_connections_hold_no_threads():
             # the idle connections are still open and usable
             for c in idle[:: n // 20]:
                 r = c.request("GET", "/")
-                assert r.status == 200
+                assert (r.status, r.body) == (200, b"hello, world")
         finally:
             for c in idle:
                 c.close()
         assert srv.alive(), srv.output
 
 
-def _isolation_check(srv, sleep_target, fast_target="/", n_sleepers=8, sleep_s=1.0, budget=0.050, attempts=2):
-    """Run the isolation measurement; a timing miss is retried once (other processes share this machine)."""
-    for attempt in range(attempts):
-        try:
-            return _isolation_once(srv, sleep_target, fast_target, n_sleepers, sleep_s, budget)
-        except AssertionError as exc:
-            if attempt == attempts - 1 or "took" not in str(exc):
-                raise
-            print(f"isolation attempt {attempt + 1} missed the budget, retrying: {exc}")
+class IsolationMiss(AssertionError):
+    """A fast request missed its time budget, or the blocked handlers did not run side by side (timing)."""
 
 
-def _isolation_once(srv, sleep_target, fast_target, n_sleepers, sleep_s, budget):
-    # keep-alive connections opened before the handlers block: they live in the epoll sets of workers that
-    # are about to be stuck, so answering them quickly needs the takeover, not just a free thread
+def _isolation_check(start_server, sleep_target, fast_target="/", n_sleepers=8, sleep_s=1.0, budget=0.050, rounds=1,
+                     expect_fast=None):
+    """The isolation measurement on a fresh server: `start_server()` returns a new (not started) Server.
+
+    `rounds` > 1 repeats it on the same server once the sleepers are done (threads that took over are recycled).
+    A timing miss is retried once, on another fresh server: this 2-core machine is shared with other processes.
+    """
+    for attempt in (1, 2):
+        with start_server() as srv:
+            try:
+                return [_isolation_once(srv, sleep_target, fast_target, n_sleepers, sleep_s, budget, expect_fast)
+                        for _ in range(rounds)]
+            except IsolationMiss as exc:
+                if attempt == 2:
+                    raise
+                print(f"isolation attempt 1 missed (retrying on a fresh server): {exc}")
+
+
+def _isolation_once(srv, sleep_target, fast_target, n_sleepers, sleep_s, budget, expect_fast):
+    # Keep-alive connections, opened first, live in the epoll set of the thread that is about to be stuck:
+    # answering them needs the takeovers, not just a free thread. The sleepers' connections are open and served
+    # once already, so their requests arrive on connections in that same set.
     pre = [RawClient(srv.addr, timeout=5) for _ in range(8)]
-    for c in pre:
-        assert c.request("GET", fast_target).status == 200
-    sleepers = Sleepers(srv.addr, n_sleepers, sleep_target)
-    time.sleep(0.15)  # let them enter the handler
-    times = []
-    for c in pre:
-        times.append(timed_request(srv.addr, fast_target, client=c))
-    for _ in range(10):
-        times.append(timed_request(srv.addr, fast_target))
-    measured_within = time.monotonic() - sleepers.t0
-    responses, total = sleepers.read()
-    for c in pre:
-        c.close()
-    assert measured_within < sleep_s, "the measurement must happen while the handlers are blocked"
-    assert all(r.status == 200 for r in responses), [r.status for r in responses]
+    sleepers = [RawClient(srv.addr, timeout=sleep_s + 10) for _ in range(n_sleepers)]
+    try:
+        for c in pre + sleepers:
+            r = c.request("GET", fast_target)
+            assert r.status == 200 and (expect_fast is None or r.body == expect_fast), r
+        # The fast requests go out together with the blocking ones, half just before and half just after them, and
+        # are timed from that moment: the whole chain of takeovers the sleepers cause is inside the measurement.
+        half = len(pre) // 2
+        t_start = time.perf_counter()
+        for c in pre[:half]:
+            c.send(build_request("GET", fast_target))
+        for c in sleepers:
+            c.send(build_request("GET", sleep_target))
+        for c in pre[half:]:
+            c.send(build_request("GET", fast_target))
+        times = []
+        for c in pre:
+            r = c.read_response()
+            times.append(time.perf_counter() - t_start)
+            assert r.status == 200 and (expect_fast is None or r.body == expect_fast), r
+        # then new clients, one after another, while the handlers are still blocked
+        for _ in range(10):
+            times.append(timed_request(srv.addr, fast_target))
+        measured_within = time.perf_counter() - t_start
+        responses = [c.read_response() for c in sleepers]
+        total = time.perf_counter() - t_start
+    finally:
+        for c in pre + sleepers:
+            c.close()
+    assert all(r.status == 200 for r in responses), [(r.status, r.body[:100]) for r in responses]
     ms = [round(t * 1000, 1) for t in times]
-    assert max(times) < budget, f"fast requests took {ms} ms while {n_sleepers} handlers were blocked"
-    # the blocked handlers ran side by side, not one after the other
-    assert total < sleep_s * 2.5, f"{n_sleepers} handlers sleeping {sleep_s}s took {total:.2f}s in all"
+    if max(times) >= budget:
+        raise IsolationMiss(f"fast requests took {ms} ms (the first 8 timed from the moment {n_sleepers} handlers "
+                            f"started blocking)")
+    if measured_within >= sleep_s * 0.8:
+        raise IsolationMiss(f"measured until {measured_within:.2f} s: not while the handlers were blocked")
+    # the blocked handlers ran side by side (one round), not one after the other
+    if total >= sleep_s * 1.5:
+        raise IsolationMiss(f"{n_sleepers} handlers sleeping {sleep_s}s took {total:.2f}s in all")
     return times
+
+
+def _fresh(*args):
+    return lambda: Server(APP, "--port", "0", "--no-access-log", *args)
 
 
 @pytest.mark.timeout(60)
 def test_blocking_async_handlers_do_not_stall_others():
-    with Server(APP, "--port", "0", "--no-access-log") as srv:
-        _isolation_check(srv, "/sleep?t=1")
-        # and again: the threads that took over are recycled properly
-        _isolation_check(srv, "/sleep?t=1")
-        assert srv.alive()
+    # and a second round on the same server: the threads that took over are recycled properly
+    _isolation_check(_fresh(), "/sleep?t=1", expect_fast=b"hello, world", rounds=2)
 
 
 @pytest.mark.timeout(60)
 def test_blocking_handler_single_worker_thread():
-    with Server(APP, "--port", "0", "--threads", "1", "--no-access-log") as srv:
-        _isolation_check(srv, "/sleep?t=1", n_sleepers=2)
+    _isolation_check(_fresh("--threads", "1"), "/sleep?t=1", n_sleepers=2, expect_fast=b"hello, world")
+
+
+def _task_ids(pid: int) -> set[int]:
+    return {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+
+
+class ThreadSampler(threading.Thread):
+    """Samples a process's thread count every few ms until stop(); `.peak` is the largest count seen."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self._halt = pid, 0, threading.Event()
+        self.start()
+
+    def run(self):
+        while not self._halt.is_set():
+            self.peak = max(self.peak, server_threads(self.pid))
+            time.sleep(0.003)
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join(5)
+        return self.peak
 
 
 @pytest.mark.timeout(60)
 def test_thread_count_is_bounded_by_max_threads():
+    """--threads 2 --max-threads 4: at most 4 threads serve (run app code), however many handlers block."""
     with Server(APP, "--port", "0", "--threads", "2", "--max-threads", "4", "--no-access-log") as srv:
+        # At rest: main, monitor, 2 serving threads and 1 spare; the helpers are everything but those 3.
         base = server_threads(srv.pid)
-        sleepers = Sleepers(srv.addr, 12, "/sleep?t=0.5")
-        time.sleep(0.3)
-        peak = server_threads(srv.pid)
+        helpers = base - 3
+        sampler = ThreadSampler(srv.pid)
+        # 9 handlers blocking 0.4 s each: with 4 threads they need 3 rounds (>= 1.2 s); 5 threads would do it in 2.
+        sleepers = Sleepers(srv.addr, 9, "/sleep?t=0.4")
         responses, total = sleepers.read()
-        assert all(r.status == 200 for r in responses)
-        # workers + spares never exceed --max-threads (allow the fixed helper threads counted in `base`)
-        assert peak - base <= 4, f"threads went from {base} to {peak} with --max-threads 4"
-        # at most 4 handlers sleep at once: 12 x 0.5 s need at least 3 rounds
-        assert total >= 1.4, f"12 blocking handlers finished in {total:.2f} s: more than 4 threads ran them"
+        peak = sampler.stop()
+        assert all(r.status == 200 and r.body == b"slept" for r in responses), responses
+        # A spare is started by a short-lived helper thread, so one more may show up now and then.
+        assert peak - helpers <= 4 + 1, f"{peak} threads at peak, {helpers} of them helpers, with --max-threads 4"
+        assert total >= 3 * 0.4 - 0.05, f"9 blocking handlers finished in {total:.2f} s: more than 4 threads ran them"
+        assert total < 3 * 0.4 + 1.0, f"9 blocking handlers took {total:.2f} s: fewer than 4 threads ran them"
         assert srv.alive()
+    m = re.search(r"\((\d+) threads at most\)", srv.output)
+    assert m and int(m.group(1)) == 4, f"the server's own count of threads at most: {m and m.group(0)}\n{srv.output}"
+    assert "All 4 threads are busy" in srv.output, srv.output
 
 
 @pytest.mark.timeout(60)

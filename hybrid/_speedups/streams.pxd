@@ -36,6 +36,7 @@ cdef class SocketStream:
     cdef _stop_watching(self)
     cdef object _gone(self)
     cdef _check_writable(self)
+    cdef Py_ssize_t _send_now(self, object data, bint vector) except -1
     cdef _buffer(self, object chunk, Py_ssize_t offset)
     cdef _consume(self, Py_ssize_t sent)
     cdef _wake_drainers(self, object exc)

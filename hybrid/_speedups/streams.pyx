@@ -249,13 +249,7 @@ cdef class SocketStream:
         if not data:
             return
         if not self._wbuf:
-            try:
-                sent = self._sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                self._lost(exc)
-                raise self._gone()
+            sent = self._send_now(data, False)
             if sent == len(data):
                 return
         self._buffer(data, sent)
@@ -273,13 +267,7 @@ cdef class SocketStream:
         if not items:
             return
         if not self._wbuf:
-            try:
-                sent = self._sock.sendmsg(items[:IOV_MAX] if len(items) > IOV_MAX else items)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                self._lost(exc)
-                raise self._gone()
+            sent = self._send_now(items[:IOV_MAX], True)
         for chunk in items:
             n = len(chunk)
             if sent >= n:
@@ -287,6 +275,16 @@ cdef class SocketStream:
             else:
                 self._buffer(chunk, sent)
                 sent = 0
+
+    cdef Py_ssize_t _send_now(self, object data, bint vector) except -1:
+        # Nothing is buffered, so order allows sending at once: usually all of it, with no copy.
+        try:
+            return self._sock.sendmsg(data) if vector else self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            self._lost(exc)
+            raise self._gone()
 
     cdef _buffer(self, object chunk, Py_ssize_t offset):
         # bytes are immutable: keep them (a view past what was sent). Anything else is copied, since the

@@ -1,6 +1,7 @@
 """Raw ASGI app for the supervisor and signal tests (tests/test_supervisor.py, tests/test_signals.py).
 
-Every response body is ``pid=<worker pid> v=<SUP_VERSION>``, so a client can tell which worker process answered.
+Every response body is ``pid=<worker pid> v=<SUP_VERSION>``, followed by `` id=<id>`` for a request with ``?id=``, so
+a client can tell which worker process answered and that the response is the one to its own request.
 If the environment variable SUP_MARKERS names a folder, the app appends one line per event to
 ``SUP_MARKERS/events.log``: ``<event> <pid> <thread ident>``, where event is ``startup`` / ``shutdown`` (lifespan,
 once per event loop), ``enter:<id>`` (a request with ``?id=`` reached the app) or ``done:<id>`` (its handler
@@ -68,6 +69,8 @@ async def app(scope, receive, send):
     elif path == "/block":
         time.sleep(float(query.get("t", "1")))  # blocks its thread (and that thread's loop) on purpose
     body = f"pid={os.getpid()} v={VERSION}".encode()
+    if rid is not None:
+        body += f" id={rid}".encode()
     if path in ("/slow", "/block"):
         body += b" slow-done"
     await _respond(send, body)

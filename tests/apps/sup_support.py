@@ -3,7 +3,8 @@
 - `launcher`: behind the test modules' `launch` fixture; starts tests/support.py `Server`s with SUP_MARKERS set
   (see tests/apps/sup_app.py) and, at teardown, stops them by PID and SIGKILLs whatever is left in their
   process group (workers included).
-- `Load`: client threads that hammer a server over loopback and classify every request's outcome.
+- `Load`: client threads that hammer a server over loopback and account for every request: answered, refused
+  (connect() refused) or lost.
 - process helpers: worker PIDs from the "Started worker process [PID]" lines, process-group members.
 """
 
@@ -16,10 +17,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import psutil
 
-from tests.support import IncompleteResponse, RawClient, Server
+from tests.support import IncompleteResponse, RawClient, Response, Server
 
 APP = "tests.apps.sup_app:app"
 WORKER_RE = re.compile(r"Started worker process \[(\d+)\]")
@@ -142,6 +144,20 @@ def launcher(tmp_path):
 
 
 # -- raw clients ---------------------------------------------------------------------------------------------
+# Every request a client sends has an id and ends in exactly one of three outcomes:
+#   answered  a complete 200 whose body names the worker (pid=) and echoes the request's own id;
+#   refused   connect() was refused: the listening socket was closed, so the server never accepted it (allowed
+#             where the listener may be closed: shutdown);
+#   lost      anything else once the connection was established (EOF, reset, timeout, a partial or wrong response,
+#             a connect() that timed out), on a fresh or on a reused keep-alive connection. Tests assert none.
+ANSWERED, REFUSED, LOST = "answered", "refused", "lost"
+ID_RE = re.compile(rb"\bid=(\S+)")
+
+
+class LostRequests(AssertionError):
+    """Requests lost after the server accepted their connection (a distinct type, so a test can xfail on it alone)."""
+
+
 def request_bytes(target: str, close: bool) -> bytes:
     conn = "Connection: close\r\n" if close else ""
     return f"GET {target} HTTP/1.1\r\nHost: localhost\r\n{conn}\r\n".encode()
@@ -152,85 +168,85 @@ def parse_pid(body: bytes) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def target_id(target: str) -> str | None:
+    """The ``id`` query parameter of a request target, if any."""
+    return parse_qs(urlsplit(target).query).get("id", [None])[0]
+
+
 @dataclass
 class Record:
-    t0: float  # monotonic time the request was started (before connect)
-    t1: float
-    kind: str  # ok | refused | dropped | partial | bad_status | timeout | error
+    t0: float  # monotonic time the request was started (before connect, if it needed one)
+    t1: float  # monotonic time its outcome was known
+    kind: str  # ANSWERED | REFUSED | LOST
     rid: str
     detail: str = ""
     pid: int | None = None
-    reused: bool = False
+    reused: bool = False  # sent on a keep-alive connection that had carried earlier requests
+    response: Response | None = None
+
+    @property
+    def closes(self) -> bool:
+        """The response said ``connection: close``."""
+        return self.response is not None and (self.response.header("connection") or "").lower() == "close"
 
 
-def one_request(addr, target: str, timeout: float = 5.0, rid: str = "") -> Record:
-    """A request on a fresh connection (Connection: close), classified."""
+def one_request(addr, target: str, timeout: float = 5.0, rid: str | None = None) -> Record:
+    """A request on a fresh connection (Connection: close), classified. ``rid`` defaults to the target's ``id``."""
+    rid = target_id(target) if rid is None else rid
     t0 = time.monotonic()
     try:
         client = RawClient(addr, timeout=timeout)
     except ConnectionRefusedError as exc:
-        return Record(t0, time.monotonic(), "refused", rid, repr(exc))
-    except TimeoutError as exc:
-        return Record(t0, time.monotonic(), "timeout", rid, "connect: " + repr(exc))
-    except OSError as exc:
-        return Record(t0, time.monotonic(), "error", rid, "connect: " + repr(exc))
+        return Record(t0, time.monotonic(), REFUSED, rid or "", repr(exc))
+    except OSError as exc:  # a connect that timed out or was reset: the server got the SYN and did not serve it
+        return Record(t0, time.monotonic(), LOST, rid or "", "connect: " + repr(exc))
     with client:
         return _exchange(client, target, rid, t0, close=True)
 
 
-def _exchange(client: RawClient, target: str, rid: str, t0: float, close: bool, reused: bool = False):
+def _exchange(client: RawClient, target: str, rid: str | None, t0: float, close: bool, reused: bool = False):
+    """Send one GET on an established connection and classify the outcome: ANSWERED or LOST."""
     try:
         client.send(request_bytes(target, close))
         resp = client.read_response("GET")
     except IncompleteResponse as exc:
-        kind = "partial" if exc.partial else "dropped"
-        return Record(t0, time.monotonic(), kind, rid, f"{exc} {exc.partial[:200]!r}", reused=reused)
-    except TimeoutError as exc:
-        return Record(t0, time.monotonic(), "timeout", rid, repr(exc), reused=reused)
-    except (ConnectionResetError, BrokenPipeError) as exc:
-        kind = "partial" if client.buf else "dropped"
-        return Record(t0, time.monotonic(), kind, rid, repr(exc), reused=reused)
-    except (OSError, AssertionError, ValueError) as exc:
-        return Record(t0, time.monotonic(), "error", rid, repr(exc), reused=reused)
-    rec = Record(t0, time.monotonic(), "ok", rid, pid=parse_pid(resp.body), reused=reused)
-    rec.response = resp
-    if resp.status != 200 or rec.pid is None:
-        rec.kind = "bad_status"
-        rec.detail = f"{resp.status} {resp.body[:200]!r}"
+        what = "partial response" if exc.partial else "closed before any response byte"
+        detail = f"{what}: {exc} {exc.partial[:200]!r}"
+        return Record(t0, time.monotonic(), LOST, rid or "", detail, reused=reused)
+    except (OSError, AssertionError, ValueError) as exc:  # reset, broken pipe, timeout, malformed response
+        return Record(t0, time.monotonic(), LOST, rid or "", repr(exc), reused=reused)
+    rec = Record(t0, time.monotonic(), ANSWERED, rid or "", pid=parse_pid(resp.body), reused=reused, response=resp)
+    m = ID_RE.search(resp.body)
+    echoed = m.group(1).decode("latin-1") if m else None
+    if resp.status != 200 or rec.pid is None or (rid and echoed != rid):
+        rec.kind = LOST
+        rec.detail = f"wrong response {resp.status} {resp.body[:200]!r}"
     return rec
 
 
 class Load:
-    """`threads` client threads sending GET `path` in a loop until stop().
+    """`threads` client threads sending GET `path?id=<id>` in a loop until stop(), accounting for every request.
 
     keepalive=False: one fresh connection per request (Connection: close).
-    keepalive=True: requests reuse a connection until the server answers `connection: close`. A request on a
-    *reused* connection that is closed before any response byte arrives is the unavoidable HTTP/1.1 idle-close
-    race (the server closed the idle connection while the request was on its way; clients retry such requests):
-    it is counted in `stale` and retried at once on a fresh connection, not recorded as a failure.
-    ids=True adds ?id=<unique> so the app logs which requests reached it.
+    keepalive=True: a connection carries requests until the server answers one with `connection: close` (then the
+    client connects again for its next request). Nothing is retried: a request on a reused connection that the
+    server closes or resets is LOST like any other.
+    Each thread numbers its requests (ids ``<tag><thread>-<n>``, n = 1, 2, ...) and records exactly one outcome for
+    each; `stop()` checks that, and counts a request still unfinished when its thread did not end as LOST.
     """
 
-    def __init__(
-        self,
-        addr,
-        threads: int = 3,
-        path: str = "/",
-        keepalive: bool = False,
-        ids: bool = False,
-        pace: float = 0.0,
-        tag: str = "L",
-    ):
+    def __init__(self, addr, threads: int = 3, path: str = "/", keepalive: bool = False, pace: float = 0.0,
+                 tag: str = "L", timeout: float = 5.0):
         self.addr = addr
         self.n = threads
         self.path = path
         self.keepalive = keepalive
-        self.ids = ids
         self.pace = pace
         self.tag = tag
-        self.records: list[Record] = []
-        self.stale = 0
-        self._lock = threading.Lock()
+        self.timeout = timeout
+        self._records: list[list[Record]] = [[] for _ in range(threads)]
+        self._sent = [0] * threads
+        self._unfinished: list[Record] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -244,85 +260,96 @@ class Load:
     def stop(self) -> Load:
         self._stop.set()
         for t in self._threads:
-            t.join(15)
+            t.join(self.timeout + 10)
+        now = time.monotonic()
+        for i in range(self.n):
+            recorded = [r.rid for r in self._records[i]]
+            expected = [f"{self.tag}{i}-{k}" for k in range(1, self._sent[i] + 1)]
+            assert recorded == expected[: len(recorded)], f"thread {i} records out of order: {recorded[:5]}..."
+            for rid in expected[len(recorded) :]:  # its thread is stuck in it
+                self._unfinished.append(Record(now, now, LOST, rid, "no outcome: the client is still waiting"))
         return self
 
     def _target(self, rid: str) -> str:
-        if not self.ids:
-            return self.path
         sep = "&" if "?" in self.path else "?"
         return f"{self.path}{sep}id={rid}"
 
-    def _add(self, rec: Record) -> None:
-        with self._lock:
-            self.records.append(rec)
-
     def _run(self, i: int) -> None:
-        n = 0
+        records = self._records[i]
         client: RawClient | None = None
-        while not self._stop.is_set():
-            n += 1
-            rid = f"{self.tag}{i}-{n}"
-            target = self._target(rid)
-            if not self.keepalive:
-                self._add(one_request(self.addr, target, rid=rid))
-            else:
+        uses = 0
+        try:
+            while not self._stop.is_set():
+                self._sent[i] += 1
+                rid = f"{self.tag}{i}-{self._sent[i]}"
                 t0 = time.monotonic()
-                if client is not None:
-                    rec = _exchange(client, target, rid, t0, close=False, reused=True)
-                    if rec.kind == "dropped":
-                        with self._lock:
-                            self.stale += 1
-                        client.close()
-                        client = None
-                    else:
-                        self._add(rec)
-                        if rec.kind != "ok" or (rec.response.header("connection") or "").lower() == "close":
-                            client.close()
-                            client = None
-                        if self.pace:
-                            time.sleep(self.pace)
+                if client is None:
+                    try:
+                        client = RawClient(self.addr, timeout=self.timeout)
+                    except ConnectionRefusedError as exc:
+                        records.append(Record(t0, time.monotonic(), REFUSED, rid, repr(exc)))
+                        time.sleep(0.01)  # the server is gone: do not spin
                         continue
-                try:
-                    client = RawClient(self.addr, timeout=5.0)
-                except ConnectionRefusedError as exc:
-                    self._add(Record(t0, time.monotonic(), "refused", rid, repr(exc)))
-                    client = None
-                    continue
-                except OSError as exc:
-                    self._add(Record(t0, time.monotonic(), "error", rid, "connect: " + repr(exc)))
-                    client = None
-                    continue
-                rec = _exchange(client, target, rid, t0, close=False)
-                self._add(rec)
-                if rec.kind != "ok" or (rec.response.header("connection") or "").lower() == "close":
+                    except OSError as exc:
+                        records.append(Record(t0, time.monotonic(), LOST, rid, "connect: " + repr(exc)))
+                        continue
+                    uses = 0
+                rec = _exchange(client, self._target(rid), rid, t0, close=not self.keepalive, reused=uses > 0)
+                uses += 1
+                records.append(rec)
+                if not self.keepalive or rec.kind != ANSWERED or rec.closes:
                     client.close()
                     client = None
-            if self.pace:
-                time.sleep(self.pace)
-        if client is not None:
-            client.close()
+                if self.pace:
+                    time.sleep(self.pace)
+        finally:
+            if client is not None:
+                client.close()
 
     # -- results ---------------------------------------------------------------------------------------------
     @property
-    def ok(self) -> list[Record]:
-        return [r for r in self.records if r.kind == "ok"]
+    def records(self) -> list[Record]:
+        return [r for rs in self._records for r in rs] + self._unfinished
 
     @property
-    def failures(self) -> list[Record]:
-        return [r for r in self.records if r.kind != "ok"]
+    def sent(self) -> int:
+        return sum(self._sent)
+
+    @property
+    def answered(self) -> list[Record]:
+        return [r for r in self.records if r.kind == ANSWERED]
+
+    @property
+    def refused(self) -> list[Record]:
+        return [r for r in self.records if r.kind == REFUSED]
+
+    @property
+    def lost(self) -> list[Record]:
+        return [r for r in self.records if r.kind == LOST]
+
+    ok = answered  # the names older tests used
+    failures = property(lambda self: [r for r in self.records if r.kind != ANSWERED])
 
     def pids(self) -> set[int]:
-        return {r.pid for r in self.ok}
+        return {r.pid for r in self.answered}
+
+    def assert_none_lost(self, what: str = "") -> None:
+        """Every request sent has an outcome, and none was lost once its connection was established."""
+        assert len(self.records) == self.sent, f"{self.sent} requests sent, {len(self.records)} outcomes"
+        if self.lost:
+            raise LostRequests(f"{what}: requests lost after the server accepted their connection: " + self.summary())
 
     def summary(self) -> str:
         kinds: dict[str, int] = {}
         for r in self.records:
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
-        fails = self.failures[:5]
+        reused = sum(1 for r in self.records if r.reused)
+        closes = sum(1 for r in self.records if r.closes)
+        lost = self.lost[:5]
         return (
-            f"{len(self.records)} requests {kinds}, stale keep-alive retries {self.stale}; first failures: "
-            + "; ".join(f"{r.kind} {r.rid} at t0={r.t0:.3f} {r.detail}" for r in fails)
+            f"{self.sent} requests sent {kinds} ({reused} on reused keep-alive connections, {closes} answered with "
+            "connection: close); first lost: "
+            + "; ".join(f"{r.rid} t0={r.t0:.3f} +{r.t1 - r.t0:.3f}s reused={r.reused} {r.detail}" for r in lost)
         )
 
 
