@@ -245,6 +245,9 @@ class PoolConnection(Connection):
             if self.server.draining or stream.peer_gone:
                 self.close()
                 return
+            # A reader still waiting (the app awaited receive() for a disconnect) must stop first: detach() would
+            # fail its read, and that would mark this connection as gone while it carries on.
+            self._stop_reading()
             try:
                 sock, unread = stream.detach()
             except RuntimeError:  # output still buffered: the stream ends here

@@ -264,6 +264,7 @@ class Server:
         self.draining = True
         self._close_the_door()
         self._close_listeners()
+        logger.info("Stopped accepting connections")
         for worker in list(self.threads.workers):
             if worker.loop is not None and worker.loop.is_running():
                 worker.loop.call_soon_threadsafe(worker.drain, DRAIN_IDLE_GRACE)
@@ -315,9 +316,11 @@ class Server:
             done.wait(max(0.0, deadline - time.monotonic()))
         for conn_set in self.sets.values():  # a set whose owner did not answer in time (or changed hands)
             conn_set.stop_accepting()
+        if self.given_sockets is not None:
+            return  # a socket shared with the supervisor: what is still queued is for the other workers
         # Clients kept connecting while the owners answered: take those here, right before the listeners close
         # (back to back, so the window in which a connection could still be reset is a few microseconds), and
-        # post them to a thread that owns a set.
+        # hand them to a thread that owns a set; wait until it has them, so the drain below counts them.
         late = []
         for listener in self.listeners:
             while len(late) < 1 << 16:
@@ -325,15 +328,24 @@ class Server:
                     late.append(listener.accept())
                 except OSError:  # BlockingIOError: the queue is empty
                     break
-        if late:
-            owners = [w for w in list(self.threads.workers) if w.conn_set is not None and w.loop is not None]
-            if owners:
-                worker = owners[0]
+        if not late:
+            return
+        owners = [w for w in list(self.threads.workers) if w.conn_set is not None and w.loop is not None]
+        if not owners:
+            for sock, _addr in late:
+                sock.close()
+            return
+        worker, adopted = owners[0], threading.Event()
+
+        def adopt_all():
+            try:
                 for sock, addr in late:
-                    worker.loop.call_soon_threadsafe(worker.adopt, worker.conn_set, sock, addr)
-            else:
-                for sock, _addr in late:
-                    sock.close()
+                    worker.adopt(worker.conn_set or next(iter(self.sets.values())), sock, addr)
+            finally:
+                adopted.set()
+
+        worker.loop.call_soon_threadsafe(adopt_all)
+        adopted.wait(2.0)
 
     def _close_listeners(self) -> None:
         close_listeners(self.config, self.listeners, owner=self.given_sockets is None)

@@ -67,6 +67,7 @@ class Server:
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
         self.lines: list[str] = []
+        self.line_times: list[float] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._eof = threading.Event()
@@ -105,6 +106,7 @@ class Server:
             line = raw.decode("utf-8", "replace")
             with self._lock:
                 self.lines.append(line)
+                self.line_times.append(time.monotonic())  # when each line arrived (tests compare with events)
             m = LISTEN_RE.search(line)
             if m and not self._ready.is_set():
                 if m.group("hostport"):
@@ -126,6 +128,12 @@ class Server:
                 raise ServerError(f"server exited with {self.proc.returncode} before it was ready:\n{self.output}")
         self.stop()
         raise ServerError(f"server not ready within {timeout} s (no 'Listening on' line):\n{self.output}")
+
+    def line_time(self, text: str, last: bool = False) -> float | None:
+        """Monotonic time at which a line containing ``text`` arrived (the first, or the last such line)."""
+        with self._lock:
+            hits = [t for line, t in zip(self.lines, self.line_times, strict=True) if text in line]
+        return (hits[-1] if last else hits[0]) if hits else None
 
     @property
     def output(self) -> str:

@@ -19,7 +19,7 @@ import time
 import psutil
 import pytest
 
-from tests.apps.streaming import BIG_CHUNK, ITEM_CHUNKS, PARTS
+from tests.apps.streaming import BIG_CHUNK, ITEM_CHUNKS, PARTS, post_part
 from tests.support import RawClient, Server, build_request, free_fds_limit
 
 APP = "tests.apps.streaming:app"
@@ -97,7 +97,9 @@ def after_stream() -> None:
 @pytest.mark.parametrize("flags", [(), ("--threads", "2")], ids=["default", "threads-2"])
 def test_sse_keeps_its_pace_while_a_handler_sleeps(flags):
     """An SSE stream sending every 50 ms, measured on the client for 2.5 s while a handler in the same process
-    sleeps for 2 s: no gap between two chunks reaches 100 ms."""
+    sleeps for 2 s: no gap between two chunks reaches 100 ms. (With two serving threads the sleeping request may
+    land on the thread that would have served the stream or on the other one; should streams stop going to the
+    pool, the thread named in the first event is what fails there.)"""
     with start(*flags) as srv, srv.connect(timeout=5) as sse:
         open_stream(sse, "/sse?interval=0.05")
         assert next_chunk(sse).startswith(b"id: 0\ndata: " + POOL.encode())
@@ -130,7 +132,7 @@ def test_sse_keeps_its_pace_while_a_handler_sleeps(flags):
 
 
 def expected_parts(data: bytes) -> list[bytes]:
-    return [b"part %d:%s;" % (i, data) for i in range(PARTS)]
+    return [post_part(i, data) for i in range(PARTS)]
 
 
 def test_streaming_post_runs_once_and_its_chunks_arrive_whole(server):
@@ -302,6 +304,12 @@ def test_slow_reader_holds_the_app_in_send_and_memory_stays_flat():
                     halfway = state(srv)["big_chunks"]
                 time.sleep(0.125)
             st = state(srv)
+        # The client leaves: the app, held in send, is released by an OSError at once.
+        def both_ended():
+            ends = state(srv)["big_ends"]
+            return ends if len(ends) >= 2 else None
+
+        ends = wait_for(both_ended, timeout=3) or state(srv)["big_ends"]
     growth = (peak - baseline) / (1 << 20)
     sent_mb = st["big_chunks"] * BIG_CHUNK / (1 << 20)
     assert st["big_runs"] == 2, st  # first in a worker (abandoned before sending), then in the pool
@@ -310,6 +318,9 @@ def test_slow_reader_holds_the_app_in_send_and_memory_stays_flat():
     assert sent_mb < 20, f"the app sent {sent_mb:.1f} MB to a client that read {got} bytes"
     assert st["big_chunks"] - halfway <= 2, \
         f"the app kept sending: {halfway} chunks at 2.5 s, {st['big_chunks']} at 5 s"
+    # The first run, in a worker, was abandoned at its first send: RerunInPool, a BaseException.
+    assert len(ends) == 2 and is_worker(ends[0][0]) and ends[0][1:] == ["RerunInPool", False], ends
+    assert ends[1] == [POOL, "ClientDisconnected", True], ends
 
 
 # -- 7. A client that leaves mid-stream ---------------------------------------------------------------------------
@@ -374,6 +385,30 @@ def test_sigterm_without_open_streams_is_immediate():
         exited = time.monotonic() - t0
     assert rc == 0, srv.output
     assert exited < 1.0, f"exited {exited:.2f} s after SIGTERM with no stream open"
+
+
+@pytest.mark.xfail(strict=True, reason="AsyncPool: at shutdown a stream cut at the graceful timeout is closed by "
+                   "close_later(), a stream.close(timeout=5) task that waits to flush what a slow reader has not "
+                   "taken; _drain does not wait for or abort it, so the pool's loop closes under it: 'Task was "
+                   "destroyed but it is pending!' and 'RuntimeError: Event loop is closed' (from _wake_drainers) "
+                   "on stderr, and the socket is left to process exit")
+def test_sigterm_cuts_a_slow_readers_stream_cleanly():
+    with start("--timeout-graceful-shutdown", "1") as srv:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(srv.addr)
+        with RawClient(srv.addr, sock=sock, timeout=5) as c:
+            c.send(build_request("GET", "/big", SSE))
+            assert c.read_head().status == 200
+            time.sleep(0.5)  # the app is held in send now, with output buffered for a client that does not read
+            t0 = time.monotonic()
+            srv.signal(signal.SIGTERM)
+            rc = srv.wait(8)
+            exited = time.monotonic() - t0
+    assert rc == 0 and exited < 4, (rc, exited, srv.output)
+    assert "Closed 1 stream(s) still open after the graceful timeout" in srv.output, srv.output
+    for symptom in ("Task was destroyed but it is pending", "Event loop is closed", "Traceback"):
+        assert symptom not in srv.output, srv.output
 
 
 # -- 9. Keep-alive after a stream -----------------------------------------------------------------------------------
@@ -447,6 +482,49 @@ def test_requests_sent_during_a_stream_then_more_on_the_connection(server):
         assert c.read_response().body == f"GET /during in {POOL}".encode()
         resp = c.request("GET", "/after")
     assert resp.status == 200 and resp.body.startswith(b"GET /after in "), (resp.status, resp.body)
+
+
+@pytest.mark.xfail(strict=True, reason="PoolConnection._settle closes a keep-alive connection whose response tail is "
+                   "still in the SocketStream's write buffer (detach() raises RuntimeError, then self.close()) "
+                   "instead of letting it flush and returning the socket: the last send only waits above 64 KiB "
+                   "buffered and drain() returns at 16 KiB, so a response that ends under backpressure is followed "
+                   "by a close and the client's next request on the keep-alive connection gets EOF")
+def test_keep_alive_survives_a_stream_whose_tail_was_still_buffered(server):
+    """The app makes its socket's kernel send buffer small, so the tail of its response waits in the server's
+    stream for a client that does not read yet (without that, Linux grows the buffer and it happens only by
+    chance: about one 8 MiB streamed download in five, followed by a request on the same connection)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(server.addr)
+    with RawClient(server.addr, sock=sock, timeout=5) as c:
+        c.send(build_request("GET", "/tail?size=60000&sndbuf=8192", SSE))
+        time.sleep(0.3)  # the app has returned; part of its last chunk is still buffered in the server
+        resp = c.read_response()
+        assert resp.status == 200 and resp.body == b"head\n" + b"t" * 60000
+        assert resp.header("connection") is None  # framed as keep-alive
+        nxt = c.request("GET", "/after")
+    assert nxt.status == 200
+
+
+@pytest.mark.xfail(strict=True, reason="PoolConnection._settle serves requests pipelined behind a stream on the "
+                   "pool's own loop: a blocking handler among them (time.sleep) runs in the hybrid-async-pool thread "
+                   "and stalls every other stream for its whole duration, though docs/architecture.md says a "
+                   "blocking handler delays streams in the pool 'not at all' (a request sent just as a stream ends "
+                   "can land there too)")
+def test_blocking_request_pipelined_behind_a_stream_does_not_stall_other_streams(server):
+    with server.connect(timeout=5) as other:
+        open_stream(other, "/sse?interval=0.05")
+        assert next_chunk(other) is not None
+        with server.connect(timeout=5) as c:
+            c.send(build_request("GET", "/sse?count=2&interval=0.01", SSE) + build_request("GET", "/sleep?t=1"))
+            arrivals = [time.monotonic()]
+            while arrivals[-1] - arrivals[0] < 1.5:
+                assert next_chunk(other) is not None
+                arrivals.append(time.monotonic())
+            assert c.read_response().body.count(b"data: ") == 2
+            slept = c.read_response().body
+    gap = max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
+    assert gap < 0.1, f"the other stream waited {gap * 1000:.0f} ms while {slept!r}"
 
 
 # -- 10. --async-path -----------------------------------------------------------------------------------------------

@@ -85,8 +85,9 @@ def test_idle_keep_alive_connections_hold_no_threads():
                 assert (r.header("connection") or "").lower() != "close"
             time.sleep(0.2)
             nthreads = server_threads(srv.pid)
-            # a handler step that happened to take over 1 ms (a busy machine) may have started a spare or two
-            assert nthreads <= at_rest + 2, f"{nthreads} threads for 1,000 idle connections ({at_rest} at rest)"
+            # The 4 serving threads take turns on the GIL, so a step now and then outlasts the 1 ms threshold and a
+            # takeover starts a spare: allow one such spare per serving thread (not one thread per connection).
+            assert nthreads <= at_rest + 4, f"{nthreads} threads for 1,000 idle connections ({at_rest} at rest)"
             times = [timed_request(srv.addr) for _ in range(10)]
             if max(times) >= 0.100:  # one retry: other processes share this machine
                 print(f"first round: {[round(t * 1000, 1) for t in times]} ms; retrying")

@@ -7,16 +7,22 @@ Endpoints (query parameters in brackets):
 - ``/state``: JSON of everything recorded (never recorded itself); ``/reset`` clears it.
 - ``/sleep`` [t]: ``time.sleep(t)`` in the handler, then a plain answer.
 - ``/sse`` [interval, count (0: endless), pad]: ``text/event-stream``, one event per ``interval`` seconds.
-- ``/post-stream`` (POST): counts itself, reads the body, streams ``PARTS`` chunks that each repeat it.
+- ``/post-stream`` (POST): counts itself, reads the body, streams ``PARTS`` chunks naming its length and digest.
 - ``/items/{id}/stream``: a small streamed response (``ITEM_CHUNKS`` chunks), no Accept header needed.
-- ``/big`` [total]: ``BIG_CHUNK``-byte chunks as fast as ``send`` returns, each counted once sent.
+- ``/big`` [total]: ``BIG_CHUNK``-byte chunks as fast as ``send`` returns, each counted once sent; how it ended
+  (the exception ``send`` raised, if any) is recorded.
+- ``/tail`` [size, sndbuf]: a streamed response whose last chunk is ``size`` bytes; with ``sndbuf``, the kernel
+  send buffer of its socket is made that small first, so that a client not reading yet leaves the tail buffered.
 - ``/probe`` [read_first]: streams until ``send`` fails, then records the exception and what ``receive`` says.
 - ``/wait-disconnect``: sends one chunk, then waits in ``receive`` and records what it returns.
 - anything else: a plain response naming the thread that ran it.
 """
 
 import asyncio
+import hashlib
 import json
+import os
+import socket
 import threading
 import time
 from urllib.parse import parse_qsl
@@ -32,7 +38,7 @@ STATE: dict = {}
 def _reset() -> None:
     with _lock:
         STATE.clear()
-        STATE.update(runs=[], post_calls=0, big_chunks=0, big_runs=0, probe=[], waits=[])
+        STATE.update(runs=[], post_calls=0, big_chunks=0, big_runs=0, big_ends=[], probe=[], waits=[])
 
 
 _reset()
@@ -51,6 +57,32 @@ def _add(key: str, n: int = 1) -> None:
 def _snapshot() -> bytes:
     with _lock:
         return json.dumps(STATE).encode()
+
+
+def _shrink_send_buffer(scope, size: int) -> bool:
+    """Set SO_SNDBUF of this request's server-side socket (found by its addresses among this process's fds), so
+    that the kernel takes only a little of a response and the server's own stream buffers the rest. Linux would
+    otherwise grow the buffer to megabytes on loopback, which makes what a test wants to see a matter of timing."""
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        try:
+            if (sock.type == socket.SOCK_STREAM and sock.getpeername()[:2] == tuple(scope["client"])
+                    and sock.getsockname()[:2] == tuple(scope["server"])):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+                return True
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    return False
+
+
+def post_part(i: int, data: bytes) -> bytes:
+    """Chunk ``i`` of /post-stream's response: the body's length and digest (the test computes the same)."""
+    return b"part %d:%d:%s;" % (i, len(data), hashlib.sha256(data).hexdigest().encode())
 
 
 async def _body(receive) -> bytes:
@@ -122,8 +154,7 @@ async def app(scope, receive, send):
         data = await _body(receive)
         await _start_stream(send)
         for i in range(PARTS):
-            await send({"type": "http.response.body", "body": b"part %d:%s;" % (i, data),
-                        "more_body": i + 1 < PARTS})
+            await send({"type": "http.response.body", "body": post_part(i, data), "more_body": i + 1 < PARTS})
             await asyncio.sleep(0)
 
     elif path.startswith("/items/") and path.endswith("/stream"):
@@ -138,10 +169,23 @@ async def app(scope, receive, send):
         chunk = b"b" * BIG_CHUNK
         await _start_stream(send, b"application/octet-stream")
         sent = 0
-        while sent < total:
-            sent += BIG_CHUNK
-            await send({"type": "http.response.body", "body": chunk, "more_body": sent < total})
-            _add("big_chunks")
+        try:
+            while sent < total:
+                sent += BIG_CHUNK
+                await send({"type": "http.response.body", "body": chunk, "more_body": sent < total})
+                _add("big_chunks")
+        except BaseException as exc:
+            _record("big_ends", [thread, type(exc).__name__, isinstance(exc, OSError)])
+            raise
+        _record("big_ends", [thread, None, False])
+
+    elif path == "/tail":
+        size = int(query.get("size", "40000"))
+        if "sndbuf" in query:
+            assert _shrink_send_buffer(scope, int(query["sndbuf"]))
+        await _start_stream(send)
+        await send({"type": "http.response.body", "body": b"head\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"t" * size})
 
     elif path == "/probe":
         if query.get("read_first") == "1":
