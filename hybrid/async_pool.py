@@ -6,7 +6,8 @@ blocks, and everything pending in it stops too. A worker hands a connection over
 dataclass) and never touches it again; the pool wraps the socket in a ``SocketStream`` (compiled,
 ``hybrid/_speedups/streams.pyx``) and continues the ASGI cycle with the same ``H1Protocol`` and ``RequestCycle`` the
 worker used, so framing and ASGI semantics are the same code. When a streamed response ends on a keep-alive
-connection, pipelined requests already read are served here, then the socket goes back into its home epoll set.
+connection, the socket goes back to its home epoll set, with any requests the client pipelined behind the stream:
+a worker serves those, so no blocking handler ever runs on the pool's loop.
 
 What goes to the pool (decided in ``SyncWorker``/``Connection._start``, see ``StreamRouter``):
 - requests whose Accept includes ``text/event-stream``, paths matching ``--async-path``, and routes learned as
@@ -237,40 +238,62 @@ class PoolConnection(Connection):
         self._serve()
         self._settle()
 
+    def _serve(self) -> None:
+        """The pool serves the handed-off request only: whatever the client sent after it goes back to a worker
+        with the connection (``_settle``), so a blocking handler never runs on the pool's loop."""
+
     def _settle(self) -> None:
-        """Between requests: serve here what the client already pipelined, then give the socket back to its
-        home epoll set, with the protocol state (a next head may be half read) and the events still queued."""
-        while self.sock is not None and self.cycle is None:
-            stream = self.stream
-            if self.server.draining or stream.peer_gone:
-                self.close()
-                return
-            # A reader still waiting (the app awaited receive() for a disconnect) must stop first: detach() would
-            # fail its read, and that would mark this connection as gone while it carries on.
-            self._stop_reading()
-            try:
-                sock, unread = stream.detach()
-            except RuntimeError:  # output still buffered: the stream ends here
-                self.close()
-                return
-            if unread:
-                self._feed(unread)
-            if self.error is not None or any(type(event) is Request for event in self.backlog):
-                self.stream = SocketStream(sock, self.loop)
-                self._serve()  # finished in its first step: loop; still running: _on_task_done settles again
-                continue
-            conn = Connection(self.server, sock, self.home, self.client_addr, self.server_addr)
-            conn.proto = self.proto
-            conn.backlog = self.backlog
-            conn.head_since = time.monotonic() if self.proto.head_in_progress else 0.0
-            self.sock = None
-            self.server.connections.discard(self)
-            self.server.connections.add(conn)
-            try:
-                self.home.add(conn)  # registering is thread-safe; the set's owner sees the next bytes
-            except (OSError, ValueError):
-                conn.close()
+        """After a response: give the socket back to its home epoll set, with the protocol state (a next head
+        may be half read) and the events already read. Requests the client pipelined behind the stream go back
+        too and are served by a worker thread: the pool runs streams only, so a blocking handler among them
+        cannot stall the pool's other streams."""
+        if self.sock is None or self.cycle is not None:
             return
+        stream = self.stream
+        if self.server.draining or stream.peer_gone:
+            self.close()
+            return
+        if stream.write_buffer_size():
+            # The response's tail still waits for a slow reader: flush it, then settle (on a loop callback,
+            # never inside a task: a worker may start the next request's first step right away).
+            if self.reader is None:
+                self.reader = self.loop.create_task(self._flush_then_settle())
+            return
+        # A reader still waiting (the app awaited receive() for a disconnect) must stop first: detach() would
+        # fail its read, and that would mark this connection as gone.
+        self._stop_reading()
+        sock, unread = stream.detach()
+        if unread:
+            self._feed(unread)
+        conn = Connection(self.server, sock, self.home, self.client_addr, self.server_addr)
+        conn.proto = self.proto
+        conn.backlog = self.backlog
+        conn.error = self.error
+        conn.head_since = time.monotonic() if self.proto.head_in_progress else 0.0
+        self.sock = None
+        self.server.connections.discard(self)
+        self.server.connections.add(conn)
+        if conn.error is not None or any(type(event) is Request for event in conn.backlog):
+            worker = self.server.threads.owner_of(self.home)
+            if worker is not None:
+                worker.loop.call_soon_threadsafe(conn.resume, worker)
+                return
+        try:
+            self.home.add(conn)  # registering is thread-safe; the set's owner sees the next bytes
+        except (OSError, ValueError):
+            conn.close()
+
+    async def _flush_then_settle(self) -> None:
+        try:
+            while self.stream.write_buffer_size() and not self.stream.peer_gone:
+                await self.stream.drain()
+                if self.stream.write_buffer_size():
+                    await asyncio.sleep(0.01)  # drain() returns below its high-water mark; the rest goes soon
+        except (StreamClosed, OSError):
+            pass
+        finally:
+            self.reader = None
+        self.loop.call_soon(self._settle)
 
     def close(self) -> None:
         if self.sock is None:
@@ -301,6 +324,7 @@ class AsyncPool:
         self.lifespan = Lifespan(app, config.lifespan)
         self.state = self.lifespan.state
         self.tasks: set[asyncio.Task] = set()
+        self.closing: set[asyncio.Task] = set()
         self.handoffs = 0
         self.reruns = 0
         self.ready = threading.Event()
@@ -360,6 +384,14 @@ class AsyncPool:
             if pending:
                 logger.warning("Closed %d stream(s) still open after the graceful timeout.", len(pending))
                 await asyncio.wait(pending, timeout=1.0)
+        if self.closing:
+            # Closing streams flush what slow readers have not taken: briefly, then their sockets just close
+            # (cancelling a close closes at once).
+            _done, pending = await asyncio.wait(set(self.closing), timeout=1.0)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
         self._stopped.set_result(None)
 
     # -- handoffs ------------------------------------------------------------------------------------------
@@ -376,16 +408,16 @@ class AsyncPool:
         connections = conn.server.connections
         connections.discard(handoff.conn)
         connections.add(conn)
-        # The request goes back to the head of the connection's events (its body, if the worker had read any,
-        # behind it), and the pool serves it exactly as a worker would have. The scope is built anew, with the
+        # The request's body, if the worker had read any, goes back to the head of the connection's events, and
+        # the pool starts the request exactly as a worker would have. The scope is built anew, with the
         # pool's lifespan state: a re-run must not see what the first run changed in it.
-        prefix = [handoff.request]
+        prefix = []
         if handoff.body:
             prefix.append(Data(handoff.body))
         if handoff.body_complete:
             prefix.append(END_OF_MESSAGE)
         conn.backlog.extendleft(reversed(prefix))
-        conn._serve()
+        conn._start(handoff.request)
         conn._settle()
 
     # -- app steps: the same RequestTask as the workers', timed; there is no monitor to tell --------------
@@ -402,5 +434,7 @@ class AsyncPool:
             self.server.blocked_loop(cycle, took, waiting, "the async pool")
 
     def close_later(self, stream: SocketStream) -> None:
-        """Flush what the stream still buffers (bounded), then close its socket."""
-        self.loop.create_task(stream.close(timeout=5.0))
+        """Flush what the stream still buffers (bounded), then close its socket; shutdown waits for these."""
+        task = self.loop.create_task(stream.close(timeout=5.0))
+        self.closing.add(task)
+        task.add_done_callback(self.closing.discard)

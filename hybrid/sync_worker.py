@@ -327,6 +327,14 @@ class Connection:
             body_complete=rerun, rerun=rerun,
         ))
 
+    def resume(self, worker: SyncWorker) -> None:
+        """Given back by the async pool with requests already read (pipelined behind a stream): this thread
+        serves them, then the connection goes back into a set."""
+        self.worker = worker
+        self.loop = worker.loop
+        self._serve()
+        self._settle()
+
     def _go_async(self) -> None:
         # The app awaits: this thread's loop serves the connection until the response is done, so the set
         # must not report it to anyone (its next pipelined bytes are read by us, into the backlog).

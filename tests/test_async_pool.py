@@ -387,11 +387,6 @@ def test_sigterm_without_open_streams_is_immediate():
     assert exited < 1.0, f"exited {exited:.2f} s after SIGTERM with no stream open"
 
 
-@pytest.mark.xfail(strict=True, reason="AsyncPool: at shutdown a stream cut at the graceful timeout is closed by "
-                   "close_later(), a stream.close(timeout=5) task that waits to flush what a slow reader has not "
-                   "taken; _drain does not wait for or abort it, so the pool's loop closes under it: 'Task was "
-                   "destroyed but it is pending!' and 'RuntimeError: Event loop is closed' (from _wake_drainers) "
-                   "on stderr, and the socket is left to process exit")
 def test_sigterm_cuts_a_slow_readers_stream_cleanly():
     with start("--timeout-graceful-shutdown", "1") as srv:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -479,16 +474,12 @@ def test_requests_sent_during_a_stream_then_more_on_the_connection(server):
         c.send(build_request("GET", "/during"))  # read by the pool while the stream goes on
         while next_chunk(c) is not None:
             pass
-        assert c.read_response().body == f"GET /during in {POOL}".encode()
+        # answered after the stream, by a worker: the pool runs streams only
+        assert re.fullmatch(rb"GET /during in hybrid-worker-\d+", c.read_response().body)
         resp = c.request("GET", "/after")
     assert resp.status == 200 and resp.body.startswith(b"GET /after in "), (resp.status, resp.body)
 
 
-@pytest.mark.xfail(strict=True, reason="PoolConnection._settle closes a keep-alive connection whose response tail is "
-                   "still in the SocketStream's write buffer (detach() raises RuntimeError, then self.close()) "
-                   "instead of letting it flush and returning the socket: the last send only waits above 64 KiB "
-                   "buffered and drain() returns at 16 KiB, so a response that ends under backpressure is followed "
-                   "by a close and the client's next request on the keep-alive connection gets EOF")
 def test_keep_alive_survives_a_stream_whose_tail_was_still_buffered(server):
     """The app makes its socket's kernel send buffer small, so the tail of its response waits in the server's
     stream for a client that does not read yet (without that, Linux grows the buffer and it happens only by
@@ -506,11 +497,6 @@ def test_keep_alive_survives_a_stream_whose_tail_was_still_buffered(server):
     assert nxt.status == 200
 
 
-@pytest.mark.xfail(strict=True, reason="PoolConnection._settle serves requests pipelined behind a stream on the "
-                   "pool's own loop: a blocking handler among them (time.sleep) runs in the hybrid-async-pool thread "
-                   "and stalls every other stream for its whole duration, though docs/architecture.md says a "
-                   "blocking handler delays streams in the pool 'not at all' (a request sent just as a stream ends "
-                   "can land there too)")
 def test_blocking_request_pipelined_behind_a_stream_does_not_stall_other_streams(server):
     with server.connect(timeout=5) as other:
         open_stream(other, "/sse?interval=0.05")
