@@ -8,6 +8,7 @@ ran), except the spare race, which is a scheduling interleaving that a test can 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -285,3 +286,56 @@ def test_isolation_with_a_busy_neighbour():
             burner.wait()
     assert max(worst) < 0.25, f"a fast request waited {max(worst) * 1000:.0f} ms (worst per run: {worst})"
 
+
+
+# -- Issue 9: a step that blocks a loop holding other requests is reported, once per route --------------------
+
+
+def _warnings(srv: Server, route: str) -> list[str]:
+    return [line for line in srv.output.splitlines() if line.startswith("WARNING") and route in line
+            and "blocked the event loop" in line]
+
+
+def _wait_for_output(srv: Server, text: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in srv.output and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_blocked_worker_loop_is_reported_once_per_route_with_its_numbers():
+    with Server(APP, "--port", "0", "--no-access-log") as srv:
+        for _ in range(2):
+            waiting = [srv.connect(timeout=10) for _ in range(3)]
+            for c in waiting:
+                c.send(build_request("GET", "/await?t=0.6"))  # pending in the worker's loop
+            time.sleep(0.1)
+            with srv.connect(timeout=10) as c:
+                assert c.request("GET", "/await-then-block?t=0.3").body == b"blocked after await"
+            for c in waiting:
+                assert c.read_response().body == b"awaited"
+                c.close()
+        _wait_for_output(srv, "blocked the event loop")
+        lines = _warnings(srv, "GET /await-then-block")
+        assert len(lines) == 1, srv.output
+        m = re.search(r"of (hybrid-worker-\d+) for (\d+) ms while (\d+) other request", lines[0])
+        assert m, lines[0]
+        assert 290 <= int(m.group(2)) < 1000 and int(m.group(3)) == 3, lines[0]
+        assert srv.stop() == 0
+    assert re.search(r"; 2 blocked-loop steps", srv.output), srv.output
+
+
+def test_blocked_pool_loop_is_reported_naming_the_route():
+    sse = [("Accept", "text/event-stream")]
+    with Server(APP, "--port", "0", "--no-access-log") as srv:
+        with srv.connect(timeout=10) as stream:
+            stream.send(build_request("GET", "/ticks", sse))
+            assert stream.read_head().status == 200
+            with srv.connect(timeout=10) as c:
+                c.send(build_request("GET", "/await-then-block?t=0.3", sse))
+                resp = c.read_response()
+                assert resp.status == 200 and b"data: blocked" in resp.body
+        _wait_for_output(srv, "blocked the event loop")
+        lines = _warnings(srv, "GET /await-then-block")
+        assert len(lines) == 1, srv.output
+        m = re.search(r"of the async pool for (\d+) ms while (\d+) other request", lines[0])
+        assert m and 290 <= int(m.group(1)) < 1000 and int(m.group(2)) >= 1, lines[0]
