@@ -137,11 +137,12 @@ class Server:
         self._stop_requested = False
         self._signals = 0
         self.blocked_steps = 0
+        self.started_at = time.monotonic()
         self._blocked_routes: set[str] = set()
 
     def new_protocol(self):
         return _create_h1_protocol(server_header=self.config.server_header, date_header=self.config.date_header,
-                                   max_body_size=self.config.limit_request_body)
+                                   max_body_size=self.config.limit_request_body, websocket=self.config.ws != "none")
 
     def log_access(self, conn, cycle) -> None:
         scope = cycle.scope
@@ -161,7 +162,8 @@ class Server:
     def blocked_loop(self, cycle, took: float, waiting: int, where: str) -> None:
         """One warning per route whose step blocked an event loop that held other requests; all are counted."""
         self.blocked_steps += 1
-        route = f"{cycle.scope['method']} {cycle.scope['path']}" if cycle is not None else "(unknown route)"
+        route = (f"{cycle.scope.get('method', 'WebSocket')} {cycle.scope['path']}" if cycle is not None
+                 else "(unknown route)")
         if route in self._blocked_routes:
             return
         self._blocked_routes.add(route)
@@ -285,17 +287,18 @@ class Server:
             if conn.sock is not None:
                 conn.sock.close()
         self.connections.clear()
-        logger.info("Served %d requests; %d takeovers of blocked threads (%d threads at most); "
-                    "%d handoffs to the async pool (%d re-run); %d blocked-loop steps",
-                    self.requests, self.monitor.takeovers, self.threads.peak, self.pool.handoffs, self.pool.reruns,
-                    self.blocked_steps)
+        uptime = max(1e-3, time.monotonic() - self.started_at)
+        logger.info("Served %d requests; %d takeovers of blocked threads (%d threads at most); the monitor woke "
+                    "%.0f times a second; %d handoffs to the async pool (%d re-run); %d blocked-loop steps",
+                    self.requests, self.monitor.takeovers, self.threads.peak, self.monitor.wakeups / uptime,
+                    self.pool.handoffs, self.pool.reruns, self.blocked_steps)
         for conn_set in self.sets.values():
             conn_set.epoll.close()
         logger.info("Finished server process [%d]", os.getpid())
 
     def _worker_connections(self) -> bool:
-        pool_connection = type(self.pool).connection_type
-        return any(type(conn) is not pool_connection for conn in list(self.connections))
+        pool_types = type(self.pool).connection_types
+        return any(type(conn) not in pool_types for conn in list(self.connections))
 
     def _close_the_door(self) -> None:
         """Stop accepting without losing the connections queued in the kernel: each set's owner accepts what is
