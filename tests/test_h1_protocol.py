@@ -689,3 +689,12 @@ def test_property_mutated_requests_never_crash(req, pos, junk):
         assert 400 <= err.status_code < 600 and err.reason
     else:
         assert all(isinstance(e, Request | Data | EndOfMessage) for e in events)
+
+
+def test_app_connection_close_header_is_not_repeated():
+    p = new()
+    p.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = p.send_response(500, [(b"connection", b"close")], 0)
+    assert head.lower().count(b"connection: close") == 1, head
+    p.send_body(b"", False)
+    assert not p.keep_alive

@@ -395,7 +395,7 @@ cdef class H1Protocol:
         cdef list out
         cdef bytes name, value
         cdef Py_ssize_t n
-        cdef bint has_length = False, has_te = False, has_server = False, has_date = False
+        cdef bint has_length = False, has_te = False, has_server = False, has_date = False, has_close = False
         if not self._unanswered:
             raise LocalProtocolError("No request is waiting for a response")
         if status < 200 or status > 999:
@@ -430,6 +430,7 @@ cdef class H1Protocol:
             elif n == 10 and name.lower() == b"connection":
                 if b"close" in value.lower():
                     self._resp_close = True
+                    has_close = True
             elif n == 6 and name.lower() == b"server":
                 has_server = True
             elif n == 4 and name.lower() == b"date":
@@ -461,7 +462,7 @@ cdef class H1Protocol:
             out.append(SERVER_LINE)
         if self._date_header and not has_date:
             out.append(_current_date_line())
-        if self._resp_close:
+        if self._resp_close and not has_close:
             out.append(CLOSE_LINE)
         elif req.http_version == HTTP_10:
             out.append(KEEP_ALIVE_LINE)
