@@ -1,6 +1,6 @@
 """The AsyncPool: one event loop (uvloop) in its own thread for long-lived connections.
 
-Streams (SSE, token streams, any response sent with ``more_body=True``) and, later, WebSockets live here, where no
+Streams (SSE, token streams, any response sent with ``more_body=True``) and WebSockets live here, where no
 blocking handler in a SyncWorker thread can freeze them: a worker thread's loop stops while a handler in that thread
 blocks, and everything pending in it stops too. A worker hands a connection over with a *handoff* (a frozen
 dataclass) and never touches it again; the pool wraps the socket in a ``SocketStream`` (compiled,
@@ -35,6 +35,7 @@ from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan
 from hybrid.asgi.task import BLOCKED_STEP
+from hybrid.asgi.websocket import WebSocketSession
 from hybrid.sync_worker import Connection, new_event_loop
 
 logger = logging.getLogger("hybrid.error")
@@ -64,11 +65,13 @@ class StreamingHandoff:
 
 @dataclass(frozen=True, slots=True)
 class WebSocketHandoff:
-    conn: Connection
-    request: Request
+    conn: Connection       # the worker's connection (its H1Protocol switched protocols after this request's head)
+    sock: object           # its socket (the worker let go of it: conn.sock is None from the handoff on)
+    request: Request       # the upgrade request's head
+    trailing: bytes        # bytes the client sent after the head (WebSocket frames), already read by the worker
     client: tuple | None
     server: tuple | None
-    scope: dict
+    scope: dict            # the websocket scope as the worker built it (the pool gives it the pool's state)
 
 
 def request_id_of(request: Request) -> str:
@@ -312,6 +315,7 @@ class AsyncPool:
     """One uvloop loop in its own thread, serving handed-off connections as tracked tasks."""
 
     connection_type = PoolConnection
+    connection_types = (PoolConnection, WebSocketSession)  # what the pool serves (shutdown waits for the rest)
 
     def __init__(self, config, app, *, shutdown_event=None, ssl_context=None, lifecycle_collector=None,
                  server=None) -> None:
@@ -326,6 +330,7 @@ class AsyncPool:
         self.state = self.lifespan.state
         self.tasks: set[asyncio.Task] = set()
         self.closing: set[asyncio.Task] = set()
+        self.websockets: set[WebSocketSession] = set()
         self.handoffs = 0
         self.reruns = 0
         self.ready = threading.Event()
@@ -376,6 +381,8 @@ class AsyncPool:
         self.thread.join()
 
     async def _drain(self, timeout: float | None) -> None:
+        for session in list(self.websockets):
+            session.shutdown()  # close 1001 (Going Away); their apps get websocket.disconnect and must return
         if self.tasks:
             logger.info("Waiting for %d open stream(s)%s", len(self.tasks),
                         "" if timeout is not None else " (--timeout-graceful-shutdown bounds this)")
@@ -397,9 +404,20 @@ class AsyncPool:
 
     # -- handoffs ------------------------------------------------------------------------------------------
 
-    def accept_handoff(self, handoff: StreamingHandoff) -> None:
+    def accept_handoff(self, handoff: StreamingHandoff | WebSocketHandoff) -> None:
         """Thread-safe: the pool's loop starts serving the connection on its next iteration (it is woken)."""
-        self.loop.call_soon_threadsafe(self._take, handoff)
+        if type(handoff) is WebSocketHandoff:
+            self.loop.call_soon_threadsafe(self._take_websocket, handoff)
+        else:
+            self.loop.call_soon_threadsafe(self._take, handoff)
+
+    def _take_websocket(self, handoff: WebSocketHandoff) -> None:
+        self.handoffs += 1
+        session = WebSocketSession(self, handoff)
+        connections = self.server.connections
+        connections.discard(handoff.conn)
+        connections.add(session)
+        session.start()
 
     def _take(self, handoff: StreamingHandoff) -> None:
         self.handoffs += 1

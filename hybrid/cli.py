@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from hybrid.config import LIFESPAN_MODES, LOG_LEVELS, ConfigError, ServerConfig
+from hybrid.config import LIFESPAN_MODES, LOG_LEVELS, WS_PROTOCOLS, ConfigError, ServerConfig
 
 
 def _positive_int(text: str) -> int:
@@ -81,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-request-body", type=_positive_int, default=None,
                    help="Largest request body in bytes; a larger one is answered 413 before it is read, or as "
                         "soon as a chunked body passes the limit (default: no limit).")
+    p.add_argument("--ws", choices=WS_PROTOCOLS, default="wsproto",
+                   help="WebSocket protocol implementation: wsproto (served by the async pool), or none to decline "
+                        "upgrades, so upgrade requests reach the app as plain HTTP (default wsproto).")
+    p.add_argument("--ws-max-size", type=_positive_int, default=16 * 1024 * 1024,
+                   help="Largest incoming WebSocket message in bytes; a larger one closes with 1009 (default 16 MiB).")
+    p.add_argument("--ws-ping-interval", type=_seconds, default=20.0,
+                   help="Send a WebSocket keepalive ping after this many seconds (default 20; 0: no pings).")
+    p.add_argument("--ws-ping-timeout", type=_seconds, default=20.0,
+                   help="Close a WebSocket (1011) whose peer does not answer a ping within this many seconds "
+                        "(default 20; 0: no timeout).")
+    p.add_argument("--ws-per-message-deflate", action=argparse.BooleanOptionalAction, default=True,
+                   help="Offer WebSocket permessage-deflate compression, RFC 7692 (default on).")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="Log one line per request (default on).")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 LIFESPAN_MODES = ("auto", "on", "off")
+WS_PROTOCOLS = ("wsproto", "none")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -64,6 +65,11 @@ class ServerConfig:
     timeout_worker_healthcheck: float = 5.0
     limit_request_body: int | None = None
     async_paths: tuple[str, ...] = ()
+    ws: str = "wsproto"
+    ws_max_size: int = 16 * 1024 * 1024
+    ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 20.0
+    ws_per_message_deflate: bool = True
     log_level: str = "info"
     access_log: bool = True
     server_header: bool = True
@@ -127,6 +133,13 @@ class ServerConfig:
             isinstance(p, str) and p.startswith("/") for p in self.async_paths
         ):
             fail("async-path", f"{self.async_paths!r}: each pattern must be a path glob starting with '/'")
+        if self.ws not in WS_PROTOCOLS:
+            fail("ws", f"{self.ws!r} is not one of {', '.join(WS_PROTOCOLS)}")
+        if not isinstance(self.ws_max_size, int) or self.ws_max_size < 1:
+            fail("ws-max-size", f"{self.ws_max_size!r} must be a number of bytes, at least 1")
+        for option, value in (("ws-ping-interval", self.ws_ping_interval), ("ws-ping-timeout", self.ws_ping_timeout)):
+            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+                fail(option, f"{value!r} must be seconds, 0 or more (0: off)")
         if self.reload and self.workers > 1:
             fail("reload", "'--reload' runs one worker; it cannot be combined with '--workers'")
         if (self.reload_dirs or self.reload_includes or self.reload_excludes) and not self.reload:

@@ -34,6 +34,7 @@ from hybrid._speedups.h1 import Data, H1Error, LocalProtocolError, Request
 from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
 from hybrid.asgi.task import BLOCKED_STEP, RequestTask, start_request_task
+from hybrid.asgi.websocket import build_websocket_scope
 
 logger = logging.getLogger("hybrid.error")
 
@@ -266,6 +267,9 @@ class Connection:
     def _start(self, request: Request) -> None:
         worker = self.worker
         server = self.server
+        if request.upgrade is not None:
+            self._hand_off_websocket(request)  # (set only under --ws wsproto) to the pool before any app code
+            return
         if request.wants_stream or (server.router.active and server.router.wants_pool(
                 request.method.decode("latin-1"), request.path.decode("latin-1"))):
             self._hand_off(request, rerun=False)  # a stream: to the async pool before any app code runs
@@ -325,6 +329,23 @@ class Connection:
         self.server.pool.accept_handoff(StreamingHandoff(
             conn=self, sock=sock, scope=scope, body=b"", request_id=request_id_of(request), request=request,
             body_complete=rerun, rerun=rerun,
+        ))
+
+    def _hand_off_websocket(self, request: Request) -> None:
+        """A WebSocket upgrade: the pool completes the handshake and runs the app (WebSocketHandoff); the
+        H1Protocol has switched protocols, and what the client sent after the head is in its trailing data."""
+        from hybrid.async_pool import WebSocketHandoff
+
+        if self.registered:
+            self.home.remove(self)
+        self._stop_reading()
+        sock, self.sock = self.sock, None
+        self.cycle = None
+        self.backlog.clear()  # (the upgrade request's EndOfMessage: nothing after it is HTTP)
+        scope = build_websocket_scope(self, request, self.server.root_path, {})
+        self.server.pool.accept_handoff(WebSocketHandoff(
+            conn=self, sock=sock, request=request, trailing=self.proto.trailing_data, client=self.client_addr,
+            server=self.server_addr, scope=scope,
         ))
 
     def resume(self, worker: SyncWorker) -> None:

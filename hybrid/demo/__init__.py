@@ -4,6 +4,7 @@ GET /        an HTML page with a live clock fed by server-sent events
 GET /json    a small JSON document
 GET /clock   the SSE clock: one event a second (served by the async pool: it accepts text/event-stream)
 GET /stream  a plain-text response streamed line by line (more_body=True), 10 lines 100 ms apart
+WS  /ws      a WebSocket echo (text as text, bytes as bytes), served by the async pool; the page has a small form
 """
 
 import asyncio
@@ -16,11 +17,21 @@ PAGE = b"""<!doctype html>
 <p>This is the built-in demo app. Serve your own with <code>hybrid MODULE:APP</code>.</p>
 <p>Server time, pushed every second over server-sent events: <strong id="clock">waiting...</strong></p>
 <p>Try <a href="/json">/json</a> and <a href="/stream">/stream</a> (streamed plain text).</p>
+<form id="echo"><label>WebSocket echo (/ws): <input id="message" value="hello" autocomplete="off"></label>
+<button>Send</button> <span id="reply"></span></form>
 <script>
 const clock = document.getElementById("clock");
 const events = new EventSource("/clock");
 events.onmessage = (e) => { clock.textContent = e.data; };
 events.onerror = () => { clock.textContent = "disconnected, retrying..."; };
+const reply = document.getElementById("reply");
+const socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+socket.onmessage = (e) => { reply.textContent = "echo: " + e.data; };
+socket.onclose = (e) => { reply.textContent = "closed (" + e.code + ")"; };
+document.getElementById("echo").onsubmit = (e) => {
+  e.preventDefault();
+  socket.send(document.getElementById("message").value);
+};
 </script>
 </body></html>
 """
@@ -54,9 +65,27 @@ async def _stream(send):
     await send({"type": "http.response.body", "body": b""})
 
 
+async def _echo(receive, send):
+    message = await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         return await _lifespan(receive, send)
+    if scope["type"] == "websocket":
+        if scope["path"] == "/ws":
+            return await _echo(receive, send)
+        await receive()
+        return await send({"type": "websocket.close", "code": 1000})  # before accept: HTTP 403
     if scope["type"] != "http":
         return
     path = scope["path"]

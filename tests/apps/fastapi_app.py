@@ -5,7 +5,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import BackgroundTasks, Depends, FastAPI, Header, HTTPException, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Header, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
@@ -127,3 +127,14 @@ async def timeout():
 @app.get("/boom")
 async def boom():
     raise RuntimeError("fastapi boom (intentional)")
+
+
+@app.websocket("/ws/{room}")
+async def ws_room(websocket: WebSocket, room: str, token: str | None = None):
+    await websocket.accept()
+    try:
+        while True:
+            text = await websocket.receive_text()
+            await websocket.send_json({"room": room, "token": token, "echo": text})
+    except WebSocketDisconnect:
+        pass

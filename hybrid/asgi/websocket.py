@@ -1,0 +1,577 @@
+"""ASGI WebSocket (spec 2.4) for one connection, over wsproto, served by the AsyncPool on a SocketStream.
+
+A worker's H1Protocol (built with ``websocket=True``, i.e. ``--ws wsproto``) flags a WebSocket upgrade request;
+``Connection._start`` hands the socket to the pool as a ``WebSocketHandoff`` before any app code runs, and the pool
+drives one ``WebSocketSession``: wsproto sees the request head again (rebuilt from the parsed Request), the app runs
+as a C Task stepping a ``TimedCoroutine`` (every step timed, like the pool's HTTP streams), and the socket is closed
+when the WebSocket is done: there is no keep-alive after a WebSocket.
+
+States: CONNECTING (the app has ``websocket.connect``; it may accept, close, which answers 403, or send a denial
+response with ``websocket.http.response.start``/``.body``) -> RESPONDING (denial body being sent) or OPEN ->
+CLOSING (a close frame went out, the peer's answer is awaited for at most ``CLOSE_TIMEOUT``) -> CLOSED.
+
+Protocol errors close with the code wsproto reports (1002, or 1007 for invalid UTF-8): the close frame goes out,
+the write side is shut down and the socket closes once the peer closes its side (bounded). A message larger than
+``--ws-max-size`` closes with 1009; keepalive pings every ``--ws-ping-interval`` seconds close a peer that does not
+answer within ``--ws-ping-timeout`` with 1011; server shutdown closes every open WebSocket with 1001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections import deque
+from urllib.parse import unquote
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    TextMessage,
+)
+from wsproto.events import Request as WSRequest
+from wsproto.extensions import PerMessageDeflate
+from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
+from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
+
+from hybrid._speedups.steps import TimedCoroutine
+from hybrid._speedups.streams import SocketStream, StreamClosed
+from hybrid.asgi.http import ASGI_VERSION, ClientDisconnected
+from hybrid.asgi.task import BLOCKED_STEP
+
+logger = logging.getLogger("hybrid.error")
+access_logger = logging.getLogger("hybrid.access")
+
+CLOSE_TIMEOUT = 5.0     # how long the close handshake (or a failed connection's last bytes) may take
+QUEUE_HIGH = 32         # received messages waiting for the app before reading pauses (backpressure)
+WRITE_HIGH_WATER = 65536
+
+CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
+_EXTENSIONS = {"websocket.http.response": {}}
+
+
+def build_websocket_scope(conn, req, root_path: str, state: dict) -> dict:
+    """The ASGI ``websocket`` scope of an upgrade request (``conn`` gives the addresses)."""
+    raw_path = req.path
+    path = raw_path.decode("latin-1")
+    if "%" in path:
+        path = unquote(path, encoding="utf-8", errors="surrogateescape")
+    subprotocols = []
+    for name, value in req.headers:
+        if name == b"sec-websocket-protocol":
+            subprotocols.extend(p.strip() for p in value.decode("latin-1").split(",") if p.strip())
+    return {
+        "type": "websocket",
+        "asgi": ASGI_VERSION,
+        "http_version": req.http_version,
+        "scheme": "ws",
+        "server": conn.server_addr,
+        "client": conn.client_addr,
+        "root_path": root_path,
+        "path": root_path + path if root_path else path,
+        "raw_path": root_path.encode() + raw_path if root_path else raw_path,
+        "query_string": req.query,
+        "headers": req.headers,
+        "subprotocols": subprotocols,
+        "state": state.copy(),
+        "extensions": _EXTENSIONS,
+    }
+
+
+def request_head(req) -> bytes:
+    """The upgrade request's head as bytes again, for wsproto's handshake (it parses HTTP itself)."""
+    lines = [b"%s %s HTTP/%s" % (req.method, req.target, req.http_version.encode())]
+    lines.extend(name + b": " + value for name, value in req.headers)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def _header_list(headers, what: str) -> list:
+    try:
+        return [(bytes(name).lower(), bytes(value)) for name, value in headers or ()]
+    except (TypeError, ValueError):
+        raise TypeError(f"ASGI: '{what}' headers must be an iterable of [name, value] byte pairs") from None
+
+
+class WebSocketSession:
+    """One WebSocket connection in the pool: the wsproto protocol, the ASGI receive/send, the app's task."""
+
+    def __init__(self, pool, handoff) -> None:
+        self.pool = pool
+        self.server = pool.server
+        self.config = pool.config
+        self.loop = pool.loop
+        self.sock = handoff.sock
+        self.request = handoff.request
+        self.client_addr = handoff.client
+        self.server_addr = handoff.server
+        self.scope = handoff.scope
+        self.scope["state"] = pool.state.copy()
+        self.trailing = handoff.trailing
+        self.stream = SocketStream(handoff.sock, pool.loop)
+        self.ws = WSConnection(ConnectionType.SERVER)
+        self.state = CONNECTING
+        self.status = 0
+        self.task = None
+        self.reader = None
+        self.incoming: deque = deque()
+        self.waiter: asyncio.Future | None = None   # the app, waiting in receive()
+        self.room: asyncio.Future | None = None     # the reader, waiting for the app to take messages
+        self.connect_delivered = False
+        self.disconnect: dict | None = None    # the websocket.disconnect message, once there is one
+        self.parts: list = []                  # fragments of the message being received
+        self.size = 0
+        self.discarding = False                # after a close we started: data frames are dropped
+        self.failed = False                    # the protocol failed: parsing stopped, bytes are discarded
+        self.shutting_down = False
+        self.ping_timer: asyncio.TimerHandle | None = None
+        self.pong_timer: asyncio.TimerHandle | None = None
+        self.close_timer: asyncio.TimerHandle | None = None
+
+    # -- start -----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            self.ws.receive_data(request_head(self.request))
+            event = next(iter(self.ws.events()), None)
+        except WSRemoteProtocolError as exc:
+            hint = exc.event_hint if isinstance(exc.event_hint, RejectConnection) else RejectConnection()
+            self._reject_handshake(hint, str(exc))
+            return
+        if not isinstance(event, WSRequest):
+            self._reject_handshake(RejectConnection(), "incomplete WebSocket handshake")
+            return
+        self.server.requests += 1
+        pool = self.pool
+        try:
+            coro = TimedCoroutine(pool.app(self.scope, self.receive, self.send), pool.step_blocked, BLOCKED_STEP,
+                                  self)
+            task = self.loop.create_task(coro)
+        except BaseException as exc:  # the app object could not even be called
+            task = self.loop.create_future()
+            task.set_exception(exc)
+        self.task = task
+        pool.tasks.add(task)
+        pool.websockets.add(self)
+        task.add_done_callback(self._on_app_done)
+
+    def _reject_handshake(self, event: RejectConnection, why: str) -> None:
+        """wsproto refused the handshake (no key, wrong version, ...): its status, and close."""
+        logger.debug("WebSocket handshake refused: %s", why)
+        headers = list(event.headers) + [(b"connection", b"close")]
+        try:
+            data = self.ws.send(RejectConnection(status_code=event.status_code or 400, headers=headers))
+        except Exception:  # noqa: BLE001 - h11 itself refused the bytes: a plain 400
+            data = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        self.status = event.status_code or 400
+        self._write(data)
+        self._log_access()
+        self._finish()
+
+    # -- the app ---------------------------------------------------------------------------------------------
+
+    async def receive(self) -> dict:
+        if not self.connect_delivered:
+            self.connect_delivered = True
+            return {"type": "websocket.connect"}
+        while True:
+            if self.incoming:
+                message = self.incoming.popleft()
+                room = self.room
+                if room is not None and not room.done() and len(self.incoming) < QUEUE_HIGH // 2:
+                    room.set_result(None)  # the reader waits for the app to catch up: read on
+                return message
+            if self.disconnect is not None:
+                return self.disconnect
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    async def send(self, message: dict) -> None:
+        kind = message["type"]
+        state = self.state
+        if state == OPEN:
+            if kind == "websocket.send":
+                await self._send_message(message)
+            elif kind == "websocket.close":
+                self._close(message.get("code") or 1000, message.get("reason") or "")
+            else:
+                raise RuntimeError(f"ASGI: unexpected {kind!r} on an open WebSocket (expected 'websocket.send' "
+                                   "or 'websocket.close')")
+        elif state == CONNECTING:
+            if kind == "websocket.accept":
+                self._accept(message)
+            elif kind == "websocket.close":
+                # Closing before the handshake is accepted denies it: HTTP 403 (ASGI spec).
+                self.status = 403
+                self._write(self.ws.send(RejectConnection(
+                    status_code=403, headers=self._response_headers([]), has_body=False)))
+                self.state = CLOSED
+                self._log_access()
+                self._finish()
+            elif kind == "websocket.http.response.start":
+                status = message["status"]
+                if not isinstance(status, int) or not 100 <= status <= 599:
+                    raise ValueError(f"ASGI: invalid status {status!r} in 'websocket.http.response.start'")
+                headers = self._response_headers(_header_list(message.get("headers"), kind))
+                self.status = status
+                self._write(self.ws.send(RejectConnection(status_code=status, headers=headers, has_body=True)))
+                self.state = RESPONDING
+            else:
+                raise RuntimeError(f"ASGI: {kind!r} sent before the WebSocket was accepted (expected "
+                                   "'websocket.accept', 'websocket.close' or 'websocket.http.response.start')")
+        elif state == RESPONDING:
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(f"ASGI: {kind!r} sent during a denial response (expected "
+                                   "'websocket.http.response.body')")
+            body = message.get("body", b"")
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise TypeError(f"ASGI: 'body' must be bytes, got {type(body).__name__}")
+            more = message.get("more_body", False)
+            self._write(self.ws.send(RejectData(data=bytes(body), body_finished=not more)))
+            if not more:
+                self.state = CLOSED
+                self._log_access()
+                self._finish()
+            else:
+                await self._drain()
+        else:  # CLOSING or CLOSED
+            if kind in ("websocket.send", "websocket.close") and self.status == 101:
+                if kind == "websocket.close":
+                    return  # the connection is already closing or closed: nothing more to say
+                raise ClientDisconnected("the WebSocket is closed")
+            if kind.startswith("websocket.http.response") or kind in ("websocket.accept", "websocket.close"):
+                raise RuntimeError(f"ASGI: {kind!r} sent after the response was complete")
+            raise RuntimeError(f"ASGI: unexpected {kind!r} after the WebSocket was closed")
+
+    def _response_headers(self, headers: list) -> list:
+        if self.config.server_header and not any(name == b"server" for name, _ in headers):
+            headers.append((b"server", b"hybrid"))
+        if not any(name == b"connection" for name, _ in headers):
+            headers.append((b"connection", b"close"))
+        return headers
+
+    def _accept(self, message: dict) -> None:
+        headers = _header_list(message.get("headers"), "websocket.accept")
+        if self.config.server_header and not any(name == b"server" for name, _ in headers):
+            headers.append((b"server", b"hybrid"))
+        subprotocol = message.get("subprotocol")
+        extensions = [PerMessageDeflate()] if self.config.ws_per_message_deflate else []
+        try:
+            data = self.ws.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions,
+                                                 extra_headers=headers))
+        except WSLocalProtocolError as exc:
+            raise RuntimeError(f"ASGI: cannot accept the WebSocket: {exc}") from None
+        self.status = 101
+        self.state = OPEN
+        self._log_access()
+        if not self._write(data):
+            self._lost()
+            return
+        self.reader = self.loop.create_task(self._read_loop())
+        self._schedule_ping()
+        if self.shutting_down:
+            self._close(1001, "server shutting down")
+
+    async def _send_message(self, message: dict) -> None:
+        text = message.get("text")
+        if text is not None:
+            if not isinstance(text, str):
+                raise TypeError(f"ASGI: 'text' must be str, got {type(text).__name__}")
+            event = TextMessage(data=text)
+        else:
+            data = message.get("bytes")
+            if data is None:
+                raise ValueError("ASGI: 'websocket.send' needs 'text' or 'bytes'")
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"ASGI: 'bytes' must be bytes, got {type(data).__name__}")
+            event = BytesMessage(data=bytes(data))
+        if not self._write(self.ws.send(event)):
+            self._lost()
+            raise ClientDisconnected("the WebSocket peer went away")
+        await self._drain()
+
+    async def _drain(self) -> None:
+        if self.stream.write_buffer_size() > WRITE_HIGH_WATER:
+            try:
+                await self.stream.drain()
+            except (StreamClosed, OSError) as exc:
+                self._lost()
+                raise ClientDisconnected(f"the WebSocket peer went away: {exc}") from None
+
+    def _on_app_done(self, task) -> None:
+        self.pool.tasks.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not isinstance(exc, ClientDisconnected):
+            logger.error("Exception in ASGI application", exc_info=exc)
+        state = self.state
+        if state == CONNECTING:
+            if exc is None and not task.cancelled():
+                logger.error("ASGI callable returned without accepting or closing the WebSocket.")
+            self.status = 500 if exc is not None or task.cancelled() else 403
+            body = b"Internal Server Error\n" if self.status == 500 else b""
+            headers = self._response_headers([(b"content-type", b"text/plain; charset=utf-8")])
+            try:
+                self._write(self.ws.send(RejectConnection(status_code=self.status, headers=headers,
+                                                          has_body=True)))
+                self._write(self.ws.send(RejectData(data=body, body_finished=True)))
+            except WSLocalProtocolError:
+                pass
+            self.state = CLOSED
+            self._log_access()
+            self._finish()
+        elif state == RESPONDING:
+            self._finish()  # an incomplete denial response: the client must not take it for a whole one
+        elif state == OPEN:
+            self._close(1011 if exc is not None or task.cancelled() else 1000, "")
+        if self.state == CLOSED:
+            self.pool.websockets.discard(self)
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        stream = self.stream
+        try:
+            if self.trailing:
+                self._receive(self.trailing)
+                self.trailing = b""
+            while self.state != CLOSED:
+                while len(self.incoming) >= QUEUE_HIGH and self.state == OPEN:
+                    self.room = self.loop.create_future()  # receive() wakes it when there is room
+                    try:
+                        await self.room
+                    finally:
+                        self.room = None
+                data = await stream.read()
+                if self.failed:
+                    if not data:
+                        break
+                    continue  # the protocol failed: what still comes is dropped until the peer closes
+                self._receive(data or None)
+                if not data:
+                    break
+        except (StreamClosed, OSError):
+            pass
+        except asyncio.CancelledError:
+            return
+        finally:
+            self.reader = None
+        if self.state != CLOSED or self.sock is not None:
+            self._set_disconnect(1006, "")
+            self._finish()
+
+    def _receive(self, data: bytes | None) -> None:
+        ws = self.ws
+        try:
+            ws.receive_data(data)
+        except WSLocalProtocolError:  # closed already
+            return
+        for event in ws.events():
+            kind = type(event)
+            if kind is TextMessage or kind is BytesMessage:
+                self._on_data(event, kind is TextMessage)
+            elif kind is Ping:
+                if ws.state == ConnectionState.OPEN:
+                    self._write(ws.send(event.response()))
+            elif kind is Pong:
+                self._on_pong()
+            elif kind is CloseConnection:
+                self._on_close(event)
+                return
+
+    def _on_data(self, event, text: bool) -> None:
+        if self.discarding or self.state != OPEN:
+            return
+        data = event.data
+        self.size += len(data) if not text or data.isascii() else len(data.encode("utf-8", "surrogatepass"))
+        if self.size > self.config.ws_max_size:
+            self.parts.clear()
+            self.size = 0
+            self._set_disconnect(1009, "message too big")
+            self._close(1009, "message too big")
+            return
+        if not event.message_finished:
+            self.parts.append(data)
+            return
+        if self.parts:
+            self.parts.append(data)
+            data = ("" if text else b"").join(self.parts)
+            self.parts.clear()
+        self.size = 0
+        self.incoming.append({"type": "websocket.receive", "text": data} if text else
+                             {"type": "websocket.receive", "bytes": bytes(data)})
+        self._wake()
+
+    def _on_close(self, event: CloseConnection) -> None:
+        ws_state = self.ws.state
+        if ws_state == ConnectionState.REMOTE_CLOSING:
+            # The peer starts the close handshake: answer with its code, then close the TCP connection.
+            self._write(self.ws.send(event.response()))
+            self._set_disconnect(event.code, event.reason or "")
+            self.state = CLOSED
+            self._finish()
+        elif ws_state == ConnectionState.CLOSED:
+            # The answer to our close (or the connection was lost: 1006).
+            self._set_disconnect(event.code, event.reason or "")
+            self.state = CLOSED
+            self._finish()
+        else:
+            # wsproto could not parse the input (1002, 1007 for invalid UTF-8, ...): fail the connection.
+            self._fail(event.code, event.reason or "")
+
+    # -- closing ---------------------------------------------------------------------------------------------
+
+    def _close(self, code: int, reason: str) -> None:
+        """Start the close handshake: our close frame now, the peer's answer within CLOSE_TIMEOUT."""
+        if self.state != OPEN:
+            return
+        self.state = CLOSING
+        self.discarding = True
+        self._cancel_pings()
+        try:
+            data = self.ws.send(CloseConnection(code=code, reason=reason or None))
+        except WSLocalProtocolError:
+            data = b""
+        if not self._write(data):
+            self._lost()
+            return
+        self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 section 7.1.7): a close frame with ``code``, no more parsing; the socket
+        closes as soon as the peer closes its side (it sees our FIN), or after CLOSE_TIMEOUT."""
+        self._set_disconnect(code, reason)
+        self._cancel_pings()
+        if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            try:
+                self._write(self.ws.send(CloseConnection(code=code, reason=reason[:120] or None)))
+            except WSLocalProtocolError:
+                pass
+        self.state = CLOSING
+        self.failed = True
+        if not self.stream.write_buffer_size() and self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        if self.close_timer is None:
+            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self.close_timer = None
+        self._set_disconnect(1006, "")
+        self.state = CLOSED
+        self.stream.abort()
+        self._finish()
+
+    def _lost(self) -> None:
+        self._set_disconnect(1006, "")
+        self.state = CLOSED
+        self._finish()
+
+    def shutdown(self) -> None:
+        """Server shutdown: close with 1001 (Going Away); the app gets its disconnect now and must return."""
+        self.shutting_down = True
+        if self.state == OPEN:
+            self._set_disconnect(1001, "server shutting down")
+            self._close(1001, "server shutting down")
+        task = self.task
+        if task is not None and not task.done():
+            self.loop.call_later(CLOSE_TIMEOUT, task.cancel)
+
+    def _set_disconnect(self, code: int, reason: str) -> None:
+        if self.disconnect is None:
+            self.disconnect = {"type": "websocket.disconnect", "code": int(code), "reason": reason}
+        self._wake()
+
+    def _finish(self) -> None:
+        """The WebSocket is over: stop timers and the reader, flush and close the socket (no keep-alive)."""
+        self._cancel_pings()
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
+        self.state = CLOSED
+        if self.disconnect is None:
+            self._set_disconnect(1006, "")
+        reader = self.reader
+        if reader is not None and reader is not asyncio.current_task(self.loop):
+            reader.cancel()
+            self.reader = None
+        if self.sock is not None:
+            self.sock = None
+            self.server.connections.discard(self)
+            self.pool.close_later(self.stream)
+        if self.task is None or self.task.done():
+            self.pool.websockets.discard(self)
+
+    # -- keepalive -------------------------------------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        interval = self.config.ws_ping_interval
+        if interval and self.state == OPEN:
+            self.ping_timer = self.loop.call_later(interval, self._ping)
+
+    def _ping(self) -> None:
+        self.ping_timer = None
+        if self.state != OPEN or self.ws.state != ConnectionState.OPEN:
+            return
+        if not self._write(self.ws.send(Ping(payload=os.urandom(4)))):
+            self._lost()
+            return
+        timeout = self.config.ws_ping_timeout
+        if timeout:
+            self.pong_timer = self.loop.call_later(timeout, self._ping_timed_out)
+        else:
+            self._schedule_ping()
+
+    def _on_pong(self) -> None:
+        if self.pong_timer is not None:
+            self.pong_timer.cancel()
+            self.pong_timer = None
+            self._schedule_ping()
+
+    def _ping_timed_out(self) -> None:
+        self.pong_timer = None
+        if self.state == OPEN:
+            self._fail(1011, "keepalive ping timeout")
+
+    def _cancel_pings(self) -> None:
+        for timer in (self.ping_timer, self.pong_timer):
+            if timer is not None:
+                timer.cancel()
+        self.ping_timer = self.pong_timer = None
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _write(self, data) -> bool:
+        if not data or self.sock is None:
+            return self.sock is not None
+        try:
+            self.stream.write(data)
+        except (StreamClosed, OSError):
+            return False
+        return True
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _log_access(self) -> None:
+        if not self.server.access_log:
+            return
+        client = self.client_addr
+        where = f"{client[0]}:{client[1]}" if client else "-"
+        path = self.scope["raw_path"].decode("latin-1")
+        if self.scope["query_string"]:
+            path += "?" + self.scope["query_string"].decode("latin-1")
+        access_logger.info('%s - "WebSocket %s" %d', where, path, self.status)
