@@ -188,15 +188,12 @@ class PoolConnection(Connection):
 
     def send_now(self, data):
         try:
-            if type(data) is list:
-                self.stream.writelines(data)
-            else:
-                self.stream.write(data)
+            buffered = self.stream.writelines(data) if type(data) is list else self.stream.write(data)
         except (StreamClosed, OSError) as exc:
             self._lost()
             raise ClientDisconnected(f"Client disconnected: {exc}") from None
         # Something to wait for when the client reads slower than the app sends: backpressure, not memory.
-        return True if self.stream.write_buffer_size() > 65536 else None
+        return True if buffered > 65536 else None
 
     async def finish_write(self, rest) -> None:
         try:

@@ -248,21 +248,26 @@ cdef class SocketStream:
             raise StreamClosed("the stream is closed")
 
     def write(self, data):
-        """Send ``data`` now as far as the socket takes it; buffer the rest (a copy unless it is ``bytes``)."""
+        """Send ``data`` now as far as the socket takes it; buffer the rest (a copy unless it is ``bytes``).
+
+        Returns how many bytes are buffered now (0: all went out), so a caller can tell in one call whether to
+        ``drain()``."""
         cdef Py_ssize_t sent = 0
         self._check_writable()
         if type(data) is not bytes:
             data = _byte_view(data)
         if not data:
-            return
+            return self._wsize
         if not self._wbuf:
             sent = self._send_now(data, False)
             if sent == len(data):
-                return
+                return 0
         self._buffer(data, sent)
+        return self._wsize
 
     def writelines(self, chunks):
-        """Write each of ``chunks`` in order, with one ``sendmsg`` when nothing is buffered yet."""
+        """Write each of ``chunks`` in order, with one ``sendmsg`` when nothing is buffered yet; returns how many
+        bytes are buffered now, as ``write()`` does."""
         cdef list items = []
         cdef Py_ssize_t sent = 0, n
         self._check_writable()
@@ -282,6 +287,7 @@ cdef class SocketStream:
             else:
                 self._buffer(chunk, sent)
                 sent = 0
+        return self._wsize
 
     cdef Py_ssize_t _send_now(self, object data, bint vector) except -1:
         # Nothing is buffered, so order allows sending at once: usually all of it, with no copy. A single bytes
