@@ -17,9 +17,10 @@ import socket
 import time
 
 from hybrid.config import ServerConfig
+from hybrid.connection import Connection, ConnectionSet
 from hybrid.importer import load_app
 from hybrid.server import Server
-from hybrid.sync_worker import Connection, ConnectionSet, new_event_loop
+from hybrid.sync_worker import new_event_loop
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 
@@ -34,6 +35,11 @@ class _Worker:
         self.conn_set = None
         self.monitor = server.monitor
         self.slot = self.monitor.add_slot(-1)
+        self.pending = 0  # requests of this loop still running after their first step
+        self.name = "bench-worker"
+
+    def step_blocked(self, task, cycle, took: float) -> None:
+        pass
 
     def enter_app(self, fd: int) -> None:
         self.monitor.enter(self.slot, fd)

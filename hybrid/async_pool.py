@@ -36,7 +36,8 @@ from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan
 from hybrid.asgi.task import BLOCKED_STEP
 from hybrid.asgi.websocket import WebSocketSession
-from hybrid.sync_worker import Connection, new_event_loop
+from hybrid.connection import Connection
+from hybrid.sync_worker import new_event_loop
 
 logger = logging.getLogger("hybrid.error")
 

@@ -21,9 +21,9 @@ from hybrid._speedups.h1 import _create_h1_protocol
 from hybrid.asgi.lifespan import LifespanFailure
 from hybrid.async_pool import AsyncPool, StreamRouter
 from hybrid.config import ServerConfig
+from hybrid.connection import ConnectionSet
 from hybrid.importer import load_app
 from hybrid.monitor import ThreadManager
-from hybrid.sync_worker import ConnectionSet
 
 logger = logging.getLogger("hybrid.error")
 access_logger = logging.getLogger("hybrid.access")

@@ -1,6 +1,6 @@
 """ASGI HTTP for one request: the scope, ``receive`` and ``send`` (ASGI HTTP spec 2.4).
 
-A RequestCycle lives as long as one request/response exchange on a Connection (sync_worker.py). It never
+A RequestCycle lives as long as one request/response exchange on a Connection (connection.py). It never
 touches the socket itself except through the connection's ``send_now``, ``read_now`` and ``want_read``, so
 the connection stays the single owner of its I/O.
 """

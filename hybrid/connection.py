@@ -1,0 +1,448 @@
+"""One client connection (HTTP/1.1) and the epoll set it waits in: reading, parsing, running the app, writing.
+
+Follow one request (the thread that owns the set is a SyncWorker, sync_worker.py):
+1. The connection becomes readable; the set's owner calls ``Connection.on_readable``: one ``recv``, the bytes go
+   to the connection's H1Protocol, which returns request events.
+2. ``Connection._start`` builds the ASGI scope and runs the app as a RequestTask whose first step runs at once, in
+   this thread, on this thread's own event loop. A plain request finishes inside that first step: ``send`` wrote the
+   head and body with one ``send`` call and the connection simply stays in the set for its next request.
+3. If the app awaits something that is not ready (a slow body, a database, ``asyncio.sleep``) the task is pending:
+   the connection leaves the epoll set and is served by this thread's loop until the response is done
+   (``Connection._go_async``), then goes back into a set.
+4. A stream or a WebSocket upgrade is handed to the async pool instead (``_hand_off``, async_pool.py).
+
+Ownership: a connection belongs to exactly one of: an epoll set (idle or waiting for bytes), the thread serving
+it, or the async pool. Nobody else touches its socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import select
+import socket
+import time
+from collections import deque
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+from hybrid._speedups.h1 import Data, H1Error, LocalProtocolError, Request
+from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
+from hybrid.asgi.task import BLOCKED_STEP, start_request_task
+from hybrid.asgi.websocket import build_websocket_scope
+
+if TYPE_CHECKING:  # (the worker imports this module)
+    from hybrid.sync_worker import SyncWorker
+
+logger = logging.getLogger("hybrid.error")
+
+RECV_SIZE = 65536
+MAX_BACKLOG_EVENTS = 64  # pipelined events buffered while a request is pending, before reading pauses
+# Unread request body a connection will read and drop after the response, to stay usable; past it, close.
+DISCARD_LIMIT = 4 << 20
+
+
+class ConnectionSet:
+    """A level-triggered epoll set of listeners and idle connections; owned by one thread at a time."""
+
+    def __init__(self, listeners: list[socket.socket]) -> None:
+        self.epoll = select.epoll()
+        self.fd = self.epoll.fileno()
+        self.conns: dict[int, Connection] = {}
+        self.listeners = {sock.fileno(): sock for sock in listeners}
+        for fd in self.listeners:
+            self.epoll.register(fd, select.EPOLLIN)
+
+    def add(self, conn: Connection) -> None:
+        self.conns[conn.fd] = conn
+        self.epoll.register(conn.fd, select.EPOLLIN)
+        conn.registered = True
+        conn.home = self
+
+    def remove(self, conn: Connection) -> None:
+        self.conns.pop(conn.fd, None)
+        if conn.registered:
+            conn.registered = False
+            try:
+                self.epoll.unregister(conn.fd)
+            except OSError:  # already removed by the monitor at a takeover
+                pass
+
+    def stop_accepting(self) -> None:
+        for fd in list(self.listeners):
+            try:
+                self.epoll.unregister(fd)
+            except OSError:
+                pass
+        self.listeners = {}
+
+
+class Connection:
+    __slots__ = (
+        "server", "sock", "fd", "proto", "home", "registered", "worker", "loop", "cycle", "backlog",
+        "disconnected", "async_mode", "reading", "server_addr", "client_addr", "last_active", "error",
+        "discard_budget", "head_since",
+    )
+
+    def __init__(self, server, sock: socket.socket, home: ConnectionSet, client_addr, server_addr) -> None:
+        self.server = server
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.proto = server.new_protocol()
+        self.home = home
+        self.registered = False
+        self.worker = None
+        self.loop = None
+        self.cycle: RequestCycle | None = None
+        self.backlog: deque = deque()
+        self.disconnected = False
+        self.async_mode = False
+        self.reading = False
+        self.server_addr = server_addr
+        self.client_addr = client_addr
+        self.last_active = time.monotonic()
+        self.error: H1Error | None = None
+        self.discard_budget = DISCARD_LIMIT
+        self.head_since = 0.0
+
+    @property
+    def draining(self) -> bool:
+        return self.server.draining
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def on_readable(self, worker: SyncWorker) -> None:
+        """The set owner saw this idle connection readable: read, parse and serve what is complete."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        self.worker = worker
+        self.loop = worker.loop
+        now = self.last_active = time.monotonic()
+        self._feed(data)
+        # A head trickling in byte by byte keeps the connection active; --timeout-request-head bounds it.
+        self.head_since = (self.head_since or now) if self.proto.head_in_progress else 0.0
+        self._serve()
+        self._settle()
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            events = self.proto.feed(data)
+        except H1Error as exc:
+            self.error = exc
+            events = exc.events  # requests completed before the bad bytes are answered first
+        if events:
+            self.backlog.extend(events)
+            if self.cycle is not None:
+                self._route_body()
+
+    def _route_body(self) -> None:
+        # Body events right after the current request's head belong to its cycle; a next Request stays queued.
+        backlog = self.backlog
+        cycle = self.cycle
+        while backlog:
+            event = backlog[0]
+            if type(event) is Request:
+                return
+            backlog.popleft()
+            if type(event) is Data:
+                cycle.add_body(event.data)
+            else:
+                cycle.end_body()
+        if self.error is not None and not cycle.body_complete:
+            # The rest of the body is malformed or over the limit: it will never complete. The app must not
+            # take what came as the whole body, so it sees a disconnect; the client gets the error's status.
+            cycle.fail_body()
+            self.disconnected = True
+
+    def read_now(self) -> bool:
+        """One non-blocking read for a request body the app is waiting for; True if anything happened."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self._lost()
+            return True
+        self._feed(data)
+        return True
+
+    def want_read(self) -> None:
+        """The pending app waits for bytes: let this thread's loop watch the socket."""
+        if not self.reading and not self.disconnected:
+            self.reading = True
+            self.loop.add_reader(self.fd, self._on_readable_async)
+
+    def _on_readable_async(self) -> None:
+        if not self.read_now():
+            return
+        cycle = self.cycle
+        if self.disconnected or self.error is not None:
+            self._stop_reading()
+        elif cycle is not None and not cycle.wants_body and (
+            not cycle.body_complete or len(self.backlog) > MAX_BACKLOG_EVENTS
+        ):
+            # The app is not reading (a full body buffer, or many pipelined requests queued behind this one):
+            # let TCP push back on the client. receive() asks for more when it needs it.
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.fd)
+
+    def _lost(self) -> None:
+        self.disconnected = True
+        self._stop_reading()
+        if self.cycle is not None:
+            self.cycle.wake()
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def send_now(self, data):
+        """Write without waiting; returns the part the kernel did not take (None when all was sent)."""
+        try:
+            if type(data) is list:
+                sent = self.sock.sendmsg(data)
+                data = b"".join(data)
+            else:
+                sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._lost()
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+        if sent == len(data):
+            return None
+        return memoryview(data)[sent:]
+
+    async def finish_write(self, rest) -> None:
+        """The kernel did not take everything: this thread's loop sends the rest as the client reads."""
+        try:
+            await self.loop.sock_sendall(self.sock, rest)
+        except OSError as exc:
+            self.disconnected = True
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+
+    # -- serving ------------------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        """Run the queued requests one after another while each finishes inline."""
+        while self.cycle is None and self.sock is not None:
+            if self.backlog:
+                event = self.backlog.popleft()
+                if type(event) is Request:
+                    self._start(event)
+                elif type(event) is Data:
+                    # The rest of a body the app answered without reading: drop it, up to a bound.
+                    self.discard_budget -= len(event.data)
+                    if self.discard_budget < 0:
+                        self.close()
+                        return
+            elif self.error is not None:
+                self.answer_error(self.error)
+                return
+            else:
+                return
+
+    def _start(self, request: Request) -> None:
+        worker = self.worker
+        server = self.server
+        if request.upgrade is not None:
+            self._hand_off_websocket(request)  # (set only under --ws wsproto) to the pool before any app code
+            return
+        if request.wants_stream or (server.router.active and server.router.wants_pool(
+                request.method.decode("latin-1"), request.path.decode("latin-1"))):
+            self._hand_off(request, rerun=False)  # a stream: to the async pool before any app code runs
+            return
+        server.requests += 1
+        self.discard_budget = DISCARD_LIMIT
+        cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, worker.state))
+        self.cycle = cycle
+        self._route_body()
+        worker.enter_app(self.fd if self.registered else -1)
+        # Timed only while other requests are pending in this loop: they are who a blocking first step delays.
+        started = perf_counter() if worker.pending else 0.0
+        try:
+            task = start_request_task(server.app(cycle.scope, cycle.receive, cycle.send), self.loop, worker)
+        except BaseException as exc:  # the app object could not even be called
+            task = self.loop.create_future()
+            task.set_exception(exc)
+        finally:
+            worker.leave_app(self)
+        if started and perf_counter() - started > BLOCKED_STEP:
+            worker.step_blocked(task, cycle, perf_counter() - started)
+        cycle.task = task
+        if task.done():
+            self._complete(task)
+        else:
+            task._hy_cycle = cycle
+            worker.pending += 1
+            self._go_async()
+            task.add_done_callback(self._on_task_done)
+
+    def streaming_started(self, cycle: RequestCycle) -> None:
+        """The app starts a streamed response (``more_body=True``) here, in a worker, and nothing has reached
+        the client yet. The route is learned, so its next requests go straight to the async pool. A GET or HEAD
+        without a body is abandoned now and re-run in the pool; any other method is never run twice: it
+        streams from this thread to the end."""
+        from hybrid.async_pool import RerunInPool  # (async_pool builds on this module: imported when needed)
+
+        scope = cycle.scope
+        self.server.router.learn(scope["method"], scope["path"])
+        if scope["method"] in ("GET", "HEAD") and cycle.body_complete and not cycle.body and not any(
+            name == b"content-length" or name == b"transfer-encoding" for name, _ in cycle.request.headers
+        ):
+            cycle.rerun = True
+            raise RerunInPool()
+
+    def _hand_off(self, request: Request, *, rerun: bool) -> None:
+        """Give this connection to the async pool (StreamingHandoff) and forget it: from here on the pool owns
+        the socket, the protocol state and the events read past this request's head."""
+        from hybrid.async_pool import StreamingHandoff, request_id_of
+
+        if self.registered:
+            self.home.remove(self)
+        self._stop_reading()
+        sock, self.sock = self.sock, None  # _serve and _settle stop at once: the connection is not ours
+        self.cycle = None
+        scope = build_scope(self, request, self.server.root_path, {})
+        self.server.pool.accept_handoff(StreamingHandoff(
+            conn=self, sock=sock, scope=scope, body=b"", request_id=request_id_of(request), request=request,
+            body_complete=rerun, rerun=rerun,
+        ))
+
+    def _hand_off_websocket(self, request: Request) -> None:
+        """A WebSocket upgrade: the pool completes the handshake and runs the app (WebSocketHandoff); the
+        H1Protocol has switched protocols, and what the client sent after the head is in its trailing data."""
+        from hybrid.async_pool import WebSocketHandoff
+
+        if self.registered:
+            self.home.remove(self)
+        self._stop_reading()
+        sock, self.sock = self.sock, None
+        self.cycle = None
+        self.backlog.clear()  # (the upgrade request's EndOfMessage: nothing after it is HTTP)
+        scope = build_websocket_scope(self, request, self.server.root_path, {})
+        self.server.pool.accept_handoff(WebSocketHandoff(
+            conn=self, sock=sock, request=request, trailing=self.proto.trailing_data, client=self.client_addr,
+            server=self.server_addr, scope=scope,
+        ))
+
+    def resume(self, worker: SyncWorker) -> None:
+        """Given back by the async pool with requests already read (pipelined behind a stream): this thread
+        serves them, then the connection goes back into a set."""
+        self.worker = worker
+        self.loop = worker.loop
+        self._serve()
+        self._settle()
+
+    def _go_async(self) -> None:
+        # The app awaits: this thread's loop serves the connection until the response is done, so the set
+        # must not report it to anyone (its next pipelined bytes are read by us, into the backlog).
+        # The socket is watched only once the app waits in receive(): a client's next bytes (or its EOF) wait
+        # in the kernel until then, and a response to a client that left fails at its write.
+        if self.registered:
+            self.home.remove(self)
+        self.async_mode = True
+
+    def _on_task_done(self, task) -> None:
+        task._hy_worker.pending -= 1
+        self._complete(task)
+        # Still unregistered and owned by this thread: serve pipelined requests first, then go back to a set.
+        self._serve()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Between requests: a connection that left its set (async serving, takeover) goes back into one."""
+        if self.sock is None or self.cycle is not None:
+            return
+        if self.async_mode:
+            self._stop_reading()
+            self.async_mode = False
+        if self.registered:
+            return
+        target = self.worker.conn_set or self.home
+        try:
+            target.add(self)
+        except (OSError, ValueError):  # the set is closed: the server is shutting down
+            self.close()
+
+    def _complete(self, task) -> None:
+        cycle = self.cycle
+        exc = None
+        if task.cancelled():
+            exc = asyncio.CancelledError("the request task was cancelled")
+        else:
+            exc = task.exception()
+        if cycle.rerun and not cycle.wrote and not self.disconnected and self.sock is not None:
+            self._hand_off(cycle.request, rerun=True)  # whatever the app did with RerunInPool
+            return
+        if exc is not None and not isinstance(exc, ClientDisconnected) and not (
+            self.draining and isinstance(exc, asyncio.CancelledError)  # streams cut at the graceful timeout
+        ):
+            logger.error("Exception in ASGI application", exc_info=exc)
+        self.cycle = None
+        if not cycle.wrote:
+            # Nothing reached the client yet: it gets a complete error response.
+            if exc is None and not cycle.response_started:
+                logger.error("ASGI callable returned without starting a response.")
+            if self.error is not None:
+                self.answer_error(self.error)  # the request itself was malformed (e.g. its chunked body)
+            elif not self.disconnected:
+                self._answer_500()
+            self.close()
+            return
+        if not cycle.response_complete:
+            if exc is None and not self.disconnected:
+                logger.error("ASGI callable returned without completing the response.")
+            self.close()  # the client must not take a truncated body for a whole one
+            return
+        # An exception after a complete response (Starlette's error middleware sends its 500, then re-raises)
+        # was logged above; the response was whole and framed, so the connection stays usable. Closing it
+        # would race a client that already sent its next request on it (it would get a reset).
+        if self.server.access_log:
+            self.server.log_access(self, cycle)
+        if self.disconnected or (not self.proto.keep_alive and self.error is None):
+            self.close()  # (with an error pending, _serve answers it with its status, then closes)
+            return
+        self.last_active = time.monotonic()
+
+    def _answer_500(self) -> None:
+        try:
+            out = self.proto.send_response(
+                500, [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")], 22
+            )
+            self.send_now(out + self.proto.send_body(b"Internal Server Error\n", False))
+        except (OSError, LocalProtocolError):
+            pass
+
+    def answer_error(self, exc: H1Error) -> None:
+        """Answer a malformed or timed-out request with its status and close (called by the owner only)."""
+        try:
+            self.send_now(self.proto.send_error(exc.status_code, exc.reason))
+        except OSError:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        if self.sock is None:
+            return
+        self.home.remove(self)
+        self._stop_reading()
+        self.disconnected = True
+        if self.cycle is not None:
+            self.cycle.wake()
+        try:
+            self.sock.close()
+        finally:
+            self.sock = None
+            self.server.connections.discard(self)
