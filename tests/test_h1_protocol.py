@@ -301,9 +301,39 @@ def test_error_unknown_method_501():
     assert error_of(b"FROBNICATE / HTTP/1.1\r\nHost: x\r\n\r\n").status_code == 501
 
 
-@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/1.2", b"HTTP/3.0"])
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b"HTTP/3.0"])
 def test_error_unsupported_version_505(version):
     assert error_of(b"GET / " + version + b"\r\nHost: x\r\n\r\n").status_code == 505
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.2", b"HTTP/1.9"])
+def test_later_minor_versions_are_served_as_1_1(version):
+    """RFC 9110 section 2.5: a higher minor version is handled as the highest one the server implements."""
+    req = new().feed(b"GET / " + version + b"\r\nHost: x\r\n\r\n")[0]
+    assert req.http_version == "1.1" and req.keep_alive
+
+
+@pytest.mark.parametrize("raw", [b"GET / HTTP/1.1\nHost: x\n\n", b"GET / HTTP/1.1\rHost: x\r\n\r\n",
+                                 b"GET / HTTP/1.x\r\nHost: x\r\n\r\n"])
+def test_malformed_line_endings_and_versions_are_400_not_505(raw):
+    assert error_of(raw).status_code == 400
+
+
+@pytest.mark.parametrize("host", [b"a b", b"user@h", b"a/b", b"h?x", b"h\x7f"])
+def test_invalid_host_value_400(host):
+    assert error_of(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "host", [b"example.com", b"example.com:8080", b"[::1]:80", b"127.0.0.1", b"", b"xn--bcher-kva.de"]
+)
+def test_valid_host_values_accepted(host):
+    assert isinstance(new().feed(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")[0], Request)
+
+
+def test_asterisk_form_only_for_options():
+    assert error_of(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n").status_code == 400
+    assert new().feed(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")[0].target == b"*"
 
 
 def test_error_content_length_and_transfer_encoding_400():

@@ -46,6 +46,7 @@ cdef class H1Protocol:
     cdef readonly bytes trailing_data
     cdef long long _body_len
     cdef int _host_count
+    cdef bint _bad_host
     cdef object _error
     cdef list _unanswered
     # limits and options

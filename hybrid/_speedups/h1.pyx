@@ -135,6 +135,24 @@ cdef inline bint _is_token(bytes value):
     return True
 
 
+cdef object _new_parser(H1Protocol proto):
+    parser = HttpRequestParser(proto)
+    # llhttp rejects HTTP/1.2 and later 1.x; RFC 9110 section 2.5 says serve them as 1.1. The version is checked
+    # in on_headers_complete instead (anything but 1.x is 505).
+    parser.set_dangerous_leniencies(lenient_version=True)
+    return parser
+
+
+cdef bint _valid_host(bytes value):
+    # RFC 3986 section 3.2.2-3: reg-name / IPv4 / [IP-literal], then an optional ":" port. Checked by bytes:
+    # unreserved, sub-delims, "%" (pct-encoded), ":" and brackets; no space, "/", "?", "#", "@" or controls.
+    cdef unsigned char c
+    for c in value:
+        if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-._~!$&'()*+,;=%:[]"):
+            return False
+    return True
+
+
 cdef bint _has_token(bytes value, bytes token):
     # A comma-separated header list containing ``token`` (case-insensitive), e.g. "websocket" in Upgrade.
     for part in value.split(b","):
@@ -159,7 +177,7 @@ cdef class H1Protocol:
     def __cinit__(self):
         self._events = []
         self._unanswered = []
-        self._parser = HttpRequestParser(self)
+        self._parser = _new_parser(self)
         self._in_head = True
         self.trailing_data = b""
 
@@ -191,7 +209,7 @@ cdef class H1Protocol:
             # Declined (RFC 9110 section 7.8 lets a server ignore Upgrade): HTTP framing continues exactly as
             # without it. A fresh parser resumes the skipped body with the request's own framing, or parses
             # what follows as the next request.
-            self._parser = HttpRequestParser(self)
+            self._parser = _new_parser(self)
             if self._resume_head is not None:
                 self._synthetic = True
                 self._parser.feed_data(self._resume_head)
@@ -240,10 +258,9 @@ cdef class H1Protocol:
             self._fail(400, "Malformed request line")
         if isinstance(exc, HttpParserInvalidURLError):
             self._fail(400, "Invalid request target")
-        reason = str(exc)
-        if "version" in reason.lower():
-            self._fail(505, "HTTP version not supported")
-        self._fail(400, reason or "Malformed request")
+        # (Versions are checked in on_headers_complete: llhttp's version errors here are malformed input, such as
+        # a bare LF after the version, so 400, not 505.)
+        self._fail(400, str(exc) or "Malformed request")
 
     cdef _fail(self, int status, str reason):
         self._error = H1Error(status, reason)
@@ -266,6 +283,7 @@ cdef class H1Protocol:
         self._upgrade = None
         self._body_len = 0
         self._host_count = 0
+        self._bad_host = False
         self._content_length = -1
         self._chunked = False
 
@@ -300,6 +318,8 @@ cdef class H1Protocol:
             self._upgrade = value
         elif n == 4 and name == b"host":
             self._host_count += 1
+            if not _valid_host(value):
+                self._bad_host = True
         elif n == 14 and name == b"content-length":
             self._content_length = int(value) if value.isdigit() and len(value) < 19 else -2
         elif n == 17 and name == b"transfer-encoding":
@@ -312,7 +332,8 @@ cdef class H1Protocol:
         cdef Request req = Request.__new__(Request)
         parser = self._parser
         version = parser.get_http_version()
-        if version == HTTP_11:
+        if version == HTTP_11 or (version[:2] == "1." and version != HTTP_10):
+            # HTTP/1.2 and later 1.x are served as 1.1, the highest minor version we implement (RFC 9110 2.5).
             req.http_version = HTTP_11
             if self._host_count != 1:
                 # RFC 9112 section 3.2: exactly one Host in an HTTP/1.1 request, else 400.
@@ -321,10 +342,14 @@ cdef class H1Protocol:
             req.http_version = HTTP_10
         else:
             raise H1Error(505, "HTTP version not supported")
+        if self._bad_host:
+            raise H1Error(400, "Invalid Host header")  # RFC 9112 section 3.2, RFC 3986 section 3.2.2
         method = parser.get_method()
         if method == b"CONNECT":
             raise H1Error(501, "CONNECT is not supported")
         target = b"".join(self._url_parts) if len(self._url_parts) != 1 else self._url_parts[0]
+        if target == b"*" and method != b"OPTIONS":
+            raise H1Error(400, "The asterisk-form target is only for OPTIONS")  # RFC 9112 section 3.2.4
         req.method = method
         req.target = target
         if target[:1] != b"/" and b"://" in target:
