@@ -17,7 +17,8 @@ from bench.scenarios import MEASURE_LABELS, load
 
 IMG_DIR = env.DOCS_DIR / "img"
 DOC = env.DOCS_DIR / "benchmarks.md"
-COLORS = {"hybrid": "#d62728", "uvicorn": "#1f77b4", "granian": "#2ca02c", "hypercorn": "#9467bd"}
+COLORS = {"hybrid": "#d62728", "uvicorn": "#1f77b4", "granian": "#2ca02c", "hypercorn": "#9467bd",
+          "uvicorn-websockets": "#1f77b4", "uvicorn-wsproto": "#aec7e8"}
 
 
 def pick_results(arg: str | None) -> Path:
@@ -52,6 +53,8 @@ def plot(result: dict) -> list[tuple[str, str]]:
             metrics.append("new_req_p50_ms")
         elif name == "streaming":
             metrics += ["cpu_us_per_event", "rss_mb"]
+        elif name == "websocket":
+            metrics += ["rtt_p99_ms", "cpu_us_per_msg"]
         cases = [c for c in sc["cases"].values() if c.get("status") == "ok" and c.get("summary")]
         if not cases:
             continue

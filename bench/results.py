@@ -16,6 +16,21 @@ def med(result: dict, scenario: str, key: str, metric: str):
     return case.get("summary", {}).get(metric, {}).get("median")
 
 
+def baseline(result: dict, scenario: str, name: str, variant: str, metric: str, higher: bool = True):
+    """The median of baseline server `name` for a variant; where the scenario runs it in several setups (rows
+    "uvicorn-websockets" and "uvicorn-wsproto" in the websocket scenario), the best of them."""
+    own = med(result, scenario, f"{name}/{variant}", metric)
+    if own is not None:
+        return own
+    cases = result.get("scenarios", {}).get(scenario, {}).get("cases", {})
+    found = [c.get("summary", {}).get(metric, {}).get("median") for c in cases.values()
+             if c["variant"] == variant and c["server"].startswith(name + "-")]
+    found = [x for x in found if x is not None]
+    if not found:
+        return None
+    return max(found) if higher else min(found)
+
+
 def variants(cases: dict) -> list[str]:
     out = []
     for c in cases.values():
@@ -29,7 +44,7 @@ def ratios(result: dict) -> dict:
     out = {}
     specs = load([n for n in result.get("scenarios", {})])
     for name, sc in result.get("scenarios", {}).items():
-        primary = specs[name].primary
+        primary, higher = specs[name].primary, specs[name].higher_is_better
         per = {}
         for v in variants(sc["cases"]):
             row = {}
@@ -38,7 +53,7 @@ def ratios(result: dict) -> dict:
                     continue
                 mine = c.get("summary", {}).get(primary, {}).get("median")
                 row[c["server"]] = {
-                    f"vs_{b}": ratio(mine, med(result, name, f"{b}/{v}", primary)) for b in BASELINES
+                    f"vs_{b}": ratio(mine, baseline(result, name, b, v, primary, higher)) for b in BASELINES
                 }
             per[v] = row
         out[name] = {"metric": primary, "variants": per}
@@ -101,6 +116,20 @@ def targets(result: dict) -> list[dict]:
                         f"and no more server CPU per event",
                         f"{he:,.0f} vs {ue:,.0f} events/s ({ratio(he, ue)}x); RSS {hm} vs {um} MiB; "
                         f"{hc} vs {uc} µs/event", met))
+    for v in ("16B", "64KiB"):  # issue 10
+        h = r("websocket", f"hybrid/{v}", "msgs_per_s")
+        uw, up = r("websocket", f"uvicorn-websockets/{v}", "msgs_per_s"), r("websocket", f"uvicorn-wsproto/{v}",
+                                                                              "msgs_per_s")
+        best = max((x for x in (uw, up) if x is not None), default=None)
+        if h is None or best is None:
+            continue
+        g = r("websocket", f"granian/{v}", "msgs_per_s")
+        hc, uwc, upc = (r("websocket", f"{s}/{v}", "cpu_us_per_msg") for s in
+                        ("hybrid", "uvicorn-websockets", "uvicorn-wsproto"))
+        t.append(_check(f"websocket-{v}", f"websocket echo ({v}, 32 connections): hybrid msg/s >= the best uvicorn "
+                        f"backend's",
+                        f"{h:,.0f} vs {best:,.0f} msg/s ({ratio(h, best)}x; websockets {_fmt(uw)}, wsproto "
+                        f"{_fmt(up)}, granian {_fmt(g)}); server CPU {hc} vs {uwc} / {upc} µs/msg", h >= best))
     derived = result.get("scenarios", {}).get("scaling", {}).get("derived", {}).get("workers2_over_workers1", {})
     for load_ in ("plaintext", "json"):
         v = derived.get(f"hybrid/{load_}")
@@ -200,15 +229,21 @@ def markdown(result: dict, heading_level: int = 2) -> str:
                 lines.append("")
                 lines.append(f"Saturated at this rate (achieved < offered; the backlog grows for the whole run, "
                              f"errors count requests unanswered at the end): {', '.join(sat)}.")
-        if name == "streaming":
+        if name in ("streaming", "websocket"):
             client = [r.get("client_cpu_pct") for c in sc.get("cases", {}).values() for r in c.get("rounds", [])
                       if isinstance(r.get("client_cpu_pct"), (int, float))]
             if client:
+                what = "failed streams (no connection, no byte, non-2xx, or ended before the run did)" \
+                    if name == "streaming" else "failed connections (no connection, no 101 with the right accept " \
+                    "value, closed by the server, or an echo of the wrong length)"
                 lines.append("")
-                lines.append(f"The streaming client's own CPU use (% of its core; well under 100 means it was not the "
+                lines.append(f"The {name} client's own CPU use (% of its core; well under 100 means it was not the "
                              f"limit): median "
-                             f"{sorted(client)[len(client) // 2]:.0f}, max {max(client):.0f}. Errors are failed "
-                             f"streams (no connection, no byte, non-2xx, or ended before the run did).")
+                             f"{sorted(client)[len(client) // 2]:.0f}, max {max(client):.0f}. Errors are {what}.")
+        if name == "websocket":
+            lines.append("")
+            lines.append("uvicorn runs once per WebSocket backend (`--ws websockets`, `--ws wsproto`); \"vs uvicorn\" "
+                         "divides by the better of the two for that message size.")
         derived = sc.get("derived", {}).get("workers2_over_workers1")
         if derived:
             lines.append("")
@@ -217,7 +252,7 @@ def markdown(result: dict, heading_level: int = 2) -> str:
         lines.append("")
     tg = result.get("targets", [])
     if tg:
-        lines.append(f"{h} Targets (issues 5 and 9), measured in this run")
+        lines.append(f"{h} Targets (issues 5, 9 and 10), measured in this run")
         lines.append("")
         lines.append("| target | measured | met |")
         lines.append("|---|---|---|")

@@ -51,6 +51,11 @@ class Case:
     workers: int = 1
     cpus: str | None = None  # None: settings.server_cpus
     extra: str = ""
+    label: str = ""  # the row's name when it is not the server's (uvicorn-wsproto: uvicorn with --ws wsproto)
+
+    @property
+    def row(self) -> str:
+        return self.label or self.server
 
 
 @dataclass
@@ -90,9 +95,13 @@ MEASURE_LABELS = {
     "ttfb_p99_ms": "TTFB p99 ms",
     "rss_mb": "server RSS MiB",
     "cpu_us_per_event": "server CPU µs/event",
+    "msgs_per_s": "msg/s",
+    "rtt_p50_ms": "round trip p50 ms",
+    "rtt_p99_ms": "round trip p99 ms",
+    "cpu_us_per_msg": "server CPU µs/msg",
 }
 
-ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling", "streaming"]
+ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling", "streaming", "websocket"]
 
 
 def _busy_seconds() -> float:
@@ -148,18 +157,18 @@ def run_cases(ctx: Context, scenario_name: str, cases: list[Case],
     s = ctx.settings
     out: dict[str, dict] = {}
     for c in cases:
-        out[f"{c.server}/{c.variant}"] = {"server": c.server, "variant": c.variant, "rounds": [], "commands": [],
-                                          "status": "ok"}
+        out[f"{c.row}/{c.variant}"] = {"server": c.row, "variant": c.variant, "rounds": [], "commands": [],
+                                       "status": "ok"}
     skip: set[str] = set()
     for rnd in range(s.rounds):
         shift = rnd % len(cases) if cases else 0
         order = cases[shift:] + cases[:shift]
         for c in order:
-            key = f"{c.server}/{c.variant}"
+            key = f"{c.row}/{c.variant}"
             if key in skip:
                 continue
             spec = SERVERS[c.server]
-            log_path = s.log_dir / f"{scenario_name}-{c.server}-{c.variant}-r{rnd + 1}.log"
+            log_path = s.log_dir / f"{scenario_name}-{c.row}-{c.variant}-r{rnd + 1}.log"
             server = RunningServer(spec, c.app, workers=c.workers, cpus=c.cpus or s.server_cpus,
                                    log_path=log_path, extra=c.extra)
             env.log(f"{scenario_name} round {rnd + 1}/{s.rounds}: {key}")
