@@ -17,7 +17,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support import RawClient, Server, build_request
+from tests.support import RawClient, Server, build_request, free_fds_limit
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -328,33 +328,61 @@ def test_fastapi_websocket():
 # -- the pool: many idle sockets, no threads; a blocked handler does not stall them ----------------------------
 
 
-def test_200_idle_sockets_need_no_threads():
+IDLE_SOCKETS = 1000
+
+
+async def open_raw_ws(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw client's opening handshake over asyncio streams (lighter than the websockets client, x1000)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write((f"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return reader, writer
+
+
+async def raw_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, text: str) -> str:
+    payload = text.encode()
+    assert len(payload) < 126
+    writer.write(frame(0x1, payload))
+    first, n = await reader.readexactly(2)
+    assert first == 0x81 and n < 126, (first, n)  # FIN + text, unmasked, short
+    return (await reader.readexactly(n)).decode()
+
+
+def test_1000_idle_sockets_need_no_threads():
+    free_fds_limit(2 * IDLE_SOCKETS + 512)  # the server process inherits it (it also raises its own soft limit)
     with Server(APP, "--port", "0") as server:
         proc = psutil.Process(server.pid)
 
         async def main():
-            first = await websockets.connect(url(server, "/ws"))
-            await first.send("warm")
-            assert await first.recv() == "warm"
+            first = await open_raw_ws(server.host, server.port)
+            assert await raw_echo(*first, "warm") == "warm"
             before = proc.num_threads()
-            sockets = [first]
-            for _ in range(20):
-                sockets += await asyncio.gather(*(websockets.connect(url(server, "/ws")) for _ in range(11)))
-            assert len(sockets) == 221
-            await asyncio.sleep(0.3)
-            after = proc.num_threads()
-            replies = []
-            for i, ws in enumerate(sockets):
-                await ws.send(str(i))
-            for ws in sockets:
-                replies.append(await ws.recv())
-            assert replies == [str(i) for i in range(len(sockets))]
-            for ws in sockets:
-                await ws.close()
-            return before, after
+            gate = asyncio.Semaphore(100)
 
-        before, after = run(main(), timeout=60)
-        assert after <= before, f"threads: {before} before 220 more WebSockets, {after} after"
+            async def opened():
+                async with gate:
+                    return await open_raw_ws(server.host, server.port)
+
+            sockets = [first, *await asyncio.gather(*(opened() for _ in range(IDLE_SOCKETS - 1)))]
+            try:
+                await asyncio.sleep(0.3)
+                after = proc.num_threads()
+                held = sum(1 for c in proc.net_connections("tcp")
+                           if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == server.port)
+                sample = list(range(0, IDLE_SOCKETS, 50)) + [IDLE_SOCKETS - 1]
+                replies = await asyncio.gather(*(raw_echo(*sockets[i], f"n{i}") for i in sample))
+                assert replies == [f"n{i}" for i in sample]
+                return before, after, held
+            finally:
+                for _reader, writer in sockets:
+                    writer.close()
+
+        before, after, held = run(main(), timeout=60)
+        assert held >= IDLE_SOCKETS, f"the server holds {held} WebSockets, not {IDLE_SOCKETS}"
+        assert after <= before, f"threads: {before} with one WebSocket, {after} with {IDLE_SOCKETS}"
 
 
 def test_echo_stays_fast_while_a_handler_sleeps():
