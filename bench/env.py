@@ -81,21 +81,30 @@ def ensure_wrk() -> str:
     return found
 
 
+def compile_c_tool(name: str) -> str:
+    """bench/NAME.c compiled into the peers' venv as bench-NAME (again only when the source is newer).
+
+    Raises RuntimeError saying why when there is no C compiler or the build fails."""
+    src = BENCH_DIR / f"{name}.c"
+    exe = PEERS_VENV / "bin" / f"bench-{name}"
+    if exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
+        return str(exe)
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        raise RuntimeError(f"no C compiler for bench/{name}.c")
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([cc, "-O2", "-o", str(exe), str(src)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"could not compile bench/{name}.c: " + proc.stderr[-300:])
+    return str(exe)
+
+
 def ensure_loadgen() -> list[str]:
     """The open-loop generator: bench/loadgen.c compiled into the peers' venv, else the Python fallback."""
-    src = BENCH_DIR / "loadgen.c"
-    exe = PEERS_VENV / "bin" / "bench-loadgen"
-    if exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
-        return [str(exe)]
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc:
-        exe.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run([cc, "-O2", "-o", str(exe), str(src)], capture_output=True, text=True)
-        if proc.returncode == 0:
-            return [str(exe)]
-        log("could not compile bench/loadgen.c, using the Python generator: " + proc.stderr[-300:])
-    else:
-        log("no C compiler: using the Python open-loop generator (less precise above ~10k req/s)")
+    try:
+        return [compile_c_tool("loadgen")]
+    except RuntimeError as exc:
+        log(f"{exc}: using the Python open-loop generator (less precise above ~10k req/s)")
     return [str(peers_python()), "-m", "bench.loadgen"]
 
 

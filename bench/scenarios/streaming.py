@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import time
@@ -39,20 +38,11 @@ EXTRA = {"granian": "--backpressure 16384"}
 
 
 def ensure_client() -> str:
-    """bench/sseclient.c compiled into the peers' venv, as env.ensure_loadgen() does for loadgen.c."""
-    src = env.BENCH_DIR / "sseclient.c"
-    exe = env.PEERS_VENV / "bin" / "bench-sseclient"
-    if exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
-        return str(exe)
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not cc:
-        raise RuntimeError("the streaming scenario needs a C compiler for bench/sseclient.c (a Python client would "
-                           "be the bottleneck)")
-    exe.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([cc, "-O2", "-o", str(exe), str(src)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError("could not compile bench/sseclient.c: " + proc.stderr[-300:])
-    return str(exe)
+    """bench/sseclient.c compiled into the peers' venv (a Python client would be the bottleneck)."""
+    try:
+        return env.compile_c_tool("sseclient")
+    except RuntimeError as exc:
+        raise RuntimeError(f"the streaming scenario needs its C client: {exc}") from None
 
 
 def _softirq_seconds(cpu: str | None) -> float | None:

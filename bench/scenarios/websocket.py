@@ -14,7 +14,6 @@ hybrid serves WebSockets with wsproto (its default), granian with its own Rust i
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 
@@ -39,19 +38,11 @@ SERVERS = (
 
 
 def ensure_client() -> str:
-    """bench/wsclient.c compiled into the peers' venv, as env.ensure_loadgen() does for loadgen.c."""
-    src = env.BENCH_DIR / "wsclient.c"
-    exe = env.PEERS_VENV / "bin" / "bench-wsclient"
-    if exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
-        return str(exe)
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not cc:
-        raise RuntimeError("the websocket scenario needs a C compiler for bench/wsclient.c")
-    exe.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([cc, "-O2", "-o", str(exe), str(src)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError("could not compile bench/wsclient.c: " + proc.stderr[-300:])
-    return str(exe)
+    """bench/wsclient.c compiled into the peers' venv (a Python client would be the bottleneck)."""
+    try:
+        return env.compile_c_tool("wsclient")
+    except RuntimeError as exc:
+        raise RuntimeError(f"the websocket scenario needs its C client: {exc}") from None
 
 
 def measure(ctx: Context, case: Case, server: RunningServer):
