@@ -55,6 +55,7 @@ class ServerConfig:
     root_path: str = ""
     timeout_keep_alive: float = 5.0
     timeout_request_head: float = 20.0
+    timeout_request_body: float = 30.0
     timeout_graceful_shutdown: float | None = None
     workers: int = 1
     reload: bool = False
@@ -115,6 +116,8 @@ class ServerConfig:
             fail("timeout-keep-alive", f"{self.timeout_keep_alive!r} must be a positive number of seconds")
         if not isinstance(self.timeout_request_head, (int, float)) or self.timeout_request_head <= 0:
             fail("timeout-request-head", f"{self.timeout_request_head!r} must be a positive number of seconds")
+        if not isinstance(self.timeout_request_body, (int, float)) or self.timeout_request_body <= 0:
+            fail("timeout-request-body", f"{self.timeout_request_body!r} must be a positive number of seconds")
         if self.timeout_graceful_shutdown is not None and self.timeout_graceful_shutdown < 0:
             fail("timeout-graceful-shutdown", f"{self.timeout_graceful_shutdown!r} must not be negative")
         if not isinstance(self.workers, int) or self.workers < 1:

@@ -81,7 +81,7 @@ class Connection:
     __slots__ = (
         "server", "sock", "fd", "proto", "home", "registered", "worker", "loop", "cycle", "backlog",
         "disconnected", "async_mode", "reading", "server_addr", "client_addr", "last_active", "error",
-        "discard_budget", "head_since",
+        "discard_budget", "head_since", "body_timer",
     )
 
     def __init__(self, server, sock: socket.socket, home: ConnectionSet, client_addr, server_addr) -> None:
@@ -104,6 +104,7 @@ class Connection:
         self.error: H1Error | None = None
         self.discard_budget = DISCARD_LIMIT
         self.head_since = 0.0
+        self.body_timer = None
 
     @property
     def draining(self) -> bool:
@@ -172,6 +173,7 @@ class Connection:
         if not data:
             self._lost()
             return True
+        self.last_active = time.monotonic()  # body progress: what --timeout-request-body measures
         self._feed(data)
         return True
 
@@ -180,6 +182,25 @@ class Connection:
         if not self.reading and not self.disconnected:
             self.reading = True
             self.loop.add_reader(self.fd, self._on_readable_async)
+        if self.body_timer is None and self.cycle is not None and not self.cycle.body_complete:
+            self.body_timer = self.loop.call_later(self.server.config.timeout_request_body, self._body_stall_check)
+
+    def _body_stall_check(self) -> None:
+        """--timeout-request-body: a client that stops sending a body the app waits for gets 408 and is closed
+        (else a Content-Length it never fills would hold the connection forever)."""
+        self.body_timer = None
+        cycle = self.cycle
+        if cycle is None or cycle.body_complete or self.sock is None or self.disconnected:
+            return
+        limit = self.server.config.timeout_request_body
+        idle = time.monotonic() - self.last_active
+        if idle < limit or not self.reading:  # progress meanwhile, or the app is not asking for more
+            self.body_timer = self.loop.call_later(max(limit - idle, 0.05), self._body_stall_check)
+            return
+        self.error = H1Error(408, "Request body timeout")
+        cycle.fail_body()  # the app sees http.disconnect; nothing was written, so the client gets the 408
+        self.disconnected = True
+        self._stop_reading()
 
     def _on_readable_async(self) -> None:
         if not self.read_now():

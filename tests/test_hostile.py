@@ -76,3 +76,39 @@ def test_connection_close_then_pipelined_request_answers_the_first_only(server):
     with server.connect() as c:
         counted = c.request("GET", "/calls").body
     assert b'"/second"' not in counted
+
+
+# -- --timeout-request-body: a body that stops arriving -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def body_timeout_server():
+    with Server(APP, "--port", "0", "--no-access-log", "--timeout-request-body", "1") as srv:
+        yield srv
+
+
+def test_stalled_body_gets_408_and_is_closed(body_timeout_server):
+    """Content-Length: 100 and 5 bytes sent: the connection must not stay open forever."""
+    import time
+
+    with body_timeout_server.connect(timeout=10) as c:
+        started = time.monotonic()
+        c.send(build_request("POST", "/upload", [("Content-Length", "100")]) + b"12345")
+        resp = c.read_response()
+        took = time.monotonic() - started
+        assert resp.status == 408 and resp.header("connection") == "close"
+        assert c.closed_by_peer()
+    assert 0.9 <= took < 3.0, f"answered after {took:.2f} s with --timeout-request-body 1"
+
+
+def test_slow_but_steady_body_is_not_cut(body_timeout_server):
+    """The bound is on a stall, not on the whole upload: a byte every 0.3 s for 3 s is served."""
+    import time
+
+    with body_timeout_server.connect(timeout=10) as c:
+        c.send(build_request("POST", "/upload", [("Content-Length", "10")]))
+        for i in range(10):
+            time.sleep(0.3)
+            c.send(str(i).encode())
+        resp = c.read_response()
+    assert (resp.status, resp.body) == (200, b"POST /upload body=10:0123456789")
