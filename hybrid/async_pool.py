@@ -37,7 +37,7 @@ from hybrid.asgi.lifespan import Lifespan
 from hybrid.asgi.task import BLOCKED_STEP
 from hybrid.asgi.websocket import WebSocketSession
 from hybrid.connection import Connection
-from hybrid.sync_worker import new_event_loop
+from hybrid.sync_worker import run_own_loop
 
 logger = logging.getLogger("hybrid.error")
 
@@ -221,18 +221,7 @@ class PoolConnection(Connection):
         cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, pool.state))
         self.cycle = cycle
         self._route_body()
-        try:
-            # asyncio's C Task, stepping a compiled wrapper that times each step: the pool's streams step once
-            # per event, and the workers' pure-Python RequestTask would cost a microsecond more each time.
-            coro = TimedCoroutine(pool.app(cycle.scope, cycle.receive, cycle.send), pool.step_blocked,
-                                  BLOCKED_STEP, cycle)
-            task = pool.loop.create_task(coro)
-        except BaseException as exc:  # the app object could not even be called
-            task = pool.loop.create_future()
-            task.set_exception(exc)
-        cycle.task = task
-        pool.tasks.add(task)
-        task.add_done_callback(self._on_task_done)
+        cycle.task = pool.start_app(cycle.scope, cycle.receive, cycle.send, cycle, self._on_task_done)
 
     def _on_task_done(self, task) -> None:
         self.pool.tasks.discard(task)
@@ -350,12 +339,7 @@ class AsyncPool:
 
     def run(self) -> None:
         """Blocking: the pool's loop, from lifespan startup to lifespan shutdown."""
-        loop = self.loop = new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._main())
-        finally:
-            loop.close()
+        run_own_loop(self)
 
     async def _main(self) -> None:
         try:
@@ -436,6 +420,21 @@ class AsyncPool:
         conn.backlog.extendleft(reversed(prefix))
         conn._start(handoff.request)
         conn._settle()
+
+    def start_app(self, scope: dict, receive, send, owner, on_done):
+        """Run the app for one handed-off connection as a tracked task; ``owner`` (a RequestCycle or a
+        WebSocketSession) names its route if a step blocks the loop. Returns the task."""
+        try:
+            # asyncio's C Task, stepping a compiled wrapper that times each step: the pool's streams step once
+            # per event, and the workers' pure-Python RequestTask would cost a microsecond more each time.
+            task = self.loop.create_task(TimedCoroutine(self.app(scope, receive, send), self.step_blocked,
+                                                        BLOCKED_STEP, owner))
+        except BaseException as exc:  # the app object could not even be called
+            task = self.loop.create_future()
+            task.set_exception(exc)
+        self.tasks.add(task)
+        task.add_done_callback(on_done)
+        return task
 
     def step_blocked(self, coro: TimedCoroutine, took: float) -> None:
         """A step of a stream held the pool's loop for ``took`` seconds: report it if other streams waited."""

@@ -36,6 +36,17 @@ except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio keeps 
     new_event_loop = asyncio.new_event_loop
 
 
+def run_own_loop(owner) -> None:
+    """The body of a loop thread (a SyncWorker, the AsyncPool): a new loop in ``owner.loop`` runs ``owner._main()``
+    to its end, then closes."""
+    loop = owner.loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(owner._main())
+    finally:
+        loop.close()
+
+
 class SyncWorker:
     """One serving thread: a private event loop, and at most one ConnectionSet at a time."""
 
@@ -61,12 +72,7 @@ class SyncWorker:
         self.thread.start()
 
     def _run(self) -> None:
-        loop = self.loop = new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._main())
-        finally:
-            loop.close()
+        run_own_loop(self)
 
     async def _main(self) -> None:
         """The thread's root task: lifespan startup, serving until ``stop()``, lifespan shutdown.

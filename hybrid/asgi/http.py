@@ -120,7 +120,7 @@ class RequestCycle:
                     # now that the app asked for the body (an app that answers without reading never gets it).
                     self.continue_pending = False
                     if not self.head_sent:
-                        await self._write(conn.proto.send_continue(), interim=True)
+                        await self._write_interim(conn.proto.send_continue())
                 # Bytes may already be waiting in the socket buffer: read them without a trip through the loop.
                 if conn.read_now():
                     continue
@@ -165,7 +165,8 @@ class RequestCycle:
                 self.response_complete = True
                 self.wake()
             if out:
-                # (inlined _write: one coroutine less per body message, which streams send by the thousand)
+                # (written here, not in a helper coroutine: one coroutine less per body message, which streams
+                # send by the thousand)
                 conn = self.conn
                 if conn.disconnected:
                     raise ClientDisconnected("Client disconnected")
@@ -190,12 +191,11 @@ class RequestCycle:
         else:
             raise RuntimeError(f"ASGI: unexpected message type {kind!r} for an HTTP connection")
 
-    async def _write(self, data, interim: bool = False) -> None:
+    async def _write_interim(self, data) -> None:
+        """An interim response (100 Continue): sent, but it is not the response (``wrote`` stays False)."""
         conn = self.conn
         if conn.disconnected:
             raise ClientDisconnected("Client disconnected")
-        self.wrote = self.wrote or not interim
         rest = conn.send_now(data)
         if rest is not None:
-            await conn.finish_write(rest)  # the client reads slower than we send: wait (backpressure)
-
+            await conn.finish_write(rest)

@@ -43,11 +43,9 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
-from hybrid._speedups.steps import TimedCoroutine
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid._speedups.wsmask import XorMasker
 from hybrid.asgi.http import ASGI_VERSION, ClientDisconnected
-from hybrid.asgi.task import BLOCKED_STEP
 
 # Unmasking every client frame in Python was a quarter of the CPU per 64 KiB message: wsproto looks this name up
 # each time a frame starts, so the compiled masker (same interface) takes its place.
@@ -155,18 +153,8 @@ class WebSocketSession:
             self._reject_handshake(RejectConnection(), "incomplete WebSocket handshake")
             return
         self.server.requests += 1
-        pool = self.pool
-        try:
-            coro = TimedCoroutine(pool.app(self.scope, self.receive, self.send), pool.step_blocked, BLOCKED_STEP,
-                                  self)
-            task = self.loop.create_task(coro)
-        except BaseException as exc:  # the app object could not even be called
-            task = self.loop.create_future()
-            task.set_exception(exc)
-        self.task = task
-        pool.tasks.add(task)
-        pool.websockets.add(self)
-        task.add_done_callback(self._on_app_done)
+        self.pool.websockets.add(self)
+        self.task = self.pool.start_app(self.scope, self.receive, self.send, self, self._on_app_done)
 
     def _reject_handshake(self, event: RejectConnection, why: str) -> None:
         """wsproto refused the handshake (no key, wrong version, ...): its status, and close."""
