@@ -49,9 +49,9 @@ def _server(launch, mode, *extra):
 class SlowRequest(threading.Thread):
     """One keep-alive request to /slow on its own connection, read to the end in a thread."""
 
-    def __init__(self, srv, rid: str, t: float):
+    def __init__(self, srv, rid: str, t: float, client: RawClient | None = None):
         super().__init__(daemon=True)
-        self.client = RawClient(srv.addr, timeout=t + 15)
+        self.client = client or RawClient(srv.addr, timeout=t + 15)
         self.rid = rid
         self.target = f"/slow?t={t}&id={rid}"
         self.resp = None
@@ -174,19 +174,6 @@ def test_second_sigint_exits_immediately(launch, mode):
     assert_no_orphans(srv)
 
 
-def _busy_in_every_process(srv, mode, t: float) -> list[SlowRequest]:
-    """Slow requests in flight in every serving process (the single server, or each of the 2 workers)."""
-    pids = worker_pids(srv) if mode else {srv.pid}
-    slow: list[SlowRequest] = []
-    while {entered_pid(srv.markers, s.rid) for s in slow} < pids:
-        assert len(slow) < 12, f"slow requests all reached {[entered_pid(srv.markers, s.rid) for s in slow]}"
-        s = SlowRequest(srv, f"busy{len(slow)}", t)
-        s.start()
-        slow.append(s)
-        assert wait_for(lambda s=s: entered_pid(srv.markers, s.rid), 5), "slow request did not reach the app"
-    return slow
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("mode", MODES)
 def test_idle_keepalive_connections_do_not_delay_shutdown(launch, mode):
@@ -194,15 +181,25 @@ def test_idle_keepalive_connections_do_not_delay_shutdown(launch, mode):
     requests (so the close is the server's doing, not the process exit); the process then exits 0 as soon as the
     in-flight requests are done, without waiting for --timeout-keep-alive."""
     srv = _server(launch, mode, "--timeout-keep-alive", "30")
-    clients = []
-    for i in range(4):
-        c = RawClient(srv.addr, timeout=10)
+    # Which worker accepts a connection is the kernel's choice (one shared listening socket), and it may favour one
+    # process for a long time. So the slow requests travel on connections already known to be in each process: per
+    # process, the first connection carries a slow request and the others stay idle.
+    by_pid: dict[int, list[RawClient]] = {}
+    for i in range(8):
+        c = RawClient(srv.addr, timeout=20)
         resp = c.request("GET", f"/?id=idle{i}")
         assert resp.status == 200 and resp.body.endswith(f" id=idle{i}".encode()), resp
         assert (resp.header("connection") or "").lower() != "close", resp.headers
-        clients.append((c, parse_pid(resp.body)))
+        by_pid.setdefault(parse_pid(resp.body), []).append(c)
     busy = 1.0
-    slow = _busy_in_every_process(srv, mode, busy)
+    slow, clients = [], []
+    for pid, conns in by_pid.items():
+        s = SlowRequest(srv, f"busy{pid}", busy, client=conns[0])
+        s.start()
+        slow.append(s)
+        assert wait_for(lambda s=s: entered_pid(srv.markers, s.rid) == pid, 5), "slow request did not reach the app"
+        clients += [(c, pid) for c in conns[1:]]
+    assert len(clients) >= 4, by_pid
     t = time.monotonic()
     srv.signal(signal.SIGTERM)
     for c, pid in clients:
