@@ -197,7 +197,8 @@ def test_idle_keepalive_connections_do_not_delay_shutdown(launch, mode):
         s = SlowRequest(srv, f"busy{pid}", busy, client=conns[0])
         s.start()
         slow.append(s)
-        assert wait_for(lambda s=s: entered_pid(srv.markers, s.rid) == pid, 5), "slow request did not reach the app"
+        reached = wait_for(lambda s=s, pid=pid: entered_pid(srv.markers, s.rid) == pid, 5)
+        assert reached, f"slow request did not reach the app in process {pid}"
         clients += [(c, pid) for c in conns[1:]]
     assert len(clients) >= 4, by_pid
     t = time.monotonic()
