@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APP ?= hybrid.demo:app
 
-.PHONY: venv install build run test check lint bench bench-quick clean
+.PHONY: venv install build run test check lint bench bench-quick clean system-deps
 
 # Create the virtualenv and install hybrid (editable, compiling the Cython extensions) with test tools.
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard hybrid/_speedups/*.pyx hybrid/_speedups/*.pxd)
@@ -27,7 +27,11 @@ lint: install
 
 check: lint
 
-test: build check
+# Real peers the integration tests drive (nginx), from Debian when missing.
+system-deps:
+	bash .ci/system-deps
+
+test: build check system-deps
 	$(PY) -m pytest -q
 
 bench: build

@@ -147,6 +147,7 @@ class PoolConnection(Connection):
         self.reading = False
         self.server_addr = old.server_addr
         self.client_addr = old.client_addr
+        self.proxy = old.proxy
         self.last_active = time.monotonic()
         self.error = old.error
         self.discard_budget = old.discard_budget

@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 20; 0: no timeout).")
     p.add_argument("--ws-per-message-deflate", action=argparse.BooleanOptionalAction, default=True,
                    help="Offer WebSocket permessage-deflate compression, RFC 7692 (default on).")
+    p.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True,
+                   help="Take the client address, scheme and host from Forwarded / X-Forwarded-For, -Proto and "
+                        "-Host when the peer is in --forwarded-allow-ips (default on).")
+    p.add_argument("--forwarded-allow-ips", default="127.0.0.1",
+                   help="Comma-separated IP addresses and CIDR networks of proxies trusted to send proxy headers, "
+                        "or '*' for all (default 127.0.0.1; unix socket peers are always trusted).")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="Log one line per request (default on).")

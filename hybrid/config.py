@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from hybrid.proxy_headers import parse_allow_ips
+
 LIFESPAN_MODES = ("auto", "on", "off")
 WS_PROTOCOLS = ("wsproto", "none")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -71,6 +73,8 @@ class ServerConfig:
     ws_ping_interval: float | None = 20.0
     ws_ping_timeout: float | None = 20.0
     ws_per_message_deflate: bool = True
+    proxy_headers: bool = True
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     log_level: str = "info"
     access_log: bool = True
     server_header: bool = True
@@ -78,6 +82,11 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         # Fill derived defaults once, so every reader sees concrete values.
+        if isinstance(self.forwarded_allow_ips, (str, list)):
+            # hybrid.run(..., forwarded_allow_ips="10.0.0.0/8,127.0.0.1") as uvicorn takes it, or a list.
+            ips = self.forwarded_allow_ips
+            parts = ips.split(",") if isinstance(ips, str) else ips
+            object.__setattr__(self, "forwarded_allow_ips", tuple(p.strip() for p in parts if p.strip()))
         workers = self.workers if isinstance(self.workers, int) and self.workers > 0 else 1
         threads = self.threads if self.threads is not None else default_threads(workers)
         object.__setattr__(self, "threads", threads)
@@ -151,6 +160,14 @@ class ServerConfig:
             option = "reload" if self.reload else "workers" if self.workers > 1 else "limit-max-requests"
             fail(option, "worker processes import the app themselves: pass the app as 'MODULE:ATTRIBUTE' "
                          "(for example hybrid.run('main:app', workers=2)), not as an object")
+        if not isinstance(self.forwarded_allow_ips, tuple) or not all(
+            isinstance(e, str) for e in self.forwarded_allow_ips
+        ):
+            fail("forwarded-allow-ips", f"{self.forwarded_allow_ips!r} must be IP addresses or networks")
+        try:
+            parse_allow_ips(self.forwarded_allow_ips)
+        except ValueError as exc:
+            fail("forwarded-allow-ips", str(exc))
         if self.log_level not in LOG_LEVELS:
             fail("log-level", f"{self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
 

@@ -81,7 +81,7 @@ class Connection:
     __slots__ = (
         "server", "sock", "fd", "proto", "home", "registered", "worker", "loop", "cycle", "backlog",
         "disconnected", "async_mode", "reading", "server_addr", "client_addr", "last_active", "error",
-        "discard_budget", "head_since", "body_timer",
+        "discard_budget", "head_since", "body_timer", "proxy",
     )
 
     def __init__(self, server, sock: socket.socket, home: ConnectionSet, client_addr, server_addr) -> None:
@@ -100,6 +100,8 @@ class Connection:
         self.reading = False
         self.server_addr = server_addr
         self.client_addr = client_addr
+        # A trusted reverse proxy (--proxy-headers) reports the real client: decided once per connection.
+        self.proxy = server.proxy_trust.for_peer(client_addr) if server.proxy_trust is not None else None
         self.last_active = time.monotonic()
         self.error: H1Error | None = None
         self.discard_budget = DISCARD_LIMIT

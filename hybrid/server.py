@@ -24,6 +24,7 @@ from hybrid.config import ServerConfig
 from hybrid.connection import ConnectionSet
 from hybrid.importer import load_app
 from hybrid.monitor import ThreadManager
+from hybrid.proxy_headers import ProxyTrust
 
 logger = logging.getLogger("hybrid.error")
 access_logger = logging.getLogger("hybrid.access")
@@ -129,6 +130,7 @@ class Server:
         self.sets: dict[int, ConnectionSet] = {}
         self.listeners: list[socket.socket] = []
         self.router = StreamRouter(config.async_paths)
+        self.proxy_trust = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
         self.pool = AsyncPool(config, self.app, server=self)
         self.threads = ThreadManager(self, config)
         self.monitor = self.threads.monitor

@@ -29,7 +29,7 @@ def build_scope(conn, req, root_path: str, state: dict) -> dict:
     if "%" in path:
         path = unquote(path, encoding="utf-8", errors="surrogateescape")
     method = _METHODS.get(req.method) or req.method.decode("ascii")
-    return {
+    scope = {
         "type": "http",
         "asgi": ASGI_VERSION,
         "http_version": req.http_version,
@@ -44,6 +44,9 @@ def build_scope(conn, req, root_path: str, state: dict) -> dict:
         "headers": req.headers,
         "state": state.copy(),
     }
+    if conn.proxy is not None:
+        conn.proxy.apply(scope)
+    return scope
 
 
 class RequestCycle:

@@ -72,7 +72,7 @@ def build_websocket_scope(conn, req, root_path: str, state: dict) -> dict:
     for name, value in req.headers:
         if name == b"sec-websocket-protocol":
             subprotocols.extend(p.strip() for p in value.decode("latin-1").split(",") if p.strip())
-    return {
+    scope = {
         "type": "websocket",
         "asgi": ASGI_VERSION,
         "http_version": req.http_version,
@@ -88,6 +88,9 @@ def build_websocket_scope(conn, req, root_path: str, state: dict) -> dict:
         "state": state.copy(),
         "extensions": _EXTENSIONS,
     }
+    if conn.proxy is not None:
+        conn.proxy.apply(scope)
+    return scope
 
 
 def request_head(req) -> bytes:
