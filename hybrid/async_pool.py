@@ -295,7 +295,7 @@ class PoolConnection(Connection):
         if self.cycle is not None:
             self.cycle.wake()
         self.sock = None
-        self.server.connections.discard(self)
+        self.server.forget(self)
         self.pool.close_later(self.stream)
 
 
@@ -425,15 +425,21 @@ class AsyncPool:
     def start_app(self, scope: dict, receive, send, owner, on_done):
         """Run the app for one handed-off connection as a tracked task; ``owner`` (a RequestCycle or a
         WebSocketSession) names its route if a step blocks the loop. Returns the task."""
+        app = self.app
+        limit = self.server.concurrency
+        if limit is not None:  # --limit-concurrency: past it, a built-in app answers 503
+            app = limit.admit(app)
         try:
             # asyncio's C Task, stepping a compiled wrapper that times each step: the pool's streams step once
             # per event, and the workers' pure-Python RequestTask would cost a microsecond more each time.
-            task = self.loop.create_task(TimedCoroutine(self.app(scope, receive, send), self.step_blocked,
+            task = self.loop.create_task(TimedCoroutine(app(scope, receive, send), self.step_blocked,
                                                         BLOCKED_STEP, owner))
         except BaseException as exc:  # the app object could not even be called
             task = self.loop.create_future()
             task.set_exception(exc)
         self.tasks.add(task)
+        if limit is not None and app is self.app:
+            task.add_done_callback(limit.release)
         task.add_done_callback(on_done)
         return task
 

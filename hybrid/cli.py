@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-request-body", type=_positive_int, default=None,
                    help="Largest request body in bytes; a larger one is answered 413 before it is read, or as "
                         "soon as a chunked body passes the limit (default: no limit).")
+    p.add_argument("--limit-concurrency", type=_positive_int, default=None,
+                   help="Most requests and WebSockets the app handles at once in one worker process; more are "
+                        "answered 503 with Retry-After at once instead of queueing (default: no limit).")
+    p.add_argument("--limit-connections", type=_positive_int, default=None,
+                   help="Most open connections per worker process; past it, new connections wait in the listen "
+                        "backlog until one closes (default: no limit).")
+    p.add_argument("--max-incomplete-event-size", "--h11-max-incomplete-event-size", type=_positive_int,
+                   dest="max_incomplete_event_size", default=16384,
+                   help="Largest request head (request line and headers) in bytes; a larger one is answered 431 "
+                        "(default 16384).")
     p.add_argument("--ws", choices=WS_PROTOCOLS, default="wsproto",
                    help="WebSocket protocol implementation: wsproto (served by the async pool), or none to decline "
                         "upgrades, so upgrade requests reach the app as plain HTTP (default wsproto).")

@@ -67,6 +67,9 @@ class ServerConfig:
     limit_max_requests: int | None = None
     timeout_worker_healthcheck: float = 5.0
     limit_request_body: int | None = None
+    limit_concurrency: int | None = None
+    limit_connections: int | None = None
+    max_incomplete_event_size: int = 16384
     async_paths: tuple[str, ...] = ()
     ws: str = "wsproto"
     ws_max_size: int = 16 * 1024 * 1024
@@ -141,6 +144,13 @@ class ServerConfig:
             not isinstance(self.limit_request_body, int) or self.limit_request_body < 0
         ):
             fail("limit-request-body", f"{self.limit_request_body!r} must be a number of bytes, 0 or more")
+        for option, value in (("limit-concurrency", self.limit_concurrency),
+                              ("limit-connections", self.limit_connections)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                fail(option, f"{value!r} must be at least 1")
+        if not isinstance(self.max_incomplete_event_size, int) or self.max_incomplete_event_size < 1024:
+            fail("max-incomplete-event-size", f"{self.max_incomplete_event_size!r} must be a number of bytes, "
+                 "at least 1024")
         if not isinstance(self.async_paths, tuple) or not all(
             isinstance(p, str) and p.startswith("/") for p in self.async_paths
         ):

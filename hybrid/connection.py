@@ -21,6 +21,7 @@ import asyncio
 import logging
 import select
 import socket
+import threading
 import time
 from collections import deque
 from time import perf_counter
@@ -52,6 +53,10 @@ class ConnectionSet:
         self.listeners = {sock.fileno(): sock for sock in listeners}
         for fd in self.listeners:
             self.epoll.register(fd, select.EPOLLIN)
+        # Listeners leave the epoll set at --limit-connections (other threads may ask: a connection closing in
+        # the pool resumes accepting) and for good at shutdown; the lock keeps a resume from undoing a stop.
+        self._listening = threading.Lock()
+        self._paused = False
 
     def add(self, conn: Connection) -> None:
         self.conns[conn.fd] = conn
@@ -69,12 +74,33 @@ class ConnectionSet:
                 pass
 
     def stop_accepting(self) -> None:
-        for fd in list(self.listeners):
-            try:
-                self.epoll.unregister(fd)
-            except OSError:
-                pass
-        self.listeners = {}
+        with self._listening:
+            for fd in list(self.listeners):
+                try:
+                    self.epoll.unregister(fd)
+                except OSError:
+                    pass
+            self.listeners = {}
+
+    def pause_accepting(self) -> None:
+        with self._listening:
+            if not self._paused:
+                self._paused = True
+                for fd in self.listeners:
+                    try:
+                        self.epoll.unregister(fd)
+                    except OSError:
+                        pass
+
+    def resume_accepting(self) -> None:
+        with self._listening:
+            if self._paused:
+                self._paused = False
+                for fd in self.listeners:
+                    try:
+                        self.epoll.register(fd, select.EPOLLIN)
+                    except OSError:  # the set was closed: the server is going away
+                        pass
 
 
 class Connection:
@@ -291,11 +317,15 @@ class Connection:
         cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, worker.state))
         self.cycle = cycle
         self._route_body()
+        app = server.app
+        if server.concurrency is not None:  # --limit-concurrency: past it, a built-in app answers 503
+            app = server.concurrency.admit(app)
+            cycle.admitted = app is server.app
         worker.enter_app(self.fd if self.registered else -1)
         # Timed only while other requests are pending in this loop: they are who a blocking first step delays.
         started = perf_counter() if worker.pending else 0.0
         try:
-            task = start_request_task(server.app(cycle.scope, cycle.receive, cycle.send), self.loop, worker)
+            task = start_request_task(app(cycle.scope, cycle.receive, cycle.send), self.loop, worker)
         except BaseException as exc:  # the app object could not even be called
             task = self.loop.create_future()
             task.set_exception(exc)
@@ -401,6 +431,8 @@ class Connection:
 
     def _complete(self, task) -> None:
         cycle = self.cycle
+        if cycle.admitted:
+            self.server.concurrency.release()
         exc = None
         if task.cancelled():
             exc = asyncio.CancelledError("the request task was cancelled")
@@ -468,4 +500,4 @@ class Connection:
             self.sock.close()
         finally:
             self.sock = None
-            self.server.connections.discard(self)
+            self.server.forget(self)

@@ -23,6 +23,7 @@ from hybrid.async_pool import AsyncPool, StreamRouter
 from hybrid.config import ServerConfig
 from hybrid.connection import ConnectionSet
 from hybrid.importer import load_app
+from hybrid.limits import ConcurrencyLimit, ConnectionLimit
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
 
@@ -131,6 +132,8 @@ class Server:
         self.listeners: list[socket.socket] = []
         self.router = StreamRouter(config.async_paths)
         self.proxy_trust = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.concurrency = ConcurrencyLimit(config.limit_concurrency) if config.limit_concurrency else None
+        self.connection_limit = ConnectionLimit(config.limit_connections, self) if config.limit_connections else None
         self.pool = AsyncPool(config, self.app, server=self)
         self.threads = ThreadManager(self, config)
         self.monitor = self.threads.monitor
@@ -142,9 +145,16 @@ class Server:
         self.started_at = time.monotonic()
         self._blocked_routes: set[str] = set()
 
+    def forget(self, conn) -> None:
+        """A connection closed for good (from any thread)."""
+        self.connections.discard(conn)
+        if self.connection_limit is not None:
+            self.connection_limit.closed_one()
+
     def new_protocol(self):
         return _create_h1_protocol(server_header=self.config.server_header, date_header=self.config.date_header,
-                                   max_body_size=self.config.limit_request_body, websocket=self.config.ws != "none")
+                                   max_body_size=self.config.limit_request_body, websocket=self.config.ws != "none",
+                                   max_incomplete_event_size=self.config.max_incomplete_event_size)
 
     def log_access(self, conn, cycle) -> None:
         scope = cycle.scope

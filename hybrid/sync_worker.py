@@ -165,8 +165,13 @@ class SyncWorker:
             if self.conn_set is not conn_set:
                 return  # lost the set mid-batch: its new owner sees the rest (level-triggered)
 
-    def _accept(self, conn_set: ConnectionSet, listener: socket.socket, batch: int = ACCEPT_BATCH) -> None:
+    def _accept(self, conn_set: ConnectionSet, listener: socket.socket, batch: int = ACCEPT_BATCH,
+                limited: bool = True) -> None:
+        limit = self.server.connection_limit if limited else None
         for _ in range(batch):
+            if limit is not None and limit.full():
+                limit.pause()  # --limit-connections: the next clients wait in the kernel's backlog
+                return
             try:
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -221,7 +226,7 @@ class SyncWorker:
         try:
             if conn_set is not None:
                 for listener in list(conn_set.listeners.values()):
-                    self._accept(conn_set, listener, batch=1 << 16)
+                    self._accept(conn_set, listener, batch=1 << 16, limited=False)
                 conn_set.stop_accepting()
         finally:
             done.set()

@@ -53,7 +53,7 @@ class RequestCycle:
     __slots__ = (
         "conn", "request", "scope", "body", "body_size", "body_complete", "request_delivered",
         "continue_pending", "status", "headers", "response_started", "head_sent", "response_complete",
-        "wrote", "waiter", "task", "rerun",
+        "wrote", "waiter", "task", "rerun", "admitted",
     )
 
     def __init__(self, conn, request, scope):
@@ -74,6 +74,7 @@ class RequestCycle:
         self.waiter = None
         self.task = None
         self.rerun = False  # abandoned in a worker, to run again in the async pool
+        self.admitted = False  # counted by a worker against --limit-concurrency (the pool counts its own)
 
     # -- fed by the connection ----------------------------------------------------------------------------
 

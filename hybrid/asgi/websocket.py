@@ -505,7 +505,7 @@ class WebSocketSession:
             self.reader = None
         if self.sock is not None:
             self.sock = None
-            self.server.connections.discard(self)
+            self.server.forget(self)
             self.pool.close_later(self.stream)
         if self.task is None or self.task.done():
             self.pool.websockets.discard(self)
