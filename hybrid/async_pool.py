@@ -36,7 +36,7 @@ from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan
 from hybrid.asgi.task import BLOCKED_STEP
 from hybrid.asgi.websocket import WebSocketSession
-from hybrid.connection import Connection
+from hybrid.connection import Connection, unsent_bytes
 from hybrid.sync_worker import run_own_loop
 
 logger = logging.getLogger("hybrid.error")
@@ -198,11 +198,25 @@ class PoolConnection(Connection):
         return True if buffered > 65536 else None
 
     async def finish_write(self, rest) -> None:
+        stream = self.stream
+        stall = self.server.config.timeout_write_stall
         try:
-            await self.stream.drain()
+            while True:
+                # Progress is the stream's buffer or the kernel's send queue shrinking (see Connection.finish_write).
+                before = stream.write_buffer_size() + unsent_bytes(self.fd)
+                try:
+                    async with asyncio.timeout(stall):
+                        await stream.drain()
+                    return
+                except TimeoutError:
+                    if stream.write_buffer_size() + unsent_bytes(self.fd) >= before:
+                        break  # the client took nothing for a whole period
         except (StreamClosed, OSError) as exc:
             self._lost()
             raise ClientDisconnected(f"Client disconnected: {exc}") from None
+        logger.info("Closed a stream whose client read none of it for %g s (--timeout-write-stall).", stall)
+        self._lost()
+        raise ClientDisconnected("Client stopped reading the response")
 
     def _lost(self) -> None:
         self.disconnected = True

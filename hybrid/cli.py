@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-request-body", type=_seconds, default=30.0,
                    help="Answer 408 and close when the app waits for a request body and the client has sent none "
                         "of it for this many seconds (stalled uploads; default 30).")
+    p.add_argument("--timeout-write-stall", type=_seconds, default=60.0,
+                   help="Close a connection whose client has read none of the response for this many seconds "
+                        "(a client that stopped reading; a slow but steady one is not cut; default 60).")
     p.add_argument("--timeout-graceful-shutdown", type=_seconds, default=None,
                    help="On shutdown, wait at most this many seconds for in-flight requests (default: no limit).")
     p.add_argument("--workers", type=_positive_int, default=1,

@@ -58,6 +58,7 @@ class ServerConfig:
     timeout_keep_alive: float = 5.0
     timeout_request_head: float = 20.0
     timeout_request_body: float = 30.0
+    timeout_write_stall: float = 60.0
     timeout_graceful_shutdown: float | None = None
     workers: int = 1
     reload: bool = False
@@ -130,6 +131,8 @@ class ServerConfig:
             fail("timeout-request-head", f"{self.timeout_request_head!r} must be a positive number of seconds")
         if not isinstance(self.timeout_request_body, (int, float)) or self.timeout_request_body <= 0:
             fail("timeout-request-body", f"{self.timeout_request_body!r} must be a positive number of seconds")
+        if not isinstance(self.timeout_write_stall, (int, float)) or self.timeout_write_stall <= 0:
+            fail("timeout-write-stall", f"{self.timeout_write_stall!r} must be a positive number of seconds")
         if self.timeout_graceful_shutdown is not None and self.timeout_graceful_shutdown < 0:
             fail("timeout-graceful-shutdown", f"{self.timeout_graceful_shutdown!r} must not be negative")
         if not isinstance(self.workers, int) or self.workers < 1:

@@ -18,9 +18,12 @@ it, or the async pool. Nobody else touches its socket.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import select
 import socket
+import struct
+import termios
 import threading
 import time
 from collections import deque
@@ -41,6 +44,20 @@ RECV_SIZE = 65536
 MAX_BACKLOG_EVENTS = 64  # pipelined events buffered while a request is pending, before reading pauses
 # Unread request body a connection will read and drop after the response, to stay usable; past it, close.
 DISCARD_LIMIT = 4 << 20
+_OUTQ = struct.Struct("i")
+
+
+def unsent_bytes(fd: int) -> int:
+    """Bytes in the socket's kernel send queue not yet acknowledged by the peer (SIOCOUTQ)."""
+    try:
+        return _OUTQ.unpack(fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
+
+
+def _resolve(future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class ConnectionSet:
@@ -274,9 +291,37 @@ class Connection:
         return memoryview(data)[sent:]
 
     async def finish_write(self, rest) -> None:
-        """The kernel did not take everything: this thread's loop sends the rest as the client reads."""
+        """The kernel did not take everything: this thread's loop sends the rest as the client reads. A client
+        that takes nothing for --timeout-write-stall seconds is cut off (its response would pin the request and
+        its buffers forever); a slow but steady reader is not."""
+        loop, sock, fd = self.loop, self.sock, self.fd
         try:
-            await self.loop.sock_sendall(self.sock, rest)
+            queued = unsent_bytes(fd)
+            while rest:
+                writable = loop.create_future()
+                loop.add_writer(fd, _resolve, writable)
+                try:
+                    async with asyncio.timeout(self.server.config.timeout_write_stall):
+                        await writable
+                except TimeoutError:
+                    # Not writable yet is not the same as stalled: the kernel reports writable only once half of
+                    # a large send queue has gone. Progress is the queue shrinking.
+                    if unsent_bytes(fd) >= queued:
+                        raise
+                    queued = unsent_bytes(fd)
+                    continue
+                finally:
+                    loop.remove_writer(fd)
+                try:
+                    rest = rest[sock.send(rest):]
+                except (BlockingIOError, InterruptedError):
+                    pass
+                queued = unsent_bytes(fd)
+        except TimeoutError:
+            self.disconnected = True
+            logger.info("Closed a connection whose client read none of the response for %g s "
+                        "(--timeout-write-stall).", self.server.config.timeout_write_stall)
+            raise ClientDisconnected("Client stopped reading the response") from None
         except OSError as exc:
             self.disconnected = True
             raise ClientDisconnected(f"Client disconnected: {exc}") from None

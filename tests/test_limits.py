@@ -117,3 +117,69 @@ def test_max_incomplete_event_size_and_its_h11_alias():
 def test_bad_limits_are_one_line_errors(args, option):
     rc, out = run_cli("tests.apps.basic:app", *args)
     assert rc == 2 and option in out and "Traceback" not in out, out
+
+
+def _stalled_client(addr, target: str) -> socket.socket:
+    """A client that sends its request and then reads nothing (a small receive buffer, so the server's writes
+    stop quickly)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.connect(addr)
+    sock.sendall(build_request("GET", target))
+    return sock
+
+
+def _read_all(sock: socket.socket, timeout: float) -> tuple[int, bool]:
+    """(bytes read, whether the server closed the connection) within `timeout` seconds."""
+    sock.settimeout(timeout)
+    got, deadline = 0, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return got, True
+            got += len(chunk)
+    except ConnectionResetError:
+        return got, True
+    except TimeoutError:
+        pass
+    return got, False
+
+
+@pytest.mark.parametrize("where", ["worker", "pool"])
+def test_timeout_write_stall_cuts_a_client_that_stopped_reading(where):
+    app = "tests.apps.basic:app" if where == "worker" else "tests.apps.streaming:app"
+    target = "/big?n=200000000" if where == "worker" else "/big?total=200000000"
+    with Server(app, "--port", "0", "--timeout-write-stall", "1") as srv:
+        stalled = _stalled_client(srv.addr, target)
+        time.sleep(2.8)  # stall (1 s) + the once-a-period check, with room for a slow machine
+        got, closed = _read_all(stalled, 5)
+        stalled.close()
+        assert closed and got < 200_000_000, f"read {got} bytes, closed={closed}"
+        assert "--timeout-write-stall" in srv.output
+        # The server itself carries on.
+        assert _get(srv.addr, "/")[0] == 200
+
+
+def test_timeout_write_stall_spares_a_slow_but_steady_reader():
+    # More than the kernel buffers on both sides hold (tcp_wmem's max is 4 MiB), so the server's writes wait on
+    # this reader, who takes 256 KiB every 0.1 s: never a whole stall period (0.5 s) without progress.
+    total = 12_000_000
+    with Server("tests.apps.basic:app", "--port", "0", "--no-access-log", "--timeout-write-stall", "0.5") as srv:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+        sock.connect(srv.addr)
+        sock.sendall(build_request("GET", f"/big?n={total}"))
+        got, t0 = 0, time.monotonic()
+        sock.settimeout(5)
+        while time.monotonic() - t0 < 30:
+            time.sleep(0.1)
+            chunk = sock.recv(256 * 1024)
+            if not chunk:
+                break
+            got += len(chunk)
+            if got > total:
+                break
+        sock.close()
+        assert got > total, f"read {got} bytes of a {total}-byte body: cut off"
+        assert time.monotonic() - t0 > 2, "the read was not slow enough to exercise the stall timer"
