@@ -144,7 +144,29 @@ def machine_info() -> dict:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "hostname_hash": hashlib.sha256(platform.node().encode()).hexdigest()[:8],
+        **speed_line(),
     }
+
+
+def speed_line() -> dict:
+    """How fast this machine runs Python, so that runs from different machines can be compared: hybrid's own
+    per-request path in process (bench.request_path, no sockets to peers, no load generator) and a fixed
+    pure-Python loop. Machines of the same kind differ up to 3x here; every req/s in the report scales with it."""
+    out: dict = {}
+    python = hybrid_python()
+    try:
+        text = subprocess.run([python, "-m", "bench.request_path", "--requests", "20000"], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=120).stdout
+        out["request_path_us"] = float(text.split(" µs per request")[0].rsplit(" ", 1)[1])
+    except (OSError, subprocess.TimeoutExpired, IndexError, ValueError):
+        out["request_path_us"] = None
+    loop = "import timeit; print(min(timeit.repeat('sum(i * i for i in range(100000))', number=10, repeat=5)))"
+    try:
+        text = subprocess.run([python, "-c", loop], capture_output=True, text=True, timeout=120).stdout
+        out["python_loop_ms"] = round(float(text) * 100, 2)  # per run of the 100k-item loop
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        out["python_loop_ms"] = None
+    return out
 
 
 def _pkg_version(python: str, dist: str) -> str | None:

@@ -10,6 +10,7 @@ are counted (their defaults range from 5 s to none).
 from __future__ import annotations
 
 import os
+import re
 import resource
 import shlex
 import signal
@@ -142,16 +143,53 @@ def rss_kb(pid: int) -> int:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of pid and its descendants, in seconds."""
-    total = 0
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of pid and its descendants (granian's worker is a child process)."""
+    user = system = 0
     for p in [pid] + children_of(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
-    return total / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of pid and its descendants, in seconds."""
+    return sum(cpu_times(pid))
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of pid and its descendants, so far (threads that
+    already ended are not counted: the servers' threads live as long as the run)."""
+    total = 0
+    for p in [pid] + children_of(pid):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                for line in Path(f"/proc/{p}/task/{tid}/status").read_text().splitlines():
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        total += int(line.split()[1])
+            except (OSError, ValueError):
+                pass
+    return total
+
+
+HYBRID_STATS = re.compile(r"Served (\d+) requests; (\d+) takeovers of blocked threads .*?the monitor woke (\d+) times")
+
+
+def hybrid_stats(log_text: str) -> dict:
+    """What hybrid's shutdown line says about a whole run (warm-up included): takeovers, monitor wake-ups/s."""
+    found = HYBRID_STATS.findall(log_text)
+    if not found:
+        return {}
+    return {"takeovers": sum(int(t) for _, t, _ in found), "monitor_wakeups_per_s": max(int(w) for _, _, w in found)}
 
 
 def http_probe(port: int, timeout: float = 2.0) -> bool:

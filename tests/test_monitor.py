@@ -5,7 +5,10 @@ Counts, not timings: the server's shutdown line reports its takeovers and how of
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -68,3 +71,48 @@ def test_a_blocking_handler_is_still_taken_over_and_the_monitor_speeds_up():
     assert takeovers >= 1, srv.output
     assert waited < 0.5, f"a fast request waited {waited * 1000:.0f} ms behind a blocked handler"
     assert wakeups > 200, "after a takeover the monitor should tick fast for a while"
+
+
+def _pin_all_threads(pid: int, cpu: int) -> None:
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except OSError:
+            pass
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs: one shared, one for the clients")
+def test_a_busy_neighbour_on_the_same_cpu_causes_no_takeover():
+    """Production hosts have neighbours: a process spinning on the server's CPU preempts the serving thread for
+    whole time slices, so requests overrun the threshold in wall time. None of them is blocked: no takeover."""
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    with Server(APP, "--port", "0", "--no-access-log") as srv:
+        _pin_all_threads(srv.pid, cpu)
+        spin = f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\nend = time.monotonic() + 8\n" \
+               "while time.monotonic() < end: pass"
+        hog = subprocess.Popen([sys.executable, "-c", spin])
+        try:
+            served = _plain_load(srv, 3.0)
+        finally:
+            hog.kill()
+            hog.wait(5)
+        assert srv.stop() == 0
+    takeovers, _ = _stats(srv.output)
+    assert served > 200
+    assert takeovers == 0, f"{takeovers} takeovers under plain load with a busy neighbour on the server's CPU"
+
+
+def test_a_cpu_bound_handler_is_still_taken_over():
+    """Computing is not waiting for a CPU: a handler that spins holds its thread, and its set moves on."""
+    with Server(APP, "--port", "0", "--no-access-log") as srv:
+        with srv.connect(timeout=10) as spinner, srv.connect(timeout=10) as fast:
+            spinner.send(build_request("GET", "/spin?t=1.5"))
+            time.sleep(0.1)
+            started = time.perf_counter()
+            assert fast.request("GET", "/fast").status == 200
+            waited = time.perf_counter() - started
+            assert spinner.read_response().body == b"spun"
+        assert srv.stop() == 0
+    takeovers, _ = _stats(srv.output)
+    assert takeovers >= 1, srv.output
+    assert waited < 0.5, f"a fast request waited {waited * 1000:.0f} ms behind a CPU-bound handler"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import env
-from bench.servers import SERVERS, RunningServer, ServerFailed, cpu_seconds
+from bench.servers import SERVERS, RunningServer, ServerFailed, context_switches, cpu_seconds, cpu_times, hybrid_stats
 from bench.stats import summarise
 from bench.wrk import Wrk
 
@@ -99,6 +99,12 @@ MEASURE_LABELS = {
     "rtt_p50_ms": "round trip p50 ms",
     "rtt_p99_ms": "round trip p99 ms",
     "cpu_us_per_msg": "server CPU µs/msg",
+    "cpu_us_per_req": "server CPU µs/req",
+    "user_us_per_req": "user µs/req",
+    "sys_us_per_req": "sys µs/req",
+    "ctx_switches_per_s": "ctx switches/s",
+    "takeovers": "takeovers",
+    "monitor_wakeups_per_s": "monitor wake-ups/s",
 }
 
 ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling", "streaming", "websocket"]
@@ -202,6 +208,11 @@ def run_cases(ctx: Context, scenario_name: str, cases: list[Case],
                 env.log(f"  {key}: round failed: {e!r}"[:300])
             finally:
                 server.stop()
+            if c.server == "hybrid" and out[key]["rounds"]:
+                try:  # its shutdown line: takeovers and monitor wake-ups over the whole round
+                    out[key]["rounds"][-1].update(hybrid_stats(log_path.read_text(errors="replace")))
+                except OSError:
+                    pass
             out[key]["seconds"] = round(out[key].get("seconds", 0) + time.monotonic() - t0, 1)
     for v in out.values():
         v["summary"] = summarise(v["rounds"])
@@ -223,11 +234,19 @@ def wrk_measure(path: str = "/", script: str | None = None, connections: int | N
         warm(ctx, server, path, script, connections)
         w = Wrk(s.wrk, server.port, path, connections=connections or s.connections,
                 duration=s.duration * duration_scale, cpus=s.client_cpus, script=script)
-        c0, t0 = cpu_seconds(server.pid), time.monotonic()
+        (u0, s0), x0, t0 = cpu_times(server.pid), context_switches(server.pid), time.monotonic()
         metrics = w.run().metrics()
+        (u1, s1), x1, wall = cpu_times(server.pid), context_switches(server.pid), time.monotonic() - t0
         # Server CPU use during the run: ~100% per pinned core means the server, not wrk, was the limit.
-        cpu_pct = (cpu_seconds(server.pid) - c0) / (time.monotonic() - t0) * 100
+        cpu_pct = (u1 - u0 + s1 - s0) / wall * 100
         metrics["server_cpu_pct"] = round(cpu_pct)
+        # What a request costs the server, whatever the machine's speed lets it reach: CPU per request, split.
+        n = metrics["rps"] * wall
+        if n > 0:
+            metrics["user_us_per_req"] = round((u1 - u0) / n * 1e6, 1)
+            metrics["sys_us_per_req"] = round((s1 - s0) / n * 1e6, 1)
+            metrics["cpu_us_per_req"] = round((u1 - u0 + s1 - s0) / n * 1e6, 1)
+        metrics["ctx_switches_per_s"] = round((x1 - x0) / wall)
         # Requests per second of server CPU time: less sensitive than req/s to other work on a shared machine.
         metrics["rps_per_core"] = round(metrics["rps"] * 100 / cpu_pct, 1) if cpu_pct > 1 else None
         return metrics, [w.command]

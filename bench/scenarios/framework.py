@@ -28,7 +28,8 @@ def run(ctx: Context) -> dict:
 SCENARIO = Scenario(
     name="framework",
     title="Framework: the JSON scenario through FastAPI (async def and plain def endpoints)",
-    measures=["rps", "p50_ms", "p99_ms", "rps_per_core"],
+    measures=["rps", "p50_ms", "p99_ms", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req",
+              "ctx_switches_per_s", "takeovers"],
     primary="rps",
     higher_is_better=True,
     run=run,

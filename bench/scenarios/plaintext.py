@@ -16,7 +16,8 @@ def run(ctx: Context) -> dict:
 SCENARIO = Scenario(
     name="plaintext",
     title="Plaintext: GET, 13-byte body, 64 keep-alive connections",
-    measures=["rps", "p50_ms", "p99_ms", "rps_per_core"],
+    measures=["rps", "p50_ms", "p99_ms", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req",
+              "ctx_switches_per_s", "takeovers"],
     primary="rps",
     higher_is_better=True,
     run=run,

@@ -15,14 +15,25 @@ load. The first takeover (a real blocking handler: 10-20 ms to notice) switches 
 ``--blocking-threshold``, so a burst of blocking handlers is handled as before. The connection being served is removed from
 the set first, so the new owner never reads from it; the stuck thread puts it back when its response is done.
 
+A step that overruns the threshold is not always blocked: on a busy machine its thread may just be waiting for a
+CPU. Before a takeover the monitor asks the kernel about the stuck thread (``/proc/thread-self/task/TID/stat`` and
+``schedstat``, read only for a thread already past the threshold): sleeping (``S``/``D``: a blocking call, a lock)
+is blocked; running or runnable counts only once the thread has spent the threshold on a CPU since the monitor
+first saw the step. So preemption by a neighbour never moves connections, while ``time.sleep``, blocking I/O and
+CPU-bound handlers still do.
+
 ``leave()`` and the takeover decision share one mutex, so a thread that leaves app code either keeps its set or
 learns (from ``leave()``'s result) that it lost it: never both, never neither.
 """
 
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, strtoull
+from libc.string cimport strrchr
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
-from posix.unistd cimport write
+from posix.unistd cimport close, pread, write
+
+import os
+import threading
 
 
 cdef extern from "<pthread.h>" nogil:
@@ -53,12 +64,40 @@ cdef struct Slot:
     int current_fd         # the connection whose app step is running, -1 for none
     int wake_fd            # eventfd the thread's loop watches
     int state
+    int stat_fd            # /proc/self/task/TID/stat of the slot's thread (-1: not available)
+    int sched_fd           # /proc/self/task/TID/schedstat
+    double seen_entered    # the step (its entered_at) the monitor last sampled
+    unsigned long long cpu_ns_seen  # the thread's CPU time when the monitor first saw that step
 
 
 # Slow mode: tick, and how long a step must have run before it counts as blocked. Fast mode lasts this long after
 # the last takeover.
 cdef double SLOW_TICK = 0.010
 cdef double HOT_SECONDS = 1.0
+
+
+cdef long long _read_number(int fd) noexcept nogil:
+    """The first number in a /proc file (schedstat: nanoseconds on a CPU); -1 if it cannot be read."""
+    cdef char buf[64]
+    cdef ssize_t n = pread(fd, buf, 63, 0)
+    if n <= 0:
+        return -1
+    buf[n] = 0
+    return <long long>strtoull(buf, NULL, 10)
+
+
+cdef char _read_state(int fd) noexcept nogil:
+    """The state letter of /proc/.../stat ("R", "S", "D", ...), after the last ')' of the command name."""
+    cdef char buf[512]
+    cdef ssize_t n = pread(fd, buf, 511, 0)
+    cdef char* p
+    if n <= 0:
+        return 0
+    buf[n] = 0
+    p = strrchr(buf, 41)  # ')'
+    if p == NULL or p[1] == 0:
+        return 0
+    return p[2]
 
 
 cdef inline double _now() noexcept nogil:
@@ -92,15 +131,28 @@ cdef class Monitor:
             self._slots[i].epoll_fd = -1
             self._slots[i].current_fd = -1
             self._slots[i].wake_fd = -1
+            self._slots[i].stat_fd = -1
+            self._slots[i].sched_fd = -1
 
     def __dealloc__(self):
         if self._slots != NULL:
+            for i in range(self._size):
+                self._close_proc(i)
             free(self._slots)
         pthread_mutex_destroy(&self._lock)
 
     def add_slot(self, int wake_fd, int epoll_fd=-1):
-        """Register a thread; with ``epoll_fd`` it starts owning that set, else it starts as a spare."""
+        """Register the calling thread; with ``epoll_fd`` it starts owning that set, else it starts as a spare."""
         cdef int i
+        cdef int stat_fd = -1, sched_fd = -1
+        task = f"/proc/self/task/{threading.get_native_id()}"
+        try:
+            stat_fd = os.open(task + "/stat", os.O_RDONLY | os.O_CLOEXEC)
+            sched_fd = os.open(task + "/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # no procfs, or no schedstat: decide on wall time alone
+            if stat_fd >= 0:
+                os.close(stat_fd)
+            stat_fd = sched_fd = -1
         with nogil:
             pthread_mutex_lock(&self._lock)
         try:
@@ -111,7 +163,13 @@ cdef class Monitor:
                     self._slots[i].entered_at = 0
                     self._slots[i].current_fd = -1
                     self._slots[i].state = ACTIVE if epoll_fd >= 0 else SPARE
+                    self._slots[i].stat_fd = stat_fd
+                    self._slots[i].sched_fd = sched_fd
+                    self._slots[i].seen_entered = 0
                     return i
+            if stat_fd >= 0:
+                close(stat_fd)
+                close(sched_fd)
             return -1
         finally:
             pthread_mutex_unlock(&self._lock)
@@ -123,7 +181,15 @@ cdef class Monitor:
         self._slots[slot].state = FREE
         self._slots[slot].epoll_fd = -1
         self._slots[slot].wake_fd = -1
+        self._close_proc(slot)
         pthread_mutex_unlock(&self._lock)
+
+    cdef void _close_proc(self, int slot) noexcept nogil:
+        if self._slots[slot].stat_fd >= 0:
+            close(self._slots[slot].stat_fd)
+            close(self._slots[slot].sched_fd)
+        self._slots[slot].stat_fd = -1
+        self._slots[slot].sched_fd = -1
 
     cpdef enter(self, int slot, int fd):
         """The thread in ``slot`` starts a step of app code for connection ``fd`` (-1 if not inline)."""
@@ -158,6 +224,7 @@ cdef class Monitor:
         if ok:
             self._slots[slot].state = FREE
             self._slots[slot].wake_fd = -1
+            self._close_proc(slot)
         pthread_mutex_unlock(&self._lock)
         return ok
 
@@ -221,8 +288,28 @@ cdef class Monitor:
                                                          else self._threshold)
                 for i in range(self._size):
                     if (self._slots[i].state == ACTIVE and self._slots[i].entered_at > 0
-                            and now - self._slots[i].entered_at > threshold):
+                            and now - self._slots[i].entered_at > threshold and self._blocked(i, threshold)):
                         self._take_over(i, now, threshold)
+
+    cdef bint _blocked(self, int i, double threshold) noexcept nogil:
+        """Slot ``i`` has been in one step past the threshold: is it blocked, or only waiting for a CPU?"""
+        cdef Slot* slot = &self._slots[i]
+        cdef char state
+        cdef long long cpu
+        if slot.stat_fd < 0:
+            return True
+        cpu = _read_number(slot.sched_fd)
+        if slot.seen_entered != slot.entered_at:
+            slot.seen_entered = slot.entered_at  # first look at this step: CPU time is counted from here
+            slot.cpu_ns_seen = cpu
+        state = _read_state(slot.stat_fd)
+        if state == 0 or cpu < 0:
+            return True  # the thread is gone or /proc says nothing: as without the check
+        if state != 82:  # not 'R': sleeping in a blocking call or on a lock, while its connections wait
+            return True
+        # Running or runnable: blocked only if it really spent the threshold computing (a CPU-bound handler),
+        # not if it was preempted.
+        return (cpu - <long long>slot.cpu_ns_seen) * 1e-9 > threshold
 
     cdef void _take_over(self, int stuck, double now, double threshold) noexcept nogil:
         cdef int i, spare = -1

@@ -31,6 +31,12 @@ async def app(scope, receive, send):
     elif path == "/block":
         time.sleep(float(dict(p.split("=") for p in scope["query_string"].decode().split("&"))["t"]))
         body = b"blocked"
+    elif path == "/spin":  # CPU-bound: holds its thread (and the GIL, in turns) computing, never sleeping
+        end = time.monotonic() + float(scope["query_string"].decode().partition("=")[2] or 0.5)
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+        body = b"spun"
     elif path == "/await":  # waits on the loop without blocking it
         await asyncio.sleep(float(scope["query_string"].decode().partition("=")[2] or 0.5))
         body = b"awaited"
