@@ -1,6 +1,6 @@
 """The built-in demo app: ``hybrid`` with no APP argument serves it.
 
-GET /        an HTML page with a live clock fed by server-sent events
+GET /        one HTML page: a plain request to /json, a live clock fed by server-sent events, a WebSocket echo
 GET /json    a small JSON document
 GET /clock   the SSE clock: one event a second (served by the async pool: it accepts text/event-stream)
 GET /stream  a plain-text response streamed line by line (more_body=True), 10 lines 100 ms apart
@@ -15,11 +15,18 @@ PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>hybrid</title></head>
 <body><h1>hybrid is running</h1>
 <p>This is the built-in demo app. Serve your own with <code>hybrid MODULE:APP</code>.</p>
+<p>A plain request (<a href="/json">/json</a>, served inline by a worker thread):
+<code id="plain">loading...</code> <button id="again" type="button">Again</button></p>
 <p>Server time, pushed every second over server-sent events: <strong id="clock">waiting...</strong></p>
-<p>Try <a href="/json">/json</a> and <a href="/stream">/stream</a> (streamed plain text).</p>
+<p>Try also <a href="/stream">/stream</a> (streamed plain text).</p>
 <form id="echo"><label>WebSocket echo (/ws): <input id="message" value="hello" autocomplete="off"></label>
 <button>Send</button> <span id="reply"></span></form>
 <script>
+const plain = document.getElementById("plain");
+const fetchPlain = () => fetch("/json").then((r) => r.text()).then((t) => { plain.textContent = t; })
+  .catch((err) => { plain.textContent = "failed: " + err; });
+document.getElementById("again").onclick = fetchPlain;
+fetchPlain();
 const clock = document.getElementById("clock");
 const events = new EventSource("/clock");
 events.onmessage = (e) => { clock.textContent = e.data; };
