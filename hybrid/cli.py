@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from hybrid.config import LIFESPAN_MODES, LOG_LEVELS, WS_PROTOCOLS, ConfigError, ServerConfig
+from hybrid.config import LIFESPAN_MODES, LOG_LEVELS, MODES, WS_PROTOCOLS, ConfigError, ServerConfig
 
 
 def _positive_int(text: str) -> int:
@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Serve requests whose path matches this glob (e.g. '/events/*') from the async pool, "
                         "where streams never wait for a blocked handler (repeatable). Requests accepting "
                         "text/event-stream and routes seen streaming go there anyway.")
+    p.add_argument("--mode", choices=MODES, default="hybrid",
+                   help="hybrid: serve requests inline in worker threads, streams and WebSockets in the async pool "
+                        "(default). async: serve everything on one event loop, like a classic asyncio server, for "
+                        "apps whose async resources cannot be made per loop.")
     p.add_argument("--limit-request-body", type=_positive_int, default=None,
                    help="Largest request body in bytes; a larger one is answered 413 before it is read, or as "
                         "soon as a chunked body passes the limit (default: no limit).")

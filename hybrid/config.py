@@ -15,6 +15,7 @@ from hybrid.proxy_headers import parse_allow_ips
 
 LIFESPAN_MODES = ("auto", "on", "off")
 WS_PROTOCOLS = ("wsproto", "none")
+MODES = ("hybrid", "async")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -72,6 +73,7 @@ class ServerConfig:
     limit_connections: int | None = None
     max_incomplete_event_size: int = 16384
     async_paths: tuple[str, ...] = ()
+    mode: str = "hybrid"
     ws: str = "wsproto"
     ws_max_size: int = 16 * 1024 * 1024
     ws_ping_interval: float | None = 20.0
@@ -158,6 +160,8 @@ class ServerConfig:
             isinstance(p, str) and p.startswith("/") for p in self.async_paths
         ):
             fail("async-path", f"{self.async_paths!r}: each pattern must be a path glob starting with '/'")
+        if self.mode not in MODES:
+            fail("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
         if self.ws not in WS_PROTOCOLS:
             fail("ws", f"{self.ws!r} is not one of {', '.join(WS_PROTOCOLS)}")
         if not isinstance(self.ws_max_size, int) or self.ws_max_size < 1:

@@ -76,8 +76,8 @@ class ConnectionLimit:
             if self.paused or not self.full():
                 return
             self.paused = True
-            for conn_set in list(self.server.sets.values()):
-                conn_set.pause_accepting()
+            for part in self._accepting():
+                part.pause_accepting()
 
     def closed_one(self) -> None:
         """A connection closed (any thread): accept again once below the limit."""
@@ -86,5 +86,10 @@ class ConnectionLimit:
                 if not self.paused or self.full():
                     return
                 self.paused = False
-                for conn_set in list(self.server.sets.values()):
-                    conn_set.resume_accepting()
+                for part in self._accepting():
+                    part.resume_accepting()
+
+    def _accepting(self) -> list:
+        """Who watches the listeners: every connection set, or in --mode async the pool's acceptor."""
+        acceptor = self.server.acceptor
+        return [acceptor] if acceptor is not None else list(self.server.sets.values())

@@ -19,6 +19,7 @@ import time
 
 from hybrid._speedups.h1 import _create_h1_protocol
 from hybrid.asgi.lifespan import LifespanFailure
+from hybrid.async_mode import AsyncAcceptor
 from hybrid.async_pool import AsyncPool, StreamRouter
 from hybrid.config import ServerConfig
 from hybrid.connection import ConnectionSet
@@ -135,6 +136,7 @@ class Server:
         self.concurrency = ConcurrencyLimit(config.limit_concurrency) if config.limit_concurrency else None
         self.connection_limit = ConnectionLimit(config.limit_connections, self) if config.limit_connections else None
         self.pool = AsyncPool(config, self.app, server=self)
+        self.acceptor = AsyncAcceptor(self, self.pool, []) if config.mode == "async" else None
         self.threads = ThreadManager(self, config)
         self.monitor = self.threads.monitor
         # Set by signal handlers, which must not take locks (threading.Event.set does: a handler that interrupts
@@ -191,9 +193,10 @@ class Server:
         raise_fd_limit()
         self.listeners = self.given_sockets if self.given_sockets is not None else bind_listeners(self.config)
         try:
-            # One spare beyond --threads, ready for the first takeover.
-            spare = 1 if self.config.max_threads > self.config.threads else 0
-            self.threads.start(self.config.threads + spare)
+            if self.acceptor is None:
+                # One spare beyond --threads, ready for the first takeover.
+                spare = 1 if self.config.max_threads > self.config.threads else 0
+                self.threads.start(self.config.threads + spare)
             self.pool.start()
         except LifespanFailure as exc:
             self._close_listeners()
@@ -201,15 +204,21 @@ class Server:
         except BaseException:
             self._close_listeners()
             raise
-        sets = [ConnectionSet(self.listeners) for _ in range(self.config.threads)]
-        self.sets = {s.fd: s for s in sets}
-        self.threads.give_sets(sets)
+        if self.acceptor is not None:  # --mode async: the pool's loop accepts and serves everything
+            self.acceptor.listeners = list(self.listeners)
+            self.acceptor.start()
+            serving = "async mode: one event loop"
+        else:
+            sets = [ConnectionSet(self.listeners) for _ in range(self.config.threads)]
+            self.sets = {s.fd: s for s in sets}
+            self.threads.give_sets(sets)
+            serving = f"{self.config.threads} serving thread{'s' if self.config.threads != 1 else ''}"
         if self.control is not None:
             logger.info("Started worker process [%d]", os.getpid())
             self.control.send(("ready", os.getpid()))
         else:
-            logger.info("Listening on %s (%d threads, press CTRL+C to quit)",
-                        describe_listeners(self.config, self.listeners), self.config.threads)
+            logger.info("Listening on %s (%s, press CTRL+C to quit)",
+                        describe_listeners(self.config, self.listeners), serving)
 
     def serve_forever(self) -> None:
         recycling = False
@@ -282,6 +291,8 @@ class Server:
         for worker in list(self.threads.workers):
             if worker.loop is not None and worker.loop.is_running():
                 worker.loop.call_soon_threadsafe(worker.drain, DRAIN_IDLE_GRACE)
+        if self.acceptor is not None:
+            self.pool.loop.call_soon_threadsafe(self.acceptor.drain, DRAIN_IDLE_GRACE)
         # In-flight requests finish; their connections close after the response (draining).
         deadline = None
         if self.config.timeout_graceful_shutdown is not None:
@@ -315,6 +326,9 @@ class Server:
     def _close_the_door(self) -> None:
         """Stop accepting without losing the connections queued in the kernel: each set's owner accepts what is
         queued and leaves the listeners (on its own thread: a set has one owner), then the listeners close."""
+        if self.acceptor is not None:
+            self._close_the_async_door()
+            return
         answers = []
         for worker in list(self.threads.workers):
             loop = worker.loop
@@ -361,6 +375,25 @@ class Server:
 
         worker.loop.call_soon_threadsafe(adopt_all)
         adopted.wait(2.0)
+
+    def _close_the_async_door(self) -> None:
+        """--mode async: the pool's loop accepts what is queued and stops watching; latecomers follow it."""
+        done = threading.Event()
+        self.pool.loop.call_soon_threadsafe(self.acceptor.close_door, done)
+        done.wait(2.0)
+        if self.given_sockets is not None:
+            return  # a socket shared with the supervisor: what is still queued is for the other workers
+        late = []
+        for listener in self.listeners:
+            while len(late) < 1 << 16:
+                try:
+                    late.append(listener.accept())
+                except OSError:
+                    break
+        if late:
+            adopted = threading.Event()
+            self.pool.loop.call_soon_threadsafe(self.acceptor.adopt_all, late, adopted)
+            adopted.wait(2.0)
 
     def _close_listeners(self) -> None:
         close_listeners(self.config, self.listeners, owner=self.given_sockets is None)

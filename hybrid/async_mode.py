@@ -1,0 +1,216 @@
+"""``--mode async``: every connection is served by the AsyncPool's one loop, as a classic asyncio server would.
+
+The escape hatch for apps whose startup resources cannot be made per loop (a module-level client bound to the
+first loop that used it): there are no SyncWorker threads, no monitor takeovers and no handoffs. The same
+compiled H1Protocol parses, the same request logic (``Connection`` via ``PoolConnection``) runs the app, over
+the same compiled ``SocketStream``; a blocking handler then stalls everyone, exactly as under uvicorn.
+
+Path of a request: the pool loop watches the listeners (``AsyncAcceptor``), accepts, and starts an
+``AsyncConnection``'s reader task. Bytes are fed to the H1Protocol; each complete request starts the app as a
+tracked task on the pool loop; when it completes, the connection reads the next request (keep-alive), bounded by
+``--timeout-keep-alive`` while idle and ``--timeout-request-head`` while a head trickles in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import time
+
+from hybrid._speedups.h1 import H1Error
+from hybrid._speedups.streams import SocketStream, StreamClosed
+from hybrid.async_pool import PoolConnection
+from hybrid.connection import Connection
+
+logger = logging.getLogger("hybrid.error")
+
+ACCEPT_BATCH = 64
+
+
+class AsyncConnection(PoolConnection):
+    """A connection that lives on the pool loop from accept to close, serving request after request."""
+
+    __slots__ = ()
+
+    def __init__(self, pool, sock: socket.socket, client_addr, server_addr) -> None:
+        Connection.__init__(self, pool.server, sock, None, client_addr, server_addr)
+        self.loop = pool.loop
+        self.async_mode = True
+        self.pool = pool
+        self.handoff_rerun = False
+        self.reader = None
+        self.stream = SocketStream(sock, pool.loop)
+
+    def _start(self, request) -> None:
+        if request.upgrade is not None:
+            # The stream may hold bytes read past the head: they are WebSocket frames, so they join the
+            # protocol's trailing data before the session takes the socket.
+            sock, unread = self.stream.detach()
+            if unread:
+                self.proto.feed(unread)
+            self.sock = sock
+            self.registered = False
+            self._hand_off_websocket(request)
+            return
+        super()._start(request)
+
+    def _serve(self) -> None:
+        Connection._serve(self)  # every queued request, in order (the pool serves them all in this mode)
+
+    def _settle(self) -> None:
+        """After a response: read the next request, or close when draining or the client is gone."""
+        if self.sock is None or self.cycle is not None:
+            return
+        if self.server.draining or self.stream.peer_gone or self.disconnected:
+            self.close()
+            return
+        self.last_active = time.monotonic()
+        self.want_read()
+
+    async def _read_loop(self) -> None:
+        config = self.server.config
+        try:
+            while not self.disconnected and self.sock is not None:
+                if self.cycle is None:
+                    # Between requests: idle (keep-alive) or a head arriving, each with its bound.
+                    now = time.monotonic()
+                    if self.head_since:
+                        left = self.head_since + config.timeout_request_head - now
+                    else:
+                        left = config.timeout_keep_alive
+                    try:
+                        async with asyncio.timeout(max(left, 0.0)):
+                            data = await self.stream.read()
+                    except TimeoutError:
+                        if self.head_since:
+                            self.reader = None
+                            self.answer_error(H1Error(408, "Request header timeout"))
+                        else:
+                            self.close()
+                        return
+                else:
+                    data = await self.stream.read()
+                if not data:
+                    self._lost()
+                    if self.cycle is None:
+                        self.close()
+                    return
+                self._feed(data)
+                if self.cycle is None:
+                    now = self.last_active = time.monotonic()
+                    self.head_since = (self.head_since or now) if self.proto.head_in_progress else 0.0
+                    self.reader = None  # the requests started now may ask for their body with want_read()
+                    self._serve()
+                    self._settle()
+                    return
+                cycle = self.cycle
+                if self.error is not None or cycle is None or not cycle.wants_body:
+                    return
+        except (StreamClosed, OSError):
+            self._lost()
+            if self.cycle is None:
+                self.close()
+        finally:
+            if self.reader is asyncio.current_task(self.loop):
+                self.reader = None
+
+    def answer_error(self, exc: H1Error) -> None:
+        try:
+            self.stream.write(self.proto.send_error(exc.status_code, exc.reason))
+        except (StreamClosed, OSError):
+            pass
+        self.close()
+
+    def idle(self) -> bool:
+        return self.cycle is None and not self.proto.head_in_progress
+
+
+class AsyncAcceptor:
+    """The listeners, watched by the pool loop. ``pause_accepting``/``resume_accepting`` (--limit-connections)
+    and ``close_door`` (shutdown) may be called from any thread."""
+
+    def __init__(self, server, pool, listeners) -> None:
+        self.server = server
+        self.pool = pool
+        self.listeners = list(listeners)
+        self.watching = False
+
+    def start(self) -> None:
+        self.pool.loop.call_soon_threadsafe(self._watch, True)
+
+    def _watch(self, on: bool) -> None:
+        if on == self.watching:
+            return
+        for listener in self.listeners:
+            if on:
+                self.pool.loop.add_reader(listener.fileno(), self._accept, listener)
+            else:
+                self.pool.loop.remove_reader(listener.fileno())
+        self.watching = on
+
+    def pause_accepting(self) -> None:
+        self.pool.loop.call_soon_threadsafe(self._watch, False)
+
+    def resume_accepting(self) -> None:
+        if self.listeners:
+            self.pool.loop.call_soon_threadsafe(self._watch, True)
+
+    def _accept(self, listener, batch: int = ACCEPT_BATCH, limited: bool = True) -> None:
+        limit = self.server.connection_limit if limited else None
+        for _ in range(batch):
+            if limit is not None and limit.full():
+                limit.pause()
+                return
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    logger.warning("Cannot accept connections: %s", exc.strerror)
+                return
+            self.adopt(sock, addr)
+
+    def adopt(self, sock: socket.socket, addr) -> None:
+        """An accepted socket becomes an AsyncConnection (on the pool loop)."""
+        sock.setblocking(False)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client, local = addr[:2], sock.getsockname()[:2]
+        else:
+            client, local = None, (sock.getsockname() or self.server.config.uds, None)
+        conn = AsyncConnection(self.pool, sock, client, local)
+        self.server.connections.add(conn)
+        conn.want_read()
+
+    def adopt_all(self, accepted, done) -> None:
+        try:
+            for sock, addr in accepted:
+                self.adopt(sock, addr)
+        finally:
+            done.set()
+
+    def close_door(self, done) -> None:
+        """Shutdown, on the pool loop: accept what is queued in the kernel, then stop watching the listeners."""
+        try:
+            for listener in self.listeners:
+                self._accept(listener, batch=1 << 16, limited=False)
+            self._watch(False)
+            self.listeners = []
+        finally:
+            done.set()
+
+    def drain(self, grace: float) -> None:
+        """Shutdown, on the pool loop: close connections idle for ``grace`` seconds; repeat until none is left."""
+        deadline = time.monotonic() - grace
+        left = False
+        for conn in list(self.server.connections):
+            if type(conn) is AsyncConnection:
+                if conn.idle() and conn.last_active < deadline:
+                    conn.close()
+                else:
+                    left = True
+        if left:
+            self.pool.loop.call_later(grace / 5, self.drain, grace)
