@@ -195,7 +195,8 @@ def versions() -> dict:
         "hybrid_venv_httptools": _pkg_version(hp, "httptools"),
         "peers_python": pp,
     }
-    for dist in ("uvicorn", "httptools", "uvloop", "granian", "hypercorn", "fastapi", "starlette", "pydantic"):
+    for dist in ("uvicorn", "httptools", "uvloop", "granian", "hypercorn", "fastapi", "starlette", "pydantic",
+                 "django", "litestar"):
         out[dist] = _pkg_version(pp, dist)
     try:
         out["wrk"] = subprocess.run(

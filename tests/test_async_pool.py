@@ -510,7 +510,9 @@ def test_blocking_request_pipelined_behind_a_stream_does_not_stall_other_streams
             assert c.read_response().body.count(b"data: ") == 2
             slept = c.read_response().body
     gap = max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
-    assert gap < 0.1, f"the other stream waited {gap * 1000:.0f} ms while {slept!r}"
+    # Events come every 50 ms; a stall behind the blocked handler would be its whole second. The bound leaves
+    # room for a shared machine's scheduling noise (104 ms seen under load) and still catches any stall.
+    assert gap < 0.4, f"the other stream waited {gap * 1000:.0f} ms while {slept!r}"
 
 
 # -- 10. --async-path -----------------------------------------------------------------------------------------------
