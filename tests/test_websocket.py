@@ -413,3 +413,37 @@ def test_echo_stays_fast_while_a_handler_sleeps():
         times = run(main())
         assert len(times) > 10
         assert max(times) < 0.1, [round(t * 1000, 1) for t in times]
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_deflate_bomb_is_stopped_at_max_size_without_inflating_it():
+    """RFC 7692 section 8: a compressed message may inflate a thousandfold. 200 MB of zeros arrive as a ~200 KB
+    compressed frame; with --ws-max-size 1 MB the server must close with 1009 having inflated about 1 MB, not
+    64 MB per read (its peak RSS is the witness)."""
+    import zlib
+
+    with Server(APP, "--port", "0", "--ws-max-size", "1000000", "--no-access-log") as server:
+        comp = zlib.compressobj(wbits=-15)
+        chunk = b"\0" * 1_000_000
+        payload = b"".join(comp.compress(chunk) for _ in range(200)) + comp.flush(zlib.Z_SYNC_FLUSH)
+        assert payload.endswith(b"\x00\x00\xff\xff") and len(payload) < 1_000_000
+        payload = payload[:-4]  # RFC 7692 section 7.2.1: the sender removes the empty block's tail
+        with socket.create_connection(server.addr, timeout=10) as sock:
+            rest = handshake(sock, "/ws", "Sec-WebSocket-Extensions: permessage-deflate\r\n")
+            time.sleep(0.3)
+            before = _vm_hwm_kb(server.pid)
+            try:
+                sock.sendall(frame(0x2, payload, rsv=0x40))
+            except OSError:
+                pass  # the server may close before it has read all of it
+            frames, _eof = read_frames(sock, rest, 10)
+        grown_mb = (_vm_hwm_kb(server.pid) - before) / 1024
+    closes = [p for op, p in frames if op == 0x8]
+    assert closes and struct.unpack("!H", closes[0][:2])[0] == 1009, frames
+    assert grown_mb < 20, f"the server's peak RSS grew {grown_mb:.0f} MB inflating a bomb (limit 1 MB)"

@@ -39,13 +39,13 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.events import Request as WSRequest
-from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid._speedups.wsmask import XorMasker
 from hybrid.asgi.http import ASGI_VERSION, ClientDisconnected
+from hybrid.asgi.ws_deflate import BoundedDeflate
 
 # Unmasking every client frame in Python was a quarter of the CPU per 64 KiB message: wsproto looks this name up
 # each time a frame starts, so the compiled masker (same interface) takes its place.
@@ -262,7 +262,7 @@ class WebSocketSession:
         if self.config.server_header and not any(name == b"server" for name, _ in headers):
             headers.append((b"server", b"hybrid"))
         subprotocol = message.get("subprotocol")
-        extensions = [PerMessageDeflate()] if self.config.ws_per_message_deflate else []
+        extensions = [BoundedDeflate(self.config.ws_max_size)] if self.config.ws_per_message_deflate else []
         try:
             data = self.ws.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions,
                                                  extra_headers=headers))
