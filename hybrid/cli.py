@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forwarded-allow-ips", default="127.0.0.1",
                    help="Comma-separated IP addresses and CIDR networks of proxies trusted to send proxy headers, "
                         "or '*' for all (default 127.0.0.1; unix socket peers are always trusted).")
+    p.add_argument("--ws-open-timeout", type=_seconds, default=10.0,
+                   help="Answer 500 and end the app's call when it has neither accepted nor closed a WebSocket "
+                        "this many seconds after the upgrade request (default 10).")
+    p.add_argument("--ws-close-timeout", type=_seconds, default=5.0,
+                   help="Close the connection when the peer has not answered our WebSocket close frame within "
+                        "this many seconds (default 5).")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="Log one line per request (default on).")

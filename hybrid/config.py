@@ -79,6 +79,8 @@ class ServerConfig:
     ws_ping_interval: float | None = 20.0
     ws_ping_timeout: float | None = 20.0
     ws_per_message_deflate: bool = True
+    ws_open_timeout: float = 10.0
+    ws_close_timeout: float = 5.0
     proxy_headers: bool = True
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     log_level: str = "info"
@@ -169,6 +171,9 @@ class ServerConfig:
         for option, value in (("ws-ping-interval", self.ws_ping_interval), ("ws-ping-timeout", self.ws_ping_timeout)):
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 fail(option, f"{value!r} must be seconds, 0 or more (0: off)")
+        for option, value in (("ws-open-timeout", self.ws_open_timeout), ("ws-close-timeout", self.ws_close_timeout)):
+            if not isinstance(value, (int, float)) or value <= 0:
+                fail(option, f"{value!r} must be a positive number of seconds")
         if self.reload and self.workers > 1:
             fail("reload", "'--reload' runs one worker; it cannot be combined with '--workers'")
         if (self.reload_dirs or self.reload_includes or self.reload_excludes) and not self.reload:

@@ -447,3 +447,31 @@ def test_deflate_bomb_is_stopped_at_max_size_without_inflating_it():
     closes = [p for op, p in frames if op == 0x8]
     assert closes and struct.unpack("!H", closes[0][:2])[0] == 1009, frames
     assert grown_mb < 20, f"the server's peak RSS grew {grown_mb:.0f} MB inflating a bomb (limit 1 MB)"
+
+
+def test_ws_open_timeout_answers_500_to_an_app_that_never_decides():
+    with Server(APP, "--port", "0", "--ws-open-timeout", "1", "--no-access-log") as server:
+        async def main():
+            async with websockets.connect(url(server, "/slowaccept?s=0.3")) as ws:  # decides in time: served
+                await ws.send("in time")
+                assert await ws.recv() == "in time"
+            t = time.monotonic()
+            with pytest.raises(InvalidStatus) as info:
+                async with websockets.connect(url(server, "/slowaccept?s=30"), open_timeout=10):
+                    pass
+            return info.value.response.status_code, time.monotonic() - t
+
+        status, took = run(main())
+        assert status == 500 and 0.9 < took < 3, (status, took)
+        assert "--ws-open-timeout" in server.output
+
+
+def test_ws_close_timeout_closes_when_the_peer_never_answers_our_close():
+    with Server(APP, "--port", "0", "--ws-close-timeout", "1", "--no-access-log") as server:
+        with socket.create_connection(server.addr, timeout=10) as sock:
+            rest = handshake(sock, "/close?code=4001")
+            t = time.monotonic()
+            frames, eof = read_frames(sock, rest, 6)  # we never answer the server's close frame
+            took = time.monotonic() - t
+    assert [op for op, _ in frames] == [0x8] and struct.unpack("!H", frames[0][1][:2])[0] == 4001, frames
+    assert eof and 0.8 < took < 3, f"closed after {took:.1f} s (eof={eof}) with --ws-close-timeout 1"

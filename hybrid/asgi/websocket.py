@@ -8,7 +8,7 @@ when the WebSocket is done: there is no keep-alive after a WebSocket.
 
 States: CONNECTING (the app has ``websocket.connect``; it may accept, close, which answers 403, or send a denial
 response with ``websocket.http.response.start``/``.body``) -> RESPONDING (denial body being sent) or OPEN ->
-CLOSING (a close frame went out, the peer's answer is awaited for at most ``CLOSE_TIMEOUT``) -> CLOSED.
+CLOSING (a close frame went out, the peer's answer is awaited for at most ``--ws-close-timeout``) -> CLOSED.
 
 Protocol errors close with the code wsproto reports (1002, or 1007 for invalid UTF-8): the close frame goes out,
 the write side is shut down and the socket closes once the peer closes its side (bounded). A message larger than
@@ -54,7 +54,6 @@ wsproto.frame_protocol.XorMaskerSimple = XorMasker
 logger = logging.getLogger("hybrid.error")
 access_logger = logging.getLogger("hybrid.access")
 
-CLOSE_TIMEOUT = 5.0     # how long the close handshake (or a failed connection's last bytes) may take
 QUEUE_HIGH = 32         # received messages waiting for the app before reading pauses (backpressure)
 WRITE_HIGH_WATER = 65536
 
@@ -158,6 +157,16 @@ class WebSocketSession:
         self.server.requests += 1
         self.pool.websockets.add(self)
         self.task = self.pool.start_app(self.scope, self.receive, self.send, self, self._on_app_done)
+        # The client waits for 101 (or a denial) while the app decides; an app that never does must not hold
+        # the connection (and its task) forever.
+        self.loop.call_later(self.config.ws_open_timeout, self._open_timed_out)
+
+    def _open_timed_out(self) -> None:
+        task = self.task
+        if self.state == CONNECTING and task is not None and not task.done():
+            logger.warning("WebSocket %s: the app neither accepted nor closed within %g s (--ws-open-timeout); "
+                           "answered 500.", self.scope["path"], self.config.ws_open_timeout)
+            task.cancel()
 
     def _reject_handshake(self, event: RejectConnection, why: str) -> None:
         """wsproto refused the handshake (no key, wrong version, ...): its status, and close."""
@@ -428,7 +437,7 @@ class WebSocketSession:
     # -- closing ---------------------------------------------------------------------------------------------
 
     def _close(self, code: int, reason: str) -> None:
-        """Start the close handshake: our close frame now, the peer's answer within CLOSE_TIMEOUT."""
+        """Start the close handshake: our close frame now, the peer's answer within --ws-close-timeout."""
         if self.state != OPEN:
             return
         self.state = CLOSING
@@ -441,11 +450,11 @@ class WebSocketSession:
         if not self._write(data):
             self._lost()
             return
-        self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
+        self.close_timer = self.loop.call_later(self.config.ws_close_timeout, self._close_timed_out)
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 section 7.1.7): a close frame with ``code``, no more parsing; the socket
-        closes as soon as the peer closes its side (it sees our FIN), or after CLOSE_TIMEOUT."""
+        closes as soon as the peer closes its side (it sees our FIN), or after --ws-close-timeout."""
         self._set_disconnect(code, reason)
         self._cancel_pings()
         if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
@@ -461,7 +470,7 @@ class WebSocketSession:
             except OSError:
                 pass
         if self.close_timer is None:
-            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
+            self.close_timer = self.loop.call_later(self.config.ws_close_timeout, self._close_timed_out)
 
     def _close_timed_out(self) -> None:
         self.close_timer = None
@@ -483,7 +492,7 @@ class WebSocketSession:
             self._close(1001, "server shutting down")
         task = self.task
         if task is not None and not task.done():
-            self.loop.call_later(CLOSE_TIMEOUT, task.cancel)
+            self.loop.call_later(self.config.ws_close_timeout, task.cancel)
 
     def _set_disconnect(self, code: int, reason: str) -> None:
         if self.disconnect is None:
