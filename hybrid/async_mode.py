@@ -92,6 +92,7 @@ class AsyncConnection(PoolConnection):
                         return
                 else:
                     data = await self.stream.read()
+                    self.last_active = time.monotonic()  # body progress (--timeout-request-body)
                 if not data:
                     self._lost()
                     if self.cycle is None:
@@ -102,6 +103,7 @@ class AsyncConnection(PoolConnection):
                     now = self.last_active = time.monotonic()
                     self.head_since = (self.head_since or now) if self.proto.head_in_progress else 0.0
                     self.reader = None  # the requests started now may ask for their body with want_read()
+                    self.reading = False
                     self._serve()
                     self._settle()
                     return
@@ -115,6 +117,7 @@ class AsyncConnection(PoolConnection):
         finally:
             if self.reader is asyncio.current_task(self.loop):
                 self.reader = None
+                self.reading = False
 
     def answer_error(self, exc: H1Error) -> None:
         try:

@@ -145,6 +145,7 @@ class PoolConnection(Connection):
         self.disconnected = False
         self.async_mode = True
         self.reading = False
+        self.body_timer = None
         self.server_addr = old.server_addr
         self.client_addr = old.client_addr
         self.proxy = old.proxy
@@ -164,7 +165,11 @@ class PoolConnection(Connection):
 
     def want_read(self) -> None:
         if self.reader is None and not self.disconnected:
+            self.reading = True
             self.reader = self.loop.create_task(self._read_loop())
+        if self.body_timer is None and self.cycle is not None and not self.cycle.body_complete:
+            # --timeout-request-body, as in the workers (Connection._body_stall_check)
+            self.body_timer = self.loop.call_later(self.server.config.timeout_request_body, self._body_stall_check)
 
     async def _read_loop(self) -> None:
         try:
@@ -173,6 +178,7 @@ class PoolConnection(Connection):
                 if not data:
                     self._lost()
                     return
+                self.last_active = time.monotonic()  # body progress: what --timeout-request-body measures
                 self._feed(data)
                 cycle = self.cycle
                 if self.error is not None or cycle is None or not cycle.wants_body:
@@ -181,12 +187,14 @@ class PoolConnection(Connection):
             self._lost()
         finally:
             self.reader = None
+            self.reading = False
 
     def _stop_reading(self) -> None:
         reader = self.reader
         if reader is not None and reader is not asyncio.current_task(self.loop):
             reader.cancel()
         self.reader = None
+        self.reading = False
 
     def send_now(self, data):
         try:

@@ -87,13 +87,27 @@ def body_timeout_server():
         yield srv
 
 
-def test_stalled_body_gets_408_and_is_closed(body_timeout_server):
-    """Content-Length: 100 and 5 bytes sent: the connection must not stay open forever."""
+@pytest.mark.parametrize("where", ["worker", "pool", "async-mode"])
+def test_stalled_body_gets_408_and_is_closed(body_timeout_server, where):
+    """Content-Length: 100 and 5 bytes sent: the connection must not stay open forever, whether the request is
+    served by a worker, handed to the async pool first (it accepts text/event-stream), or by --mode async."""
+
+    headers = [("Content-Length", "100")]
+    if where == "pool":
+        headers.append(("Accept", "text/event-stream"))
+    if where == "async-mode":
+        with Server(APP, "--port", "0", "--no-access-log", "--timeout-request-body", "1", "--mode", "async") as srv:
+            _stalled_body(srv, headers)
+        return
+    _stalled_body(body_timeout_server, headers)
+
+
+def _stalled_body(server, headers):
     import time
 
-    with body_timeout_server.connect(timeout=10) as c:
+    with server.connect(timeout=10) as c:
         started = time.monotonic()
-        c.send(build_request("POST", "/upload", [("Content-Length", "100")]) + b"12345")
+        c.send(build_request("POST", "/upload", headers) + b"12345")
         resp = c.read_response()
         took = time.monotonic() - started
         assert resp.status == 408 and resp.header("connection") == "close"
