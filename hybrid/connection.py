@@ -21,6 +21,7 @@ import asyncio
 import logging
 import select
 import socket
+import ssl
 import time
 from collections import deque
 from time import perf_counter
@@ -40,6 +41,9 @@ RECV_SIZE = 65536
 MAX_BACKLOG_EVENTS = 64  # pipelined events buffered while a request is pending, before reading pauses
 # Unread request body a connection will read and drop after the response, to stay usable; past it, close.
 DISCARD_LIMIT = 4 << 20
+# Nothing to read or write now: a plain socket raises the first two, a TLSConnection's SSLSocket the last two
+# (caught only when raised, so the plain-text path pays nothing for them).
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class ConnectionSet:
@@ -83,6 +87,8 @@ class Connection:
         "disconnected", "async_mode", "reading", "server_addr", "client_addr", "last_active", "error",
         "discard_budget", "head_since", "body_timer",
     )
+    scheme = "http"  # "https" in TLSConnection (hybrid/tls.py)
+    handshake_deadline = 0.0  # a TLSConnection still handshaking is closed past this (monotonic time)
 
     def __init__(self, server, sock: socket.socket, home: ConnectionSet, client_addr, server_addr) -> None:
         self.server = server
@@ -116,7 +122,7 @@ class Connection:
         """The set owner saw this idle connection readable: read, parse and serve what is complete."""
         try:
             data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return
         except OSError:
             data = b""
@@ -166,7 +172,7 @@ class Connection:
         """One non-blocking read for a request body the app is waiting for; True if anything happened."""
         try:
             data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return False
         except OSError:
             data = b""
@@ -236,7 +242,7 @@ class Connection:
                 data = b"".join(data)
             else:
                 sent = self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             sent = 0
         except OSError as exc:
             self._lost()
