@@ -189,7 +189,11 @@ class SyncWorker:
         else:
             client = None
             local = (sock.getsockname() or server.config.uds, None)
-        conn = server.connection_class(server, sock, conn_set, client, local)  # TLSConnection with TLS on
+        try:
+            conn = server.connection_class(server, sock, conn_set, client, local)  # TLSConnection with TLS on
+        except OSError:  # (TLS) the client reset before its socket could be wrapped
+            sock.close()
+            return
         server.connections.add(conn)
         try:
             conn_set.add(conn)

@@ -94,6 +94,8 @@ def read_to_eof(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
             chunk = sock.recv(65536)
         except (ConnectionResetError, ssl.SSLError):
             return data, time.monotonic()
+        except TimeoutError:
+            raise AssertionError(f"not closed within {timeout} s (got {data[:80]!r})") from None
         if not chunk:
             return data, time.monotonic()
         data += chunk
@@ -138,6 +140,7 @@ def test_slow_reader_large_response(srv, pki):
     with tls_socket(pki, srv) as sock:
         sock.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
         time.sleep(0.5)  # let the server fill every buffer first
+        deadline = time.monotonic() + 30
         data = b""
         while b"\r\n\r\n" not in data:
             data += sock.recv(65536)
@@ -146,6 +149,7 @@ def test_slow_reader_large_response(srv, pki):
         while len(body) < size:
             chunk = sock.recv(65536)
             assert chunk, f"closed after {len(body)} bytes"
+            assert time.monotonic() < deadline, f"only {len(body)} bytes in 30 s"
             body += chunk
             time.sleep(0.0005)
         assert body == bytes(range(256)) * (size // 256)
@@ -331,6 +335,14 @@ def test_encrypted_key_with_password_works(pki):
     with Server(APP, *args) as server:
         with httpx.Client(verify=client_context(pki), timeout=5) as client:
             assert client.get(f"{base(server)}/scope").status_code == 200
+
+
+def test_help_lists_tls_options():
+    rc, out = run_cli("--help")
+    assert rc == 0
+    for option in ("--ssl-certfile", "--ssl-keyfile", "--ssl-keyfile-password", "--ssl-ca-certs", "--ssl-cert-reqs",
+                   "--ssl-ciphers", "--timeout-tls-handshake"):
+        assert option in out, option
 
 
 def test_cert_reqs_needs_ca_certs(pki):
