@@ -161,7 +161,7 @@ def test_sse_stream_handed_off_keeps_tls_session(srv, pki):
         with client.stream("GET", f"{base(srv)}/sse", headers={"accept": "text/event-stream"}) as r:
             assert r.status_code == 200
             events = [line for line in r.iter_lines() if line.startswith("data:")]
-        assert events == [f"data: {i}" for i in range(5)]
+        assert events == ["data: https"] + [f"data: {i}" for i in range(5)]
         # The pool gave the socket (and its TLS session) back to a worker: the same connection goes on.
         after = client.get(f"{base(srv)}/scope").json()
         assert after["client"][1] == port and after["scheme"] == "https"

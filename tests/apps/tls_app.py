@@ -59,6 +59,9 @@ async def app(scope, receive, send):
     elif path == "/sse":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream")]})
+        # (the scope the async pool built: the stream runs there)
+        await send({"type": "http.response.body", "body": b"event: scheme\ndata: %s\n\n" % scope["scheme"].encode(),
+                    "more_body": True})
         for i in range(5):
             await send({"type": "http.response.body", "body": b"data: %d\n\n" % i, "more_body": True})
             await asyncio.sleep(0.05)
