@@ -288,6 +288,20 @@ def test_client_certificate_required(pki):
             assert client.get(f"{base(server)}/scope").status_code == 200  # still serving
 
 
+def test_client_certificate_optional(pki):
+    args = tls_args(pki, "--ssl-cert-reqs", "1", "--ssl-ca-certs", pki["ca"])
+    with Server(APP, *args) as server:
+        for cert in (True, False):
+            with httpx.Client(verify=client_context(pki, cert=cert), timeout=5) as client:
+                assert client.get(f"{base(server)}/scope").status_code == 200
+        # A certificate the CA did not sign is refused even when optional.
+        stranger = client_context(pki)
+        trustme.CA().issue_cert("stranger@example.com").configure_cert(stranger)
+        with httpx.Client(verify=stranger, timeout=5) as client:
+            with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+                client.get(f"{base(server)}/scope")
+
+
 # -- startup errors ----------------------------------------------------------------------------------------------
 
 
