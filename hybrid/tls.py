@@ -123,6 +123,7 @@ class TLSConnection(Connection):
             self._watch_writable(False)
             return False
         except ssl.SSLWantWriteError:  # our flight did not fit in the socket buffer: wait until it can go
+            logger.debug("TLS handshake with %s waits to write its flight", self.client_addr)
             self._watch_writable(True)
             return False
         except (ssl.SSLError, OSError) as exc:  # not TLS (plain HTTP), a refused client certificate, a reset

@@ -263,6 +263,61 @@ def test_silent_and_trickling_handshakes_are_closed_others_served(srv, pki):
     assert 1 < results["trickled"] < len(hello), results
 
 
+def test_handshake_flight_larger_than_socket_buffers(tmp_path, pki):
+    # The server's first flight cannot leave at once (WANT_WRITE): the connection waits for EPOLLOUT and the
+    # flight goes on as the client reads. A listening socket with a small send buffer (accepted sockets inherit
+    # it, without autotuning) and a long certificate chain make that certain.
+    leaf = pki["authority"].issue_cert("127.0.0.1")
+    chain, key = tmp_path / "long_chain.pem", tmp_path / "long_key.pem"
+    chain.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems) + pki["authority"].cert_pem.bytes() * 150)
+    leaf.private_key_pem.write_to_path(str(key))
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    args = ["--fd", str(listener.fileno()), "--ssl-certfile", str(chain), "--ssl-keyfile", str(key),
+            "--log-level", "debug"]
+    with Server(APP, *args, pass_fds=[listener.fileno()]) as server:
+        ctx = client_context(pki)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            sock.settimeout(5)
+            sock.connect(listener.getsockname())
+            deadline = time.monotonic() + 15
+            while True:
+                assert time.monotonic() < deadline, "handshake not done in 15 s"
+                try:
+                    obj.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    pass
+                sent = outgoing.read()
+                if sent:
+                    sock.sendall(sent)
+                    time.sleep(0.5)  # not reading yet: the flight backs up in the server's socket
+                chunk = sock.recv(65536)
+                assert chunk, "closed during the handshake"
+                incoming.write(chunk)
+            obj.write(b"GET /scope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            sock.sendall(outgoing.read())
+            body = b""
+            while True:
+                try:
+                    body += obj.read(65536)
+                except ssl.SSLWantReadError:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    incoming.write(chunk)
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    break
+        assert body.startswith(b"HTTP/1.1 200") and b'"scheme": "https"' in body, body[:200]
+        assert "waits to write its flight" in server.output, "the flight fit in the buffers: nothing was tested"
+    listener.close()
+
+
 def test_plaintext_request_to_tls_port_is_closed(srv):
     with socket.create_connection(srv.addr, timeout=5) as sock:
         t0 = time.monotonic()
