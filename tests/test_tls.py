@@ -357,6 +357,25 @@ def test_client_certificate_optional(pki):
                 client.get(f"{base(server)}/scope")
 
 
+def test_ssl_ciphers_apply_to_tls12(pki):
+    with Server(APP, *tls_args(pki, "--ssl-ciphers", "ECDHE+AESGCM")) as server:
+        def tls12_client(ciphers: str) -> ssl.SSLContext:
+            ctx = client_context(pki)
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers(ciphers)
+            return ctx
+
+        with tls_socket(pki, server) as sock:  # (TLS 1.3 suites are not what --ssl-ciphers sets)
+            assert sock.version() == "TLSv1.3"
+        raw = socket.create_connection(server.addr, timeout=5)
+        with tls12_client("ECDHE-ECDSA-AES128-GCM-SHA256").wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            assert sock.cipher()[0] == "ECDHE-ECDSA-AES128-GCM-SHA256"
+        raw = socket.create_connection(server.addr, timeout=5)
+        with pytest.raises(ssl.SSLError):
+            tls12_client("ECDHE-ECDSA-CHACHA20-POLY1305").wrap_socket(raw, server_hostname="127.0.0.1")
+        raw.close()
+
+
 # -- startup errors ----------------------------------------------------------------------------------------------
 
 
