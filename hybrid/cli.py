@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "TLS 1.3 suites are OpenSSL's).")
     p.add_argument("--timeout-tls-handshake", type=_seconds, default=10.0,
                    help="Close a connection whose TLS handshake is not done this many seconds after it was "
-                        "accepted (default 10).")
+                        "accepted (checked once a second; default 10).")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="Log one line per request (default on).")
