@@ -15,6 +15,7 @@ import resource
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -192,10 +193,17 @@ def hybrid_stats(log_text: str) -> dict:
     return {"takeovers": sum(int(t) for _, t, _ in found), "monitor_wakeups_per_s": max(int(w) for _, _, w in found)}
 
 
-def http_probe(port: int, timeout: float = 2.0) -> bool:
-    """True once the server answers an HTTP request with a status line (any status)."""
+def http_probe(port: int, timeout: float = 2.0, tls: bool = False) -> bool:
+    """True once the server answers an HTTP request with a status line (any status); over TLS with ``tls``
+    (the bench's self-signed certificate is not verified)."""
     try:
-        with socket.create_connection((HOST, port), timeout=timeout) as s:
+        with socket.create_connection((HOST, port), timeout=timeout) as raw:
+            s = raw
+            if tls:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                s = ctx.wrap_socket(raw)
             s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
             return s.recv(16).startswith(b"HTTP/1.")
     except OSError:
@@ -209,10 +217,11 @@ USAGE_MARKERS = (
 
 class RunningServer:
     def __init__(self, spec: ServerSpec, app: str, *, workers: int, cpus: str | None, log_path: Path,
-                 extra: str = ""):
+                 extra: str = "", tls: bool = False):
         self.spec = spec
         self.port = free_port()
         self.argv = build_argv(spec, app, self.port, workers, extra)
+        self.tls = tls
         self.full_argv = (["taskset", "-c", cpus] if cpus else []) + self.argv
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
@@ -254,7 +263,7 @@ class RunningServer:
                 unsupported = code == 2 or any(m in tail.lower() for m in USAGE_MARKERS)
                 last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
                 raise ServerFailed(f"exited with code {code}: {last.strip()[:300]}", unsupported=unsupported)
-            if http_probe(self.port, timeout=1.0):
+            if http_probe(self.port, timeout=1.0, tls=self.tls):
                 return
             time.sleep(0.1)
         self.stop()

@@ -93,14 +93,15 @@ class Wrk:
     """One wrk invocation, pinned to the client cores; start() + wait() lets two run side by side."""
 
     def __init__(self, wrk_path: str, port: int, path: str, *, connections: int, duration: float,
-                 cpus: str | None, threads: int = 1, script: str | None = None, timeout_s: int = 30):
+                 cpus: str | None, threads: int = 1, script: str | None = None, timeout_s: int = 30,
+                 scheme: str = "http"):
         self._tmp = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
         self._tmp.write(script or lua_script())
         self._tmp.close()
         secs = max(1, round(duration))
         self.argv = (["taskset", "-c", cpus] if cpus else []) + [
             wrk_path, f"-t{threads}", f"-c{connections}", f"-d{secs}s", f"--timeout={timeout_s}s",
-            "--latency", "-s", self._tmp.name, f"http://{HOST}:{port}{path}",
+            "--latency", "-s", self._tmp.name, f"{scheme}://{HOST}:{port}{path}",
         ]
         self.duration = secs
         self.proc: subprocess.Popen | None = None

@@ -17,6 +17,7 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl
 import time
 
 from hybrid._speedups.h1 import H1Error
@@ -29,6 +30,11 @@ logger = logging.getLogger("hybrid.error")
 ACCEPT_BATCH = 64
 
 
+def _resolve(future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class AsyncConnection(PoolConnection):
     """A connection that lives on the pool loop from accept to close, serving request after request."""
 
@@ -36,6 +42,7 @@ class AsyncConnection(PoolConnection):
 
     def __init__(self, pool, sock: socket.socket, client_addr, server_addr) -> None:
         Connection.__init__(self, pool.server, sock, None, client_addr, server_addr)
+        self.scheme = "https" if isinstance(sock, ssl.SSLSocket) else "http"
         self.loop = pool.loop
         self.async_mode = True
         self.pool = pool
@@ -139,6 +146,7 @@ class AsyncAcceptor:
         self.pool = pool
         self.listeners = list(listeners)
         self.watching = False
+        self.handshakes: set = set()
 
     def start(self) -> None:
         self.pool.loop.call_soon_threadsafe(self._watch, True)
@@ -184,9 +192,45 @@ class AsyncAcceptor:
             client, local = addr[:2], sock.getsockname()[:2]
         else:
             client, local = None, (sock.getsockname() or self.server.config.uds, None)
+        if self.server.ssl_context is not None:
+            task = self.pool.loop.create_task(self._tls_handshake(sock, client, local))
+            self.handshakes.add(task)
+            task.add_done_callback(self.handshakes.discard)
+            return
+        self._serve(sock, client, local)
+
+    def _serve(self, sock, client, local) -> None:
         conn = AsyncConnection(self.pool, sock, client, local)
         self.server.connections.add(conn)
         conn.want_read()
+
+    async def _tls_handshake(self, raw: socket.socket, client, local) -> None:
+        """--mode async with TLS: the handshake as a task on the pool loop, bounded by --timeout-tls-handshake
+        (hybrid mode steps it from the epoll set instead: hybrid/tls.py)."""
+        loop = self.pool.loop
+        sock = self.server.ssl_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        fd = sock.fileno()
+        try:
+            async with asyncio.timeout(self.server.config.timeout_tls_handshake):
+                while True:
+                    try:
+                        sock.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        add, remove = loop.add_reader, loop.remove_reader
+                    except ssl.SSLWantWriteError:
+                        add, remove = loop.add_writer, loop.remove_writer
+                    ready = loop.create_future()
+                    add(fd, _resolve, ready)
+                    try:
+                        await ready
+                    finally:
+                        remove(fd)
+        except (TimeoutError, ssl.SSLError, OSError) as exc:
+            logger.debug("TLS handshake with %s failed: %r", client, exc)
+            sock.close()
+            return
+        self._serve(sock, client, local)
 
     def adopt_all(self, accepted, done) -> None:
         try:

@@ -128,7 +128,7 @@ class StreamRouter:
 class PoolConnection(Connection):
     """A handed-off connection served by the pool's loop: the worker Connection's logic over a SocketStream."""
 
-    __slots__ = ("stream", "pool", "handoff_rerun", "reader")
+    __slots__ = ("stream", "pool", "handoff_rerun", "reader", "scheme")
 
     def __init__(self, pool: AsyncPool, handoff: StreamingHandoff) -> None:
         old = handoff.conn
@@ -149,6 +149,7 @@ class PoolConnection(Connection):
         self.server_addr = old.server_addr
         self.client_addr = old.client_addr
         self.proxy = old.proxy
+        self.scheme = old.scheme
         self.last_active = time.monotonic()
         self.error = old.error
         self.discard_budget = old.discard_budget
@@ -279,7 +280,11 @@ class PoolConnection(Connection):
         sock, unread = stream.detach()
         if unread:
             self._feed(unread)
-        conn = Connection(self.server, sock, self.home, self.client_addr, self.server_addr)
+        cls = self.server.connection_class
+        if cls is Connection:
+            conn = Connection(self.server, sock, self.home, self.client_addr, self.server_addr)
+        else:  # a TLSConnection keeps its SSLSocket, handshake long done
+            conn = cls(self.server, sock, self.home, self.client_addr, self.server_addr, handshaken=True)
         conn.proto = self.proto
         conn.backlog = self.backlog
         conn.error = self.error

@@ -125,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ws-close-timeout", type=_seconds, default=5.0,
                    help="Close the connection when the peer has not answered our WebSocket close frame within "
                         "this many seconds (default 5).")
+    p.add_argument("--ssl-certfile", default=None,
+                   help="Serve HTTPS (and wss) with this certificate chain file (PEM); TLS is off without it.")
+    p.add_argument("--ssl-keyfile", default=None,
+                   help="The certificate's private key (PEM), if not in --ssl-certfile.")
+    p.add_argument("--ssl-keyfile-password", default=None, help="Password of an encrypted --ssl-keyfile.")
+    p.add_argument("--ssl-ca-certs", default=None,
+                   help="CA certificates (PEM) that client certificates are verified against.")
+    p.add_argument("--ssl-cert-reqs", type=_positive_int, default=0,
+                   help="Client certificates: 0 not asked, 1 optional, 2 required (default 0; 1 and 2 need "
+                        "--ssl-ca-certs).")
+    p.add_argument("--ssl-ciphers", default=None,
+                   help="OpenSSL cipher list for TLS 1.2 (default: Python's, forward secret AEAD suites only; "
+                        "TLS 1.3 suites are OpenSSL's).")
+    p.add_argument("--timeout-tls-handshake", type=_seconds, default=10.0,
+                   help="Close a connection whose TLS handshake is not done this many seconds after it was "
+                        "accepted (checked once a second; default 10).")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="Log one line per request (default on).")

@@ -83,6 +83,13 @@ class ServerConfig:
     ws_close_timeout: float = 5.0
     proxy_headers: bool = True
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_cert_reqs: int = 0  # ssl.CERT_NONE; 1 CERT_OPTIONAL, 2 CERT_REQUIRED (uvicorn's numbers)
+    ssl_ciphers: str | None = None  # None: Python's defaults (forward secret AEAD suites, TLS 1.2 at least)
+    timeout_tls_handshake: float = 10.0
     log_level: str = "info"
     access_log: bool = True
     server_header: bool = True
@@ -174,6 +181,15 @@ class ServerConfig:
         for option, value in (("ws-open-timeout", self.ws_open_timeout), ("ws-close-timeout", self.ws_close_timeout)):
             if not isinstance(value, (int, float)) or value <= 0:
                 fail(option, f"{value!r} must be a positive number of seconds")
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            fail("ssl-cert-reqs", f"{self.ssl_cert_reqs!r} is not 0 (none), 1 (optional) or 2 (required)")
+        for option in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers"):
+            if getattr(self, option) is not None and self.ssl_certfile is None:
+                fail(option.replace("_", "-"), "needs '--ssl-certfile' (TLS is on only with a certificate)")
+        if self.ssl_cert_reqs and self.ssl_ca_certs is None and self.ssl_certfile is not None:
+            fail("ssl-cert-reqs", "verifying client certificates needs '--ssl-ca-certs' (the CAs to trust)")
+        if not isinstance(self.timeout_tls_handshake, (int, float)) or self.timeout_tls_handshake <= 0:
+            fail("timeout-tls-handshake", f"{self.timeout_tls_handshake!r} must be a positive number of seconds")
         if self.reload and self.workers > 1:
             fail("reload", "'--reload' runs one worker; it cannot be combined with '--workers'")
         if (self.reload_dirs or self.reload_includes or self.reload_excludes) and not self.reload:
@@ -200,10 +216,14 @@ class ServerConfig:
 
 
     @property
+    def tls(self) -> bool:
+        return self.ssl_certfile is not None
+
+    @property
     def bind_description(self) -> str:
         if self.uds is not None:
             return f"unix:{self.uds}"
         if self.fd is not None:
             return f"fd {self.fd}"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"

@@ -22,6 +22,7 @@ import fcntl
 import logging
 import select
 import socket
+import ssl
 import struct
 import termios
 import threading
@@ -58,6 +59,9 @@ def unsent_bytes(fd: int) -> int:
 def _resolve(future) -> None:
     if not future.done():
         future.set_result(None)
+# Nothing to read or write now: a plain socket raises the first two, a TLSConnection's SSLSocket the last two
+# (caught only when raised, so the plain-text path pays nothing for them).
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class ConnectionSet:
@@ -126,6 +130,8 @@ class Connection:
         "disconnected", "async_mode", "reading", "server_addr", "client_addr", "last_active", "error",
         "discard_budget", "head_since", "body_timer", "proxy",
     )
+    scheme = "http"  # "https" in TLSConnection (hybrid/tls.py)
+    handshake_deadline = 0.0  # a TLSConnection still handshaking is closed past this (monotonic time)
 
     def __init__(self, server, sock: socket.socket, home: ConnectionSet, client_addr, server_addr) -> None:
         self.server = server
@@ -161,7 +167,7 @@ class Connection:
         """The set owner saw this idle connection readable: read, parse and serve what is complete."""
         try:
             data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return
         except OSError:
             data = b""
@@ -211,7 +217,7 @@ class Connection:
         """One non-blocking read for a request body the app is waiting for; True if anything happened."""
         try:
             data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return False
         except OSError:
             data = b""
@@ -281,7 +287,7 @@ class Connection:
                 data = b"".join(data)
             else:
                 sent = self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             sent = 0
         except OSError as exc:
             self._lost()

@@ -21,12 +21,13 @@ from hybrid._speedups.h1 import _create_h1_protocol
 from hybrid.asgi.lifespan import LifespanFailure
 from hybrid.async_mode import AsyncAcceptor
 from hybrid.async_pool import AsyncPool, StreamRouter
-from hybrid.config import ServerConfig
-from hybrid.connection import ConnectionSet
+from hybrid.config import ConfigError, ServerConfig
+from hybrid.connection import Connection, ConnectionSet
 from hybrid.importer import load_app
 from hybrid.limits import ConcurrencyLimit, ConnectionLimit
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
+from hybrid.tls import TLSConnection, create_ssl_context
 
 logger = logging.getLogger("hybrid.error")
 access_logger = logging.getLogger("hybrid.access")
@@ -78,7 +79,7 @@ def describe_listeners(config: ServerConfig, sockets: list[socket.socket]) -> st
     if config.uds is None and config.fd is None:
         host, port = sockets[0].getsockname()[:2]
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{port}"
+        return f"{'https' if config.tls else 'http'}://{host}:{port}"
     return config.bind_description
 
 
@@ -126,6 +127,13 @@ class Server:
         self.app = app if app is not None else load_app(config.app, factory=config.factory,
                                                         app_dir=config.app_dir)
         self.root_path = config.root_path
+        # Each process builds its own context (a supervisor checked the options once before starting workers).
+        try:
+            self.ssl_context = create_ssl_context(config)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from None
+        # Chosen once: with TLS off, connections are plain Connections and requests never meet a TLS branch.
+        self.connection_class = Connection if self.ssl_context is None else TLSConnection
         self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
         self.draining = False
         self.connections: set = set()
@@ -406,6 +414,11 @@ def serve(config: ServerConfig, app=None) -> int:
     from hybrid.importer import AppLoadError
 
     setup_logging(config.log_level)
+    try:
+        create_ssl_context(config)  # bad --ssl-* options: one line naming the option, before anything starts
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return EXIT_STARTUP_FAILED
     if config.use_supervisor:
         from hybrid.supervisor import Supervisor
 

@@ -194,7 +194,11 @@ class SyncWorker:
         else:
             client = None
             local = (sock.getsockname() or server.config.uds, None)
-        conn = Connection(server, sock, conn_set, client, local)
+        try:
+            conn = server.connection_class(server, sock, conn_set, client, local)  # TLSConnection with TLS on
+        except OSError:  # (TLS) the client reset before its socket could be wrapped
+            sock.close()
+            return
         server.connections.add(conn)
         try:
             conn_set.add(conn)
@@ -202,8 +206,9 @@ class SyncWorker:
             conn.close()
 
     def _sweep(self, conn_set: ConnectionSet) -> None:
-        """Once a second: close keep-alive connections idle longer than --timeout-keep-alive, and answer 408 to
-        clients whose request head is not complete --timeout-request-head after its first byte."""
+        """Once a second: close keep-alive connections idle longer than --timeout-keep-alive and TLS handshakes
+        older than --timeout-tls-handshake, and answer 408 to clients whose request head is not complete
+        --timeout-request-head after its first byte."""
         if conn_set is not self.conn_set:
             return
         now = time.monotonic()
@@ -212,7 +217,9 @@ class SyncWorker:
         for conn in list(conn_set.conns.values()):
             if conn.cycle is not None or not conn.registered:
                 continue
-            if conn.head_since and conn.head_since < head_deadline:
+            if conn.handshake_deadline and conn.handshake_deadline < now:
+                conn.close()  # a TLS client silent or trickling past --timeout-tls-handshake
+            elif conn.head_since and conn.head_since < head_deadline:
                 conn.answer_error(H1Error(408, "Request header timeout"))
             elif conn.last_active < idle_deadline:
                 conn.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 TESTS = REPO / "tests"
 
-LISTEN_RE = re.compile(r"Listening on (?:http://(?P<hostport>\S+)|unix:(?P<uds>\S+)|fd (?P<fd>\d+))")
+LISTEN_RE = re.compile(r"Listening on (?:https?://(?P<hostport>\S+)|unix:(?P<uds>\S+)|fd (?P<fd>\d+))")
 
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0

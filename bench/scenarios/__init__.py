@@ -51,6 +51,7 @@ class Case:
     workers: int = 1
     cpus: str | None = None  # None: settings.server_cpus
     extra: str = ""
+    tls: bool = False  # the server speaks HTTPS (extra has its certificate options)
     label: str = ""  # the row's name when it is not the server's (uvicorn-wsproto: uvicorn with --ws wsproto)
 
     @property
@@ -107,7 +108,8 @@ MEASURE_LABELS = {
     "monitor_wakeups_per_s": "monitor wake-ups/s",
 }
 
-ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling", "streaming", "websocket"]
+ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling", "streaming", "websocket",
+         "tls"]
 
 
 def _busy_seconds() -> float:
@@ -176,7 +178,7 @@ def run_cases(ctx: Context, scenario_name: str, cases: list[Case],
             spec = SERVERS[c.server]
             log_path = s.log_dir / f"{scenario_name}-{c.row}-{c.variant}-r{rnd + 1}.log"
             server = RunningServer(spec, c.app, workers=c.workers, cpus=c.cpus or s.server_cpus,
-                                   log_path=log_path, extra=c.extra)
+                                   log_path=log_path, extra=c.extra, tls=c.tls)
             env.log(f"{scenario_name} round {rnd + 1}/{s.rounds}: {key}")
             try:
                 server.start()

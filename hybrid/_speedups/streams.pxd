@@ -7,6 +7,7 @@ cdef class SocketStream:
     cdef int _fd
     cdef object _readable_cb        # bound methods, made once: add_reader/add_writer are called often
     cdef object _writable_cb
+    cdef bint _tls                  # the socket is an ssl.SSLSocket (see the module docstring)
     # reading
     cdef bytearray _rbuf            # received, not yet consumed
     cdef Py_ssize_t _read_limit

@@ -20,13 +20,15 @@ EOF is not the peer being gone: a client may half-close and still read the respo
 An error on ``recv``/``send`` (ECONNRESET, EPIPE, ...) is: ``peer_gone`` becomes True, unsent output is dropped,
 writers get ``StreamClosed`` and readers see EOF after what is buffered.
 
-TLS later: an ``ssl.SSLSocket`` in non-blocking mode raises ``SSLWantReadError``/``SSLWantWriteError`` instead of
-``BlockingIOError`` (either call may need the other readiness), keeps decrypted bytes epoll does not report
-(``pending()``), and has no ``sendmsg``: those three places (``_on_readable``, ``_on_writable``, ``writelines``)
-are where it would go.
+TLS: the socket may be a non-blocking ``ssl.SSLSocket`` (a worker's TLSConnection hands over its session). Then
+``recv``/``send`` raise ``SSLWantReadError``/``SSLWantWriteError`` for "not now", decrypted bytes OpenSSL holds are
+not seen by epoll (``pending()`` is read at once), there is no ``sendmsg`` nor raw ``send(2)`` (chunks are
+joined), and a write that got WANT_WRITE must be retried with at least the same bytes: the retry sends the
+buffered chunks joined from the same first byte.
 """
 
 import asyncio
+import ssl
 from collections import deque
 from itertools import islice
 
@@ -43,6 +45,7 @@ cdef extern from "<sys/socket.h>" nogil:
 # One recv per readiness callback, like the SyncWorker; one sendmsg carries at most IOV_MAX chunks (Linux, BSD).
 cdef Py_ssize_t RECV_SIZE = 65536
 cdef Py_ssize_t IOV_MAX = 1024
+cdef tuple WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class StreamClosed(ConnectionError):
@@ -92,8 +95,11 @@ cdef class SocketStream:
         self._read_limit = read_limit
         self._high_water = high_water
         self._low_water = high_water // 4
+        self._tls = isinstance(sock, ssl.SSLSocket)
         if len(self._rbuf) <= read_limit:
             self._resume_reading()
+        if self._tls and sock.pending():  # already decrypted: epoll will not say so
+            loop.call_soon(self._readable_cb)
 
     # -- reading -------------------------------------------------------------------------------------------
 
@@ -102,7 +108,9 @@ cdef class SocketStream:
             return  # removed earlier in this loop iteration
         try:
             data = self._sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+            while self._tls and data and self._sock.pending():
+                data += self._sock.recv(RECV_SIZE)
+        except WOULD_BLOCK:
             return
         except OSError as exc:
             self._lost(exc)
@@ -296,6 +304,15 @@ cdef class SocketStream:
         cdef const char* p
         cdef ssize_t r
         cdef int err
+        if self._tls:
+            try:
+                # (an SSL write is all or nothing here: WANT_WRITE means "again, with these same bytes")
+                return self._sock.send(b"".join(data) if vector else data)
+            except WOULD_BLOCK:
+                return 0
+            except OSError as exc:
+                self._lost(exc)
+                raise self._gone()
         if not vector and type(data) is bytes:
             p = <bytes>data
             while True:
@@ -312,7 +329,7 @@ cdef class SocketStream:
                 raise self._gone()
         try:
             return self._sock.sendmsg(data) if vector else self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return 0
         except OSError as exc:
             self._lost(exc)
@@ -337,9 +354,11 @@ cdef class SocketStream:
         try:
             if len(self._wbuf) == 1:
                 sent = self._sock.send(self._wbuf[0])
+            elif self._tls:
+                sent = self._sock.send(b"".join(islice(self._wbuf, IOV_MAX)))
             else:
                 sent = self._sock.sendmsg(list(islice(self._wbuf, IOV_MAX)))
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return
         except OSError as exc:
             self._lost(exc)

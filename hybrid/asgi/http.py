@@ -35,7 +35,7 @@ def build_scope(conn, req, root_path: str, state: dict) -> dict:
         "http_version": req.http_version,
         "server": conn.server_addr,
         "client": conn.client_addr,
-        "scheme": "http",
+        "scheme": conn.scheme,
         "method": method,
         "root_path": root_path,
         "path": root_path + path if root_path else path,

@@ -75,7 +75,7 @@ def build_websocket_scope(conn, req, root_path: str, state: dict) -> dict:
         "type": "websocket",
         "asgi": ASGI_VERSION,
         "http_version": req.http_version,
-        "scheme": "ws",
+        "scheme": "wss" if conn.scheme == "https" else "ws",
         "server": conn.server_addr,
         "client": conn.client_addr,
         "root_path": root_path,
@@ -466,7 +466,9 @@ class WebSocketSession:
         self.failed = True
         if not self.stream.write_buffer_size() and self.sock is not None:
             try:
-                self.sock.shutdown(socket.SHUT_WR)
+                # The plain socket's shutdown: SSLSocket.shutdown() would drop the TLS session, and later reads
+                # would hand ciphertext to the WebSocket parser.
+                socket.socket.shutdown(self.sock, socket.SHUT_WR)
             except OSError:
                 pass
         if self.close_timer is None:

@@ -1,0 +1,190 @@
+"""TLS: the server's SSLContext (from the --ssl-* options) and TLSConnection, a Connection whose socket is a
+non-blocking ``ssl.SSLSocket``.
+
+Where TLS lives:
+- Accept (``SyncWorker.adopt``): with TLS on, the server's connection class is TLSConnection (chosen once per
+  server, so the plain-text path has no TLS branch at all). It wraps the accepted socket without handshaking.
+- Handshake: the connection waits in its epoll set like an idle one. Each time bytes arrive the set's owner steps
+  ``do_handshake()`` once (non-blocking: WANT_READ means wait for more, WANT_WRITE adds EPOLLOUT until the flight
+  left). No thread ever waits for a client's handshake; the owner's once-a-second sweep closes connections still
+  handshaking ``--timeout-tls-handshake`` seconds after they were accepted (silent or trickling clients).
+- Requests: ``Connection``'s own reading and writing code, through the SSLSocket (``recv``/``send`` raise
+  SSLWantRead/WriteError where a plain socket raises BlockingIOError; the base class catches both). What
+  differs is here: no ``sendmsg``, and no ``loop.sock_sendall`` (asyncio refuses SSLSockets).
+- Handoffs: the SSLSocket itself (its TLS session) goes to the async pool; SocketStream (streams.pyx) reads and
+  writes through it, and gives it back to a worker as a TLSConnection after a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import select
+import ssl
+import time
+
+from hybrid.config import ConfigError, ServerConfig
+from hybrid.connection import Connection, unsent_bytes
+
+logger = logging.getLogger("hybrid.error")
+
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def _fail(option: str, why: str) -> ConfigError:
+    return ConfigError(f"Invalid value for '--{option}': {why}")
+
+
+def _reason(exc: ssl.SSLError) -> str:
+    return (exc.reason or str(exc)).replace("_", " ").lower() if isinstance(exc, ssl.SSLError) else str(exc)
+
+
+def create_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The server's SSLContext, or None when TLS is off. A bad option raises ConfigError naming it."""
+    if not config.tls:
+        return None
+    for option in ("ssl_certfile", "ssl_keyfile", "ssl_ca_certs"):
+        path = getattr(config, option)
+        if path is not None and not os.path.isfile(path):
+            raise _fail(option.replace("_", "-"), f"no such file {path!r}")
+    # PROTOCOL_TLS_SERVER: TLS 1.2 and 1.3 only, and Python's cipher defaults (ECDHE with AES-GCM/ChaCha20,
+    # security level 2), unless --ssl-ciphers says otherwise.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    password = config.ssl_keyfile_password
+
+    def get_password():
+        if password is None:  # else OpenSSL would prompt on the terminal, and a server would hang there
+            raise _fail("ssl-keyfile-password", "the private key is encrypted: give its password")
+        return password
+
+    try:
+        ctx.load_cert_chain(config.ssl_certfile, config.ssl_keyfile, get_password)
+    except ConfigError:
+        raise
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise _cert_chain_error(config, exc) from None
+    ctx.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
+    if config.ssl_ca_certs is not None:
+        try:
+            ctx.load_verify_locations(config.ssl_ca_certs)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise _fail("ssl-ca-certs", f"cannot load CA certificates from {config.ssl_ca_certs!r}: "
+                                        f"{_reason(exc)}") from None
+    if config.ssl_ciphers is not None:
+        try:
+            ctx.set_ciphers(config.ssl_ciphers)
+        except ssl.SSLError:
+            raise _fail("ssl-ciphers", f"{config.ssl_ciphers!r} selects no cipher OpenSSL knows") from None
+    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.options |= ssl.OP_NO_RENEGOTIATION  # (TLS 1.2) a client could otherwise make a write wait for a read
+    return ctx
+
+
+def _cert_chain_error(config: ServerConfig, exc: Exception) -> ConfigError:
+    """Say which option is wrong when load_cert_chain fails: the certificate, the key, or the password."""
+    reason = _reason(exc)
+    if "key values mismatch" in reason:
+        return _fail("ssl-keyfile", f"the private key does not match the certificate in {config.ssl_certfile!r}")
+    if config.ssl_keyfile_password is not None and ("bad decrypt" in reason or "decrypt" in reason):
+        return _fail("ssl-keyfile-password", "wrong password for the private key")
+    try:  # does the certificate file hold certificates at all?
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(config.ssl_certfile)
+    except (ssl.SSLError, OSError, ValueError):
+        return _fail("ssl-certfile", f"{config.ssl_certfile!r} holds no PEM certificate ({reason})")
+    if config.ssl_keyfile_password is not None:
+        return _fail("ssl-keyfile-password", f"cannot decrypt the private key with it ({reason})")
+    where = "ssl-keyfile" if config.ssl_keyfile is not None else "ssl-certfile"
+    return _fail(where, f"no usable private key in {getattr(config, where.replace('-', '_'))!r} ({reason})")
+
+
+class TLSConnection(Connection):
+    """A Connection over a non-blocking SSLSocket; handshakes first, stepped by its epoll set's owner."""
+
+    __slots__ = ("handshake_deadline", "want_write")
+    scheme = "https"
+
+    def __init__(self, server, sock, home, client_addr, server_addr, *, handshaken: bool = False) -> None:
+        if not handshaken:
+            sock = server.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        super().__init__(server, sock, home, client_addr, server_addr)
+        self.handshake_deadline = 0.0 if handshaken else time.monotonic() + server.config.timeout_tls_handshake
+        self.want_write = False
+
+    def on_readable(self, worker) -> None:
+        if self.handshake_deadline and not self._handshake_step():
+            return
+        Connection.on_readable(self, worker)
+
+    def _handshake_step(self) -> bool:
+        """One non-blocking step of the handshake; True once it is done (then read the request, if any)."""
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._watch_writable(False)
+            return False
+        except ssl.SSLWantWriteError:  # our flight did not fit in the socket buffer: wait until it can go
+            logger.debug("TLS handshake with %s waits to write its flight", self.client_addr)
+            self._watch_writable(True)
+            return False
+        except (ssl.SSLError, OSError) as exc:  # not TLS (plain HTTP), a refused client certificate, a reset
+            logger.debug("TLS handshake with %s failed: %s", self.client_addr, exc)
+            self.close()
+            return False
+        self._watch_writable(False)
+        self.handshake_deadline = 0.0
+        self.last_active = time.monotonic()
+        return True
+
+    def _watch_writable(self, on: bool) -> None:
+        if on != self.want_write and self.registered:
+            self.want_write = on
+            self.home.epoll.modify(self.fd, select.EPOLLIN | (select.EPOLLOUT if on else 0))
+
+    def send_now(self, data):
+        # An SSLSocket has no sendmsg; one send of the joined parts still makes full TLS records.
+        return Connection.send_now(self, b"".join(data) if type(data) is list else data)
+
+    async def finish_write(self, rest) -> None:
+        """Send the rest as the client reads (asyncio's sock_sendall refuses SSLSockets)."""
+        from hybrid.asgi.http import ClientDisconnected
+
+        view = memoryview(rest)
+        loop = self.loop
+        stall = self.server.config.timeout_write_stall
+        queued = unsent_bytes(self.fd)
+        while view:
+            try:
+                sent = self.sock.send(view)
+            except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+                ready = await self._ready(loop.add_writer, loop.remove_writer, stall)
+            except ssl.SSLWantReadError:  # (a TLS 1.2 renegotiation) we must read first
+                ready = await self._ready(loop.add_reader, loop.remove_reader, stall)
+            except (OSError, AttributeError) as exc:  # AttributeError: closed meanwhile (sock is None)
+                self.disconnected = True
+                raise ClientDisconnected(f"Client disconnected: {exc}") from None
+            else:
+                view = view[sent:]
+                queued = unsent_bytes(self.fd)
+                continue
+            # --timeout-write-stall, as in Connection.finish_write: progress is the kernel queue shrinking.
+            if not ready and unsent_bytes(self.fd) >= queued:
+                self.disconnected = True
+                logger.info("Closed a connection whose client read none of the response for %g s "
+                            "(--timeout-write-stall).", stall)
+                raise ClientDisconnected("Client stopped reading the response")
+            queued = unsent_bytes(self.fd)
+
+    async def _ready(self, add, remove, timeout: float) -> bool:
+        """Wait until the socket is ready (True) or ``timeout`` seconds pass (False)."""
+        waiter = self.loop.create_future()
+        fd = self.fd
+        add(fd, lambda: waiter.done() or waiter.set_result(None))
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            remove(fd)
