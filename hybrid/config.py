@@ -14,6 +14,7 @@ from typing import Any
 LIFESPAN_MODES = ("auto", "on", "off")
 WS_PROTOCOLS = ("wsproto", "none")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+ACCESS_LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -72,7 +73,11 @@ class ServerConfig:
     ws_ping_timeout: float | None = 20.0
     ws_per_message_deflate: bool = True
     log_level: str = "info"
+    log_config: str | None = None
     access_log: bool = True
+    access_log_format: str = "text"
+    use_colors: bool | None = None
+    request_id_header: str | None = None
     server_header: bool = True
     date_header: bool = True
 
@@ -153,6 +158,23 @@ class ServerConfig:
                          "(for example hybrid.run('main:app', workers=2)), not as an object")
         if self.log_level not in LOG_LEVELS:
             fail("log-level", f"{self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if self.log_config is not None and (not isinstance(self.log_config, str) or not os.path.isfile(
+                self.log_config)):
+            fail("log-config", f"{self.log_config!r} is not a file")
+        if self.access_log_format not in ACCESS_LOG_FORMATS:
+            fail("access-log-format", f"{self.access_log_format!r} is not one of {', '.join(ACCESS_LOG_FORMATS)}")
+        if self.request_id_header is not None:
+            from hybrid.request_id import valid_header_name
+
+            if not isinstance(self.request_id_header, str) or not valid_header_name(self.request_id_header):
+                fail("request-id-header", f"{self.request_id_header!r} is not an HTTP header name")
+        for option, value in (("access-log", self.access_log), ("reload", self.reload), ("factory", self.factory),
+                              ("ws-per-message-deflate", self.ws_per_message_deflate),
+                              ("server-header", self.server_header), ("date-header", self.date_header)):
+            if not isinstance(value, bool):
+                fail(option, f"{value!r} must be true or false")
+        if self.use_colors is not None and not isinstance(self.use_colors, bool):
+            fail("use-colors", f"{self.use_colors!r} must be true or false")
 
     @property
     def use_supervisor(self) -> bool:

@@ -14,6 +14,7 @@ import resource
 import signal
 import socket
 import stat
+import sys
 import threading
 import time
 
@@ -21,12 +22,11 @@ from hybrid._speedups.h1 import _create_h1_protocol
 from hybrid.asgi.lifespan import LifespanFailure
 from hybrid.async_pool import AsyncPool, StreamRouter
 from hybrid.config import ServerConfig
-from hybrid.connection import ConnectionSet
+from hybrid.connection import Connection, ConnectionSet
 from hybrid.importer import load_app
+from hybrid.logs import access_logger, log_http_access, logger
 from hybrid.monitor import ThreadManager
-
-logger = logging.getLogger("hybrid.error")
-access_logger = logging.getLogger("hybrid.access")
+from hybrid.request_id import RequestIds
 
 EXIT_STARTUP_FAILED = 3
 
@@ -93,6 +93,36 @@ def close_listeners(config: ServerConfig, sockets: list[socket.socket], *, owner
             pass
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def compiled_extensions() -> tuple[bool, list[str]]:
+    """Whether every module of hybrid._speedups is a compiled extension (not a pure-Python stand-in)."""
+    import importlib
+    import importlib.machinery
+
+    names = ("h1", "monitor", "steps", "streams", "wsmask")
+    compiled = []
+    for name in names:
+        module = importlib.import_module(f"hybrid._speedups.{name}")
+        if (getattr(module, "__file__", "") or "").endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+            compiled.append(name)
+    return len(compiled) == len(names), compiled
+
+
+def startup_banner(config: ServerConfig, address: str) -> str:
+    """'Listening on ADDRESS (1 worker, 1 thread, loop uvloop, compiled extensions; press CTRL+C to quit)'."""
+    from hybrid.sync_worker import new_event_loop
+
+    loop = "uvloop" if (getattr(new_event_loop, "__module__", "") or "").startswith("uvloop") else "asyncio"
+    every, compiled = compiled_extensions()
+    extensions = "compiled extensions" if every else f"compiled extensions: only {', '.join(compiled) or 'none'}"
+    threads = _plural(config.threads, "thread") + (" each" if config.workers > 1 else "")
+    return (f"Listening on {address} ({_plural(config.workers, 'worker')}, {threads}, loop {loop}, {extensions}; "
+            "press CTRL+C to quit)")
+
+
 def raise_fd_limit() -> None:
     # Every idle keep-alive connection is one descriptor; the default soft limit (1024) is far too low.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -123,7 +153,9 @@ class Server:
         self.app = app if app is not None else load_app(config.app, factory=config.factory,
                                                         app_dir=config.app_dir)
         self.root_path = config.root_path
+        # Checked per request before anything of the access line is built.
         self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        self.request_ids = RequestIds(config.request_id_header)
         self.draining = False
         self.connections: set = set()
         self.sets: dict[int, ConnectionSet] = {}
@@ -145,19 +177,16 @@ class Server:
                                    max_body_size=self.config.limit_request_body, websocket=self.config.ws != "none")
 
     def log_access(self, conn, cycle) -> None:
-        scope = cycle.scope
-        client = conn.client_addr
-        where = f"{client[0]}:{client[1]}" if client else "-"
-        path = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            path += "?" + scope["query_string"].decode("latin-1")
-        if getattr(conn, "handoff_rerun", False):  # a GET/HEAD abandoned in a worker and run again in the pool
+        """The access record of a completed request, naming where it ran: a worker thread, the async pool (handed
+        off before any app code ran), or the pool after a worker abandoned it (``RerunInPool``)."""
+        if type(conn) is Connection:
+            where = "worker"
+        elif getattr(conn, "handoff_rerun", False):
             conn.handoff_rerun = False
-            access_logger.info('%s - "%s %s HTTP/%s" %d (re-run in the async pool)', where, scope["method"], path,
-                               scope["http_version"], cycle.status)
-            return
-        access_logger.info('%s - "%s %s HTTP/%s" %d', where, scope["method"], path, scope["http_version"],
-                           cycle.status)
+            where = "pool-rerun"
+        else:
+            where = "pool"
+        log_http_access(conn, cycle, where)
 
     def blocked_loop(self, cycle, took: float, waiting: int, where: str) -> None:
         """One warning per route whose step blocked an event loop that held other requests; all are counted."""
@@ -196,8 +225,7 @@ class Server:
             logger.info("Started worker process [%d]", os.getpid())
             self.control.send(("ready", os.getpid()))
         else:
-            logger.info("Listening on %s (%d threads, press CTRL+C to quit)",
-                        describe_listeners(self.config, self.listeners), self.config.threads)
+            logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.listeners)))
 
     def serve_forever(self) -> None:
         recycling = False
@@ -357,10 +385,14 @@ class Server:
 
 def serve(config: ServerConfig, app=None) -> int:
     """Run one server process until it is stopped; return the process exit code."""
-    from hybrid.cli import setup_logging
     from hybrid.importer import AppLoadError
+    from hybrid.logs import LogConfigError, setup_logging_for
 
-    setup_logging(config.log_level)
+    try:
+        setup_logging_for(config)
+    except LogConfigError as exc:
+        print(f"hybrid: error: Invalid value for '--log-config': {exc}", file=sys.stderr)
+        return 2
     if config.use_supervisor:
         from hybrid.supervisor import Supervisor
 

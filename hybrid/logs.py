@@ -1,0 +1,190 @@
+"""Logging: handlers and formatters of the ``hybrid`` loggers, and the access log line.
+
+Loggers: ``hybrid.error`` (server events) and ``hybrid.access`` (one record per request), both under ``hybrid``.
+``setup_logging`` is called once per process (the server, the supervisor and each worker process) and lives here,
+apart from cli.py, server.py and supervisor.py, so none of them imports another for it.
+
+The access record carries its fields as a mapping (``record.args``): the message is the uvicorn line
+``127.0.0.1:PORT - "GET /path HTTP/1.1" 200``, and ``JsonAccessFormatter`` writes the same record as one JSON
+object per line (``--access-log-format json``). A ``--log-config`` file can use either formatter by name
+(``hybrid.logs.DefaultFormatter``, ``hybrid.logs.JsonAccessFormatter``). The caller checks
+``Server.access_log`` (the flag and ``access_logger.isEnabledFor(INFO)``) before building anything, so a
+disabled access log costs one attribute test per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import os
+import sys
+import time
+from time import perf_counter
+
+TRACE = 5
+ACCESS_LOG_FORMATS = ("text", "json")
+
+logging.addLevelName(TRACE, "TRACE")
+logger = logging.getLogger("hybrid.error")
+access_logger = logging.getLogger("hybrid.access")
+
+ACCESS_TEXT = '%(client)s - "%(method)s %(path)s HTTP/%(http_version)s" %(status)d%(note)s'
+RERUN_NOTE = " (re-run in the async pool)"
+
+_COLOURS = {
+    "TRACE": "\033[34m", "DEBUG": "\033[36m", "INFO": "\033[32m", "WARNING": "\033[33m", "ERROR": "\033[31m",
+    "CRITICAL": "\033[91m",
+}
+_RESET = "\033[0m"
+
+
+class LogConfigError(ValueError):
+    """--log-config names a file that cannot be used; the message says why, in one line."""
+
+
+class DefaultFormatter(logging.Formatter):
+    """``INFO:     message``, aligned as uvicorn aligns it; the level name is coloured when ``use_colors``."""
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None, style: str = "%",
+                 use_colors: bool | None = None) -> None:
+        super().__init__(fmt or "%(levelprefix)s %(message)s", datefmt, style)
+        self.use_colors = sys.stderr.isatty() if use_colors is None else use_colors
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        name = record.levelname
+        pad = " " * max(0, 8 - len(name))
+        record.levelprefix = f"{_COLOURS.get(name, '')}{name}{_RESET}:{pad}" if self.use_colors else f"{name}:{pad}"
+        return super().formatMessage(record)
+
+
+class JsonAccessFormatter(logging.Formatter):
+    """One JSON object per access record: time, method, path, query, status, bytes, duration_ms, client,
+    request_id, where ("worker", "pool", "pool-rerun"), http_version. Other records: time, level, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        fields = record.args
+        if isinstance(fields, dict) and "status" in fields:
+            out = {"time": stamp}
+            out.update((k, v) for k, v in fields.items() if k != "note")
+            return json.dumps(out, separators=(",", ":"))
+        out = {"time": stamp, "level": record.levelname.lower(), "message": record.getMessage()}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, separators=(",", ":"))
+
+
+def level_number(level: str) -> int:
+    return TRACE if level == "trace" else getattr(logging, level.upper())
+
+
+def load_log_config(path: str) -> dict:
+    """The dictConfig mapping in a .json file, or a .yaml/.yml file when PyYAML is importable."""
+    lower = path.lower()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise LogConfigError(f"cannot read {path!r}: {exc.strerror}") from None
+    if lower.endswith(".json"):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise LogConfigError(f"{path!r} is not valid JSON: {exc}") from None
+    elif lower.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise LogConfigError(f"{path!r} is YAML, which needs PyYAML (pip install pyyaml); "
+                                 "or write the same configuration as JSON") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise LogConfigError(f"{path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    else:
+        raise LogConfigError(f"{path!r}: the file name must end in .json, .yaml or .yml")
+    if not isinstance(data, dict) or "version" not in data:
+        raise LogConfigError(f"{path!r} is not a logging dictConfig mapping (it needs at least 'version': 1)")
+    return data
+
+
+def setup_logging(level: str = "info", *, log_config: str | None = None, access_log_format: str = "text",
+                  use_colors: bool | None = None) -> None:
+    """Configure the ``hybrid`` loggers for this process. With ``log_config`` the file decides handlers,
+    formatters and levels (``level`` and ``access_log_format`` are not applied). Raises LogConfigError."""
+    if log_config is not None:
+        data = load_log_config(log_config)
+        data.setdefault("disable_existing_loggers", False)
+        try:
+            logging.config.dictConfig(data)
+        except (ValueError, TypeError, AttributeError, ImportError) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise LogConfigError(f"{log_config!r} was refused by logging.config.dictConfig: {why}") from None
+        return
+    colours = sys.stderr.isatty() and os.environ.get("NO_COLOR") is None if use_colors is None else use_colors
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(DefaultFormatter(use_colors=colours))
+    for name in ("hybrid", "hybrid.error", "hybrid.access"):
+        log = logging.getLogger(name)
+        log.handlers[:] = []
+        log.propagate = False
+    root = logging.getLogger("hybrid")
+    root.addHandler(handler)
+    root.setLevel(level_number(level))
+    logging.getLogger("hybrid.error").propagate = True
+    if access_log_format == "json":
+        # Its own handler: JSON lines carry no level prefix, and nothing else is written into them.
+        json_handler = logging.StreamHandler(sys.stderr)
+        json_handler.setFormatter(JsonAccessFormatter())
+        access_logger.addHandler(json_handler)
+    else:
+        access_logger.propagate = True
+
+
+def setup_logging_for(config) -> None:
+    """``setup_logging`` with a ServerConfig's options."""
+    setup_logging(config.log_level, log_config=config.log_config, access_log_format=config.access_log_format,
+                  use_colors=config.use_colors)
+
+
+def log_http_access(conn, cycle, where: str) -> None:
+    """One access record for a completed HTTP request (the caller checked the access log is enabled)."""
+    scope = cycle.scope
+    client = conn.client_addr
+    path = scope["raw_path"].decode("latin-1")
+    query = scope["query_string"]
+    if query:
+        path += "?" + query.decode("latin-1")
+    access_logger.info(ACCESS_TEXT, {
+        "method": scope["method"],
+        "path": path,
+        "status": cycle.status,
+        "bytes": cycle.sent,
+        "duration_ms": round((perf_counter() - cycle.started) * 1000, 3),
+        "client": f"{client[0]}:{client[1]}" if client else "-",
+        "request_id": scope["extensions"]["hybrid.request_id"]["id"],
+        "where": where,
+        "http_version": scope["http_version"],
+        "note": RERUN_NOTE if where == "pool-rerun" else "",
+    })
+
+
+def log_websocket_access(session) -> None:
+    """The access record of a WebSocket session: its handshake's outcome (101, or the refusal's status)."""
+    scope = session.scope
+    client = session.client_addr
+    path = scope["raw_path"].decode("latin-1")
+    if scope["query_string"]:
+        path += "?" + scope["query_string"].decode("latin-1")
+    access_logger.info('%(client)s - "WebSocket %(path)s" %(status)d', {
+        "method": "WebSocket",
+        "path": path,
+        "status": session.status,
+        "bytes": 0,
+        "duration_ms": None,
+        "client": f"{client[0]}:{client[1]}" if client else "-",
+        "request_id": scope["extensions"]["hybrid.request_id"]["id"],
+        "where": "pool",
+        "http_version": scope["http_version"],
+    })
