@@ -263,6 +263,23 @@ def test_command_line_over_environment_over_file(tmp_path):
         wait_for(srv, lambda out: '"GET /plain HTTP/1.1" 200' in out)
 
 
+def test_lists_from_file_environment_and_command_line(tmp_path):
+    """A list (--async-path) comes whole from one place: the command line replaces the environment's, which
+    replaces the file's; where it came from shows in where the request ran."""
+    config = _write(tmp_path, "hybrid.toml", 'async-path = ["/plain"]\naccess-log-format = "json"\n')
+
+    def where(*args, env=None) -> dict:
+        with Server(OPS, "--port", "0", "--config", config, *args, env=env) as srv, srv.connect() as c:
+            for path in ("/plain", "/other"):
+                assert c.request("GET", path).status == 200
+            return {r["path"]: r["where"] for r in access_records(srv, 2)}
+
+    assert where() == {"/plain": "pool", "/other": "worker"}
+    assert where(env={"HYBRID_ASYNC_PATH": "/nothing,/other"}) == {"/plain": "worker", "/other": "pool"}
+    assert where("--async-path", "/x", env={"HYBRID_ASYNC_PATH": "/other"}) == {"/plain": "worker",
+                                                                                "/other": "worker"}
+
+
 def test_environment_workers_and_booleans():
     with Server(OPS, "--port", "0", env={"HYBRID_WORKERS": "2", "HYBRID_ACCESS_LOG": "off"}) as srv:
         assert "(2 workers, 1 thread each," in srv.output
@@ -326,3 +343,12 @@ def test_banner():
                      r"press CTRL\+C to quit\)$", banner), banner
     with Server(BASIC, "--port", "0", "--threads", "3") as srv:
         assert "(1 worker, 3 threads, loop uvloop," in srv.output
+
+
+def test_serverconfig_refuses_a_bool_for_a_number():
+    """hybrid.run(port=True) must not bind port 1 (a bool is an int to isinstance)."""
+    from hybrid.config import ConfigError, ServerConfig
+
+    for field in ("port", "workers", "threads", "backlog"):
+        with pytest.raises(ConfigError, match=field):
+            ServerConfig(**{field: True})
