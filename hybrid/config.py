@@ -95,6 +95,12 @@ class ServerConfig:
         def fail(option: str, why: str) -> None:
             raise ConfigError(f"Invalid value for '--{option}': {why}")
 
+        for option, value in (("port", self.port), ("backlog", self.backlog), ("threads", self.threads),
+                              ("max-threads", self.max_threads), ("workers", self.workers), ("fd", self.fd),
+                              ("limit-max-requests", self.limit_max_requests), ("ws-max-size", self.ws_max_size),
+                              ("limit-request-body", self.limit_request_body)):
+            if isinstance(value, bool):  # (a bool is an int to isinstance)
+                fail(option, f"{value!r} is not a whole number")
         if not isinstance(self.app, str) and not callable(self.app):
             fail("app", "expected 'MODULE:ATTRIBUTE' or an ASGI callable")
         if isinstance(self.app, str) and ":" not in self.app:
