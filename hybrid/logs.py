@@ -19,6 +19,7 @@ import logging
 import logging.config
 import os
 import sys
+import threading
 import time
 from time import perf_counter
 
@@ -37,6 +38,46 @@ _COLOURS = {
     "CRITICAL": "\033[91m",
 }
 _RESET = "\033[0m"
+
+
+class AccessRecord(logging.LogRecord):
+    """The access log's LogRecord, made without the per-call work of ``Logger.info`` that an access line does not
+    use: no stack walk for the caller's file and line, no path splitting (about a third of a log call's cost).
+    Every attribute a formatter may name is set; ``pathname``, ``lineno`` and ``funcName`` say nothing."""
+
+    def __init__(self, msg: str, args: dict) -> None:  # noqa: D107 - (deliberately not calling super)
+        now = time.time()
+        self.name = "hybrid.access"
+        self.msg = msg
+        self.args = args
+        self.levelname = "INFO"
+        self.levelno = logging.INFO
+        self.pathname = __file__
+        self.filename = "logs.py"
+        self.module = "logs"
+        self.exc_info = None
+        self.exc_text = None
+        self.stack_info = None
+        self.lineno = 0
+        self.funcName = None
+        self.created = now
+        self.msecs = int((now - int(now)) * 1000) + 0.0
+        self.relativeCreated = (now - logging._startTime) * 1000
+        self.thread = threading.get_ident()
+        self.threadName = threading.current_thread().name
+        self.processName = _process_name()
+        self.process = os.getpid()
+        self.taskName = None
+
+
+def _process_name() -> str:
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return "MainProcess"
+    try:
+        return mp.current_process().name
+    except Exception:  # noqa: BLE001 - as logging does
+        return "MainProcess"
 
 
 class LogConfigError(ValueError):
@@ -62,17 +103,27 @@ class JsonAccessFormatter(logging.Formatter):
     """One JSON object per access record: time, method, path, query, status, bytes, duration_ms, client,
     request_id, where ("worker", "pool", "pool-rerun"), http_version. Other records: time, level, message."""
 
+    _second = -1
+    _second_text = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        second = int(record.created)
+        if second != self._second:  # (one strftime a second, not one a line)
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        stamp = f"{self._second_text}.{int(record.msecs):03d}Z"
         fields = record.args
         if isinstance(fields, dict) and "status" in fields:
-            out = {"time": stamp}
-            out.update((k, v) for k, v in fields.items() if k != "note")
-            return json.dumps(out, separators=(",", ":"))
+            out = {"time": stamp, **fields}
+            out.pop("note", None)
+            return _dumps(out)
         out = {"time": stamp, "level": record.levelname.lower(), "message": record.getMessage()}
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, separators=(",", ":"))
+        return _dumps(out)
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def level_number(level: str) -> int:
@@ -156,7 +207,7 @@ def log_http_access(conn, cycle, where: str) -> None:
     query = scope["query_string"]
     if query:
         path += "?" + query.decode("latin-1")
-    access_logger.info(ACCESS_TEXT, {
+    access_logger.handle(AccessRecord(ACCESS_TEXT, {
         "method": scope["method"],
         "path": path,
         "status": cycle.status,
@@ -167,7 +218,7 @@ def log_http_access(conn, cycle, where: str) -> None:
         "where": where,
         "http_version": scope["http_version"],
         "note": RERUN_NOTE if where == "pool-rerun" else "",
-    })
+    }))
 
 
 def log_websocket_access(session) -> None:
