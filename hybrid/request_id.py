@@ -49,5 +49,57 @@ class RequestIds:
         return f"{self.prefix}{self._next():x}"
 
 
+_UNSET = {"id": None}
+
+
+class LazyRequestId(dict):
+    """``scope["extensions"]["hybrid.request_id"]``: the dict ``{"id": ...}``, whose id is only worked out
+    (header scan, or a new id) the first time anything reads it. Most applications never do, and with the text
+    access log and no ``--request-id-header`` nothing else does: making it eagerly was about 1 µs of a 13 µs
+    request (bench.request_path). Every way of reading the dict (``[]``, ``get``, ``in``, iteration,
+    ``len``, ``items``, ``==``, ``repr``, ``dict(...)``, ``json.dumps``, ``copy``) sees the id."""
+
+    __slots__ = ("_ids", "_headers")
+
+    # Until then "id" maps to None: C code that reads a dict's storage directly (json's encoder checks the size
+    # first) sees one key, and every Python-level way in goes through _fill.
+
+    def _fill(self) -> None:
+        ids = self._ids
+        if ids is not None:
+            self._ids = None
+            dict.__setitem__(self, "id", ids.for_headers(self._headers))
+            self._headers = None
+
+    def __reduce__(self):
+        return dict, (dict(self.items()),)  # a copy or a pickle is a plain dict, with the id
+
+
+def _filling(name: str):
+    base = getattr(dict, name)
+
+    def method(self, *args, **kwargs):
+        if self._ids is not None:
+            self._fill()
+        return base(self, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+for _name in ("__getitem__", "get", "__contains__", "__iter__", "__reversed__", "__len__", "keys", "items", "values",
+              "__repr__", "__eq__", "__ne__", "__or__", "__ror__", "__ior__", "copy", "pop", "popitem", "setdefault",
+              "update", "__setitem__", "__delitem__", "clear"):
+    setattr(LazyRequestId, _name, _filling(_name))
+del _name
+
+
+def lazy_request_id(ids: RequestIds, headers) -> LazyRequestId:
+    value = LazyRequestId(_UNSET)
+    value._ids = ids
+    value._headers = headers
+    return value
+
+
 def request_id_of(scope: dict) -> str:
     return scope["extensions"][REQUEST_ID_KEY]["id"]

@@ -352,3 +352,26 @@ def test_serverconfig_refuses_a_bool_for_a_number():
     for field in ("port", "workers", "threads", "backlog"):
         with pytest.raises(ConfigError, match=field):
             ServerConfig(**{field: True})
+
+
+def test_lazy_request_id_reads_like_a_dict():
+    """scope["extensions"]["hybrid.request_id"] works its id out on first use; every way of reading it sees it."""
+    import copy
+    import pickle
+
+    from hybrid.request_id import RequestIds, lazy_request_id
+
+    ids = RequestIds()
+    headers = [(b"host", b"x"), (b"x-request-id", b"abc")]
+    readers = [
+        lambda d: d["id"], lambda d: d.get("id"), lambda d: list(d.values())[0], lambda d: dict(d)["id"],
+        lambda d: {**d}["id"], lambda d: json.loads(json.dumps(d))["id"], lambda d: copy.copy(d)["id"],
+        lambda d: copy.deepcopy(d)["id"], lambda d: pickle.loads(pickle.dumps(d))["id"],
+        lambda d: dict(d.items())["id"],
+    ]
+    for read in readers:
+        assert read(lazy_request_id(ids, headers)) == "abc"
+    d = lazy_request_id(ids, headers)
+    assert "id" in d and len(d) == 1 and list(d) == ["id"] and d == {"id": "abc"} and repr(d) == "{'id': 'abc'}"
+    made = lazy_request_id(ids, [(b"host", b"x")])
+    assert GENERATED_ID.match(made["id"]) and made["id"] == made.get("id")  # made once, then kept

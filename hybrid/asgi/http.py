@@ -10,7 +10,7 @@ from __future__ import annotations
 from time import perf_counter
 from urllib.parse import unquote
 
-from hybrid.request_id import REQUEST_ID_KEY
+from hybrid.request_id import REQUEST_ID_KEY, lazy_request_id
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 DISCONNECT = {"type": "http.disconnect"}
@@ -27,9 +27,8 @@ class ClientDisconnected(OSError):
 
 
 def build_scope(conn, req, root_path: str, state: dict, request_id: str | None = None) -> dict:
-    """The ``http`` scope; ``request_id`` is made from the request's headers unless given (request_id.py)."""
-    if request_id is None:
-        request_id = conn.server.request_ids.for_headers(req.headers)
+    """The ``http`` scope. The request id is ``request_id`` if given, else worked out from the headers when
+    something first reads it (request_id.py)."""
     raw_path = req.path
     path = raw_path.decode("latin-1")
     if "%" in path:
@@ -49,7 +48,8 @@ def build_scope(conn, req, root_path: str, state: dict, request_id: str | None =
         "query_string": req.query,
         "headers": req.headers,
         "state": state.copy(),
-        "extensions": {REQUEST_ID_KEY: {"id": request_id}},
+        "extensions": {REQUEST_ID_KEY: lazy_request_id(conn.server.request_ids, req.headers) if request_id is None
+                       else {"id": request_id}},
     }
 
 
