@@ -127,6 +127,7 @@ class JsonAccessFormatter(logging.Formatter):
 
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+_esc = json.encoder.encode_basestring_ascii
 
 
 def level_number(level: str) -> int:
@@ -261,14 +262,14 @@ def log_http_access(conn, cycle, where: str) -> None:
             fast.write(f'{fast.prefix}{client} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" '
                        f'{cycle.status}{note}\n')
             return
-        now = time.time()
-        fast.write(_dumps({
-            "time": fast.handler.formatter.timestamp(now), "method": scope["method"], "path": path,
-            "status": cycle.status, "bytes": cycle.sent,
-            "duration_ms": round((perf_counter() - cycle.started) * 1000, 3), "client": client,
-            "request_id": scope["extensions"]["hybrid.request_id"]["id"], "where": where,
-            "http_version": scope["http_version"],
-        }) + "\n")
+        # The same object JsonAccessFormatter makes, written out directly (json's C string escaper for the strings)
+        stamp = fast.handler.formatter.timestamp(time.time())
+        duration = round((perf_counter() - cycle.started) * 1000, 3)
+        rid = scope["extensions"]["hybrid.request_id"]["id"]
+        fast.write(f'{{"time":"{stamp}","method":{_esc(scope["method"])},"path":{_esc(path)},'
+                   f'"status":{cycle.status},"bytes":{cycle.sent},"duration_ms":{duration!r},'
+                   f'"client":{_esc(client)},"request_id":{_esc(rid)},"where":"{where}",'
+                   f'"http_version":{_esc(scope["http_version"])}}}\n')
         return
     access_logger.handle(AccessRecord(ACCESS_TEXT, {
         "method": scope["method"],

@@ -375,3 +375,30 @@ def test_lazy_request_id_reads_like_a_dict():
     assert "id" in d and len(d) == 1 and list(d) == ["id"] and d == {"id": "abc"} and repr(d) == "{'id': 'abc'}"
     made = lazy_request_id(ids, [(b"host", b"x")])
     assert GENERATED_ID.match(made["id"]) and made["id"] == made.get("id")  # made once, then kept
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_access_log_same_line_with_or_without_the_fast_path(fmt):
+    """While only the default handlers exist, lines go straight to their stream; a handler the app adds later
+    gets every later record (with its fields), and the lines on stderr look the same before and after."""
+    with Server(OPS, "--port", "0", "--access-log-format", fmt) as srv, srv.connect() as c:
+        assert c.request("GET", "/before?a=1", headers=[("X-Request-ID", "r-1")]).status == 200
+        assert c.request("GET", "/capture-on").status == 200
+        assert c.request("GET", "/after?a=1", headers=[("X-Request-ID", "r-2")]).status == 200
+        captured = json.loads(c.request("GET", "/captured").body)
+        port = c.sock.getsockname()[1]
+        if fmt == "text":
+            lines = wait_for(srv, lambda out: [ln for ln in out.splitlines() if "/before" in ln or "/after" in ln]
+                             if "/after" in out else None)
+            assert lines == [f'INFO:     127.0.0.1:{port} - "GET /before?a=1 HTTP/1.1" 200',
+                             f'INFO:     127.0.0.1:{port} - "GET /after?a=1 HTTP/1.1" 200'], lines
+        else:
+            records = [r for r in access_records(srv, 4) if r["path"] in ("/before?a=1", "/after?a=1")]
+            for r in records:
+                del r["time"], r["duration_ms"]
+            assert records == [
+                {"method": "GET", "path": f"/{name}?a=1", "status": 200, "bytes": 2, "client": f"127.0.0.1:{port}",
+                 "request_id": rid, "where": "worker", "http_version": "1.1"}
+                for name, rid in (("before", "r-1"), ("after", "r-2"))]
+    assert captured[0] == [f'127.0.0.1:{port} - "GET /capture-on HTTP/1.1" 200', captured[0][1], "worker"]
+    assert captured[1] == [f'127.0.0.1:{port} - "GET /after?a=1 HTTP/1.1" 200', "r-2", "worker"]

@@ -1,7 +1,16 @@
 """App for tests/test_ops.py: request ids as the app sees them, in a worker and in the async pool."""
 
 import json
+import logging
 import threading
+
+CAPTURED: list = []
+
+
+class _Capture(logging.Handler):
+    def emit(self, record):
+        CAPTURED.append([record.getMessage(), record.args.get("request_id"), record.args.get("where")])
+
 
 SEEN: list = []  # [route, request id, thread] per run of the app (a re-run in the pool appends again)
 
@@ -36,6 +45,13 @@ async def app(scope, receive, send):
     path = scope["path"]
     if path == "/seen":
         await _plain(send, json.dumps(SEEN).encode())
+        return
+    if path == "/capture-on":  # an app adding its own handler to the access logger at run time
+        logging.getLogger("hybrid.access").addHandler(_Capture())
+        await _plain(send, b"on")
+        return
+    if path == "/captured":
+        await _plain(send, json.dumps(CAPTURED).encode())
         return
     SEEN.append([path, _rid(scope), threading.current_thread().name])
     if path == "/id":
