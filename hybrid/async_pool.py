@@ -192,6 +192,8 @@ class PoolConnection(Connection):
             raise ClientDisconnected(f"Client disconnected: {exc}") from None
 
     def _lost(self) -> None:
+        if not self.disconnected and self.server.lifecycle is not None:
+            self.server.lifecycle_disconnected(self)
         self.disconnected = True
         if self.cycle is not None:
             self.cycle.wake()
@@ -209,6 +211,8 @@ class PoolConnection(Connection):
         cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, pool.state,
                                                               self.request_id))
         self.cycle = cycle
+        if server.lifecycle is not None:
+            server.lifecycle_started(self, cycle)
         self._route_body()
         cycle.task = pool.start_app(cycle.scope, cycle.receive, cycle.send, cycle, self._on_task_done)
 
@@ -282,6 +286,8 @@ class PoolConnection(Connection):
         self._stop_reading()
         if self.cycle is not None:
             self.cycle.wake()
+        if self.server.lifecycle is not None:
+            self.server.lifecycle_closed(self.fd)
         self.sock = None
         self.server.connections.discard(self)
         self.pool.close_later(self.stream)
@@ -384,6 +390,8 @@ class AsyncPool:
 
     def _take_websocket(self, handoff: WebSocketHandoff) -> None:
         self.handoffs += 1
+        if self.server.lifecycle is not None:
+            self.server.lifecycle_handed_off(handoff.sock.fileno(), handoff.scope, "websocket", False)
         session = WebSocketSession(self, handoff)
         connections = self.server.connections
         connections.discard(handoff.conn)
@@ -394,6 +402,8 @@ class AsyncPool:
         self.handoffs += 1
         if handoff.rerun:
             self.reruns += 1
+        if self.server.lifecycle is not None:
+            self.server.lifecycle_handed_off(handoff.sock.fileno(), handoff.scope, "stream", handoff.rerun)
         conn = PoolConnection(self, handoff)
         connections = conn.server.connections
         connections.discard(handoff.conn)

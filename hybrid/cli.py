@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--request-id-header", default=None, metavar="NAME",
                    help="Send each request's id in the response under this header, e.g. X-Request-ID, and read "
                         "a client's id from it (default: none sent; X-Request-ID is read).")
+    p.add_argument("--metrics-port", type=_positive_int, default=None, metavar="PORT",
+                   help="Serve Prometheus metrics (connections, requests by where they ran, responses by status "
+                        "class, durations, handoffs, takeovers, disconnects) at http://HOST:PORT/metrics, HOST "
+                        "being --host; needs prometheus-client; one process only (default: off).")
     p.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True,
                    help="Send 'server: hybrid' unless the app sets its own (default on).")
     p.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,

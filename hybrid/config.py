@@ -78,6 +78,7 @@ class ServerConfig:
     access_log_format: str = "text"
     use_colors: bool | None = None
     request_id_header: str | None = None
+    metrics_port: int | None = None
     server_header: bool = True
     date_header: bool = True
 
@@ -179,6 +180,17 @@ class ServerConfig:
                               ("server-header", self.server_header), ("date-header", self.date_header)):
             if not isinstance(value, bool):
                 fail(option, f"{value!r} must be true or false")
+        if self.metrics_port is not None:
+            if isinstance(self.metrics_port, bool) or not isinstance(self.metrics_port, int) or not (
+                    0 <= self.metrics_port <= 65535):
+                fail("metrics-port", f"{self.metrics_port!r} is not a port number between 0 and 65535")
+            if self.use_supervisor:
+                fail("metrics-port", "not available with worker processes yet (--workers, --reload, "
+                                     "--limit-max-requests): each process would need its own port")
+            import importlib.util
+
+            if importlib.util.find_spec("prometheus_client") is None:
+                fail("metrics-port", "needs the prometheus-client package: pip install 'hybrid[metrics]'")
         if self.use_colors is not None and not isinstance(self.use_colors, bool):
             fail("use-colors", f"{self.use_colors!r} must be true or false")
 

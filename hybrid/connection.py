@@ -222,6 +222,8 @@ class Connection:
             self.loop.remove_reader(self.fd)
 
     def _lost(self) -> None:
+        if not self.disconnected and self.server.lifecycle is not None:
+            self.server.lifecycle_disconnected(self)
         self.disconnected = True
         self._stop_reading()
         if self.cycle is not None:
@@ -289,6 +291,8 @@ class Connection:
         self.discard_budget = DISCARD_LIMIT
         cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, worker.state))
         self.cycle = cycle
+        if server.lifecycle is not None:
+            server.lifecycle_started(self, cycle)
         self._route_body()
         worker.enter_app(self.fd if self.registered else -1)
         # Timed only while other requests are pending in this loop: they are who a blocking first step delays.
@@ -434,6 +438,8 @@ class Connection:
         # would race a client that already sent its next request on it (it would get a reset).
         if self.server.access_log:
             self.server.log_access(self, cycle)
+        if self.server.lifecycle is not None:
+            self.server.lifecycle_completed(self, cycle)
         if self.disconnected or (not self.proto.keep_alive and self.error is None):
             self.close()  # (with an error pending, _serve answers it with its status, then closes)
             return
@@ -464,6 +470,8 @@ class Connection:
         self.disconnected = True
         if self.cycle is not None:
             self.cycle.wake()
+        if self.server.lifecycle is not None:
+            self.server.lifecycle_closed(self.fd)
         try:
             self.sock.close()
         finally:

@@ -17,7 +17,9 @@ import stat
 import sys
 import threading
 import time
+from time import monotonic_ns, perf_counter
 
+from hybrid import lifecycle
 from hybrid._speedups.h1 import _create_h1_protocol
 from hybrid.asgi.lifespan import LifespanFailure
 from hybrid.async_pool import AsyncPool, StreamRouter
@@ -26,7 +28,7 @@ from hybrid.connection import Connection, ConnectionSet
 from hybrid.importer import load_app
 from hybrid.logs import access_logger, log_http_access, logger
 from hybrid.monitor import ThreadManager
-from hybrid.request_id import RequestIds
+from hybrid.request_id import RequestIds, request_id_of
 
 EXIT_STARTUP_FAILED = 3
 
@@ -141,8 +143,16 @@ DRAIN_IDLE_GRACE = 0.25
 class Server:
     """One process. ``sockets`` are listeners bound by a supervisor; ``control`` is its pipe to this worker."""
 
-    def __init__(self, config: ServerConfig, app=None, sockets=None, control=None) -> None:
+    def __init__(self, config: ServerConfig, app=None, sockets=None, control=None, lifecycle_collector=None) -> None:
         self.config = config
+        # A LifecycleCollector (hybrid/lifecycle.py), or None: then no event is ever built.
+        self.lifecycle = lifecycle_collector
+        self.metrics = None
+        self.metrics_server = None
+        if config.metrics_port is not None:
+            self.metrics = lifecycle.MetricsCollector()
+            self.lifecycle = self.metrics if self.lifecycle is None else lifecycle.FanOut(self.lifecycle,
+                                                                                          self.metrics)
         self.given_sockets = sockets
         self.control = control
         self.requests = 0
@@ -176,17 +186,44 @@ class Server:
         return _create_h1_protocol(server_header=self.config.server_header, date_header=self.config.date_header,
                                    max_body_size=self.config.limit_request_body, websocket=self.config.ws != "none")
 
-    def log_access(self, conn, cycle) -> None:
-        """The access record of a completed request, naming where it ran: a worker thread, the async pool (handed
-        off before any app code ran), or the pool after a worker abandoned it (``RerunInPool``)."""
+    @staticmethod
+    def where(conn) -> str:
+        """Where a request runs: a worker thread, the async pool (handed off before any app code ran), or the pool
+        after a worker abandoned it (``RerunInPool``). (A pool connection serves one request.)"""
         if type(conn) is Connection:
-            where = "worker"
-        elif getattr(conn, "handoff_rerun", False):
-            conn.handoff_rerun = False
-            where = "pool-rerun"
-        else:
-            where = "pool"
-        log_http_access(conn, cycle, where)
+            return "worker"
+        return "pool-rerun" if getattr(conn, "handoff_rerun", False) else "pool"
+
+    def log_access(self, conn, cycle) -> None:
+        """The access record of a completed request, naming where it ran."""
+        log_http_access(conn, cycle, self.where(conn))
+
+    # -- lifecycle events (only called while a collector is attached: ``self.lifecycle is not None``) ----------
+
+    def lifecycle_opened(self, conn) -> None:
+        self.lifecycle.event(lifecycle.ConnectionOpened(monotonic_ns(), conn.fd, conn.client_addr, conn.server_addr))
+
+    def lifecycle_closed(self, fd: int) -> None:
+        self.lifecycle.event(lifecycle.ConnectionClosed(monotonic_ns(), fd))
+
+    def lifecycle_started(self, conn, cycle) -> None:
+        scope = cycle.scope
+        self.lifecycle.event(lifecycle.RequestStarted(monotonic_ns(), conn.fd, request_id_of(scope), scope["method"],
+                                                      scope["path"], self.where(conn)))
+
+    def lifecycle_completed(self, conn, cycle) -> None:
+        self.lifecycle.event(lifecycle.ResponseCompleted(
+            monotonic_ns(), conn.fd, request_id_of(cycle.scope), cycle.status, cycle.sent,
+            int((perf_counter() - cycle.started) * 1e9), self.where(conn)))
+
+    def lifecycle_disconnected(self, conn) -> None:
+        self.lifecycle.event(lifecycle.ClientDisconnected(monotonic_ns(), conn.fd))
+
+    def lifecycle_handed_off(self, fd: int, scope: dict, kind: str, rerun: bool) -> None:
+        self.lifecycle.event(lifecycle.HandedOff(monotonic_ns(), fd, request_id_of(scope), kind, rerun))
+
+    def lifecycle_taken_over(self, thread: str, set_fd: int) -> None:
+        self.lifecycle.event(lifecycle.TakenOver(monotonic_ns(), thread, set_fd))
 
     def blocked_loop(self, cycle, took: float, waiting: int, where: str) -> None:
         """One warning per route whose step blocked an event loop that held other requests; all are counted."""
@@ -207,6 +244,15 @@ class Server:
         self._install_signal_handlers()  # before anything is announced: a SIGTERM must never kill us mid-start
         raise_fd_limit()
         self.listeners = self.given_sockets if self.given_sockets is not None else bind_listeners(self.config)
+        if self.metrics is not None:
+            try:
+                self.metrics_server = self.metrics.start(self.config.host, self.config.metrics_port)
+            except OSError as exc:
+                self._close_listeners()
+                raise StartupError(f"Cannot serve metrics on {self.config.host}:{self.config.metrics_port}: "
+                                   f"{exc.strerror}") from None
+            logger.info("Metrics (Prometheus text) on http://%s:%d/metrics", self.config.host,
+                        self.metrics_server[0].server_port)
         try:
             # One spare beyond --threads, ready for the first takeover.
             spare = 1 if self.config.max_threads > self.config.threads else 0
@@ -322,6 +368,9 @@ class Server:
                     self.pool.handoffs, self.pool.reruns, self.blocked_steps)
         for conn_set in self.sets.values():
             conn_set.epoll.close()
+        if self.metrics_server is not None:
+            self.metrics_server[0].shutdown()
+            self.metrics_server[0].server_close()
         logger.info("Finished server process [%d]", os.getpid())
 
     def _worker_connections(self) -> bool:
@@ -383,7 +432,7 @@ class Server:
         self.listeners = []
 
 
-def serve(config: ServerConfig, app=None) -> int:
+def serve(config: ServerConfig, app=None, lifecycle_collector=None) -> int:
     """Run one server process until it is stopped; return the process exit code."""
     from hybrid.importer import AppLoadError
     from hybrid.logs import LogConfigError, setup_logging_for
@@ -398,7 +447,7 @@ def serve(config: ServerConfig, app=None) -> int:
 
         return Supervisor(config).run()
     try:
-        server = Server(config, app)
+        server = Server(config, app, lifecycle_collector=lifecycle_collector)
         server.startup()
     except AppLoadError as exc:
         logger.error("Error loading ASGI app. %s", exc)

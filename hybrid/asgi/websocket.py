@@ -502,6 +502,8 @@ class WebSocketSession:
             reader.cancel()
             self.reader = None
         if self.sock is not None:
+            if self.server.lifecycle is not None:
+                self.server.lifecycle_closed(self.sock.fileno())
             self.sock = None
             self.server.connections.discard(self)
             self.pool.close_later(self.stream)

@@ -3,6 +3,7 @@
 import json
 import logging
 import threading
+import time
 
 CAPTURED: list = []
 
@@ -60,6 +61,15 @@ async def app(scope, receive, send):
         await _plain(send, b"own", [(b"X-Request-ID", b"from-the-app")])
     elif path in ("/stream", "/sse"):
         await _stream(send)
+    elif path == "/block":  # a blocking handler: the monitor hands its thread's set to a spare
+        time.sleep(0.3)
+        await _plain(send, b"blocked")
+    elif path == "/read-body":  # waits for a body the client may never finish
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+        await _plain(send, b"read")
     elif path == "/post-stream":
         while (await receive()).get("more_body"):
             pass
