@@ -87,6 +87,19 @@ The record is the same either way: its fields are the log record's `args` mappin
 format it with `hybrid.logs.DefaultFormatter` (the text line) or `hybrid.logs.JsonAccessFormatter`, and its own
 formatters can use `%(message)s`. Loggers: `hybrid.error` (server events) and `hybrid.access`, both under `hybrid`.
 The line is only built when the access logger is enabled for INFO.
+
+## Lifecycle events and metrics
+
+`hybrid.run(app, lifecycle_collector=obj)` gives `obj.event(event)` every lifecycle event (`hybrid/lifecycle.py`):
+`ConnectionOpened`, `ConnectionClosed`, `RequestStarted`, `HandedOff` (to the async pool: `kind` stream or
+websocket, `rerun`), `TakenOver` (a spare took a blocked thread's connections), `ResponseCompleted` (status, body
+bytes, duration) and `ClientDisconnected`: frozen dataclasses stamped with `time.monotonic_ns()`, delivered inline on
+the thread where it happened (be quick, thread-safe, never raise). Without a collector no event is built.
+`--metrics-port PORT` attaches a collector that counts them in Prometheus metrics (`hybrid_connections_*`,
+`hybrid_requests_started_total{where}`, `hybrid_responses_total{where,status}`,
+`hybrid_request_duration_seconds{where}`, `hybrid_handoffs_total{kind,rerun}`, `hybrid_takeovers_total`,
+`hybrid_client_disconnects_total`, `hybrid_response_body_bytes_total`) served at `http://HOST:PORT/metrics`
+(needs `pip install 'hybrid[metrics]'`; one process: not with worker processes yet).
 """
 
 
