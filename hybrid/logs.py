@@ -9,7 +9,9 @@ The access record carries its fields as a mapping (``record.args``): the message
 object per line (``--access-log-format json``). A ``--log-config`` file can use either formatter by name
 (``hybrid.logs.DefaultFormatter``, ``hybrid.logs.JsonAccessFormatter``). The caller checks
 ``Server.access_log`` (the flag and ``access_logger.isEnabledFor(INFO)``) before building anything, so a
-disabled access log costs one attribute test per request.
+disabled access log costs one attribute test per request. While the handlers setup_logging installed are the only
+ones, an enabled access line skips the logging module and goes straight to their stream, as the same text
+(``_FastPath``); anything else (a --log-config, a handler or filter an app adds) gets a real LogRecord.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import time
 from time import perf_counter
 
 TRACE = 5
-ACCESS_LOG_FORMATS = ("text", "json")
 
 logging.addLevelName(TRACE, "TRACE")
 logger = logging.getLogger("hybrid.error")
