@@ -139,15 +139,25 @@ def test_bad_log_config_is_one_line_exit_2(tmp_path, name, text, why):
 
 
 def test_yaml_log_config_needs_pyyaml(tmp_path):
-    try:
-        import yaml  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("PyYAML is installed here: the missing-PyYAML message cannot show")
+    """Without PyYAML (hidden here by a module that fails to import), a YAML file is a one-line error."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "yaml.py").write_text("raise ImportError('No module named yaml')\n")
     path = _write(tmp_path, "log.yaml", "version: 1\n")
-    rc, out = run_cli(BASIC, "--port", "0", "--log-config", path)
-    assert rc == 2 and "PyYAML" in out and "Traceback" not in out, out
+    rc, out = run_cli(BASIC, "--port", "0", "--log-config", path,
+                      env={"PYTHONPATH": os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")])})
+    assert rc == 2 and "PyYAML" in out and "--log-config" in out and "Traceback" not in out, out
+
+
+def test_yaml_log_config_with_pyyaml(tmp_path):
+    pytest.importorskip("yaml")
+    path = _write(tmp_path, "log.yml", "version: 1\nformatters:\n  f: {format: 'YAMLCONF %(message)s'}\n"
+                                       "handlers:\n  h: {class: logging.StreamHandler, formatter: f}\n"
+                                       "loggers:\n  hybrid: {handlers: [h], level: INFO, propagate: false}\n")
+    with Server(OPS, "--port", "0", "--log-config", path) as srv, srv.connect() as c:
+        assert c.request("GET", "/plain").status == 200
+        wait_for(srv, lambda out: 'YAMLCONF 127.0.0.1:' in out and '"GET /plain HTTP/1.1" 200' in out)
+    assert "YAMLCONF Listening on http://127.0.0.1:" in srv.output
 
 
 def test_colours_only_on_a_terminal():
