@@ -28,6 +28,11 @@ def run(app: Any, **options: Any) -> None:
     # lifecycle_collector: an object with event(event) (hybrid/lifecycle.py), given every lifecycle event.
     collector = options.pop("lifecycle_collector", None)
     config = ServerConfig(app=app, **options)
+    if collector is not None and config.use_supervisor:
+        from hybrid.config import ConfigError
+
+        raise ConfigError("Invalid value for 'lifecycle_collector': worker processes (workers, reload, "
+                          "limit_max_requests) cannot share a collector object; use one process")
     code = serve(config, None if isinstance(app, str) else app, lifecycle_collector=collector)
     if code:
         sys.exit(code)
