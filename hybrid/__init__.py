@@ -25,8 +25,15 @@ def run(app: Any, **options: Any) -> None:
 
     # An app object goes into the config as itself: worker processes cannot import an object, so the config
     # refuses it with --workers/--reload (a 'MODULE:ATTRIBUTE' string works everywhere).
+    # lifecycle_collector: an object with event(event) (hybrid/lifecycle.py), given every lifecycle event.
+    collector = options.pop("lifecycle_collector", None)
     config = ServerConfig(app=app, **options)
-    code = serve(config, None if isinstance(app, str) else app)
+    if collector is not None and config.use_supervisor:
+        from hybrid.config import ConfigError
+
+        raise ConfigError("Invalid value for 'lifecycle_collector': worker processes (workers, reload, "
+                          "limit_max_requests) cannot share a collector object; use one process")
+    code = serve(config, None if isinstance(app, str) else app, lifecycle_collector=collector)
     if code:
         sys.exit(code)
 

@@ -25,7 +25,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -43,7 +42,6 @@ logger = logging.getLogger("hybrid.error")
 
 LEARNED_ROUTES_MAX = 1024
 END_OF_MESSAGE = EndOfMessage()
-_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _UUID_OR_NUMBER = re.compile(r"^(\d+|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$")
 
 
@@ -58,7 +56,7 @@ class StreamingHandoff:
     sock: object           # its socket (the worker let go of it: conn.sock is None from the handoff on)
     scope: dict            # the request's scope as the worker built it (the pool gives it the pool's state)
     body: bytes            # body bytes of this request already read by the worker
-    request_id: str
+    request_id: str        # the request's id (request_id.py), also in the scope and the access log
     request: Request       # the head, still unanswered in ``conn.proto``
     body_complete: bool    # ``body`` is the whole body
     rerun: bool            # the app already ran once in a worker and was abandoned (GET/HEAD only)
@@ -73,17 +71,6 @@ class WebSocketHandoff:
     client: tuple | None
     server: tuple | None
     scope: dict            # the websocket scope as the worker built it (the pool gives it the pool's state)
-
-
-def request_id_of(request: Request) -> str:
-    """A valid incoming X-Request-ID is kept, otherwise one is made (only handoffs pay for it)."""
-    for name, value in request.headers:
-        if name == b"x-request-id":
-            text = value.decode("latin-1")
-            if _ID_RE.match(text):
-                return text
-            break
-    return uuid.uuid4().hex
 
 
 class StreamRouter:
@@ -128,7 +115,7 @@ class StreamRouter:
 class PoolConnection(Connection):
     """A handed-off connection served by the pool's loop: the worker Connection's logic over a SocketStream."""
 
-    __slots__ = ("stream", "pool", "handoff_rerun", "reader", "scheme")
+    __slots__ = ("stream", "pool", "handoff_rerun", "reader", "scheme", "request_id")
 
     def __init__(self, pool: AsyncPool, handoff: StreamingHandoff) -> None:
         old = handoff.conn
@@ -156,6 +143,7 @@ class PoolConnection(Connection):
         self.head_since = 0.0
         self.pool = pool
         self.handoff_rerun = handoff.rerun
+        self.request_id = handoff.request_id
         self.reader = None
         self.stream = SocketStream(handoff.sock, pool.loop)
 
@@ -228,6 +216,8 @@ class PoolConnection(Connection):
         raise ClientDisconnected("Client stopped reading the response")
 
     def _lost(self) -> None:
+        if not self.disconnected and self.server.lifecycle is not None:
+            self.server.lifecycle_disconnected(self)
         self.disconnected = True
         if self.cycle is not None:
             self.cycle.wake()
@@ -242,8 +232,11 @@ class PoolConnection(Connection):
         pool = self.pool
         server.requests += 1
         self.discard_budget = 1 << 22
-        cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, pool.state))
+        cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, pool.state,
+                                                              self.request_id))
         self.cycle = cycle
+        if server.lifecycle is not None:
+            server.lifecycle_started(self, cycle)
         self._route_body()
         cycle.task = pool.start_app(cycle.scope, cycle.receive, cycle.send, cycle, self._on_task_done)
 
@@ -321,6 +314,8 @@ class PoolConnection(Connection):
         self._stop_reading()
         if self.cycle is not None:
             self.cycle.wake()
+        if self.server.lifecycle is not None:
+            self.server.lifecycle_closed(self.fd)
         self.sock = None
         self.server.forget(self)
         self.pool.close_later(self.stream)
@@ -423,6 +418,8 @@ class AsyncPool:
 
     def _take_websocket(self, handoff: WebSocketHandoff) -> None:
         self.handoffs += 1
+        if self.server.lifecycle is not None:
+            self.server.lifecycle_handed_off(handoff.sock.fileno(), handoff.scope, "websocket", False)
         session = WebSocketSession(self, handoff)
         connections = self.server.connections
         connections.discard(handoff.conn)
@@ -433,6 +430,8 @@ class AsyncPool:
         self.handoffs += 1
         if handoff.rerun:
             self.reruns += 1
+        if self.server.lifecycle is not None:
+            self.server.lifecycle_handed_off(handoff.sock.fileno(), handoff.scope, "stream", handoff.rerun)
         conn = PoolConnection(self, handoff)
         connections = conn.server.connections
         connections.discard(handoff.conn)

@@ -1,12 +1,23 @@
-"""Command line: ``hybrid [MODULE:APP] [options]``. Each flag maps 1:1 onto a ServerConfig field."""
+"""Command line: ``hybrid [MODULE:APP] [options]``. Each flag maps 1:1 onto a ServerConfig field.
+
+Every option can also come from a TOML file (``--config hybrid.toml``, or ``HYBRID_CONFIG``) and from
+``HYBRID_*`` environment variables: the command line wins over the environment, which wins over the file
+(docs/configuration.md). Each value is checked where it comes from, and a bad one is a one-line error naming the
+option and its source, exit code 2, as argparse does for the command line.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 
-from hybrid.config import LIFESPAN_MODES, LOG_LEVELS, MODES, WS_PROTOCOLS, ConfigError, ServerConfig
+from hybrid import __version__
+from hybrid.config import ACCESS_LOG_FORMATS, LIFESPAN_MODES, LOG_LEVELS, MODES, WS_PROTOCOLS, ConfigError, ServerConfig
+
+ENV_PREFIX = "HYBRID_"
+# Not options of the server: never read from a file or the environment (HYBRID_CONFIG names the file).
+NOT_CONFIGURABLE = ("help", "version", "config")
 
 
 def _positive_int(text: str) -> int:
@@ -28,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hybrid",
         description="Serve an ASGI 3 application over HTTP/1.1 from inline SyncWorker threads.",
     )
+    p.add_argument("--version", action="version", version=f"hybrid {__version__}",
+                   help="Print the version and exit.")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="Read options from this TOML file (top-level keys named like the flags: port = 8001, "
+                        "async-path = ['/events/*']); HYBRID_* environment variables and the command line win "
+                        "over it. Also HYBRID_CONFIG.")
     p.add_argument("app", nargs="?", default="hybrid.demo:app",
                    help="The application as MODULE:ATTRIBUTE (default: the built-in demo, hybrid.demo:app).")
     p.add_argument("--factory", action="store_true",
@@ -142,8 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Close a connection whose TLS handshake is not done this many seconds after it was "
                         "accepted (checked once a second; default 10).")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
+    p.add_argument("--log-config", default=None, metavar="FILE",
+                   help="Configure logging from this file instead (logging.config.dictConfig from .json, or "
+                        ".yaml/.yml when PyYAML is installed); --log-level and --access-log-format then do not "
+                        "apply.")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="Log one line per request (default on).")
+    p.add_argument("--access-log-format", choices=ACCESS_LOG_FORMATS, default="text",
+                   help="text: uvicorn's line, 127.0.0.1:PORT - \"GET /path HTTP/1.1\" 200; json: one JSON "
+                        "object per line with time, method, path, status, bytes, duration_ms, client, "
+                        "request_id, where (worker, pool or pool-rerun), http_version (default text).")
+    p.add_argument("--use-colors", action=argparse.BooleanOptionalAction, default=None,
+                   help="Colour the level names in the log (default: only when stderr is a terminal and NO_COLOR "
+                        "is not set).")
+    p.add_argument("--request-id-header", default=None, metavar="NAME",
+                   help="Send each request's id in the response under this header, e.g. X-Request-ID, and read "
+                        "a client's id from it (default: none sent; X-Request-ID is read).")
+    p.add_argument("--metrics-port", type=_positive_int, default=None, metavar="PORT",
+                   help="Serve Prometheus metrics (connections, requests by where they ran, responses by status "
+                        "class, durations, handoffs, takeovers, disconnects) at http://HOST:PORT/metrics, HOST "
+                        "being --host; needs prometheus-client; one process only (default: off).")
     p.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True,
                    help="Send 'server: hybrid' unless the app sets its own (default on).")
     p.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,
@@ -151,32 +186,149 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(argv: list[str] | None = None) -> ServerConfig:
+def _option_name(action: argparse.Action) -> str:
+    """The name of an option in files and messages: its long flag without dashes ('port', 'async-path')."""
+    longs = [o for o in action.option_strings if o.startswith("--") and not o.startswith("--no-")]
+    return longs[0][2:] if longs else action.dest
+
+
+def configurable_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions if a.dest not in NOT_CONFIGURABLE]
+
+
+def env_name(action: argparse.Action) -> str:
+    return ENV_PREFIX + _option_name(action).upper().replace("-", "_")
+
+
+def _is_bool_action(action: argparse.Action) -> bool:
+    return isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction))
+
+
+def _value_for(action: argparse.Action, value, source: str):
+    """``value`` (from a TOML file: typed; from the environment: a string) as the option's value, or
+    ConfigError naming the option and the source."""
+    name = _option_name(action)
+    flag = f"--{name}" if action.option_strings else name
+
+    def fail(why: str):
+        raise ConfigError(f"Invalid value for '{flag}' from {source}: {why}")
+
+    from_env = isinstance(value, str) and source.startswith(ENV_PREFIX)
+    if _is_bool_action(action):
+        if from_env:
+            text = value.strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            fail(f"{value!r} is not true or false (1/0, true/false, yes/no, on/off)")
+        if not isinstance(value, bool):
+            fail(f"{value!r} must be true or false")
+        return value
+    if isinstance(action, argparse._AppendAction):
+        if from_env:
+            items = [v.strip() for v in value.split(",") if v.strip()]
+        else:
+            items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            fail(f"{value!r} must be a list of strings")
+        return list(items)
+    convert = action.type
+    if convert is not None:
+        if from_env:
+            try:
+                value = convert(value)
+            except argparse.ArgumentTypeError as exc:
+                fail(str(exc))
+        elif convert is _positive_int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                fail(f"{value!r} is not a whole number")
+        elif convert is _seconds:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                fail(f"{value!r} is not a number of seconds")
+            value = float(value)
+    elif not isinstance(value, str):
+        fail(f"{value!r} must be a string")
+    if action.choices is not None and value not in action.choices:
+        fail(f"{value!r} is not one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+def _lookup(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Accepted names in a file: the flag's name with dashes or underscores, and the ServerConfig field."""
+    names = {}
+    for action in configurable_actions(parser):
+        name = _option_name(action)
+        for key in (name, name.replace("-", "_"), action.dest):
+            names[key] = action
+    return names
+
+
+def values_from_file(parser: argparse.ArgumentParser, path: str) -> dict:
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"Invalid value for '--config': cannot read {path!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Invalid value for '--config': {path!r} is not valid TOML: {exc}") from None
+    names = _lookup(parser)
+    values = {}
+    for key, value in data.items():
+        action = names.get(key)
+        if action is None:
+            raise ConfigError(f"Unknown option {key!r} in {path} (see 'hybrid --help' for the options)")
+        values[action.dest] = _value_for(action, value, path)
+    return values
+
+
+def values_from_env(parser: argparse.ArgumentParser, environ) -> dict:
+    """HYBRID_<FLAG> variables (HYBRID_PORT, HYBRID_ASYNC_PATH with commas between globs). Other HYBRID_*
+    names are not options and are left alone."""
+    values = {}
+    for action in configurable_actions(parser):
+        name = env_name(action)
+        if name in environ:
+            values[action.dest] = _value_for(action, environ[name], name)
+    return values
+
+
+def config_from_args(argv: list[str] | None = None, environ=None) -> ServerConfig:
+    """The ServerConfig of a command line, over HYBRID_* variables (``environ``), over the --config file."""
     parser = build_parser()
+    environ = os.environ if environ is None else environ
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--config", default=None)
+    known, _ = first.parse_known_args(argv)
+    path = known.config or environ.get(ENV_PREFIX + "CONFIG") or None
+    try:
+        layered = values_from_file(parser, path) if path else {}
+        layered.update(values_from_env(parser, environ))
+    except ConfigError as exc:
+        parser.error(str(exc))
+    lists = {a.dest for a in parser._actions if isinstance(a, argparse._AppendAction)}
+    parser.set_defaults(**{k: v for k, v in layered.items() if k not in lists})
     args = parser.parse_args(argv)
     try:
         options = vars(args)
-        for key in ("reload_dirs", "reload_includes", "reload_excludes", "async_paths"):
-            options[key] = tuple(options[key])
-        return ServerConfig(**options)
+        options.pop("config", None)
+        for key in lists:
+            # A list on the command line replaces the one from the environment or the file (never merged).
+            options[key] = tuple(options[key] or layered.get(key, ()))
+        config = ServerConfig(**options)
+        if config.log_config is not None:
+            from hybrid.logs import LogConfigError, load_log_config
+
+            try:
+                load_log_config(config.log_config)
+            except LogConfigError as exc:
+                raise ConfigError(f"Invalid value for '--log-config': {exc}") from None
+        return config
     except ConfigError as exc:
         parser.error(str(exc))
         raise  # unreachable: parser.error exits
-
-
-def setup_logging(level: str) -> None:
-    numeric = 5 if level == "trace" else getattr(logging, level.upper())
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
-    for name in ("hybrid", "hybrid.error", "hybrid.access"):
-        log = logging.getLogger(name)
-        log.handlers[:] = []
-        log.propagate = False
-    root = logging.getLogger("hybrid")
-    root.addHandler(handler)
-    root.setLevel(numeric)
-    for name in ("hybrid.error", "hybrid.access"):
-        logging.getLogger(name).propagate = True
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,7 @@ LIFESPAN_MODES = ("auto", "on", "off")
 WS_PROTOCOLS = ("wsproto", "none")
 MODES = ("hybrid", "async")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+ACCESS_LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -91,7 +92,12 @@ class ServerConfig:
     ssl_ciphers: str | None = None  # None: Python's defaults (forward secret AEAD suites, TLS 1.2 at least)
     timeout_tls_handshake: float = 10.0
     log_level: str = "info"
+    log_config: str | None = None
     access_log: bool = True
+    access_log_format: str = "text"
+    use_colors: bool | None = None
+    request_id_header: str | None = None
+    metrics_port: int | None = None
     server_header: bool = True
     date_header: bool = True
 
@@ -114,6 +120,12 @@ class ServerConfig:
         def fail(option: str, why: str) -> None:
             raise ConfigError(f"Invalid value for '--{option}': {why}")
 
+        for option, value in (("port", self.port), ("backlog", self.backlog), ("threads", self.threads),
+                              ("max-threads", self.max_threads), ("workers", self.workers), ("fd", self.fd),
+                              ("limit-max-requests", self.limit_max_requests), ("ws-max-size", self.ws_max_size),
+                              ("limit-request-body", self.limit_request_body)):
+            if isinstance(value, bool):  # (a bool is an int to isinstance)
+                fail(option, f"{value!r} is not a whole number")
         if not isinstance(self.app, str) and not callable(self.app):
             fail("app", "expected 'MODULE:ATTRIBUTE' or an ASGI callable")
         if isinstance(self.app, str) and ":" not in self.app:
@@ -208,6 +220,34 @@ class ServerConfig:
             fail("forwarded-allow-ips", str(exc))
         if self.log_level not in LOG_LEVELS:
             fail("log-level", f"{self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if self.log_config is not None and (not isinstance(self.log_config, str) or not os.path.isfile(
+                self.log_config)):
+            fail("log-config", f"{self.log_config!r} is not a file")
+        if self.access_log_format not in ACCESS_LOG_FORMATS:
+            fail("access-log-format", f"{self.access_log_format!r} is not one of {', '.join(ACCESS_LOG_FORMATS)}")
+        if self.request_id_header is not None:
+            from hybrid.request_id import valid_header_name
+
+            if not isinstance(self.request_id_header, str) or not valid_header_name(self.request_id_header):
+                fail("request-id-header", f"{self.request_id_header!r} is not an HTTP header name")
+        for option, value in (("access-log", self.access_log), ("reload", self.reload), ("factory", self.factory),
+                              ("ws-per-message-deflate", self.ws_per_message_deflate),
+                              ("server-header", self.server_header), ("date-header", self.date_header)):
+            if not isinstance(value, bool):
+                fail(option, f"{value!r} must be true or false")
+        if self.metrics_port is not None:
+            if isinstance(self.metrics_port, bool) or not isinstance(self.metrics_port, int) or not (
+                    0 <= self.metrics_port <= 65535):
+                fail("metrics-port", f"{self.metrics_port!r} is not a port number between 0 and 65535")
+            if self.use_supervisor:
+                fail("metrics-port", "not available with worker processes yet (--workers, --reload, "
+                                     "--limit-max-requests): each process would need its own port")
+            import importlib.util
+
+            if importlib.util.find_spec("prometheus_client") is None:
+                fail("metrics-port", "needs the prometheus-client package: pip install 'hybrid[metrics]'")
+        if self.use_colors is not None and not isinstance(self.use_colors, bool):
+            fail("use-colors", f"{self.use_colors!r} must be true or false")
 
     @property
     def use_supervisor(self) -> bool:

@@ -35,6 +35,7 @@ from hybrid._speedups.h1 import Data, H1Error, LocalProtocolError, Request
 from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.task import BLOCKED_STEP, start_request_task
 from hybrid.asgi.websocket import build_websocket_scope
+from hybrid.request_id import request_id_of
 
 if TYPE_CHECKING:  # (the worker imports this module)
     from hybrid.sync_worker import SyncWorker
@@ -272,6 +273,8 @@ class Connection:
             self.loop.remove_reader(self.fd)
 
     def _lost(self) -> None:
+        if not self.disconnected and self.server.lifecycle is not None:
+            self.server.lifecycle_disconnected(self)
         self.disconnected = True
         self._stop_reading()
         if self.cycle is not None:
@@ -367,6 +370,8 @@ class Connection:
         self.discard_budget = DISCARD_LIMIT
         cycle = RequestCycle(self, request, build_scope(self, request, server.root_path, worker.state))
         self.cycle = cycle
+        if server.lifecycle is not None:
+            server.lifecycle_started(self, cycle)
         self._route_body()
         app = server.app
         if server.concurrency is not None:  # --limit-concurrency: past it, a built-in app answers 503
@@ -408,19 +413,19 @@ class Connection:
             cycle.rerun = True
             raise RerunInPool()
 
-    def _hand_off(self, request: Request, *, rerun: bool) -> None:
+    def _hand_off(self, request: Request, *, rerun: bool, request_id: str | None = None) -> None:
         """Give this connection to the async pool (StreamingHandoff) and forget it: from here on the pool owns
         the socket, the protocol state and the events read past this request's head."""
-        from hybrid.async_pool import StreamingHandoff, request_id_of
+        from hybrid.async_pool import StreamingHandoff
 
         if self.registered:
             self.home.remove(self)
         self._stop_reading()
         sock, self.sock = self.sock, None  # _serve and _settle stop at once: the connection is not ours
         self.cycle = None
-        scope = build_scope(self, request, self.server.root_path, {})
+        scope = build_scope(self, request, self.server.root_path, {}, request_id)  # (a re-run keeps its id)
         self.server.pool.accept_handoff(StreamingHandoff(
-            conn=self, sock=sock, scope=scope, body=b"", request_id=request_id_of(request), request=request,
+            conn=self, sock=sock, scope=scope, body=b"", request_id=request_id_of(scope), request=request,
             body_complete=rerun, rerun=rerun,
         ))
 
@@ -490,7 +495,8 @@ class Connection:
         else:
             exc = task.exception()
         if cycle.rerun and not cycle.wrote and not self.disconnected and self.sock is not None:
-            self._hand_off(cycle.request, rerun=True)  # whatever the app did with RerunInPool
+            # whatever the app did with RerunInPool; the re-run keeps the request's id
+            self._hand_off(cycle.request, rerun=True, request_id=request_id_of(cycle.scope))
             return
         if exc is not None and not isinstance(exc, ClientDisconnected) and not (
             self.draining and isinstance(exc, asyncio.CancelledError)  # streams cut at the graceful timeout
@@ -517,6 +523,8 @@ class Connection:
         # would race a client that already sent its next request on it (it would get a reset).
         if self.server.access_log:
             self.server.log_access(self, cycle)
+        if self.server.lifecycle is not None:
+            self.server.lifecycle_completed(self, cycle)
         if self.disconnected or (not self.proto.keep_alive and self.error is None):
             self.close()  # (with an error pending, _serve answers it with its status, then closes)
             return
@@ -547,6 +555,8 @@ class Connection:
         self.disconnected = True
         if self.cycle is not None:
             self.cycle.wake()
+        if self.server.lifecycle is not None:
+            self.server.lifecycle_closed(self.fd)
         try:
             self.sock.close()
         finally:

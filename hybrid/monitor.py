@@ -53,7 +53,7 @@ class ThreadManager:
     def give_sets(self, sets) -> None:
         for worker, conn_set in zip(self.workers, sets, strict=False):
             self.monitor.give(worker.slot, conn_set.fd)
-            worker.loop.call_soon_threadsafe(worker._on_wake)
+            worker.loop.call_soon_threadsafe(worker._on_wake, True)  # (a first set, not a takeover)
 
     def ensure_spare(self) -> None:
         """Keep one spare ready or starting, so that the next takeover never waits for a blocked handler.

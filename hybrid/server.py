@@ -14,9 +14,12 @@ import resource
 import signal
 import socket
 import stat
+import sys
 import threading
 import time
+from time import monotonic_ns, perf_counter
 
+from hybrid import lifecycle
 from hybrid._speedups.h1 import _create_h1_protocol
 from hybrid.asgi.lifespan import LifespanFailure
 from hybrid.async_mode import AsyncAcceptor
@@ -25,12 +28,11 @@ from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, ConnectionSet
 from hybrid.importer import load_app
 from hybrid.limits import ConcurrencyLimit, ConnectionLimit
+from hybrid.logs import access_logger, log_http_access, logger
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
+from hybrid.request_id import RequestIds, request_id_of
 from hybrid.tls import TLSConnection, create_ssl_context
-
-logger = logging.getLogger("hybrid.error")
-access_logger = logging.getLogger("hybrid.access")
 
 EXIT_STARTUP_FAILED = 3
 
@@ -97,6 +99,38 @@ def close_listeners(config: ServerConfig, sockets: list[socket.socket], *, owner
             pass
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def compiled_extensions() -> tuple[bool, list[str]]:
+    """Whether every module of hybrid._speedups is a compiled extension (not a pure-Python stand-in)."""
+    import importlib
+    import importlib.machinery
+
+    names = ("h1", "monitor", "steps", "streams", "wsmask")
+    compiled = []
+    for name in names:
+        module = importlib.import_module(f"hybrid._speedups.{name}")
+        if (getattr(module, "__file__", "") or "").endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+            compiled.append(name)
+    return len(compiled) == len(names), compiled
+
+
+def startup_banner(config: ServerConfig, address: str) -> str:
+    """'Listening on ADDRESS (1 worker, 1 thread, loop uvloop, compiled extensions; press CTRL+C to quit)'."""
+    from hybrid.sync_worker import new_event_loop
+
+    loop = "uvloop" if (getattr(new_event_loop, "__module__", "") or "").startswith("uvloop") else "asyncio"
+    every, compiled = compiled_extensions()
+    extensions = "compiled extensions" if every else f"compiled extensions: only {', '.join(compiled) or 'none'}"
+    threads = _plural(config.threads, "thread") + (" each" if config.workers > 1 else "")
+    if config.mode == "async":
+        threads = "async mode: one event loop" + (" each" if config.workers > 1 else "")
+    return (f"Listening on {address} ({_plural(config.workers, 'worker')}, {threads}, loop {loop}, {extensions}; "
+            "press CTRL+C to quit)")
+
+
 def raise_fd_limit() -> None:
     # Every idle keep-alive connection is one descriptor; the default soft limit (1024) is far too low.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -115,8 +149,16 @@ DRAIN_IDLE_GRACE = 0.25
 class Server:
     """One process. ``sockets`` are listeners bound by a supervisor; ``control`` is its pipe to this worker."""
 
-    def __init__(self, config: ServerConfig, app=None, sockets=None, control=None) -> None:
+    def __init__(self, config: ServerConfig, app=None, sockets=None, control=None, lifecycle_collector=None) -> None:
         self.config = config
+        # A LifecycleCollector (hybrid/lifecycle.py), or None: then no event is ever built.
+        self.lifecycle = lifecycle_collector
+        self.metrics = None
+        self.metrics_server = None
+        if config.metrics_port is not None:
+            self.metrics = lifecycle.MetricsCollector()
+            self.lifecycle = self.metrics if self.lifecycle is None else lifecycle.FanOut(self.lifecycle,
+                                                                                          self.metrics)
         self.given_sockets = sockets
         self.control = control
         self.requests = 0
@@ -134,7 +176,9 @@ class Server:
             raise StartupError(str(exc)) from None
         # Chosen once: with TLS off, connections are plain Connections and requests never meet a TLS branch.
         self.connection_class = Connection if self.ssl_context is None else TLSConnection
+        # Checked per request before anything of the access line is built.
         self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        self.request_ids = RequestIds(config.request_id_header)
         self.draining = False
         self.connections: set = set()
         self.sets: dict[int, ConnectionSet] = {}
@@ -166,20 +210,44 @@ class Server:
                                    max_body_size=self.config.limit_request_body, websocket=self.config.ws != "none",
                                    max_incomplete_event_size=self.config.max_incomplete_event_size)
 
+    @staticmethod
+    def where(conn) -> str:
+        """Where a request runs: a worker thread, the async pool (handed off before any app code ran), or the pool
+        after a worker abandoned it (``RerunInPool``). (A pool connection serves one request.)"""
+        if type(conn) is Connection:
+            return "worker"
+        return "pool-rerun" if getattr(conn, "handoff_rerun", False) else "pool"
+
     def log_access(self, conn, cycle) -> None:
+        """The access record of a completed request, naming where it ran."""
+        log_http_access(conn, cycle, self.where(conn))
+
+    # -- lifecycle events (only called while a collector is attached: ``self.lifecycle is not None``) ----------
+
+    def lifecycle_opened(self, conn) -> None:
+        self.lifecycle.event(lifecycle.ConnectionOpened(monotonic_ns(), conn.fd, conn.client_addr, conn.server_addr))
+
+    def lifecycle_closed(self, fd: int) -> None:
+        self.lifecycle.event(lifecycle.ConnectionClosed(monotonic_ns(), fd))
+
+    def lifecycle_started(self, conn, cycle) -> None:
         scope = cycle.scope
-        client = conn.client_addr
-        where = f"{client[0]}:{client[1]}" if client else "-"
-        path = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            path += "?" + scope["query_string"].decode("latin-1")
-        if getattr(conn, "handoff_rerun", False):  # a GET/HEAD abandoned in a worker and run again in the pool
-            conn.handoff_rerun = False
-            access_logger.info('%s - "%s %s HTTP/%s" %d (re-run in the async pool)', where, scope["method"], path,
-                               scope["http_version"], cycle.status)
-            return
-        access_logger.info('%s - "%s %s HTTP/%s" %d', where, scope["method"], path, scope["http_version"],
-                           cycle.status)
+        self.lifecycle.event(lifecycle.RequestStarted(monotonic_ns(), conn.fd, request_id_of(scope), scope["method"],
+                                                      scope["path"], self.where(conn)))
+
+    def lifecycle_completed(self, conn, cycle) -> None:
+        self.lifecycle.event(lifecycle.ResponseCompleted(
+            monotonic_ns(), conn.fd, request_id_of(cycle.scope), cycle.status, cycle.sent,
+            int((perf_counter() - cycle.started) * 1e9), self.where(conn)))
+
+    def lifecycle_disconnected(self, conn) -> None:
+        self.lifecycle.event(lifecycle.ClientDisconnected(monotonic_ns(), conn.fd))
+
+    def lifecycle_handed_off(self, fd: int, scope: dict, kind: str, rerun: bool) -> None:
+        self.lifecycle.event(lifecycle.HandedOff(monotonic_ns(), fd, request_id_of(scope), kind, rerun))
+
+    def lifecycle_taken_over(self, thread: str, set_fd: int) -> None:
+        self.lifecycle.event(lifecycle.TakenOver(monotonic_ns(), thread, set_fd))
 
     def blocked_loop(self, cycle, took: float, waiting: int, where: str) -> None:
         """One warning per route whose step blocked an event loop that held other requests; all are counted."""
@@ -200,6 +268,15 @@ class Server:
         self._install_signal_handlers()  # before anything is announced: a SIGTERM must never kill us mid-start
         raise_fd_limit()
         self.listeners = self.given_sockets if self.given_sockets is not None else bind_listeners(self.config)
+        if self.metrics is not None:
+            try:
+                self.metrics_server = self.metrics.start(self.config.host, self.config.metrics_port)
+            except OSError as exc:
+                self._close_listeners()
+                raise StartupError(f"Cannot serve metrics on {self.config.host}:{self.config.metrics_port}: "
+                                   f"{exc.strerror}") from None
+            logger.info("Metrics (Prometheus text) on http://%s:%d/metrics", self.config.host,
+                        self.metrics_server[0].server_port)
         try:
             if self.acceptor is None:
                 # One spare beyond --threads, ready for the first takeover.
@@ -215,18 +292,15 @@ class Server:
         if self.acceptor is not None:  # --mode async: the pool's loop accepts and serves everything
             self.acceptor.listeners = list(self.listeners)
             self.acceptor.start()
-            serving = "async mode: one event loop"
         else:
             sets = [ConnectionSet(self.listeners) for _ in range(self.config.threads)]
             self.sets = {s.fd: s for s in sets}
             self.threads.give_sets(sets)
-            serving = f"{self.config.threads} serving thread{'s' if self.config.threads != 1 else ''}"
         if self.control is not None:
             logger.info("Started worker process [%d]", os.getpid())
             self.control.send(("ready", os.getpid()))
         else:
-            logger.info("Listening on %s (%s, press CTRL+C to quit)",
-                        describe_listeners(self.config, self.listeners), serving)
+            logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.listeners)))
 
     def serve_forever(self) -> None:
         recycling = False
@@ -325,6 +399,9 @@ class Server:
                     self.pool.handoffs, self.pool.reruns, self.blocked_steps)
         for conn_set in self.sets.values():
             conn_set.epoll.close()
+        if self.metrics_server is not None:
+            self.metrics_server[0].shutdown()
+            self.metrics_server[0].server_close()
         logger.info("Finished server process [%d]", os.getpid())
 
     def _worker_connections(self) -> bool:
@@ -408,12 +485,16 @@ class Server:
         self.listeners = []
 
 
-def serve(config: ServerConfig, app=None) -> int:
+def serve(config: ServerConfig, app=None, lifecycle_collector=None) -> int:
     """Run one server process until it is stopped; return the process exit code."""
-    from hybrid.cli import setup_logging
     from hybrid.importer import AppLoadError
+    from hybrid.logs import LogConfigError, setup_logging_for
 
-    setup_logging(config.log_level)
+    try:
+        setup_logging_for(config)
+    except LogConfigError as exc:
+        print(f"hybrid: error: Invalid value for '--log-config': {exc}", file=sys.stderr)
+        return 2
     try:
         create_ssl_context(config)  # bad --ssl-* options: one line naming the option, before anything starts
     except ConfigError as exc:
@@ -424,7 +505,7 @@ def serve(config: ServerConfig, app=None) -> int:
 
         return Supervisor(config).run()
     try:
-        server = Server(config, app)
+        server = Server(config, app, lifecycle_collector=lifecycle_collector)
         server.startup()
     except AppLoadError as exc:
         logger.error("Error loading ASGI app. %s", exc)

@@ -26,7 +26,14 @@ import time
 from dataclasses import dataclass, field
 
 from hybrid.config import ServerConfig
-from hybrid.server import EXIT_STARTUP_FAILED, StartupError, bind_listeners, close_listeners, describe_listeners
+from hybrid.server import (
+    EXIT_STARTUP_FAILED,
+    StartupError,
+    bind_listeners,
+    close_listeners,
+    describe_listeners,
+    startup_banner,
+)
 
 logger = logging.getLogger("hybrid.error")
 
@@ -39,11 +46,11 @@ DEFAULT_RELOAD_EXCLUDES = (".*", ".py[cod]", ".sw.*", "~*", "__pycache__")
 
 def _worker_main(config: ServerConfig, sockets, control) -> None:
     """Entry point of a worker process (spawned: a fresh interpreter that imports the app itself)."""
-    from hybrid.cli import setup_logging
     from hybrid.importer import AppLoadError
+    from hybrid.logs import setup_logging_for
     from hybrid.server import Server
 
-    setup_logging(config.log_level)
+    setup_logging_for(config)  # (checked by the supervisor before it started us)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # SIGHUP is the supervisor's business
     for sock in sockets:
         sock.setblocking(False)
@@ -198,8 +205,7 @@ class Supervisor:
             logger.error("Workers failed to start; exiting.")
             self._close_sockets()
             return self.exit_code or 1
-        logger.info("Listening on %s (%d workers, press CTRL+C to quit)",
-                    describe_listeners(self.config, self.sockets), self.config.workers)
+        logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.sockets)))
         if self.config.reload:
             self._start_watcher()
         while not self._stop_requested:

@@ -135,13 +135,15 @@ class SyncWorker:
 
     # -- set ownership ------------------------------------------------------------------------------------
 
-    def _on_wake(self) -> None:
+    def _on_wake(self, initial: bool = False) -> None:
         try:
             os.eventfd_read(self.wake_fd)
         except BlockingIOError:
             pass
         fd = self.monitor.owned_set(self.slot)
         if fd >= 0 and self.conn_set is None:
+            if not initial and self.server.lifecycle is not None:
+                self.server.lifecycle_taken_over(self.name, fd)
             self._own(self.server.sets[fd])
             self.server.threads.ensure_spare()
 
@@ -200,6 +202,8 @@ class SyncWorker:
             sock.close()
             return
         server.connections.add(conn)
+        if server.lifecycle is not None:
+            server.lifecycle_opened(conn)
         try:
             conn_set.add(conn)
         except (OSError, ValueError):  # the set is closed: the server is going away

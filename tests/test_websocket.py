@@ -133,7 +133,8 @@ def test_scope(srv):
     assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
     assert scope["path"] == "/scope" and scope["raw_path"] == "/scope" and scope["query_string"] == "x=1"
     assert scope["root_path"] == "" and scope["subprotocols"] == ["p1", "p2"]
-    assert scope["extensions"] == {"websocket.http.response": {}}
+    assert scope["extensions"]["websocket.http.response"] == {}
+    assert scope["extensions"]["hybrid.request_id"]["id"]  # (tests/test_ops.py checks its value)
     assert scope["server"][1] == srv.port and scope["client"][0] == "127.0.0.1"
     assert scope["state"] == ["ready"]  # a copy of the lifespan state
 

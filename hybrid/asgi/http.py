@@ -7,7 +7,10 @@ the connection stays the single owner of its I/O.
 
 from __future__ import annotations
 
+from time import perf_counter
 from urllib.parse import unquote
+
+from hybrid.request_id import REQUEST_ID_KEY, lazy_request_id
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 DISCONNECT = {"type": "http.disconnect"}
@@ -23,7 +26,9 @@ class ClientDisconnected(OSError):
     """The client went away; raised by ``send`` when the response can no longer be delivered."""
 
 
-def build_scope(conn, req, root_path: str, state: dict) -> dict:
+def build_scope(conn, req, root_path: str, state: dict, request_id: str | None = None) -> dict:
+    """The ``http`` scope. The request id is ``request_id`` if given, else worked out from the headers when
+    something first reads it (request_id.py)."""
     raw_path = req.path
     path = raw_path.decode("latin-1")
     if "%" in path:
@@ -43,6 +48,8 @@ def build_scope(conn, req, root_path: str, state: dict) -> dict:
         "query_string": req.query,
         "headers": req.headers,
         "state": state.copy(),
+        "extensions": {REQUEST_ID_KEY: lazy_request_id(conn.server.request_ids, req.headers) if request_id is None
+                       else {"id": request_id}},
     }
     if conn.proxy is not None:
         conn.proxy.apply(scope)
@@ -53,7 +60,7 @@ class RequestCycle:
     __slots__ = (
         "conn", "request", "scope", "body", "body_size", "body_complete", "request_delivered",
         "continue_pending", "status", "headers", "response_started", "head_sent", "response_complete",
-        "wrote", "waiter", "task", "rerun", "admitted",
+        "wrote", "waiter", "task", "rerun", "admitted", "sent", "started",
     )
 
     def __init__(self, conn, request, scope):
@@ -75,6 +82,8 @@ class RequestCycle:
         self.task = None
         self.rerun = False  # abandoned in a worker, to run again in the async pool
         self.admitted = False  # counted by a worker against --limit-concurrency (the pool counts its own)
+        self.sent = 0  # response body bytes the app sent (the access log's "bytes")
+        self.started = perf_counter()  # (the access log's "duration_ms")
 
     # -- fed by the connection ----------------------------------------------------------------------------
 
@@ -153,6 +162,7 @@ class RequestCycle:
                     raise TypeError(f"ASGI: 'body' must be bytes, got {type(body).__name__}")
                 body = bytes(body)
             more = message.get("more_body", False)
+            self.sent += len(body)
             proto = self.conn.proto
             if not self.head_sent:
                 if more:
@@ -185,6 +195,10 @@ class RequestCycle:
             if type(status) is not int or not 200 <= status <= 999:
                 raise ValueError(f"ASGI: invalid response status {status!r}: must be an int from 200 to 999")
             headers = message.get("headers", ())
+            echo = self.conn.server.request_ids.echo
+            if echo is not None and not any(name.lower() == echo for name, _ in headers):
+                # --request-id-header: the response carries the request's id (unless the app set it itself)
+                headers = [*headers, (echo, self.scope["extensions"][REQUEST_ID_KEY]["id"].encode("latin-1"))]
             self.status = status
             self.headers = headers
             self.response_started = True

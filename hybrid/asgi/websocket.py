@@ -46,13 +46,14 @@ from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid._speedups.wsmask import XorMasker
 from hybrid.asgi.http import ASGI_VERSION, ClientDisconnected
 from hybrid.asgi.ws_deflate import BoundedDeflate
+from hybrid.logs import log_websocket_access
+from hybrid.request_id import REQUEST_ID_KEY
 
 # Unmasking every client frame in Python was a quarter of the CPU per 64 KiB message: wsproto looks this name up
 # each time a frame starts, so the compiled masker (same interface) takes its place.
 wsproto.frame_protocol.XorMaskerSimple = XorMasker
 
 logger = logging.getLogger("hybrid.error")
-access_logger = logging.getLogger("hybrid.access")
 
 QUEUE_HIGH = 32         # received messages waiting for the app before reading pauses (backpressure)
 WRITE_HIGH_WATER = 65536
@@ -85,7 +86,7 @@ def build_websocket_scope(conn, req, root_path: str, state: dict) -> dict:
         "headers": req.headers,
         "subprotocols": subprotocols,
         "state": state.copy(),
-        "extensions": _EXTENSIONS,
+        "extensions": {**_EXTENSIONS, REQUEST_ID_KEY: {"id": conn.server.request_ids.for_headers(req.headers)}},
     }
     if conn.proxy is not None:
         conn.proxy.apply(scope)
@@ -515,6 +516,8 @@ class WebSocketSession:
             reader.cancel()
             self.reader = None
         if self.sock is not None:
+            if self.server.lifecycle is not None:
+                self.server.lifecycle_closed(self.sock.fileno())
             self.sock = None
             self.server.forget(self)
             self.pool.close_later(self.stream)
@@ -575,11 +578,5 @@ class WebSocketSession:
             waiter.set_result(None)
 
     def _log_access(self) -> None:
-        if not self.server.access_log:
-            return
-        client = self.client_addr
-        where = f"{client[0]}:{client[1]}" if client else "-"
-        path = self.scope["raw_path"].decode("latin-1")
-        if self.scope["query_string"]:
-            path += "?" + self.scope["query_string"].decode("latin-1")
-        access_logger.info('%s - "WebSocket %s" %d', where, path, self.status)
+        if self.server.access_log:
+            log_websocket_access(self)

@@ -1,0 +1,163 @@
+"""Lifecycle events: what happens to connections and requests, for a collector (metrics, tracing, tests).
+
+Attach one with ``hybrid.run(app, lifecycle_collector=obj)`` (any object with an ``event(event)`` method, see
+``LifecycleCollector``) or ``--metrics-port`` (``MetricsCollector``, Prometheus text). Events are frozen
+dataclasses stamped with ``time.monotonic_ns()``. ``event`` is called on the thread where the thing happened (a
+serving thread, the async pool's thread), inline: it must be quick and thread-safe, and must not raise.
+
+Without a collector the cost is one ``is None`` test at each place an event could be made: nothing is built.
+``fd`` is the connection's socket descriptor: stable while the connection lives (across a handoff to the async
+pool and back), reused by the kernel after it closes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class LifecycleCollector(Protocol):
+    def event(self, event: LifecycleEvent) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    t_ns: int
+    fd: int
+    client: tuple | None
+    server: tuple | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    t_ns: int
+    fd: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStarted:
+    t_ns: int
+    fd: int
+    request_id: str
+    method: str
+    path: str
+    where: str  # "worker", "pool" (handed off before any app code ran) or "pool-rerun"
+
+
+@dataclass(frozen=True, slots=True)
+class HandedOff:
+    """A connection went to the async pool (``StreamingHandoff`` or ``WebSocketHandoff``)."""
+
+    t_ns: int
+    fd: int
+    request_id: str
+    kind: str  # "stream" or "websocket"
+    rerun: bool  # a GET/HEAD the worker abandoned after its app started streaming
+
+
+@dataclass(frozen=True, slots=True)
+class TakenOver:
+    """A spare thread took over the connection set of a thread blocked in a handler."""
+
+    t_ns: int
+    thread: str  # the spare that now owns the set
+    set_fd: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCompleted:
+    t_ns: int
+    fd: int
+    request_id: str
+    status: int
+    bytes: int  # response body bytes the app sent
+    duration_ns: int  # from the request head to the response's end
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDisconnected:
+    """The client went away while its connection was being served (a failed write or read, EOF mid-request)."""
+
+    t_ns: int
+    fd: int
+
+
+LifecycleEvent = (ConnectionOpened | ConnectionClosed | RequestStarted | HandedOff | TakenOver | ResponseCompleted
+                  | ClientDisconnected)
+
+
+class FanOut:
+    """Several collectors as one."""
+
+    def __init__(self, *collectors: LifecycleCollector) -> None:
+        self.collectors = collectors
+
+    def event(self, event) -> None:
+        for collector in self.collectors:
+            collector.event(event)
+
+
+class MetricsCollector:
+    """Counts events into Prometheus metrics (prometheus-client), served by ``start(host, port)``."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = registry = CollectorRegistry()
+        self.opened = Counter("hybrid_connections_opened", "Connections accepted", registry=registry)
+        self.closed = Counter("hybrid_connections_closed", "Connections closed", registry=registry)
+        self.open = Gauge("hybrid_connections_open", "Connections open now", registry=registry)
+        self.started = Counter("hybrid_requests_started", "Requests whose app started", ["where"],
+                               registry=registry)
+        self.responses = Counter("hybrid_responses", "Complete responses, by status class", ["where", "status"],
+                                 registry=registry)
+        self.sent = Counter("hybrid_response_body_bytes", "Response body bytes sent", registry=registry)
+        self.duration = Histogram("hybrid_request_duration_seconds", "From the request head to the response's "
+                                  "end", ["where"], registry=registry,
+                                  buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+        self.handoffs = Counter("hybrid_handoffs", "Connections handed to the async pool", ["kind", "rerun"],
+                                registry=registry)
+        self.takeovers = Counter("hybrid_takeovers", "Connection sets taken over from a blocked thread",
+                                 registry=registry)
+        self.disconnects = Counter("hybrid_client_disconnects", "Clients gone while being served",
+                                   registry=registry)
+        self._by_type = {
+            ConnectionOpened: self._opened, ConnectionClosed: self._closed, RequestStarted: self._started,
+            HandedOff: self._handed_off, TakenOver: self._taken_over, ResponseCompleted: self._completed,
+            ClientDisconnected: self._disconnected,
+        }
+
+    def start(self, host: str, port: int):
+        from prometheus_client import start_http_server
+
+        return start_http_server(port, addr=host, registry=self.registry)
+
+    def event(self, event) -> None:
+        self._by_type[type(event)](event)
+
+    def _opened(self, event: ConnectionOpened) -> None:
+        self.opened.inc()
+        self.open.inc()
+
+    def _closed(self, event: ConnectionClosed) -> None:
+        self.closed.inc()
+        self.open.dec()
+
+    def _started(self, event: RequestStarted) -> None:
+        self.started.labels(event.where).inc()
+
+    def _handed_off(self, event: HandedOff) -> None:
+        self.handoffs.labels(event.kind, "true" if event.rerun else "false").inc()
+
+    def _taken_over(self, event: TakenOver) -> None:
+        self.takeovers.inc()
+
+    def _completed(self, event: ResponseCompleted) -> None:
+        self.responses.labels(event.where, f"{event.status // 100}xx").inc()
+        self.sent.inc(event.bytes)
+        self.duration.labels(event.where).observe(event.duration_ns / 1e9)
+
+    def _disconnected(self, event: ClientDisconnected) -> None:
+        self.disconnects.inc()

@@ -1,0 +1,306 @@
+"""Logging: handlers and formatters of the ``hybrid`` loggers, and the access log line.
+
+Loggers: ``hybrid.error`` (server events) and ``hybrid.access`` (one record per request), both under ``hybrid``.
+``setup_logging`` is called once per process (the server, the supervisor and each worker process) and lives here,
+apart from cli.py, server.py and supervisor.py, so none of them imports another for it.
+
+The access record carries its fields as a mapping (``record.args``): the message is the uvicorn line
+``127.0.0.1:PORT - "GET /path HTTP/1.1" 200``, and ``JsonAccessFormatter`` writes the same record as one JSON
+object per line (``--access-log-format json``). A ``--log-config`` file can use either formatter by name
+(``hybrid.logs.DefaultFormatter``, ``hybrid.logs.JsonAccessFormatter``). The caller checks
+``Server.access_log`` (the flag and ``access_logger.isEnabledFor(INFO)``) before building anything, so a
+disabled access log costs one attribute test per request. While the handlers setup_logging installed are the only
+ones, an enabled access line skips the logging module and goes straight to their stream, as the same text
+(``_FastPath``); anything else (a --log-config, a handler or filter an app adds) gets a real LogRecord.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import os
+import sys
+import threading
+import time
+from time import perf_counter
+
+TRACE = 5
+
+logging.addLevelName(TRACE, "TRACE")
+logger = logging.getLogger("hybrid.error")
+access_logger = logging.getLogger("hybrid.access")
+
+ACCESS_TEXT = '%(client)s - "%(method)s %(path)s HTTP/%(http_version)s" %(status)d%(note)s'
+RERUN_NOTE = " (re-run in the async pool)"
+
+_COLOURS = {
+    "TRACE": "\033[34m", "DEBUG": "\033[36m", "INFO": "\033[32m", "WARNING": "\033[33m", "ERROR": "\033[31m",
+    "CRITICAL": "\033[91m",
+}
+_RESET = "\033[0m"
+
+
+class AccessRecord(logging.LogRecord):
+    """The access log's LogRecord, made without the per-call work of ``Logger.info`` that an access line does not
+    use: no stack walk for the caller's file and line, no path splitting (about a third of a log call's cost).
+    Every attribute a formatter may name is set; ``pathname``, ``lineno`` and ``funcName`` say nothing."""
+
+    def __init__(self, msg: str, args: dict) -> None:  # noqa: D107 - (deliberately not calling super)
+        now = time.time()
+        self.name = "hybrid.access"
+        self.msg = msg
+        self.args = args
+        self.levelname = "INFO"
+        self.levelno = logging.INFO
+        self.pathname = __file__
+        self.filename = "logs.py"
+        self.module = "logs"
+        self.exc_info = None
+        self.exc_text = None
+        self.stack_info = None
+        self.lineno = 0
+        self.funcName = None
+        self.created = now
+        self.msecs = int((now - int(now)) * 1000) + 0.0
+        self.relativeCreated = (now - logging._startTime) * 1000
+        self.thread = threading.get_ident()
+        self.threadName = threading.current_thread().name
+        self.processName = _process_name()
+        self.process = os.getpid()
+        self.taskName = None
+
+
+def _process_name() -> str:
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return "MainProcess"
+    try:
+        return mp.current_process().name
+    except Exception:  # noqa: BLE001 - as logging does
+        return "MainProcess"
+
+
+class LogConfigError(ValueError):
+    """--log-config names a file that cannot be used; the message says why, in one line."""
+
+
+class DefaultFormatter(logging.Formatter):
+    """``INFO:     message``, aligned as uvicorn aligns it; the level name is coloured when ``use_colors``."""
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None, style: str = "%",
+                 use_colors: bool | None = None) -> None:
+        super().__init__(fmt or "%(levelprefix)s %(message)s", datefmt, style)
+        self.use_colors = sys.stderr.isatty() if use_colors is None else use_colors
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        name = record.levelname
+        pad = " " * max(0, 8 - len(name))
+        record.levelprefix = f"{_COLOURS.get(name, '')}{name}{_RESET}:{pad}" if self.use_colors else f"{name}:{pad}"
+        return super().formatMessage(record)
+
+
+class JsonAccessFormatter(logging.Formatter):
+    """One JSON object per access record: time, method, path, query, status, bytes, duration_ms, client,
+    request_id, where ("worker", "pool", "pool-rerun"), http_version. Other records: time, level, message."""
+
+    _second = -1
+    _second_text = ""
+
+    def timestamp(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # (one strftime a second, not one a line)
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int((created - second) * 1000):03d}Z"
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = self.timestamp(record.created)
+        fields = record.args
+        if isinstance(fields, dict) and "status" in fields:
+            out = {"time": stamp, **fields}
+            out.pop("note", None)
+            return _dumps(out)
+        out = {"time": stamp, "level": record.levelname.lower(), "message": record.getMessage()}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return _dumps(out)
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_esc = json.encoder.encode_basestring_ascii
+
+
+def level_number(level: str) -> int:
+    return TRACE if level == "trace" else getattr(logging, level.upper())
+
+
+def load_log_config(path: str) -> dict:
+    """The dictConfig mapping in a .json file, or a .yaml/.yml file when PyYAML is importable."""
+    lower = path.lower()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise LogConfigError(f"cannot read {path!r}: {exc.strerror}") from None
+    if lower.endswith(".json"):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise LogConfigError(f"{path!r} is not valid JSON: {exc}") from None
+    elif lower.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise LogConfigError(f"{path!r} is YAML, which needs PyYAML (pip install pyyaml); "
+                                 "or write the same configuration as JSON") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise LogConfigError(f"{path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    else:
+        raise LogConfigError(f"{path!r}: the file name must end in .json, .yaml or .yml")
+    if not isinstance(data, dict) or "version" not in data:
+        raise LogConfigError(f"{path!r} is not a logging dictConfig mapping (it needs at least 'version': 1)")
+    return data
+
+
+def setup_logging(level: str = "info", *, log_config: str | None = None, access_log_format: str = "text",
+                  use_colors: bool | None = None) -> None:
+    """Configure the ``hybrid`` loggers for this process. With ``log_config`` the file decides handlers,
+    formatters and levels (``level`` and ``access_log_format`` are not applied). Raises LogConfigError."""
+    global _fast
+    _fast = None
+    if log_config is not None:
+        data = load_log_config(log_config)
+        data.setdefault("disable_existing_loggers", False)
+        try:
+            logging.config.dictConfig(data)
+        except (ValueError, TypeError, AttributeError, ImportError) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise LogConfigError(f"{log_config!r} was refused by logging.config.dictConfig: {why}") from None
+        return
+    colours = sys.stderr.isatty() and os.environ.get("NO_COLOR") is None if use_colors is None else use_colors
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(DefaultFormatter(use_colors=colours))
+    for name in ("hybrid", "hybrid.error", "hybrid.access"):
+        log = logging.getLogger(name)
+        log.handlers[:] = []
+        log.propagate = False
+    root = logging.getLogger("hybrid")
+    root.addHandler(handler)
+    root.setLevel(level_number(level))
+    logging.getLogger("hybrid.error").propagate = True
+    if access_log_format == "json":
+        # Its own handler: JSON lines carry no level prefix, and nothing else is written into them.
+        json_handler = logging.StreamHandler(sys.stderr)
+        json_handler.setFormatter(JsonAccessFormatter())
+        access_logger.addHandler(json_handler)
+        _fast = _FastPath(json_handler, True, colours)
+    else:
+        access_logger.propagate = True
+        _fast = _FastPath(handler, False, colours)
+
+
+class _FastPath:
+    """The default handlers, as setup_logging installed them: while they are still the only ones, an access line
+    is written to their stream directly, as the same text their formatter would make, without a LogRecord or the
+    handler chain (about 2/3 of a log call). Anything added or changed (a handler, a filter, propagation, a
+    dictConfig) switches back to the logging module at the next request."""
+
+    __slots__ = ("handler", "json", "access_handlers", "parent_handlers", "propagate", "prefix")
+
+    def __init__(self, handler: logging.Handler, json: bool, colours: bool) -> None:
+        self.handler = handler
+        self.json = json
+        self.access_handlers = list(access_logger.handlers)
+        self.parent_handlers = list(_hybrid_logger.handlers)
+        self.propagate = access_logger.propagate
+        self.prefix = f"{_COLOURS['INFO']}INFO{_RESET}:     " if colours else "INFO:     "
+
+    def usable(self) -> bool:
+        return (access_logger.handlers == self.access_handlers and _hybrid_logger.handlers == self.parent_handlers
+                and access_logger.propagate == self.propagate and not access_logger.filters
+                and not _hybrid_logger.filters and not self.handler.filters and not access_logger.disabled
+                and not _hybrid_logger.disabled)
+
+    def write(self, line: str) -> None:
+        handler = self.handler
+        handler.acquire()
+        try:
+            stream = handler.stream
+            stream.write(line)
+            stream.flush()
+        except Exception:  # noqa: BLE001 - as logging.Handler.handleError would: never fail a request
+            pass
+        finally:
+            handler.release()
+
+
+_fast: _FastPath | None = None
+_hybrid_logger = logging.getLogger("hybrid")
+
+
+def setup_logging_for(config) -> None:
+    """``setup_logging`` with a ServerConfig's options."""
+    setup_logging(config.log_level, log_config=config.log_config, access_log_format=config.access_log_format,
+                  use_colors=config.use_colors)
+
+
+def log_http_access(conn, cycle, where: str) -> None:
+    """One access record for a completed HTTP request (the caller checked the access log is enabled)."""
+    scope = cycle.scope
+    client = scope["client"]  # (a trusted proxy's client, with --proxy-headers)
+    path = scope["raw_path"].decode("latin-1")
+    query = scope["query_string"]
+    if query:
+        path += "?" + query.decode("latin-1")
+    client = f"{client[0]}:{client[1]}" if client else "-"
+    fast = _fast
+    if fast is not None and fast.usable():
+        if not fast.json:  # (the text line has no request id: a lazy one stays unmade)
+            note = RERUN_NOTE if where == "pool-rerun" else ""
+            fast.write(f'{fast.prefix}{client} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" '
+                       f'{cycle.status}{note}\n')
+            return
+        # The same object JsonAccessFormatter makes, written out directly (json's C string escaper for the strings)
+        stamp = fast.handler.formatter.timestamp(time.time())
+        duration = round((perf_counter() - cycle.started) * 1000, 3)
+        rid = scope["extensions"]["hybrid.request_id"]["id"]
+        fast.write(f'{{"time":"{stamp}","method":{_esc(scope["method"])},"path":{_esc(path)},'
+                   f'"status":{cycle.status},"bytes":{cycle.sent},"duration_ms":{duration!r},'
+                   f'"client":{_esc(client)},"request_id":{_esc(rid)},"where":"{where}",'
+                   f'"http_version":{_esc(scope["http_version"])}}}\n')
+        return
+    access_logger.handle(AccessRecord(ACCESS_TEXT, {
+        "method": scope["method"],
+        "path": path,
+        "status": cycle.status,
+        "bytes": cycle.sent,
+        "duration_ms": round((perf_counter() - cycle.started) * 1000, 3),
+        "client": client,
+        "request_id": scope["extensions"]["hybrid.request_id"]["id"],
+        "where": where,
+        "http_version": scope["http_version"],
+        "note": RERUN_NOTE if where == "pool-rerun" else "",
+    }))
+
+
+def log_websocket_access(session) -> None:
+    """The access record of a WebSocket session: its handshake's outcome (101, or the refusal's status)."""
+    scope = session.scope
+    client = scope["client"]
+    path = scope["raw_path"].decode("latin-1")
+    if scope["query_string"]:
+        path += "?" + scope["query_string"].decode("latin-1")
+    access_logger.info('%(client)s - "WebSocket %(path)s" %(status)d', {
+        "method": "WebSocket",
+        "path": path,
+        "status": session.status,
+        "bytes": 0,
+        "duration_ms": None,
+        "client": f"{client[0]}:{client[1]}" if client else "-",
+        "request_id": scope["extensions"]["hybrid.request_id"]["id"],
+        "where": "pool",
+        "http_version": scope["http_version"],
+    })

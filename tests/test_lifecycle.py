@@ -1,0 +1,156 @@
+"""Lifecycle events (hybrid/lifecycle.py) from a real server: a collector given to hybrid.run() in a subprocess,
+and --metrics-port serving Prometheus text."""
+
+import json
+import re
+import socket
+import sys
+import time
+
+import pytest
+
+from .support import REPO, Server, run_cli
+
+pytestmark = pytest.mark.timeout(60)
+
+OPS = "tests.apps.ops:app"
+
+SCRIPT = """
+import json, sys, threading
+sys.path.insert(0, {repo!r})
+import hybrid
+from hybrid import lifecycle
+from tests.apps.ops import app
+
+lock = threading.Lock()
+
+class Collector:
+    def event(self, event):
+        fields = {{k: getattr(event, k) for k in event.__slots__}}
+        with lock, open({out!r}, "a") as f:
+            f.write(json.dumps([type(event).__name__, fields]) + "\\n")
+
+assert isinstance(Collector(), lifecycle.LifecycleCollector)
+hybrid.run(app, port=0, lifecycle_collector=Collector())
+"""
+
+
+def _script_server(tmp_path) -> tuple[Server, object]:
+    out = tmp_path / "events.jsonl"
+    script = tmp_path / "serve.py"
+    script.write_text(SCRIPT.format(repo=str(REPO), out=str(out)))
+    srv = Server()
+    srv.__class__ = type("ScriptServer", (Server,), {"cmd": property(lambda self: [sys.executable, str(script)])})
+    return srv, out
+
+
+def _events(path) -> list:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _wait_events(path, predicate, timeout=5.0) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = _events(path)
+        if predicate(events):
+            return events
+        time.sleep(0.05)
+    raise AssertionError(f"events not seen: {_events(path)}")
+
+
+def test_collector_sees_each_step_with_monotonic_timestamps(tmp_path):
+    srv, out = _script_server(tmp_path)
+    with srv:
+        with srv.connect() as c:
+            assert c.request("GET", "/plain", headers=[("X-Request-ID", "plain-1")]).status == 200
+        with srv.connect() as c:
+            sse = c.request("GET", "/sse", headers=[("Accept", "text/event-stream"), ("X-Request-ID", "sse-1")])
+            assert sse.chunked
+        with srv.connect() as c:
+            assert c.request("GET", "/stream", headers=[("X-Request-ID", "rerun-1")]).chunked
+        with srv.connect() as c:  # a client that leaves mid-body
+            c.send(b"POST /read-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            time.sleep(0.2)
+        events = _wait_events(out, lambda ev: sum(1 for name, _ in ev if name == "ConnectionClosed") >= 4)
+    names = [name for name, _ in events]
+    stamps = [fields["t_ns"] for _, fields in events]
+    assert stamps == sorted(stamps), "monotonic_ns stamps, in the order things happened"
+
+    def about(rid):
+        return [(name, fields.get("where"), fields.get("kind"), fields.get("rerun"), fields.get("status"))
+                for name, fields in events if fields.get("request_id") == rid]
+
+    assert about("plain-1") == [("RequestStarted", "worker", None, None, None),
+                                ("ResponseCompleted", "worker", None, None, 200)]
+    assert about("sse-1") == [("HandedOff", None, "stream", False, None), ("RequestStarted", "pool", None, None, None),
+                              ("ResponseCompleted", "pool", None, None, 200)]
+    assert about("rerun-1") == [("RequestStarted", "worker", None, None, None),
+                                ("HandedOff", None, "stream", True, None),
+                                ("RequestStarted", "pool-rerun", None, None, None),
+                                ("ResponseCompleted", "pool-rerun", None, None, 200)]
+    assert names.count("ConnectionOpened") == 4 and "ClientDisconnected" in names
+    plain = next(f for n, f in events if n == "ResponseCompleted" and f["request_id"] == "plain-1")
+    assert plain["bytes"] == 2 and 0 < plain["duration_ns"] < 5e9
+    opened = next(f for n, f in events if n == "ConnectionOpened")
+    assert opened["client"][0] == "127.0.0.1" and opened["server"][1] == srv.port
+    # a connection's events share its fd, from opened to closed
+    fd = opened["fd"]
+    first = [n for n, f in events if f.get("fd") == fd][:4]
+    assert first == ["ConnectionOpened", "RequestStarted", "ResponseCompleted", "ConnectionClosed"], first
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _metrics(port: int) -> dict:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    body = data.split(b"\r\n\r\n", 1)[1].decode()
+    out = {}
+    for line in body.splitlines():
+        m = re.match(r"^(hybrid_\w+)(\{[^}]*\})? (\S+)$", line)
+        if m:
+            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def test_metrics_port_serves_prometheus_text():
+    port = _free_port()
+    with Server(OPS, "--port", "0", "--metrics-port", str(port)) as srv:
+        with srv.connect() as c:
+            for _ in range(3):
+                assert c.request("GET", "/plain").status == 200
+            assert c.request("GET", "/sse", headers=[("Accept", "text/event-stream")]).chunked
+            assert c.request("GET", "/stream").chunked  # re-run in the pool
+            assert c.request("GET", "/block").body == b"blocked"  # blocks its thread: a takeover
+        with srv.connect() as c:  # leaves mid-body
+            c.send(b"POST /read-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            time.sleep(0.2)
+        time.sleep(0.3)
+        m = _metrics(port)
+    assert f"Metrics (Prometheus text) on http://127.0.0.1:{port}/metrics" in srv.output
+    assert m['hybrid_requests_started_total{where="worker"}'] == 6  # 3 plain, the first /stream, /block, /read-body
+    assert m['hybrid_requests_started_total{where="pool"}'] == 1
+    assert m['hybrid_requests_started_total{where="pool-rerun"}'] == 1
+    assert m['hybrid_responses_total{status="2xx",where="worker"}'] == 4
+    assert m['hybrid_handoffs_total{kind="stream",rerun="false"}'] == 1
+    assert m['hybrid_handoffs_total{kind="stream",rerun="true"}'] == 1
+    assert m["hybrid_takeovers_total"] >= 1
+    assert m["hybrid_client_disconnects_total"] == 1
+    assert m["hybrid_connections_opened_total"] == 2 and m["hybrid_connections_open"] == 0
+    assert m['hybrid_request_duration_seconds_count{where="worker"}'] == 4
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--metrics-port", "70000"], "between 0 and 65535"),
+    (["--metrics-port", "0", "--workers", "2"], "worker processes"),
+])
+def test_metrics_port_bad_values(args, why):
+    rc, out = run_cli(OPS, "--port", "0", *args)
+    assert rc == 2 and "--metrics-port" in out and why in out and "Traceback" not in out, out
