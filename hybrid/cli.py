@@ -18,6 +18,8 @@ from hybrid.config import ACCESS_LOG_FORMATS, LIFESPAN_MODES, LOG_LEVELS, MODES,
 ENV_PREFIX = "HYBRID_"
 # Not options of the server: never read from a file or the environment (HYBRID_CONFIG names the file).
 NOT_CONFIGURABLE = ("help", "version", "config")
+# Options whose flag takes a comma-separated list: a file may give them as a list of strings too.
+COMMA_LISTS = ("forwarded_allow_ips",)
 
 
 def _positive_int(text: str) -> int:
@@ -247,6 +249,8 @@ def _value_for(action: argparse.Action, value, source: str):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 fail(f"{value!r} is not a number of seconds")
             value = float(value)
+    elif action.dest in COMMA_LISTS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = ",".join(value)  # a TOML list of addresses, as the flag's comma-separated text
     elif not isinstance(value, str):
         fail(f"{value!r} must be a string")
     if action.choices is not None and value not in action.choices:
