@@ -830,3 +830,20 @@ def test_a_bad_final_coding_is_refused_before_the_request_is_reported(codings):
 def test_trailing_space_after_chunked_is_whitespace():
     events = new().feed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked  \r\n\r\n1\r\na\r\n0\r\n\r\n")
     assert normalize(events)[1:] == [("data", b"a"), ("eom",)]
+
+
+@pytest.mark.parametrize("after,status", [(b"GET /n HTTP/2.1\r\nHost: x\r\n\r\n", 505),
+                                          (b"GET /n HTTP/1.1\r\n\r\n", 400),
+                                          (b"POST /n HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n", 413)])
+def test_an_error_right_after_a_declined_upgrade_keeps_its_status(after, status):
+    """Found by fuzz/h1_fuzz.py: parsed in the same read as a declined upgrade, a request's H1Error lost its
+    status to a generic 400 'User callback error' (its __context__ became the upgrade exception)."""
+    data = (b"POST /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\nContent-Length: 4\r\n\r\nbody"
+            + after)
+    for splits in ((), (len(data) - len(after),)):
+        p = _create_h1_protocol(max_body_size=64)
+        with pytest.raises(H1Error) as info:
+            feed_all(p, data, splits)
+        assert info.value.status_code == status, (splits, info.value.reason)
+        if not splits:
+            assert [type(e) for e in info.value.events] == [Request, Data, EndOfMessage]

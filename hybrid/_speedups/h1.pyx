@@ -197,14 +197,29 @@ cdef class H1Protocol:
         if self._input_closed:
             return []  # after a request that closes the connection: ignored, never parsed (RFC 9112 section 9.6)
         self._progress = False
+        cdef Py_ssize_t upgrade_at = -1
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as exc:
             # llhttp stops after the head of a request that asks to switch protocols, skipping its body.
-            offset = exc.args[0]
+            upgrade_at = exc.args[0]
+        except HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, H1Error):
+                self._error = exc.__context__
+            else:
+                self._error = H1Error(400, str(exc) or "Malformed request")
+            self._error.events = self._take_events()
+            raise self._error from None
+        except HttpParserError as exc:
+            if self._input_closed:
+                return self._take_events()  # bytes after a closing request: ignored, not an error
+            self._raise_parser_error(exc, data)
+        if upgrade_at >= 0:
+            # (Handled here, not in the except clause: an H1Error raised while parsing what follows would get the
+            # upgrade as its __context__ instead of reaching the handler above as the callback error's context.)
             if self._websocket and self._resume_head is None and self._upgrade is not None:
                 self._switched = True  # the server takes this upgrade: the rest is WebSocket, not HTTP
-                self.trailing_data = bytes(data[offset:])
+                self.trailing_data = bytes(data[upgrade_at:])
                 return self._take_events()
             # Declined (RFC 9110 section 7.8 lets a server ignore Upgrade): HTTP framing continues exactly as
             # without it. A fresh parser resumes the skipped body with the request's own framing, or parses
@@ -217,25 +232,14 @@ cdef class H1Protocol:
                 self._resume_head = None
             else:
                 self._in_head = True
-            if offset < len(data):
+            if upgrade_at < len(data):
                 events = self._take_events()
                 try:
-                    events.extend(self.feed(data[offset:]))
+                    events.extend(self.feed(data[upgrade_at:]))
                 except H1Error as err:
                     err.events = events + err.events
                     raise
                 return events
-        except HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, H1Error):
-                self._error = exc.__context__
-            else:
-                self._error = H1Error(400, str(exc) or "Malformed request")
-            self._error.events = self._take_events()
-            raise self._error from None
-        except HttpParserError as exc:
-            if self._input_closed:
-                return self._take_events()  # bytes after a closing request: ignored, not an error
-            self._raise_parser_error(exc, data)
         if not self._progress:
             # httptools buffers a header (or trailer) field split across reads without calling us; bound it here.
             # In a body, data that gave no body byte is chunk framing or trailers: bounded the same way.
