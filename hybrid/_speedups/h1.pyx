@@ -241,10 +241,11 @@ cdef class H1Protocol:
                     raise
                 return events
         if not self._progress:
-            # httptools buffers a header (or trailer) field split across reads without calling us; bound it here.
-            # In a body, data that gave no body byte is chunk framing or trailers: bounded the same way.
+            # httptools buffers a header (or trailer) field split across reads without calling us: bound the bytes
+            # read since the last field it reported (complete fields are bounded in on_header). In a body, data
+            # that gave no body byte is chunk framing or trailers: bounded the same way.
             self._stalled_bytes += len(data)
-            if self._stalled_bytes + self._head_len > self._max_head:
+            if self._stalled_bytes > self._max_head:
                 self._fail(431, "Request header fields too large" if self._in_head or not self._in_message
                            else "Request trailer section too large")
         return self._take_events()
@@ -306,6 +307,7 @@ cdef class H1Protocol:
     def on_header(self, bytes name, bytes value):
         if self._synthetic:
             return
+        self._stalled_bytes = 0  # (httptools holds no partial field now)
         cdef Py_ssize_t n = len(name)
         cdef Py_ssize_t v = len(value)
         cdef bint padded = False
@@ -407,8 +409,12 @@ cdef class H1Protocol:
                 self._upgrade = None
                 if has_body:
                     # llhttp will skip this body as "the new protocol": parse it ourselves (see feed()).
-                    self._resume_head = (b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n" if self._chunked
-                                         else b"PUT / HTTP/1.1\r\ncontent-length: %d\r\n\r\n" % self._content_length)
+                    # (With the request's own persistence too: after a request that closes, nothing more is parsed.)
+                    self._resume_head = (
+                        b"PUT / HTTP/1.1\r\n"
+                        + (b"transfer-encoding: chunked\r\n" if self._chunked
+                           else b"content-length: %d\r\n" % self._content_length)
+                        + (b"\r\n" if req.keep_alive else b"connection: close\r\n\r\n"))
         self._in_head = False
         self._progress = True
         self._unanswered.append(req)
