@@ -40,7 +40,7 @@ bench-quick: build
 # input is left in build/fuzz/crash-*. See docs/fuzzing.md.
 FUZZ_SECONDS ?= 30
 fuzz: build
-	$(PY) -c "import atheris" 2>/dev/null || $(PY) -m pip install -q atheris
+	$(PY) -c "import atheris" 2>/dev/null || $(PY) -m pip install -q 'atheris>=2.3'  # (the fuzz extra)
 	PY=$(PY) FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh
 
 clean:
