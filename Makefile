@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APP ?= hybrid.demo:app
 
-.PHONY: venv install build run test check lint bench bench-quick clean system-deps
+.PHONY: venv install build run test check lint bench bench-quick fuzz clean system-deps
 
 # Create the virtualenv and install hybrid (editable, compiling the Cython extensions) with test tools.
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard hybrid/_speedups/*.pyx hybrid/_speedups/*.pxd)
@@ -39,6 +39,13 @@ bench: build
 
 bench-quick: build
 	$(PY) -m bench --quick
+
+# Fuzz the HTTP/1.1 parser (H1Protocol over llhttp) with Atheris for FUZZ_SECONDS; fails on any finding, whose
+# input is left in build/fuzz/crash-*. See docs/fuzzing.md.
+FUZZ_SECONDS ?= 30
+fuzz: build
+	$(PY) -c "import atheris" 2>/dev/null || $(PY) -m pip install -q 'atheris>=2.3'  # (the fuzz extra)
+	PY=$(PY) FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh
 
 clean:
 	rm -rf build dist *.egg-info hybrid/_speedups/*.c hybrid/_speedups/*.so $(VENV)

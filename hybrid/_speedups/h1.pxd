@@ -38,6 +38,8 @@ cdef class H1Protocol:
     cdef object _upgrade
     cdef long long _content_length
     cdef bint _chunked
+    cdef bytes _te_values
+    cdef bint _te_padded
     cdef bytes _resume_head
     cdef bint _synthetic
     cdef bint _input_closed
@@ -68,4 +70,5 @@ cdef class H1Protocol:
     cdef _fail(self, int status, str reason)
     cdef list _take_events(self)
     cdef _raise_parser_error(self, exc, data)
+    cdef _check_transfer_coding(self, str http_version)
     cdef _finish_response(self)

@@ -197,14 +197,29 @@ cdef class H1Protocol:
         if self._input_closed:
             return []  # after a request that closes the connection: ignored, never parsed (RFC 9112 section 9.6)
         self._progress = False
+        cdef Py_ssize_t upgrade_at = -1
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as exc:
             # llhttp stops after the head of a request that asks to switch protocols, skipping its body.
-            offset = exc.args[0]
+            upgrade_at = exc.args[0]
+        except HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, H1Error):
+                self._error = exc.__context__
+            else:
+                self._error = H1Error(400, str(exc) or "Malformed request")
+            self._error.events = self._take_events()
+            raise self._error from None
+        except HttpParserError as exc:
+            if self._input_closed:
+                return self._take_events()  # bytes after a closing request: ignored, not an error
+            self._raise_parser_error(exc, data)
+        if upgrade_at >= 0:
+            # (Handled here, not in the except clause: an H1Error raised while parsing what follows would get the
+            # upgrade as its __context__ instead of reaching the handler above as the callback error's context.)
             if self._websocket and self._resume_head is None and self._upgrade is not None:
                 self._switched = True  # the server takes this upgrade: the rest is WebSocket, not HTTP
-                self.trailing_data = bytes(data[offset:])
+                self.trailing_data = bytes(data[upgrade_at:])
                 return self._take_events()
             # Declined (RFC 9110 section 7.8 lets a server ignore Upgrade): HTTP framing continues exactly as
             # without it. A fresh parser resumes the skipped body with the request's own framing, or parses
@@ -217,30 +232,22 @@ cdef class H1Protocol:
                 self._resume_head = None
             else:
                 self._in_head = True
-            if offset < len(data):
+            if upgrade_at < len(data):
                 events = self._take_events()
                 try:
-                    events.extend(self.feed(data[offset:]))
+                    events.extend(self.feed(data[upgrade_at:]))
                 except H1Error as err:
                     err.events = events + err.events
                     raise
                 return events
-        except HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, H1Error):
-                self._error = exc.__context__
-            else:
-                self._error = H1Error(400, str(exc) or "Malformed request")
-            self._error.events = self._take_events()
-            raise self._error from None
-        except HttpParserError as exc:
-            if self._input_closed:
-                return self._take_events()  # bytes after a closing request: ignored, not an error
-            self._raise_parser_error(exc, data)
-        if (self._in_head or not self._in_message) and not self._progress:
-            # httptools buffers a header split across reads without calling us; bound it here.
+        if not self._progress:
+            # httptools buffers a header (or trailer) field split across reads without calling us: bound the bytes
+            # read since the last field it reported (complete fields are bounded in on_header). In a body, data
+            # that gave no body byte is chunk framing or trailers: bounded the same way.
             self._stalled_bytes += len(data)
-            if self._stalled_bytes + self._head_len > self._max_head:
-                self._fail(431, "Request header fields too large")
+            if self._stalled_bytes > self._max_head:
+                self._fail(431, "Request header fields too large" if self._in_head or not self._in_message
+                           else "Request trailer section too large")
         return self._take_events()
 
     cdef list _take_events(self):
@@ -286,6 +293,8 @@ cdef class H1Protocol:
         self._bad_host = False
         self._content_length = -1
         self._chunked = False
+        self._te_values = None
+        self._te_padded = False
 
     def on_url(self, bytes url):
         if self._synthetic:
@@ -298,14 +307,23 @@ cdef class H1Protocol:
     def on_header(self, bytes name, bytes value):
         if self._synthetic:
             return
+        self._stalled_bytes = 0  # (httptools holds no partial field now)
         cdef Py_ssize_t n = len(name)
         cdef Py_ssize_t v = len(value)
+        cdef bint padded = False
+        cdef const char* raw = value
         name = name.lower()
         if v and (value[v - 1] == 32 or value[v - 1] == 9):
             value = value.rstrip(b" \t")  # trailing OWS is not part of the value (RFC 9112 section 5)
+            # llhttp takes trailing SP after "chunked" for whitespace but not HTAB: the TE check must know.
+            padded = memchr(raw + len(value), 9, v - len(value)) != NULL
         self._head_len += n + len(value) + 4
         if self._head_len + self._url_len > self._max_head:
             raise H1Error(431, "Request header fields too large")
+        if not self._in_head:
+            # A trailer field (RFC 9112 section 7.1.2): counted against the same bound as the head, never merged
+            # into the request's header fields (RFC 9110 section 6.5.1), which the app may already hold.
+            return
         if len(self._headers) >= self._max_headers:
             raise H1Error(431, "Too many request header fields")
         if n == 6 and name == b"expect":
@@ -321,9 +339,18 @@ cdef class H1Protocol:
             if not _valid_host(value):
                 self._bad_host = True
         elif n == 14 and name == b"content-length":
-            self._content_length = int(value) if value.isdigit() and len(value) < 19 else -2
+            # (llhttp has checked the digits and rejects a second Content-Length.) Every length counts: a long
+            # one taken for "no body" would let a declined upgrade's body be parsed as a request.
+            if not value.isdigit():
+                raise H1Error(400, "Invalid Content-Length")
+            length = int(value)
+            if length > 0x7FFFFFFFFFFFFFFF:
+                raise H1Error(413, "Request body too large")
+            self._content_length = length
         elif n == 17 and name == b"transfer-encoding":
-            self._chunked = True  # llhttp rejects a coding list whose final coding is not chunked
+            self._chunked = True  # checked in _check_transfer_coding once the head is complete
+            self._te_padded = self._te_padded or padded  # a trailing HTAB
+            self._te_values = value if self._te_values is None else self._te_values + b"," + value
         self._headers.append((name, value))
 
     def on_headers_complete(self):
@@ -344,6 +371,8 @@ cdef class H1Protocol:
             raise H1Error(505, "HTTP version not supported")
         if self._bad_host:
             raise H1Error(400, "Invalid Host header")  # RFC 9112 section 3.2, RFC 3986 section 3.2.2
+        if self._chunked:
+            self._check_transfer_coding(req.http_version)
         method = parser.get_method()
         if method == b"CONNECT":
             raise H1Error(501, "CONNECT is not supported")
@@ -380,14 +409,41 @@ cdef class H1Protocol:
                 self._upgrade = None
                 if has_body:
                     # llhttp will skip this body as "the new protocol": parse it ourselves (see feed()).
-                    self._resume_head = (b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n" if self._chunked
-                                         else b"PUT / HTTP/1.1\r\ncontent-length: %d\r\n\r\n" % self._content_length)
+                    # (With the request's own persistence too: after a request that closes, nothing more is parsed.)
+                    self._resume_head = (
+                        b"PUT / HTTP/1.1\r\n"
+                        + (b"transfer-encoding: chunked\r\n" if self._chunked
+                           else b"content-length: %d\r\n" % self._content_length)
+                        + (b"\r\n" if req.keep_alive else b"connection: close\r\n\r\n"))
         self._in_head = False
         self._progress = True
         self._unanswered.append(req)
         self._events.append(req)
 
+    cdef _check_transfer_coding(self, str http_version):
+        # Decided here, before the request is reported: a request the app saw must not fail on its framing after.
+        cdef list codings
+        if http_version == HTTP_10:
+            # RFC 9112 section 6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
+            raise H1Error(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if self._content_length != -1:
+            # RFC 9112 section 6.1 lets a server reject or let Transfer-Encoding win and close after; we reject.
+            raise H1Error(400, "Content-Length together with Transfer-Encoding")
+        codings = [c.strip(b" \t").lower() for c in self._te_values.split(b",")]
+        if codings[len(codings) - 1] != b"chunked" or self._te_padded:  # (no wraparound: no [-1])
+            # RFC 9112 section 6.3: a request whose final coding is not chunked has no reliable length.
+            # (A trailing HTAB too: llhttp would not take the value for chunked.)
+            raise H1Error(400, "Transfer-Encoding must end in chunked")
+        codings = [c for c in codings if c]  # empty list elements are allowed (RFC 9110 section 5.6.1)
+        if codings.count(b"chunked") > 1:
+            raise H1Error(400, "Chunked applied more than once")  # RFC 9112 section 7.1
+        if len(codings) > 1:
+            # RFC 9112 section 6.1: a coding the server does not understand (we decode chunked only) is 501.
+            raise H1Error(501, "Transfer coding not implemented")
+
     def on_body(self, bytes body):
+        self._progress = True
+        self._stalled_bytes = 0
         self._body_len += len(body)
         if self._max_body >= 0 and self._body_len > self._max_body:
             raise H1Error(413, "Request body too large")
