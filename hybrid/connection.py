@@ -27,6 +27,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from hybrid._speedups.h1 import Data, H1Error, LocalProtocolError, Request
+from hybrid.asgi.errors import log_app_exception
 from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.task import BLOCKED_STEP, start_request_task
 from hybrid.asgi.websocket import build_websocket_scope
@@ -410,7 +411,7 @@ class Connection:
         if exc is not None and not isinstance(exc, ClientDisconnected) and not (
             self.draining and isinstance(exc, asyncio.CancelledError)  # streams cut at the graceful timeout
         ):
-            logger.error("Exception in ASGI application", exc_info=exc)
+            log_app_exception(logger, exc)
         self.cycle = None
         if not cycle.wrote:
             # Nothing reached the client yet: it gets a complete error response.

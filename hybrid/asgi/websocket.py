@@ -45,6 +45,7 @@ from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid._speedups.wsmask import XorMasker
+from hybrid.asgi.errors import log_app_exception
 from hybrid.asgi.http import ASGI_VERSION, ClientDisconnected
 
 # Unmasking every client frame in Python was a quarter of the CPU per 64 KiB message: wsproto looks this name up
@@ -306,7 +307,7 @@ class WebSocketSession:
         self.pool.tasks.discard(task)
         exc = None if task.cancelled() else task.exception()
         if exc is not None and not isinstance(exc, ClientDisconnected):
-            logger.error("Exception in ASGI application", exc_info=exc)
+            log_app_exception(logger, exc)
         state = self.state
         if state == CONNECTING:
             if exc is None and not task.cancelled():
