@@ -129,6 +129,7 @@ class PoolConnection(Connection):
     """A handed-off connection served by the pool's loop: the worker Connection's logic over a SocketStream."""
 
     __slots__ = ("stream", "pool", "handoff_rerun", "reader")
+    HOLD_FIRST_CHUNK = False  # a stream's first chunk goes out at once
 
     def __init__(self, pool: AsyncPool, handoff: StreamingHandoff) -> None:
         old = handoff.conn
@@ -209,6 +210,9 @@ class PoolConnection(Connection):
             self.cycle.wake()
 
     # -- serving -------------------------------------------------------------------------------------------
+
+    def response_complete(self, cycle: RequestCycle) -> None:
+        """(The pool gives the connection back when the app is done.)"""
 
     def streaming_started(self, cycle: RequestCycle) -> None:
         self.server.router.learn(cycle.scope["method"], cycle.scope["path"])

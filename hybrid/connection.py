@@ -79,6 +79,8 @@ class ConnectionSet:
 
 
 class Connection:
+    HOLD_FIRST_CHUNK = True  # RequestCycle.send holds a first more_body=True chunk briefly (not a stream yet?)
+
     __slots__ = (
         "server", "sock", "fd", "proto", "home", "registered", "worker", "loop", "cycle", "backlog",
         "disconnected", "async_mode", "reading", "server_addr", "client_addr", "last_active", "error",
@@ -308,20 +310,47 @@ class Connection:
         else:
             task._hy_cycle = cycle
             worker.pending += 1
-            self._go_async()
             task.add_done_callback(self._on_task_done)
+            if cycle.response_complete:
+                self._release(cycle)  # the app goes on after its response (background tasks): not our business
+            else:
+                self._go_async()
+
+    def response_complete(self, cycle: RequestCycle) -> None:
+        """RequestCycle.send wrote the last body message of a request whose task is pending (past its first
+        step). If the app is still running once this step is over (a BackgroundTask after the response), the
+        connection does not wait for it: it serves its next request meanwhile, as in uvicorn."""
+        self.loop.call_soon(self._release_later, cycle)
+
+    def _release_later(self, cycle: RequestCycle) -> None:
+        if cycle is self.cycle and not cycle.task.done():
+            self._release(cycle)
+            self._serve()
+            self._settle()
+
+    def _release(self, cycle: RequestCycle) -> None:
+        """The response is complete and the app still runs: the connection goes on without it (_on_task_done
+        only logs what the task raises)."""
+        self.cycle = None
+        if self.server.access_log:
+            self.server.log_access(self, cycle)
+        if self.disconnected or (not self.proto.keep_alive and self.error is None):
+            self.close()
+            return
+        self.last_active = time.monotonic()
 
     def streaming_started(self, cycle: RequestCycle) -> None:
-        """The app starts a streamed response (``more_body=True``) here, in a worker, and nothing has reached
-        the client yet. The route is learned, so its next requests go straight to the async pool. A GET or HEAD
-        without a body is abandoned now and re-run in the pool; any other method is never run twice: it
-        streams from this thread to the end."""
+        """The app streams a response here, in a worker: a second ``more_body=True`` message (one alone is how
+        Starlette's BaseHTTPMiddleware sends every response). The route is learned, so its next requests go
+        straight to the async pool. A GET or HEAD without a body, of which nothing has reached the client yet,
+        is abandoned now and re-run in the pool; anything else is never run twice: it streams from this thread
+        to the end."""
         from hybrid.async_pool import RerunInPool  # (async_pool builds on this module: imported when needed)
 
         scope = cycle.scope
         self.server.router.learn(scope["method"], scope["path"])
-        if scope["method"] in ("GET", "HEAD") and cycle.body_complete and not cycle.body and not any(
-            name == b"content-length" or name == b"transfer-encoding" for name, _ in cycle.request.headers
+        if scope["method"] in ("GET", "HEAD") and not cycle.wrote and cycle.body_complete and not cycle.body and (
+            not any(name == b"content-length" or name == b"transfer-encoding" for name, _ in cycle.request.headers)
         ):
             cycle.rerun = True
             raise RerunInPool()
@@ -378,6 +407,11 @@ class Connection:
 
     def _on_task_done(self, task) -> None:
         task._hy_worker.pending -= 1
+        if task._hy_cycle is not self.cycle:  # released after its response (_release): only its error matters
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None and not isinstance(exc, ClientDisconnected):
+                log_app_exception(logger, exc)
+            return
         self._complete(task)
         # Still unregistered and owned by this thread: serve pipelined requests first, then go back to a set.
         self._serve()

@@ -298,7 +298,9 @@ class Server:
 
     def _worker_connections(self) -> bool:
         pool_types = type(self.pool).connection_types
-        return any(type(conn) not in pool_types for conn in list(self.connections))
+        # (and requests still running after their response: BackgroundTasks)
+        return any(type(conn) not in pool_types for conn in list(self.connections)) or any(
+            worker.pending for worker in list(self.threads.workers))
 
     def _close_the_door(self) -> None:
         """Stop accepting without losing the connections queued in the kernel: each set's owner accepts what is
