@@ -18,11 +18,11 @@ CROSS_LOOP_HINT = (
     "The exception above means an asyncio object (a Lock, Queue, Event, Future, or a client or connection pool "
     "built on them) was created on, or first used from, one event loop and then used from another. hybrid runs "
     "your app on several event loops in one process: one per serving thread, one per spare thread that takes over "
-    "from a blocked handler, and the async pool's (streams, SSE, WebSockets). An object kept in a module global "
-    "is shared by all of them, and only the first loop can use it. To fix it: create such objects in the app's "
-    "lifespan and yield them as lifespan state (request.state / scope['state']); the lifespan runs in every loop, "
-    "so each loop gets its own. Or serve the routes that use them from the async pool alone with "
-    "--async-path GLOB. (hybrid says this once per process.)"
+    "from a blocked handler, and the async pool's (streams, SSE, WebSockets). An object kept in a module global, "
+    "or on app.state (which the lifespan of every loop overwrites), is shared by all of them, and only one loop "
+    "can use it. To fix it: create such objects in the app's lifespan and yield them as lifespan state "
+    "(request.state / scope['state']); the lifespan runs in every loop, so each loop gets its own. Or serve the "
+    "routes that use them from the async pool alone with --async-path GLOB. (hybrid says this once per process.)"
 )
 
 _hint_lock = threading.Lock()
