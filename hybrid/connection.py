@@ -434,6 +434,8 @@ class Connection:
 
     def _complete(self, task) -> None:
         cycle = self.cycle
+        if cycle.held is not None:  # the app ended (failed) after one more_body=True chunk: it goes out as sent
+            cycle._flush_held()
         exc = None
         if task.cancelled():
             exc = asyncio.CancelledError("the request task was cancelled")

@@ -235,8 +235,11 @@ class RequestCycle:
 
     def _flush_held(self) -> None:
         """HOLD_FIRST_CHUNK passed and the app sent nothing after its first more_body=True chunk: a stream after
-        all (its route is learned only if a second chunk comes). The head and the chunk go out now."""
-        self.hold_timer = None
+        all (its route is learned only if a second chunk comes). The head and the chunk go out now. Also called
+        when the app ends with a chunk held (it failed mid-response): the client gets what the app sent."""
+        if self.hold_timer is not None:
+            self.hold_timer.cancel()
+            self.hold_timer = None
         body = self.held
         conn = self.conn
         if body is None or conn.cycle is not self or conn.sock is None or conn.disconnected:
