@@ -317,11 +317,12 @@ class AsyncPool:
         self.ssl_context = ssl_context
         self.lifecycle_collector = lifecycle_collector
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.lifespan = Lifespan(app, config.lifespan)
+        self.lifespan = Lifespan(app, config.lifespan, getattr(server, "lifespan_order", None))
         self.state = self.lifespan.state
         self.tasks: set[asyncio.Task] = set()
         self.closing: set[asyncio.Task] = set()
         self.websockets: set[WebSocketSession] = set()
+        self.drained = threading.Event()  # (set by _drain at shutdown: streams done, lifespan shutdown next)
         self.handoffs = 0
         self.reruns = 0
         self.ready = threading.Event()
@@ -358,13 +359,23 @@ class AsyncPool:
         await self._stopped
         await self.lifespan.shutdown()
 
-    def stop(self, timeout: float | None) -> None:
+    def stop(self, timeout: float | None, join: bool = True) -> None:
         """From any thread: let open streams finish for ``timeout`` seconds (None: until they end), close the
-        rest, run lifespan shutdown, end the thread."""
+        rest, run lifespan shutdown, end the thread. With ``join=False`` it returns once the streams are done
+        and closed; ``join()`` then waits for the lifespan shutdown and the thread's end (the server stops the
+        worker loops in between: lifespans end in reverse order of their start, LifespanOrder)."""
         if self.loop is None or self._stopped is None or not self.thread.is_alive():
             return
         self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._drain(timeout)))
-        self.thread.join()
+        if join:
+            self.thread.join()
+        else:
+            while not self.drained.wait(0.05) and self.thread.is_alive():
+                pass
+
+    def join(self) -> None:
+        if self.thread.ident is not None and self.thread.is_alive():
+            self.thread.join()
 
     async def _drain(self, timeout: float | None) -> None:
         for session in list(self.websockets):
@@ -386,6 +397,7 @@ class AsyncPool:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+        self.drained.set()
         self._stopped.set_result(None)
 
     # -- handoffs ------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import threading
 import time
 
 from hybrid._speedups.h1 import _create_h1_protocol
-from hybrid.asgi.lifespan import LifespanFailure
+from hybrid.asgi.lifespan import LifespanFailure, LifespanOrder
 from hybrid.async_pool import AsyncPool, StreamRouter
 from hybrid.config import ServerConfig
 from hybrid.connection import ConnectionSet
@@ -129,6 +129,7 @@ class Server:
         self.sets: dict[int, ConnectionSet] = {}
         self.listeners: list[socket.socket] = []
         self.router = StreamRouter(config.async_paths)
+        self.lifespan_order = LifespanOrder()  # every loop's lifespan: they end in reverse order
         self.pool = AsyncPool(config, self.app, server=self)
         self.threads = ThreadManager(self, config)
         self.monitor = self.threads.monitor
@@ -277,11 +278,13 @@ class Server:
         while self._worker_connections() and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.01)
         # Streams in the async pool get what is left of the graceful timeout, then close.
-        self.pool.stop(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.pool.stop(None if deadline is None else max(0.0, deadline - time.monotonic()), join=False)
         if self.connections:
             logger.warning("Graceful shutdown timed out with %d connections open; closing them.",
                            len(self.connections))
+        # Every loop's lifespan shutdown, the last started first (the pool's waits for spares started after it).
         self.threads.stop()
+        self.pool.join()
         for conn in list(self.connections):
             # Their threads are stopped: nobody else owns these sockets any more.
             if conn.sock is not None:

@@ -3,6 +3,7 @@ WebSockets. App: tests/apps/litestar_app.py."""
 
 import asyncio
 import json
+import re
 
 import httpx
 import pytest
@@ -99,3 +100,18 @@ def test_websockets(server):
     assert (first, second) == ("echo: one", "echo: two")
     assert hello == {"greeting": "hello from litestar", "thread": "hybrid-async-pool"}
     assert (back, code) == (b"cba", 4003)
+
+
+def test_sigterm_after_a_takeover_exits_cleanly():
+    """A blocking handler makes a takeover start a spare, whose loop runs the app's lifespan after the pool's.
+    Litestar enters its app's one event emitter in every lifespan and each exit undoes the last entry: when the
+    pool's lifespan shut down first, it exited the spare's task group from the wrong loop and hung, and the
+    server never exited (SIGKILL after 10 s). Lifespans now end in reverse order of their start."""
+    with Server("tests.apps.litestar_app:app", "--port", "0", "--no-access-log") as srv:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            assert c.get("/block?t=0.3").json() == {"blocked": 0.3}
+            assert c.get("/").text == "litestar index"
+        srv.signal(15)
+        rc = srv.wait(8)
+        assert rc == 0, f"exit {rc}:\n{srv.output}"
+    assert re.search(r"\b[1-9]\d* takeovers", srv.output), srv.output  # the scenario happened

@@ -130,6 +130,12 @@ async def once(key: str):
     return {"calls": CALLS[key], "thread": threading.current_thread().name}
 
 
+@app.get("/block")
+async def block(t: float = 0.3):
+    time.sleep(t)  # blocks the loop on purpose: a takeover, and a new spare (with its own lifespan) starts
+    return {"blocked": t}
+
+
 # -- lifespan state, plain def ----------------------------------------------------------------------------------
 
 

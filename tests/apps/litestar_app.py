@@ -3,6 +3,7 @@ exceptions, lifespan state, server-sent events and WebSockets (a listener and a 
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +36,12 @@ async def book(book_id: int, fmt: str = "short") -> dict:
     if book_id == 0:
         raise NotFoundException("no book 0")
     return {"book_id": book_id, "fmt": fmt}
+
+
+@get("/block")
+async def block(t: float = 0.3) -> dict:
+    time.sleep(t)  # blocks the loop on purpose: a takeover, and a new spare (with its own lifespan) starts
+    return {"blocked": t}
 
 
 @get("/sync", sync_to_thread=True)
@@ -89,6 +96,6 @@ async def raw(socket: WebSocket) -> None:
 
 
 app = Litestar(
-    route_handlers=[index, book, sync_handler, create_order, state_view, Inventory, sse, echo, raw],
+    route_handlers=[index, block, book, sync_handler, create_order, state_view, Inventory, sse, echo, raw],
     lifespan=[lifespan],
 )
