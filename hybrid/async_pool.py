@@ -116,6 +116,7 @@ class PoolConnection(Connection):
     """A handed-off connection served by the pool's loop: the worker Connection's logic over a SocketStream."""
 
     __slots__ = ("stream", "pool", "handoff_rerun", "reader", "scheme", "request_id")
+    HOLD_FIRST_CHUNK = False  # a stream's first chunk goes out at once
 
     def __init__(self, pool: AsyncPool, handoff: StreamingHandoff) -> None:
         old = handoff.conn
@@ -223,6 +224,9 @@ class PoolConnection(Connection):
             self.cycle.wake()
 
     # -- serving -------------------------------------------------------------------------------------------
+
+    def response_complete(self, cycle: RequestCycle) -> None:
+        """(The pool gives the connection back when the app is done.)"""
 
     def streaming_started(self, cycle: RequestCycle) -> None:
         self.server.router.learn(cycle.scope["method"], cycle.scope["path"])
@@ -336,11 +340,12 @@ class AsyncPool:
         self.ssl_context = ssl_context
         self.lifecycle_collector = lifecycle_collector
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.lifespan = Lifespan(app, config.lifespan)
+        self.lifespan = Lifespan(app, config.lifespan, getattr(server, "lifespan_order", None))
         self.state = self.lifespan.state
         self.tasks: set[asyncio.Task] = set()
         self.closing: set[asyncio.Task] = set()
         self.websockets: set[WebSocketSession] = set()
+        self.drained = threading.Event()  # (set by _drain at shutdown: streams done, lifespan shutdown next)
         self.handoffs = 0
         self.reruns = 0
         self.ready = threading.Event()
@@ -377,13 +382,23 @@ class AsyncPool:
         await self._stopped
         await self.lifespan.shutdown()
 
-    def stop(self, timeout: float | None) -> None:
+    def stop(self, timeout: float | None, join: bool = True) -> None:
         """From any thread: let open streams finish for ``timeout`` seconds (None: until they end), close the
-        rest, run lifespan shutdown, end the thread."""
+        rest, run lifespan shutdown, end the thread. With ``join=False`` it returns once the streams are done
+        and closed; ``join()`` then waits for the lifespan shutdown and the thread's end (the server stops the
+        worker loops in between: lifespans end in reverse order of their start, LifespanOrder)."""
         if self.loop is None or self._stopped is None or not self.thread.is_alive():
             return
         self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._drain(timeout)))
-        self.thread.join()
+        if join:
+            self.thread.join()
+        else:
+            while not self.drained.wait(0.05) and self.thread.is_alive():
+                pass
+
+    def join(self) -> None:
+        if self.thread.ident is not None and self.thread.is_alive():
+            self.thread.join()
 
     async def _drain(self, timeout: float | None) -> None:
         for session in list(self.websockets):
@@ -405,6 +420,7 @@ class AsyncPool:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+        self.drained.set()
         self._stopped.set_result(None)
 
     # -- handoffs ------------------------------------------------------------------------------------------

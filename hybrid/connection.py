@@ -32,6 +32,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from hybrid._speedups.h1 import Data, H1Error, LocalProtocolError, Request
+from hybrid.asgi.errors import log_app_exception
 from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.task import BLOCKED_STEP, start_request_task
 from hybrid.asgi.websocket import build_websocket_scope
@@ -126,6 +127,8 @@ class ConnectionSet:
 
 
 class Connection:
+    HOLD_FIRST_CHUNK = True  # RequestCycle.send holds a first more_body=True chunk briefly (not a stream yet?)
+
     __slots__ = (
         "server", "sock", "fd", "proto", "home", "registered", "worker", "loop", "cycle", "backlog",
         "disconnected", "async_mode", "reading", "server_addr", "client_addr", "last_active", "error",
@@ -395,20 +398,47 @@ class Connection:
         else:
             task._hy_cycle = cycle
             worker.pending += 1
-            self._go_async()
             task.add_done_callback(self._on_task_done)
+            if cycle.response_complete:
+                self._release(cycle)  # the app goes on after its response (background tasks): not our business
+            else:
+                self._go_async()
+
+    def response_complete(self, cycle: RequestCycle) -> None:
+        """RequestCycle.send wrote the last body message of a request whose task is pending (past its first
+        step). If the app is still running once this step is over (a BackgroundTask after the response), the
+        connection does not wait for it: it serves its next request meanwhile, as in uvicorn."""
+        self.loop.call_soon(self._release_later, cycle)
+
+    def _release_later(self, cycle: RequestCycle) -> None:
+        if cycle is self.cycle and not cycle.task.done():
+            self._release(cycle)
+            self._serve()
+            self._settle()
+
+    def _release(self, cycle: RequestCycle) -> None:
+        """The response is complete and the app still runs: the connection goes on without it (_on_task_done
+        only logs what the task raises)."""
+        self.cycle = None
+        if self.server.access_log:
+            self.server.log_access(self, cycle)
+        if self.disconnected or (not self.proto.keep_alive and self.error is None):
+            self.close()
+            return
+        self.last_active = time.monotonic()
 
     def streaming_started(self, cycle: RequestCycle) -> None:
-        """The app starts a streamed response (``more_body=True``) here, in a worker, and nothing has reached
-        the client yet. The route is learned, so its next requests go straight to the async pool. A GET or HEAD
-        without a body is abandoned now and re-run in the pool; any other method is never run twice: it
-        streams from this thread to the end."""
+        """The app streams a response here, in a worker: a second ``more_body=True`` message (one alone is how
+        Starlette's BaseHTTPMiddleware sends every response). The route is learned, so its next requests go
+        straight to the async pool. A GET or HEAD without a body, of which nothing has reached the client yet,
+        is abandoned now and re-run in the pool; anything else is never run twice: it streams from this thread
+        to the end."""
         from hybrid.async_pool import RerunInPool  # (async_pool builds on this module: imported when needed)
 
         scope = cycle.scope
         self.server.router.learn(scope["method"], scope["path"])
-        if scope["method"] in ("GET", "HEAD") and cycle.body_complete and not cycle.body and not any(
-            name == b"content-length" or name == b"transfer-encoding" for name, _ in cycle.request.headers
+        if scope["method"] in ("GET", "HEAD") and not cycle.wrote and cycle.body_complete and not cycle.body and (
+            not any(name == b"content-length" or name == b"transfer-encoding" for name, _ in cycle.request.headers)
         ):
             cycle.rerun = True
             raise RerunInPool()
@@ -465,6 +495,13 @@ class Connection:
 
     def _on_task_done(self, task) -> None:
         task._hy_worker.pending -= 1
+        if task._hy_cycle is not self.cycle:  # released after its response (_release): only its error matters
+            if task._hy_cycle.admitted:  # (its --limit-concurrency slot lasts as long as the app runs)
+                self.server.concurrency.release()
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None and not isinstance(exc, ClientDisconnected):
+                log_app_exception(logger, exc)
+            return
         self._complete(task)
         # Still unregistered and owned by this thread: serve pipelined requests first, then go back to a set.
         self._serve()
@@ -489,6 +526,8 @@ class Connection:
         cycle = self.cycle
         if cycle.admitted:
             self.server.concurrency.release()
+        if cycle.held is not None:  # the app ended (failed) after one more_body=True chunk: it goes out as sent
+            cycle._flush_held()
         exc = None
         if task.cancelled():
             exc = asyncio.CancelledError("the request task was cancelled")
@@ -501,7 +540,7 @@ class Connection:
         if exc is not None and not isinstance(exc, ClientDisconnected) and not (
             self.draining and isinstance(exc, asyncio.CancelledError)  # streams cut at the graceful timeout
         ):
-            logger.error("Exception in ASGI application", exc_info=exc)
+            log_app_exception(logger, exc)
         self.cycle = None
         if not cycle.wrote:
             # Nothing reached the client yet: it gets a complete error response.

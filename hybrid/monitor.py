@@ -38,9 +38,8 @@ class ThreadManager:
         from hybrid.sync_worker import SyncWorker
 
         new = [SyncWorker(self.server, f"hybrid-worker-{i}") for i in range(count)]
-        for worker in new:
+        for worker in new:  # one after the other: lifespans start in a known order (they end in reverse)
             worker.start()
-        for worker in new:
             worker.ready.wait()
         errors = [w.startup_error for w in new if w.startup_error is not None]
         with self._lock:

@@ -21,7 +21,7 @@ from time import monotonic_ns, perf_counter
 
 from hybrid import lifecycle
 from hybrid._speedups.h1 import _create_h1_protocol
-from hybrid.asgi.lifespan import LifespanFailure
+from hybrid.asgi.lifespan import LifespanFailure, LifespanOrder
 from hybrid.async_mode import AsyncAcceptor
 from hybrid.async_pool import AsyncPool, StreamRouter
 from hybrid.config import ConfigError, ServerConfig
@@ -187,6 +187,7 @@ class Server:
         self.proxy_trust = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
         self.concurrency = ConcurrencyLimit(config.limit_concurrency) if config.limit_concurrency else None
         self.connection_limit = ConnectionLimit(config.limit_connections, self) if config.limit_connections else None
+        self.lifespan_order = LifespanOrder()  # every loop's lifespan: they end in reverse order
         self.pool = AsyncPool(config, self.app, server=self)
         self.acceptor = AsyncAcceptor(self, self.pool, []) if config.mode == "async" else None
         self.threads = ThreadManager(self, config)
@@ -382,11 +383,13 @@ class Server:
         while self._worker_connections() and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.01)
         # Streams in the async pool get what is left of the graceful timeout, then close.
-        self.pool.stop(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.pool.stop(None if deadline is None else max(0.0, deadline - time.monotonic()), join=False)
         if self.connections:
             logger.warning("Graceful shutdown timed out with %d connections open; closing them.",
                            len(self.connections))
+        # Every loop's lifespan shutdown, the last started first (the pool's waits for spares started after it).
         self.threads.stop()
+        self.pool.join()
         for conn in list(self.connections):
             # Their threads are stopped: nobody else owns these sockets any more.
             if conn.sock is not None:
@@ -406,7 +409,9 @@ class Server:
 
     def _worker_connections(self) -> bool:
         pool_types = type(self.pool).connection_types
-        return any(type(conn) not in pool_types for conn in list(self.connections))
+        # (and requests still running after their response: BackgroundTasks)
+        return any(type(conn) not in pool_types for conn in list(self.connections)) or any(
+            worker.pending for worker in list(self.threads.workers))
 
     def _close_the_door(self) -> None:
         """Stop accepting without losing the connections queued in the kernel: each set's owner accepts what is

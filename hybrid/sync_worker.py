@@ -20,7 +20,7 @@ import time
 
 from hybrid._speedups.h1 import H1Error
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
-from hybrid.asgi.task import RequestTask
+from hybrid.asgi.task import RequestTask, child_task_factory
 from hybrid.connection import Connection, ConnectionSet
 
 logger = logging.getLogger("hybrid.error")
@@ -55,7 +55,7 @@ class SyncWorker:
         self.name = name
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.lifespan = Lifespan(server.app, server.config.lifespan)
+        self.lifespan = Lifespan(server.app, server.config.lifespan, server.lifespan_order)
         self.state = self.lifespan.state
         self.conn_set: ConnectionSet | None = None
         self.slot = -1
@@ -67,6 +67,7 @@ class SyncWorker:
         self.spare_since = 0.0
         self.pending = 0  # requests of this loop still running after their first step
         self._retire_timer: asyncio.TimerHandle | None = None
+        self.retiring = False
 
     def start(self) -> None:
         self.thread.start()
@@ -82,6 +83,7 @@ class SyncWorker:
         request's task and start a new thread for every request.
         """
         loop = self.loop
+        loop.set_task_factory(child_task_factory)  # tasks the app starts in a request are timed app code too
         try:
             await self.lifespan.startup()
         except (LifespanFailure, Exception) as exc:
@@ -96,7 +98,7 @@ class SyncWorker:
         self._retire_later()
         try:
             await self._stopped
-            await self.lifespan.shutdown()
+            await self.lifespan.shutdown(in_order=not self.retiring)
         finally:
             if self.slot >= 0:
                 self.monitor.remove_slot(self.slot)
@@ -123,6 +125,7 @@ class SyncWorker:
         busy = any(isinstance(t, RequestTask) and not t.done() for t in asyncio.all_tasks(self.loop))
         if wait <= 0 and not busy and self.monitor.retire(self.slot):
             self.slot = -1
+            self.retiring = True  # (its lifespan ends now, whatever started after it: see LifespanOrder)
             self.stop()
         else:
             self._schedule_retire(max(wait, 1.0))

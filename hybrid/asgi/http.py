@@ -20,6 +20,9 @@ _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PAT
 
 # Past this much unread body the connection stops reading from the socket until the app catches up.
 BODY_HIGH_WATER = 1 << 20
+# A first body chunk with more_body=True waits this long (in a worker) for the next message before it is written:
+# a last message meanwhile makes one Content-Length response of it, a second chunk a stream (see send).
+HOLD_FIRST_CHUNK = 0.01
 
 
 class ClientDisconnected(OSError):
@@ -56,11 +59,19 @@ def build_scope(conn, req, root_path: str, state: dict, request_id: str | None =
     return scope
 
 
+async def _finish_flush(conn, rest) -> None:
+    try:
+        await conn.finish_write(rest)
+    except ClientDisconnected:
+        pass  # (the connection knows: the app's next send raises)
+
+
 class RequestCycle:
     __slots__ = (
         "conn", "request", "scope", "body", "body_size", "body_complete", "request_delivered",
         "continue_pending", "status", "headers", "response_started", "head_sent", "response_complete",
-        "wrote", "waiter", "task", "rerun", "admitted", "sent", "started",
+        "wrote", "waiter", "task", "rerun", "admitted", "sent", "started", "held", "hold_timer", "flushing",
+        "stream_known",
     )
 
     def __init__(self, conn, request, scope):
@@ -84,6 +95,10 @@ class RequestCycle:
         self.admitted = False  # counted by a worker against --limit-concurrency (the pool counts its own)
         self.sent = 0  # response body bytes the app sent (the access log's "bytes")
         self.started = perf_counter()  # (the access log's "duration_ms")
+        self.held = None  # a first body chunk sent with more_body=True, not written yet (see send)
+        self.hold_timer = None
+        self.flushing = None  # a task writing what the kernel did not take of a flushed held chunk
+        self.stream_known = False  # a second more_body=True message came: a real stream, the route is learned
 
     # -- fed by the connection ----------------------------------------------------------------------------
 
@@ -163,17 +178,44 @@ class RequestCycle:
                 body = bytes(body)
             more = message.get("more_body", False)
             self.sent += len(body)
-            proto = self.conn.proto
+            conn = self.conn
+            proto = conn.proto
+            if self.flushing is not None:  # the rest of a held chunk flushed by the timer goes first
+                flushing, self.flushing = self.flushing, None
+                await flushing
             if not self.head_sent:
-                if more:
-                    # A streamed response: the connection learns the route, and a worker may hand the request
-                    # to the async pool here (raising RerunInPool) while nothing has reached the client.
-                    self.conn.streaming_started(self)
-                # The whole body known at once: frame it with Content-Length; otherwise chunked.
-                out = proto.send_response(self.status, self.headers, -1 if more else len(body))
-                self.head_sent = True
-                out = out + proto.send_body(body, more) if len(body) < 65536 else [out, proto.send_body(body, more)]
+                held = self.held
+                if held is not None:  # the message after a held first chunk (see below)
+                    self.held = None
+                    self.hold_timer.cancel()
+                    self.hold_timer = None
+                if held is not None and more:
+                    # A second chunk: a streamed response. The connection learns the route, and a worker may
+                    # hand the request to the async pool here (raising RerunInPool): nothing reached the client.
+                    self.stream_known = True
+                    conn.streaming_started(self)
+                    out = proto.send_response(self.status, self.headers, -1)
+                    self.head_sent = True
+                    out = [out, proto.send_body(held, True), proto.send_body(body, True)]  # chunks as sent
+                elif held is None and more and conn.HOLD_FIRST_CHUNK:
+                    # Not a stream yet: one chunk with more_body=True and an empty last message is how many
+                    # single-body responses are sent (Starlette's BaseHTTPMiddleware sends every response so).
+                    # Held until the next message, or HOLD_FIRST_CHUNK seconds (then _flush_held writes it).
+                    self.held = body
+                    self.hold_timer = conn.loop.call_later(HOLD_FIRST_CHUNK, self._flush_held)
+                    return
+                else:
+                    if held is not None:
+                        body = held + body if body else held  # one body after all
+                    # The whole body known at once: frame it with Content-Length; otherwise chunked.
+                    out = proto.send_response(self.status, self.headers, -1 if more else len(body))
+                    self.head_sent = True
+                    out = (out + proto.send_body(body, more) if len(body) < 65536
+                           else [out, proto.send_body(body, more)])
             else:
+                if more and not self.stream_known:  # a second more_body=True message: a real stream
+                    self.stream_known = True
+                    conn.streaming_started(self)  # (the head went out: it only learns the route)
                 out = proto.send_body(body, more)
             if not more:
                 self.response_complete = True
@@ -181,13 +223,14 @@ class RequestCycle:
             if out:
                 # (written here, not in a helper coroutine: one coroutine less per body message, which streams
                 # send by the thousand)
-                conn = self.conn
                 if conn.disconnected:
                     raise ClientDisconnected("Client disconnected")
                 self.wrote = True
                 rest = conn.send_now(out)
                 if rest is not None:
                     await conn.finish_write(rest)  # the client reads slower than we send: wait (backpressure)
+            if not more and self.task is not None:
+                conn.response_complete(self)  # (a pending task: the connection need not wait for its end)
         elif kind == "http.response.start":
             if self.response_started:
                 raise RuntimeError("ASGI: 'http.response.start' sent twice")
@@ -208,6 +251,30 @@ class RequestCycle:
                 self.conn.proto.close_after_response()
         else:
             raise RuntimeError(f"ASGI: unexpected message type {kind!r} for an HTTP connection")
+
+    def _flush_held(self) -> None:
+        """HOLD_FIRST_CHUNK passed and the app sent nothing after its first more_body=True chunk: a stream after
+        all (its route is learned only if a second chunk comes). The head and the chunk go out now. Also called
+        when the app ends with a chunk held (it failed mid-response): the client gets what the app sent."""
+        if self.hold_timer is not None:
+            self.hold_timer.cancel()
+            self.hold_timer = None
+        body = self.held
+        conn = self.conn
+        if body is None or conn.cycle is not self or conn.sock is None or conn.disconnected:
+            return
+        self.held = None
+        proto = conn.proto
+        out = proto.send_response(self.status, self.headers, -1)
+        self.head_sent = True
+        out = out + proto.send_body(body, True) if len(body) < 65536 else [out, proto.send_body(body, True)]
+        self.wrote = True
+        try:
+            rest = conn.send_now(out)
+        except ClientDisconnected:
+            return
+        if rest is not None:
+            self.flushing = conn.loop.create_task(_finish_flush(conn, rest))
 
     async def _write_interim(self, data) -> None:
         """An interim response (100 Continue): sent, but it is not the response (``wrote`` stays False)."""

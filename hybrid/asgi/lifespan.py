@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 
 logger = logging.getLogger("hybrid.error")
 
@@ -20,10 +22,50 @@ class LifespanFailure(Exception):
     """Startup failed: the server must not serve. The message is the app's."""
 
 
+# At shutdown a loop waits at most this long for the lifespans started after its own to shut down first.
+LIFO_WAIT = 5.0
+
+
+class LifespanOrder:
+    """One server's lifespans, in the order they started: they shut down in reverse (last started, first
+    stopped), one at a time, as nested ``async with`` blocks would. The same app object runs one lifespan per
+    loop, and frameworks keep app-level state in it: Litestar enters its app's one event emitter in every
+    lifespan, and its exit undoes the last entry, so the loops must leave in the reverse order they came in (out
+    of order, a loop exits another loop's task group and hangs forever)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: list[Lifespan] = []
+
+    def started(self, lifespan: Lifespan) -> None:
+        with self._lock:
+            self._running.append(lifespan)
+
+    def ended(self, lifespan: Lifespan) -> None:
+        with self._lock:
+            if lifespan in self._running:
+                self._running.remove(lifespan)
+
+    def is_last(self, lifespan: Lifespan) -> bool:
+        with self._lock:
+            return not self._running or self._running[-1] is lifespan or lifespan not in self._running
+
+    async def turn(self, lifespan: Lifespan) -> None:
+        """Wait (at most LIFO_WAIT) until every lifespan started after this one has shut down."""
+        deadline = time.monotonic() + LIFO_WAIT
+        while not self.is_last(lifespan):
+            if time.monotonic() > deadline:
+                logger.warning("Lifespan shutdown: a loop started later has not shut down within %.0f s; "
+                               "shutting this one down anyway.", LIFO_WAIT)
+                return
+            await asyncio.sleep(0.005)
+
+
 class Lifespan:
-    def __init__(self, app, mode: str) -> None:
+    def __init__(self, app, mode: str, order: LifespanOrder | None = None) -> None:
         self.app = app
         self.mode = mode
+        self.order = order
         self.state: dict = {}
         self.task: asyncio.Task | None = None
         self.supported = mode != "off"
@@ -42,6 +84,8 @@ class Lifespan:
         await self._inbox.put({"type": "lifespan.startup"})
         kind, message = await self._answer
         if kind == "lifespan.startup.complete":
+            if self.order is not None:
+                self.order.started(self)
             return
         if kind == "unsupported":
             # 'auto': an app that raises on a lifespan scope simply has no lifespan.
@@ -53,12 +97,23 @@ class Lifespan:
             return
         raise LifespanFailure(message or "Application startup failed.")
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, in_order: bool = True) -> None:
+        """Run the app's lifespan shutdown; with ``in_order`` (server shutdown) only after the lifespans that
+        started later (LifespanOrder). A spare retiring alone does not wait for them."""
         if not self.supported or self.task is None or self.task.done():
+            if self.order is not None:
+                self.order.ended(self)
             return
-        self._answer = asyncio.get_running_loop().create_future()
-        await self._inbox.put({"type": "lifespan.shutdown"})
-        kind, message = await self._answer
+        order = self.order
+        if order is not None and in_order:
+            await order.turn(self)  # the lifespans started after this one go first
+        try:
+            self._answer = asyncio.get_running_loop().create_future()
+            await self._inbox.put({"type": "lifespan.shutdown"})
+            kind, message = await self._answer
+        finally:
+            if order is not None:
+                order.ended(self)
         if kind == "lifespan.shutdown.failed":
             logger.error("Application shutdown failed: %s", message)
         elif kind == "error":

@@ -47,11 +47,26 @@ class RequestTask(_PyTask):
                 worker.step_blocked(self, self._hy_cycle, took)
 
 
+def child_task_factory(loop: asyncio.AbstractEventLoop, coro, **kwargs) -> asyncio.Task:
+    """A serving loop's task factory. A task that app code starts during a request (an anyio task group:
+    Starlette's BaseHTTPMiddleware runs the endpoint in one, StreamingResponse its body) runs app code too: it is
+    a RequestTask (timed, marked for the monitor) of the same worker, so a handler that blocks there is taken
+    over like one that blocks in the request's own task. Any other task is a plain asyncio Task."""
+    parent = tasks.current_task(loop)
+    if isinstance(parent, RequestTask) and parent._hy_worker is not None:
+        task = RequestTask(coro, loop=loop, **kwargs)
+        task._hy_worker = parent._hy_worker
+        task._hy_cycle = parent._hy_cycle
+        return task
+    return tasks.Task(coro, loop=loop, **kwargs)
+
+
 def start_request_task(coro, loop: asyncio.AbstractEventLoop, worker) -> RequestTask:
     """Create the task and run its first step now, before returning (the caller marks enter/leave)."""
     if _EAGER_NATIVE:
-        task = RequestTask(coro, loop=loop, eager_start=True)
-        task._hy_worker = worker
+        task = RequestTask.__new__(RequestTask)
+        task._hy_worker = worker  # before the eager first step: tasks it starts inherit the worker
+        task.__init__(coro, loop=loop, eager_start=True)
         return task
     task = RequestTask.__new__(RequestTask)
     # Mirror _PyTask.__init__ of 3.11 without its call_soon(self.__step): the first step runs below.

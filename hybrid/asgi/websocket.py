@@ -44,6 +44,7 @@ from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid._speedups.wsmask import XorMasker
+from hybrid.asgi.errors import log_app_exception
 from hybrid.asgi.http import ASGI_VERSION, ClientDisconnected
 from hybrid.asgi.ws_deflate import BoundedDeflate
 from hybrid.logs import log_websocket_access
@@ -319,7 +320,7 @@ class WebSocketSession:
         self.pool.tasks.discard(task)
         exc = None if task.cancelled() else task.exception()
         if exc is not None and not isinstance(exc, ClientDisconnected):
-            logger.error("Exception in ASGI application", exc_info=exc)
+            log_app_exception(logger, exc)
         state = self.state
         if state == CONNECTING:
             if exc is None and not task.cancelled():
