@@ -39,7 +39,7 @@ def test_cross_loop_error_over_http_is_explained_once():
         out = srv.output
     assert "is bound to a different event loop" in out, out
     assert out.count(HINT_START) == 1, out  # said once, not once per failure
-    assert "lifespan" in out and "--async-path" in out
+    assert "lifespan" in out and "--async-path" in out and "--mode async" in out
     # The hint follows the first failure's traceback.
     assert out.index(HINT_START) > out.index("is bound to a different event loop")
 

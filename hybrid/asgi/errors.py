@@ -22,7 +22,9 @@ CROSS_LOOP_HINT = (
     "or on app.state (which the lifespan of every loop overwrites), is shared by all of them, and only one loop "
     "can use it. To fix it: create such objects in the app's lifespan and yield them as lifespan state "
     "(request.state / scope['state']); the lifespan runs in every loop, so each loop gets its own. Or serve the "
-    "routes that use them from the async pool alone with --async-path GLOB. (hybrid says this once per process.)"
+    "routes that use them from the async pool alone with --async-path GLOB, or run every request on one loop "
+    "with --mode async (no inline serving threads: a blocking handler then stalls everyone). "
+    "(hybrid says this once per process.)"
 )
 
 _hint_lock = threading.Lock()
