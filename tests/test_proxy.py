@@ -283,3 +283,17 @@ def test_websocket_through_nginx(behind_nginx):
     first, replies = asyncio.run(talk())
     assert first["client"][0] == OTHER_PEER and first["scheme"] == "wss", first
     assert replies == [f"m{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("name, flagged", [
+    ("X-Forwarded-For", True), ("Forwarded", True), ("X-Forwarded-Proto", True), ("X-Forwarded-Host", True),
+    ("X-Forwarded", False), ("Transfer-Encoding", False), ("X-Real-IP", False),
+])
+def test_the_parser_flags_requests_that_carry_proxy_headers(name, flagged):
+    """Only flagged requests pay for the proxy header scan (the hot path of a trusted loopback peer)."""
+    from hybrid._speedups.h1 import Request, _create_h1_protocol
+
+    value = "chunked" if name == "Transfer-Encoding" else "1.2.3.4"
+    events = _create_h1_protocol().feed(build_request("GET", "/", headers=[(name, value)]))
+    request = next(e for e in events if type(e) is Request)
+    assert request.forwarded is flagged

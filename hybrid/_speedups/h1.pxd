@@ -11,6 +11,7 @@ cdef class Request:
     cdef readonly bint expect_continue
     cdef readonly object upgrade
     cdef readonly bint wants_stream
+    cdef readonly bint forwarded  # a Forwarded or X-Forwarded-For/-Proto/-Host field is present
 
 
 cdef class Data:
@@ -35,6 +36,7 @@ cdef class H1Protocol:
     cdef bint _progress
     cdef bint _expect_continue
     cdef bint _wants_stream
+    cdef bint _forwarded
     cdef object _upgrade
     cdef long long _content_length
     cdef bint _chunked

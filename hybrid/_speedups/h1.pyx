@@ -287,6 +287,7 @@ cdef class H1Protocol:
         self._stalled_bytes = 0
         self._expect_continue = False
         self._wants_stream = False
+        self._forwarded = False
         self._upgrade = None
         self._body_len = 0
         self._host_count = 0
@@ -351,6 +352,8 @@ cdef class H1Protocol:
             self._chunked = True  # checked in _check_transfer_coding once the head is complete
             self._te_padded = self._te_padded or padded  # a trailing HTAB
             self._te_values = value if self._te_values is None else self._te_values + b"," + value
+        elif (n == 9 and name == b"forwarded") or (15 <= n <= 17 and name.startswith(b"x-forwarded-")):
+            self._forwarded = True  # a trusted proxy's report: only then does the server look (proxy_headers.py)
         self._headers.append((name, value))
 
     def on_headers_complete(self):
@@ -398,6 +401,7 @@ cdef class H1Protocol:
         # 1xx responses must not be sent to HTTP/1.0 clients (RFC 9110 section 15.2).
         req.expect_continue = self._expect_continue and req.http_version == HTTP_11
         req.wants_stream = self._wants_stream
+        req.forwarded = self._forwarded
         has_body = self._chunked or self._content_length > 0
         req.upgrade = None
         self._resume_head = None

@@ -54,7 +54,7 @@ def build_scope(conn, req, root_path: str, state: dict, request_id: str | None =
         "extensions": {REQUEST_ID_KEY: lazy_request_id(conn.server.request_ids, req.headers) if request_id is None
                        else {"id": request_id}},
     }
-    if conn.proxy is not None:
+    if req.forwarded and conn.proxy is not None:
         conn.proxy.apply(scope)
     return scope
 

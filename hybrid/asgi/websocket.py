@@ -89,7 +89,7 @@ def build_websocket_scope(conn, req, root_path: str, state: dict) -> dict:
         "state": state.copy(),
         "extensions": {**_EXTENSIONS, REQUEST_ID_KEY: {"id": conn.server.request_ids.for_headers(req.headers)}},
     }
-    if conn.proxy is not None:
+    if req.forwarded and conn.proxy is not None:
         conn.proxy.apply(scope)
     return scope
 
