@@ -157,9 +157,7 @@ class PoolConnection(Connection):
         if self.reader is None and not self.disconnected:
             self.reading = True
             self.reader = self.loop.create_task(self._read_loop())
-        if self.body_timer is None and self.cycle is not None and not self.cycle.body_complete:
-            # --timeout-request-body, as in the workers (Connection._body_stall_check)
-            self.body_timer = self.loop.call_later(self.server.config.timeout_request_body, self._body_stall_check)
+        self._arm_body_timer()  # --timeout-request-body, as in the workers (Connection._body_stall_check)
 
     async def _read_loop(self) -> None:
         try:

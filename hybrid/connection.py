@@ -47,6 +47,9 @@ RECV_SIZE = 65536
 MAX_BACKLOG_EVENTS = 64  # pipelined events buffered while a request is pending, before reading pauses
 # Unread request body a connection will read and drop after the response, to stay usable; past it, close.
 DISCARD_LIMIT = 4 << 20
+# --timeout-request-body also bounds a trickled body: once it has taken that long, it must average this many
+# bytes a second (Apache's mod_reqtimeout uses the same rate).
+MIN_BODY_RATE = 500
 _OUTQ = struct.Struct("i")
 
 
@@ -237,20 +240,35 @@ class Connection:
         if not self.reading and not self.disconnected:
             self.reading = True
             self.loop.add_reader(self.fd, self._on_readable_async)
-        if self.body_timer is None and self.cycle is not None and not self.cycle.body_complete:
+        self._arm_body_timer()
+
+    def _arm_body_timer(self) -> None:
+        cycle = self.cycle
+        if self.body_timer is None and cycle is not None and not cycle.body_complete:
+            if not cycle.body_since:
+                cycle.body_since = time.monotonic()
             self.body_timer = self.loop.call_later(self.server.config.timeout_request_body, self._body_stall_check)
 
     def _body_stall_check(self) -> None:
         """--timeout-request-body: a client that stops sending a body the app waits for gets 408 and is closed
-        (else a Content-Length it never fills would hold the connection forever)."""
+        (else a Content-Length it never fills would hold the connection forever); so does one that trickles it,
+        averaging less than MIN_BODY_RATE bytes a second once the body has taken that long (slowloris: a byte
+        every few seconds never stalls)."""
         self.body_timer = None
         cycle = self.cycle
         if cycle is None or cycle.body_complete or self.sock is None or self.disconnected:
             return
         limit = self.server.config.timeout_request_body
-        idle = time.monotonic() - self.last_active
-        if idle < limit or not self.reading:  # progress meanwhile, or the app is not asking for more
-            self.body_timer = self.loop.call_later(max(limit - idle, 0.05), self._body_stall_check)
+        now = time.monotonic()
+        idle = now - self.last_active
+        elapsed = now - cycle.body_since
+        if not self.reading:  # the app is not asking for more (backpressure): nothing to judge
+            self.body_timer = self.loop.call_later(max(limit, 0.05), self._body_stall_check)
+            return
+        if idle < limit and (elapsed < limit or cycle.received >= MIN_BODY_RATE * elapsed):
+            # Progress meanwhile: look again when the stall bound or the first rate check is due, then each second.
+            due = min(limit - idle, limit - elapsed) if elapsed < limit else min(limit - idle, 1.0)
+            self.body_timer = self.loop.call_later(max(due, 0.05), self._body_stall_check)
             return
         self.error = H1Error(408, "Request body timeout")
         cycle.fail_body()  # the app sees http.disconnect; nothing was written, so the client gets the 408

@@ -264,16 +264,30 @@ def _stalled_body(server, headers):
 
 
 def test_slow_but_steady_body_is_not_cut(body_timeout_server):
-    """The bound is on a stall, not on the whole upload: a byte every 0.3 s for 3 s is served."""
+    """The bound is on a stall and on a minimum average rate (500 B/s), not on the whole upload: 600 bytes every
+    0.3 s for 3 s (2 KB/s) is served whole."""
     import time
 
+    parts = [bytes([48 + i]) * 600 for i in range(10)]
     with body_timeout_server.connect(timeout=10) as c:
-        c.send(build_request("POST", "/upload", [("Content-Length", "10")]))
-        for i in range(10):
+        c.send(build_request("POST", "/upload", [("Content-Length", "6000")]))
+        for part in parts:
             time.sleep(0.3)
-            c.send(str(i).encode())
+            c.send(part)
         resp = c.read_response()
-    assert (resp.status, resp.body) == (200, b"POST /upload body=10:0123456789")
+    assert (resp.status, resp.body) == (200, b"POST /upload body=6000:" + b"".join(parts))
+
+
+def test_slowloris_body_that_never_stalls_is_cut_by_the_minimum_rate(body_timeout_server):
+    """A byte every 0.3 s never stalls for the 1 s bound, but averages 3 B/s: once the body has taken the bound, it
+    is below the minimum rate (500 B/s) and gets 408 (without the rate it would hold the connection for ever)."""
+    with body_timeout_server.connect(timeout=10) as c:
+        c.send(build_request("POST", "/upload", [("Content-Length", "1000")]))
+        took = _trickle(c, b"x" * 1000, 0.3, 8.0)
+        resp = c.read_response()
+        assert resp.status == 408 and resp.header("connection") == "close"
+        assert c.closed_by_peer()
+    assert 0.9 <= took < 3.0, f"answered after {took:.2f} s with --timeout-request-body 1"
 
 
 # -- slow clients (slowloris): --timeout-request-head bounds a whole head, --timeout-request-body a stall --------
@@ -334,12 +348,20 @@ def test_slowloris_body_one_byte_a_second_gets_408_within_the_body_timeout(basic
 
 
 def test_slow_but_steady_body_within_the_bound_is_served(basic_server):
-    """A byte every 0.2 s (under the 0.5 s stall bound) for 4 s: the upload is not cut and reaches the app whole."""
+    """300 bytes every 0.2 s (under the 0.5 s stall bound, 1.5 KB/s: above the minimum rate) for 4 s: the upload
+    is not cut and reaches the app whole."""
+    import time
+
+    data = bytes(range(48, 68)) * 300
     with basic_server.connect(timeout=10) as c:
-        c.send(build_request("POST", "/echo", [("Content-Length", "20")]))
-        took = _trickle(c, b"0123456789abcdefghij", 0.2, 10.0)
+        c.send(build_request("POST", "/echo", [("Content-Length", str(len(data)))]))
+        started = time.monotonic()
+        for i in range(0, len(data), 300):
+            time.sleep(0.2)
+            c.send(data[i:i + 300])
+        took = time.monotonic() - started
         resp = c.read_response()
-    assert (resp.status, resp.body) == (200, b"0123456789abcdefghij")
+    assert (resp.status, resp.body) == (200, data)
     assert took >= 3.5
 
 

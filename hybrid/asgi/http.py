@@ -71,7 +71,7 @@ class RequestCycle:
         "conn", "request", "scope", "body", "body_size", "body_complete", "request_delivered",
         "continue_pending", "status", "headers", "response_started", "head_sent", "response_complete",
         "wrote", "waiter", "task", "rerun", "admitted", "sent", "started", "held", "hold_timer", "flushing",
-        "stream_known",
+        "stream_known", "received", "body_since",
     )
 
     def __init__(self, conn, request, scope):
@@ -99,12 +99,15 @@ class RequestCycle:
         self.hold_timer = None
         self.flushing = None  # a task writing what the kernel did not take of a flushed held chunk
         self.stream_known = False  # a second more_body=True message came: a real stream, the route is learned
+        self.received = 0  # request body bytes that arrived (--timeout-request-body's minimum rate)
+        self.body_since = 0.0  # when the app first waited for body bytes
 
     # -- fed by the connection ----------------------------------------------------------------------------
 
     def add_body(self, data: bytes) -> None:
         self.body.append(data)
         self.body_size += len(data)
+        self.received += len(data)
         self.wake()
 
     def end_body(self) -> None:
