@@ -14,7 +14,6 @@ tracked task on the pool loop; when it completes, the connection reads the next 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import ssl
@@ -23,7 +22,7 @@ import time
 from hybrid._speedups.h1 import H1Error
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.async_pool import PoolConnection
-from hybrid.connection import Connection
+from hybrid.connection import Connection, accept_into, accepted_addresses
 
 logger = logging.getLogger("hybrid.error")
 
@@ -170,29 +169,11 @@ class AsyncAcceptor:
             self.pool.loop.call_soon_threadsafe(self._watch, True)
 
     def _accept(self, listener, batch: int = ACCEPT_BATCH, limited: bool = True) -> None:
-        limit = self.server.connection_limit if limited else None
-        for _ in range(batch):
-            if limit is not None and limit.full():
-                limit.pause()
-                return
-            try:
-                sock, addr = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    logger.warning("Cannot accept connections: %s", exc.strerror)
-                return
-            self.adopt(sock, addr)
+        accept_into(listener, self.adopt, batch, self.server.connection_limit if limited else None)
 
     def adopt(self, sock: socket.socket, addr) -> None:
         """An accepted socket becomes an AsyncConnection (on the pool loop)."""
-        sock.setblocking(False)
-        if sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client, local = addr[:2], sock.getsockname()[:2]
-        else:
-            client, local = None, (sock.getsockname() or self.server.config.uds, None)
+        client, local = accepted_addresses(sock, addr, self.server.config.uds)
         if self.server.ssl_context is not None:
             task = self.pool.loop.create_task(self._tls_handshake(sock, client, local))
             self.handshakes.add(task)

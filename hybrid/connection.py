@@ -18,6 +18,7 @@ it, or the async pool. Nobody else touches its socket.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import select
@@ -51,6 +52,33 @@ DISCARD_LIMIT = 4 << 20
 # bytes a second (Apache's mod_reqtimeout uses the same rate).
 MIN_BODY_RATE = 500
 _OUTQ = struct.Struct("i")
+
+
+def accept_into(listener: socket.socket, adopt, batch: int, limit) -> None:
+    """Accept up to ``batch`` queued connections, giving each to ``adopt(sock, addr)``; stop at an empty queue or
+    at --limit-connections (``limit``: then the listeners leave the epoll sets and clients wait in the backlog)."""
+    for _ in range(batch):
+        if limit is not None and limit.full():
+            limit.pause()
+            return
+        try:
+            sock, addr = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                logger.warning("Cannot accept connections: %s", exc.strerror)
+            return
+        adopt(sock, addr)
+
+
+def accepted_addresses(sock: socket.socket, addr, uds: str | None) -> tuple:
+    """Make an accepted socket ready to serve (non-blocking, TCP_NODELAY); its (client, server) addresses."""
+    sock.setblocking(False)
+    if sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return addr[:2], sock.getsockname()[:2]
+    return None, (sock.getsockname() or uds, None)
 
 
 def unsent_bytes(fd: int) -> int:

@@ -440,13 +440,7 @@ class Server:
         # Clients kept connecting while the owners answered: take those here, right before the listeners close
         # (back to back, so the window in which a connection could still be reset is a few microseconds), and
         # hand them to a thread that owns a set; wait until it has them, so the drain below counts them.
-        late = []
-        for listener in self.listeners:
-            while len(late) < 1 << 16:
-                try:
-                    late.append(listener.accept())
-                except OSError:  # BlockingIOError: the queue is empty
-                    break
+        late = self._latecomers()
         if not late:
             return
         owners = [w for w in list(self.threads.workers) if w.conn_set is not None and w.loop is not None]
@@ -466,6 +460,17 @@ class Server:
         worker.loop.call_soon_threadsafe(adopt_all)
         adopted.wait(2.0)
 
+    def _latecomers(self) -> list:
+        """Connections still queued on the listeners, accepted here (shutdown: right before they close)."""
+        late = []
+        for listener in self.listeners:
+            while len(late) < 1 << 16:
+                try:
+                    late.append(listener.accept())
+                except OSError:  # BlockingIOError: the queue is empty
+                    break
+        return late
+
     def _close_the_async_door(self) -> None:
         """--mode async: the pool's loop accepts what is queued and stops watching; latecomers follow it."""
         done = threading.Event()
@@ -473,13 +478,7 @@ class Server:
         done.wait(2.0)
         if self.given_sockets is not None:
             return  # a socket shared with the supervisor: what is still queued is for the other workers
-        late = []
-        for listener in self.listeners:
-            while len(late) < 1 << 16:
-                try:
-                    late.append(listener.accept())
-                except OSError:
-                    break
+        late = self._latecomers()
         if late:
             adopted = threading.Event()
             self.pool.loop.call_soon_threadsafe(self.acceptor.adopt_all, late, adopted)

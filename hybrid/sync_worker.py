@@ -11,7 +11,6 @@ spare, which carries on serving it.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import socket
@@ -21,7 +20,7 @@ import time
 from hybrid._speedups.h1 import H1Error
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
 from hybrid.asgi.task import RequestTask, child_task_factory
-from hybrid.connection import Connection, ConnectionSet
+from hybrid.connection import Connection, ConnectionSet, accept_into, accepted_addresses
 
 logger = logging.getLogger("hybrid.error")
 
@@ -172,33 +171,14 @@ class SyncWorker:
 
     def _accept(self, conn_set: ConnectionSet, listener: socket.socket, batch: int = ACCEPT_BATCH,
                 limited: bool = True) -> None:
-        limit = self.server.connection_limit if limited else None
-        for _ in range(batch):
-            if limit is not None and limit.full():
-                limit.pause()  # --limit-connections: the next clients wait in the kernel's backlog
-                return
-            try:
-                sock, addr = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    logger.warning("Cannot accept connections: %s", exc.strerror)
-                return
-            self.adopt(conn_set, sock, addr)
+        accept_into(listener, lambda sock, addr: self.adopt(conn_set, sock, addr), batch,
+                    self.server.connection_limit if limited else None)
 
     def adopt(self, conn_set: ConnectionSet, sock: socket.socket, addr) -> None:
         """An accepted socket joins ``conn_set`` (this thread owns it; at shutdown the main thread's last
         accepts are posted here)."""
         server = self.server
-        sock.setblocking(False)
-        if sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client = addr[:2]
-            local = sock.getsockname()[:2]
-        else:
-            client = None
-            local = (sock.getsockname() or server.config.uds, None)
+        client, local = accepted_addresses(sock, addr, server.config.uds)
         try:
             conn = server.connection_class(server, sock, conn_set, client, local)  # TLSConnection with TLS on
         except OSError:  # (TLS) the client reset before its socket could be wrapped
