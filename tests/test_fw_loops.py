@@ -83,10 +83,21 @@ def test_lifespan_resources_under_load_on_every_loop(upstream):
         # and each takeover starts a new spare.
         results, errors = [], []
         clients = _spawn(srv.url, results, errors, ["/fetch/{key}", "/pool/fetch/{key}"], pause=0.01)
+        # Three handlers blocked at once (each on its own connection): each takeover needs a thread no handler
+        # holds, so the last owner is a spare started after a takeover. (One after another, a thread whose
+        # handler returned is a spare again and may take the set back: owners would ping-pong between two.)
         blocked = []
-        with httpx.Client(base_url=srv.url, timeout=15) as c:
-            for _ in range(3):
-                blocked.append(c.get("/block?t=0.25").json()["thread"])
+
+        def block():
+            with httpx.Client(base_url=srv.url, timeout=15) as c:
+                blocked.append(c.get("/block?t=0.5").json()["thread"])
+
+        blockers = [threading.Thread(target=block) for _ in range(3)]
+        for b in blockers:
+            b.start()
+            time.sleep(0.05)  # one at a time into the set, each blocking the thread that owns it by then
+        for b in blockers:
+            b.join(15)
         for t in clients:
             t.join(60)
         assert not errors, errors[:5]
