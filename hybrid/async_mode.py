@@ -22,16 +22,11 @@ import time
 from hybrid._speedups.h1 import H1Error
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.async_pool import PoolConnection
-from hybrid.connection import Connection, accept_into, accepted_addresses
+from hybrid.connection import Connection, accept_into, accepted_addresses, resolve
 
 logger = logging.getLogger("hybrid.error")
 
 ACCEPT_BATCH = 64
-
-
-def _resolve(future) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class AsyncConnection(PoolConnection):
@@ -203,7 +198,7 @@ class AsyncAcceptor:
                     except ssl.SSLWantWriteError:
                         add, remove = loop.add_writer, loop.remove_writer
                     ready = loop.create_future()
-                    add(fd, _resolve, ready)
+                    add(fd, resolve, ready)
                     try:
                         await ready
                     finally:

@@ -89,9 +89,12 @@ def unsent_bytes(fd: int) -> int:
         return 0
 
 
-def _resolve(future) -> None:
+def resolve(future) -> None:
+    """A reader/writer callback: the awaited socket is ready (at most once)."""
     if not future.done():
         future.set_result(None)
+
+
 # Nothing to read or write now: a plain socket raises the first two, a TLSConnection's SSLSocket the last two
 # (caught only when raised, so the plain-text path pays nothing for them).
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -357,7 +360,7 @@ class Connection:
             queued = unsent_bytes(fd)
             while rest:
                 writable = loop.create_future()
-                loop.add_writer(fd, _resolve, writable)
+                loop.add_writer(fd, resolve, writable)
                 try:
                     async with asyncio.timeout(self.server.config.timeout_write_stall):
                         await writable

@@ -25,7 +25,7 @@ import ssl
 import time
 
 from hybrid.config import ConfigError, ServerConfig
-from hybrid.connection import Connection, unsent_bytes
+from hybrid.connection import Connection, resolve, unsent_bytes
 
 logger = logging.getLogger("hybrid.error")
 
@@ -179,7 +179,7 @@ class TLSConnection(Connection):
         """Wait until the socket is ready (True) or ``timeout`` seconds pass (False)."""
         waiter = self.loop.create_future()
         fd = self.fd
-        add(fd, lambda: waiter.done() or waiter.set_result(None))
+        add(fd, resolve, waiter)
         try:
             async with asyncio.timeout(timeout):
                 await waiter
