@@ -1,0 +1,566 @@
+# cython: language_level=3
+"""One client connection (HTTP/1.1): reading, parsing, running the app, writing. Compiled.
+
+Follow one request (the thread that owns the connection's epoll set is a SyncWorker, hybrid/sync_worker.py; the
+set itself is a ConnectionSet, hybrid/connection.py):
+1. The connection becomes readable; the set's owner calls ``Connection.on_readable``: one ``recv``, the bytes go
+   to the connection's H1Protocol, which returns request events.
+2. ``Connection._start`` builds the ASGI scope and runs the app as a RequestTask whose first step runs at once, in
+   this thread, on this thread's own event loop. A plain request finishes inside that first step: ``send`` wrote the
+   head and body with one ``send`` call and the connection simply stays in the set for its next request.
+3. If the app awaits something that is not ready (a slow body, a database, ``asyncio.sleep``) the task is pending:
+   the connection leaves the epoll set and is served by this thread's loop until the response is done
+   (``Connection._go_async``), then goes back into a set.
+4. A stream or a WebSocket upgrade is handed to the async pool instead (``_hand_off``, hybrid/async_pool.py).
+
+Ownership: a connection belongs to exactly one of: an epoll set (idle or waiting for bytes), the thread serving
+it, or the async pool. Nobody else touches its socket.
+
+Compiled because this runs for every request: typed state instead of instance attributes, and direct calls into
+the H1Protocol and the RequestCycle. The async pool (PoolConnection), TLS (TLSConnection) and ``--mode async``
+(AsyncConnection) subclass it in Python and override the I/O methods, so those stay ``cpdef``/``def``.
+"""
+
+import asyncio
+import fcntl
+import logging
+import ssl
+import struct
+import termios
+import time
+from collections import deque
+
+from hybrid._speedups.cycle cimport RequestCycle
+from hybrid._speedups.h1 cimport Data, H1Protocol, Request
+
+from hybrid._speedups.cycle import ClientDisconnected, build_scope
+from hybrid._speedups.h1 import H1Error, LocalProtocolError
+from hybrid._speedups.task import BLOCKED_STEP, start_request_task
+from hybrid.asgi.errors import log_app_exception
+from hybrid.request_id import request_id_of
+
+logger = logging.getLogger("hybrid.error")
+
+cdef object _monotonic = time.monotonic
+cdef object _perf_counter = time.perf_counter
+cdef double _BLOCKED_STEP = BLOCKED_STEP
+
+RECV_SIZE = 65536
+cdef Py_ssize_t _RECV_SIZE = RECV_SIZE
+MAX_BACKLOG_EVENTS = 64  # pipelined events buffered while a request is pending, before reading pauses
+# Unread request body a connection will read and drop after the response, to stay usable; past it, close.
+DISCARD_LIMIT = 4 << 20
+# --timeout-request-body also bounds a trickled body: once it has taken that long, it must average this many
+# bytes a second (Apache's mod_reqtimeout uses the same rate).
+MIN_BODY_RATE = 500
+_OUTQ = struct.Struct("i")
+
+# Nothing to read or write now: a plain socket raises the first two, a TLSConnection's SSLSocket the last two
+# (caught only when raised, so the plain-text path pays nothing for them).
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def unsent_bytes(fd):
+    """Bytes in the socket's kernel send queue not yet acknowledged by the peer (SIOCOUTQ)."""
+    try:
+        return _OUTQ.unpack(fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
+
+
+def resolve(future):
+    """A reader/writer callback: the awaited socket is ready (at most once)."""
+    if not future.done():
+        future.set_result(None)
+
+
+cdef class Connection:
+    """One HTTP/1.1 connection of a SyncWorker's epoll set (see the module docstring for its path)."""
+
+    HOLD_FIRST_CHUNK = True  # RequestCycle.send holds a first more_body=True chunk briefly (not a stream yet?)
+    scheme = "http"  # "https" in TLSConnection (hybrid/tls.py)
+    handshake_deadline = 0.0  # a TLSConnection still handshaking is closed past this (monotonic time)
+
+    cdef public object server, sock, home, worker, loop, cycle, backlog, error, body_timer, proxy
+    cdef public object server_addr, client_addr
+    cdef public H1Protocol proto
+    cdef public int fd
+    cdef public bint registered, disconnected, async_mode, reading
+    cdef public double last_active, head_since
+    cdef public Py_ssize_t discard_budget
+    cdef dict __dict__  # (subclasses and tests may add attributes)
+
+    def __init__(self, server, sock, home, client_addr, server_addr):
+        self.server = server
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.proto = server.new_protocol()
+        self.home = home
+        self.backlog = deque()
+        self.server_addr = server_addr
+        self.client_addr = client_addr
+        # A trusted reverse proxy (--proxy-headers) reports the real client: decided once per connection.
+        self.proxy = server.proxy_trust.for_peer(client_addr) if server.proxy_trust is not None else None
+        self.last_active = _monotonic()
+        self.discard_budget = DISCARD_LIMIT
+
+    @property
+    def draining(self):
+        return self.server.draining
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    cpdef on_readable(self, worker):
+        """The set owner saw this idle connection readable: read, parse and serve what is complete."""
+        try:
+            data = self.sock.recv(_RECV_SIZE)
+        except WOULD_BLOCK:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        self.worker = worker
+        self.loop = worker.loop
+        cdef double now = _monotonic()
+        self.last_active = now
+        self._feed(data)
+        # A head trickling in byte by byte keeps the connection active; --timeout-request-head bounds it.
+        self.head_since = (self.head_since or now) if self.proto.head_in_progress else 0.0
+        self._serve()
+        self._settle()
+
+    cpdef _feed(self, data):
+        try:
+            events = self.proto.feed(data)
+        except H1Error as exc:
+            self.error = exc
+            events = exc.events  # requests completed before the bad bytes are answered first
+        if events:
+            self.backlog.extend(events)
+            if self.cycle is not None:
+                self._route_body()
+
+    cpdef _route_body(self):
+        # Body events right after the current request's head belong to its cycle; a next Request stays queued.
+        backlog = self.backlog
+        cdef RequestCycle cycle = self.cycle
+        while backlog:
+            event = backlog[0]
+            if type(event) is Request:
+                return
+            backlog.popleft()
+            if type(event) is Data:
+                cycle.add_body((<Data>event).data)
+            else:
+                cycle.end_body()
+        if self.error is not None and not cycle.body_complete:
+            # The rest of the body is malformed or over the limit: it will never complete. The app must not
+            # take what came as the whole body, so it sees a disconnect; the client gets the error's status.
+            cycle.fail_body()
+            self.disconnected = True
+
+    cpdef read_now(self):
+        """One non-blocking read for a request body the app is waiting for; True if anything happened."""
+        try:
+            data = self.sock.recv(_RECV_SIZE)
+        except WOULD_BLOCK:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self._lost()
+            return True
+        self.last_active = _monotonic()  # body progress: what --timeout-request-body measures
+        self._feed(data)
+        return True
+
+    cpdef want_read(self):
+        """The pending app waits for bytes: let this thread's loop watch the socket."""
+        if not self.reading and not self.disconnected:
+            self.reading = True
+            self.loop.add_reader(self.fd, self._on_readable_async)
+        self._arm_body_timer()
+
+    def _arm_body_timer(self):
+        cdef RequestCycle cycle = self.cycle
+        if self.body_timer is None and cycle is not None and not cycle.body_complete:
+            if not cycle.body_since:
+                cycle.body_since = _monotonic()
+            self.body_timer = self.loop.call_later(self.server.config.timeout_request_body, self._body_stall_check)
+
+    def _body_stall_check(self):
+        """--timeout-request-body: a client that stops sending a body the app waits for gets 408 and is closed
+        (else a Content-Length it never fills would hold the connection forever); so does one that trickles it,
+        averaging less than MIN_BODY_RATE bytes a second once the body has taken that long (slowloris: a byte
+        every few seconds never stalls)."""
+        self.body_timer = None
+        cdef RequestCycle cycle = self.cycle
+        if cycle is None or cycle.body_complete or self.sock is None or self.disconnected:
+            return
+        cdef double limit = self.server.config.timeout_request_body
+        cdef double now = _monotonic()
+        cdef double idle = now - self.last_active
+        cdef double elapsed = now - cycle.body_since
+        if not self.reading:  # the app is not asking for more (backpressure): nothing to judge
+            self.body_timer = self.loop.call_later(max(limit, 0.05), self._body_stall_check)
+            return
+        if idle < limit and (elapsed < limit or cycle.received >= MIN_BODY_RATE * elapsed):
+            # Progress meanwhile: look again when the stall bound or the first rate check is due, then each second.
+            due = min(limit - idle, limit - elapsed) if elapsed < limit else min(limit - idle, 1.0)
+            self.body_timer = self.loop.call_later(max(due, 0.05), self._body_stall_check)
+            return
+        self.error = H1Error(408, "Request body timeout")
+        cycle.fail_body()  # the app sees http.disconnect; nothing was written, so the client gets the 408
+        self.disconnected = True
+        self._stop_reading()
+
+    def _on_readable_async(self):
+        if not self.read_now():
+            return
+        cycle = self.cycle
+        if self.disconnected or self.error is not None:
+            self._stop_reading()
+        elif cycle is not None and not cycle.wants_body and (
+            not cycle.body_complete or len(self.backlog) > MAX_BACKLOG_EVENTS
+        ):
+            # The app is not reading (a full body buffer, or many pipelined requests queued behind this one):
+            # let TCP push back on the client. receive() asks for more when it needs it.
+            self._stop_reading()
+
+    cpdef _stop_reading(self):
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.fd)
+
+    cpdef _lost(self):
+        if not self.disconnected and self.server.lifecycle is not None:
+            self.server.lifecycle_disconnected(self)
+        self.disconnected = True
+        self._stop_reading()
+        if self.cycle is not None:
+            self.cycle.wake()
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    cpdef send_now(self, data):
+        """Write without waiting; returns the part the kernel did not take (None when all was sent)."""
+        try:
+            if type(data) is list:
+                sent = self.sock.sendmsg(data)
+                data = b"".join(data)
+            else:
+                sent = self.sock.send(data)
+        except WOULD_BLOCK:
+            sent = 0
+        except OSError as exc:
+            self._lost()
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+        if sent == len(data):
+            return None
+        return memoryview(data)[sent:]
+
+    async def finish_write(self, rest):
+        """The kernel did not take everything: this thread's loop sends the rest as the client reads. A client
+        that takes nothing for --timeout-write-stall seconds is cut off (its response would pin the request and
+        its buffers forever); a slow but steady reader is not."""
+        loop, sock, fd = self.loop, self.sock, self.fd
+        try:
+            queued = unsent_bytes(fd)
+            while rest:
+                writable = loop.create_future()
+                loop.add_writer(fd, resolve, writable)
+                try:
+                    async with asyncio.timeout(self.server.config.timeout_write_stall):
+                        await writable
+                except TimeoutError:
+                    # Not writable yet is not the same as stalled: the kernel reports writable only once half of
+                    # a large send queue has gone. Progress is the queue shrinking.
+                    if unsent_bytes(fd) >= queued:
+                        raise
+                    queued = unsent_bytes(fd)
+                    continue
+                finally:
+                    loop.remove_writer(fd)
+                try:
+                    rest = rest[sock.send(rest):]
+                except (BlockingIOError, InterruptedError):
+                    pass
+                queued = unsent_bytes(fd)
+        except TimeoutError:
+            self.disconnected = True
+            logger.info("Closed a connection whose client read none of the response for %g s "
+                        "(--timeout-write-stall).", self.server.config.timeout_write_stall)
+            raise ClientDisconnected("Client stopped reading the response") from None
+        except OSError as exc:
+            self.disconnected = True
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+
+    # -- serving ------------------------------------------------------------------------------------------
+
+    cpdef _serve(self):
+        """Run the queued requests one after another while each finishes inline."""
+        backlog = self.backlog
+        while self.cycle is None and self.sock is not None:
+            if backlog:
+                event = backlog.popleft()
+                if type(event) is Request:
+                    self._start(event)
+                elif type(event) is Data:
+                    # The rest of a body the app answered without reading: drop it, up to a bound.
+                    self.discard_budget -= len((<Data>event).data)
+                    if self.discard_budget < 0:
+                        self.close()
+                        return
+            elif self.error is not None:
+                self.answer_error(self.error)
+                return
+            else:
+                return
+
+    cpdef _start(self, request):
+        cdef Request req = request
+        worker = self.worker
+        server = self.server
+        if req.upgrade is not None:
+            self._hand_off_websocket(req)  # (set only under --ws wsproto) to the pool before any app code
+            return
+        if req.wants_stream or (server.router.active and server.router.wants_pool(
+                req.method.decode("latin-1"), req.path.decode("latin-1"))):
+            self._hand_off(req, rerun=False)  # a stream: to the async pool before any app code runs
+            return
+        server.requests += 1
+        self.discard_budget = DISCARD_LIMIT
+        cdef RequestCycle cycle = RequestCycle(self, req, build_scope(self, req, server.root_path, worker.state))
+        self.cycle = cycle
+        if server.lifecycle is not None:
+            server.lifecycle_started(self, cycle)
+        self._route_body()
+        app = server.app
+        if server.concurrency is not None:  # --limit-concurrency: past it, a built-in app answers 503
+            app = server.concurrency.admit(app)
+            cycle.admitted = app is server.app
+        worker.enter_app(self.fd if self.registered else -1)
+        # Timed only while other requests are pending in this loop: they are who a blocking first step delays.
+        cdef double started = _perf_counter() if worker.pending else 0.0
+        try:
+            task = start_request_task(app(cycle.scope, cycle.receive, cycle.send), self.loop, worker)
+        except BaseException as exc:  # the app object could not even be called
+            task = self.loop.create_future()
+            task.set_exception(exc)
+        finally:
+            worker.leave_app(self)
+        if started and _perf_counter() - started > _BLOCKED_STEP:
+            worker.step_blocked(task, cycle, _perf_counter() - started)
+        cycle.task = task
+        if task.done():
+            self._complete(task)
+        else:
+            task._hy_cycle = cycle
+            worker.pending += 1
+            task.add_done_callback(self._on_task_done)
+            if cycle.response_complete:
+                self._release(cycle)  # the app goes on after its response (background tasks): not our business
+            else:
+                self._go_async()
+
+    def response_complete(self, cycle):
+        """RequestCycle.send wrote the last body message of a request whose task is pending (past its first
+        step). If the app is still running once this step is over (a BackgroundTask after the response), the
+        connection does not wait for it: it serves its next request meanwhile, as in uvicorn."""
+        self.loop.call_soon(self._release_later, cycle)
+
+    def _release_later(self, cycle):
+        if cycle is self.cycle and not cycle.task.done():
+            self._release(cycle)
+            self._serve()
+            self._settle()
+
+    def _release(self, cycle):
+        """The response is complete and the app still runs: the connection goes on without it (_on_task_done
+        only logs what the task raises)."""
+        self.cycle = None
+        if self.server.access_log:
+            self.server.log_access(self, cycle)
+        if self.disconnected or (not self.proto.keep_alive and self.error is None):
+            self.close()
+            return
+        self.last_active = _monotonic()
+
+    def streaming_started(self, cycle):
+        """The app streams a response here, in a worker: a second ``more_body=True`` message (one alone is how
+        Starlette's BaseHTTPMiddleware sends every response). The route is learned, so its next requests go
+        straight to the async pool. A GET or HEAD without a body, of which nothing has reached the client yet,
+        is abandoned now and re-run in the pool; anything else is never run twice: it streams from this thread
+        to the end."""
+        from hybrid.async_pool import RerunInPool  # (async_pool builds on this module: imported when needed)
+
+        scope = cycle.scope
+        self.server.router.learn(scope["method"], scope["path"])
+        if scope["method"] in ("GET", "HEAD") and not cycle.wrote and cycle.body_complete and not cycle.body and (
+            not any(name == b"content-length" or name == b"transfer-encoding" for name, _ in cycle.request.headers)
+        ):
+            cycle.rerun = True
+            raise RerunInPool()
+
+    def _hand_off(self, request, *, rerun, request_id=None):
+        """Give this connection to the async pool (StreamingHandoff) and forget it: from here on the pool owns
+        the socket, the protocol state and the events read past this request's head."""
+        from hybrid.async_pool import StreamingHandoff
+
+        if self.registered:
+            self.home.remove(self)
+        self._stop_reading()
+        sock, self.sock = self.sock, None  # _serve and _settle stop at once: the connection is not ours
+        self.cycle = None
+        scope = build_scope(self, request, self.server.root_path, {}, request_id)  # (a re-run keeps its id)
+        self.server.pool.accept_handoff(StreamingHandoff(
+            conn=self, sock=sock, scope=scope, body=b"", request_id=request_id_of(scope), request=request,
+            body_complete=rerun, rerun=rerun,
+        ))
+
+    def _hand_off_websocket(self, request):
+        """A WebSocket upgrade: the pool completes the handshake and runs the app (WebSocketHandoff); the
+        H1Protocol has switched protocols, and what the client sent after the head is in its trailing data."""
+        from hybrid.async_pool import WebSocketHandoff
+        from hybrid.asgi.websocket import build_websocket_scope
+
+        if self.registered:
+            self.home.remove(self)
+        self._stop_reading()
+        sock, self.sock = self.sock, None
+        self.cycle = None
+        self.backlog.clear()  # (the upgrade request's EndOfMessage: nothing after it is HTTP)
+        scope = build_websocket_scope(self, request, self.server.root_path, {})
+        self.server.pool.accept_handoff(WebSocketHandoff(
+            conn=self, sock=sock, request=request, trailing=self.proto.trailing_data, client=self.client_addr,
+            server=self.server_addr, scope=scope,
+        ))
+
+    def resume(self, worker):
+        """Given back by the async pool with requests already read (pipelined behind a stream): this thread
+        serves them, then the connection goes back into a set."""
+        self.worker = worker
+        self.loop = worker.loop
+        self._serve()
+        self._settle()
+
+    def _go_async(self):
+        # The app awaits: this thread's loop serves the connection until the response is done, so the set
+        # must not report it to anyone (its next pipelined bytes are read by us, into the backlog).
+        # The socket is watched only once the app waits in receive(): a client's next bytes (or its EOF) wait
+        # in the kernel until then, and a response to a client that left fails at its write.
+        if self.registered:
+            self.home.remove(self)
+        self.async_mode = True
+
+    def _on_task_done(self, task):
+        task._hy_worker.pending -= 1
+        if task._hy_cycle is not self.cycle:  # released after its response (_release): only its error matters
+            if task._hy_cycle.admitted:  # (its --limit-concurrency slot lasts as long as the app runs)
+                self.server.concurrency.release()
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None and not isinstance(exc, ClientDisconnected):
+                log_app_exception(logger, exc)
+            return
+        self._complete(task)
+        # Still unregistered and owned by this thread: serve pipelined requests first, then go back to a set.
+        self._serve()
+        self._settle()
+
+    cpdef _settle(self):
+        """Between requests: a connection that left its set (async serving, takeover) goes back into one."""
+        if self.sock is None or self.cycle is not None:
+            return
+        if self.async_mode:
+            self._stop_reading()
+            self.async_mode = False
+        if self.registered:
+            return
+        target = self.worker.conn_set or self.home
+        try:
+            target.add(self)
+        except (OSError, ValueError):  # the set is closed: the server is shutting down
+            self.close()
+
+    cpdef _complete(self, task):
+        cdef RequestCycle cycle = self.cycle
+        server = self.server
+        if cycle.admitted:
+            server.concurrency.release()
+        if cycle.held is not None:  # the app ended (failed) after one more_body=True chunk: it goes out as sent
+            cycle._flush_held()
+        exc = None
+        if task.cancelled():
+            exc = asyncio.CancelledError("the request task was cancelled")
+        else:
+            exc = task.exception()
+        if cycle.rerun and not cycle.wrote and not self.disconnected and self.sock is not None:
+            # whatever the app did with RerunInPool; the re-run keeps the request's id
+            self._hand_off(cycle.request, rerun=True, request_id=request_id_of(cycle.scope))
+            return
+        if exc is not None and not isinstance(exc, ClientDisconnected) and not (
+            server.draining and isinstance(exc, asyncio.CancelledError)  # streams cut at the graceful timeout
+        ):
+            log_app_exception(logger, exc)
+        self.cycle = None
+        if not cycle.wrote:
+            # Nothing reached the client yet: it gets a complete error response.
+            if exc is None and not cycle.response_started:
+                logger.error("ASGI callable returned without starting a response.")
+            if self.error is not None:
+                self.answer_error(self.error)  # the request itself was malformed (e.g. its chunked body)
+            elif not self.disconnected:
+                self._answer_500()
+            self.close()
+            return
+        if not cycle.response_complete:
+            if exc is None and not self.disconnected:
+                logger.error("ASGI callable returned without completing the response.")
+            self.close()  # the client must not take a truncated body for a whole one
+            return
+        # An exception after a complete response (Starlette's error middleware sends its 500, then re-raises)
+        # was logged above; the response was whole and framed, so the connection stays usable. Closing it
+        # would race a client that already sent its next request on it (it would get a reset).
+        if server.access_log:
+            server.log_access(self, cycle)
+        if server.lifecycle is not None:
+            server.lifecycle_completed(self, cycle)
+        if self.disconnected or (not self.proto.keep_alive and self.error is None):
+            self.close()  # (with an error pending, _serve answers it with its status, then closes)
+            return
+        self.last_active = _monotonic()
+
+    def _answer_500(self):
+        try:
+            out = self.proto.send_response(
+                500, [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")], 22
+            )
+            self.send_now(out + self.proto.send_body(b"Internal Server Error\n", False))
+        except (OSError, LocalProtocolError):
+            pass
+
+    cpdef answer_error(self, exc):
+        """Answer a malformed or timed-out request with its status and close (called by the owner only)."""
+        try:
+            self.send_now(self.proto.send_error(exc.status_code, exc.reason))
+        except OSError:
+            pass
+        self.close()
+
+    cpdef close(self):
+        if self.sock is None:
+            return
+        self.home.remove(self)
+        self._stop_reading()
+        self.disconnected = True
+        if self.cycle is not None:
+            self.cycle.wake()
+        if self.server.lifecycle is not None:
+            self.server.lifecycle_closed(self.fd)
+        try:
+            self.sock.close()
+        finally:
+            self.sock = None
+            self.server.forget(self)

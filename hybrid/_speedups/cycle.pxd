@@ -1,0 +1,16 @@
+# Typed declarations of cycle.pyx: one request/response exchange (ASGI HTTP).
+
+cdef class RequestCycle:
+    cdef public object conn, request, scope, headers, waiter, task, held, hold_timer, flushing
+    cdef public list body
+    cdef public Py_ssize_t body_size, sent, received
+    cdef public bint body_complete, request_delivered, continue_pending, response_started, head_sent
+    cdef public bint response_complete, wrote, rerun, admitted, stream_known
+    cdef public int status
+    cdef public double started, body_since
+
+    cpdef add_body(self, bytes data)
+    cpdef end_body(self)
+    cpdef fail_body(self)
+    cpdef wake(self)
+    cdef _start_response(self, dict message)

@@ -1,0 +1,283 @@
+# cython: language_level=3
+"""ASGI HTTP for one request: the scope, ``receive`` and ``send`` (ASGI HTTP spec 2.4), compiled.
+
+A RequestCycle lives as long as one request/response exchange on a Connection (hybrid/connection.py). It never
+touches the socket itself except through the connection's ``send_now``, ``read_now`` and ``want_read``, so
+the connection stays the single owner of its I/O. ``hybrid/asgi/http.py`` names these for the Python layer.
+
+Compiled because it runs for every request, twice per response (start, body): typed flags and counters instead
+of instance dicts, and the framing calls go straight to the H1Protocol.
+"""
+
+from time import perf_counter
+from urllib.parse import unquote
+
+from hybrid._speedups.h1 cimport H1Protocol, Request
+from hybrid.request_id import REQUEST_ID_KEY, lazy_request_id
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+DISCONNECT = {"type": "http.disconnect"}
+
+# Decoded method names, shared: most requests use one of these.
+cdef dict _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")}
+
+# Past this much unread body the connection stops reading from the socket until the app catches up.
+BODY_HIGH_WATER = 1 << 20
+cdef Py_ssize_t _BODY_HIGH_WATER = BODY_HIGH_WATER
+# A first body chunk with more_body=True waits this long (in a worker) for the next message before it is written:
+# a last message meanwhile makes one Content-Length response of it, a second chunk a stream (see send).
+HOLD_FIRST_CHUNK = 0.01
+
+
+class ClientDisconnected(OSError):
+    """The client went away; raised by ``send`` when the response can no longer be delivered."""
+
+
+def build_scope(conn, Request req, str root_path, dict state, request_id=None):
+    """The ``http`` scope. The request id is ``request_id`` if given, else worked out from the headers when
+    something first reads it (request_id.py)."""
+    cdef bytes raw_path = req.path
+    cdef str path = raw_path.decode("latin-1")
+    if path.find("%") >= 0:
+        path = unquote(path, encoding="utf-8", errors="surrogateescape")
+    method = _METHODS.get(req.method)
+    if method is None:
+        method = req.method.decode("ascii")
+    scope = {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": req.http_version,
+        "server": conn.server_addr,
+        "client": conn.client_addr,
+        "scheme": conn.scheme,
+        "method": method,
+        "root_path": root_path,
+        "path": root_path + path if root_path else path,
+        "raw_path": root_path.encode() + raw_path if root_path else raw_path,
+        "query_string": req.query,
+        "headers": req.headers,
+        "state": state.copy(),
+        "extensions": {REQUEST_ID_KEY: lazy_request_id(conn.server.request_ids, req.headers) if request_id is None
+                       else {"id": request_id}},
+    }
+    if req.forwarded and conn.proxy is not None:
+        conn.proxy.apply(scope)
+    return scope
+
+
+async def _finish_flush(conn, rest):
+    try:
+        await conn.finish_write(rest)
+    except ClientDisconnected:
+        pass  # (the connection knows: the app's next send raises)
+
+
+cdef class RequestCycle:
+    """One request/response exchange: fed body bytes by its connection, read and answered by the app."""
+
+    # (attributes: cycle.pxd)
+
+    def __init__(self, conn, Request request, dict scope):
+        self.conn = conn
+        self.request = request
+        self.scope = scope
+        self.body = []
+        self.continue_pending = request.expect_continue
+        # wrote: some response bytes went to the socket (a framed head alone is not enough)
+        # rerun: abandoned in a worker, to run again in the async pool
+        # admitted: counted by a worker against --limit-concurrency (the pool counts its own)
+        # sent: response body bytes the app sent (the access log's "bytes")
+        self.started = perf_counter()  # (the access log's "duration_ms")
+        # held: a first body chunk sent with more_body=True, not written yet (see send); hold_timer its timer
+        # flushing: a task writing what the kernel did not take of a flushed held chunk
+        # stream_known: a second more_body=True message came: a real stream, the route is learned
+        # received: request body bytes that arrived (--timeout-request-body's minimum rate)
+        # body_since: when the app first waited for body bytes
+
+    # -- fed by the connection ----------------------------------------------------------------------------
+
+    cpdef add_body(self, bytes data):
+        self.body.append(data)
+        self.body_size += len(data)
+        self.received += len(data)
+        self.wake()
+
+    cpdef end_body(self):
+        self.body_complete = True
+        self.wake()
+
+    cpdef fail_body(self):
+        """The body cannot complete (malformed, or over --limit-request-body): what is buffered is dropped, and
+        receive() answers http.disconnect rather than pass a truncated body off as a whole one."""
+        self.body.clear()
+        self.body_size = 0
+        self.body_complete = True
+        self.request_delivered = True
+        self.wake()
+
+    cpdef wake(self):
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @property
+    def wants_body(self):
+        return not self.body_complete and self.body_size < _BODY_HIGH_WATER
+
+    # -- receive ------------------------------------------------------------------------------------------
+
+    async def receive(self):
+        while True:
+            if self.body or (self.body_complete and not self.request_delivered):
+                body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+                self.body.clear()
+                self.body_size = 0
+                self.request_delivered = self.body_complete
+                return {"type": "http.request", "body": body, "more_body": not self.body_complete}
+            conn = self.conn
+            if conn.disconnected or self.response_complete:
+                return DISCONNECT
+            if not self.body_complete:
+                if self.continue_pending:
+                    # RFC 9110 section 10.1.1: the client waits for this before sending the body; send it only
+                    # now that the app asked for the body (an app that answers without reading never gets it).
+                    self.continue_pending = False
+                    if not self.head_sent:
+                        await self._write_interim(conn.proto.send_continue())
+                # Bytes may already be waiting in the socket buffer: read them without a trip through the loop.
+                if conn.read_now():
+                    continue
+            await self._wait()
+
+    async def _wait(self):
+        self.waiter = self.conn.loop.create_future()
+        self.conn.want_read()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    # -- send ---------------------------------------------------------------------------------------------
+
+    cdef _start_response(self, dict message):
+        if self.response_started:
+            raise RuntimeError("ASGI: 'http.response.start' sent twice")
+        status = message["status"]
+        if type(status) is not int or not 200 <= status <= 999:
+            raise ValueError(f"ASGI: invalid response status {status!r}: must be an int from 200 to 999")
+        headers = message.get("headers", ())
+        conn = self.conn
+        echo = conn.server.request_ids.echo
+        if echo is not None and not any(name.lower() == echo for name, _ in headers):
+            # --request-id-header: the response carries the request's id (unless the app set it itself)
+            headers = [*headers, (echo, self.scope["extensions"][REQUEST_ID_KEY]["id"].encode("latin-1"))]
+        self.status = status
+        self.headers = headers
+        self.response_started = True
+        if conn.draining or (self.continue_pending and not self.body_complete):
+            # Draining; or the client still waits for 100 Continue and may never send the body: the
+            # connection cannot tell where the next request starts, so it closes after this response.
+            conn.proto.close_after_response()
+
+    async def send(self, dict message):
+        kind = message["type"]
+        if kind != "http.response.body":
+            if kind == "http.response.start":
+                self._start_response(message)
+                return
+            raise RuntimeError(f"ASGI: unexpected message type {kind!r} for an HTTP connection")
+        if not self.response_started:
+            raise RuntimeError("ASGI: 'http.response.body' sent before 'http.response.start'")
+        if self.response_complete:
+            raise RuntimeError("ASGI: 'http.response.body' sent after the response was complete")
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise TypeError(f"ASGI: 'body' must be bytes, got {type(body).__name__}")
+            body = bytes(body)
+        cdef bint more = message.get("more_body", False)
+        self.sent += len(body)
+        conn = self.conn
+        cdef H1Protocol proto = conn.proto
+        if self.flushing is not None:  # the rest of a held chunk flushed by the timer goes first
+            flushing, self.flushing = self.flushing, None
+            await flushing
+        if not self.head_sent:
+            held = self.held
+            if held is not None:  # the message after a held first chunk (see below)
+                self.held = None
+                self.hold_timer.cancel()
+                self.hold_timer = None
+            if held is not None and more:
+                # A second chunk: a streamed response. The connection learns the route, and a worker may
+                # hand the request to the async pool here (raising RerunInPool): nothing reached the client.
+                self.stream_known = True
+                conn.streaming_started(self)
+                out = proto.send_response(self.status, self.headers, -1)
+                self.head_sent = True
+                out = [out, proto.send_body(held, True), proto.send_body(body, True)]  # chunks as sent
+            elif held is None and more and conn.HOLD_FIRST_CHUNK:
+                # Not a stream yet: one chunk with more_body=True and an empty last message is how many
+                # single-body responses are sent (Starlette's BaseHTTPMiddleware sends every response so).
+                # Held until the next message, or HOLD_FIRST_CHUNK seconds (then _flush_held writes it).
+                self.held = body
+                self.hold_timer = conn.loop.call_later(HOLD_FIRST_CHUNK, self._flush_held)
+                return
+            else:
+                if held is not None:
+                    body = held + body if body else held  # one body after all
+                # The whole body known at once: frame it with Content-Length; otherwise chunked.
+                out = proto.send_response(self.status, self.headers, -1 if more else len(body))
+                self.head_sent = True
+                out = (out + proto.send_body(body, more) if len(body) < 65536
+                       else [out, proto.send_body(body, more)])
+        else:
+            if more and not self.stream_known:  # a second more_body=True message: a real stream
+                self.stream_known = True
+                conn.streaming_started(self)  # (the head went out: it only learns the route)
+            out = proto.send_body(body, more)
+        if not more:
+            self.response_complete = True
+            self.wake()
+        if out:
+            if conn.disconnected:
+                raise ClientDisconnected("Client disconnected")
+            self.wrote = True
+            rest = conn.send_now(out)
+            if rest is not None:
+                await conn.finish_write(rest)  # the client reads slower than we send: wait (backpressure)
+        if not more and self.task is not None:
+            conn.response_complete(self)  # (a pending task: the connection need not wait for its end)
+
+    def _flush_held(self):
+        """HOLD_FIRST_CHUNK passed and the app sent nothing after its first more_body=True chunk: a stream after
+        all (its route is learned only if a second chunk comes). The head and the chunk go out now. Also called
+        when the app ends with a chunk held (it failed mid-response): the client gets what the app sent."""
+        if self.hold_timer is not None:
+            self.hold_timer.cancel()
+            self.hold_timer = None
+        body = self.held
+        conn = self.conn
+        if body is None or conn.cycle is not self or conn.sock is None or conn.disconnected:
+            return
+        self.held = None
+        proto = conn.proto
+        out = proto.send_response(self.status, self.headers, -1)
+        self.head_sent = True
+        out = out + proto.send_body(body, True) if len(body) < 65536 else [out, proto.send_body(body, True)]
+        self.wrote = True
+        try:
+            rest = conn.send_now(out)
+        except ClientDisconnected:
+            return
+        if rest is not None:
+            self.flushing = conn.loop.create_task(_finish_flush(conn, rest))
+
+    async def _write_interim(self, data):
+        """An interim response (100 Continue): sent, but it is not the response (``wrote`` stays False)."""
+        conn = self.conn
+        if conn.disconnected:
+            raise ClientDisconnected("Client disconnected")
+        rest = conn.send_now(data)
+        if rest is not None:
+            await conn.finish_write(rest)

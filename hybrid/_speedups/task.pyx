@@ -1,0 +1,250 @@
+# cython: language_level=3
+"""RequestTask: an asyncio Task, compiled, whose first step runs at once and whose every step is timed.
+
+Why a Task at all: anyio (Starlette, FastAPI) needs ``asyncio.current_task()`` and calls ``cancel``, ``cancelling``,
+``uncancel`` and reads ``_fut_waiter`` / ``_must_cancel``; timeouts need a Task to cancel. Why our own: asyncio's
+C Task schedules its first step for the next loop iteration (3.11 cannot start it eagerly), and its pure-Python
+Task, which can be stepped by hand, costs tens of microseconds per request in Python bookkeeping (a WeakSet entry,
+Python-level future callbacks). This one is a C Future (asyncio's own) plus the step logic of asyncio's Task,
+compiled. Why timed steps: the monitor must see a thread stuck in app code in any step, not only the first (an
+endpoint may block after its first ``await``), and a step that blocks a loop holding other requests is reported.
+
+The step follows CPython's ``Task.__step`` / ``__wakeup`` (3.11-3.13 semantics). Differences, on purpose:
+- a task is registered with asyncio (``asyncio.all_tasks``) only once it outlives its first step: a request that
+  finishes inline, most of them, never pays for the registry (a finished task is not listed anyway);
+- the first step is not marked for the monitor by the task: the caller (Connection._start) marks it with the
+  connection's fd, so a takeover knows which connection was being served.
+"""
+
+import asyncio
+import contextvars
+import inspect
+from asyncio import exceptions as _exc
+
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+_Future = asyncio.Future  # the C Future
+_Future_cancel = _Future.cancel
+_Future_set_result = _Future.set_result
+_Future_set_exception = _Future.set_exception
+_enter_task = asyncio.tasks._enter_task
+_leave_task = asyncio.tasks._leave_task
+_register_task = asyncio.tasks._register_task
+_current_task = asyncio.tasks.current_task
+_CancelledError = _exc.CancelledError
+
+# A step of app code longer than this, in a loop that holds other pending requests, is reported: those requests
+# waited for it (no CPython server can move a running task to another loop, so the server says so instead).
+BLOCKED_STEP = 0.1
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+class RequestTask(_Future):
+    """A Task that tells its worker when a step of app code begins and ends, and times each step.
+
+    ``_hy_worker``: the SyncWorker whose loop runs the steps (``enter_app``, ``leave_app``, ``step_blocked``).
+    ``_hy_cycle``: the request's RequestCycle, set once the task outlives its first step (it names the route)."""
+
+    __slots__ = ("_coro", "_context", "_fut_waiter", "_must_cancel", "_num_cancels_requested", "_name",
+                 "_hy_worker", "_hy_cycle", "_registered")
+
+    _log_destroy_pending = True
+
+    def __init__(self, coro, *, loop=None, name=None, context=None, worker=None, start=True):
+        _Future.__init__(self, loop=loop)
+        self._coro = coro
+        self._context = contextvars.copy_context() if context is None else context
+        self._fut_waiter = None
+        self._must_cancel = False
+        self._num_cancels_requested = 0
+        self._name = name
+        self._hy_worker = worker
+        self._hy_cycle = None
+        self._registered = False
+        if start:  # a child task (child_task_factory): scheduled like asyncio's, but registered now
+            self._register()
+            self.get_loop().call_soon(self._step, context=self._context)
+
+    def _register(self):
+        if not self._registered:
+            self._registered = True
+            _register_task(self)
+
+    # -- the Task API ---------------------------------------------------------------------------------------
+
+    def __repr__(self):
+        state = "done" if self.done() else "pending"
+        return f"<RequestTask {state} name={self.get_name()!r} coro={self._coro!r}>"
+
+    def get_coro(self):
+        return self._coro
+
+    def get_context(self):
+        return self._context
+
+    def get_name(self):
+        if self._name is None:
+            self._name = f"hybrid-request-{id(self):x}"
+        return self._name
+
+    def set_name(self, value):
+        self._name = str(value)
+
+    def get_stack(self, *, limit=None):
+        from asyncio import base_tasks
+        return base_tasks._task_get_stack(self, limit)
+
+    def print_stack(self, *, limit=None, file=None):
+        from asyncio import base_tasks
+        return base_tasks._task_print_stack(self, limit, file)
+
+    def set_result(self, result):
+        raise RuntimeError("Task does not support set_result operation")
+
+    def set_exception(self, exception):
+        raise RuntimeError("Task does not support set_exception operation")
+
+    def cancel(self, msg=None):
+        self._log_traceback = False
+        if self.done():
+            return False
+        self._num_cancels_requested += 1
+        waiter = self._fut_waiter
+        if waiter is not None and waiter.cancel(msg=msg):
+            return True
+        self._must_cancel = True
+        self._cancel_message = msg
+        return True
+
+    def cancelling(self):
+        return self._num_cancels_requested
+
+    def uncancel(self):
+        if self._num_cancels_requested > 0:
+            self._num_cancels_requested -= 1
+            if self._num_cancels_requested == 0:
+                self._must_cancel = False
+        return self._num_cancels_requested
+
+    # -- stepping -------------------------------------------------------------------------------------------
+
+    def _step(self, exc=None):
+        """A later step, run by the loop: marked for the monitor and timed."""
+        worker = self._hy_worker
+        if worker is None:
+            _step(self, exc)
+            return
+        worker.enter_app(-1)
+        cdef double started = _now()
+        cdef double took
+        try:
+            _step(self, exc)
+        finally:
+            worker.leave_app(None)
+            took = _now() - started
+            if took > BLOCKED_STEP:
+                worker.step_blocked(self, self._hy_cycle, took)
+
+    def _wakeup(self, future):
+        try:
+            future.result()
+        except BaseException as exc:
+            self._step(exc)
+        else:
+            self._step()
+
+
+cdef _step(task, exc):
+    """One step of the task's coroutine (asyncio's Task.__step)."""
+    if task.done():
+        raise _exc.InvalidStateError(f"_step(): already done: {task!r}, {exc!r}")
+    if task._must_cancel:
+        if not isinstance(exc, _CancelledError):
+            exc = task._make_cancelled_error()
+        task._must_cancel = False
+    coro = task._coro
+    task._fut_waiter = None
+    loop = task.get_loop()
+    _enter_task(loop, task)
+    try:
+        if exc is None:
+            result = coro.send(None)
+        else:
+            result = coro.throw(exc)
+    except StopIteration as stop:
+        if task._must_cancel:
+            task._must_cancel = False
+            _Future_cancel(task, msg=task._cancel_message)
+        else:
+            _Future_set_result(task, stop.value)
+    except _CancelledError as cancelled:
+        _Future_cancel(task, msg=cancelled.args[0] if cancelled.args else None)
+    except (KeyboardInterrupt, SystemExit) as fatal:
+        _Future_set_exception(task, fatal)
+        raise
+    except BaseException as error:
+        _Future_set_exception(task, error)
+    else:
+        _wait_for(task, loop, result)
+    finally:
+        _leave_task(loop, task)
+
+
+cdef _wait_for(task, loop, result):
+    """What the coroutine yielded: a future to wait for, a bare yield (step again soon), or a mistake."""
+    blocking = getattr(result, "_asyncio_future_blocking", None)
+    if blocking is not None:
+        if result.get_loop() is not loop:
+            error = RuntimeError(f"Task {task!r} got Future {result!r} attached to a different loop")
+        elif not blocking:
+            error = RuntimeError(f"yield was used instead of yield from in task {task!r} with {result!r}")
+        elif result is task:
+            error = RuntimeError(f"Task cannot await on itself: {task!r}")
+        else:
+            result._asyncio_future_blocking = False
+            result.add_done_callback(task._wakeup, context=task._context)
+            task._fut_waiter = result
+            if task._must_cancel and result.cancel(msg=task._cancel_message):
+                task._must_cancel = False
+            return
+    elif result is None:
+        loop.call_soon(task._step, context=task._context)
+        return
+    elif inspect.isgenerator(result):
+        error = RuntimeError(f"yield was used instead of yield from for generator in task {task!r} with {result!r}")
+    else:
+        error = RuntimeError(f"Task got bad yield: {result!r}")
+    loop.call_soon(task._step, error, context=task._context)
+
+
+def _first_step(task):
+    _step(task, None)
+
+
+def start_request_task(coro, loop, worker):
+    """Create the task and run its first step now, in a fresh context, before returning (the caller marks the
+    step for the monitor). A task still pending after it is registered with asyncio like any other."""
+    task = RequestTask(coro, loop=loop, worker=worker, start=False)
+    task._context.run(_first_step, task)
+    if not task.done():
+        task._register()
+    return task
+
+
+def child_task_factory(loop, coro, **kwargs):
+    """A serving loop's task factory. A task that app code starts during a request (an anyio task group:
+    Starlette's BaseHTTPMiddleware runs the endpoint in one, StreamingResponse its body) runs app code too: it is
+    a RequestTask (timed, marked for the monitor) of the same worker, so a handler that blocks there is taken
+    over like one that blocks in the request's own task. Any other task is a plain asyncio Task."""
+    parent = _current_task(loop)
+    if isinstance(parent, RequestTask) and parent._hy_worker is not None:
+        kwargs.pop("eager_start", None)
+        task = RequestTask(coro, loop=loop, worker=parent._hy_worker, **kwargs)
+        task._hy_cycle = parent._hy_cycle
+        return task
+    return asyncio.Task(coro, loop=loop, **kwargs)
