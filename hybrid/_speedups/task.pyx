@@ -24,6 +24,9 @@ from asyncio import exceptions as _exc
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 _Future = asyncio.Future  # the C Future
+_Future_init = _Future.__init__
+_new_task = _Future.__new__
+_copy_context = contextvars.copy_context
 _Future_cancel = _Future.cancel
 _Future_set_result = _Future.set_result
 _Future_set_exception = _Future.set_exception
@@ -229,8 +232,18 @@ def _first_step(task):
 def start_request_task(coro, loop, worker):
     """Create the task and run its first step now, in a fresh context, before returning (the caller marks the
     step for the monitor). A task still pending after it is registered with asyncio like any other."""
-    task = RequestTask(coro, loop=loop, worker=worker, start=False)
-    task._context.run(_first_step, task)
+    task = _new_task(RequestTask)  # (no keyword parsing: this runs for every request)
+    _Future_init(task, loop=loop)
+    task._coro = coro
+    task._context = context = _copy_context()
+    task._fut_waiter = None
+    task._must_cancel = False
+    task._num_cancels_requested = 0
+    task._name = None
+    task._hy_worker = worker
+    task._hy_cycle = None
+    task._registered = False
+    context.run(_first_step, task)
     if not task.done():
         task._register()
     return task
