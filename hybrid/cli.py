@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=_positive_int, default=None, metavar="PORT",
                    help="Serve Prometheus metrics (connections, requests by where they ran, responses by status "
                         "class, durations, handoffs, takeovers, disconnects) at http://HOST:PORT/metrics, HOST "
-                        "being --host; needs prometheus-client; one process only (default: off).")
+                        "being --host; needs prometheus-client; with --workers, served by the supervisor for all "
+                        "workers (default: off).")
     p.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True,
                    help="Send 'server: hybrid' unless the app sets its own (default on).")
     p.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,

@@ -99,7 +99,12 @@ the thread where it happened (be quick, thread-safe, never raise). Without a col
 `hybrid_requests_started_total{where}`, `hybrid_responses_total{where,status}`,
 `hybrid_request_duration_seconds{where}`, `hybrid_handoffs_total{kind,rerun}`, `hybrid_takeovers_total`,
 `hybrid_client_disconnects_total`, `hybrid_response_body_bytes_total`) served at `http://HOST:PORT/metrics`
-(needs `pip install 'hybrid[metrics]'`; one process: not with worker processes yet).
+(needs `pip install 'hybrid[metrics]'`). With worker processes (`--workers`, `--reload`, `--limit-max-requests`)
+the supervisor serves the one endpoint and its numbers cover every worker: prometheus-client's multiprocess mode,
+in a directory the supervisor makes for the run (`PROMETHEUS_MULTIPROC_DIR`, removed at exit). Counters and
+histograms add up every worker of the run, a replaced one included (a counter never goes down);
+`hybrid_connections_open` adds up the live workers only (a dead worker is marked with `mark_process_dead`).
+Metrics the app itself defines with prometheus-client in a worker are served there too.
 """
 
 

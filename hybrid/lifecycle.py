@@ -100,7 +100,10 @@ class FanOut:
 
 
 class MetricsCollector:
-    """Counts events into Prometheus metrics (prometheus-client), served by ``start(host, port)``."""
+    """Counts events into Prometheus metrics (prometheus-client), served by ``start(host, port)``.
+
+    In a worker process of a supervisor the values go to the run's multiprocess directory and the supervisor
+    serves them (hybrid/metrics.py); gauges say how to combine the workers (``multiprocess_mode``)."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -108,7 +111,9 @@ class MetricsCollector:
         self.registry = registry = CollectorRegistry()
         self.opened = Counter("hybrid_connections_opened", "Connections accepted", registry=registry)
         self.closed = Counter("hybrid_connections_closed", "Connections closed", registry=registry)
-        self.open = Gauge("hybrid_connections_open", "Connections open now", registry=registry)
+        # With worker processes (prometheus-client's multiprocess mode): the sum over the live workers.
+        self.open = Gauge("hybrid_connections_open", "Connections open now", registry=registry,
+                          multiprocess_mode="livesum")
         self.started = Counter("hybrid_requests_started", "Requests whose app started", ["where"],
                                registry=registry)
         self.responses = Counter("hybrid_responses", "Complete responses, by status class", ["where", "status"],

@@ -269,7 +269,7 @@ class Server:
         self._install_signal_handlers()  # before anything is announced: a SIGTERM must never kill us mid-start
         raise_fd_limit()
         self.listeners = self.given_sockets if self.given_sockets is not None else bind_listeners(self.config)
-        if self.metrics is not None:
+        if self.metrics is not None and self.control is None:  # (a supervisor serves its workers' metrics)
             try:
                 self.metrics_server = self.metrics.start(self.config.host, self.config.metrics_port)
             except OSError as exc:

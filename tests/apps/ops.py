@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import threading
 import time
 
@@ -55,7 +56,9 @@ async def app(scope, receive, send):
         await _plain(send, json.dumps(CAPTURED).encode())
         return
     SEEN.append([path, _rid(scope), threading.current_thread().name])
-    if path == "/id":
+    if path == "/pid":  # which worker process answered (tests/test_metrics_workers.py)
+        await _plain(send, str(os.getpid()).encode())
+    elif path == "/id":
         await _plain(send, _rid(scope).encode())
     elif path == "/own-header":  # the app sets the id header itself: the server must not add a second one
         await _plain(send, b"own", [(b"X-Request-ID", b"from-the-app")])
