@@ -128,6 +128,9 @@ class MetricsCollector:
                                  registry=registry)
         self.disconnects = Counter("hybrid_client_disconnects", "Clients gone while being served",
                                    registry=registry)
+        # Labelled children, looked up once each (``labels()`` takes a lock and builds a key every call).
+        self._started_for: dict = {}
+        self._completed_for: dict = {}
         self._by_type = {
             ConnectionOpened: self._opened, ConnectionClosed: self._closed, RequestStarted: self._started,
             HandedOff: self._handed_off, TakenOver: self._taken_over, ResponseCompleted: self._completed,
@@ -151,7 +154,10 @@ class MetricsCollector:
         self.open.dec()
 
     def _started(self, event: RequestStarted) -> None:
-        self.started.labels(event.where).inc()
+        child = self._started_for.get(event.where)
+        if child is None:
+            child = self._started_for[event.where] = self.started.labels(event.where)
+        child.inc()
 
     def _handed_off(self, event: HandedOff) -> None:
         self.handoffs.labels(event.kind, "true" if event.rerun else "false").inc()
@@ -160,9 +166,14 @@ class MetricsCollector:
         self.takeovers.inc()
 
     def _completed(self, event: ResponseCompleted) -> None:
-        self.responses.labels(event.where, f"{event.status // 100}xx").inc()
+        key = (event.where, event.status // 100)
+        children = self._completed_for.get(key)
+        if children is None:
+            children = self._completed_for[key] = (self.responses.labels(event.where, f"{key[1]}xx"),
+                                                   self.duration.labels(event.where))
+        children[0].inc()
         self.sent.inc(event.bytes)
-        self.duration.labels(event.where).observe(event.duration_ns / 1e9)
+        children[1].observe(event.duration_ns / 1e9)
 
     def _disconnected(self, event: ClientDisconnected) -> None:
         self.disconnects.inc()
