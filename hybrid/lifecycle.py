@@ -12,7 +12,7 @@ pool and back), reused by the kernel after it closes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol, runtime_checkable
 
 
@@ -21,6 +21,22 @@ class LifecycleCollector(Protocol):
     def event(self, event: LifecycleEvent) -> None: ...
 
 
+def _quick_init(cls):
+    """Give a frozen slotted dataclass an ``__init__`` that stores each field through its slot directly.
+
+    The generated one calls ``object.__setattr__(self, NAME, value)`` per field (a name lookup each): about 2 µs for
+    a 6-field event, this about 1 µs. Everything else (frozen, eq, repr, hash, match) stays the dataclass's."""
+    names = [f.name for f in fields(cls)]
+    namespace = {f"_set_{name}": cls.__dict__[name].__set__ for name in names}
+    source = f"def __init__(self, {', '.join(names)}):\n" + "".join(
+        f"    _set_{name}(self, {name})\n" for name in names)
+    exec(source, namespace)  # noqa: S102 - as dataclasses itself builds __init__
+    namespace["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = namespace["__init__"]
+    return cls
+
+
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class ConnectionOpened:
     t_ns: int
@@ -29,12 +45,14 @@ class ConnectionOpened:
     server: tuple | None
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class ConnectionClosed:
     t_ns: int
     fd: int
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class RequestStarted:
     t_ns: int
@@ -45,6 +63,7 @@ class RequestStarted:
     where: str  # "worker", "pool" (handed off before any app code ran) or "pool-rerun"
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class HandedOff:
     """A connection went to the async pool (``StreamingHandoff`` or ``WebSocketHandoff``)."""
@@ -56,6 +75,7 @@ class HandedOff:
     rerun: bool  # a GET/HEAD the worker abandoned after its app started streaming
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class TakenOver:
     """A spare thread took over the connection set of a thread blocked in a handler."""
@@ -65,6 +85,7 @@ class TakenOver:
     set_fd: int
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class ResponseCompleted:
     t_ns: int
@@ -76,6 +97,7 @@ class ResponseCompleted:
     where: str
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class ClientDisconnected:
     """The client went away while its connection was being served (a failed write or read, EOF mid-request)."""

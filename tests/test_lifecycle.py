@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(60)
 OPS = "tests.apps.ops:app"
 
 SCRIPT = """
-import json, sys, threading
+import dataclasses, json, sys, threading
 sys.path.insert(0, {repo!r})
 import hybrid
 from hybrid import lifecycle
@@ -27,6 +27,10 @@ lock = threading.Lock()
 class Collector:
     def event(self, event):
         fields = {{k: getattr(event, k) for k in event.__slots__}}
+        try:
+            event.t_ns = 0
+        except dataclasses.FrozenInstanceError:
+            fields["frozen"] = dataclasses.is_dataclass(event) and event == dataclasses.replace(event)
         with lock, open({out!r}, "a") as f:
             f.write(json.dumps([type(event).__name__, fields]) + "\\n")
 
@@ -73,6 +77,7 @@ def test_collector_sees_each_step_with_monotonic_timestamps(tmp_path):
             time.sleep(0.2)
         events = _wait_events(out, lambda ev: sum(1 for name, _ in ev if name == "ConnectionClosed") >= 4)
     names = [name for name, _ in events]
+    assert all(fields.get("frozen") for _, fields in events), "frozen dataclasses, equal to a copy"
     stamps = [fields["t_ns"] for _, fields in events]
     assert stamps == sorted(stamps), "monotonic_ns stamps, in the order things happened"
 
