@@ -175,12 +175,13 @@ def markdown(result: dict, heading_level: int = 2) -> str:
         f"{s.get('connections')} connections unless noted."
     )
     lines.append("")
-    lines.append(
-        f"Machine line: hybrid's in-process request path {m.get('request_path_us') or '?'} µs/request "
-        f"(`python -m bench.request_path`), a fixed pure-Python loop {m.get('python_loop_ms') or '?'} ms; "
-        "req/s scale with these, so compare runs from different machines by server CPU µs per request."
-    )
-    lines.append("")
+    if m.get("request_path_us") or m.get("python_loop_ms"):  # (runs before the machine line have neither)
+        lines.append(
+            f"Machine line: hybrid's in-process request path {m.get('request_path_us') or '?'} µs/request "
+            f"(`python -m bench.request_path`), a fixed pure-Python loop {m.get('python_loop_ms') or '?'} ms; "
+            "req/s scale with these, so compare runs from different machines by server CPU µs per request."
+        )
+        lines.append("")
     lines.append(
         "Versions: " + ", ".join(
             f"{k} {v.get(k) or '?'}" for k in ("hybrid", "uvicorn", "httptools", "uvloop", "granian", "hypercorn",

@@ -97,3 +97,18 @@ def test_measured_numbers_are_in_the_results_files_they_cite():
         cells = [c.strip() for c in row.strip("|").split("|")][1:]
         for cell in filter(None, cells):
             assert re.search(rf"(?<![\d,.]){re.escape(cell)}(?![\d,])", flat), f"{cell!r} ({row}) not in {cited}"
+
+
+def test_benchmarks_page_has_a_plot_per_scenario_from_the_results():
+    """docs/benchmarks.md (python -m bench.report): one PNG per scenario section, each file a real PNG."""
+    page = (REPO / "docs" / "benchmarks.md").read_text()
+    images = re.findall(r"!\[(\w+)\]\((img/[\w-]+\.png)\)", page)
+    sections = re.findall(r"^### ([^\n]+)", page, re.M)
+    assert len(images) >= 10, images
+    for _name, rel in images:
+        data = (REPO / "docs" / rel).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, rel
+    for source in re.findall(r"\(`(bench/results/[\w.-]+\.json)`\)", page):
+        assert (REPO / source).exists(), source
+    assert any("Access log and metrics" in s for s in sections), "the access_log rows are on the page"
+    assert "access_log" in dict(images)
