@@ -136,6 +136,17 @@ class MetricsCollector:
         # With worker processes (prometheus-client's multiprocess mode): the sum over the live workers.
         self.open = Gauge("hybrid_connections_open", "Connections open now", registry=registry,
                           multiprocess_mode="livesum")
+        self.in_flight = Gauge("hybrid_requests_in_flight", "Requests started and not yet answered in full (open "
+                               "streams included)", registry=registry, multiprocess_mode="livesum")
+        self.streams = Gauge("hybrid_streams_open", "Streamed responses served by the async pool now",
+                             registry=registry, multiprocess_mode="livesum")
+        self.websockets = Gauge("hybrid_websockets_open", "WebSockets open now", registry=registry,
+                                multiprocess_mode="livesum")
+        self.threads = Gauge("hybrid_threads", "Serving threads by state: serving (owns a connection set), "
+                             "blocked (in a handler, its set taken over), spare (ready for a takeover)",
+                             ["state"], registry=registry, multiprocess_mode="livesum")
+        self.blocked_loops = Counter("hybrid_blocked_loop_steps", "Steps of async code that blocked an event loop "
+                                     "while other requests waited on it", registry=registry)
         self.started = Counter("hybrid_requests_started", "Requests whose app started", ["where"],
                                registry=registry)
         self.responses = Counter("hybrid_responses", "Complete responses, by status class", ["where", "status"],
@@ -150,6 +161,10 @@ class MetricsCollector:
                                  registry=registry)
         self.disconnects = Counter("hybrid_client_disconnects", "Clients gone while being served",
                                    registry=registry)
+        # fd -> what it is, for the gauges that an fd's ConnectionClosed ends (fds are not reused while open)
+        self._in_flight: dict[int, int] = {}
+        self._pool_kind: dict[int, object] = {}
+        self._pool_gauges = {"stream": self.streams, "websocket": self.websockets}
         # Labelled children, looked up once each (``labels()`` takes a lock and builds a key every call).
         self._started_for: dict = {}
         self._completed_for: dict = {}
@@ -174,8 +189,16 @@ class MetricsCollector:
     def _closed(self, event: ConnectionClosed) -> None:
         self.closed.inc()
         self.open.dec()
+        if self._in_flight.pop(event.fd, None) is not None:  # a request that ended without its response
+            self.in_flight.dec()
+        gauge = self._pool_kind.pop(event.fd, None)
+        if gauge is not None:
+            gauge.dec()
 
     def _started(self, event: RequestStarted) -> None:
+        if event.fd not in self._in_flight:  # (a re-run in the pool is the same request)
+            self._in_flight[event.fd] = 1
+            self.in_flight.inc()
         child = self._started_for.get(event.where)
         if child is None:
             child = self._started_for[event.where] = self.started.labels(event.where)
@@ -183,6 +206,10 @@ class MetricsCollector:
 
     def _handed_off(self, event: HandedOff) -> None:
         self.handoffs.labels(event.kind, "true" if event.rerun else "false").inc()
+        gauge = self._pool_gauges.get(event.kind)
+        if gauge is not None and event.fd not in self._pool_kind:
+            self._pool_kind[event.fd] = gauge
+            gauge.inc()
 
     def _taken_over(self, event: TakenOver) -> None:
         self.takeovers.inc()
@@ -193,9 +220,26 @@ class MetricsCollector:
         if children is None:
             children = self._completed_for[key] = (self.responses.labels(event.where, f"{key[1]}xx"),
                                                    self.duration.labels(event.where))
+        if self._in_flight.pop(event.fd, None) is not None:
+            self.in_flight.dec()
+        if event.where != "worker":  # a stream's end (its socket may go back to a serving thread, not close)
+            gauge = self._pool_kind.pop(event.fd, None)
+            if gauge is not None:
+                gauge.dec()
         children[0].inc()
         self.sent.inc(event.bytes)
         children[1].observe(event.duration_ns / 1e9)
 
     def _disconnected(self, event: ClientDisconnected) -> None:
         self.disconnects.inc()
+
+    # -- not events: called by the server ------------------------------------------------------------------
+
+    def blocked_loop(self) -> None:
+        self.blocked_loops.inc()
+
+    def sample_threads(self, serving: int, blocked: int, spare: int) -> None:
+        """Thread counts, set by the server's main loop twice a second."""
+        self.threads.labels("serving").set(serving)
+        self.threads.labels("blocked").set(blocked)
+        self.threads.labels("spare").set(spare)

@@ -94,6 +94,8 @@ def test_metrics_cover_all_workers_and_survive_a_restart(tmp_path):
         assert m['hybrid_request_duration_seconds_count{where="worker"}'] == n
         assert m["hybrid_connections_opened_total"] == n
         assert wait_for(lambda: scrape(port)["hybrid_connections_open"] == 0, 5)
+        serving = 'hybrid_threads{state="serving"}'
+        assert wait_for(lambda: scrape(port).get(serving) == 2, 5), f"one serving thread per worker: {scrape(port)}"
 
         # One open connection on each worker; then worker `victim` is killed and replaced.
         victim, survivor = sorted(workers)
@@ -111,6 +113,8 @@ def test_metrics_cover_all_workers_and_survive_a_restart(tmp_path):
         # The dead worker's counts stay in the totals, once; its open connection no longer counts.
         assert m[WORKER_2XX] == n and m[STARTED] == n, m
         assert m["hybrid_connections_open"] == 1, m
+        # (the replacement samples its threads within half a second; the dead worker's gauges are gone)
+        assert wait_for(lambda: scrape(port).get(serving) == 2, 5), scrape(port)
 
         more = pids_of_requests(srv, 20, {survivor, replacement})
         assert on_survivor.get("/pid").text == str(survivor)
