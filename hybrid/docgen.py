@@ -107,7 +107,9 @@ the supervisor serves the one endpoint and its numbers cover every worker: prome
 in a directory the supervisor makes for the run (`PROMETHEUS_MULTIPROC_DIR`, removed at exit). Counters and
 histograms add up every worker of the run, a replaced one included (a counter never goes down);
 the gauges add up the live workers only (a dead worker is marked with `mark_process_dead`).
-Metrics the app itself defines with prometheus-client in a worker are served there too.
+Metrics the app itself defines with prometheus-client in a worker are served there too. Each worker that ran keeps
+its files there until the supervisor exits, so frequent recycling (a small `--limit-max-requests`) makes the
+directory, and the work of each scrape, grow with the number of workers started.
 """
 
 
