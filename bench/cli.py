@@ -53,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--idle-connections", type=int, help="idle scenario (default 5000; quick 1000)")
     p.add_argument("--no-setup", action="store_true", help="do not create or update bench/.venv-peers")
+    p.add_argument("--name", help="results file name after the date (default: partial, or quick), e.g. "
+                                   "access-log for bench/results/DATE-access-log.md")
     p.add_argument("--no-hybrid-check", action="store_true", help="run hybrid even if --help fails")
     return p.parse_args(argv)
 
@@ -93,6 +95,8 @@ def main(argv=None) -> int:
     full = not a.quick and scenario_names == list(ORDER) and server_names == list(SERVERS) \
         and a.duration is None and a.rounds is None
     stem = today if full else f"{today}-quick" if a.quick else f"{today}-partial"
+    if a.name:
+        stem = f"{today}-{a.name}"
     settings = Settings(
         duration=a.duration or (3.0 if a.quick else 5.0),
         rounds=a.rounds or (2 if a.quick else 3),

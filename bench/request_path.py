@@ -5,6 +5,7 @@ scope -> RequestTask -> send -> ``sock.send``), on a real uvloop loop with a rea
 request; ``--profile`` adds the cProfile table (tottime) of the same path.
 
     .venv/bin/python -m bench.request_path [--app bench.apps.plaintext:app] [--json] [--requests 50000] [--profile]
+        [--access-log off|text|json] [--collector none|noop|metrics]
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--access-log", choices=("off", "text", "json"), default="off",
                         help="log each request (to /dev/null): what the access log costs per request")
+    parser.add_argument("--collector", choices=("none", "noop", "metrics"), default="none",
+                        help="attach a lifecycle collector: one that ignores every event (what making the events "
+                             "costs), or --metrics-port's (its Prometheus counters, nothing served)")
     args = parser.parse_args()
     request = REQUEST
     if args.json:
@@ -74,7 +78,14 @@ def main() -> None:
 
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the log's stream, for the whole run
         setup_logging_for(config)
-    server = Server(config, app=load_app(args.app))
+    collector = None
+    if args.collector == "noop":
+        collector = type("NoopCollector", (), {"event": lambda self, event: None})()
+    elif args.collector == "metrics":
+        from hybrid.lifecycle import MetricsCollector
+
+        collector = MetricsCollector()
+    server = Server(config, app=load_app(args.app), lifecycle_collector=collector)
     worker = _Worker(server)
     ours, theirs = socket.socketpair()
     ours.setblocking(False)

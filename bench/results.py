@@ -52,6 +52,11 @@ def ratios(result: dict) -> dict:
                 if c["variant"] != v:
                     continue
                 mine = c.get("summary", {}).get(primary, {}).get("median")
+                if specs[name].baseline_variant:
+                    base = specs[name].baseline_variant
+                    row[c["server"]] = {f"vs_{base}": ratio(mine, med(result, name, f"{c['server']}/{base}",
+                                                                      primary))}
+                    continue
                 row[c["server"]] = {
                     f"vs_{b}": ratio(mine, baseline(result, name, b, v, primary, higher)) for b in BASELINES
                 }
@@ -170,12 +175,13 @@ def markdown(result: dict, heading_level: int = 2) -> str:
         f"{s.get('connections')} connections unless noted."
     )
     lines.append("")
-    lines.append(
-        f"Machine line: hybrid's in-process request path {m.get('request_path_us') or '?'} µs/request "
-        f"(`python -m bench.request_path`), a fixed pure-Python loop {m.get('python_loop_ms') or '?'} ms; "
-        "req/s scale with these, so compare runs from different machines by server CPU µs per request."
-    )
-    lines.append("")
+    if m.get("request_path_us") or m.get("python_loop_ms"):  # (runs before the machine line have neither)
+        lines.append(
+            f"Machine line: hybrid's in-process request path {m.get('request_path_us') or '?'} µs/request "
+            f"(`python -m bench.request_path`), a fixed pure-Python loop {m.get('python_loop_ms') or '?'} ms; "
+            "req/s scale with these, so compare runs from different machines by server CPU µs per request."
+        )
+        lines.append("")
     lines.append(
         "Versions: " + ", ".join(
             f"{k} {v.get(k) or '?'}" for k in ("hybrid", "uvicorn", "httptools", "uvloop", "granian", "hypercorn",
@@ -196,21 +202,22 @@ def markdown(result: dict, heading_level: int = 2) -> str:
             lines.append("")
         cols = spec.measures
         primary_label = MEASURE_LABELS.get(spec.primary, spec.primary)
+        base = spec.baseline_variant
+        against = [f"vs_{base}"] if base else ["vs_uvicorn", "vs_granian"]
         header = ["server", "variant"] + [MEASURE_LABELS.get(c, c) for c in cols] + \
-                 [f"{primary_label} vs uvicorn", f"{primary_label} vs granian", "errors"]
+                 [f"{primary_label} {a.replace('_', ' ')}" for a in against] + ["errors"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] * len(header)) + "|")
         for _key, c in sc.get("cases", {}).items():
             row = [f"**{c['server']}**" if c["server"] == "hybrid" else c["server"], c["variant"]]
             if c.get("status") != "ok":
-                row += [c.get("status", "failed")] + [""] * (len(cols) - 1) + ["", "", ""]
+                row += [c.get("status", "failed")] + [""] * (len(cols) - 1) + [""] * (len(against) + 1)
             else:
                 for col in cols:
                     st = c["summary"].get(col)
                     row.append(f"{_fmt(st['median'])} ±{st['spread_pct']:.0f}%" if st else "–")
                 rr = rat.get(name, {}).get("variants", {}).get(c["variant"], {}).get(c["server"], {})
-                row += [f"{rr.get('vs_uvicorn')}x" if rr.get("vs_uvicorn") is not None else "–",
-                        f"{rr.get('vs_granian')}x" if rr.get("vs_granian") is not None else "–"]
+                row += [f"{rr.get(a)}x" if rr.get(a) is not None else "–" for a in against]
                 errs = c["summary"].get("errors", {}).get("max")
                 row.append(str(int(errs)) if errs else "0")
             lines.append("| " + " | ".join(row) + " |")
@@ -276,6 +283,8 @@ def ratio_lines(result: dict) -> list[str]:
             parts = []
             for srv, x in row.items():
                 shown = [b for b in BASELINES if b != srv and (srv == "hybrid" or b != "hypercorn")]
+                if any(k not in {f"vs_{b}" for b in BASELINES} for k in x):  # against a variant of its own
+                    shown = [k[3:] for k in x]
                 parts.append(f"{srv} " + " / ".join(
                     f"{x.get('vs_' + b)}x {b}" if x.get("vs_" + b) is not None else f"– {b}" for b in shown))
             label = name if v == "-" else f"{name}[{v}]"

@@ -179,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Send each request's id in the response under this header, e.g. X-Request-ID, and read "
                         "a client's id from it (default: none sent; X-Request-ID is read).")
     p.add_argument("--metrics-port", type=_positive_int, default=None, metavar="PORT",
-                   help="Serve Prometheus metrics (connections, requests by where they ran, responses by status "
-                        "class, durations, handoffs, takeovers, disconnects) at http://HOST:PORT/metrics, HOST "
-                        "being --host; needs prometheus-client; one process only (default: off).")
+                   help="Serve Prometheus metrics (connections, requests by where they ran and in flight, "
+                        "responses by status class, durations, handoffs, open streams and WebSockets, threads, "
+                        "takeovers, blocked loops, disconnects) at http://HOST:PORT/metrics, HOST "
+                        "being --host; needs prometheus-client; with --workers, served by the supervisor for all "
+                        "workers (default: off).")
     p.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True,
                    help="Send 'server: hybrid' unless the app sets its own (default on).")
     p.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,

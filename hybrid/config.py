@@ -239,9 +239,8 @@ class ServerConfig:
             if isinstance(self.metrics_port, bool) or not isinstance(self.metrics_port, int) or not (
                     0 <= self.metrics_port <= 65535):
                 fail("metrics-port", f"{self.metrics_port!r} is not a port number between 0 and 65535")
-            if self.use_supervisor:
-                fail("metrics-port", "not available with worker processes yet (--workers, --reload, "
-                                     "--limit-max-requests): each process would need its own port")
+            if self.metrics_port and self.metrics_port == self.port and self.uds is None and self.fd is None:
+                fail("metrics-port", f"{self.metrics_port} is also '--port': metrics need a port of their own")
             import importlib.util
 
             if importlib.util.find_spec("prometheus_client") is None:

@@ -98,8 +98,18 @@ the thread where it happened (be quick, thread-safe, never raise). Without a col
 `--metrics-port PORT` attaches a collector that counts them in Prometheus metrics (`hybrid_connections_*`,
 `hybrid_requests_started_total{where}`, `hybrid_responses_total{where,status}`,
 `hybrid_request_duration_seconds{where}`, `hybrid_handoffs_total{kind,rerun}`, `hybrid_takeovers_total`,
-`hybrid_client_disconnects_total`, `hybrid_response_body_bytes_total`) served at `http://HOST:PORT/metrics`
-(needs `pip install 'hybrid[metrics]'`; one process: not with worker processes yet).
+`hybrid_client_disconnects_total`, `hybrid_response_body_bytes_total`), with gauges `hybrid_requests_in_flight`
+(open streams included), `hybrid_streams_open`, `hybrid_websockets_open`, `hybrid_threads{state}` (serving, blocked
+in a handler after a takeover, spare; sampled twice a second) and the counter `hybrid_blocked_loop_steps_total`
+(async code that blocked a loop other requests waited on), served at `http://HOST:PORT/metrics`
+(needs `pip install 'hybrid[metrics]'`). With worker processes (`--workers`, `--reload`, `--limit-max-requests`)
+the supervisor serves the one endpoint and its numbers cover every worker: prometheus-client's multiprocess mode,
+in a directory the supervisor makes for the run (`PROMETHEUS_MULTIPROC_DIR`, removed at exit). Counters and
+histograms add up every worker of the run, a replaced one included (a counter never goes down);
+the gauges add up the live workers only (a dead worker is marked with `mark_process_dead`).
+Metrics the app itself defines with prometheus-client in a worker are served there too. Each worker that ran keeps
+its files there until the supervisor exits, so frequent recycling (a small `--limit-max-requests`) makes the
+directory, and the work of each scrape, grow with the number of workers started.
 """
 
 

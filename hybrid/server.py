@@ -144,6 +144,8 @@ def raise_fd_limit() -> None:
 # During a graceful shutdown, a keep-alive connection idle this long is closed; one that is busy, or gets a request
 # sooner, is answered first (with connection: close). Closing at once would race a request already on its way.
 DRAIN_IDLE_GRACE = 0.25
+# How often the thread gauges of --metrics-port are refreshed (by the main thread's loop).
+METRICS_SAMPLE_INTERVAL = 0.5
 
 
 class Server:
@@ -253,6 +255,8 @@ class Server:
     def blocked_loop(self, cycle, took: float, waiting: int, where: str) -> None:
         """One warning per route whose step blocked an event loop that held other requests; all are counted."""
         self.blocked_steps += 1
+        if self.metrics is not None:
+            self.metrics.blocked_loop()
         route = (f"{cycle.scope.get('method', 'WebSocket')} {cycle.scope['path']}" if cycle is not None
                  else "(unknown route)")
         if route in self._blocked_routes:
@@ -269,7 +273,7 @@ class Server:
         self._install_signal_handlers()  # before anything is announced: a SIGTERM must never kill us mid-start
         raise_fd_limit()
         self.listeners = self.given_sockets if self.given_sockets is not None else bind_listeners(self.config)
-        if self.metrics is not None:
+        if self.metrics is not None and self.control is None:  # (a supervisor serves its workers' metrics)
             try:
                 self.metrics_server = self.metrics.start(self.config.host, self.config.metrics_port)
             except OSError as exc:
@@ -305,8 +309,12 @@ class Server:
 
     def serve_forever(self) -> None:
         recycling = False
+        sampled = 0.0
         while not self._stop_requested:
             time.sleep(0.05)
+            if self.metrics is not None and time.monotonic() - sampled >= METRICS_SAMPLE_INTERVAL:
+                sampled = time.monotonic()
+                self._sample_threads()
             if self.control is None:
                 continue
             while self.control.poll():
@@ -323,6 +331,14 @@ class Server:
                 logger.info("Worker [%d] served %d requests: asking to be recycled.", os.getpid(), self.requests)
                 self.control.send(("recycle", os.getpid()))
         self.shutdown()
+
+    def _sample_threads(self) -> None:
+        """--metrics-port: how many serving threads own a set, are blocked in a handler, or wait as spares."""
+        monitor = self.monitor
+        total, spare = monitor.thread_count(), monitor.spare_count()
+        serving = sum(1 for worker in list(self.threads.workers)
+                      if worker.slot >= 0 and monitor.owned_set(worker.slot) >= 0)
+        self.metrics.sample_threads(serving, max(0, total - spare - serving), spare)
 
     def healthy(self) -> bool:
         """True when every thread that owns a connection set answers within --timeout-worker-healthcheck."""

@@ -101,6 +101,7 @@ class Supervisor:
         self._reload_changes: list[str] = []
         self._reload_lock = threading.Lock()
         self._watch_stop = threading.Event()
+        self.metrics = None  # hybrid.metrics.MultiprocessMetrics with --metrics-port
 
     # -- workers ------------------------------------------------------------------------------------------
 
@@ -179,6 +180,8 @@ class Supervisor:
                 pass
             if worker in self.workers:
                 self.workers.remove(worker)
+                if self.metrics is not None:
+                    self.metrics.worker_exited(worker.process.pid)
 
     def _kill_deadline(self) -> float | None:
         if self.config.timeout_graceful_shutdown is None:
@@ -188,6 +191,27 @@ class Supervisor:
     # -- the supervisor loop --------------------------------------------------------------------------------
 
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+
+    def _start_metrics(self) -> bool:
+        """--metrics-port: the run's multiprocess directory (before any worker starts) and the one endpoint."""
+        from hybrid.metrics import MultiprocessMetrics
+
+        self.metrics = MultiprocessMetrics()
+        try:
+            port = self.metrics.serve(self.config.host, self.config.metrics_port)
+        except OSError as exc:
+            logger.error("Cannot serve metrics on %s:%d: %s", self.config.host, self.config.metrics_port,
+                         exc.strerror)
+            return False
+        logger.info("Metrics (Prometheus text) on http://%s:%d/metrics, for all workers", self.config.host, port)
+        return True
+
+    def _run(self) -> int:
         if self.config.reload:
             try:
                 import watchfiles  # noqa: F401
@@ -201,6 +225,9 @@ class Supervisor:
             return EXIT_STARTUP_FAILED
         self._install_signal_handlers()
         logger.info("Started supervisor process [%d]", os.getpid())
+        if self.config.metrics_port is not None and not self._start_metrics():
+            self._close_sockets()
+            return EXIT_STARTUP_FAILED
         if self._start_generation() is None:
             logger.error("Workers failed to start; exiting.")
             self._close_sockets()
@@ -306,6 +333,8 @@ class Supervisor:
                 logger.warning("Second interrupt: killing workers now.")
                 for worker in list(self.workers):
                     self._terminate(worker, graceful=False)
+                if self.metrics is not None:
+                    self.metrics.remove_directory()
                 os._exit(1)
             self._stop_requested = True
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(60)
 OPS = "tests.apps.ops:app"
 
 SCRIPT = """
-import json, sys, threading
+import dataclasses, json, sys, threading
 sys.path.insert(0, {repo!r})
 import hybrid
 from hybrid import lifecycle
@@ -27,6 +27,10 @@ lock = threading.Lock()
 class Collector:
     def event(self, event):
         fields = {{k: getattr(event, k) for k in event.__slots__}}
+        try:
+            event.t_ns = 0
+        except dataclasses.FrozenInstanceError:
+            fields["frozen"] = dataclasses.is_dataclass(event) and event == dataclasses.replace(event)
         with lock, open({out!r}, "a") as f:
             f.write(json.dumps([type(event).__name__, fields]) + "\\n")
 
@@ -73,6 +77,7 @@ def test_collector_sees_each_step_with_monotonic_timestamps(tmp_path):
             time.sleep(0.2)
         events = _wait_events(out, lambda ev: sum(1 for name, _ in ev if name == "ConnectionClosed") >= 4)
     names = [name for name, _ in events]
+    assert all(fields.get("frozen") for _, fields in events), "frozen dataclasses, equal to a copy"
     stamps = [fields["t_ns"] for _, fields in events]
     assert stamps == sorted(stamps), "monotonic_ns stamps, in the order things happened"
 
@@ -128,6 +133,9 @@ def test_metrics_port_serves_prometheus_text():
                 assert c.request("GET", "/plain").status == 200
             assert c.request("GET", "/sse", headers=[("Accept", "text/event-stream")]).chunked
             assert c.request("GET", "/stream").chunked  # re-run in the pool
+            time.sleep(0.1)
+            mid = _metrics(port)  # both streams ended; the connection is back with its serving thread
+            assert mid["hybrid_streams_open"] == 0 and mid["hybrid_connections_open"] == 1, mid
             assert c.request("GET", "/block").body == b"blocked"  # blocks its thread: a takeover
         with srv.connect() as c:  # leaves mid-body
             c.send(b"POST /read-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
@@ -145,12 +153,78 @@ def test_metrics_port_serves_prometheus_text():
     assert m["hybrid_client_disconnects_total"] == 1
     assert m["hybrid_connections_opened_total"] == 2 and m["hybrid_connections_open"] == 0
     assert m['hybrid_request_duration_seconds_count{where="worker"}'] == 4
+    # The streams ended (their sockets went back to the serving thread, or closed): nothing left open
+    assert m["hybrid_streams_open"] == 0 and m["hybrid_requests_in_flight"] == 0, m
 
 
 @pytest.mark.parametrize("args, why", [
     (["--metrics-port", "70000"], "between 0 and 65535"),
-    (["--metrics-port", "0", "--workers", "2"], "worker processes"),
+    (["--metrics-port", "8123", "--port", "8123"], "is also '--port'"),
 ])
 def test_metrics_port_bad_values(args, why):
-    rc, out = run_cli(OPS, "--port", "0", *args)
+    rc, out = run_cli(OPS, *(["--port", "0"] if "--port" not in args else []), *args)
     assert rc == 2 and "--metrics-port" in out and why in out and "Traceback" not in out, out
+
+
+def test_metrics_gauges_follow_streams_websockets_in_flight_and_threads():
+    import threading
+
+    import httpx
+    from websockets.sync.client import connect as ws_connect
+
+    port = _free_port()
+
+    def wait_metrics(predicate, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            m = _metrics(port)
+            if predicate(m) or time.monotonic() > deadline:
+                return m
+            time.sleep(0.1)
+
+    with Server(OPS, "--port", "0", "--metrics-port", str(port)) as srv:
+        m = wait_metrics(lambda m: m.get('hybrid_threads{state="spare"}') == 1)
+        assert m['hybrid_threads{state="serving"}'] == 1 and m['hybrid_threads{state="spare"}'] == 1, m
+        assert m['hybrid_threads{state="blocked"}'] == 0 and m["hybrid_requests_in_flight"] == 0, m
+        assert m["hybrid_blocked_loop_steps_total"] == 0
+        sse = socket.create_connection(srv.addr, timeout=5)
+        sse.sendall(b"GET /sse-hold HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        got = b""
+        while b"data: hello" not in got:
+            got += sse.recv(4096)
+        with ws_connect(f"ws://127.0.0.1:{srv.port}/ws") as ws:
+            ws.send("ping")
+            assert ws.recv(timeout=5) == "ping"
+            m = _metrics(port)
+            assert m["hybrid_streams_open"] == 1 and m["hybrid_websockets_open"] == 1, m
+            assert m["hybrid_requests_in_flight"] == 1, m  # the open stream
+            blocked = threading.Thread(target=lambda: httpx.get(srv.url + "/block-long", timeout=10))
+            blocked.start()
+            m = wait_metrics(lambda m: m.get('hybrid_threads{state="blocked"}') == 1)
+            assert m['hybrid_threads{state="blocked"}'] == 1 and m['hybrid_threads{state="serving"}'] == 1, m
+            assert m["hybrid_requests_in_flight"] == 2 and m["hybrid_takeovers_total"] >= 1, m
+            blocked.join()
+        sse.close()
+        m = wait_metrics(lambda m: m["hybrid_streams_open"] == 0 and m["hybrid_websockets_open"] == 0
+                         and m["hybrid_requests_in_flight"] == 0 and m['hybrid_threads{state="blocked"}'] == 0)
+    assert m["hybrid_streams_open"] == 0 and m["hybrid_websockets_open"] == 0, m
+    assert m["hybrid_requests_in_flight"] == 0 and m['hybrid_threads{state="blocked"}'] == 0, m
+
+
+def test_metrics_count_blocked_loop_steps():
+    """A step of async code that blocks its loop while other requests wait on it (as in test_correctness)."""
+    from .support import build_request
+
+    port = _free_port()
+    with Server("tests.apps.correctness:app", "--port", "0", "--no-access-log", "--metrics-port", str(port)) as srv:
+        waiting = [srv.connect(timeout=10) for _ in range(3)]
+        for c in waiting:
+            c.send(build_request("GET", "/await?t=0.6"))  # pending in the worker's loop
+        time.sleep(0.1)
+        with srv.connect(timeout=10) as c:
+            assert c.request("GET", "/await-then-block?t=0.3").body == b"blocked after await"
+        for c in waiting:
+            assert c.read_response().body == b"awaited"
+            c.close()
+        m = _metrics(port)
+    assert m["hybrid_blocked_loop_steps_total"] == 1, m

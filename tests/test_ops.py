@@ -412,3 +412,11 @@ def test_access_log_same_line_with_or_without_the_fast_path(fmt):
                 for name, rid in (("before", "r-1"), ("after", "r-2"))]
     assert captured[0] == [f'127.0.0.1:{port} - "GET /capture-on HTTP/1.1" 200', captured[0][1], "worker"]
     assert captured[1] == [f'127.0.0.1:{port} - "GET /after?a=1 HTTP/1.1" 200', "r-2", "worker"]
+
+
+def test_logging_setup_imports_none_of_cli_server_supervisor():
+    """Logging setup lives in hybrid/logs.py, which cli.py, server.py and supervisor.py import, never the reverse."""
+    code = ("import sys, hybrid.logs; hybrid.logs.setup_logging('info'); "
+            "print(' '.join(m for m in sys.modules if m in ('hybrid.cli', 'hybrid.server', 'hybrid.supervisor')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.strip() == "", out.stdout + out.stderr

@@ -69,6 +69,9 @@ class Scenario:
     run: Callable[[Context], dict]
     in_quick: bool = False
     duration_scale: float = 1.0
+    # Ratios against this variant of the same server (the access_log rows: against hybrid without a log), instead
+    # of against the other servers.
+    baseline_variant: str | None = None
 
 
 MEASURE_LABELS = {
@@ -109,7 +112,7 @@ MEASURE_LABELS = {
 }
 
 ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling", "streaming", "websocket",
-         "tls"]
+         "tls", "access_log"]
 
 
 def _busy_seconds() -> float:

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import threading
 import time
 
@@ -41,6 +42,12 @@ async def app(scope, receive, send):
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":  # echo until the client closes
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -55,12 +62,23 @@ async def app(scope, receive, send):
         await _plain(send, json.dumps(CAPTURED).encode())
         return
     SEEN.append([path, _rid(scope), threading.current_thread().name])
-    if path == "/id":
+    if path == "/pid":  # which worker process answered (tests/test_metrics_workers.py)
+        await _plain(send, str(os.getpid()).encode())
+    elif path == "/id":
         await _plain(send, _rid(scope).encode())
     elif path == "/own-header":  # the app sets the id header itself: the server must not add a second one
         await _plain(send, b"own", [(b"X-Request-ID", b"from-the-app")])
     elif path in ("/stream", "/sse"):
         await _stream(send)
+    elif path == "/sse-hold":  # an event stream that stays open until the client leaves
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type",
+                                                                              b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b"data: hello\n\n", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    elif path == "/block-long":  # blocks its thread long enough to be seen by a scrape
+        time.sleep(1.5)
+        await _plain(send, b"blocked")
     elif path == "/block":  # a blocking handler: the monitor hands its thread's set to a spare
         time.sleep(0.3)
         await _plain(send, b"blocked")
