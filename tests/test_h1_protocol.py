@@ -881,3 +881,37 @@ def test_nothing_is_parsed_after_a_closing_declined_upgrade_with_a_body(first, f
     for splits in ((), (len(data) - 20,)):
         events = feed_all(new(), data, splits)
         assert normalize(events)[1:] == [("data", b"body"), ("eom",)], splits
+
+
+@pytest.mark.parametrize("value", [b"1_3", b"+13", b" 13", b"13 ", b"", b"0x1", b"1" * 19, b"-1"])
+def test_app_content_length_must_be_digits(value):
+    # RFC 9110 section 8.6: 1*DIGIT. int() would take "1_3" or "+13" and the head would carry a value no client
+    # parses as the length we frame by.
+    p = new()
+    p.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    with pytest.raises(h1.LocalProtocolError, match="Invalid Content-Length"):
+        p.send_response(200, [(b"Content-Length", value)])
+
+
+@pytest.mark.parametrize("sizes", [[1], [15, 16, 17], [255, 256, 4096, 65537]])
+def test_chunked_framing_of_each_piece(sizes):
+    p = new()
+    p.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    p.send_response(200, [])
+    pieces = [bytes([65 + i]) * n for i, n in enumerate(sizes)]
+    out = b"".join(p.send_body(piece, i < len(pieces) - 1) for i, piece in enumerate(pieces))
+    expected = b"".join(b"%x\r\n" % len(piece) + piece + b"\r\n" for piece in pieces) + b"0\r\n\r\n"
+    assert out == expected
+    # the same through a real HTTP/1.1 client parser
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + out)
+    got = []
+    while True:
+        event = conn.next_event()
+        if isinstance(event, h11.Data):
+            got.append(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage) or event is h11.NEED_DATA:
+            break
+    assert b"".join(got) == b"".join(pieces)

@@ -13,7 +13,9 @@ from time import perf_counter
 from urllib.parse import unquote
 
 from hybrid._speedups.h1 cimport H1Protocol, Request
-from hybrid.request_id import REQUEST_ID_KEY, lazy_request_id
+from cpython.dict cimport PyDict_SetItem
+
+from hybrid.request_id import REQUEST_ID_KEY, LazyRequestId
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 DISCONNECT = {"type": "http.disconnect"}
@@ -57,12 +59,21 @@ def build_scope(conn, Request req, str root_path, dict state, request_id=None):
         "query_string": req.query,
         "headers": req.headers,
         "state": state.copy(),
-        "extensions": {REQUEST_ID_KEY: lazy_request_id(conn.server.request_ids, req.headers) if request_id is None
+        "extensions": {REQUEST_ID_KEY: _lazy_id(conn.server.request_ids, req.headers) if request_id is None
                        else {"id": request_id}},
     }
     if req.forwarded and conn.proxy is not None:
         conn.proxy.apply(scope)
     return scope
+
+
+cdef object _lazy_id(ids, headers):
+    # request_id.lazy_request_id, built without a Python-level call (every request has one)
+    value = dict.__new__(LazyRequestId)
+    PyDict_SetItem(value, "id", None)  # (dict's own storage: the class's __setitem__ would fill it now)
+    value._ids = ids
+    value._headers = headers
+    return value
 
 
 async def _finish_flush(conn, rest):

@@ -26,7 +26,9 @@ takes switches protocols.
 from email.utils import formatdate
 from http import HTTPStatus
 
-from libc.string cimport memchr
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdio cimport snprintf
+from libc.string cimport memchr, memcpy
 from libc.time cimport time, time_t
 
 from httptools import (
@@ -115,6 +117,56 @@ cdef inline bytes _current_date_line():
         _date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
         _date_second = now
     return _date_line
+
+
+cdef inline bint _lower_is(bytes name, const char* lowered):
+    # name.lower() == lowered, for a name of the same length, without making the lowered copy
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(name)
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    for i in range(len(name)):
+        c = p[i]
+        if 65 <= c <= 90:
+            c += 32
+        if c != <unsigned char>lowered[i]:
+            return False
+    return True
+
+
+cdef long long _digits(bytes value):
+    # a decimal Content-Length, or -1 if it is not 1 to 18 digits
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i, n = len(value)
+    cdef long long total = 0
+    if n == 0 or n > 18:
+        return -1
+    for i in range(n):
+        if not 48 <= p[i] <= 57:
+            return -1
+        total = total * 10 + (p[i] - 48)
+    return total
+
+
+cdef inline bytes _length_line(long long n):
+    cdef char buf[48]
+    cdef int k = snprintf(buf, sizeof(buf), "content-length: %lld\r\n", n)
+    return PyBytes_FromStringAndSize(buf, k)
+
+
+cdef bytes _chunk(bytes data, bint last):
+    # "<hex size>\r\n<data>\r\n" (and the last chunk), built in one allocation: streams send one per event
+    cdef char head[24]
+    cdef Py_ssize_t n = len(data)
+    cdef int k = snprintf(head, sizeof(head), "%zx\r\n", n)
+    cdef Py_ssize_t total = k + n + 2 + (5 if last else 0)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* p = PyBytes_AS_STRING(out)
+    memcpy(p, head, k)
+    memcpy(p + k, PyBytes_AS_STRING(data), n)
+    memcpy(p + k + n, b"\r\n", 2)
+    if last:
+        memcpy(p + k + n + 2, b"0\r\n\r\n", 5)
+    return out
 
 
 cdef inline bint _has_forbidden_byte(bytes value):
@@ -502,25 +554,23 @@ cdef class H1Protocol:
             if _has_forbidden_byte(name) or _has_forbidden_byte(value) or not _is_token(name):
                 raise LocalProtocolError(f"Invalid response header {name!r}: {value!r}")
             n = len(name)
-            if n == 14 and name.lower() == b"content-length":
-                try:
-                    self._resp_remaining = int(value)
-                except ValueError:
-                    raise LocalProtocolError(f"Invalid Content-Length {value!r}") from None
+            if n == 14 and _lower_is(name, b"content-length"):
+                self._resp_remaining = _digits(value)
                 if self._resp_remaining < 0:
+                    # (1*DIGIT, RFC 9110 section 8.6: int() would also take " 13", "+13" or "1_3")
                     raise LocalProtocolError(f"Invalid Content-Length {value!r}")
                 has_length = True
-            elif n == 17 and name.lower() == b"transfer-encoding":
+            elif n == 17 and _lower_is(name, b"transfer-encoding"):
                 has_te = True
                 if req.http_version == HTTP_10:
                     continue  # HTTP/1.0 has no chunked coding: the body is delimited by closing instead
-            elif n == 10 and name.lower() == b"connection":
+            elif n == 10 and _lower_is(name, b"connection"):
                 if value.lower().find(b"close") >= 0:
                     self._resp_close = True
                     has_close = True
-            elif n == 6 and name.lower() == b"server":
+            elif n == 6 and _lower_is(name, b"server"):
                 has_server = True
-            elif n == 4 and name.lower() == b"date":
+            elif n == 4 and _lower_is(name, b"date"):
                 has_date = True
             out.append(name)
             out.append(b": ")
@@ -536,7 +586,7 @@ cdef class H1Protocol:
                     self._resp_close = True
         elif not has_length and status != 204 and status != 304:
             if content_length >= 0:
-                out.append(b"content-length: %d\r\n" % content_length)
+                out.append(_length_line(content_length))
                 self._resp_remaining = content_length
             elif self._resp_no_body:
                 pass
@@ -567,9 +617,7 @@ cdef class H1Protocol:
             out = b""
         elif self._resp_chunked:
             if n:
-                out = b"%x\r\n" % n + data + b"\r\n"
-                if not more:
-                    out += LAST_CHUNK
+                out = _chunk(data, not more)
             else:
                 out = b"" if more else LAST_CHUNK
         else:

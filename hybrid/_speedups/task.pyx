@@ -21,7 +21,17 @@ import contextvars
 import inspect
 from asyncio import exceptions as _exc
 
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_XDECREF
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+
+cdef extern from "Python.h":
+    ctypedef enum PySendResult:
+        PYGEN_RETURN
+        PYGEN_ERROR
+        PYGEN_NEXT
+    PySendResult PyIter_Send(object iter, object arg, PyObject **presult)
 
 _Future = asyncio.Future  # the C Future
 _Future_init = _Future.__init__
@@ -162,8 +172,19 @@ class RequestTask(_Future):
             self._step()
 
 
+cdef int _send(coro, PyObject **presult) except -1:
+    """coro.send(None) without the StopIteration a returning coroutine raises (PyIter_Send reports the return
+    value instead: no exception object per request). 1: returned, 0: yielded, -1: raised (propagated)."""
+    cdef PySendResult r = PyIter_Send(coro, None, presult)
+    if r == PYGEN_ERROR:
+        return -1
+    return 1 if r == PYGEN_RETURN else 0
+
+
 cdef _step(task, exc):
     """One step of the task's coroutine (asyncio's Task.__step)."""
+    cdef PyObject *sent = NULL
+    cdef int returned = 0
     if task.done():
         raise _exc.InvalidStateError(f"_step(): already done: {task!r}, {exc!r}")
     if task._must_cancel:
@@ -176,15 +197,13 @@ cdef _step(task, exc):
     _enter_task(loop, task)
     try:
         if exc is None:
-            result = coro.send(None)
+            returned = _send(coro, &sent)
+            result = <object>sent
+            Py_XDECREF(sent)
         else:
             result = coro.throw(exc)
-    except StopIteration as stop:
-        if task._must_cancel:
-            task._must_cancel = False
-            _Future_cancel(task, msg=task._cancel_message)
-        else:
-            _Future_set_result(task, stop.value)
+    except StopIteration as stop:  # (throw() of a coroutine that returns)
+        _returned(task, stop.value)
     except _CancelledError as cancelled:
         _Future_cancel(task, msg=cancelled.args[0] if cancelled.args else None)
     except (KeyboardInterrupt, SystemExit) as fatal:
@@ -193,9 +212,20 @@ cdef _step(task, exc):
     except BaseException as error:
         _Future_set_exception(task, error)
     else:
-        _wait_for(task, loop, result)
+        if returned:
+            _returned(task, result)
+        else:
+            _wait_for(task, loop, result)
     finally:
         _leave_task(loop, task)
+
+
+cdef _returned(task, value):
+    if task._must_cancel:
+        task._must_cancel = False
+        _Future_cancel(task, msg=task._cancel_message)
+    else:
+        _Future_set_result(task, value)
 
 
 cdef _wait_for(task, loop, result):
