@@ -24,14 +24,25 @@ the H1Protocol and the RequestCycle. The async pool (PoolConnection), TLS (TLSCo
 import asyncio
 import fcntl
 import logging
+import os
+import socket
 import ssl
 import struct
 import termios
 import time
 from collections import deque
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.errno cimport EAGAIN, EINTR, errno
+
 from hybrid._speedups.cycle cimport RequestCycle
 from hybrid._speedups.h1 cimport Data, H1Protocol, Request
+
+
+cdef extern from "<sys/socket.h>" nogil:
+    ssize_t c_recv "recv" (int fd, void *buf, size_t n, int flags)
+    ssize_t c_send "send" (int fd, const void *buf, size_t n, int flags)
+    int MSG_NOSIGNAL
 
 from hybrid._speedups.cycle import ClientDisconnected, build_scope
 from hybrid._speedups.h1 import H1Error, LocalProtocolError
@@ -47,6 +58,9 @@ cdef double _BLOCKED_STEP = BLOCKED_STEP
 
 RECV_SIZE = 65536
 cdef Py_ssize_t _RECV_SIZE = RECV_SIZE
+# One receive buffer for every plain connection of the process: a recv into it and the copy out of it happen
+# without releasing the GIL, so no two threads ever use it at once.
+cdef char _recv_buffer[65536]
 MAX_BACKLOG_EVENTS = 64  # pipelined events buffered while a request is pending, before reading pauses
 # Unread request body a connection will read and drop after the response, to stay usable; past it, close.
 DISCARD_LIMIT = 4 << 20
@@ -74,6 +88,27 @@ def resolve(future):
         future.set_result(None)
 
 
+cdef object _recv_plain(int fd):
+    """One recv on a non-blocking plain socket, the GIL held (it does not block): the bytes, b"" at EOF, None
+    when nothing is there. Cheaper than socket.recv's argument parsing and GIL round trip, paid per request."""
+    cdef ssize_t n = c_recv(fd, _recv_buffer, sizeof(_recv_buffer), 0)
+    if n >= 0:
+        return PyBytes_FromStringAndSize(_recv_buffer, n)
+    if errno == EAGAIN or errno == EINTR:  # (EWOULDBLOCK is EAGAIN on Linux)
+        return None
+    raise OSError(errno, os.strerror(errno))
+
+
+cdef Py_ssize_t _send_plain(int fd, bytes data) except -1:
+    """One send on a non-blocking plain socket, the GIL held: bytes taken (0 when the buffer is full)."""
+    cdef ssize_t n = c_send(fd, PyBytes_AS_STRING(data), len(data), MSG_NOSIGNAL)
+    if n >= 0:
+        return n
+    if errno == EAGAIN or errno == EINTR:  # (EWOULDBLOCK is EAGAIN on Linux)
+        return 0
+    raise OSError(errno, os.strerror(errno))
+
+
 cdef class Connection:
     """One HTTP/1.1 connection of a SyncWorker's epoll set (see the module docstring for its path)."""
 
@@ -86,6 +121,7 @@ cdef class Connection:
     cdef public H1Protocol proto
     cdef public int fd
     cdef public bint registered, disconnected, async_mode, reading
+    cdef bint _plain  # a plain socket.socket: recv/send straight from C (a TLSConnection's SSLSocket is not)
     cdef public double last_active, head_since
     cdef public Py_ssize_t discard_budget
     cdef dict __dict__  # (subclasses and tests may add attributes)
@@ -94,6 +130,7 @@ cdef class Connection:
         self.server = server
         self.sock = sock
         self.fd = sock.fileno()
+        self._plain = type(sock) is socket.socket
         self.proto = server.new_protocol()
         self.home = home
         self.backlog = deque()
@@ -113,11 +150,13 @@ cdef class Connection:
     cpdef on_readable(self, worker):
         """The set owner saw this idle connection readable: read, parse and serve what is complete."""
         try:
-            data = self.sock.recv(_RECV_SIZE)
+            data = _recv_plain(self.fd) if self._plain else self.sock.recv(_RECV_SIZE)
         except WOULD_BLOCK:
             return
         except OSError:
             data = b""
+        if data is None:
+            return
         if not data:
             self.close()
             return
@@ -164,11 +203,13 @@ cdef class Connection:
     cpdef read_now(self):
         """One non-blocking read for a request body the app is waiting for; True if anything happened."""
         try:
-            data = self.sock.recv(_RECV_SIZE)
+            data = _recv_plain(self.fd) if self._plain else self.sock.recv(_RECV_SIZE)
         except WOULD_BLOCK:
             return False
         except OSError:
             data = b""
+        if data is None:
+            return False
         if not data:
             self._lost()
             return True
@@ -250,6 +291,8 @@ cdef class Connection:
             if type(data) is list:
                 sent = self.sock.sendmsg(data)
                 data = b"".join(data)
+            elif self._plain and type(data) is bytes:
+                sent = _send_plain(self.fd, data)
             else:
                 sent = self.sock.send(data)
         except WOULD_BLOCK:
