@@ -44,8 +44,14 @@ def test_limit_concurrency_counts_blocking_handlers_and_keeps_the_connection():
         with RawClient(srv.addr, timeout=10) as c:
             assert c.request("GET", "/").status == 503
             blocked.join(10)
-            # The 503 was a complete, framed response: the same connection serves the next request.
-            assert c.request("GET", "/").status == 200
+            # The 503 was a complete, framed response: the same connection serves the next request. (The slot
+            # is freed when the blocked app returns, just after its response reached its client: on a loaded
+            # machine this request can come first and get another 503, on the same connection.)
+            statuses = [c.request("GET", "/").status]
+            while statuses[-1] == 503 and len(statuses) < 20:
+                time.sleep(0.05)
+                statuses.append(c.request("GET", "/").status)
+            assert statuses[-1] == 200, statuses
         # 20 requests in a row, each alone: never refused (every slot is released).
         for _ in range(20):
             assert _get(srv.addr, "/")[0] == 200
