@@ -19,7 +19,7 @@ extensions = [
         extra_compile_args=extra_compile_args,
         extra_link_args=extra_link_args,
     )
-    for name in ("h1", "monitor", "steps", "streams", "wsmask")
+    for name in ("h1", "monitor", "steps", "streams", "wsframe", "wsmask")
 ]
 
 setup(

@@ -43,6 +43,7 @@ from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
 from hybrid._speedups.streams import SocketStream, StreamClosed
+from hybrid._speedups.wsframe import BINARY, NEED, PASS, FrameReader, encode_frame, frame_header
 from hybrid._speedups.wsmask import XorMasker
 from hybrid.asgi.errors import log_app_exception
 from hybrid.asgi.http import ASGI_VERSION, ClientDisconnected
@@ -58,6 +59,7 @@ logger = logging.getLogger("hybrid.error")
 
 QUEUE_HIGH = 32         # received messages waiting for the app before reading pauses (backpressure)
 WRITE_HIGH_WATER = 65536
+SMALL_FRAME = 4096      # up to this payload a frame goes out as one joined bytes; above it, header + payload
 
 CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
 _EXTENSIONS = {"websocket.http.response": {}}
@@ -122,8 +124,10 @@ class WebSocketSession:
         self.server_addr = handoff.server
         self.scope = handoff.scope
         self.scope["state"] = pool.state.copy()
-        self.trailing = handoff.trailing
-        self.stream = SocketStream(handoff.sock, pool.loop)
+        # Bytes that came after the request head are the first of the stream (frames a client sent early).
+        self.stream = SocketStream(handoff.sock, pool.loop, bytes(handoff.trailing or b""))
+        self.frames = FrameReader(self.stream, self.config.ws_max_size)
+        self.fast_send = False                 # data frames go out without wsproto (no extension in use)
         self.ws = WSConnection(ConnectionType.SERVER)
         self.state = CONNECTING
         self.status = 0
@@ -281,6 +285,7 @@ class WebSocketSession:
             raise RuntimeError(f"ASGI: cannot accept the WebSocket: {exc}") from None
         self.status = 101
         self.state = OPEN
+        self.fast_send = not any(ext.enabled() for ext in extensions)
         self._log_access()
         if not self._write(data):
             self._lost()
@@ -295,18 +300,42 @@ class WebSocketSession:
         if text is not None:
             if not isinstance(text, str):
                 raise TypeError(f"ASGI: 'text' must be str, got {type(text).__name__}")
+            if self.fast_send:
+                await self._send_frame(0x81, text.encode("utf-8"))
+                return
             event = TextMessage(data=text)
         else:
             data = message.get("bytes")
             if data is None:
                 raise ValueError("ASGI: 'websocket.send' needs 'text' or 'bytes'")
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(f"ASGI: 'bytes' must be bytes, got {type(data).__name__}")
-            event = BytesMessage(data=bytes(data))
+            if type(data) is not bytes:
+                if not isinstance(data, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"ASGI: 'bytes' must be bytes, got {type(data).__name__}")
+                data = bytes(data)
+            if self.fast_send:
+                await self._send_frame(0x82, data)
+                return
+            event = BytesMessage(data=data)
         if not self._write(self.ws.send(event)):
             self._lost()
             raise ClientDisconnected("the WebSocket peer went away")
         await self._drain()
+
+    async def _send_frame(self, first: int, payload: bytes) -> None:
+        """One whole message as one frame, built in C (wsproto would copy the payload several times). Sending
+        data frames changes no wsproto state, so it stays right about what may be sent next."""
+        if self.sock is not None:
+            try:
+                if len(payload) <= SMALL_FRAME:
+                    self.stream.write(encode_frame(first, payload))
+                else:
+                    self.stream.writelines((frame_header(first, len(payload)), payload))
+                await self._drain()
+                return
+            except (StreamClosed, OSError):
+                pass
+        self._lost()
+        raise ClientDisconnected("the WebSocket peer went away")
 
     async def _drain(self) -> None:
         if self.stream.write_buffer_size() > WRITE_HIGH_WATER:
@@ -348,10 +377,8 @@ class WebSocketSession:
 
     async def _read_loop(self) -> None:
         stream = self.stream
+        frames = self.frames
         try:
-            if self.trailing:
-                self._receive(self.trailing)
-                self.trailing = b""
             while self.state != CLOSED:
                 while len(self.incoming) >= QUEUE_HIGH and self.state == OPEN:
                     self.room = self.loop.create_future()  # receive() wakes it when there is room
@@ -359,6 +386,29 @@ class WebSocketSession:
                         await self.room
                     finally:
                         self.room = None
+                if self.state == OPEN:
+                    # Whole unfragmented messages are parsed in C in the stream's buffer; other frames go to
+                    # wsproto as they are. Once closing, everything does (the plain read below).
+                    kind = frames.next()
+                    if kind == NEED:
+                        if await stream.fill(frames.want) >= frames.want:
+                            continue
+                        # EOF inside a frame: the plain read hands wsproto what is left, then the EOF.
+                    elif kind == PASS:
+                        payload = frames.payload
+                        if self.incoming:
+                            # Let the app take (and answer) the messages before this frame first: if the frame
+                            # fails the connection, the peer still gets what was due (Autobahn's strict order).
+                            await asyncio.sleep(0)
+                        self._receive(payload)
+                        continue
+                    else:
+                        if not self.discarding:
+                            self.incoming.append({"type": "websocket.receive", "bytes": frames.payload}
+                                                 if kind == BINARY else
+                                                 {"type": "websocket.receive", "text": frames.payload})
+                            self._wake()
+                        continue
                 data = await stream.read()
                 if self.failed:
                     if not data:
