@@ -44,8 +44,11 @@ cdef extern from "<sys/socket.h>" nogil:
     int MSG_DONTWAIT
 
 # One recv per readiness callback, like the SyncWorker; one sendmsg carries at most IOV_MAX chunks (Linux, BSD).
-# A reader waiting for more than RECV_SIZE (a large WebSocket frame) gets one recv of up to RECV_MAX for it.
-cdef Py_ssize_t RECV_SIZE = 65536
+# RECV_SIZE takes a 64 KiB WebSocket message and its header in one call, and stays under glibc's 128 KiB mmap
+# threshold (the read buffer grows by it before each recv and shrinks back after). A reader waiting for the rest
+# of what it asked (a frame) gets a recv of just that many, up to RECV_MAX: growing a buffer that already holds
+# 64 KiB by RECV_SIZE for the last 8 bytes of a frame moved the 64 KiB. An empty buffer gets at least RECV_SIZE.
+cdef Py_ssize_t RECV_SIZE = 98304
 cdef Py_ssize_t RECV_MAX = 1048576
 cdef Py_ssize_t IOV_MAX = 1024
 cdef tuple WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -146,8 +149,8 @@ cdef class SocketStream:
         cdef Py_ssize_t have = PyByteArray_GET_SIZE(self._rbuf), size = RECV_SIZE
         cdef ssize_t r
         cdef int err = 0
-        if self._read_waiter is not None and self._read_want - have > size:
-            size = min(self._read_want - have, RECV_MAX)
+        if self._read_waiter is not None and self._read_want > have:
+            size = min(self._read_want - have, RECV_MAX) if have else max(size, min(self._read_want, RECV_MAX))
         PyByteArray_Resize(self._rbuf, have + size)
         while True:
             r = recv(self._fd, PyByteArray_AS_STRING(self._rbuf) + have, size, MSG_DONTWAIT)
