@@ -239,6 +239,20 @@ def test_frames_wsproto_must_refuse_close_with_its_code(srv, wire, code):
         peer.close()
 
 
+@pytest.mark.parametrize("bad", [masked(0x1, b"\xff"), masked(0x3, b"x"), masked(0x2, b"x", rsv=0x10)])
+def test_a_message_just_before_a_bad_frame_is_answered_before_the_close(srv, bad):
+    # Same write: the app gets the message and its echo goes out before wsproto fails the connection (what
+    # Autobahn calls strict, cases 3.2, 4.1.3, 5.15 and the like).
+    peer = Peer(srv)
+    try:
+        peer.sock.sendall(masked(0x1, b"first") + masked(0x2, b"second") + bad)
+        assert peer.message() == (0x1, b"first")
+        assert peer.message() == (0x2, b"second")
+        assert peer.close_code() in (1002, 1007)
+    finally:
+        peer.close()
+
+
 def test_close_from_the_client_mid_stream(srv):
     peer = Peer(srv)
     try:
