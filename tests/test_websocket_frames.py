@@ -8,6 +8,7 @@ import asyncio
 import os
 import socket
 import struct
+import threading
 import time
 import zlib
 
@@ -299,3 +300,42 @@ def test_websockets_client_echo_both_ways_many_sizes(srv):
             assert await ws.recv() == "text " * 1000
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_client_that_does_not_read_stalls_the_echo_instead_of_filling_server_memory(srv):
+    # The client sends 64 KiB messages and reads nothing: the server's writes must wait (drain), its reading
+    # pause (QUEUE_HIGH), and the client's send stall well before the cap. Then every echo still arrives.
+    peer = Peer(srv)
+    cap = 96 * 1024 * 1024
+    data = os.urandom(65536)
+    wire = masked(0x2, data)
+    sent = 0
+    try:
+        peer.sock.setblocking(False)
+        idle_since = time.monotonic()
+        while sent < cap and time.monotonic() - idle_since < 0.5:
+            try:
+                sent += peer.sock.send(memoryview(wire)[sent % len(wire):])
+                idle_since = time.monotonic()
+            except BlockingIOError:
+                time.sleep(0.01)
+        assert sent < cap, "the server kept reading: its writes were never drained"
+        peer.sock.setblocking(True)
+        peer.sock.settimeout(10)
+        count = -(-sent // len(wire))
+        remainder = count * len(wire) - sent
+        reader_done = []
+
+        def finish():  # complete the last frame while the main thread reads the echoes
+            if remainder:
+                peer.sock.sendall(wire[len(wire) - remainder:])
+            reader_done.append(True)
+
+        writer = threading.Thread(target=finish)
+        writer.start()
+        for _ in range(count):
+            assert peer.message() == (0x2, data)
+        writer.join(10)
+        assert reader_done
+    finally:
+        peer.close()

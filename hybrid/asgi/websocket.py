@@ -301,7 +301,8 @@ class WebSocketSession:
             if not isinstance(text, str):
                 raise TypeError(f"ASGI: 'text' must be str, got {type(text).__name__}")
             if self.fast_send:
-                await self._send_frame(0x81, text.encode("utf-8"))
+                if self._send_frame(0x81, text.encode("utf-8")) > WRITE_HIGH_WATER:
+                    await self._drain()
                 return
             event = TextMessage(data=text)
         else:
@@ -313,7 +314,8 @@ class WebSocketSession:
                     raise TypeError(f"ASGI: 'bytes' must be bytes, got {type(data).__name__}")
                 data = bytes(data)
             if self.fast_send:
-                await self._send_frame(0x82, data)
+                if self._send_frame(0x82, data) > WRITE_HIGH_WATER:
+                    await self._drain()
                 return
             event = BytesMessage(data=data)
         if not self._write(self.ws.send(event)):
@@ -321,17 +323,15 @@ class WebSocketSession:
             raise ClientDisconnected("the WebSocket peer went away")
         await self._drain()
 
-    async def _send_frame(self, first: int, payload: bytes) -> None:
-        """One whole message as one frame, built in C (wsproto would copy the payload several times). Sending
-        data frames changes no wsproto state, so it stays right about what may be sent next."""
+    def _send_frame(self, first: int, payload: bytes) -> int:
+        """One whole message as one frame, built in C (wsproto would copy the payload several times); returns the
+        bytes now buffered. Sending data frames changes no wsproto state, so it stays right about what may be sent
+        next. Not a coroutine: most messages go out at once and need no drain."""
         if self.sock is not None:
             try:
                 if len(payload) <= SMALL_FRAME:
-                    self.stream.write(encode_frame(first, payload))
-                else:
-                    self.stream.writelines((frame_header(first, len(payload)), payload))
-                await self._drain()
-                return
+                    return self.stream.write(encode_frame(first, payload))
+                return self.stream.writelines((frame_header(first, len(payload)), payload))
             except (StreamClosed, OSError):
                 pass
         self._lost()
