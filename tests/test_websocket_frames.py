@@ -339,3 +339,30 @@ def test_a_client_that_does_not_read_stalls_the_echo_instead_of_filling_server_m
         assert reader_done
     finally:
         peer.close()
+
+
+def test_fast_path_over_tls(tmp_path):
+    # wss without compression: whole frames parsed in the read buffer a TLS stream fills (decrypted records).
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    chain, key = tmp_path / "chain.pem", tmp_path / "key.pem"
+    chain.write_bytes(b"".join(p.bytes() for p in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(key))
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    with Server(APP, "--port", "0", "--ssl-certfile", str(chain), "--ssl-keyfile", str(key)) as server:
+        async def main():
+            async with websockets.connect(f"wss://{server.host}:{server.port}/ws", ssl=ctx, compression=None,
+                                          max_size=None) as ws:
+                for n in (0, 16, 65536, 1_000_000):
+                    data = os.urandom(n)
+                    await ws.send(data)
+                    assert await ws.recv() == data
+                await ws.send("é" * 50_000)
+                assert await ws.recv() == "é" * 50_000
+
+        asyncio.run(asyncio.wait_for(main(), 30))
