@@ -10,6 +10,9 @@ States: CONNECTING (the app has ``websocket.connect``; it may accept, close, whi
 response with ``websocket.http.response.start``/``.body``) -> RESPONDING (denial body being sent) or OPEN ->
 CLOSING (a close frame went out, the peer's answer is awaited for at most ``--ws-close-timeout``) -> CLOSED.
 
+Whole uncompressed data frames are parsed and built in C (``hybrid/_speedups/wsframe.pyx``, in the stream's read
+buffer); every other frame goes to wsproto as it came, so wsproto keeps the protocol's state and its errors.
+
 Protocol errors close with the code wsproto reports (1002, or 1007 for invalid UTF-8): the close frame goes out,
 the write side is shut down and the socket closes once the peer closes its side (bounded). A message larger than
 ``--ws-max-size`` closes with 1009; keepalive pings every ``--ws-ping-interval`` seconds close a peer that does not
@@ -23,7 +26,6 @@ import logging
 import os
 import socket
 from collections import deque
-from urllib.parse import unquote
 
 import wsproto.frame_protocol
 from wsproto import ConnectionType, WSConnection
@@ -46,10 +48,10 @@ from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid._speedups.wsframe import BINARY, NEED, PASS, FrameReader, encode_frame, frame_header
 from hybrid._speedups.wsmask import XorMasker
 from hybrid.asgi.errors import log_app_exception
-from hybrid.asgi.http import ASGI_VERSION, ClientDisconnected
+from hybrid.asgi.http import ClientDisconnected
 from hybrid.asgi.ws_deflate import BoundedDeflate
+from hybrid.asgi.ws_scope import build_websocket_scope, request_head  # noqa: F401 (connection.py imports it here)
 from hybrid.logs import log_websocket_access
-from hybrid.request_id import REQUEST_ID_KEY
 
 # Unmasking every client frame in Python was a quarter of the CPU per 64 KiB message: wsproto looks this name up
 # each time a frame starts, so the compiled masker (same interface) takes its place.
@@ -62,45 +64,6 @@ WRITE_HIGH_WATER = 65536
 SMALL_FRAME = 4096      # up to this payload a frame goes out as one joined bytes; above it, header + payload
 
 CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
-_EXTENSIONS = {"websocket.http.response": {}}
-
-
-def build_websocket_scope(conn, req, root_path: str, state: dict) -> dict:
-    """The ASGI ``websocket`` scope of an upgrade request (``conn`` gives the addresses)."""
-    raw_path = req.path
-    path = raw_path.decode("latin-1")
-    if "%" in path:
-        path = unquote(path, encoding="utf-8", errors="surrogateescape")
-    subprotocols = []
-    for name, value in req.headers:
-        if name == b"sec-websocket-protocol":
-            subprotocols.extend(p.strip() for p in value.decode("latin-1").split(",") if p.strip())
-    scope = {
-        "type": "websocket",
-        "asgi": ASGI_VERSION,
-        "http_version": req.http_version,
-        "scheme": "wss" if conn.scheme == "https" else "ws",
-        "server": conn.server_addr,
-        "client": conn.client_addr,
-        "root_path": root_path,
-        "path": root_path + path if root_path else path,
-        "raw_path": root_path.encode() + raw_path if root_path else raw_path,
-        "query_string": req.query,
-        "headers": req.headers,
-        "subprotocols": subprotocols,
-        "state": state.copy(),
-        "extensions": {**_EXTENSIONS, REQUEST_ID_KEY: {"id": conn.server.request_ids.for_headers(req.headers)}},
-    }
-    if req.forwarded and conn.proxy is not None:
-        conn.proxy.apply(scope)
-    return scope
-
-
-def request_head(req) -> bytes:
-    """The upgrade request's head as bytes again, for wsproto's handshake (it parses HTTP itself)."""
-    lines = [b"%s %s HTTP/%s" % (req.method, req.target, req.http_version.encode())]
-    lines.extend(name + b": " + value for name, value in req.headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 def _header_list(headers, what: str) -> list:
@@ -300,11 +263,7 @@ class WebSocketSession:
         if text is not None:
             if not isinstance(text, str):
                 raise TypeError(f"ASGI: 'text' must be str, got {type(text).__name__}")
-            if self.fast_send:
-                if self._send_frame(0x81, text.encode("utf-8")) > WRITE_HIGH_WATER:
-                    await self._drain()
-                return
-            event = TextMessage(data=text)
+            first, data = 0x81, text
         else:
             data = message.get("bytes")
             if data is None:
@@ -313,12 +272,12 @@ class WebSocketSession:
                 if not isinstance(data, (bytes, bytearray, memoryview)):
                     raise TypeError(f"ASGI: 'bytes' must be bytes, got {type(data).__name__}")
                 data = bytes(data)
-            if self.fast_send:
-                if self._send_frame(0x82, data) > WRITE_HIGH_WATER:
-                    await self._drain()
-                return
-            event = BytesMessage(data=data)
-        if not self._write(self.ws.send(event)):
+            first = 0x82
+        if self.fast_send:
+            if self._send_frame(first, text.encode("utf-8") if first == 0x81 else data) > WRITE_HIGH_WATER:
+                await self._drain()
+            return
+        if not self._write(self.ws.send(TextMessage(data=text) if first == 0x81 else BytesMessage(data=data))):
             self._lost()
             raise ClientDisconnected("the WebSocket peer went away")
         await self._drain()
