@@ -18,7 +18,7 @@ import uvloop
 from hybrid._speedups.streams import SocketStream, StreamClosed
 
 T = 5.0  # bound on any single wait
-RECV_SIZE = 65536  # what the stream reads per readiness callback
+RECV_SIZE = 98304  # what the stream reads per readiness callback (streams.pyx RECV_SIZE)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ cdef class SocketStream:
     # reading
     cdef bytearray _rbuf            # received, not yet consumed
     cdef Py_ssize_t _read_limit
+    cdef Py_ssize_t _read_want      # the waiting reader is woken once this many bytes are buffered
     cdef object _read_waiter        # the Future the one reading coroutine waits on, or None
     cdef list _eof_waiters
     cdef bint _reading              # add_reader is registered
@@ -30,6 +31,10 @@ cdef class SocketStream:
     cdef object _exc                # the OSError that showed the peer was gone
 
     cdef bytes _take(self, Py_ssize_t n)
+    cdef _skip(self, Py_ssize_t n)
+    cdef object _fill_waiter(self, Py_ssize_t n)
+    cdef int _recv_into_buffer(self) except -1
+    cdef _on_eof(self)
     cdef object _new_read_waiter(self)
     cdef object _new_drain_waiter(self)
     cdef _resume_reading(self)

@@ -32,18 +32,24 @@ import ssl
 from collections import deque
 from itertools import islice
 
-from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.string cimport strerror
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 cdef extern from "<sys/socket.h>" nogil:
     ssize_t send(int fd, const void* buf, size_t n, int flags)
+    ssize_t recv(int fd, void* buf, size_t n, int flags)
     int MSG_NOSIGNAL
     int MSG_DONTWAIT
 
 # One recv per readiness callback, like the SyncWorker; one sendmsg carries at most IOV_MAX chunks (Linux, BSD).
-cdef Py_ssize_t RECV_SIZE = 65536
+# RECV_SIZE takes a 64 KiB WebSocket message and its header in one call, and stays under glibc's 128 KiB mmap
+# threshold (the read buffer grows by it before each recv and shrinks back after). A reader waiting for the rest
+# of what it asked (a frame) gets a recv of just that many, up to RECV_MAX: growing a buffer that already holds
+# 64 KiB by RECV_SIZE for the last 8 bytes of a frame moved the 64 KiB. An empty buffer gets at least RECV_SIZE.
+cdef Py_ssize_t RECV_SIZE = 98304
+cdef Py_ssize_t RECV_MAX = 1048576
 cdef Py_ssize_t IOV_MAX = 1024
 cdef tuple WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -106,27 +112,61 @@ cdef class SocketStream:
     def _on_readable(self):
         if not self._reading:
             return  # removed earlier in this loop iteration
-        try:
-            data = self._sock.recv(RECV_SIZE)
-            while self._tls and data and self._sock.pending():
-                data += self._sock.recv(RECV_SIZE)
-        except WOULD_BLOCK:
-            return
-        except OSError as exc:
-            self._lost(exc)
-            return
-        if not data:
-            self._eof = True
-            self._pause_reading()
-            self._wake_readers(None)
-            return
-        self._rbuf += data
-        waiter, self._read_waiter = self._read_waiter, None
+        if not self._tls:
+            if not self._recv_into_buffer():
+                return
+        else:
+            try:
+                data = self._sock.recv(RECV_SIZE)
+                while data and self._sock.pending():
+                    data += self._sock.recv(RECV_SIZE)
+            except WOULD_BLOCK:
+                return
+            except OSError as exc:
+                self._lost(exc)
+                return
+            if not data:
+                self._on_eof()
+                return
+            self._rbuf += data
+        waiter = self._read_waiter
         if waiter is not None and not waiter.done():
-            # It may need more than read_limit (readexactly): it asks again and reading goes on for it.
-            waiter.set_result(None)
-        elif len(self._rbuf) > self._read_limit:
+            # It may need more than read_limit (readexactly, fill): reading goes on until it has what it asked.
+            if PyByteArray_GET_SIZE(self._rbuf) >= self._read_want:
+                self._read_waiter = None
+                waiter.set_result(None)
+        elif PyByteArray_GET_SIZE(self._rbuf) > self._read_limit:
             self._pause_reading()
+
+    cdef _on_eof(self):
+        self._eof = True
+        self._pause_reading()
+        self._wake_readers(None)
+
+    cdef int _recv_into_buffer(self) except -1:
+        # recv(2) straight into the read buffer's tail: no bytes object per read, no second copy. 1 when bytes
+        # came; 0 when none did (EAGAIN, or EOF and a lost peer, both handled here).
+        cdef Py_ssize_t have = PyByteArray_GET_SIZE(self._rbuf), size = RECV_SIZE
+        cdef ssize_t r
+        cdef int err = 0
+        if self._read_waiter is not None and self._read_want > have:
+            size = min(self._read_want - have, RECV_MAX) if have else max(size, min(self._read_want, RECV_MAX))
+        PyByteArray_Resize(self._rbuf, have + size)
+        while True:
+            r = recv(self._fd, PyByteArray_AS_STRING(self._rbuf) + have, size, MSG_DONTWAIT)
+            if r >= 0:
+                break
+            err = errno
+            if err != EINTR:
+                break
+        PyByteArray_Resize(self._rbuf, have + (r if r > 0 else 0))
+        if r > 0:
+            return 1
+        if r == 0:
+            self._on_eof()
+        elif err != EAGAIN:
+            self._lost(OSError(err, strerror(err)))
+        return 0
 
     cdef _resume_reading(self):
         if not self._reading and not self._eof and not self._detached:
@@ -139,11 +179,16 @@ cdef class SocketStream:
             self._reading = False
 
     cdef object _new_read_waiter(self):
+        return self._fill_waiter(1)
+
+    cdef object _fill_waiter(self, Py_ssize_t n):
+        # A future set once at least n bytes are buffered (or at EOF, or when the stream is lost or closed).
         if self._detached:
             raise StreamClosed("the stream was detached")
         if self._read_waiter is not None and not self._read_waiter.done():  # done: its reader was cancelled
             raise RuntimeError("another coroutine is already waiting for data on this stream")
         self._resume_reading()
+        self._read_want = n
         self._read_waiter = self._loop.create_future()
         return self._read_waiter
 
@@ -152,13 +197,19 @@ cdef class SocketStream:
         if n >= len(self._rbuf):
             data = bytes(self._rbuf)
             self._rbuf = bytearray()
+            if not self._reading:
+                self._resume_reading()
         else:
             data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self._rbuf), n)
-            # CPython deletes a bytearray's head by moving its start: amortized O(1) per byte, no offset needed.
-            del self._rbuf[:n]
+            self._skip(n)
+        return data
+
+    cdef _skip(self, Py_ssize_t n):
+        # Drop the first n buffered bytes (a compiled parser read them in place). CPython deletes a bytearray's
+        # head by moving its start: amortized O(1) per byte, no offset needed.
+        del self._rbuf[:n]
         if not self._reading and len(self._rbuf) <= self._read_limit:
             self._resume_reading()
-        return data
 
     async def read(self, Py_ssize_t n=-1):
         """Up to ``n`` bytes (``n=-1``: all that is buffered), at least one; ``b""`` at EOF."""
@@ -178,8 +229,15 @@ cdef class SocketStream:
             if self._eof:
                 partial = self._take(len(self._rbuf))
                 raise asyncio.IncompleteReadError(partial, n)
-            await self._new_read_waiter()
+            await self._fill_waiter(n)
         return self._take(n) if n else b""
+
+    async def fill(self, Py_ssize_t n):
+        """Wait until at least ``n`` bytes are buffered, consuming nothing; returns how many are buffered, fewer
+        than ``n`` only at EOF. The wait wakes once, when they are all there (a large frame costs one wake-up)."""
+        while len(self._rbuf) < n and not self._eof:
+            await self._fill_waiter(n)
+        return len(self._rbuf)
 
     async def readuntil(self, bytes separator=b"\n", Py_ssize_t limit=65536):
         """Bytes up to and including ``separator``, as ``asyncio.StreamReader.readuntil`` does.

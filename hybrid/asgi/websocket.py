@@ -10,6 +10,9 @@ States: CONNECTING (the app has ``websocket.connect``; it may accept, close, whi
 response with ``websocket.http.response.start``/``.body``) -> RESPONDING (denial body being sent) or OPEN ->
 CLOSING (a close frame went out, the peer's answer is awaited for at most ``--ws-close-timeout``) -> CLOSED.
 
+Whole uncompressed data frames are parsed and built in C (``hybrid/_speedups/wsframe.pyx``, in the stream's read
+buffer); every other frame goes to wsproto as it came, so wsproto keeps the protocol's state and its errors.
+
 Protocol errors close with the code wsproto reports (1002, or 1007 for invalid UTF-8): the close frame goes out,
 the write side is shut down and the socket closes once the peer closes its side (bounded). A message larger than
 ``--ws-max-size`` closes with 1009; keepalive pings every ``--ws-ping-interval`` seconds close a peer that does not
@@ -23,7 +26,6 @@ import logging
 import os
 import socket
 from collections import deque
-from urllib.parse import unquote
 
 import wsproto.frame_protocol
 from wsproto import ConnectionType, WSConnection
@@ -43,12 +45,13 @@ from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
 from hybrid._speedups.streams import SocketStream, StreamClosed
+from hybrid._speedups.wsframe import BINARY, NEED, PASS, FrameReader, encode_frame, frame_header
 from hybrid._speedups.wsmask import XorMasker
 from hybrid.asgi.errors import log_app_exception
-from hybrid.asgi.http import ASGI_VERSION, ClientDisconnected
+from hybrid.asgi.http import ClientDisconnected
 from hybrid.asgi.ws_deflate import BoundedDeflate
+from hybrid.asgi.ws_scope import build_websocket_scope, request_head  # noqa: F401 (connection.py imports it here)
 from hybrid.logs import log_websocket_access
-from hybrid.request_id import REQUEST_ID_KEY
 
 # Unmasking every client frame in Python was a quarter of the CPU per 64 KiB message: wsproto looks this name up
 # each time a frame starts, so the compiled masker (same interface) takes its place.
@@ -58,47 +61,9 @@ logger = logging.getLogger("hybrid.error")
 
 QUEUE_HIGH = 32         # received messages waiting for the app before reading pauses (backpressure)
 WRITE_HIGH_WATER = 65536
+SMALL_FRAME = 4096      # up to this payload a frame goes out as one joined bytes; above it, header + payload
 
 CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
-_EXTENSIONS = {"websocket.http.response": {}}
-
-
-def build_websocket_scope(conn, req, root_path: str, state: dict) -> dict:
-    """The ASGI ``websocket`` scope of an upgrade request (``conn`` gives the addresses)."""
-    raw_path = req.path
-    path = raw_path.decode("latin-1")
-    if "%" in path:
-        path = unquote(path, encoding="utf-8", errors="surrogateescape")
-    subprotocols = []
-    for name, value in req.headers:
-        if name == b"sec-websocket-protocol":
-            subprotocols.extend(p.strip() for p in value.decode("latin-1").split(",") if p.strip())
-    scope = {
-        "type": "websocket",
-        "asgi": ASGI_VERSION,
-        "http_version": req.http_version,
-        "scheme": "wss" if conn.scheme == "https" else "ws",
-        "server": conn.server_addr,
-        "client": conn.client_addr,
-        "root_path": root_path,
-        "path": root_path + path if root_path else path,
-        "raw_path": root_path.encode() + raw_path if root_path else raw_path,
-        "query_string": req.query,
-        "headers": req.headers,
-        "subprotocols": subprotocols,
-        "state": state.copy(),
-        "extensions": {**_EXTENSIONS, REQUEST_ID_KEY: {"id": conn.server.request_ids.for_headers(req.headers)}},
-    }
-    if req.forwarded and conn.proxy is not None:
-        conn.proxy.apply(scope)
-    return scope
-
-
-def request_head(req) -> bytes:
-    """The upgrade request's head as bytes again, for wsproto's handshake (it parses HTTP itself)."""
-    lines = [b"%s %s HTTP/%s" % (req.method, req.target, req.http_version.encode())]
-    lines.extend(name + b": " + value for name, value in req.headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 def _header_list(headers, what: str) -> list:
@@ -122,8 +87,10 @@ class WebSocketSession:
         self.server_addr = handoff.server
         self.scope = handoff.scope
         self.scope["state"] = pool.state.copy()
-        self.trailing = handoff.trailing
-        self.stream = SocketStream(handoff.sock, pool.loop)
+        # Bytes that came after the request head are the first of the stream (frames a client sent early).
+        self.stream = SocketStream(handoff.sock, pool.loop, bytes(handoff.trailing or b""))
+        self.frames = FrameReader(self.stream, self.config.ws_max_size)
+        self.fast_send = False                 # data frames go out without wsproto (no extension in use)
         self.ws = WSConnection(ConnectionType.SERVER)
         self.state = CONNECTING
         self.status = 0
@@ -281,6 +248,7 @@ class WebSocketSession:
             raise RuntimeError(f"ASGI: cannot accept the WebSocket: {exc}") from None
         self.status = 101
         self.state = OPEN
+        self.fast_send = not any(ext.enabled() for ext in extensions)
         self._log_access()
         if not self._write(data):
             self._lost()
@@ -295,18 +263,38 @@ class WebSocketSession:
         if text is not None:
             if not isinstance(text, str):
                 raise TypeError(f"ASGI: 'text' must be str, got {type(text).__name__}")
-            event = TextMessage(data=text)
+            first, data = 0x81, text
         else:
             data = message.get("bytes")
             if data is None:
                 raise ValueError("ASGI: 'websocket.send' needs 'text' or 'bytes'")
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(f"ASGI: 'bytes' must be bytes, got {type(data).__name__}")
-            event = BytesMessage(data=bytes(data))
-        if not self._write(self.ws.send(event)):
+            if type(data) is not bytes:
+                if not isinstance(data, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"ASGI: 'bytes' must be bytes, got {type(data).__name__}")
+                data = bytes(data)
+            first = 0x82
+        if self.fast_send:
+            if self._send_frame(first, text.encode("utf-8") if first == 0x81 else data) > WRITE_HIGH_WATER:
+                await self._drain()
+            return
+        if not self._write(self.ws.send(TextMessage(data=text) if first == 0x81 else BytesMessage(data=data))):
             self._lost()
             raise ClientDisconnected("the WebSocket peer went away")
         await self._drain()
+
+    def _send_frame(self, first: int, payload: bytes) -> int:
+        """One whole message as one frame, built in C (wsproto would copy the payload several times); returns the
+        bytes now buffered. Sending data frames changes no wsproto state, so it stays right about what may be sent
+        next. Not a coroutine: most messages go out at once and need no drain."""
+        if self.sock is not None:
+            try:
+                if len(payload) <= SMALL_FRAME:
+                    return self.stream.write(encode_frame(first, payload))
+                return self.stream.writelines((frame_header(first, len(payload)), payload))
+            except (StreamClosed, OSError):
+                pass
+        self._lost()
+        raise ClientDisconnected("the WebSocket peer went away")
 
     async def _drain(self) -> None:
         if self.stream.write_buffer_size() > WRITE_HIGH_WATER:
@@ -348,10 +336,8 @@ class WebSocketSession:
 
     async def _read_loop(self) -> None:
         stream = self.stream
+        frames = self.frames
         try:
-            if self.trailing:
-                self._receive(self.trailing)
-                self.trailing = b""
             while self.state != CLOSED:
                 while len(self.incoming) >= QUEUE_HIGH and self.state == OPEN:
                     self.room = self.loop.create_future()  # receive() wakes it when there is room
@@ -359,6 +345,29 @@ class WebSocketSession:
                         await self.room
                     finally:
                         self.room = None
+                if self.state == OPEN:
+                    # Whole unfragmented messages are parsed in C in the stream's buffer; other frames go to
+                    # wsproto as they are. Once closing, everything does (the plain read below).
+                    kind = frames.next()
+                    if kind == NEED:
+                        if await stream.fill(frames.want) >= frames.want:
+                            continue
+                        # EOF inside a frame: the plain read hands wsproto what is left, then the EOF.
+                    elif kind == PASS:
+                        payload = frames.payload
+                        if self.incoming:
+                            # Let the app take (and answer) the messages before this frame first: if the frame
+                            # fails the connection, the peer still gets what was due (Autobahn's strict order).
+                            await asyncio.sleep(0)
+                        self._receive(payload)
+                        continue
+                    else:
+                        if not self.discarding:
+                            self.incoming.append({"type": "websocket.receive", "bytes": frames.payload}
+                                                 if kind == BINARY else
+                                                 {"type": "websocket.receive", "text": frames.payload})
+                            self._wake()
+                        continue
                 data = await stream.read()
                 if self.failed:
                     if not data:
