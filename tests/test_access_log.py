@@ -9,6 +9,7 @@ import io
 import json
 import re
 import signal
+import sys
 import threading
 import time
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.timeout(90)
 
 APP = "tests.apps.access_log:app"
 TEXT_LINE = re.compile(r'^INFO:     127\.0\.0\.1:(\d+) - "GET (/\S*) HTTP/1\.1" 200$')
-PROMISED = logs.FLUSH_DELAY  # the longest a line may wait in memory
+PROMISED = 0.1  # the longest a line may wait in memory (logs.FLUSH_DELAY, 0.05 s)
 SLACK = 0.45  # a busy 2-core machine: scheduling, the test's own reading thread
 
 
@@ -102,15 +103,40 @@ def test_concurrent_requests_give_exactly_one_complete_line_each_in_order(fmt):
         assert len({r["request_id"] for r in records}) == 4 * n
 
 
+class GatedServer(Server):
+    """A server whose output the test stops reading for a while: the pipe fills, and the workers' writes wait
+    for room at the same time (where a write longer than PIPE_BUF would be cut and mixed with another's)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading = threading.Event()
+        self.reading.set()
+
+    def _drain(self) -> None:
+        pipe, reading = self.proc.stdout, self.reading
+
+        class Gated:
+            @staticmethod
+            def readline():
+                reading.wait()
+                return pipe.readline()
+
+        self.proc.stdout = Gated()
+        super()._drain()
+
+
 def test_worker_processes_sharing_a_pipe_never_tear_lines():
-    """Two worker processes write batches of long JSON lines into the same pipe: a batch goes in writes of whole
-    lines no longer than PIPE_BUF, so no line is ever cut by the other process's write."""
-    n = 120
+    """Two worker processes write batches of long JSON lines into the same pipe, which fills up: a batch goes in
+    writes of whole lines no longer than PIPE_BUF, so no line is ever cut by the other process's write."""
+    n = 150
     pad = "p" * 1500  # each line about 1.7 KB: a batch of a few lines is past PIPE_BUF
-    with Server(APP, "--port", "0", "--workers", "2", "--access-log-format", "json") as srv:
+    with GatedServer(APP, "--port", "0", "--workers", "2", "--access-log-format", "json") as srv:
         wait_for(srv, lambda out: out.count("Started worker process") >= 2)
         jobs = [[f"/w{k}/{i}?{pad}" for i in range(n)] for k in range(6)]
+        srv.reading.clear()
+        threading.Timer(1.0, srv.reading.set).start()
         responses = _run_clients(srv, jobs)
+        srv.reading.set()
         assert len(responses) == 6 * n
         wait_for(srv, lambda out: out.count('"path":"/w') >= 6 * n, timeout=10)
         lines = access_lines(srv.output, "json", '"path":"/w')
@@ -218,6 +244,7 @@ class _Recorder(io.StringIO):
         self._open = ""
 
     def write(self, s: str) -> int:
+        time.sleep(0)  # (a real write lets other threads run meanwhile)
         self._open += s
         return len(s)
 
@@ -252,7 +279,8 @@ def test_pipe_sized_writes_of_whole_lines(pending, regular):
 
 
 def test_many_threads_adding_and_flushing_lose_nothing(pending):
-    """Threads append without a lock while others flush (as the flusher and a full buffer do)."""
+    """Threads append without a lock while others flush (as the flusher and a full buffer do); threads switch
+    as often as the interpreter lets them."""
     pending.handler = type("H", (), {"stream": _Recorder(True)})()
     pending.limit = 37  # many flushes from the adding threads themselves
     per_thread = 5000
@@ -262,10 +290,15 @@ def test_many_threads_adding_and_flushing_lose_nothing(pending):
             pending.add(f"{k} {i}\n")
 
     threads = [threading.Thread(target=add, args=(k,)) for k in range(6)]
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(previous)
     pending.flush()
     got = "".join(pending.handler.stream.writes).splitlines()
     assert len(got) == 6 * per_thread
