@@ -131,6 +131,7 @@ class JsonAccessFormatter(logging.Formatter):
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _esc = json.encoder.encode_basestring_ascii
 _MILLIS = [f"{ms:03d}" for ms in range(1000)]
+_QUOTED = {text: f'"{text}"' for text in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "1.1", "1.0")}
 
 
 def level_number(level: str) -> int:
@@ -352,7 +353,7 @@ class _FastPath:
     buffered (``_Pending``). Anything added or changed (a handler, a filter, propagation, a dictConfig) switches
     back to the logging module at the next request."""
 
-    __slots__ = ("handler", "json", "access_handlers", "parent_handlers", "propagate", "prefix", "stamp")
+    __slots__ = ("handler", "json", "access_handlers", "parent_handlers", "propagate", "prefix", "stamp", "clients")
 
     def __init__(self, handler: logging.Handler, json: bool, colours: bool) -> None:
         self.handler = handler
@@ -362,6 +363,7 @@ class _FastPath:
         self.propagate = access_logger.propagate
         self.prefix = f"{_COLOURS['INFO']}INFO{_RESET}:     " if colours else "INFO:     "
         self.stamp = (-1, "")  # (second, its text): the JSON time is formatted once a second
+        self.clients: dict = {}
 
     def usable(self) -> bool:
         return (access_logger.handlers == self.access_handlers and _hybrid_logger.handlers == self.parent_handlers
@@ -383,16 +385,28 @@ def setup_logging_for(config) -> None:
 def log_http_access(conn, cycle, where: str) -> None:
     """One access record for a completed HTTP request (the caller checked the access log is enabled)."""
     scope = cycle.scope
-    client = scope["client"]  # (a trusted proxy's client, with --proxy-headers)
     path = scope["raw_path"].decode("latin-1")
     query = scope["query_string"]
     if query:
         path += "?" + query.decode("latin-1")
-    client = f"{client[0]}:{client[1]}" if client else "-"
     fast = _fast
-    if fast is not None and fast.usable():
+    # (fast.usable(), inline: this runs once a request)
+    if fast is not None and access_logger.handlers == fast.access_handlers \
+            and _hybrid_logger.handlers == fast.parent_handlers and access_logger.propagate == fast.propagate \
+            and not (access_logger.filters or _hybrid_logger.filters or fast.handler.filters
+                     or access_logger.disabled or _hybrid_logger.disabled):
+        client = scope["client"]  # (a trusted proxy's client, with --proxy-headers)
+        clients = fast.clients  # client -> its text (JSON: quoted), made once a connection
+        text = clients.get(client)
+        if text is None:
+            text = f"{client[0]}:{client[1]}" if client else "-"
+            if fast.json:
+                text = _esc(text)
+            if len(clients) >= 4096:
+                clients.clear()
+            clients[client] = text
         if not fast.json:  # (the text line has no request id: a lazy one stays unmade)
-            _pending.add(f'{fast.prefix}{client} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" '
+            _pending.add(f'{fast.prefix}{text} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" '
                          f'{cycle.status}{RERUN_NOTE if where == "pool-rerun" else ""}\n')
             return
         # The same object JsonAccessFormatter makes, written out directly (json's C string escaper for the strings)
@@ -404,12 +418,16 @@ def log_http_access(conn, cycle, where: str) -> None:
         # repr(round(ms, 3)), as the formatter writes it, in a third of the time (the same digits: both round the
         # exact binary value correctly; durations are far from where repr would switch to an exponent)
         duration = f"{(perf_counter() - cycle.started) * 1000:.3f}".rstrip("0")
-        _pending.add(f'{stamp[1]}{_MILLIS[ns // 1_000_000 % 1000]}Z","method":{_esc(scope["method"])},'
+        method = scope["method"]
+        version = scope["http_version"]
+        _pending.add(f'{stamp[1]}{_MILLIS[ns // 1_000_000 % 1000]}Z","method":{_QUOTED.get(method) or _esc(method)},'
                      f'"path":{_esc(path)},"status":{cycle.status},"bytes":{cycle.sent},'
-                     f'"duration_ms":{duration}{"0" if duration[-1] == "." else ""},"client":{_esc(client)},'
+                     f'"duration_ms":{duration}{"0" if duration[-1] == "." else ""},"client":{text},'
                      f'"request_id":{_esc(scope["extensions"]["hybrid.request_id"]["id"])},"where":"{where}",'
-                     f'"http_version":{_esc(scope["http_version"])}}}\n')
+                     f'"http_version":{_QUOTED.get(version) or _esc(version)}}}\n')
         return
+    client = scope["client"]
+    client = f"{client[0]}:{client[1]}" if client else "-"
     access_logger.handle(AccessRecord(ACCESS_TEXT, {
         "method": scope["method"],
         "path": path,

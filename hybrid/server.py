@@ -223,7 +223,7 @@ class Server:
 
     def log_access(self, conn, cycle) -> None:
         """The access record of a completed request, naming where it ran."""
-        log_http_access(conn, cycle, self.where(conn))
+        log_http_access(conn, cycle, "worker" if type(conn) is Connection else self.where(conn))
 
     # -- lifecycle events (only called while a collector is attached: ``self.lifecycle is not None``) ----------
 
