@@ -10,8 +10,9 @@ object per line (``--access-log-format json``). A ``--log-config`` file can use 
 (``hybrid.logs.DefaultFormatter``, ``hybrid.logs.JsonAccessFormatter``). The caller checks
 ``Server.access_log`` (the flag and ``access_logger.isEnabledFor(INFO)``) before building anything, so a
 disabled access log costs one attribute test per request. While the handlers setup_logging installed are the only
-ones, an enabled access line skips the logging module and goes straight to their stream, as the same text
-(``_FastPath``); anything else (a --log-config, a handler or filter an app adds) gets a real LogRecord.
+ones, an enabled access line skips the logging module: the same text is made directly (``_FastPath``), kept in
+memory and written to their stream in batches, within FLUSH_DELAY (``_Pending``; ``flush_access_log`` at
+shutdown); anything else (a --log-config, a handler or filter an app adds) gets a real LogRecord, as before.
 """
 
 from __future__ import annotations
@@ -362,14 +363,8 @@ class _FastPath:
         self.parent_handlers = list(_hybrid_logger.handlers)
         self.propagate = access_logger.propagate
         self.prefix = f"{_COLOURS['INFO']}INFO{_RESET}:     " if colours else "INFO:     "
-        self.stamp = (-1, "")  # (second, its text): the JSON time is formatted once a second
-        self.clients: dict = {}
-
-    def usable(self) -> bool:
-        return (access_logger.handlers == self.access_handlers and _hybrid_logger.handlers == self.parent_handlers
-                and access_logger.propagate == self.propagate and not access_logger.filters
-                and not _hybrid_logger.filters and not self.handler.filters and not access_logger.disabled
-                and not _hybrid_logger.disabled)
+        self.stamp = (-1, "")  # (second, '{"time":"' and its text): the JSON time is formatted once a second
+        self.clients: dict = {}  # (log_http_access checks, each request, that nothing above changed)
 
 
 _fast: _FastPath | None = None
@@ -390,21 +385,22 @@ def log_http_access(conn, cycle, where: str) -> None:
     if query:
         path += "?" + query.decode("latin-1")
     fast = _fast
-    # (fast.usable(), inline: this runs once a request)
+    # (the default handlers, and nothing else: the conditions _FastPath saved)
     if fast is not None and access_logger.handlers == fast.access_handlers \
             and _hybrid_logger.handlers == fast.parent_handlers and access_logger.propagate == fast.propagate \
             and not (access_logger.filters or _hybrid_logger.filters or fast.handler.filters
                      or access_logger.disabled or _hybrid_logger.disabled):
         client = scope["client"]  # (a trusted proxy's client, with --proxy-headers)
         clients = fast.clients  # client -> its text (JSON: quoted), made once a connection
-        text = clients.get(client)
+        text = clients.get(client) if type(client) is tuple else None  # (an app may have put a list there)
         if text is None:
             text = f"{client[0]}:{client[1]}" if client else "-"
             if fast.json:
                 text = _esc(text)
-            if len(clients) >= 4096:
-                clients.clear()
-            clients[client] = text
+            if type(client) is tuple:
+                if len(clients) >= 4096:
+                    clients.clear()
+                clients[client] = text
         if not fast.json:  # (the text line has no request id: a lazy one stays unmade)
             _pending.add(f'{fast.prefix}{text} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" '
                          f'{cycle.status}{RERUN_NOTE if where == "pool-rerun" else ""}\n')
