@@ -216,8 +216,7 @@ def setup_logging(level: str = "info", *, log_config: str | None = None, access_
 # has no timer ticking). A serving thread that takes the buffer past about FLUSH_BYTES writes it itself, at once:
 # memory stays bounded, and a stream that cannot keep up slows the servers down as a direct write would (no
 # unbounded backlog behind a thread of its own). Every record the handlers below write (server events, and access
-# records while the fast path is off) is preceded by the pending lines, so the stream keeps the order things happened
-# in.
+# records while the fast path is off) is preceded by the pending lines: the stream keeps the order of events.
 # Flushed at shutdown: Server.shutdown, the worker process's exit (spawned workers leave by os._exit, with no
 # atexit), and logging.shutdown (atexit, an uncaught exception included) through the handlers' flush().
 
