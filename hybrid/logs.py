@@ -10,8 +10,9 @@ object per line (``--access-log-format json``). A ``--log-config`` file can use 
 (``hybrid.logs.DefaultFormatter``, ``hybrid.logs.JsonAccessFormatter``). The caller checks
 ``Server.access_log`` (the flag and ``access_logger.isEnabledFor(INFO)``) before building anything, so a
 disabled access log costs one attribute test per request. While the handlers setup_logging installed are the only
-ones, an enabled access line skips the logging module and goes straight to their stream, as the same text
-(``_FastPath``); anything else (a --log-config, a handler or filter an app adds) gets a real LogRecord.
+ones, an enabled access line skips the logging module: the same text is made directly (``_FastPath``), kept in
+memory and written to their stream in batches, within FLUSH_DELAY (``_Pending``; ``flush_access_log`` at
+shutdown); anything else (a --log-config, a handler or filter an app adds) gets a real LogRecord, as before.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import json
 import logging
 import logging.config
 import os
+import stat
 import sys
 import threading
 import time
-from time import perf_counter
+from time import perf_counter, time_ns
 
 TRACE = 5
 
@@ -129,6 +131,8 @@ class JsonAccessFormatter(logging.Formatter):
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _esc = json.encoder.encode_basestring_ascii
+_MILLIS = [f"{ms:03d}" for ms in range(1000)]
+_QUOTED = {text: f'"{text}"' for text in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "1.1", "1.0")}
 
 
 def level_number(level: str) -> int:
@@ -170,6 +174,7 @@ def setup_logging(level: str = "info", *, log_config: str | None = None, access_
     """Configure the ``hybrid`` loggers for this process. With ``log_config`` the file decides handlers,
     formatters and levels (``level`` and ``access_log_format`` are not applied). Raises LogConfigError."""
     global _fast
+    flush_access_log()  # (lines of an earlier setup go where they were meant to)
     _fast = None
     if log_config is not None:
         data = load_log_config(log_config)
@@ -181,7 +186,7 @@ def setup_logging(level: str = "info", *, log_config: str | None = None, access_
             raise LogConfigError(f"{log_config!r} was refused by logging.config.dictConfig: {why}") from None
         return
     colours = sys.stderr.isatty() and os.environ.get("NO_COLOR") is None if use_colors is None else use_colors
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(DefaultFormatter(use_colors=colours))
     for name in ("hybrid", "hybrid.error", "hybrid.access"):
         log = logging.getLogger(name)
@@ -193,22 +198,162 @@ def setup_logging(level: str = "info", *, log_config: str | None = None, access_
     logging.getLogger("hybrid.error").propagate = True
     if access_log_format == "json":
         # Its own handler: JSON lines carry no level prefix, and nothing else is written into them.
-        json_handler = logging.StreamHandler(sys.stderr)
+        json_handler = _Handler(sys.stderr)
         json_handler.setFormatter(JsonAccessFormatter())
         access_logger.addHandler(json_handler)
         _fast = _FastPath(json_handler, True, colours)
     else:
         access_logger.propagate = True
         _fast = _FastPath(handler, False, colours)
+    _pending.handler = _fast.handler
+    _pending.limit = FLUSH_BYTES // TYPICAL_LINE[_fast.json]
+
+
+# -- the fast path: access lines made directly, kept in memory, written in batches ---------------------------
+#
+# A line waits at most FLUSH_DELAY: the first line into an empty buffer wakes the flusher thread, which sleeps
+# FLUSH_DELAY and then writes everything buffered by then (one thread, only awake while lines wait: an idle server
+# has no timer ticking). A serving thread that takes the buffer past about FLUSH_BYTES writes it itself, at once:
+# memory stays bounded, and a stream that cannot keep up slows the servers down as a direct write would (no
+# unbounded backlog behind a thread of its own). Every record the handlers below write (server events, and access
+# records while the fast path is off) is preceded by the pending lines: the stream keeps the order of events.
+# Flushed at shutdown: Server.shutdown, the worker process's exit (spawned workers leave by os._exit, with no
+# atexit), and logging.shutdown (atexit, an uncaught exception included) through the handlers' flush().
+
+FLUSH_DELAY = 0.05  # seconds the first unwritten line may wait
+FLUSH_BYTES = 64 * 1024  # about this much is written by the thread that fills the buffer (counted in lines:
+TYPICAL_LINE = {False: 80, True: 256}  # a text line is about 80 bytes long, a JSON line 256)
+ATOMIC_WRITE = 4096  # PIPE_BUF: writes of at most this many bytes to a pipe never interleave with other processes'
+
+
+class _Pending:
+    """The access lines not yet written, in the order they were made, and the thread that writes them late.
+
+    Adding a line takes no lock: ``list.append`` is one step under the GIL, the list is never replaced, and the only
+    other change to it, taking the first n lines out (``lines[:n]``, ``del lines[:n]``), happens under ``io`` in one
+    thread at a time and leaves the lines appended meanwhile in place. ``told`` says the flusher has been woken
+    for the lines in the list: a thread reads it after appending, and the flusher clears it before taking the
+    lines; so a line either finds it set (and the take that follows the clearing has it) or wakes the flusher."""
+
+    def __init__(self) -> None:
+        self.handler: logging.StreamHandler | None = None  # its stream is where lines go
+        self.limit = FLUSH_BYTES // TYPICAL_LINE[False]
+        self._reset()
+
+    def _reset(self) -> None:  # (also in a forked child: the parent writes its own lines, and no thread came along)
+        self.io = threading.RLock()  # held from taking lines until they are written: batches keep their order
+        self.lines: list[str] = []
+        self.told = False
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.stream_kind = (None, False)  # (stream, a regular file?)
+
+    def add(self, line: str) -> None:
+        lines = self.lines
+        lines.append(line)
+        if not self.told:  # the first line since the flusher last took them: written within FLUSH_DELAY
+            self.told = True
+            if self.thread is None:
+                self._start()
+            self.wake.set()
+        elif len(lines) >= self.limit:
+            self.flush()
+
+    def _start(self) -> None:
+        with self.io:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="hybrid-access-log", daemon=True)
+                self.thread.start()
+
+    def _run(self) -> None:
+        wake = self.wake
+        while True:
+            wake.wait()
+            wake.clear()
+            time.sleep(FLUSH_DELAY)
+            self.flush(tell=True)
+
+    def flush(self, timeout: float = -1, tell: bool = False) -> bool:
+        """Write every pending line; False if the lock was not had within ``timeout`` seconds."""
+        if not self.io.acquire(timeout=timeout):
+            return False
+        try:
+            if tell:
+                self.told = False  # (before the take: a line added after it wakes the flusher again)
+            lines = self.lines
+            n = len(lines)
+            if n and self.handler is not None:
+                taken = lines[:n]
+                del lines[:n]
+                self._write(self.handler.stream, taken)
+            return True
+        finally:
+            self.io.release()
+
+    def _write(self, stream, lines: list[str]) -> None:
+        try:
+            if self.stream_kind[0] is not stream:
+                self.stream_kind = (stream, _regular_file(stream))
+            text = "".join(lines)
+            # A file takes one write whole, however many processes append to it. A pipe, socket or terminal may be
+            # shared by several worker processes: writes up to PIPE_BUF are atomic there, longer ones can interleave
+            # with another process's, so a batch goes in pieces of whole lines no longer than that (a longer line
+            # alone, as logging would write it). (Counted in characters: 4 bytes at most each when not ASCII.)
+            limit = len(text) if self.stream_kind[1] else ATOMIC_WRITE if text.isascii() else ATOMIC_WRITE // 4
+            start = 0
+            while len(text) - start > limit:
+                end = text.rfind("\n", start, start + limit) + 1 or text.find("\n", start + limit) + 1 or len(text)
+                stream.write(text[start:end])
+                stream.flush()
+                start = end
+            stream.write(text[start:] if start else text)
+            stream.flush()
+        except Exception:  # noqa: BLE001 - as logging.Handler.handleError would: never fail a request
+            pass
+
+
+def _regular_file(stream) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        return False  # (no file descriptor: small writes are safe everywhere)
+
+
+_pending = _Pending()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pending._reset)
+
+
+def flush_access_log(timeout: float = -1) -> bool:
+    """Write the access lines still in memory now (shutdown, a worker process exiting). With a ``timeout`` (in
+    seconds, for a signal handler that may have interrupted a thread holding the locks), give up after it."""
+    return _pending.flush(timeout)
+
+
+class _Handler(logging.StreamHandler):
+    """The handler setup_logging installs: the pending access lines go before each record it writes, and
+    ``flush()`` (logging.shutdown calls it at exit) writes them too."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        pending = _pending
+        with pending.io:
+            if pending.lines:
+                pending.flush()
+            super().emit(record)
+
+    def flush(self) -> None:
+        if _pending.lines:
+            _pending.flush()
+        super().flush()
 
 
 class _FastPath:
     """The default handlers, as setup_logging installed them: while they are still the only ones, an access line
-    is written to their stream directly, as the same text their formatter would make, without a LogRecord or the
-    handler chain (about 2/3 of a log call). Anything added or changed (a handler, a filter, propagation, a
-    dictConfig) switches back to the logging module at the next request."""
+    is made directly, as the same text their formatter would make, without a LogRecord or the handler chain, and
+    buffered (``_Pending``). Anything added or changed (a handler, a filter, propagation, a dictConfig) switches
+    back to the logging module at the next request."""
 
-    __slots__ = ("handler", "json", "access_handlers", "parent_handlers", "propagate", "prefix")
+    __slots__ = ("handler", "json", "access_handlers", "parent_handlers", "propagate", "prefix", "stamp", "clients")
 
     def __init__(self, handler: logging.Handler, json: bool, colours: bool) -> None:
         self.handler = handler
@@ -217,24 +362,8 @@ class _FastPath:
         self.parent_handlers = list(_hybrid_logger.handlers)
         self.propagate = access_logger.propagate
         self.prefix = f"{_COLOURS['INFO']}INFO{_RESET}:     " if colours else "INFO:     "
-
-    def usable(self) -> bool:
-        return (access_logger.handlers == self.access_handlers and _hybrid_logger.handlers == self.parent_handlers
-                and access_logger.propagate == self.propagate and not access_logger.filters
-                and not _hybrid_logger.filters and not self.handler.filters and not access_logger.disabled
-                and not _hybrid_logger.disabled)
-
-    def write(self, line: str) -> None:
-        handler = self.handler
-        handler.acquire()
-        try:
-            stream = handler.stream
-            stream.write(line)
-            stream.flush()
-        except Exception:  # noqa: BLE001 - as logging.Handler.handleError would: never fail a request
-            pass
-        finally:
-            handler.release()
+        self.stamp = (-1, "")  # (second, '{"time":"' and its text): the JSON time is formatted once a second
+        self.clients: dict = {}  # (log_http_access checks, each request, that nothing above changed)
 
 
 _fast: _FastPath | None = None
@@ -250,28 +379,50 @@ def setup_logging_for(config) -> None:
 def log_http_access(conn, cycle, where: str) -> None:
     """One access record for a completed HTTP request (the caller checked the access log is enabled)."""
     scope = cycle.scope
-    client = scope["client"]  # (a trusted proxy's client, with --proxy-headers)
     path = scope["raw_path"].decode("latin-1")
     query = scope["query_string"]
     if query:
         path += "?" + query.decode("latin-1")
-    client = f"{client[0]}:{client[1]}" if client else "-"
     fast = _fast
-    if fast is not None and fast.usable():
+    # (the default handlers, and nothing else: the conditions _FastPath saved)
+    if fast is not None and access_logger.handlers == fast.access_handlers \
+            and _hybrid_logger.handlers == fast.parent_handlers and access_logger.propagate == fast.propagate \
+            and not (access_logger.filters or _hybrid_logger.filters or fast.handler.filters
+                     or access_logger.disabled or _hybrid_logger.disabled):
+        client = scope["client"]  # (a trusted proxy's client, with --proxy-headers)
+        clients = fast.clients  # client -> its text (JSON: quoted), made once a connection
+        text = clients.get(client) if type(client) is tuple else None  # (an app may have put a list there)
+        if text is None:
+            text = f"{client[0]}:{client[1]}" if client else "-"
+            if fast.json:
+                text = _esc(text)
+            if type(client) is tuple:
+                if len(clients) >= 4096:
+                    clients.clear()
+                clients[client] = text
         if not fast.json:  # (the text line has no request id: a lazy one stays unmade)
-            note = RERUN_NOTE if where == "pool-rerun" else ""
-            fast.write(f'{fast.prefix}{client} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" '
-                       f'{cycle.status}{note}\n')
+            _pending.add(f'{fast.prefix}{text} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" '
+                         f'{cycle.status}{RERUN_NOTE if where == "pool-rerun" else ""}\n')
             return
         # The same object JsonAccessFormatter makes, written out directly (json's C string escaper for the strings)
-        stamp = fast.handler.formatter.timestamp(time.time())
-        duration = round((perf_counter() - cycle.started) * 1000, 3)
-        rid = scope["extensions"]["hybrid.request_id"]["id"]
-        fast.write(f'{{"time":"{stamp}","method":{_esc(scope["method"])},"path":{_esc(path)},'
-                   f'"status":{cycle.status},"bytes":{cycle.sent},"duration_ms":{duration!r},'
-                   f'"client":{_esc(client)},"request_id":{_esc(rid)},"where":"{where}",'
-                   f'"http_version":{_esc(scope["http_version"])}}}\n')
+        ns = time_ns()
+        second = ns // 1_000_000_000
+        stamp = fast.stamp
+        if stamp[0] != second:
+            stamp = fast.stamp = (second, time.strftime('{"time":"%Y-%m-%dT%H:%M:%S.', time.gmtime(second)))
+        # repr(round(ms, 3)), as the formatter writes it, in a third of the time (the same digits: both round the
+        # exact binary value correctly; durations are far from where repr would switch to an exponent)
+        duration = f"{(perf_counter() - cycle.started) * 1000:.3f}".rstrip("0")
+        method = scope["method"]
+        version = scope["http_version"]
+        _pending.add(f'{stamp[1]}{_MILLIS[ns // 1_000_000 % 1000]}Z","method":{_QUOTED.get(method) or _esc(method)},'
+                     f'"path":{_esc(path)},"status":{cycle.status},"bytes":{cycle.sent},'
+                     f'"duration_ms":{duration}{"0" if duration[-1] == "." else ""},"client":{text},'
+                     f'"request_id":{_esc(scope["extensions"]["hybrid.request_id"]["id"])},"where":"{where}",'
+                     f'"http_version":{_QUOTED.get(version) or _esc(version)}}}\n')
         return
+    client = scope["client"]
+    client = f"{client[0]}:{client[1]}" if client else "-"
     access_logger.handle(AccessRecord(ACCESS_TEXT, {
         "method": scope["method"],
         "path": path,

@@ -28,7 +28,7 @@ from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, ConnectionSet
 from hybrid.importer import load_app
 from hybrid.limits import ConcurrencyLimit, ConnectionLimit
-from hybrid.logs import access_logger, log_http_access, logger
+from hybrid.logs import access_logger, flush_access_log, log_http_access, logger
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
 from hybrid.request_id import RequestIds, request_id_of
@@ -223,7 +223,7 @@ class Server:
 
     def log_access(self, conn, cycle) -> None:
         """The access record of a completed request, naming where it ran."""
-        log_http_access(conn, cycle, self.where(conn))
+        log_http_access(conn, cycle, "worker" if type(conn) is Connection else self.where(conn))
 
     # -- lifecycle events (only called while a collector is attached: ``self.lifecycle is not None``) ----------
 
@@ -369,6 +369,7 @@ class Server:
             self._signals += 1
             if self._signals > 1 and signum == signal.SIGINT:
                 logger.warning("Second interrupt: exiting now.")
+                flush_access_log(timeout=1.0)  # (bounded: this handler may have interrupted a thread writing them)
                 os._exit(1)
             self._stop_requested = True
 
@@ -422,6 +423,7 @@ class Server:
             self.metrics_server[0].shutdown()
             self.metrics_server[0].server_close()
         logger.info("Finished server process [%d]", os.getpid())
+        flush_access_log()  # (the buffered access lines: a worker process leaves by os._exit, without atexit)
 
     def _worker_connections(self) -> bool:
         pool_types = type(self.pool).connection_types

@@ -47,7 +47,7 @@ DEFAULT_RELOAD_EXCLUDES = (".*", ".py[cod]", ".sw.*", "~*", "__pycache__")
 def _worker_main(config: ServerConfig, sockets, control) -> None:
     """Entry point of a worker process (spawned: a fresh interpreter that imports the app itself)."""
     from hybrid.importer import AppLoadError
-    from hybrid.logs import setup_logging_for
+    from hybrid.logs import flush_access_log, setup_logging_for
     from hybrid.server import Server
 
     setup_logging_for(config)  # (checked by the supervisor before it started us)
@@ -66,7 +66,10 @@ def _worker_main(config: ServerConfig, sockets, control) -> None:
     except BaseException:
         logger.exception("Worker failed to start")
         os._exit(1)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:  # (os._exit skips atexit, and with it logging.shutdown: the buffered access lines go out here)
+        flush_access_log()
     os._exit(0)
 
 

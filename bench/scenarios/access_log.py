@@ -4,7 +4,8 @@ default text line, the JSON line, and the lifecycle collector of --metrics-port 
 without a log.
 
 The access log goes to the server's log file (bench/results/logs/...), as a real deployment writes it: a file, never
-a pipe that could fill up and stall the server. Only hybrid runs here.
+a pipe that could fill up and stall the server. Both lines take hybrid's default path (hybrid/logs.py: made directly,
+buffered, written in batches at least every 50 ms), which a --log-config would replace. Only hybrid runs here.
 """
 
 from bench.scenarios import Case, Context, Scenario, run_cases, wrk_measure
