@@ -74,3 +74,6 @@ cdef class H1Protocol:
     cdef _raise_parser_error(self, exc, data)
     cdef _check_transfer_coding(self, str http_version)
     cdef _finish_response(self)
+    cpdef list feed(self, data)
+    cpdef bytes send_response(self, int status, headers, long long content_length=*)
+    cpdef bytes send_body(self, bytes data, bint more)

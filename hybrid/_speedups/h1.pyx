@@ -235,7 +235,7 @@ cdef class H1Protocol:
 
     # -- parsing -----------------------------------------------------------------------------------------
 
-    def feed(self, data):
+    cpdef list feed(self, data):
         """Parse ``data`` and return the list of events it completed (possibly empty).
 
         Raises ``H1Error`` on malformed input; the connection should be answered with its status and closed.
@@ -523,7 +523,7 @@ cdef class H1Protocol:
         """The interim ``100 Continue`` response (RFC 9110 section 10.1.1)."""
         return CONTINUE_RESPONSE
 
-    def send_response(self, int status, headers, long long content_length=-1):
+    cpdef bytes send_response(self, int status, headers, long long content_length=-1):
         """Return the head of the response to the oldest unanswered request.
 
         ``content_length`` >= 0 means the caller already holds the whole body of that size: a Content-Length
@@ -608,7 +608,7 @@ cdef class H1Protocol:
         self._responding = req
         return b"".join(out)
 
-    def send_body(self, bytes data, bint more):
+    cpdef bytes send_body(self, bytes data, bint more):
         """Return the bytes for one piece of response body; ``more=False`` ends the response."""
         cdef Py_ssize_t n = len(data)
         if self._responding is None:
