@@ -116,3 +116,40 @@ def test_a_cpu_bound_handler_is_still_taken_over():
     takeovers, _ = _stats(srv.output)
     assert takeovers >= 1, srv.output
     assert waited < 0.5, f"a fast request waited {waited * 1000:.0f} ms behind a CPU-bound handler"
+
+
+GC_APP = "tests.apps.gc_pause:app"
+
+
+def test_garbage_collection_in_a_handler_is_not_a_takeover():
+    """A full collection holds the GIL wherever it lands (25-40 ms for a framework's heap, in whatever request
+    allocates): no other thread could serve meanwhile, so it is not a blocked handler. Here a handler runs 10 full
+    collections of a large heap (over 100 ms on a CPU) in one step: no takeover, neither from a quiet monitor nor
+    from one that a real block has just sped up."""
+    with Server(GC_APP, "--port", "0", "--no-access-log") as srv:
+        with srv.connect(timeout=10) as c:
+            for _ in range(3):
+                r = c.request("GET", "/collect?n=10")
+                assert r.status == 200 and r.body.startswith(b"collected"), r
+            took = float(r.body.split()[-1])
+        assert srv.stop() == 0
+    takeovers, _ = _stats(srv.output)
+    assert took > 0.05, f"10 collections took only {took * 1000:.0f} ms: the heap is too small to tell"
+    assert takeovers == 0, f"{takeovers} takeovers of a handler that only collected garbage\n{srv.output}"
+
+
+def test_a_handler_that_blocks_after_a_collection_is_still_taken_over():
+    """The collection's time is credited to the step, not the step forgotten: a handler that collects and then
+    blocks in time.sleep still loses its set."""
+    with Server(GC_APP, "--port", "0", "--no-access-log") as srv:
+        with srv.connect(timeout=10) as sleeper, srv.connect(timeout=10) as fast:
+            sleeper.send(build_request("GET", "/collect-then-block?t=1"))
+            time.sleep(0.15)
+            started = time.perf_counter()
+            assert fast.request("GET", "/fast").body == b"fast"
+            waited = time.perf_counter() - started
+            assert sleeper.read_response().body == b"blocked"
+        assert srv.stop() == 0
+    takeovers, _ = _stats(srv.output)
+    assert takeovers >= 1, srv.output
+    assert waited < 0.5, f"a fast request waited {waited * 1000:.0f} ms behind a handler blocked after a collection"

@@ -22,6 +22,12 @@ is blocked; running or runnable counts only once the thread has spent the thresh
 first saw the step. So preemption by a neighbour never moves connections, while ``time.sleep``, blocking I/O and
 CPU-bound handlers still do.
 
+A garbage collection is not a blocked handler either. CPython collects in whichever thread allocates, holding the
+GIL throughout (a full collection of a framework's heap takes 25-40 ms), so the step it lands in overruns the
+threshold on a CPU, and every other thread, a spare included, waits for it: a takeover cannot help. The monitor
+hooks ``gc.callbacks``: while a collection runs it decides nothing, and when it ends every step in progress is
+credited with its duration (``entered_at`` moves forward), so only the app's own time counts.
+
 ``leave()`` and the takeover decision share one mutex, so a thread that leaves app code either keeps its set or
 learns (from ``leave()``'s result) that it lost it: never both, never neither.
 """
@@ -116,6 +122,9 @@ cdef class Monitor:
     cdef readonly long takeovers
     cdef readonly long wakeups
     cdef double _last_takeover
+    cdef double _gc_started
+    cdef bint _collecting
+    cdef readonly long gc_pauses   # collections that ran while a thread was in a step of app code
 
     def __cinit__(self, int size, double threshold, double tick):
         if size <= 0 or threshold <= 0 or tick <= 0:
@@ -267,6 +276,34 @@ cdef class Monitor:
     def stop(self):
         self._stopping = True
 
+    def gc_callback(self, phase, info):
+        """A ``gc.callbacks`` hook: a collection holds the GIL, so no step of app code advances while it runs.
+
+        At the start the monitor stops deciding; at the end every step in progress is credited with the
+        collection's duration and sampled afresh, so the collection's time (wall and CPU) never counts as the
+        app's.
+        """
+        cdef int i
+        cdef double paused
+        cdef bint counted = False
+        if phase == "start":
+            self._gc_started = _now()
+            self._collecting = True
+            return
+        if not self._collecting:
+            return
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        paused = _now() - self._gc_started
+        for i in range(self._size):
+            if self._slots[i].entered_at > 0:
+                self._slots[i].entered_at += paused  # (a new value: _blocked() samples the step's CPU afresh)
+                counted = True
+        if counted:
+            self.gc_pauses += 1
+        self._collecting = False
+        pthread_mutex_unlock(&self._lock)
+
     def run(self):
         """The monitor loop; call it from a dedicated thread. Returns after ``stop()``."""
         cdef timespec fast, slow
@@ -283,6 +320,8 @@ cdef class Monitor:
                 hot = _now() - self._last_takeover < HOT_SECONDS
                 nanosleep(&fast if hot else &slow, NULL)
                 self.wakeups += 1
+                if self._collecting:
+                    continue  # no step advances during a collection: see gc_callback
                 now = _now()
                 threshold = self._threshold if hot else (SLOW_TICK if SLOW_TICK > self._threshold
                                                          else self._threshold)
@@ -316,7 +355,7 @@ cdef class Monitor:
         cdef uint64_t one = 1
         pthread_mutex_lock(&self._lock)
         # Re-check under the lock: the thread may have left app code since the unlocked read.
-        if (self._slots[stuck].state != ACTIVE or self._slots[stuck].entered_at == 0
+        if (self._slots[stuck].state != ACTIVE or self._slots[stuck].entered_at == 0 or self._collecting
                 or now - self._slots[stuck].entered_at <= threshold):
             pthread_mutex_unlock(&self._lock)
             return
