@@ -11,7 +11,7 @@ import gc
 import logging
 import threading
 
-from hybrid._speedups.monitor import Monitor
+from hybrid._speedups.monitor import Monitor, gil_futex
 
 logger = logging.getLogger("hybrid.error")
 
@@ -24,6 +24,7 @@ class ThreadManager:
         self.max_threads = config.max_threads
         # Tick at half the threshold (at most 0.5 ms): a blocked set waits threshold + tick at worst.
         tick = min(config.blocking_threshold / 2, 0.0005)
+        gil_futex()  # (once per process: lets the monitor tell a thread waiting for the GIL from a blocked one)
         self.monitor = Monitor(config.max_threads, config.blocking_threshold, tick)
         self.workers = []
         self._lock = threading.Lock()
