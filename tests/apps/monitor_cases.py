@@ -3,7 +3,8 @@
 /collect?n=N runs N full collections of a large heap inside the handler (holding the GIL the whole time, as an
 automatic one does); /collect-then-block?t=T runs one, then blocks T seconds in time.sleep; /gil-wait?n=N starts a
 thread (not a serving one) that holds the GIL about N/100 s in one C call (sum over a range), while the handler
-makes no blocking call: the serving thread sleeps waiting for the GIL, and for nothing else; every other path answers at once.
+makes no blocking call: the serving thread sleeps waiting for the GIL, and for nothing else; every other path
+answers at once.
 """
 
 import gc
