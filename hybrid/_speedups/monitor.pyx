@@ -20,7 +20,15 @@ CPU. Before a takeover the monitor asks the kernel about the stuck thread (``/pr
 ``schedstat``, read only for a thread already past the threshold): sleeping (``S``/``D``: a blocking call, a lock)
 is blocked; running or runnable counts only once the thread has spent the threshold on a CPU since the monitor
 first saw the step. So preemption by a neighbour never moves connections, while ``time.sleep``, blocking I/O and
-CPU-bound handlers still do.
+CPU-bound handlers still do. A thread waiting for the GIL sleeps in futex(2) as a blocked one does, but a spare
+would wait for the GIL just the same: ``/proc/.../syscall`` names the futex, and the GIL's is learned once per
+process (``gil_futex()``). Such a step is not blocked, and its own time restarts from the last time it was seen
+waiting.
+
+While fast, a step asleep in a blocking call while its set has ready connections (``epoll_wait`` with a zero
+timeout on the set: no GIL needed) is taken over at ``URGENT_SHARE`` of the threshold, and the monitor naps only
+until the next mark of a step in progress: in a burst of blocking handlers (one takeover each) every takeover
+waited the whole threshold plus up to a tick, while the requests behind it waited too.
 
 A garbage collection is not a blocked handler either. CPython collects in whichever thread allocates, holding the
 GIL throughout (a full collection of a framework's heap takes 25-40 ms), so the step it lands in overruns the
