@@ -10,15 +10,12 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-import time
 
 from hybrid._speedups.monitor import Monitor, gil_futex
 
 logger = logging.getLogger("hybrid.error")
 
 SPARE_IDLE_TIMEOUT = 30.0
-# After a takeover, two spares are kept ready for this long: blocking handlers come in bursts.
-BURST_SECONDS = 1.0
 
 
 class ThreadManager:
@@ -32,7 +29,6 @@ class ThreadManager:
         self.workers = []
         self._lock = threading.Lock()
         self._starting = 0
-        self._last_takeover = -1e9
         self.peak = 0
         # A spare thread idle this long ends (one spare always stays): a burst of blocked handlers does not leave
         # dozens of threads, each with its loop and lifespan resources, behind it.
@@ -63,30 +59,19 @@ class ThreadManager:
             self.monitor.give(worker.slot, conn_set.fd)
             worker.loop.call_soon_threadsafe(worker._on_wake, True)  # (a first set, not a takeover)
 
-    def ensure_spare(self, takeover: bool = False) -> None:
-        """Keep one spare ready or starting, so that the next takeover never waits for a blocked handler; two for
-        BURST_SECONDS after a takeover (``takeover``: a spare just took over a set).
+    def ensure_spare(self) -> None:
+        """Keep one spare ready or starting, so that the next takeover never waits for a blocked handler.
 
         Called when a spare takes over a set and when a started spare is ready. Whichever comes last sees the
         true state: a spare handed a set the instant it registered (still counted as starting when it asked)
-        is followed by another one as soon as its starter finishes. Why two in a burst: spares start one after
-        another (0.5-5 ms each, lifespans in order) while the handlers of a burst block every fraction of a
-        millisecond; with one, each start began only once the previous spare was taken, and the waits between
-        them were most of the burst's cost (8 handlers blocking at once on a fresh server: 34 ms from the first
-        spare started to the last, 14 ms of it starting).
+        is followed by another one as soon as its starter finishes.
         """
-        now = time.monotonic()
-        if takeover:
-            self._last_takeover = now
-        wanted = 2 if now - self._last_takeover < BURST_SECONDS else 1
         with self._lock:
-            spares = self.monitor.spare_count()
-            if self.server.draining or self._starting or spares >= wanted:
+            if self.server.draining or self._starting or self.monitor.spare_count() > 0:
                 return
             if self.monitor.thread_count() + self._starting >= self.max_threads:
-                if not spares:
-                    logger.warning("All %d threads are busy (--max-threads); blocked handlers stall others.",
-                                   self.max_threads)
+                logger.warning("All %d threads are busy (--max-threads); blocked handlers stall others.",
+                               self.max_threads)
                 return
             self._starting += 1
         threading.Thread(target=self._start_spare, name="hybrid-spare-starter", daemon=True).start()

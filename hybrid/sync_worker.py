@@ -147,7 +147,7 @@ class SyncWorker:
             if not initial and self.server.lifecycle is not None:
                 self.server.lifecycle_taken_over(self.name, fd)
             self._own(self.server.sets[fd])
-            self.server.threads.ensure_spare(takeover=not initial)
+            self.server.threads.ensure_spare()
 
     def _own(self, conn_set: ConnectionSet) -> None:
         self.conn_set = conn_set

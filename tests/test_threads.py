@@ -344,23 +344,3 @@ def test_slow_uploads_do_not_hold_the_worker():
             assert (r.status, r.body) == (200, b"1234567890")
             c.close()
         assert max(times) < 0.05, f"fast requests took {[round(t * 1000, 1) for t in times]} ms"
-
-
-@pytest.mark.timeout(60)
-def test_a_takeover_keeps_two_spares_ready_for_the_burst():
-    """One spare at rest; after a takeover, two are kept ready (or starting) for a second: in a burst of blocking
-    handlers each takeover then finds a spare already started instead of waiting for one. One handler blocking
-    once with --threads 1: the blocked thread, the spare that took over and two new spares, four in all (one spare
-    kept would make three); and no more than that."""
-    with Server(APP, "--port", "0", "--threads", "1", "--no-access-log") as srv:
-        with RawClient(srv.addr, timeout=10) as sleeper:
-            sleeper.send(build_request("GET", "/sleep?t=1"))
-            time.sleep(0.5)
-            assert timed_request(srv.addr) < 5
-            r = sleeper.read_response()
-            assert r.status == 200, r
-        assert srv.stop() == 0
-    m = re.search(r"; (\d+) takeovers of blocked threads \((\d+) threads at most\)", srv.output)
-    assert m, srv.output
-    assert int(m.group(1)) == 1, srv.output
-    assert int(m.group(2)) == 4, f"{m.group(2)} threads at most after one takeover (4 expected)\n{srv.output}"
