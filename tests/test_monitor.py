@@ -159,17 +159,25 @@ def test_a_handler_that_blocks_after_a_collection_is_still_taken_over():
 def test_a_thread_waiting_for_the_gil_is_not_taken_over():
     """A serving thread that waits for the GIL sleeps in futex(2), as a blocked one does, but a spare would wait for
     the GIL just the same (here another thread holds it ~0.3 s in one C call; FastAPI's def endpoints run in such
-    threads): no takeover. The monitor tells the GIL's futex from any other by its address."""
-    with Server(CASES_APP, "--port", "0", "--no-access-log") as srv:
-        with srv.connect(timeout=10) as c:
-            for _ in range(3):
+    threads): no takeover. The monitor tells the GIL's futex from any other by its address.
+
+    The handler spins until Python's forced switch hands the GIL to the hog; on a loaded machine the hog may not
+    get a CPU for a while, and that spin is then real computing (a takeover): up to three fresh servers are
+    tried. With the GIL check off every attempt is taken over (the wait is ~0.3 s, on the GIL's futex)."""
+    outputs = []
+    for _attempt in range(3):
+        with Server(CASES_APP, "--port", "0", "--no-access-log") as srv:
+            with srv.connect(timeout=10) as c:
                 r = c.request("GET", "/gil-wait?n=30")
                 assert r.status == 200 and r.body.startswith(b"waited"), r
             waited = float(r.body.split()[-1])
-        assert srv.stop() == 0
-    takeovers, _ = _stats(srv.output)
-    assert waited > 0.05, f"the handler waited only {waited * 1000:.0f} ms for the GIL: the hog did not hold it"
-    assert takeovers == 0, f"{takeovers} takeovers of a thread that was waiting for the GIL\n{srv.output}"
+            assert srv.stop() == 0
+        assert waited > 0.05, f"the handler waited only {waited * 1000:.0f} ms for the GIL: the hog did not hold it"
+        takeovers, _ = _stats(srv.output)
+        if takeovers == 0:
+            return
+        outputs.append(srv.output)
+    raise AssertionError("a thread waiting for the GIL was taken over on three fresh servers\n" + "\n".join(outputs))
 
 
 def _answered(client) -> bool:
