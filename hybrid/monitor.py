@@ -7,10 +7,11 @@ and never exceeding ``--max-threads``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
-from hybrid._speedups.monitor import Monitor
+from hybrid._speedups.monitor import Monitor, gil_futex
 
 logger = logging.getLogger("hybrid.error")
 
@@ -23,6 +24,7 @@ class ThreadManager:
         self.max_threads = config.max_threads
         # Tick at half the threshold (at most 0.5 ms): a blocked set waits threshold + tick at worst.
         tick = min(config.blocking_threshold / 2, 0.0005)
+        gil_futex()  # (once per process: lets the monitor tell a thread waiting for the GIL from a blocked one)
         self.monitor = Monitor(config.max_threads, config.blocking_threshold, tick)
         self.workers = []
         self._lock = threading.Lock()
@@ -31,6 +33,7 @@ class ThreadManager:
         # A spare thread idle this long ends (one spare always stays): a burst of blocked handlers does not leave
         # dozens of threads, each with its loop and lifespan resources, behind it.
         self.spare_idle_timeout = SPARE_IDLE_TIMEOUT
+        self._gc_hook = self.monitor.gc_callback
         self._monitor_thread = threading.Thread(target=self.monitor.run, name="hybrid-monitor", daemon=True)
 
     def start(self, count: int) -> None:
@@ -47,6 +50,8 @@ class ThreadManager:
             self.peak = len(self.workers)
         if errors:
             raise errors[0]
+        # A garbage collection holds the GIL in whatever step it lands in: the monitor does not count it as app time.
+        gc.callbacks.append(self._gc_hook)
         self._monitor_thread.start()
 
     def give_sets(self, sets) -> None:
@@ -104,6 +109,10 @@ class ThreadManager:
     def stop(self) -> None:
         """Stop every loop (each runs its lifespan shutdown) and the monitor; wait for the threads."""
         self.monitor.stop()
+        try:
+            gc.callbacks.remove(self._gc_hook)
+        except ValueError:  # start() failed before adding it
+            pass
         with self._lock:
             workers = list(self.workers)
         for worker in workers:

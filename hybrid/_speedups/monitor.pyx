@@ -20,7 +20,21 @@ CPU. Before a takeover the monitor asks the kernel about the stuck thread (``/pr
 ``schedstat``, read only for a thread already past the threshold): sleeping (``S``/``D``: a blocking call, a lock)
 is blocked; running or runnable counts only once the thread has spent the threshold on a CPU since the monitor
 first saw the step. So preemption by a neighbour never moves connections, while ``time.sleep``, blocking I/O and
-CPU-bound handlers still do.
+CPU-bound handlers still do. A thread waiting for the GIL sleeps in futex(2) as a blocked one does, but a spare
+would wait for the GIL just the same: ``/proc/.../syscall`` names the futex, and the GIL's is learned once per
+process (``gil_futex()``). Such a step is not blocked, and its own time restarts from the last time it was seen
+waiting.
+
+While fast, a step asleep in a blocking call while its set has ready connections (``epoll_wait`` with a zero
+timeout on the set: no GIL needed) is taken over at ``URGENT_SHARE`` of the threshold, and the monitor naps only
+until the next mark of a step in progress: in a burst of blocking handlers (one takeover each) every takeover
+waited the whole threshold plus up to a tick, while the requests behind it waited too.
+
+A garbage collection is not a blocked handler either. CPython collects in whichever thread allocates, holding the
+GIL throughout (a full collection of a framework's heap takes 25-40 ms), so the step it lands in overruns the
+threshold on a CPU, and every other thread, a spare included, waits for it: a takeover cannot help. The monitor
+hooks ``gc.callbacks``: while a collection runs it decides nothing, and when it ends every step in progress is
+credited with its duration (``entered_at`` moves forward), so only the app's own time counts.
 
 ``leave()`` and the takeover decision share one mutex, so a thread that leaves app code either keeps its set or
 learns (from ``leave()``'s result) that it lost it: never both, never neither.
@@ -28,11 +42,12 @@ learns (from ``leave()``'s result) that it lost it: never both, never neither.
 
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free, strtoull
-from libc.string cimport strrchr
+from libc.string cimport strncmp, strrchr
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
 from posix.unistd cimport close, pread, write
 
 import os
+import platform
 import threading
 
 
@@ -47,7 +62,10 @@ cdef extern from "<pthread.h>" nogil:
 
 cdef extern from "<sys/epoll.h>" nogil:
     int EPOLL_CTL_DEL
+    struct epoll_event:
+        pass
     int epoll_ctl(int epfd, int op, int fd, void* event)
+    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
 
 
 # Slot states
@@ -66,14 +84,22 @@ cdef struct Slot:
     int state
     int stat_fd            # /proc/self/task/TID/stat of the slot's thread (-1: not available)
     int sched_fd           # /proc/self/task/TID/schedstat
+    int syscall_fd         # /proc/self/task/TID/syscall (-1: not available): is a sleeping thread waiting for the GIL?
     double seen_entered    # the step (its entered_at) the monitor last sampled
     unsigned long long cpu_ns_seen  # the thread's CPU time when the monitor first saw that step
+    double gil_step        # the step (its entered_at) last seen waiting for the GIL...
+    double gil_seen        # ...and when: that step's own time counts from then
 
 
 # Slow mode: tick, and how long a step must have run before it counts as blocked. Fast mode lasts this long after
 # the last takeover.
 cdef double SLOW_TICK = 0.010
 cdef double HOT_SECONDS = 1.0
+# While fast, a step asleep in a blocking call while others wait in its set is taken over at this share of the
+# threshold (0.25 ms of the default 1 ms): every takeover in a burst of blocking handlers waits for it.
+cdef double URGENT_SHARE = 0.25
+# The shortest nap between two looks.
+cdef double MIN_NAP = 0.00005
 
 
 cdef long long _read_number(int fd) noexcept nogil:
@@ -100,10 +126,115 @@ cdef char _read_state(int fd) noexcept nogil:
     return p[2]
 
 
+# What /proc/.../syscall says a thread is doing
+cdef enum:
+    UNKNOWN = -1   # the file cannot be read
+    IN_SYSCALL = 0  # in a system call other than a wait for the GIL: a blocking call, a lock, I/O
+    WAITS_FOR_GIL = 1
+    IN_USER = 2    # on a CPU ("running"), or preempted outside any system call ("-1 ...")
+
+
+cdef int _syscall_kind(int fd) noexcept nogil:
+    """Read once, so that one consistent snapshot decides ("202 0xADDR ..." is futex(2) on x86-64)."""
+    cdef char buf[128]
+    cdef char* end
+    cdef ssize_t n
+    if fd < 0:
+        return UNKNOWN
+    n = pread(fd, buf, 127, 0)
+    if n <= 0:
+        return UNKNOWN
+    buf[n] = 0
+    if buf[0] == 114 or buf[0] == 45:  # 'r'unning, '-'1
+        return IN_USER
+    if strncmp(buf, FUTEX_NR, FUTEX_NR_LEN) == 0 and _waits_for_gil(strtoull(buf + FUTEX_NR_LEN, &end, 16)):
+        return WAITS_FOR_GIL
+    return IN_SYSCALL
+
+
+# futex(2)'s number as /proc/.../syscall prints it, followed by a space (x86-64: 202; aarch64: 98)
+_FUTEX_NR_TEXT = b"98 " if platform.machine() in ("aarch64", "arm64") else b"202 "
+cdef const char* FUTEX_NR = _FUTEX_NR_TEXT
+cdef int FUTEX_NR_LEN = len(_FUTEX_NR_TEXT)
+
+# Where a thread waiting for the GIL sleeps: found once by making a thread wait for it (gil_futex()). The GIL's
+# condition variables and mutexes lie within a couple of hundred bytes of it (CPython's _gil_runtime_state).
+cdef unsigned long long _gil_addr = 0
+cdef unsigned long long GIL_BELOW = 128
+cdef unsigned long long GIL_ABOVE = 192
+
+
+cdef inline bint _waits_for_gil(unsigned long long addr) noexcept nogil:
+    return _gil_addr != 0 and addr != 0 and _gil_addr - GIL_BELOW <= addr <= _gil_addr + GIL_ABOVE
+
+
+cdef void _hold_gil_until_waited(int fd, double limit) noexcept:
+    """Called with the GIL, never releasing it: spin until the thread behind ``fd`` sleeps in futex(2) waiting for
+    it, and record where."""
+    global _gil_addr
+    cdef double until = _now() + limit
+    cdef char buf[128]
+    cdef char* end
+    cdef ssize_t n
+    while _now() < until:
+        n = pread(fd, buf, 127, 0)
+        if n > 0:
+            buf[n] = 0
+            if strncmp(buf, FUTEX_NR, FUTEX_NR_LEN) == 0:
+                _gil_addr = strtoull(buf + FUTEX_NR_LEN, &end, 16)
+                return
+
+
+def _gil_waiter(box):
+    box.append(threading.get_native_id())
+    cdef timespec nap
+    nap.tv_sec = 0
+    nap.tv_nsec = 2_000_000
+    with nogil:
+        nanosleep(&nap, NULL)  # the caller takes the GIL meanwhile and keeps it: returning waits for it
+
+
+def gil_futex():
+    """Where a thread waiting for the GIL sleeps (0 if it could not be found): a helper releases the GIL for a
+    moment, this thread takes it and keeps it, and /proc shows the futex the helper then waits on."""
+    if not _gil_addr:
+        for _ in range(3):  # (on a busy machine the helper may not get a CPU within one try)
+            if _find_gil_futex(0.2):
+                break
+    return _gil_addr
+
+
+cdef unsigned long long _find_gil_futex(double limit):
+    import time
+    box = []
+    helper = threading.Thread(target=_gil_waiter, args=(box,), name="hybrid-gil-probe", daemon=True)
+    helper.start()
+    while not box:
+        time.sleep(0.0005)
+    try:
+        fd = os.open(f"/proc/self/task/{box[0]}/syscall", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        helper.join()
+        return 0
+    try:
+        _hold_gil_until_waited(fd, limit)
+    finally:
+        os.close(fd)
+    helper.join()
+    return _gil_addr
+
+
 cdef inline double _now() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline void _nap(double seconds) noexcept nogil:
+    cdef timespec ts
+    ts.tv_sec = <long>seconds
+    ts.tv_nsec = <long>((seconds - ts.tv_sec) * 1e9)
+    nanosleep(&ts, NULL)
 
 
 cdef class Monitor:
@@ -116,6 +247,9 @@ cdef class Monitor:
     cdef readonly long takeovers
     cdef readonly long wakeups
     cdef double _last_takeover
+    cdef double _gc_started
+    cdef bint _collecting
+    cdef readonly long gc_pauses   # collections that ran while a thread was in a step of app code
 
     def __cinit__(self, int size, double threshold, double tick):
         if size <= 0 or threshold <= 0 or tick <= 0:
@@ -133,6 +267,7 @@ cdef class Monitor:
             self._slots[i].wake_fd = -1
             self._slots[i].stat_fd = -1
             self._slots[i].sched_fd = -1
+            self._slots[i].syscall_fd = -1
 
     def __dealloc__(self):
         if self._slots != NULL:
@@ -144,7 +279,7 @@ cdef class Monitor:
     def add_slot(self, int wake_fd, int epoll_fd=-1):
         """Register the calling thread; with ``epoll_fd`` it starts owning that set, else it starts as a spare."""
         cdef int i
-        cdef int stat_fd = -1, sched_fd = -1
+        cdef int stat_fd = -1, sched_fd = -1, syscall_fd = -1
         task = f"/proc/self/task/{threading.get_native_id()}"
         try:
             stat_fd = os.open(task + "/stat", os.O_RDONLY | os.O_CLOEXEC)
@@ -153,6 +288,11 @@ cdef class Monitor:
             if stat_fd >= 0:
                 os.close(stat_fd)
             stat_fd = sched_fd = -1
+        if stat_fd >= 0 and _gil_addr:
+            try:
+                syscall_fd = os.open(task + "/syscall", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:  # (a kernel without CONFIG_HAVE_ARCH_TRACEHOOK) a GIL wait then counts as sleeping
+                syscall_fd = -1
         with nogil:
             pthread_mutex_lock(&self._lock)
         try:
@@ -165,11 +305,14 @@ cdef class Monitor:
                     self._slots[i].state = ACTIVE if epoll_fd >= 0 else SPARE
                     self._slots[i].stat_fd = stat_fd
                     self._slots[i].sched_fd = sched_fd
+                    self._slots[i].syscall_fd = syscall_fd
                     self._slots[i].seen_entered = 0
                     return i
             if stat_fd >= 0:
                 close(stat_fd)
                 close(sched_fd)
+            if syscall_fd >= 0:
+                close(syscall_fd)
             return -1
         finally:
             pthread_mutex_unlock(&self._lock)
@@ -188,8 +331,11 @@ cdef class Monitor:
         if self._slots[slot].stat_fd >= 0:
             close(self._slots[slot].stat_fd)
             close(self._slots[slot].sched_fd)
+        if self._slots[slot].syscall_fd >= 0:
+            close(self._slots[slot].syscall_fd)
         self._slots[slot].stat_fd = -1
         self._slots[slot].sched_fd = -1
+        self._slots[slot].syscall_fd = -1
 
     cpdef enter(self, int slot, int fd):
         """The thread in ``slot`` starts a step of app code for connection ``fd`` (-1 if not inline)."""
@@ -267,45 +413,123 @@ cdef class Monitor:
     def stop(self):
         self._stopping = True
 
+    def gc_callback(self, phase, info):
+        """A ``gc.callbacks`` hook: a collection holds the GIL, so no step of app code advances while it runs.
+
+        At the start the monitor stops deciding; at the end every step in progress is credited with the
+        collection's duration and sampled afresh, so the collection's time (wall and CPU) never counts as the
+        app's.
+        """
+        cdef int i
+        cdef double paused
+        cdef bint counted = False
+        if phase == "start":
+            self._gc_started = _now()
+            self._collecting = True
+            return
+        if not self._collecting:
+            return
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        paused = _now() - self._gc_started
+        for i in range(self._size):
+            if self._slots[i].entered_at > 0:
+                self._slots[i].entered_at += paused  # (a new value: _blocked() samples the step's CPU afresh)
+                counted = True
+        if counted:
+            self.gc_pauses += 1
+        self._collecting = False
+        pthread_mutex_unlock(&self._lock)
+
     def run(self):
         """The monitor loop; call it from a dedicated thread. Returns after ``stop()``."""
-        cdef timespec fast, slow
-        cdef double now, threshold
+        cdef double now, threshold, urgent, age, wait = SLOW_TICK, until
         cdef bint hot
         cdef int i
-        fast.tv_sec = <long>self._tick
-        fast.tv_nsec = <long>((self._tick - fast.tv_sec) * 1e9)
-        slow.tv_sec = 0
-        slow.tv_nsec = <long>(SLOW_TICK * 1e9)
         self._last_takeover = -1e9
         with nogil:
             while not self._stopping:
-                hot = _now() - self._last_takeover < HOT_SECONDS
-                nanosleep(&fast if hot else &slow, NULL)
+                _nap(wait)
                 self.wakeups += 1
+                hot = _now() - self._last_takeover < HOT_SECONDS
+                wait = self._tick if hot else SLOW_TICK
+                if self._collecting:
+                    continue  # no step advances during a collection: see gc_callback
                 now = _now()
                 threshold = self._threshold if hot else (SLOW_TICK if SLOW_TICK > self._threshold
                                                          else self._threshold)
+                urgent = threshold * URGENT_SHARE
                 for i in range(self._size):
-                    if (self._slots[i].state == ACTIVE and self._slots[i].entered_at > 0
-                            and now - self._slots[i].entered_at > threshold and self._blocked(i, threshold)):
-                        self._take_over(i, now, threshold)
+                    if self._slots[i].state != ACTIVE or self._slots[i].entered_at == 0:
+                        continue
+                    age = now - self._step_start(i)
+                    if age > threshold:
+                        if self._blocked(i, threshold):
+                            self._take_over(i, now, threshold)
+                    elif hot and age > urgent and self._sleeping_while_others_wait(i):
+                        self._take_over(i, now, urgent)
+                    elif hot:
+                        # Look again when this step reaches its next mark, rather than up to a tick later.
+                        # (past the urgent mark with nobody waiting yet: look again each urgent share)
+                        until = urgent - age if age <= urgent else min(threshold - age, urgent)
+                        if until < wait:
+                            wait = until if until > MIN_NAP else MIN_NAP
+
+    cdef inline double _step_start(self, int i) noexcept nogil:
+        """When the step in slot ``i`` began, or last waited for the GIL: time spent waiting for another thread's
+        Python is not the step's own."""
+        cdef Slot* slot = &self._slots[i]
+        if slot.gil_step == slot.entered_at and slot.gil_seen > slot.entered_at:
+            return slot.gil_seen
+        return slot.entered_at
+
+    cdef bint _sleeping_while_others_wait(self, int i) noexcept nogil:
+        """Slot ``i`` has been in one step past the urgent mark: is it asleep in a blocking call (not waiting for
+        the GIL) while requests or new clients wait in its set? Then waiting for the whole threshold only delays
+        them."""
+        cdef Slot* slot = &self._slots[i]
+        cdef char state
+        cdef int kind
+        cdef epoll_event ev
+        if slot.stat_fd < 0 or slot.syscall_fd < 0:
+            return False  # (no /proc: the threshold alone decides)
+        kind = _syscall_kind(slot.syscall_fd)
+        if kind == WAITS_FOR_GIL:
+            self._waited_for_gil(slot)
+            return False
+        if kind != IN_SYSCALL:
+            return False
+        state = _read_state(slot.stat_fd)
+        if state != 83 and state != 68:  # neither 'S' nor 'D'
+            return False
+        return epoll_wait(slot.epoll_fd, &ev, 1, 0) > 0
+
+    cdef inline void _waited_for_gil(self, Slot* slot) noexcept nogil:
+        slot.gil_step = slot.entered_at
+        slot.gil_seen = _now()
 
     cdef bint _blocked(self, int i, double threshold) noexcept nogil:
-        """Slot ``i`` has been in one step past the threshold: is it blocked, or only waiting for a CPU?"""
+        """Slot ``i`` has been in one step past the threshold: is it blocked, or only waiting for a CPU or the GIL?"""
         cdef Slot* slot = &self._slots[i]
         cdef char state
         cdef long long cpu
+        cdef int kind
         if slot.stat_fd < 0:
             return True
         cpu = _read_number(slot.sched_fd)
         if slot.seen_entered != slot.entered_at:
             slot.seen_entered = slot.entered_at  # first look at this step: CPU time is counted from here
             slot.cpu_ns_seen = cpu
+        kind = _syscall_kind(slot.syscall_fd)
+        if kind == WAITS_FOR_GIL:
+            # Another thread runs Python, and a spare would wait for it just the same: not blocked, and the step's
+            # clock restarts (_step_start).
+            self._waited_for_gil(slot)
+            return False
         state = _read_state(slot.stat_fd)
         if state == 0 or cpu < 0:
             return True  # the thread is gone or /proc says nothing: as without the check
-        if state != 82:  # not 'R': sleeping in a blocking call or on a lock, while its connections wait
+        if state != 82 and kind != IN_USER:  # not 'R': sleeping in a blocking call or on a lock
             return True
         # Running or runnable: blocked only if it really spent the threshold computing (a CPU-bound handler),
         # not if it was preempted.
@@ -316,7 +540,7 @@ cdef class Monitor:
         cdef uint64_t one = 1
         pthread_mutex_lock(&self._lock)
         # Re-check under the lock: the thread may have left app code since the unlocked read.
-        if (self._slots[stuck].state != ACTIVE or self._slots[stuck].entered_at == 0
+        if (self._slots[stuck].state != ACTIVE or self._slots[stuck].entered_at == 0 or self._collecting
                 or now - self._slots[stuck].entered_at <= threshold):
             pthread_mutex_unlock(&self._lock)
             return
