@@ -244,7 +244,10 @@ class PoolConnection(Connection):
 
     def _on_task_done(self, task) -> None:
         self.pool.tasks.discard(task)
+        cycle = self.cycle
         self._complete(task)
+        if cycle is not None:
+            cycle.task = None  # (cycle -> task -> its TimedCoroutine -> cycle: no garbage cycle per stream)
         self._serve()
         self._settle()
 
