@@ -69,16 +69,7 @@ class RequestTask(_Future):
     _log_destroy_pending = True
 
     def __init__(self, coro, *, loop=None, name=None, context=None, worker=None, start=True):
-        _Future.__init__(self, loop=loop)
-        self._coro = coro
-        self._context = contextvars.copy_context() if context is None else context
-        self._fut_waiter = None
-        self._must_cancel = False
-        self._num_cancels_requested = 0
-        self._name = name
-        self._hy_worker = worker
-        self._hy_cycle = None
-        self._registered = False
+        _init(self, coro, loop, _copy_context() if context is None else context, worker, name)
         if start:  # a child task (child_task_factory): scheduled like asyncio's, but registered now
             self._register()
             self.get_loop().call_soon(self._step, context=self._context)
@@ -172,6 +163,20 @@ class RequestTask(_Future):
             self._step()
 
 
+cdef _init(task, coro, loop, context, worker, name):
+    """The fields of a new task (RequestTask.__init__ and start_request_task)."""
+    _Future_init(task, loop=loop)
+    task._coro = coro
+    task._context = context
+    task._fut_waiter = None
+    task._must_cancel = False
+    task._num_cancels_requested = 0
+    task._name = name
+    task._hy_worker = worker
+    task._hy_cycle = None
+    task._registered = False
+
+
 cdef int _send(coro, PyObject **presult) except -1:
     """coro.send(None) without the StopIteration a returning coroutine raises (PyIter_Send reports the return
     value instead: no exception object per request). 1: returned, 0: yielded, -1: raised (propagated)."""
@@ -263,16 +268,8 @@ def start_request_task(coro, loop, worker):
     """Create the task and run its first step now, in a fresh context, before returning (the caller marks the
     step for the monitor). A task still pending after it is registered with asyncio like any other."""
     task = _new_task(RequestTask)  # (no keyword parsing: this runs for every request)
-    _Future_init(task, loop=loop)
-    task._coro = coro
-    task._context = context = _copy_context()
-    task._fut_waiter = None
-    task._must_cancel = False
-    task._num_cancels_requested = 0
-    task._name = None
-    task._hy_worker = worker
-    task._hy_cycle = None
-    task._registered = False
+    context = _copy_context()
+    _init(task, coro, loop, context, worker, None)
     context.run(_first_step, task)
     if not task.done():
         task._register()
