@@ -8,6 +8,8 @@ import sys
 import time
 from urllib.parse import parse_qs
 
+from tests.apps import plain_lifespan
+
 
 class MarkingHandler(logging.Handler):
     """Writes ``HANDLER-SAW`` and the record's fields: proof that a record went through the logging module."""
@@ -26,13 +28,8 @@ async def _plain(send, body: bytes) -> None:
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await plain_lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]

@@ -6,6 +6,8 @@ import os
 import threading
 import time
 
+from tests.apps import plain_lifespan
+
 CAPTURED: list = []
 
 
@@ -35,13 +37,8 @@ async def _stream(send, parts=3) -> None:
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await plain_lifespan(receive, send)
+        return
     if scope["type"] == "websocket":  # echo until the client closes
         await receive()
         await send({"type": "websocket.accept"})

@@ -27,6 +27,8 @@ import threading
 import time
 from urllib.parse import parse_qsl
 
+from tests.apps import plain_lifespan
+
 PARTS = 8
 ITEM_CHUNKS = 4
 BIG_CHUNK = 64 * 1024
@@ -109,13 +111,8 @@ async def _start_stream(send, content_type: bytes = b"text/plain") -> None:
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await plain_lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]
