@@ -27,6 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hybrid._speedups.h1 import Data, EndOfMessage, Request
 from hybrid._speedups.steps import TimedCoroutine
@@ -34,9 +35,11 @@ from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan
 from hybrid.asgi.task import BLOCKED_STEP
-from hybrid.asgi.websocket import WebSocketSession
 from hybrid.connection import Connection, unsent_bytes
 from hybrid.sync_worker import run_own_loop
+
+if TYPE_CHECKING:
+    from hybrid.asgi.websocket import WebSocketSession
 
 logger = logging.getLogger("hybrid.error")
 
@@ -117,6 +120,7 @@ class PoolConnection(Connection):
 
     __slots__ = ("stream", "pool", "handoff_rerun", "reader", "scheme", "request_id")
     HOLD_FIRST_CHUNK = False  # a stream's first chunk goes out at once
+    in_pool = True  # (shutdown waits for worker connections, then drains the pool's)
 
     def __init__(self, pool: AsyncPool, handoff: StreamingHandoff) -> None:
         old = handoff.conn
@@ -330,7 +334,6 @@ class AsyncPool:
     """One uvloop loop in its own thread, serving handed-off connections as tracked tasks."""
 
     connection_type = PoolConnection
-    connection_types = (PoolConnection, WebSocketSession)  # what the pool serves (shutdown waits for the rest)
 
     def __init__(self, config, app, *, shutdown_event=None, ssl_context=None, lifecycle_collector=None,
                  server=None) -> None:
@@ -434,6 +437,9 @@ class AsyncPool:
             self.loop.call_soon_threadsafe(self._take, handoff)
 
     def _take_websocket(self, handoff: WebSocketHandoff) -> None:
+        # (imported on the first WebSocket: wsproto and h11 are 5 MiB of a process that may never serve one)
+        from hybrid.asgi.websocket import WebSocketSession
+
         self.handoffs += 1
         if self.server.lifecycle is not None:
             self.server.lifecycle_handed_off(handoff.sock.fileno(), handoff.scope, "websocket", False)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.config
 import os
 import stat
 import sys
@@ -180,7 +179,9 @@ def setup_logging(level: str = "info", *, log_config: str | None = None, access_
         data = load_log_config(log_config)
         data.setdefault("disable_existing_loggers", False)
         try:
-            logging.config.dictConfig(data)
+            from logging.config import dictConfig  # (only for --log-config: it pulls in socketserver and pickle)
+
+            dictConfig(data)
         except (ValueError, TypeError, AttributeError, ImportError) as exc:
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise LogConfigError(f"{log_config!r} was refused by logging.config.dictConfig: {why}") from None

@@ -426,9 +426,8 @@ class Server:
         flush_access_log()  # (the buffered access lines: a worker process leaves by os._exit, without atexit)
 
     def _worker_connections(self) -> bool:
-        pool_types = type(self.pool).connection_types
         # (and requests still running after their response: BackgroundTasks)
-        return any(type(conn) not in pool_types for conn in list(self.connections)) or any(
+        return any(not getattr(conn, "in_pool", False) for conn in list(self.connections)) or any(
             worker.pending for worker in list(self.threads.workers))
 
     def _close_the_door(self) -> None:

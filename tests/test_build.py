@@ -43,3 +43,13 @@ def test_cmake_builds_the_extensions(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "pkg")], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "b'GET'", out.stderr
+
+
+def test_a_served_process_loads_websocket_and_log_config_modules_only_when_used():
+    """wsproto with h11 is about 5 MiB of RSS and logging.config another 1 (it pulls in socketserver and pickle):
+    a server that never sees a WebSocket or a --log-config keeps its memory below uvicorn's (bench streaming)."""
+    code = ("import sys, hybrid.cli, hybrid.server, hybrid.supervisor, hybrid.async_pool\n"
+            "print(sorted(m for m in ('wsproto', 'h11', 'logging.config', 'email.utils') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

@@ -56,7 +56,8 @@ def test_default_server_and_date_headers(client):
     assert date, r.headers
     parsed = email.utils.parsedate_to_datetime(date)
     assert abs(parsed.timestamp() - time.time()) < 5
-    assert date.endswith("GMT")
+    # IMF-fixdate exactly (RFC 9110 section 5.6.7): English names, two-digit day, "GMT"; hybrid formats it in C
+    assert date == email.utils.formatdate(parsed.timestamp(), usegmt=True), date
     assert len(r.headers.get_list("date")) == 1 and len(r.headers.get_list("server")) == 1
 
 

@@ -23,11 +23,11 @@ parsed by resuming a fresh parser with the same framing (``_resume_head``), and 
 takes switches protocols.
 """
 
-from email.utils import formatdate
 from http import HTTPStatus
 
 from libc.string cimport memchr
-from libc.time cimport time, time_t
+from libc.stdio cimport snprintf
+from libc.time cimport gmtime_r, time, time_t, tm
 
 from hybrid._speedups.h1_bytes cimport (
     _chunk,
@@ -120,11 +120,22 @@ cdef time_t _date_second = 0
 cdef bytes _date_line = b""
 
 
+# IMF-fixdate (RFC 9110 section 5.6.7) names, in English whatever the process locale (strftime's %a and %b are not)
+cdef const char* _DAYS = b"SunMonTueWedThuFriSat"
+cdef const char* _MONTHS = b"JanFebMarAprMayJunJulAugSepOctNovDec"
+
+
 cdef inline bytes _current_date_line():
     global _date_second, _date_line
     cdef time_t now = time(NULL)
+    cdef tm t
+    cdef char buf[48]
+    cdef int n
     if now != _date_second:
-        _date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+        gmtime_r(&now, &t)
+        n = snprintf(buf, sizeof(buf), b"date: %.3s, %02d %.3s %04d %02d:%02d:%02d GMT\r\n", _DAYS + 3 * t.tm_wday,
+                     t.tm_mday, _MONTHS + 3 * t.tm_mon, t.tm_year + 1900, t.tm_hour, t.tm_min, t.tm_sec)
+        _date_line = buf[:n]
         _date_second = now
     return _date_line
 

@@ -47,7 +47,6 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
 from posix.unistd cimport close, pread, write
 
 import os
-import platform
 import threading
 
 
@@ -153,7 +152,7 @@ cdef int _syscall_kind(int fd) noexcept nogil:
 
 
 # futex(2)'s number as /proc/.../syscall prints it, followed by a space (x86-64: 202; aarch64: 98)
-_FUTEX_NR_TEXT = b"98 " if platform.machine() in ("aarch64", "arm64") else b"202 "
+_FUTEX_NR_TEXT = b"98 " if os.uname().machine in ("aarch64", "arm64") else b"202 "
 cdef const char* FUTEX_NR = _FUTEX_NR_TEXT
 cdef int FUTEX_NR_LEN = len(_FUTEX_NR_TEXT)
 

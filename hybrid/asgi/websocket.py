@@ -76,6 +76,8 @@ def _header_list(headers, what: str) -> list:
 class WebSocketSession:
     """One WebSocket connection in the pool: the wsproto protocol, the ASGI receive/send, the app's task."""
 
+    in_pool = True  # (shutdown waits for worker connections, then drains the pool's)
+
     def __init__(self, pool, handoff) -> None:
         self.pool = pool
         self.server = pool.server
