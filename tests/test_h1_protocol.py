@@ -443,6 +443,13 @@ def test_response_unknown_length_http11_is_chunked():
     assert p.keep_alive
 
 
+@pytest.mark.parametrize("size", [1, 15, 16, 255, 256, 4095, 65536, 1048575, 1048577])
+def test_chunk_size_line_is_lowercase_hex_without_padding(size):
+    data = b"x" * size
+    _p, _head, body = respond(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 200, [], [data, b""])
+    assert body[0] == b"%x\r\n" % size + data + b"\r\n"
+
+
 def test_response_unknown_length_http10_closes():
     p, head, body = respond(b"GET / HTTP/1.0\r\n\r\n", 200, [], [b"abc", b"def"])
     status_line, headers, _ = parse_response_head(head)

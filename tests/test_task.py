@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import time
 
 import pytest
 import uvloop
@@ -305,3 +306,29 @@ def test_set_result_is_refused_and_the_task_is_collected():
     del task
     gc.collect()
     assert ref() is None
+
+
+def test_timed_coroutine_under_asyncios_task_returns_raises_and_reports_a_slow_step():
+    """The pool's streams run as asyncio's C Task over TimedCoroutine (hybrid/_speedups/steps.pyx)."""
+    from hybrid._speedups.steps import TimedCoroutine
+
+    reports = []
+
+    async def returns():
+        await asyncio.sleep(0)
+        time.sleep(0.06)  # one slow step
+        return 42
+
+    async def raises():
+        await asyncio.sleep(0)
+        raise ValueError("from the app")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        result = await loop.create_task(TimedCoroutine(returns(), lambda c, took: reports.append(took), 0.05))
+        with pytest.raises(ValueError, match="from the app"):
+            await loop.create_task(TimedCoroutine(raises(), lambda c, took: reports.append(took), 0.05))
+        return result
+
+    assert asyncio.run(main()) == 42
+    assert len(reports) == 1 and reports[0] >= 0.05, reports

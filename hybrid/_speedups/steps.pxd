@@ -5,3 +5,5 @@ cdef class TimedCoroutine:
     cdef object _report
     cdef double _bound
     cdef public object cycle
+
+    cdef object _step(self, value)

@@ -13,7 +13,26 @@ asyncio and anyio look at a Task's coroutine (``cr_frame``, ``cr_running`` for `
 
 import collections.abc
 
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_XDECREF
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+
+cdef extern from "Python.h":
+    ctypedef enum PySendResult:
+        PYGEN_RETURN
+        PYGEN_ERROR
+        PYGEN_NEXT
+    PySendResult PyIter_Send(object iter, object arg, PyObject **presult)
+
+
+cdef int _send(coro, value, PyObject **presult) except -1:
+    # 1: returned, 0: yielded, -1: raised (propagated). PyIter_Send steps a coroutine without looking up its
+    # ``send`` method, and reports a return without a StopIteration.
+    cdef PySendResult r = PyIter_Send(coro, value, presult)
+    if r == PYGEN_ERROR:
+        return -1
+    return 1 if r == PYGEN_RETURN else 0
 
 
 cdef inline double _now() noexcept nogil:
@@ -31,15 +50,25 @@ cdef class TimedCoroutine:
         self._bound = bound
         self.cycle = cycle
 
-    def send(self, value):
+    cdef object _step(self, value):
         cdef double started = _now()
         cdef double took
+        cdef PyObject *out = NULL
+        cdef int returned
         try:
-            return self._coro.send(value)
+            returned = _send(self._coro, value, &out)
         finally:
             took = _now() - started
             if took > self._bound:
                 self._report(self, took)
+        result = <object>out
+        Py_XDECREF(out)
+        if returned:
+            raise StopIteration(result)  # (once per stream: its end)
+        return result
+
+    def send(self, value):
+        return self._step(value)
 
     def throw(self, typ, val=None, tb=None):
         cdef double started = _now()
@@ -56,8 +85,8 @@ cdef class TimedCoroutine:
     def close(self):
         return self._coro.close()
 
-    def __next__(self):
-        return self.send(None)
+    def __next__(self):  # (the C Task steps a coroutine that is not a native one through this)
+        return self._step(None)
 
     def __iter__(self):
         return self
