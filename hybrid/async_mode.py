@@ -43,7 +43,34 @@ class AsyncConnection(PoolConnection):
         self.handoff_rerun = False
         self.request_id = None  # each request's id is worked out from its own headers (request_id.py)
         self.reader = None
+        self.flusher = None
         self.stream = SocketStream(sock, pool.loop)
+
+    # -- reading: a task per connection, which also bounds the idle and head waits (the pool's handed-off
+    # streams read by the stream's callback instead, StreamConnection) ------------------------------------
+
+    def read_now(self) -> bool:
+        return False
+
+    def want_read(self) -> None:
+        if self.reader is None and not self.disconnected:
+            self.reading = True
+            self.reader = self.loop.create_task(self._read_loop())
+        self._arm_body_timer()
+
+    def _stop_reading(self) -> None:
+        reader = self.reader
+        if reader is not None and reader is not asyncio.current_task(self.loop):
+            reader.cancel()
+        self.reader = None
+        self.reading = False
+
+    def _lost(self) -> None:
+        if not self.disconnected and self.server.lifecycle is not None:
+            self.server.lifecycle_disconnected(self)
+        self.disconnected = True
+        if self.cycle is not None:
+            self.cycle.wake()
 
     def _start(self, request) -> None:
         if request.upgrade is not None:

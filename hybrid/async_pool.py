@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from hybrid._speedups.h1 import Data, EndOfMessage, Request
 from hybrid._speedups.steps import TimedCoroutine
+from hybrid._speedups.stream_connection import StreamConnection
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan
@@ -115,10 +116,10 @@ class StreamRouter:
             self._learned.popitem(last=False)
 
 
-class PoolConnection(Connection):
+class PoolConnection(StreamConnection):
     """A handed-off connection served by the pool's loop: the worker Connection's logic over a SocketStream."""
 
-    __slots__ = ("stream", "pool", "handoff_rerun", "reader", "scheme", "request_id")
+    __slots__ = ("pool", "handoff_rerun", "flusher", "scheme", "request_id")
     HOLD_FIRST_CHUNK = False  # a stream's first chunk goes out at once
     in_pool = True  # (shutdown waits for worker connections, then drains the pool's)
 
@@ -149,53 +150,10 @@ class PoolConnection(Connection):
         self.pool = pool
         self.handoff_rerun = handoff.rerun
         self.request_id = handoff.request_id
-        self.reader = None
+        self.flusher = None
         self.stream = SocketStream(handoff.sock, pool.loop)
 
-    # -- I/O over the stream (the rest of the request/response logic is Connection's) ----------------------
-
-    def read_now(self) -> bool:
-        return False  # the stream reads by itself; want_read() turns what it read into events
-
-    def want_read(self) -> None:
-        if self.reader is None and not self.disconnected:
-            self.reading = True
-            self.reader = self.loop.create_task(self._read_loop())
-        self._arm_body_timer()  # --timeout-request-body, as in the workers (Connection._body_stall_check)
-
-    async def _read_loop(self) -> None:
-        try:
-            while not self.disconnected:
-                data = await self.stream.read()
-                if not data:
-                    self._lost()
-                    return
-                self.last_active = time.monotonic()  # body progress: what --timeout-request-body measures
-                self._feed(data)
-                cycle = self.cycle
-                if self.error is not None or cycle is None or not cycle.wants_body:
-                    return  # the app has what it asked for (or the body is bad): stop until asked again
-        except (StreamClosed, OSError):
-            self._lost()
-        finally:
-            self.reader = None
-            self.reading = False
-
-    def _stop_reading(self) -> None:
-        reader = self.reader
-        if reader is not None and reader is not asyncio.current_task(self.loop):
-            reader.cancel()
-        self.reader = None
-        self.reading = False
-
-    def send_now(self, data):
-        try:
-            buffered = self.stream.writelines(data) if type(data) is list else self.stream.write(data)
-        except (StreamClosed, OSError) as exc:
-            self._lost()
-            raise ClientDisconnected(f"Client disconnected: {exc}") from None
-        # Something to wait for when the client reads slower than the app sends: backpressure, not memory.
-        return True if buffered > 65536 else None
+    # -- I/O over the stream: reading and send_now are StreamConnection's (compiled), the rest Connection's --------
 
     async def finish_write(self, rest) -> None:
         stream = self.stream
@@ -217,13 +175,6 @@ class PoolConnection(Connection):
         logger.info("Closed a stream whose client read none of it for %g s (--timeout-write-stall).", stall)
         self._lost()
         raise ClientDisconnected("Client stopped reading the response")
-
-    def _lost(self) -> None:
-        if not self.disconnected and self.server.lifecycle is not None:
-            self.server.lifecycle_disconnected(self)
-        self.disconnected = True
-        if self.cycle is not None:
-            self.cycle.wake()
 
     # -- serving -------------------------------------------------------------------------------------------
 
@@ -273,11 +224,11 @@ class PoolConnection(Connection):
         if stream.write_buffer_size():
             # The response's tail still waits for a slow reader: flush it, then settle (on a loop callback,
             # never inside a task: a worker may start the next request's first step right away).
-            if self.reader is None:
-                self.reader = self.loop.create_task(self._flush_then_settle())
+            if self.flusher is None:
+                self.flusher = self.loop.create_task(self._flush_then_settle())
             return
-        # A reader still waiting (the app awaited receive() for a disconnect) must stop first: detach() would
-        # fail its read, and that would mark this connection as gone.
+        # Reading for the app (it awaited receive() for a disconnect) stops first: what the stream read past
+        # this response goes back with the socket, as events for the worker.
         self._stop_reading()
         sock, unread = stream.detach()
         if unread:
@@ -313,7 +264,7 @@ class PoolConnection(Connection):
         except (StreamClosed, OSError):
             pass
         finally:
-            self.reader = None
+            self.flusher = None
         self.loop.call_soon(self._settle)
 
     def close(self) -> None:

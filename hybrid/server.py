@@ -108,7 +108,7 @@ def compiled_extensions() -> tuple[bool, list[str]]:
     import importlib
     import importlib.machinery
 
-    names = ("connection", "cycle", "h1", "monitor", "steps", "streams", "task", "wsframe", "wsmask")
+    names = ("connection", "cycle", "h1", "monitor", "steps", "stream_connection", "streams", "task", "wsframe", "wsmask")
     compiled = []
     for name in names:
         module = importlib.import_module(f"hybrid._speedups.{name}")

@@ -675,3 +675,57 @@ def test_a_blocking_socket_is_refused(loop):
     a, b = socket.socketpair()
     with a, b, pytest.raises(ValueError):
         SocketStream(a, loop)
+
+
+def test_data_callback_delivers_buffered_then_arriving_bytes_then_eof(loop, pair):
+    """The pool's streams read by callback (set_data_callback + take, StreamConnection): bytes that arrived
+    before the callback was set come first, later bytes as they arrive, and EOF calls it once more with nothing
+    left to take."""
+    server, client = pair
+    client.sendall(b"early")
+    stream = SocketStream(server, loop, initial=b"head-")
+    got = []
+    eof = loop.create_future()
+
+    def on_data():
+        data = stream.take()
+        if data:
+            got.append(data)
+            if b"".join(got) == b"head-early":
+                client.sendall(b"-late")
+            elif b"".join(got).endswith(b"-late"):
+                client.shutdown(socket.SHUT_WR)
+        elif stream.at_eof() and not eof.done():
+            eof.set_result(b"".join(got))
+
+    async def go():
+        await asyncio.sleep(0.05)  # "early" is buffered by the eager reader before the callback is set
+        stream.set_data_callback(on_data)
+        return await eof
+
+    assert run(loop, go()) == b"head-early-late"
+    stream.abort()
+
+
+def test_data_callback_none_stops_delivery_and_detach_keeps_unread_bytes(loop, pair):
+    server, client = pair
+    stream = SocketStream(server, loop)
+    calls = []
+    stream.set_data_callback(lambda: calls.append(stream.take()))
+
+    async def go():
+        client.sendall(b"one")
+        for _ in range(100):
+            if calls:
+                break
+            await asyncio.sleep(0.01)
+        stream.set_data_callback(None)
+        client.sendall(b"two")
+        await asyncio.sleep(0.1)
+
+    run(loop, go())
+    assert calls == [b"one"]
+    sock, unread = stream.detach()
+    assert unread == b"two" and sock is server
+    with pytest.raises(StreamClosed):
+        stream.set_data_callback(lambda: None)

@@ -17,8 +17,9 @@ Ownership: a connection belongs to exactly one of: an epoll set (idle or waiting
 it, or the async pool. Nobody else touches its socket.
 
 Compiled because this runs for every request: typed state instead of instance attributes, and direct calls into
-the H1Protocol and the RequestCycle. The async pool (PoolConnection), TLS (TLSConnection) and ``--mode async``
-(AsyncConnection) subclass it in Python and override the I/O methods, so those stay ``cpdef``/``def``.
+the H1Protocol and the RequestCycle. The async pool's connections subclass it (StreamConnection, compiled, over
+connection.pxd; then PoolConnection and ``--mode async``'s AsyncConnection in Python), and so does TLS
+(TLSConnection); they override the I/O methods, so those stay ``cpdef``/``def``.
 """
 
 import asyncio
@@ -116,15 +117,7 @@ cdef class Connection:
     scheme = "http"  # "https" in TLSConnection (hybrid/tls.py)
     handshake_deadline = 0.0  # a TLSConnection still handshaking is closed past this (monotonic time)
 
-    cdef public object server, sock, home, worker, loop, cycle, backlog, error, body_timer, proxy
-    cdef public object server_addr, client_addr
-    cdef public H1Protocol proto
-    cdef public int fd
-    cdef public bint registered, disconnected, async_mode, reading
-    cdef bint _plain  # a plain socket.socket: recv/send straight from C (a TLSConnection's SSLSocket is not)
-    cdef public double last_active, head_since
-    cdef public Py_ssize_t discard_budget
-    cdef dict __dict__  # (subclasses and tests may add attributes)
+    # (attributes: connection.pxd)
 
     def __init__(self, server, sock, home, client_addr, server_addr):
         self.server = server

@@ -7,6 +7,8 @@ cdef class SocketStream:
     cdef int _fd
     cdef object _readable_cb        # bound methods, made once: add_reader/add_writer are called often
     cdef object _writable_cb
+    cdef object _fire_cb            # _fire_data, bound once
+    cdef object _data_cb            # set_data_callback's callback, or None (read by coroutines)
     cdef bint _tls                  # the socket is an ssl.SSLSocket (see the module docstring)
     # reading
     cdef bytearray _rbuf            # received, not yet consumed
@@ -30,6 +32,9 @@ cdef class SocketStream:
     cdef bint _peer_gone
     cdef object _exc                # the OSError that showed the peer was gone
 
+    cpdef Py_ssize_t write(self, data) except -1
+    cpdef Py_ssize_t writelines(self, chunks) except -1
+    cpdef bytes take(self)
     cdef bytes _take(self, Py_ssize_t n)
     cdef _skip(self, Py_ssize_t n)
     cdef object _fill_waiter(self, Py_ssize_t n)

@@ -96,6 +96,7 @@ cdef class SocketStream:
         self._fd = sock.fileno()
         self._readable_cb = self._on_readable
         self._writable_cb = self._on_writable
+        self._fire_cb = self._fire_data
         if initial:
             self._rbuf += initial
         self._read_limit = read_limit
@@ -129,6 +130,11 @@ cdef class SocketStream:
                 self._on_eof()
                 return
             self._rbuf += data
+        if self._data_cb is not None:
+            self._data_cb()
+            if PyByteArray_GET_SIZE(self._rbuf) > self._read_limit:
+                self._pause_reading()  # (the consumer stopped taking: backpressure, as below)
+            return
         waiter = self._read_waiter
         if waiter is not None and not waiter.done():
             # It may need more than read_limit (readexactly, fill): reading goes on until it has what it asked.
@@ -137,6 +143,27 @@ cdef class SocketStream:
                 waiter.set_result(None)
         elif PyByteArray_GET_SIZE(self._rbuf) > self._read_limit:
             self._pause_reading()
+
+    def set_data_callback(self, cb):
+        """Read by callback instead of by a coroutine: ``cb()`` runs on the loop whenever bytes arrive, and once
+        EOF is seen or the peer is lost, until ``cb`` is None again (``take()`` gets the bytes). Bytes already
+        buffered, or an EOF already seen, call it soon. Why: the pool's streams wait in ``receive()`` for a
+        disconnect, and a reading task per stream cost a Task and two coroutine frames each."""
+        if cb is not None and self._detached:
+            raise StreamClosed("the stream was detached")
+        self._data_cb = cb
+        if cb is not None:
+            self._resume_reading()
+            if self._rbuf or self._eof:
+                self._loop.call_soon(self._fire_cb)
+
+    def _fire_data(self):
+        if self._data_cb is not None:
+            self._data_cb()
+
+    cpdef bytes take(self):
+        """Every buffered byte (b"" when there are none), consumed."""
+        return self._take(len(self._rbuf)) if self._rbuf else b""
 
     cdef _on_eof(self):
         self._eof = True
@@ -313,7 +340,7 @@ cdef class SocketStream:
         if self._closing or self._sock_closed or self._detached:
             raise StreamClosed("the stream is closed")
 
-    def write(self, data):
+    cpdef Py_ssize_t write(self, data) except -1:
         """Send ``data`` now as far as the socket takes it; buffer the rest (a copy unless it is ``bytes``).
 
         Returns how many bytes are buffered now (0: all went out), so a caller can tell in one call whether to
@@ -331,7 +358,7 @@ cdef class SocketStream:
         self._buffer(data, sent)
         return self._wsize
 
-    def writelines(self, chunks):
+    cpdef Py_ssize_t writelines(self, chunks) except -1:
         """Write each of ``chunks`` in order, with one ``sendmsg`` when nothing is buffered yet; returns how many
         bytes are buffered now, as ``write()`` does."""
         cdef list items = []
@@ -343,7 +370,7 @@ cdef class SocketStream:
             if chunk:
                 items.append(chunk)
         if not items:
-            return
+            return self._wsize
         if not self._wbuf:
             sent = self._send_now(items[:IOV_MAX], True)
         for chunk in items:
@@ -480,6 +507,8 @@ cdef class SocketStream:
             waiters.append(self._read_waiter)
             self._read_waiter = None
         _wake(waiters, exc)
+        if self._data_cb is not None and exc is None:
+            self._loop.call_soon(self._fire_cb)  # (soon: this may run inside a failing write)
 
     cdef _stop_watching(self):
         self._pause_reading()
@@ -548,6 +577,7 @@ cdef class SocketStream:
             raise RuntimeError(f"detach() with {self._wsize} bytes not sent yet: drain() first")
         self._stop_watching()
         self._detached = True
+        self._data_cb = None
         sock, self._sock = self._sock, None
         unread = bytes(self._rbuf)
         self._rbuf = bytearray()

@@ -1,0 +1,31 @@
+# Typed declarations of connection.pyx: one client connection (HTTP/1.1), so that compiled subclasses (the async
+# pool's StreamConnection, stream_connection.pyx) extend it with direct calls.
+
+from hybrid._speedups.h1 cimport H1Protocol
+
+
+cdef class Connection:
+    cdef public object server, sock, home, worker, loop, cycle, backlog, error, body_timer, proxy
+    cdef public object server_addr, client_addr
+    cdef public H1Protocol proto
+    cdef public int fd
+    cdef public bint registered, disconnected, async_mode, reading
+    cdef bint _plain  # a plain socket.socket: recv/send straight from C (a TLSConnection's SSLSocket is not)
+    cdef public double last_active, head_since
+    cdef public Py_ssize_t discard_budget
+    cdef dict __dict__  # (subclasses and tests may add attributes)
+
+    cpdef on_readable(self, worker)
+    cpdef _feed(self, data)
+    cpdef _route_body(self)
+    cpdef read_now(self)
+    cpdef want_read(self)
+    cpdef _stop_reading(self)
+    cpdef _lost(self)
+    cpdef send_now(self, data)
+    cpdef _serve(self)
+    cpdef _start(self, request)
+    cpdef _settle(self)
+    cpdef _complete(self, task)
+    cpdef answer_error(self, exc)
+    cpdef close(self)
