@@ -9,6 +9,7 @@ a fresh connection) reads that back. Every socket has a timeout and every test a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import signal
@@ -160,6 +161,30 @@ def test_streaming_post_runs_once_and_its_chunks_arrive_whole(server):
     st = state(server)
     assert st["post_calls"] == 2
     assert [t for _m, p, t in st["runs"] if p == "/post-stream"][1:] == [POOL]
+
+
+def test_a_chunked_body_trickling_into_the_pool_arrives_whole_past_the_body_buffer():
+    """In the pool the request's bytes come by the stream's data callback (StreamConnection): a chunked body of
+    4 MiB (four times the body buffer, so reading stops and resumes as the app takes it), sent in pieces that keep
+    arriving long after the handoff, reaches the app whole and in order."""
+    body = hashlib.sha256(b"seed").digest() * (4 * 1024 * 1024 // 32)
+    with start("--async-path", "/post-stream") as srv:
+        with srv.connect(timeout=20) as c:
+            c.send(b"POST /post-stream HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for i in range(0, len(body), 256 * 1024):
+                piece = body[i:i + 256 * 1024]
+                c.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+                time.sleep(0.01)
+            c.send(b"0\r\n\r\n")
+            head = c.read_head()
+            assert head.status == 200 and head.header("transfer-encoding") == "chunked"
+            chunks = []
+            while (chunk := next_chunk(c)) is not None:
+                chunks.append(chunk)
+            assert chunks == expected_parts(body)
+            after_stream()
+            assert c.request("GET", "/after").body.startswith(b"GET /after in ")
+        assert runs(srv, "/post-stream") == [POOL]
 
 
 # -- 3. SSE never runs in a worker ------------------------------------------------------------------------------
