@@ -57,30 +57,34 @@ def _busy_answer(srv: Server) -> int:
         holder.join(10)
 
 
-@pytest.mark.parametrize("fmt", ["text", "json"])
-def test_server_made_responses_are_in_the_access_log_and_the_metrics(fmt):
+@pytest.mark.parametrize("fmt, mode", [("text", "hybrid"), ("json", "hybrid"), ("json", "async")])
+def test_server_made_responses_are_in_the_access_log_and_the_metrics(fmt, mode):
+    """(--mode async: one event loop, which a blocking handler would hold: no 503 there.)"""
     port = _free_port()
-    with Server(OPS, "--port", "0", "--metrics-port", str(port), "--limit-request-body", "100",
+    busy = mode == "hybrid"
+    where = "worker" if busy else "pool"
+    with Server(OPS, "--port", "0", "--metrics-port", str(port), "--limit-request-body", "100", "--mode", mode,
                 "--limit-concurrency", "1", "--access-log-format", fmt) as srv:
         for raw, status, _, _ in ANSWERS:
             assert _status_of(raw, srv.addr) == status, raw
-        assert _busy_answer(srv) == 503
+        if busy:
+            assert _busy_answer(srv) == 503
         time.sleep(0.3)  # (the lines are written within 50 ms; the metrics at once)
         m = _metrics(port)
-    expected = [(method, path, status) for _, status, method, path in ANSWERS] + [("GET", "/plain", 503)]
+    expected = [(method, path, status) for _, status, method, path in ANSWERS] + [("GET", "/plain", 503)] * busy
     if fmt == "json":
         records = [json.loads(line) for line in srv.output.splitlines() if line.startswith("{")]
         got = [(r["method"], r["path"], r["status"]) for r in records if r["path"] != "/block-long"]
         assert got == expected, srv.output
-        assert all(r["where"] == "worker" and r["http_version"] == "1.1" and r["request_id"] for r in records)
+        assert all(r["where"] == where and r["http_version"] == "1.1" and r["request_id"] for r in records)
         fail = next(r for r in records if r["path"] == "/fail")
         assert fail["bytes"] == len("Internal Server Error\n") and isinstance(fail["duration_ms"], float)
     else:
         lines = re.findall(r'^INFO:     127\.0\.0\.1:\d+ - "(\S+) (\S+) HTTP/1\.1" (\d+)$', srv.output, re.M)
         got = [(method, path, int(status)) for method, path, status in lines if path != "/block-long"]
         assert got == expected, srv.output
-    assert m['hybrid_responses_total{status="4xx",where="worker"}'] == 4, m
-    assert m['hybrid_responses_total{status="5xx",where="worker"}'] == 2, m
-    assert m['hybrid_responses_total{status="2xx",where="worker"}'] == 1, m  # /block-long
-    assert m['hybrid_request_duration_seconds_count{where="worker"}'] == 7, m
+    assert m[f'hybrid_responses_total{{status="4xx",where="{where}"}}'] == 4, m
+    assert m[f'hybrid_responses_total{{status="5xx",where="{where}"}}'] == 1 + busy, m  # /fail, the 503
+    assert m.get(f'hybrid_responses_total{{status="2xx",where="{where}"}}', 0) == busy, m  # /block-long
+    assert m[f'hybrid_request_duration_seconds_count{{where="{where}"}}'] == 5 + 2 * busy, m
     assert m["hybrid_requests_in_flight"] == 0, m
