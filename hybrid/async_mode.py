@@ -148,9 +148,10 @@ class AsyncConnection(PoolConnection):
                 self.reader = None
                 self.reading = False
 
-    def answer_error(self, exc: H1Error) -> None:
+    def answer_error(self, exc: H1Error, cycle=None) -> None:
         try:
             self.stream.write(self.proto.send_error(exc.status_code, exc.reason))
+            self.server.server_answered(self, exc.status_code, len(exc.reason.encode()) + 1, cycle)  # (its body)
         except (StreamClosed, OSError):
             pass
         self.close()

@@ -13,6 +13,8 @@ disabled access log costs one attribute test per request. While the handlers set
 ones, an enabled access line skips the logging module: the same text is made directly (``_FastPath``), kept in
 memory and written to their stream in batches, within FLUSH_DELAY (``_Pending``; ``flush_access_log`` at
 shutdown); anything else (a --log-config, a handler or filter an app adds) gets a real LogRecord, as before.
+Connection calls hybrid/_speedups/accesslog.pyx for each request, which makes the fast path's line in C (same
+rule, same bytes) and calls ``log_http_access`` for everything else.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import sys
 import threading
 import time
 from time import perf_counter, time_ns
+
+from hybrid._speedups import accesslog as _accesslog
 
 TRACE = 5
 
@@ -172,9 +176,8 @@ def setup_logging(level: str = "info", *, log_config: str | None = None, access_
                   use_colors: bool | None = None) -> None:
     """Configure the ``hybrid`` loggers for this process. With ``log_config`` the file decides handlers,
     formatters and levels (``level`` and ``access_log_format`` are not applied). Raises LogConfigError."""
-    global _fast
     flush_access_log()  # (lines of an earlier setup go where they were meant to)
-    _fast = None
+    _set_fast(None)
     if log_config is not None:
         data = load_log_config(log_config)
         data.setdefault("disable_existing_loggers", False)
@@ -202,12 +205,20 @@ def setup_logging(level: str = "info", *, log_config: str | None = None, access_
         json_handler = _Handler(sys.stderr)
         json_handler.setFormatter(JsonAccessFormatter())
         access_logger.addHandler(json_handler)
-        _fast = _FastPath(json_handler, True, colours)
+        fast = _FastPath(json_handler, True, colours)
     else:
         access_logger.propagate = True
-        _fast = _FastPath(handler, False, colours)
-    _pending.handler = _fast.handler
-    _pending.limit = FLUSH_BYTES // TYPICAL_LINE[_fast.json]
+        fast = _FastPath(handler, False, colours)
+    _pending.handler = fast.handler
+    _pending.limit = FLUSH_BYTES // TYPICAL_LINE[fast.json]
+    _set_fast(fast)
+
+
+def _set_fast(fast: _FastPath | None) -> None:
+    """The fast path, here and in the compiled access line (accesslog.pyx), which reads the same conditions."""
+    global _fast
+    _fast = fast
+    _accesslog.configure(fast, _pending, access_logger, _hybrid_logger, log_http_access)
 
 
 # -- the fast path: access lines made directly, kept in memory, written in batches ---------------------------
@@ -243,22 +254,30 @@ class _Pending:
 
     def _reset(self) -> None:  # (also in a forked child: the parent writes its own lines, and no thread came along)
         self.io = threading.RLock()  # held from taking lines until they are written: batches keep their order
-        self.lines: list[str] = []
+        # The same list for the life of the process (accesslog.pyx holds it): a forked child empties it.
+        if hasattr(self, "lines"):
+            self.lines.clear()
+        else:
+            self.lines: list[str] = []
         self.told = False
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.stream_kind = (None, False)  # (stream, a regular file?)
 
-    def add(self, line: str) -> None:
+    def add(self, line: str) -> None:  # (hybrid/_speedups/accesslog.pyx does the same in C)
         lines = self.lines
         lines.append(line)
-        if not self.told:  # the first line since the flusher last took them: written within FLUSH_DELAY
-            self.told = True
-            if self.thread is None:
-                self._start()
-            self.wake.set()
+        if not self.told:
+            self.tell()
         elif len(lines) >= self.limit:
             self.flush()
+
+    def tell(self) -> None:
+        """The first line since the flusher last took them: it is written within FLUSH_DELAY."""
+        self.told = True
+        if self.thread is None:
+            self._start()
+        self.wake.set()
 
     def _start(self) -> None:
         with self.io:

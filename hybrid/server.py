@@ -31,7 +31,7 @@ from hybrid.limits import ConcurrencyLimit, ConnectionLimit
 from hybrid.logs import access_logger, flush_access_log, log_http_access, logger
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
-from hybrid.request_id import RequestIds, request_id_of
+from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
 from hybrid.tls import TLSConnection, create_ssl_context
 
 EXIT_STARTUP_FAILED = 3
@@ -108,7 +108,8 @@ def compiled_extensions() -> tuple[bool, list[str]]:
     import importlib
     import importlib.machinery
 
-    names = ("connection", "cycle", "h1", "monitor", "steps", "stream_connection", "streams", "task", "wsframe", "wsmask")
+    names = ("accesslog", "connection", "cycle", "h1", "monitor", "steps", "stream_connection", "streams", "task",
+             "wsframe", "wsmask")
     compiled = []
     for name in names:
         module = importlib.import_module(f"hybrid._speedups.{name}")
@@ -146,6 +147,20 @@ def raise_fd_limit() -> None:
 DRAIN_IDLE_GRACE = 0.25
 # How often the thread gauges of --metrics-port are refreshed (by the main thread's loop).
 METRICS_SAMPLE_INTERVAL = 0.5
+
+
+class _ServerAnswer:
+    """What the access log and ResponseCompleted read of a request (a RequestCycle's scope, status, sent and
+    started), for an error answered before the request's head was whole."""
+
+    __slots__ = ("scope", "status", "sent", "started")
+
+    def __init__(self, conn, ids: RequestIds) -> None:
+        self.scope = {"method": "-", "path": "-", "raw_path": b"-", "query_string": b"", "http_version": "1.1",
+                      "client": conn.client_addr, "extensions": {REQUEST_ID_KEY: {"id": ids.for_headers(())}}}
+        self.status = 0
+        self.sent = 0
+        self.started = perf_counter()
 
 
 class Server:
@@ -221,9 +236,21 @@ class Server:
             return "worker"
         return "pool-rerun" if getattr(conn, "handoff_rerun", False) else "pool"
 
-    def log_access(self, conn, cycle) -> None:
-        """The access record of a completed request, naming where it ran."""
-        log_http_access(conn, cycle, "worker" if type(conn) is Connection else self.where(conn))
+    def server_answered(self, conn, status: int, sent: int, cycle=None) -> None:
+        """A response the server made, not the app: an error for a malformed, oversized or timed-out request, or a
+        500 for an app that failed before anything reached the client. It is in the access log and the metrics
+        as any response is, with its own status and body size. ``cycle``: the request, when its head was whole;
+        without it the line has "-" for the method and path (and the version of the response, 1.1)."""
+        if not self.access_log and self.lifecycle is None:
+            return
+        if cycle is None:
+            cycle = _ServerAnswer(conn, self.request_ids)
+        cycle.status = status
+        cycle.sent = sent
+        if self.access_log:
+            log_http_access(conn, cycle, self.where(conn))
+        if self.lifecycle is not None:
+            self.lifecycle_completed(conn, cycle)
 
     # -- lifecycle events (only called while a collector is attached: ``self.lifecycle is not None``) ----------
 

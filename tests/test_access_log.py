@@ -17,7 +17,7 @@ import pytest
 
 from hybrid import logs
 
-from .support import Server
+from .support import Server, build_request
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -230,6 +230,63 @@ def test_log_config_keeps_the_logging_module(tmp_path):
     saw = [line for line in srv.output.splitlines() if line.startswith("HANDLER-SAW")]
     assert saw == [f"HANDLER-SAW hybrid.access /cfg/{i} worker id-{i}" for i in range(5)]
     assert '"GET /cfg/' not in srv.output
+
+
+# Targets, methods, versions and ids whose text needs care: quotes and backslashes (escaped in JSON), a --root-path
+# with characters past ASCII (its UTF-8 bytes are latin-1 text in the line, \u00XX in JSON), a method of its own.
+HARD = [
+    ("GET", '/a"b\\c/{x}|^`~?q="1"&r=\\', "HTTP/1.1", 'id"with\\quotes'),
+    ("PATCH", "/plain", "HTTP/1.0", None),  # (a generated id)
+    ("PROPFIND", "/%C3%A9t%C3%A9?x=%22", "HTTP/1.1", "plain-id"),
+]
+
+
+def _client_lines(output: str) -> list:
+    return [line for line in output.splitlines() if "127.0.0.1:" in line and "Listening on" not in line]
+
+
+def _hard_lines(fmt: str, *args: str) -> list:
+    """Each HARD request on a connection of its own; their access lines, with what differs between two servers
+    or two runs (the client's port, the time, the duration, a generated id) masked."""
+    with Server(APP, "--port", "0", "--root-path", "/r\u00e9\u20ac", "--access-log-format", fmt, *args) as srv:
+        for method, target, version, rid in HARD:
+            with srv.connect() as c:
+                c.send(build_request(method, target, [("X-Request-ID", rid)] if rid else [], version=version))
+                assert c.read_response(method).status == 200
+        wait_for(srv, lambda out: len(_client_lines(out)) >= len(HARD))
+    lines = [re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line) for line in _client_lines(srv.output)]
+    if fmt == "json":
+        lines = [re.sub(r'"duration_ms":[0-9.]+', '"duration_ms":0', re.sub(r'"time":"[^"]+"', '"time":"T"', line))
+                 for line in lines]
+        lines = [re.sub(r'"request_id":"[0-9a-f]{12}-[0-9a-f]+"', '"request_id":"GENERATED"', line) for line in lines]
+    return lines
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_compiled_line_is_the_logging_modules_line(fmt, tmp_path):
+    """The default setup (the line made in C, hybrid/_speedups/accesslog.pyx) and a --log-config that formats the
+    same records with hybrid's formatters through the logging module write the same lines, byte for byte."""
+    formatter = ({"()": "hybrid.logs.JsonAccessFormatter"} if fmt == "json"
+                 else {"()": "hybrid.logs.DefaultFormatter", "use_colors": False})
+    config = {"version": 1, "formatters": {"f": formatter},
+              "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f", "stream": "ext://sys.stderr"},
+                           "err": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+              "loggers": {"hybrid.access": {"handlers": ["h"], "level": "INFO", "propagate": False},
+                          "hybrid.error": {"handlers": ["err"], "level": "INFO", "propagate": False}}}
+    path = tmp_path / "log.json"
+    path.write_text(json.dumps(config))
+    compiled, logging_module = _hard_lines(fmt), _hard_lines(fmt, "--log-config", str(path))
+    assert len(compiled) == len(HARD) and compiled == logging_module, (compiled, logging_module)
+    if fmt == "json":
+        records = [json.loads(line) for line in compiled]
+        assert [(r["method"], r["path"], r["request_id"], r["http_version"]) for r in records] == [
+            ("GET", '/r\u00c3\u00a9\u00e2\u0082\u00ac/a"b\\c/{x}|^`~?q="1"&r=\\', 'id"with\\quotes', "1.1"),
+            ("PATCH", "/r\u00c3\u00a9\u00e2\u0082\u00ac/plain", "GENERATED", "1.0"),
+            ("PROPFIND", "/r\u00c3\u00a9\u00e2\u0082\u00ac/%C3%A9t%C3%A9?x=%22", "plain-id", "1.1")]
+    else:
+        root = "/r\u00c3\u00a9\u00e2\u0082\u00ac"  # (the root path's UTF-8 bytes, each a latin-1 character)
+        assert compiled[0] == f'INFO:     127.0.0.1:PORT - "GET {root}/a"b\\c/{{x}}|^`~?q="1"&r=\\ HTTP/1.1" 200'
+
 
 
 # -- the buffer in process ------------------------------------------------------------------------------------

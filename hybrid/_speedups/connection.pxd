@@ -27,5 +27,5 @@ cdef class Connection:
     cpdef _start(self, request)
     cpdef _settle(self)
     cpdef _complete(self, task)
-    cpdef answer_error(self, exc)
+    cpdef answer_error(self, exc, cycle=*)
     cpdef close(self)

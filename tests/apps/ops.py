@@ -85,6 +85,8 @@ async def app(scope, receive, send):
             if message["type"] == "http.disconnect" or not message.get("more_body"):
                 break
         await _plain(send, b"read")
+    elif path == "/fail":  # fails before its response: the server answers 500
+        raise RuntimeError("failed before the response (intentional)")
     elif path == "/post-stream":
         while (await receive()).get("more_body"):
             pass
