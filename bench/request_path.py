@@ -69,8 +69,10 @@ def main() -> None:
         request = (b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                    b"Content-Length: %d\r\n\r\n" % len(JSON_BODY)) + JSON_BODY
 
+    # (--collector metrics: the collector --metrics-port attaches, as it attaches it; its endpoint is not started)
     config = ServerConfig(app=args.app, access_log=args.access_log != "off", lifespan="off", threads=1,
-                          access_log_format="json" if args.access_log == "json" else "text")
+                          access_log_format="json" if args.access_log == "json" else "text",
+                          metrics_port=0 if args.collector == "metrics" else None)
     if config.access_log:
         import sys
 
@@ -81,10 +83,6 @@ def main() -> None:
     collector = None
     if args.collector == "noop":
         collector = type("NoopCollector", (), {"event": lambda self, event: None})()
-    elif args.collector == "metrics":
-        from hybrid.lifecycle import MetricsCollector
-
-        collector = MetricsCollector()
     server = Server(config, app=load_app(args.app), lifecycle_collector=collector)
     worker = _Worker(server)
     ours, theirs = socket.socketpair()

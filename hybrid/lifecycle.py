@@ -12,6 +12,8 @@ pool and back), reused by the kernel after it closes.
 
 from __future__ import annotations
 
+import threading
+from bisect import bisect_left
 from dataclasses import dataclass, fields
 from typing import Protocol, runtime_checkable
 
@@ -121,16 +123,46 @@ class FanOut:
             collector.event(event)
 
 
+DURATION_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
+
+
+class _Tally:
+    """What one serving thread counted of its requests, cumulative (MetricsCollector, one process): that thread
+    alone writes here, with plain integer steps; ``MetricsCollector.flush`` reads it and adds what is new."""
+
+    __slots__ = ("started", "responses", "sent", "in_flight", "durations")
+
+    def __init__(self) -> None:
+        self.started: dict[str, int] = {}  # where -> requests
+        self.responses: dict[tuple, int] = {}  # (where, status class) -> responses
+        self.sent = 0
+        self.in_flight = 0  # started minus finished
+        self.durations: dict[str, list] = {}  # where -> [count per bucket, +Inf's count, sum of seconds]
+
+
 class MetricsCollector:
     """Counts events into Prometheus metrics (prometheus-client), served by ``start(host, port)``.
 
     In a worker process of a supervisor the values go to the run's multiprocess directory and the supervisor
-    serves them (hybrid/metrics.py); gauges say how to combine the workers (``multiprocess_mode``)."""
+    serves them (hybrid/metrics.py); gauges say how to combine the workers (``multiprocess_mode``).
+
+    Every request is counted in ``request_started`` and ``response_completed`` (the server calls them directly
+    when this is the only collector: no event object, no request id is made for it). In one process, those
+    only step the calling thread's ``_Tally``; a scrape first adds what the tallies gained to the Prometheus
+    metrics (``flush``, run by the registry before it collects). A prometheus-client update takes a lock and
+    checks its labels: seven of them per request cost more than the plain-text request itself
+    (bench/results/2026-11-28-access-log-compiled.md). With worker processes each update goes to the shared
+    files at once instead: the supervisor reads them at any time, and a worker may die without a last flush."""
 
     def __init__(self) -> None:
+        import os
+
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = registry = CollectorRegistry()
+        self.batched = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")  # (prometheus-client's own switch)
+        if self.batched:
+            registry.register(_FlushFirst(self))  # (registered first: collected first)
         self.opened = Counter("hybrid_connections_opened", "Connections accepted", registry=registry)
         self.closed = Counter("hybrid_connections_closed", "Connections closed", registry=registry)
         # With worker processes (prometheus-client's multiprocess mode): the sum over the live workers.
@@ -153,8 +185,7 @@ class MetricsCollector:
                                  registry=registry)
         self.sent = Counter("hybrid_response_body_bytes", "Response body bytes sent", registry=registry)
         self.duration = Histogram("hybrid_request_duration_seconds", "From the request head to the response's "
-                                  "end", ["where"], registry=registry,
-                                  buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+                                  "end", ["where"], registry=registry, buckets=DURATION_BUCKETS)
         self.handoffs = Counter("hybrid_handoffs", "Connections handed to the async pool", ["kind", "rerun"],
                                 registry=registry)
         self.takeovers = Counter("hybrid_takeovers", "Connection sets taken over from a blocked thread",
@@ -168,6 +199,10 @@ class MetricsCollector:
         # Labelled children, looked up once each (``labels()`` takes a lock and builds a key every call).
         self._started_for: dict = {}
         self._completed_for: dict = {}
+        # One process: each thread's tally, and what flush() already took of it (flush alone reads both).
+        self._local = threading.local()
+        self._tallies: list[tuple[_Tally, _Tally]] = []
+        self._flush_lock = threading.Lock()
         self._by_type = {
             ConnectionOpened: self._opened, ConnectionClosed: self._closed, RequestStarted: self._started,
             HandedOff: self._handed_off, TakenOver: self._taken_over, ResponseCompleted: self._completed,
@@ -196,13 +231,101 @@ class MetricsCollector:
             gauge.dec()
 
     def _started(self, event: RequestStarted) -> None:
-        if event.fd not in self._in_flight:  # (a re-run in the pool is the same request)
-            self._in_flight[event.fd] = 1
+        self.request_started(event.fd, event.where)
+
+    def _completed(self, event: ResponseCompleted) -> None:
+        self.response_completed(event.fd, event.status, event.bytes, event.duration_ns / 1e9, event.where)
+
+    def _tally(self) -> _Tally:
+        try:
+            return self._local.tally
+        except AttributeError:
+            tally = self._local.tally = _Tally()
+            with self._flush_lock:
+                self._tallies.append((tally, _Tally()))
+            return tally
+
+    def request_started(self, fd: int, where: str) -> None:
+        first = fd not in self._in_flight  # (a re-run in the pool is the same request)
+        if first:
+            self._in_flight[fd] = 1
+        if self.batched:
+            tally = self._tally()
+            started = tally.started
+            started[where] = started.get(where, 0) + 1
+            if first:
+                tally.in_flight += 1
+            return
+        if first:
             self.in_flight.inc()
-        child = self._started_for.get(event.where)
+        child = self._started_for.get(where)
         if child is None:
-            child = self._started_for[event.where] = self.started.labels(event.where)
+            child = self._started_for[where] = self.started.labels(where)
         child.inc()
+
+    def response_completed(self, fd: int, status: int, sent: int, seconds: float, where: str) -> None:
+        finished = self._in_flight.pop(fd, None) is not None
+        if where != "worker":  # a stream's end (its socket may go back to a serving thread, not close)
+            gauge = self._pool_kind.pop(fd, None)
+            if gauge is not None:
+                gauge.dec()
+        if self.batched:
+            tally = self._tally()
+            key = (where, status // 100)
+            responses = tally.responses
+            responses[key] = responses.get(key, 0) + 1
+            if finished:
+                tally.in_flight -= 1
+            tally.sent += sent
+            counts = tally.durations.get(where)
+            if counts is None:
+                counts = tally.durations[where] = [0] * (len(DURATION_BUCKETS) + 1) + [0.0]
+            counts[bisect_left(DURATION_BUCKETS, seconds)] += 1  # (a bucket counts values <= its bound)
+            counts[-1] += seconds
+            return
+        children = self._children(where, status // 100)
+        if finished:
+            self.in_flight.dec()
+        children[0].inc()
+        self.sent.inc(sent)
+        children[1].observe(seconds)
+
+    def _children(self, where: str, status_class: int) -> tuple:
+        key = (where, status_class)
+        children = self._completed_for.get(key)
+        if children is None:
+            children = self._completed_for[key] = (self.responses.labels(where, f"{status_class}xx"),
+                                                   self.duration.labels(where))
+        return children
+
+    def flush(self) -> None:
+        """Add what the threads' tallies gained since the last flush to the Prometheus metrics (one process)."""
+        with self._flush_lock:
+            for tally, taken in self._tallies:
+                for where, n in list(tally.started.items()):  # (list(): one step, however the thread goes on)
+                    new = n - taken.started.get(where, 0)
+                    if new:
+                        taken.started[where] = n
+                        child = self._started_for.get(where)
+                        if child is None:
+                            child = self._started_for[where] = self.started.labels(where)
+                        child.inc(new)
+                for (where, status_class), n in list(tally.responses.items()):
+                    new = n - taken.responses.get((where, status_class), 0)
+                    if new:
+                        taken.responses[(where, status_class)] = n
+                        self._children(where, status_class)[0].inc(new)
+                for name, metric in (("sent", self.sent), ("in_flight", self.in_flight)):
+                    now = getattr(tally, name)
+                    new = now - getattr(taken, name)
+                    if new:
+                        setattr(taken, name, now)
+                        metric.inc(new)
+                for where, counts in list(tally.durations.items()):
+                    counts = list(counts)
+                    before = taken.durations.get(where) or [0] * len(counts)
+                    taken.durations[where] = counts
+                    _add_observations(self._children(where, 2)[1], [a - b for a, b in zip(counts, before)])
 
     def _handed_off(self, event: HandedOff) -> None:
         self.handoffs.labels(event.kind, "true" if event.rerun else "false").inc()
@@ -213,22 +336,6 @@ class MetricsCollector:
 
     def _taken_over(self, event: TakenOver) -> None:
         self.takeovers.inc()
-
-    def _completed(self, event: ResponseCompleted) -> None:
-        key = (event.where, event.status // 100)
-        children = self._completed_for.get(key)
-        if children is None:
-            children = self._completed_for[key] = (self.responses.labels(event.where, f"{key[1]}xx"),
-                                                   self.duration.labels(event.where))
-        if self._in_flight.pop(event.fd, None) is not None:
-            self.in_flight.dec()
-        if event.where != "worker":  # a stream's end (its socket may go back to a serving thread, not close)
-            gauge = self._pool_kind.pop(event.fd, None)
-            if gauge is not None:
-                gauge.dec()
-        children[0].inc()
-        self.sent.inc(event.bytes)
-        children[1].observe(event.duration_ns / 1e9)
 
     def _disconnected(self, event: ClientDisconnected) -> None:
         self.disconnects.inc()
@@ -243,3 +350,35 @@ class MetricsCollector:
         self.threads.labels("serving").set(serving)
         self.threads.labels("blocked").set(blocked)
         self.threads.labels("spare").set(spare)
+
+
+class _FlushFirst:
+    """Registered first in the collector's registry, so it runs first at each scrape: the tallies are flushed
+    into the metrics the registry then collects. It exposes nothing itself."""
+
+    def __init__(self, collector: MetricsCollector) -> None:
+        self.collector = collector
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> list:
+        self.collector.flush()
+        return []
+
+
+def _add_observations(histogram, new: list) -> None:
+    """Add counted observations to a prometheus-client Histogram child: ``new`` is the count per bucket (the last
+    one +Inf's) and then their sum. Histogram has no public call for that; its per-bucket values and sum are
+    attributes it has kept since its early versions, checked here so that a prometheus-client without them
+    fails loudly at the first scrape (tests/test_lifecycle.py scrapes)."""
+    *counts, total = new
+    buckets, value_sum = histogram._buckets, histogram._sum
+    if len(buckets) != len(counts):
+        raise RuntimeError(f"prometheus-client Histogram has {len(buckets)} buckets, expected {len(counts)}")
+    for value, n in zip(buckets, counts):
+        if n:
+            value.inc(n)
+    if total:
+        value_sum.inc(total)
+

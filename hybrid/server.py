@@ -261,11 +261,18 @@ class Server:
         self.lifecycle.event(lifecycle.ConnectionClosed(monotonic_ns(), fd))
 
     def lifecycle_started(self, conn, cycle) -> None:
+        if self.lifecycle is self.metrics:  # the built-in collector alone: it needs no event object, no request id
+            self.metrics.request_started(conn.fd, self.where(conn))
+            return
         scope = cycle.scope
         self.lifecycle.event(lifecycle.RequestStarted(monotonic_ns(), conn.fd, request_id_of(scope), scope["method"],
                                                       scope["path"], self.where(conn)))
 
     def lifecycle_completed(self, conn, cycle) -> None:
+        if self.lifecycle is self.metrics:
+            self.metrics.response_completed(conn.fd, cycle.status, cycle.sent, perf_counter() - cycle.started,
+                                            self.where(conn))
+            return
         self.lifecycle.event(lifecycle.ResponseCompleted(
             monotonic_ns(), conn.fd, request_id_of(cycle.scope), cycle.status, cycle.sent,
             int((perf_counter() - cycle.started) * 1e9), self.where(conn)))

@@ -228,3 +228,55 @@ def test_metrics_count_blocked_loop_steps():
             c.close()
         m = _metrics(port)
     assert m["hybrid_blocked_loop_steps_total"] == 1, m
+
+
+def test_metrics_collector_batches_per_thread_and_a_scrape_sees_every_request_once():
+    """One process: request_started/response_completed step each thread's tally; every scrape flushes them
+    first. Four threads count while scrapes run alongside: the totals are exact (nothing lost, nothing counted
+    twice), and the histogram has every observation in its bucket."""
+    import threading
+
+    from prometheus_client import generate_latest
+
+    from hybrid.lifecycle import DURATION_BUCKETS, MetricsCollector
+
+    collector = MetricsCollector()
+    assert collector.batched
+    per_thread, durations = 3000, [0.0001 * (i % 997) for i in range(3000)]
+
+    def serve(base: int, half: int) -> None:
+        for i in range(half * per_thread // 2, (half + 1) * per_thread // 2):
+            fd = base + i % 50
+            collector.request_started(fd, "worker")
+            collector.response_completed(fd, 200 if i % 3 else 404, 10, durations[i], "worker")
+            if i % 100 == 0:
+                time.sleep(0.0005)  # (let the scrapes in between)
+
+    def scrape() -> dict:
+        text = generate_latest(collector.registry).decode()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line and not line.startswith("#")}
+
+    scrapes = 0
+    for half in (0, 1):
+        threads = [threading.Thread(target=serve, args=(k * 1000, half)) for k in range(4)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            scrape()  # while the threads count
+            scrapes += 1
+        for t in threads:
+            t.join()
+        m = scrape()
+        assert m['hybrid_requests_started_total{where="worker"}'] == 4 * per_thread * (half + 1) // 2, m
+    assert scrapes > 4, scrapes
+    assert m['hybrid_responses_total{status="2xx",where="worker"}'] == 4 * 2000
+    assert m['hybrid_responses_total{status="4xx",where="worker"}'] == 4 * 1000
+    assert m["hybrid_response_body_bytes_total"] == 4 * per_thread * 10
+    assert m["hybrid_requests_in_flight"] == 0
+    for bound in [*DURATION_BUCKETS, "+Inf"]:  # (cumulative, as Prometheus buckets are)
+        le = "+Inf" if bound == "+Inf" else repr(float(bound))
+        got = m[f'hybrid_request_duration_seconds_bucket{{le="{le}",where="worker"}}']
+        want = sum(1 for s in durations * 4 if bound == "+Inf" or s <= bound)
+        assert got == want, (le, got, want)
+    assert m['hybrid_request_duration_seconds_sum{where="worker"}'] == pytest.approx(sum(durations) * 4)
