@@ -17,22 +17,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-
-cdef extern from "Python.h":
-    ctypedef enum PySendResult:
-        PYGEN_RETURN
-        PYGEN_ERROR
-        PYGEN_NEXT
-    PySendResult PyIter_Send(object iter, object arg, PyObject **presult)
-
-
-cdef int _send(coro, value, PyObject **presult) except -1:
-    # 1: returned, 0: yielded, -1: raised (propagated). PyIter_Send steps a coroutine without looking up its
-    # ``send`` method, and reports a return without a StopIteration.
-    cdef PySendResult r = PyIter_Send(coro, value, presult)
-    if r == PYGEN_ERROR:
-        return -1
-    return 1 if r == PYGEN_RETURN else 0
+from hybrid._speedups.coro_send cimport send_to
 
 
 cdef inline double _now() noexcept nogil:
@@ -56,7 +41,7 @@ cdef class TimedCoroutine:
         cdef PyObject *out = NULL
         cdef int returned
         try:
-            returned = _send(self._coro, value, &out)
+            returned = send_to(self._coro, value, &out)
         finally:
             took = _now() - started
             if took > self._bound:

@@ -65,14 +65,6 @@ cdef class StreamConnection(Connection):
             if self.stream is not None:
                 self.stream.set_data_callback(None)
 
-    cpdef _lost(self):
-        if not self.disconnected and self.server.lifecycle is not None:
-            self.server.lifecycle_disconnected(self)
-        self.disconnected = True
-        self._stop_reading()
-        if self.cycle is not None:
-            self.cycle.wake()
-
     cpdef send_now(self, data):
         """Write through the stream now; True when the app should wait for the client (see finish_write)."""
         cdef Py_ssize_t buffered

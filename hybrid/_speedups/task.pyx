@@ -25,13 +25,8 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
+from hybrid._speedups.coro_send cimport send_to
 
-cdef extern from "Python.h":
-    ctypedef enum PySendResult:
-        PYGEN_RETURN
-        PYGEN_ERROR
-        PYGEN_NEXT
-    PySendResult PyIter_Send(object iter, object arg, PyObject **presult)
 
 _Future = asyncio.Future  # the C Future
 _Future_init = _Future.__init__
@@ -177,15 +172,6 @@ cdef _init(task, coro, loop, context, worker, name):
     task._registered = False
 
 
-cdef int _send(coro, PyObject **presult) except -1:
-    """coro.send(None) without the StopIteration a returning coroutine raises (PyIter_Send reports the return
-    value instead: no exception object per request). 1: returned, 0: yielded, -1: raised (propagated)."""
-    cdef PySendResult r = PyIter_Send(coro, None, presult)
-    if r == PYGEN_ERROR:
-        return -1
-    return 1 if r == PYGEN_RETURN else 0
-
-
 cdef _step(task, exc):
     """One step of the task's coroutine (asyncio's Task.__step)."""
     cdef PyObject *sent = NULL
@@ -202,7 +188,7 @@ cdef _step(task, exc):
     _enter_task(loop, task)
     try:
         if exc is None:
-            returned = _send(coro, &sent)
+            returned = send_to(coro, None, &sent)
             result = <object>sent
             Py_XDECREF(sent)
         else:
