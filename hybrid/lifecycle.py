@@ -325,7 +325,7 @@ class MetricsCollector:
                     counts = list(counts)
                     before = taken.durations.get(where) or [0] * len(counts)
                     taken.durations[where] = counts
-                    _add_observations(self._children(where, 2)[1], [a - b for a, b in zip(counts, before)])
+                    _add_observations(self._children(where, 2)[1], [a - b for a, b in zip(counts, before, strict=True)])
 
     def _handed_off(self, event: HandedOff) -> None:
         self.handoffs.labels(event.kind, "true" if event.rerun else "false").inc()
@@ -376,7 +376,7 @@ def _add_observations(histogram, new: list) -> None:
     buckets, value_sum = histogram._buckets, histogram._sum
     if len(buckets) != len(counts):
         raise RuntimeError(f"prometheus-client Histogram has {len(buckets)} buckets, expected {len(counts)}")
-    for value, n in zip(buckets, counts):
+    for value, n in zip(buckets, counts, strict=True):
         if n:
             value.inc(n)
     if total:
