@@ -325,7 +325,7 @@ class MetricsCollector:
                     counts = list(counts)
                     before = taken.durations.get(where) or [0] * len(counts)
                     taken.durations[where] = counts
-                    _add_observations(self._children(where, 2)[1], [a - b for a, b in zip(counts, before, strict=True)])
+                    _add_observations(self.duration.labels(where), [a - b for a, b in zip(counts, before, strict=True)])
 
     def _handed_off(self, event: HandedOff) -> None:
         self.handoffs.labels(event.kind, "true" if event.rerun else "false").inc()

@@ -280,3 +280,10 @@ def test_metrics_collector_batches_per_thread_and_a_scrape_sees_every_request_on
         want = sum(1 for s in durations * 4 if bound == "+Inf" or s <= bound)
         assert got == want, (le, got, want)
     assert m['hybrid_request_duration_seconds_sum{where="worker"}'] == pytest.approx(sum(durations) * 4)
+    # Only the series that happened: a pool stream answered 503 makes no 2xx pool series.
+    collector.request_started(7, "pool")
+    collector.response_completed(7, 503, 0, 0.002, "pool")
+    m = scrape()
+    assert m['hybrid_responses_total{status="5xx",where="pool"}'] == 1
+    assert m['hybrid_request_duration_seconds_count{where="pool"}'] == 1
+    assert 'hybrid_responses_total{status="2xx",where="pool"}' not in m, m
