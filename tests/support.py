@@ -418,3 +418,17 @@ def has_ipv6() -> bool:
         return True
     except OSError:
         return False
+
+
+def block_a_loop_with_requests_waiting(srv) -> None:
+    """With tests.apps.correctness: three requests pending in a worker's loop (``/await?t=0.6``), then one whose step
+    blocks that loop after its first await (``/await-then-block?t=0.3``); every answer is checked."""
+    waiting = [srv.connect(timeout=10) for _ in range(3)]
+    for c in waiting:
+        c.send(build_request("GET", "/await?t=0.6"))  # pending in the worker's loop
+    time.sleep(0.1)
+    with srv.connect(timeout=10) as c:
+        assert c.request("GET", "/await-then-block?t=0.3").body == b"blocked after await"
+    for c in waiting:
+        assert c.read_response().body == b"awaited"
+        c.close()

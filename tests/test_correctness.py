@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.support import RawClient, Server, build_request, chunked
+from tests.support import RawClient, Server, block_a_loop_with_requests_waiting, build_request, chunked
 
 APP = "tests.apps.correctness:app"
 
@@ -305,15 +305,7 @@ def _wait_for_output(srv: Server, text: str, timeout: float = 5.0) -> None:
 def test_blocked_worker_loop_is_reported_once_per_route_with_its_numbers():
     with Server(APP, "--port", "0", "--no-access-log") as srv:
         for _ in range(2):
-            waiting = [srv.connect(timeout=10) for _ in range(3)]
-            for c in waiting:
-                c.send(build_request("GET", "/await?t=0.6"))  # pending in the worker's loop
-            time.sleep(0.1)
-            with srv.connect(timeout=10) as c:
-                assert c.request("GET", "/await-then-block?t=0.3").body == b"blocked after await"
-            for c in waiting:
-                assert c.read_response().body == b"awaited"
-                c.close()
+            block_a_loop_with_requests_waiting(srv)
         _wait_for_output(srv, "blocked the event loop")
         lines = _warnings(srv, "GET /await-then-block")
         assert len(lines) == 1, srv.output

@@ -213,19 +213,11 @@ def test_metrics_gauges_follow_streams_websockets_in_flight_and_threads():
 
 def test_metrics_count_blocked_loop_steps():
     """A step of async code that blocks its loop while other requests wait on it (as in test_correctness)."""
-    from .support import build_request
+    from .support import block_a_loop_with_requests_waiting
 
     port = _free_port()
     with Server("tests.apps.correctness:app", "--port", "0", "--no-access-log", "--metrics-port", str(port)) as srv:
-        waiting = [srv.connect(timeout=10) for _ in range(3)]
-        for c in waiting:
-            c.send(build_request("GET", "/await?t=0.6"))  # pending in the worker's loop
-        time.sleep(0.1)
-        with srv.connect(timeout=10) as c:
-            assert c.request("GET", "/await-then-block?t=0.3").body == b"blocked after await"
-        for c in waiting:
-            assert c.read_response().body == b"awaited"
-            c.close()
+        block_a_loop_with_requests_waiting(srv)
         m = _metrics(port)
     assert m["hybrid_blocked_loop_steps_total"] == 1, m
 
