@@ -341,6 +341,11 @@ class WebSocketSession:
         frames = self.frames
         try:
             while self.state != CLOSED:
+                if stream.write_buffer_size() > WRITE_HIGH_WATER:
+                    # A peer that does not read our output is not read either: every Ping read would buffer one
+                    # more Pong (a never-reading ping flood grew memory without bound). The app's sends wait
+                    # in the same drain.
+                    await stream.drain()
                 while len(self.incoming) >= QUEUE_HIGH and self.state == OPEN:
                     self.room = self.loop.create_future()  # receive() wakes it when there is room
                     try:

@@ -10,6 +10,8 @@ Paths:
   /disconnect  records the disconnect code and reason of the last client; /lastdisconnect sends it
   /error       raises before accept (500); /error-after raises after accept (1011)
   /sendfirst   sends before accept (event-order error: 500)
+  /sink        accepts, then receives and drops every message (never sends)
+  /produce     accepts, then sends numbered 64 KiB binary messages until the client goes away
 HTTP requests: GET /sleep?s=N blocks the thread with time.sleep; anything else answers "plain http" with the
 Upgrade header it saw.
 """
@@ -76,6 +78,16 @@ async def websocket(scope, receive, send):
         raise RuntimeError("boom after accept")
     elif path == "/sendfirst":
         await send({"type": "websocket.send", "text": "too early"})
+    elif path == "/sink":
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+    elif path == "/produce":
+        await send({"type": "websocket.accept"})
+        n = 0
+        while True:
+            n += 1
+            await send({"type": "websocket.send", "bytes": n.to_bytes(8, "big") * 8192})
     elif path == "/slowaccept":
         await asyncio.sleep(float(query.get("s", "0.5")))
         await send({"type": "websocket.accept"})
