@@ -237,6 +237,9 @@ cdef inline void _nap(double seconds) noexcept nogil:
 
 
 cdef class Monitor:
+    # Every method taking a slot checks it (_check): the module is built without bounds checks, and a thread
+    # without a slot holds -1 (a retired spare, a thread not registered yet), which read the heap before the
+    # table as a Slot (issue 20, item 9).
     cdef Slot* _slots
     cdef int _size
     cdef double _threshold
@@ -316,8 +319,14 @@ cdef class Monitor:
         finally:
             pthread_mutex_unlock(&self._lock)
 
+    cdef inline int _check(self, int slot) except -1:
+        if <unsigned int>slot >= <unsigned int>self._size:  # (negative slots wrap to huge: one comparison)
+            raise IndexError(f"monitor slot {slot} out of range 0..{self._size - 1}")
+        return 0
+
     def remove_slot(self, int slot):
         """The thread exits (at shutdown: a spare that retires frees its slot through ``retire()``)."""
+        self._check(slot)
         with nogil:
             pthread_mutex_lock(&self._lock)
         self._slots[slot].state = FREE
@@ -338,12 +347,14 @@ cdef class Monitor:
 
     cpdef enter(self, int slot, int fd):
         """The thread in ``slot`` starts a step of app code for connection ``fd`` (-1 if not inline)."""
+        self._check(slot)
         self._slots[slot].current_fd = fd
         self._slots[slot].entered_at = _now()
 
-    cpdef bint leave(self, int slot):
+    cpdef bint leave(self, int slot) except -1:
         """The step is over. Returns True if the thread lost its epoll set meanwhile (it is now a spare)."""
         cdef bint lost
+        self._check(slot)
         with nogil:
             pthread_mutex_lock(&self._lock)
         self._slots[slot].entered_at = 0
@@ -360,6 +371,7 @@ cdef class Monitor:
         Decided under the lock, so the monitor can never hand a set to a thread that is leaving.
         """
         cdef int i, spares = 0
+        self._check(slot)
         with nogil:
             pthread_mutex_lock(&self._lock)
         for i in range(self._size):
@@ -374,7 +386,11 @@ cdef class Monitor:
         return ok
 
     def owned_set(self, int slot):
-        """The epoll fd this slot owns now (-1 for none): a woken spare reads its new set here."""
+        """The epoll fd this slot owns now (-1 for none): a woken spare reads its new set here. A thread without
+        a slot (-1: retired, or not registered yet) owns none."""
+        if slot == -1:
+            return -1
+        self._check(slot)
         with nogil:
             pthread_mutex_lock(&self._lock)
         fd = self._slots[slot].epoll_fd if self._slots[slot].state == ACTIVE else -1
@@ -383,6 +399,7 @@ cdef class Monitor:
 
     def give(self, int slot, int epoll_fd):
         """Hand ``epoll_fd`` to a spare slot directly (at startup: each serving thread gets its first set)."""
+        self._check(slot)
         with nogil:
             pthread_mutex_lock(&self._lock)
         self._slots[slot].epoll_fd = epoll_fd
