@@ -60,11 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backlog", type=_positive_int, default=2048,
                    help="How many connections may wait to be accepted (default 2048).")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="Serving threads per worker process, each with its own set of connections (default 1 "
-                        "with the GIL: use --workers for more cores; one per core on free-threaded Python).")
+                   help="Serving threads per worker process, each with its own set of connections (default 1: use "
+                        "--workers for more cores; with PYTHON_GIL=0 only 1, and no spares, is allowed yet).")
     p.add_argument("--max-threads", type=_positive_int, default=None,
                    help="Most threads in all, counting spares that take over from blocked handlers "
-                        "(default: --threads + 32).")
+                        "(default: --threads + 32; without the GIL, --threads).")
     p.add_argument("--blocking-threshold", type=_seconds, default=0.001,
                    help="Seconds a handler may hold its thread before its other connections move to a spare "
                         "thread (default 0.001).")

@@ -31,15 +31,31 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def gil_enabled() -> bool:
+    """Whether the GIL is on while hybrid serves. A free-threaded build turns it back on when it imports an
+    extension that does not declare free-threading support (hybrid's do not, yet), unless ``PYTHON_GIL=0`` keeps it
+    off: so the answer is only known once one of them is imported."""
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    if is_enabled is None:
+        return True
+    import hybrid._speedups.wsmask  # noqa: F401 (the smallest of them)
+    return is_enabled()
+
+
+# Without the GIL only one thread may run hybrid's compiled code: per-thread state there is not audited yet.
+NO_GIL_THREADS = ("more than one thread needs the GIL: hybrid's compiled extensions are not yet safe without it "
+                  "(this interpreter runs with PYTHON_GIL=0); use --workers for more cores")
+
+
 def default_threads(workers: int) -> int:
-    """Serving threads per process when --threads is not given.
+    """Serving threads per process when --threads is not given: one.
 
     With the GIL, one serving thread per process is fastest: a second one only takes turns with the first (measured:
     2 threads on 2 cores serve half the requests of 1, p99 3x) and blocked handlers are covered by spares anyway;
-    use --workers for more cores. Without the GIL (free-threaded builds), one per core, shared among the workers.
+    use --workers for more cores. Without the GIL (a free-threaded build run with PYTHON_GIL=0) one per core would
+    be the aim, but the compiled extensions do not declare free-threading support yet, so one (NO_GIL_THREADS).
     """
-    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-    return 1 if gil else max(1, cpu_count() // max(1, workers))
+    return 1
 
 
 @dataclass(frozen=True)
@@ -112,8 +128,9 @@ class ServerConfig:
         threads = self.threads if self.threads is not None else default_threads(workers)
         object.__setattr__(self, "threads", threads)
         if self.max_threads is None and isinstance(threads, int):
-            # Room for 32 handlers blocked at once beyond the serving threads (anyio's pool allows 40).
-            object.__setattr__(self, "max_threads", threads + 32)
+            # Room for 32 handlers blocked at once beyond the serving threads (anyio's pool allows 40); none
+            # without the GIL, where spares would run compiled code beside the serving thread (NO_GIL_THREADS).
+            object.__setattr__(self, "max_threads", threads + 32 if gil_enabled() else threads)
         self.validate()
 
     def validate(self) -> None:
@@ -142,6 +159,8 @@ class ServerConfig:
             fail("threads", f"{self.threads!r} must be at least 1")
         if not isinstance(self.max_threads, int) or self.max_threads < self.threads:
             fail("max-threads", f"{self.max_threads!r} must be at least --threads ({self.threads})")
+        if self.max_threads > 1 and not gil_enabled():
+            fail("threads" if self.threads > 1 else "max-threads", f"{self.max_threads}: {NO_GIL_THREADS}")
         if not isinstance(self.blocking_threshold, (int, float)) or not 0 < self.blocking_threshold <= 60:
             fail("blocking-threshold", f"{self.blocking_threshold!r} must be seconds, above 0 and at most 60")
         if self.lifespan not in LIFESPAN_MODES:

@@ -116,9 +116,9 @@ directory, and the work of each scrape, grow with the number of workers started.
 def _default(field: dataclasses.Field, action: argparse.Action) -> str:
     name = field.name
     if name == "threads":
-        return "1 (with the GIL)"
+        return "1"
     if name == "max_threads":
-        return "threads + 32"
+        return "threads + 32 (with the GIL)"
     if name == "use_colors":
         return "on a terminal"
     value = field.default if field.default is not dataclasses.MISSING else field.default_factory()

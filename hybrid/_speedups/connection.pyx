@@ -60,9 +60,14 @@ cdef double _BLOCKED_STEP = BLOCKED_STEP
 
 RECV_SIZE = 65536
 cdef Py_ssize_t _RECV_SIZE = RECV_SIZE
-# One receive buffer for every plain connection of the process: a recv into it and the copy out of it happen
-# without releasing the GIL, so no two threads ever use it at once.
-cdef char _recv_buffer[65536]
+# One receive buffer per thread (C11 thread-local; a spare allocates its own on its first recv). One per process
+# was safe only while the GIL serialised every recv and its copy out; without the GIL two serving threads would
+# share it (issue 20, item 10).
+cdef extern from *:
+    """
+    static _Thread_local char hybrid_recv_buffer[65536];
+    """
+    char _recv_buffer "hybrid_recv_buffer"[65536]
 MAX_BACKLOG_EVENTS = 64  # pipelined events buffered while a request is pending, before reading pauses
 # Unread request body a connection will read and drop after the response, to stay usable; past it, close.
 DISCARD_LIMIT = 4 << 20
