@@ -88,11 +88,12 @@ def test_idle_keep_alive_connections_hold_no_threads():
             # The 4 serving threads take turns on the GIL, so a step now and then outlasts the 1 ms threshold and a
             # takeover starts a spare: allow one such spare per serving thread (not one thread per connection).
             assert nthreads <= at_rest + 4, f"{nthreads} threads for 1,000 idle connections ({at_rest} at rest)"
-            times = [timed_request(srv.addr) for _ in range(10)]
-            if max(times) >= 0.100:  # one retry: other processes share this machine
-                print(f"first round: {[round(t * 1000, 1) for t in times]} ms; retrying")
-                times = [timed_request(srv.addr) for _ in range(10)]
-            assert max(times) < 0.100, f"new clients answered in {[round(t * 1000, 1) for t in times]} ms"
+            # New clients are answered promptly. Measured as a distribution, not one worst sample: what this
+            # catches (idle connections costing a thread or a scan each) slows every request, while a neighbour
+            # process on this shared machine delays one now and then.
+            times = sorted(timed_request(srv.addr) for _ in range(20))
+            ms = [round(t * 1000, 1) for t in times]
+            assert statistics.median(times) < 0.020 and times[17] < 0.100, f"new clients answered in {ms} ms"
             # the idle connections are still open and usable
             for c in idle[:: n // 20]:
                 r = c.request("GET", "/")
@@ -109,20 +110,12 @@ class IsolationMiss(AssertionError):
 
 def _isolation_check(start_server, sleep_target, fast_target="/", n_sleepers=8, sleep_s=1.0, budget=0.050, rounds=1,
                      expect_fast=None):
-    """The isolation measurement on a fresh server: `start_server()` returns a new (not started) Server.
-
-    `rounds` > 1 repeats it on the same server once the sleepers are done (threads that took over are recycled).
-    A timing miss is retried once, on another fresh server: this 2-core machine is shared with other processes.
-    """
-    for attempt in (1, 2):
-        with start_server() as srv:
-            try:
-                return [_isolation_once(srv, sleep_target, fast_target, n_sleepers, sleep_s, budget, expect_fast)
-                        for _ in range(rounds)]
-            except IsolationMiss as exc:
-                if attempt == 2:
-                    raise
-                print(f"isolation attempt 1 missed (retrying on a fresh server): {exc}")
+    """The isolation measurement on a fresh server (`start_server()` returns a new, not started, Server); `rounds`
+    > 1 repeats it on the same server once the sleepers are done (threads that took over are recycled). Measured
+    once: no retry (see _isolation_once for why its bounds hold on a shared machine)."""
+    with start_server() as srv:
+        return [_isolation_once(srv, sleep_target, fast_target, n_sleepers, sleep_s, budget, expect_fast)
+                for _ in range(rounds)]
 
 
 def _isolation_once(srv, sleep_target, fast_target, n_sleepers, sleep_s, budget, expect_fast):
@@ -161,9 +154,15 @@ def _isolation_once(srv, sleep_target, fast_target, n_sleepers, sleep_s, budget,
             c.close()
     assert all(r.status == 200 for r in responses), [(r.status, r.body[:100]) for r in responses]
     ms = [round(t * 1000, 1) for t in times]
-    if max(times) >= budget:
-        raise IsolationMiss(f"fast requests took {ms} ms (the first 8 timed from the moment {n_sleepers} handlers "
-                            f"started blocking)")
+    # What isolation failing looks like: a fast request queued behind a blocked handler waits for it, the whole
+    # sleep_s. So no fast request may take a quarter of that (one sample at the mercy of a neighbour process is
+    # ~50 ms here, far below), and most must be within `budget`: the takeovers are quick, not just eventual (the
+    # 4 sent after the sleepers wait for the whole chain of takeovers, ~50 ms when the machine is busy).
+    if max(times) >= sleep_s / 4:
+        raise IsolationMiss(f"a fast request waited for a blocked handler: {ms} ms (the first 8 timed from the "
+                            f"moment {n_sleepers} handlers started blocking)")
+    if statistics.median(times) >= budget:
+        raise IsolationMiss(f"fast requests took {ms} ms")
     if measured_within >= sleep_s * 0.8:
         raise IsolationMiss(f"measured until {measured_within:.2f} s: not while the handlers were blocked")
     # the blocked handlers ran side by side (one round), not one after the other
@@ -344,3 +343,12 @@ def test_slow_uploads_do_not_hold_the_worker():
             assert (r.status, r.body) == (200, b"1234567890")
             c.close()
         assert max(times) < 0.05, f"fast requests took {[round(t * 1000, 1) for t in times]} ms"
+
+
+@pytest.mark.timeout(60)
+def test_the_isolation_check_fails_when_nothing_is_taken_over():
+    """The check catches what it is for: with a 5 s threshold nothing is taken over during a 1 s block, and the
+    fast requests behind the blocked handlers wait for them."""
+    with pytest.raises(IsolationMiss, match="waited for a blocked handler"):
+        _isolation_check(_fresh("--threads", "1", "--blocking-threshold", "5"), "/sleep?t=1", n_sleepers=2,
+                         expect_fast=b"hello, world")
