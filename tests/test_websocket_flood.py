@@ -97,7 +97,7 @@ def ping_flood(with_text: bool):
         yield frames, payload
 
 
-def read_frames(sock: socket.socket, until, timeout: float = 20.0):
+def read_frames(sock: socket.socket, until, timeout: float = 30.0):
     """Server frames (opcode, payload) until ``until(opcode, payload)`` is true; AssertionError after timeout."""
     buf = b""
     deadline = time.monotonic() + timeout
