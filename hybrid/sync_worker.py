@@ -234,7 +234,9 @@ class SyncWorker:
         for conn in list(conn_set.conns.values()):
             if conn.cycle is None and conn.registered and conn.last_active < deadline:
                 conn.close()
-        if conn_set.conns:
+        # Also while requests are in flight anywhere: a response under way (a stream from a worker) comes back into
+        # a set as a keep-alive connection, and would otherwise wait there for --timeout-keep-alive.
+        if conn_set.conns or self.server._worker_connections():
             self.loop.call_later(grace / 5, self.drain, grace)
 
     # -- app steps, for the monitor -------------------------------------------------------------------------
