@@ -319,7 +319,8 @@ cdef class Connection:
                     queued = unsent_bytes(fd)
                     continue
                 finally:
-                    loop.remove_writer(fd)
+                    if self.sock is sock:  # (closed meanwhile: the fd number may be another connection's now)
+                        loop.remove_writer(fd)
                 try:
                     rest = rest[sock.send(rest):]
                 except (BlockingIOError, InterruptedError):
@@ -525,6 +526,13 @@ cdef class Connection:
             server.concurrency.release()
         if cycle.held is not None:  # the app ended (failed) after one more_body=True chunk: it goes out as sent
             cycle._flush_held()
+        if cycle.flushing is not None:
+            # The app ended while the rest of a flushed held chunk was still being written, so the response is
+            # incomplete and the socket closes below: stop that write and its watch on the fd first, or the fd
+            # number, reused by the next connection, would be watched (and later unwatched) for a dead task.
+            cycle.flushing.cancel()
+            cycle.flushing = None
+            self.loop.remove_writer(self.fd)
         exc = None
         if task.cancelled():
             exc = asyncio.CancelledError("the request task was cancelled")

@@ -210,8 +210,8 @@ cdef class RequestCycle:
         conn = self.conn
         cdef H1Protocol proto = conn.proto
         if self.flushing is not None:  # the rest of a held chunk flushed by the timer goes first
-            flushing, self.flushing = self.flushing, None
-            await flushing
+            await self.flushing  # (kept until done: the connection cancels it if the app ends meanwhile)
+            self.flushing = None
         if not self.head_sent:
             held = self.held
             if held is not None:  # the message after a held first chunk (see below)
