@@ -234,13 +234,11 @@ class PoolConnection(StreamConnection):
         self.sock = None
         self.server.connections.discard(self)
         self.server.connections.add(conn)
-        if conn.error is not None or any(type(event) is Request for event in conn.backlog):
-            worker = self.server.threads.owner_of(self.home)
-            if worker is not None:
-                worker.loop.call_soon_threadsafe(conn.resume, worker)
-                return
         try:
-            self.home.add(conn)  # registering is thread-safe; the set's owner sees the next bytes
+            if conn.error is not None or any(type(event) is Request for event in conn.backlog):
+                self.home.add_ready(conn)  # whoever owns the set serves them at once (not a blocked thread)
+            else:
+                self.home.add(conn)  # registering is thread-safe; the set's owner sees the next bytes
         except (OSError, ValueError):
             conn.close()
 

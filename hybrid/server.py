@@ -449,7 +449,7 @@ class Server:
                     self.requests, self.monitor.takeovers, self.threads.peak, self.monitor.wakeups / uptime,
                     self.pool.handoffs, self.blocked_steps)
         for conn_set in self.sets.values():
-            conn_set.epoll.close()
+            conn_set.close()
         if self.metrics_server is not None:
             self.metrics_server[0].shutdown()
             self.metrics_server[0].server_close()

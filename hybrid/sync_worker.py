@@ -166,8 +166,22 @@ class SyncWorker:
             conn = conn_set.conns.get(fd)
             if conn is not None and conn.cycle is None and conn.registered:
                 conn.on_readable(self)
+            elif fd == conn_set.wake_fd:
+                self._serve_resumed(conn_set)
             if self.conn_set is not conn_set:
                 return  # lost the set mid-batch: its new owner sees the rest (level-triggered)
+
+    def _serve_resumed(self, conn_set: ConnectionSet) -> None:
+        """Connections given back to the set with requests already read (``ConnectionSet.add_ready``)."""
+        resumed = conn_set.take_ready()
+        while resumed:
+            conn = resumed.popleft()
+            if conn.cycle is None and conn.registered and conn.home is conn_set:  # (else served meanwhile, or gone)
+                conn.resume(self)
+            if self.conn_set is not conn_set:  # lost the set to a takeover: its new owner serves the rest
+                if resumed:
+                    os.eventfd_write(conn_set.wake_fd, 1)
+                return
 
     def _accept(self, conn_set: ConnectionSet, listener: socket.socket, batch: int = ACCEPT_BATCH,
                 limited: bool = True) -> None:

@@ -559,3 +559,31 @@ def test_async_path_sends_matching_plain_requests_to_the_pool():
         assert runs(srv, "/feeds/x") == [POOL]
         assert runs(srv, "/news") == [POOL]
         assert all(is_worker(t) for t in runs(srv, "/other"))
+
+
+def test_request_pipelined_behind_a_stream_is_not_left_to_a_blocked_thread(server):
+    """Issue 20 item 8. A handler blocks the set's first thread for 3 s; the monitor hands the set to a spare. A
+    request pipelined behind a stream that ends meanwhile goes back with the connection: whoever owns the set
+    now serves it at once (it was posted to the blocked thread's loop, the first one still naming the set, and
+    waited for the whole block)."""
+    slept = {}
+
+    def sleeper():
+        with server.connect(timeout=10) as c:
+            slept["body"] = c.request("GET", "/sleep?t=3").body
+
+    blocker = threading.Thread(target=sleeper)
+    blocker.start()
+    try:
+        time.sleep(0.3)  # blocked, and taken over
+        with server.connect(timeout=10) as c:
+            t0 = time.monotonic()
+            c.send(build_request("GET", "/sse?count=2&interval=0.01", SSE) + build_request("GET", "/behind"))
+            assert c.read_response().body.count(b"data: " + POOL.encode()) == 2
+            behind = c.read_response()
+            took = time.monotonic() - t0
+    finally:
+        blocker.join(10)
+    assert slept["body"].startswith(b"slept in hybrid-worker-"), slept
+    assert re.fullmatch(rb"GET /behind in hybrid-worker-\d+", behind.body), behind.body
+    assert took < 1.0, f"the pipelined request was answered {took:.2f} s after it was sent (the block lasts 3 s)"
