@@ -40,7 +40,6 @@ class AsyncConnection(PoolConnection):
         self.loop = pool.loop
         self.async_mode = True
         self.pool = pool
-        self.handoff_rerun = False
         self.request_id = None  # each request's id is worked out from its own headers (request_id.py)
         self.reader = None
         self.flusher = None

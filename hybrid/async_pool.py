@@ -11,10 +11,9 @@ a worker serves those, so no blocking handler ever runs on the pool's loop.
 
 What goes to the pool (decided in ``SyncWorker``/``Connection._start``, see ``StreamRouter``):
 - requests whose Accept includes ``text/event-stream``, paths matching ``--async-path``, and routes learned as
-  streaming: before any app code runs;
-- a GET or HEAD whose app starts a streamed response in a worker before anything reached the client: the worker
-  abandons it (``RerunInPool``) and it runs again here, from scratch. Other methods never run twice: they stream
-  from the worker. Either way the route is learned.
+  streaming: before any app code runs. A request whose app starts streaming in a worker is never run again here
+  (the app runs exactly once per request): it streams from the worker to its end, and its route is learned, so
+  the next request of it comes here first.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hybrid._speedups.h1 import Data, EndOfMessage, Request
+from hybrid._speedups.h1 import Request
 from hybrid._speedups.steps import TimedCoroutine
 from hybrid._speedups.stream_connection import StreamConnection
 from hybrid._speedups.streams import SocketStream, StreamClosed
@@ -45,13 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hybrid.error")
 
 LEARNED_ROUTES_MAX = 1024
-END_OF_MESSAGE = EndOfMessage()
 _UUID_OR_NUMBER = re.compile(r"^(\d+|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$")
-
-
-class RerunInPool(BaseException):
-    """Raised by ``send`` in a worker when a GET/HEAD starts a streamed response: the request is abandoned and
-    re-run in the pool. A BaseException, so an app's ``except Exception`` cannot swallow it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +52,8 @@ class StreamingHandoff:
     conn: Connection       # the worker's connection: H1Protocol state, addresses, events read past the head
     sock: object           # its socket (the worker let go of it: conn.sock is None from the handoff on)
     scope: dict            # the request's scope as the worker built it (the pool gives it the pool's state)
-    body: bytes            # body bytes of this request already read by the worker
     request_id: str        # the request's id (request_id.py), also in the scope and the access log
-    request: Request       # the head, still unanswered in ``conn.proto``
-    body_complete: bool    # ``body`` is the whole body
-    rerun: bool            # the app already ran once in a worker and was abandoned (GET/HEAD only)
+    request: Request       # the head, still unanswered in ``conn.proto`` (its body events are in ``conn.backlog``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +109,7 @@ class StreamRouter:
 class PoolConnection(StreamConnection):
     """A handed-off connection served by the pool's loop: the worker Connection's logic over a SocketStream."""
 
-    __slots__ = ("pool", "handoff_rerun", "flusher", "scheme", "request_id")
+    __slots__ = ("pool", "flusher", "scheme", "request_id")
     HOLD_FIRST_CHUNK = False  # a stream's first chunk goes out at once
     in_pool = True  # (shutdown waits for worker connections, then drains the pool's)
 
@@ -148,7 +138,6 @@ class PoolConnection(StreamConnection):
         self.discard_budget = old.discard_budget
         self.head_since = 0.0
         self.pool = pool
-        self.handoff_rerun = handoff.rerun
         self.request_id = handoff.request_id
         self.flusher = None
         self.stream = SocketStream(handoff.sock, pool.loop)
@@ -245,13 +234,11 @@ class PoolConnection(StreamConnection):
         self.sock = None
         self.server.connections.discard(self)
         self.server.connections.add(conn)
-        if conn.error is not None or any(type(event) is Request for event in conn.backlog):
-            worker = self.server.threads.owner_of(self.home)
-            if worker is not None:
-                worker.loop.call_soon_threadsafe(conn.resume, worker)
-                return
         try:
-            self.home.add(conn)  # registering is thread-safe; the set's owner sees the next bytes
+            if conn.error is not None or any(type(event) is Request for event in conn.backlog):
+                self.home.add_ready(conn)  # whoever owns the set serves them at once (not a blocked thread)
+            else:
+                self.home.add(conn)  # registering is thread-safe; the set's owner sees the next bytes
         except (OSError, ValueError):
             conn.close()
 
@@ -302,7 +289,6 @@ class AsyncPool:
         self.websockets: set[WebSocketSession] = set()
         self.drained = threading.Event()  # (set by _drain at shutdown: streams done, lifespan shutdown next)
         self.handoffs = 0
-        self.reruns = 0
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
         self.thread = threading.Thread(target=self.run, name="hybrid-async-pool", daemon=True)
@@ -393,7 +379,7 @@ class AsyncPool:
 
         self.handoffs += 1
         if self.server.lifecycle is not None:
-            self.server.lifecycle_handed_off(handoff.sock.fileno(), handoff.scope, "websocket", False)
+            self.server.lifecycle_handed_off(handoff.sock.fileno(), handoff.scope, "websocket")
         session = WebSocketSession(self, handoff)
         connections = self.server.connections
         connections.discard(handoff.conn)
@@ -402,23 +388,14 @@ class AsyncPool:
 
     def _take(self, handoff: StreamingHandoff) -> None:
         self.handoffs += 1
-        if handoff.rerun:
-            self.reruns += 1
         if self.server.lifecycle is not None:
-            self.server.lifecycle_handed_off(handoff.sock.fileno(), handoff.scope, "stream", handoff.rerun)
+            self.server.lifecycle_handed_off(handoff.sock.fileno(), handoff.scope, "stream")
         conn = PoolConnection(self, handoff)
         connections = conn.server.connections
         connections.discard(handoff.conn)
         connections.add(conn)
-        # The request's body, if the worker had read any, goes back to the head of the connection's events, and
-        # the pool starts the request exactly as a worker would have. The scope is built anew, with the
-        # pool's lifespan state: a re-run must not see what the first run changed in it.
-        prefix = []
-        if handoff.body:
-            prefix.append(Data(handoff.body))
-        if handoff.body_complete:
-            prefix.append(END_OF_MESSAGE)
-        conn.backlog.extendleft(reversed(prefix))
+        # The request's body events, if the worker read any, are still at the head of the connection's events:
+        # the pool starts the request exactly as a worker would have, with a scope of its own (the pool's state).
         conn._start(handoff.request)
         conn._settle()
 

@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--access-log-format", choices=ACCESS_LOG_FORMATS, default="text",
                    help="text: uvicorn's line, 127.0.0.1:PORT - \"GET /path HTTP/1.1\" 200; json: one JSON "
                         "object per line with time, method, path, status, bytes, duration_ms, client, "
-                        "request_id, where (worker, pool or pool-rerun), http_version (default text).")
+                        "request_id, where (worker or pool), http_version (default text).")
     p.add_argument("--use-colors", action=argparse.BooleanOptionalAction, default=None,
                    help="Colour the level names in the log (default: only when stderr is a terminal and NO_COLOR "
                         "is not set).")

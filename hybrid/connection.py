@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import select
 import socket
 import threading
+from collections import deque
 
 from hybrid._speedups.connection import (
     DISCARD_LIMIT,
@@ -72,6 +74,31 @@ class ConnectionSet:
         # the pool resumes accepting) and for good at shutdown; the lock keeps a resume from undoing a stop.
         self._listening = threading.Lock()
         self._paused = False
+        # Connections given back with requests already read (pipelined behind a stream the pool served): the
+        # eventfd, in the set, wakes whoever owns the set when it polls, and tells the monitor the set has work.
+        # (Posting them to "the owner" instead could pick a thread blocked in a handler, mid-takeover, or none.)
+        self.resumed: deque[Connection] = deque()
+        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.epoll.register(self.wake_fd, select.EPOLLIN)
+
+    def add_ready(self, conn: Connection) -> None:
+        """From any thread: ``conn`` joins the set with requests already read; the set's owner serves them
+        (``SyncWorker._on_ready``) without waiting for the client's next bytes."""
+        self.add(conn)
+        self.resumed.append(conn)
+        os.eventfd_write(self.wake_fd, 1)
+
+    def take_ready(self) -> deque[Connection]:
+        """The owner, woken by ``wake_fd``: the queue to serve (entries appended after this wake it again)."""
+        try:
+            os.eventfd_read(self.wake_fd)
+        except BlockingIOError:
+            pass
+        return self.resumed
+
+    def close(self) -> None:
+        self.epoll.close()
+        os.close(self.wake_fd)
 
     def add(self, conn: Connection) -> None:
         self.conns[conn.fd] = conn

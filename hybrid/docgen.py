@@ -59,15 +59,14 @@ incoming `X-Request-ID` (or the header named by `--request-id-header`) is kept: 
 characters, no spaces or control characters. Otherwise the server makes one: a random prefix per process and a
 counter (`3f9a1c0b7e2d-1a`), unique but not secret. `scope["extensions"]` is where ASGI lets a server offer what is
 beyond the spec (each extension a dict under its own name); `scope["state"]` belongs to the application. The same id
-is in the access log, in `StreamingHandoff.request_id` when the request goes to the async pool (a re-run keeps
-the id of its first run), and with `--request-id-header NAME` in the response under NAME (unless the application set
-that header itself).
+is in the access log, in `StreamingHandoff.request_id` when the request goes to the async pool, and with
+`--request-id-header NAME` in the response under NAME (unless the application set that header itself).
 
 ## Access log
 
 On by default (`--no-access-log` turns it off; so does a level above info). `--access-log-format text` writes
-uvicorn's line, `INFO:     127.0.0.1:PORT - "GET /path?query HTTP/1.1" 200`, with ` (re-run in the async pool)`
-after a streamed GET the worker abandoned. `--access-log-format json` writes one JSON object per line:
+uvicorn's line, `INFO:     127.0.0.1:PORT - "GET /path?query HTTP/1.1" 200`. `--access-log-format json` writes
+one JSON object per line:
 
 | key | value |
 |---|---|
@@ -79,8 +78,8 @@ after a streamed GET the worker abandoned. `--access-log-format json` writes one
 | `duration_ms` | from the request head to the response's end (null for a WebSocket) |
 | `client` | `ADDRESS:PORT` |
 | `request_id` | the request id above |
-| `where` | `worker` (a serving thread), `pool` (handed to the async pool before any app code ran), \
-`pool-rerun` (a streamed GET abandoned in a worker and run again in the pool) |
+| `where` | `worker` (a serving thread, where a response that turns into a stream also ends), `pool` (handed to \
+the async pool before any app code ran) |
 | `http_version` | `1.1` or `1.0` |
 
 The record is the same either way: its fields are the log record's `args` mapping, so a `--log-config` file can
@@ -92,12 +91,12 @@ The line is only built when the access logger is enabled for INFO.
 
 `hybrid.run(app, lifecycle_collector=obj)` gives `obj.event(event)` every lifecycle event (`hybrid/lifecycle.py`):
 `ConnectionOpened`, `ConnectionClosed`, `RequestStarted`, `HandedOff` (to the async pool: `kind` stream or
-websocket, `rerun`), `TakenOver` (a spare took a blocked thread's connections), `ResponseCompleted` (status, body
+websocket), `TakenOver` (a spare took a blocked thread's connections), `ResponseCompleted` (status, body
 bytes, duration) and `ClientDisconnected`: frozen dataclasses stamped with `time.monotonic_ns()`, delivered inline on
 the thread where it happened (be quick, thread-safe, never raise). Without a collector no event is built.
 `--metrics-port PORT` attaches a collector that counts them in Prometheus metrics (`hybrid_connections_*`,
 `hybrid_requests_started_total{where}`, `hybrid_responses_total{where,status}`,
-`hybrid_request_duration_seconds{where}`, `hybrid_handoffs_total{kind,rerun}`, `hybrid_takeovers_total`,
+`hybrid_request_duration_seconds{where}`, `hybrid_handoffs_total{kind}`, `hybrid_takeovers_total`,
 `hybrid_client_disconnects_total`, `hybrid_response_body_bytes_total`), with gauges `hybrid_requests_in_flight`
 (open streams included), `hybrid_streams_open`, `hybrid_websockets_open`, `hybrid_threads{state}` (serving, blocked
 in a handler after a takeover, spare; sampled twice a second) and the counter `hybrid_blocked_loop_steps_total`

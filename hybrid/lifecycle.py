@@ -62,7 +62,7 @@ class RequestStarted:
     request_id: str
     method: str
     path: str
-    where: str  # "worker", "pool" (handed off before any app code ran) or "pool-rerun"
+    where: str  # "worker" or "pool" (handed off before any app code ran)
 
 
 @_quick_init
@@ -74,7 +74,6 @@ class HandedOff:
     fd: int
     request_id: str
     kind: str  # "stream" or "websocket"
-    rerun: bool  # a GET/HEAD the worker abandoned after its app started streaming
 
 
 @_quick_init
@@ -186,7 +185,7 @@ class MetricsCollector:
         self.sent = Counter("hybrid_response_body_bytes", "Response body bytes sent", registry=registry)
         self.duration = Histogram("hybrid_request_duration_seconds", "From the request head to the response's "
                                   "end", ["where"], registry=registry, buckets=DURATION_BUCKETS)
-        self.handoffs = Counter("hybrid_handoffs", "Connections handed to the async pool", ["kind", "rerun"],
+        self.handoffs = Counter("hybrid_handoffs", "Connections handed to the async pool", ["kind"],
                                 registry=registry)
         self.takeovers = Counter("hybrid_takeovers", "Connection sets taken over from a blocked thread",
                                  registry=registry)
@@ -246,7 +245,7 @@ class MetricsCollector:
             return tally
 
     def request_started(self, fd: int, where: str) -> None:
-        first = fd not in self._in_flight  # (a re-run in the pool is the same request)
+        first = fd not in self._in_flight  # (counted once per fd until its response completes)
         if first:
             self._in_flight[fd] = 1
         if self.batched:
@@ -328,7 +327,7 @@ class MetricsCollector:
                     _add_observations(self.duration.labels(where), [a - b for a, b in zip(counts, before, strict=True)])
 
     def _handed_off(self, event: HandedOff) -> None:
-        self.handoffs.labels(event.kind, "true" if event.rerun else "false").inc()
+        self.handoffs.labels(event.kind).inc()
         gauge = self._pool_gauges.get(event.kind)
         if gauge is not None and event.fd not in self._pool_kind:
             self._pool_kind[event.fd] = gauge

@@ -36,8 +36,7 @@ logging.addLevelName(TRACE, "TRACE")
 logger = logging.getLogger("hybrid.error")
 access_logger = logging.getLogger("hybrid.access")
 
-ACCESS_TEXT = '%(client)s - "%(method)s %(path)s HTTP/%(http_version)s" %(status)d%(note)s'
-RERUN_NOTE = " (re-run in the async pool)"
+ACCESS_TEXT = '%(client)s - "%(method)s %(path)s HTTP/%(http_version)s" %(status)d'
 
 _COLOURS = {
     "TRACE": "\033[34m", "DEBUG": "\033[36m", "INFO": "\033[32m", "WARNING": "\033[33m", "ERROR": "\033[31m",
@@ -107,7 +106,7 @@ class DefaultFormatter(logging.Formatter):
 
 class JsonAccessFormatter(logging.Formatter):
     """One JSON object per access record: time, method, path, query, status, bytes, duration_ms, client,
-    request_id, where ("worker", "pool", "pool-rerun"), http_version. Other records: time, level, message."""
+    request_id, where ("worker", "pool"), http_version. Other records: time, level, message."""
 
     _second = -1
     _second_text = ""
@@ -123,9 +122,7 @@ class JsonAccessFormatter(logging.Formatter):
         stamp = self.timestamp(record.created)
         fields = record.args
         if isinstance(fields, dict) and "status" in fields:
-            out = {"time": stamp, **fields}
-            out.pop("note", None)
-            return _dumps(out)
+            return _dumps({"time": stamp, **fields})
         out = {"time": stamp, "level": record.levelname.lower(), "message": record.getMessage()}
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
@@ -422,7 +419,7 @@ def log_http_access(conn, cycle, where: str) -> None:
                 clients[client] = text
         if not fast.json:  # (the text line has no request id: a lazy one stays unmade)
             _pending.add(f'{fast.prefix}{text} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" '
-                         f'{cycle.status}{RERUN_NOTE if where == "pool-rerun" else ""}\n')
+                         f'{cycle.status}\n')
             return
         # The same object JsonAccessFormatter makes, written out directly (json's C string escaper for the strings)
         ns = time_ns()
@@ -453,7 +450,6 @@ def log_http_access(conn, cycle, where: str) -> None:
         "request_id": scope["extensions"]["hybrid.request_id"]["id"],
         "where": where,
         "http_version": scope["http_version"],
-        "note": RERUN_NOTE if where == "pool-rerun" else "",
     }))
 
 

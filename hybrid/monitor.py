@@ -94,13 +94,6 @@ class ThreadManager:
             return
         self.ensure_spare()
 
-    def owner_of(self, conn_set):
-        """The thread that owns ``conn_set`` now (None if, for an instant, nobody does)."""
-        for worker in list(self.workers):
-            if worker.conn_set is conn_set and worker.loop is not None:
-                return worker
-        return None
-
     def exited(self, worker) -> None:
         with self._lock:
             if worker in self.workers:

@@ -230,11 +230,8 @@ class Server:
 
     @staticmethod
     def where(conn) -> str:
-        """Where a request runs: a worker thread, the async pool (handed off before any app code ran), or the pool
-        after a worker abandoned it (``RerunInPool``). (A pool connection serves one request.)"""
-        if type(conn) is Connection:
-            return "worker"
-        return "pool-rerun" if getattr(conn, "handoff_rerun", False) else "pool"
+        """Where a request runs: a worker thread, or the async pool (handed off before any app code ran)."""
+        return "worker" if type(conn) is Connection else "pool"
 
     def server_answered(self, conn, status: int, sent: int, cycle=None) -> None:
         """A response the server made, not the app: an error for a malformed, oversized or timed-out request, or a
@@ -280,8 +277,8 @@ class Server:
     def lifecycle_disconnected(self, conn) -> None:
         self.lifecycle.event(lifecycle.ClientDisconnected(monotonic_ns(), conn.fd))
 
-    def lifecycle_handed_off(self, fd: int, scope: dict, kind: str, rerun: bool) -> None:
-        self.lifecycle.event(lifecycle.HandedOff(monotonic_ns(), fd, request_id_of(scope), kind, rerun))
+    def lifecycle_handed_off(self, fd: int, scope: dict, kind: str) -> None:
+        self.lifecycle.event(lifecycle.HandedOff(monotonic_ns(), fd, request_id_of(scope), kind))
 
     def lifecycle_taken_over(self, thread: str, set_fd: int) -> None:
         self.lifecycle.event(lifecycle.TakenOver(monotonic_ns(), thread, set_fd))
@@ -448,11 +445,11 @@ class Server:
         self.connections.clear()
         uptime = max(1e-3, time.monotonic() - self.started_at)
         logger.info("Served %d requests; %d takeovers of blocked threads (%d threads at most); the monitor woke "
-                    "%.0f times a second; %d handoffs to the async pool (%d re-run); %d blocked-loop steps",
+                    "%.0f times a second; %d handoffs to the async pool; %d blocked-loop steps",
                     self.requests, self.monitor.takeovers, self.threads.peak, self.monitor.wakeups / uptime,
-                    self.pool.handoffs, self.pool.reruns, self.blocked_steps)
+                    self.pool.handoffs, self.blocked_steps)
         for conn_set in self.sets.values():
-            conn_set.epoll.close()
+            conn_set.close()
         if self.metrics_server is not None:
             self.metrics_server[0].shutdown()
             self.metrics_server[0].server_close()

@@ -166,8 +166,22 @@ class SyncWorker:
             conn = conn_set.conns.get(fd)
             if conn is not None and conn.cycle is None and conn.registered:
                 conn.on_readable(self)
+            elif fd == conn_set.wake_fd:
+                self._serve_resumed(conn_set)
             if self.conn_set is not conn_set:
                 return  # lost the set mid-batch: its new owner sees the rest (level-triggered)
+
+    def _serve_resumed(self, conn_set: ConnectionSet) -> None:
+        """Connections given back to the set with requests already read (``ConnectionSet.add_ready``)."""
+        resumed = conn_set.take_ready()
+        while resumed:
+            conn = resumed.popleft()
+            if conn.cycle is None and conn.registered and conn.home is conn_set:  # (else served meanwhile, or gone)
+                conn.resume(self)
+            if self.conn_set is not conn_set:  # lost the set to a takeover: its new owner serves the rest
+                if resumed:
+                    os.eventfd_write(conn_set.wake_fd, 1)
+                return
 
     def _accept(self, conn_set: ConnectionSet, listener: socket.socket, batch: int = ACCEPT_BATCH,
                 limited: bool = True) -> None:
@@ -234,7 +248,9 @@ class SyncWorker:
         for conn in list(conn_set.conns.values()):
             if conn.cycle is None and conn.registered and conn.last_active < deadline:
                 conn.close()
-        if conn_set.conns:
+        # Also while requests are in flight anywhere: a response under way (a stream from a worker) comes back into
+        # a set as a keep-alive connection, and would otherwise wait there for --timeout-keep-alive.
+        if conn_set.conns or self.server._worker_connections():
             self.loop.call_later(grace / 5, self.drain, grace)
 
     # -- app steps, for the monitor -------------------------------------------------------------------------

@@ -187,4 +187,5 @@ class TLSConnection(Connection):
         except TimeoutError:
             return False
         finally:
-            remove(fd)
+            if self.sock is not None:  # (closed meanwhile: the fd number may be another connection's now)
+                remove(fd)

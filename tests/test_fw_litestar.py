@@ -72,8 +72,8 @@ def test_sse(client):
 
 
 def test_sse_without_accept_header(client):
-    """No Accept: text/event-stream: it starts in a worker and is re-run in the pool (or streams from the
-    worker); either way the client gets every event once."""
+    """No Accept: text/event-stream: it starts in a worker and streams from there to its end (the route is
+    learned for the next request); the client gets every event once."""
     r = client.get("/sse?n=3")
     assert r.status_code == 200
     assert r.text.count("event: tick") == 3

@@ -71,7 +71,7 @@ def test_collector_sees_each_step_with_monotonic_timestamps(tmp_path):
             sse = c.request("GET", "/sse", headers=[("Accept", "text/event-stream"), ("X-Request-ID", "sse-1")])
             assert sse.chunked
         with srv.connect() as c:
-            assert c.request("GET", "/stream", headers=[("X-Request-ID", "rerun-1")]).chunked
+            assert c.request("GET", "/stream", headers=[("X-Request-ID", "stream-1")]).chunked
         with srv.connect() as c:  # a client that leaves mid-body
             c.send(b"POST /read-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
             time.sleep(0.2)
@@ -82,17 +82,14 @@ def test_collector_sees_each_step_with_monotonic_timestamps(tmp_path):
     assert stamps == sorted(stamps), "monotonic_ns stamps, in the order things happened"
 
     def about(rid):
-        return [(name, fields.get("where"), fields.get("kind"), fields.get("rerun"), fields.get("status"))
+        return [(name, fields.get("where"), fields.get("kind"), fields.get("status"))
                 for name, fields in events if fields.get("request_id") == rid]
 
-    assert about("plain-1") == [("RequestStarted", "worker", None, None, None),
-                                ("ResponseCompleted", "worker", None, None, 200)]
-    assert about("sse-1") == [("HandedOff", None, "stream", False, None), ("RequestStarted", "pool", None, None, None),
-                              ("ResponseCompleted", "pool", None, None, 200)]
-    assert about("rerun-1") == [("RequestStarted", "worker", None, None, None),
-                                ("HandedOff", None, "stream", True, None),
-                                ("RequestStarted", "pool-rerun", None, None, None),
-                                ("ResponseCompleted", "pool-rerun", None, None, 200)]
+    assert about("plain-1") == [("RequestStarted", "worker", None, None), ("ResponseCompleted", "worker", None, 200)]
+    assert about("sse-1") == [("HandedOff", None, "stream", None), ("RequestStarted", "pool", None, None),
+                              ("ResponseCompleted", "pool", None, 200)]
+    # A response that turns into a stream in a worker streams from there: one run, no handoff
+    assert about("stream-1") == [("RequestStarted", "worker", None, None), ("ResponseCompleted", "worker", None, 200)]
     assert names.count("ConnectionOpened") == 4 and "ClientDisconnected" in names
     plain = next(f for n, f in events if n == "ResponseCompleted" and f["request_id"] == "plain-1")
     assert plain["bytes"] == 2 and 0 < plain["duration_ns"] < 5e9
@@ -132,7 +129,7 @@ def test_metrics_port_serves_prometheus_text():
             for _ in range(3):
                 assert c.request("GET", "/plain").status == 200
             assert c.request("GET", "/sse", headers=[("Accept", "text/event-stream")]).chunked
-            assert c.request("GET", "/stream").chunked  # re-run in the pool
+            assert c.request("GET", "/stream").chunked  # streams from its worker (runs once)
             time.sleep(0.1)
             mid = _metrics(port)  # both streams ended; the connection is back with its serving thread
             assert mid["hybrid_streams_open"] == 0 and mid["hybrid_connections_open"] == 1, mid
@@ -143,16 +140,15 @@ def test_metrics_port_serves_prometheus_text():
         time.sleep(0.3)
         m = _metrics(port)
     assert f"Metrics (Prometheus text) on http://127.0.0.1:{port}/metrics" in srv.output
-    assert m['hybrid_requests_started_total{where="worker"}'] == 6  # 3 plain, the first /stream, /block, /read-body
+    assert m['hybrid_requests_started_total{where="worker"}'] == 6  # 3 plain, /stream, /block, /read-body
     assert m['hybrid_requests_started_total{where="pool"}'] == 1
-    assert m['hybrid_requests_started_total{where="pool-rerun"}'] == 1
-    assert m['hybrid_responses_total{status="2xx",where="worker"}'] == 4
-    assert m['hybrid_handoffs_total{kind="stream",rerun="false"}'] == 1
-    assert m['hybrid_handoffs_total{kind="stream",rerun="true"}'] == 1
+    assert not [k for k in m if "pool-rerun" in k or "rerun=" in k], m  # (no request runs twice)
+    assert m['hybrid_responses_total{status="2xx",where="worker"}'] == 5
+    assert m['hybrid_handoffs_total{kind="stream"}'] == 1
     assert m["hybrid_takeovers_total"] >= 1
     assert m["hybrid_client_disconnects_total"] == 1
     assert m["hybrid_connections_opened_total"] == 2 and m["hybrid_connections_open"] == 0
-    assert m['hybrid_request_duration_seconds_count{where="worker"}'] == 4
+    assert m['hybrid_request_duration_seconds_count{where="worker"}'] == 5
     # The streams ended (their sockets went back to the serving thread, or closed): nothing left open
     assert m["hybrid_streams_open"] == 0 and m["hybrid_requests_in_flight"] == 0, m
 

@@ -66,7 +66,7 @@ def test_access_log_json_names_where_each_request_ran():
         assert c.request("GET", "/plain?q=1", headers=[("X-Request-ID", "req-plain-1")]).body == b"ok"
         sse = c.request("GET", "/sse", headers=[("Accept", "text/event-stream")])  # handed off before app code
         assert sse.body == b"part 0\npart 1\npart 2\n"
-        assert c.request("GET", "/stream").chunked  # starts streaming in a worker: abandoned, re-run in the pool
+        assert c.request("GET", "/stream").chunked  # starts streaming in a worker: streams from there, runs once
         assert c.request("GET", "/stream").chunked  # learned: handed off before any app code
         post = c.request("POST", "/post-stream", body=b"abc")  # a POST is never run twice: streams from a worker
         assert post.body == b"part 0\npart 1\npart 2\n"
@@ -76,7 +76,7 @@ def test_access_log_json_names_where_each_request_ran():
     assert [(r["method"], r["path"], r["where"]) for r in records] == [
         ("GET", "/plain?q=1", "worker"),
         ("GET", "/sse", "pool"),
-        ("GET", "/stream", "pool-rerun"),
+        ("GET", "/stream", "worker"),
         ("GET", "/stream", "pool"),
         ("POST", "/post-stream", "worker"),
     ]
@@ -220,21 +220,24 @@ def test_request_id_header_off_by_default_and_custom_name():
         assert r.body == b"t-1" and r.header("x-trace") == "t-1" and r.header("x-request-id") is None
 
 
-def test_request_id_follows_the_handoff_and_the_rerun():
+def test_request_id_follows_the_handoff():
     """The pool sees the id its StreamingHandoff carries: the one the client sent, or the one the worker made
-    for the first run of a request it abandoned (a re-run keeps its id)."""
+    when it handed a learned streaming route over (the response, the app and the access log agree)."""
     with Server(OPS, "--port", "0", "--access-log-format", "json", "--request-id-header", "X-Request-ID") as srv, \
             srv.connect() as c:
         sse = c.request("GET", "/sse", headers=[("Accept", "text/event-stream"), ("X-Request-ID", "sse-7")])
         assert sse.header("x-request-id") == "sse-7"
-        rerun = c.request("GET", "/stream")
+        first = c.request("GET", "/stream")  # streams from a worker: the route is learned
+        second = c.request("GET", "/stream")  # handed off before any app code runs
         seen = json.loads(c.request("GET", "/seen").body)
-        records = access_records(srv, 3)
+        records = access_records(srv, 4)
     assert seen[0] == ["/sse", "sse-7", "hybrid-async-pool"]
     (_, first_id, first_thread), (_, second_id, second_thread) = seen[1:3]
-    assert first_thread != "hybrid-async-pool" and second_thread == "hybrid-async-pool"
-    assert first_id == second_id == rerun.header("x-request-id"), seen
-    assert [(r["where"], r["request_id"]) for r in records[:2]] == [("pool", "sse-7"), ("pool-rerun", first_id)]
+    assert first_thread != "hybrid-async-pool" and second_thread == "hybrid-async-pool", seen
+    assert first_id == first.header("x-request-id") and second_id == second.header("x-request-id"), seen
+    assert GENERATED_ID.match(second_id) and first_id != second_id, seen
+    assert [(r["where"], r["request_id"]) for r in records[:3]] == [
+        ("pool", "sse-7"), ("worker", first_id), ("pool", second_id)]
 
 
 def test_websocket_has_a_request_id():

@@ -68,7 +68,6 @@ cdef extern from "<time.h>" nogil:
 DEF STACK_LINE = 2048  # a line up to this long is made on the stack (nearly all); a longer one in the heap
 
 cdef const char* _HEX = b"0123456789abcdef"
-cdef const char* _RERUN_NOTE = b" (re-run in the async pool)"  # (logs.RERUN_NOTE)
 
 
 cdef class _State:
@@ -178,10 +177,10 @@ cdef bint _only_defaults(_State s) except -1:
 
 
 cdef int log_access(object conn, RequestCycle cycle, str where) except -1:
-    """The access line of ``cycle`` (complete), which ran ``where`` ("worker", "pool", "pool-rerun")."""
+    """The access line of ``cycle`` (complete), which ran ``where`` ("worker", "pool")."""
     cdef _State s = _state
     if s is not None and _only_defaults(s):
-        line = _json_line(s, cycle, where) if s.json else _text_line(s, cycle, where)
+        line = _json_line(s, cycle, where) if s.json else _text_line(s, cycle)
         if line is not None:
             _add(s, line)
             return 0
@@ -403,8 +402,8 @@ cdef object _new_id(object ids, list headers):
 
 # -- the two lines -----------------------------------------------------------------------------------------
 
-cdef object _text_line(_State s, RequestCycle cycle, str where):
-    """'INFO:     CLIENT - "METHOD PATH?QUERY HTTP/VERSION" STATUS[ (re-run in the async pool)]\\n', or None."""
+cdef object _text_line(_State s, RequestCycle cycle):
+    """'INFO:     CLIENT - "METHOD PATH?QUERY HTTP/VERSION" STATUS\\n', or None."""
     scope = cycle.scope
     if type(scope) is not dict:
         return None
@@ -415,7 +414,6 @@ cdef object _text_line(_State s, RequestCycle cycle, str where):
     client = _client_text(s, scope)
     if raw_path is None or query is None or method is None or version is None or client is None:
         return None
-    cdef bint rerun = PyUnicode_GET_LENGTH(where) == 10 and where == "pool-rerun"  # ("worker": one test)
     cdef Py_ssize_t size = (PyBytes_GET_SIZE(s.prefix) + PyBytes_GET_SIZE(client) + PyBytes_GET_SIZE(raw_path)
                             + PyBytes_GET_SIZE(query) + PyUnicode_GET_LENGTH(method)
                             + PyUnicode_GET_LENGTH(version) + 80)
@@ -440,8 +438,6 @@ cdef object _text_line(_State s, RequestCycle cycle, str where):
         p = _put_str(p, version)
         p = _put(p, b'" ', 2)
         p = _put_int(p, cycle.status)
-        if rerun:
-            p = _put(p, _RERUN_NOTE, strlen(_RERUN_NOTE))
         p[0] = b"\n"
         return PyUnicode_DecodeLatin1(buf, p + 1 - buf, NULL)
     finally:

@@ -324,7 +324,8 @@ cdef class Connection:
                     queued = unsent_bytes(fd)
                     continue
                 finally:
-                    loop.remove_writer(fd)
+                    if self.sock is sock:  # (closed meanwhile: the fd number may be another connection's now)
+                        loop.remove_writer(fd)
                 try:
                     rest = rest[sock.send(rest):]
                 except (BlockingIOError, InterruptedError):
@@ -370,7 +371,7 @@ cdef class Connection:
             return
         if req.wants_stream or (server.router.active and server.router.wants_pool(
                 req.method.decode("latin-1"), req.path.decode("latin-1"))):
-            self._hand_off(req, rerun=False)  # a stream: to the async pool before any app code runs
+            self._hand_off(req)  # a stream: to the async pool before any app code runs
             return
         server.requests += 1
         self.discard_budget = DISCARD_LIMIT
@@ -433,22 +434,15 @@ cdef class Connection:
     def streaming_started(self, cycle):
         """The app streams a response here, in a worker: a second ``more_body=True`` message (one alone is how
         Starlette's BaseHTTPMiddleware sends every response). The route is learned, so its next requests go
-        straight to the async pool. A GET or HEAD without a body, of which nothing has reached the client yet,
-        is abandoned now and re-run in the pool; anything else is never run twice: it streams from this thread
-        to the end."""
-        from hybrid.async_pool import RerunInPool  # (async_pool builds on this module: imported when needed)
-
+        straight to the async pool before any app code runs. This one is never run again (the app runs exactly
+        once per request: a GET may have side effects): it streams from this thread to the end, and the monitor
+        hands the set's other connections to a spare if one of its steps blocks."""
         scope = cycle.scope
         self.server.router.learn(scope["method"], scope["path"])
-        if scope["method"] in ("GET", "HEAD") and not cycle.wrote and cycle.body_complete and not cycle.body and (
-            not any(name == b"content-length" or name == b"transfer-encoding" for name, _ in cycle.request.headers)
-        ):
-            cycle.rerun = True
-            raise RerunInPool()
 
-    def _hand_off(self, request, *, rerun, request_id=None):
+    def _hand_off(self, request):
         """Give this connection to the async pool (StreamingHandoff) and forget it: from here on the pool owns
-        the socket, the protocol state and the events read past this request's head."""
+        the socket, the protocol state and the events read past this request's head. No app code has run."""
         from hybrid.async_pool import StreamingHandoff
 
         if self.registered:
@@ -456,10 +450,9 @@ cdef class Connection:
         self._stop_reading()
         sock, self.sock = self.sock, None  # _serve and _settle stop at once: the connection is not ours
         self.cycle = None
-        scope = build_scope(self, request, self.server.root_path, {}, request_id)  # (a re-run keeps its id)
+        scope = build_scope(self, request, self.server.root_path, {})
         self.server.pool.accept_handoff(StreamingHandoff(
-            conn=self, sock=sock, scope=scope, body=b"", request_id=request_id_of(scope), request=request,
-            body_complete=rerun, rerun=rerun,
+            conn=self, sock=sock, scope=scope, request_id=request_id_of(scope), request=request,
         ))
 
     def _hand_off_websocket(self, request):
@@ -538,15 +531,18 @@ cdef class Connection:
             server.concurrency.release()
         if cycle.held is not None:  # the app ended (failed) after one more_body=True chunk: it goes out as sent
             cycle._flush_held()
+        if cycle.flushing is not None:
+            # The app ended while the rest of a flushed held chunk was still being written, so the response is
+            # incomplete and the socket closes below: stop that write and its watch on the fd first, or the fd
+            # number, reused by the next connection, would be watched (and later unwatched) for a dead task.
+            cycle.flushing.cancel()
+            cycle.flushing = None
+            self.loop.remove_writer(self.fd)
         exc = None
         if task.cancelled():
             exc = asyncio.CancelledError("the request task was cancelled")
         else:
             exc = task.exception()
-        if cycle.rerun and not cycle.wrote and not self.disconnected and self.sock is not None:
-            # whatever the app did with RerunInPool; the re-run keeps the request's id
-            self._hand_off(cycle.request, rerun=True, request_id=request_id_of(cycle.scope))
-            return
         if exc is not None and not isinstance(exc, ClientDisconnected) and not (
             server.draining and isinstance(exc, asyncio.CancelledError)  # streams cut at the graceful timeout
         ):

@@ -95,7 +95,6 @@ cdef class RequestCycle:
         self.body = []
         self.continue_pending = request.expect_continue
         # wrote: some response bytes went to the socket (a framed head alone is not enough)
-        # rerun: abandoned in a worker, to run again in the async pool
         # admitted: counted by a worker against --limit-concurrency (the pool counts its own)
         # sent: response body bytes the app sent (the access log's "bytes")
         self.started = perf_counter()  # (the access log's "duration_ms")
@@ -211,8 +210,8 @@ cdef class RequestCycle:
         conn = self.conn
         cdef H1Protocol proto = conn.proto
         if self.flushing is not None:  # the rest of a held chunk flushed by the timer goes first
-            flushing, self.flushing = self.flushing, None
-            await flushing
+            await self.flushing  # (kept until done: the connection cancels it if the app ends meanwhile)
+            self.flushing = None
         if not self.head_sent:
             held = self.held
             if held is not None:  # the message after a held first chunk (see below)
@@ -220,8 +219,8 @@ cdef class RequestCycle:
                 self.hold_timer.cancel()
                 self.hold_timer = None
             if held is not None and more:
-                # A second chunk: a streamed response. The connection learns the route, and a worker may
-                # hand the request to the async pool here (raising RerunInPool): nothing reached the client.
+                # A second chunk: a streamed response. The connection learns the route (the next request of
+                # it goes to the async pool); this one streams from here to its end.
                 self.stream_known = True
                 conn.streaming_started(self)
                 out = proto.send_response(self.status, self.headers, -1)

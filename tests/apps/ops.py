@@ -16,7 +16,7 @@ class _Capture(logging.Handler):
         CAPTURED.append([record.getMessage(), record.args.get("request_id"), record.args.get("where")])
 
 
-SEEN: list = []  # [route, request id, thread] per run of the app (a re-run in the pool appends again)
+SEEN: list = []  # [route, request id, thread] per run of the app
 
 
 def _rid(scope) -> str:
