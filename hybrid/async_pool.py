@@ -37,6 +37,7 @@ from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan
 from hybrid.asgi.task import BLOCKED_STEP
 from hybrid.connection import Connection, unsent_bytes
+from hybrid.shutdown import check_startup, wait_until
 from hybrid.sync_worker import run_own_loop
 
 if TYPE_CHECKING:
@@ -307,6 +308,7 @@ class AsyncPool:
         self.startup_error: BaseException | None = None
         self.thread = threading.Thread(target=self.run, name="hybrid-async-pool", daemon=True)
         self._stopped: asyncio.Future | None = None
+        self.shutdown_deadline: float | None = None  # (monotonic, set by the server) lifespan shutdown's bound
 
     def set_lifespan_state(self, state: dict) -> None:
         """Replace the state requests in the pool see (``scope["state"]`` is a copy of it)."""
@@ -314,8 +316,11 @@ class AsyncPool:
 
     # -- thread ------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, deadline: float | None = None, abort=lambda: False) -> None:
+        """Start the loop and wait for its lifespan startup (until ``deadline``, or a signal: ``abort()``)."""
         self.thread.start()
+        if deadline is not None:
+            check_startup(wait_until(self.ready, deadline, abort), "the async pool", self.config.timeout_startup)
         self.ready.wait()
         if self.startup_error is not None:
             raise self.startup_error
@@ -335,7 +340,7 @@ class AsyncPool:
         self._stopped = self.loop.create_future()
         self.ready.set()
         await self._stopped
-        await self.lifespan.shutdown()
+        await self.lifespan.shutdown(deadline=self.shutdown_deadline)
 
     def stop(self, timeout: float | None, join: bool = True) -> None:
         """From any thread: let open streams finish for ``timeout`` seconds (None: until they end), close the
@@ -351,9 +356,9 @@ class AsyncPool:
             while not self.drained.wait(0.05) and self.thread.is_alive():
                 pass
 
-    def join(self) -> None:
+    def join(self, deadline: float | None = None) -> None:
         if self.thread.ident is not None and self.thread.is_alive():
-            self.thread.join()
+            self.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     async def _drain(self, timeout: float | None) -> None:
         for session in list(self.websockets):

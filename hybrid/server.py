@@ -32,9 +32,8 @@ from hybrid.logs import access_logger, flush_access_log, log_http_access, logger
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
 from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
+from hybrid.shutdown import EXIT_STARTUP_FAILED, ShutdownClock, StartupAborted
 from hybrid.tls import TLSConnection, create_ssl_context
-
-EXIT_STARTUP_FAILED = 3
 
 
 class StartupError(Exception):
@@ -42,6 +41,8 @@ class StartupError(Exception):
 
 
 def bind_listeners(config: ServerConfig) -> list[socket.socket]:
+    """Bind (not listen: nothing is accepted, not even by the kernel, before lifespan startup completes; see
+    start_listening). An inherited --fd socket is used as it is."""
     if config.fd is not None:
         sock = socket.socket(fileno=config.fd)
         if sock.type != socket.SOCK_STREAM:
@@ -69,12 +70,20 @@ def bind_listeners(config: ServerConfig) -> list[socket.socket]:
         except OSError as exc:
             sock.close()
             raise StartupError(f"Cannot bind {config.host}:{config.port}: {exc.strerror}") from None
-    try:
-        sock.listen(config.backlog)
-    except OSError as exc:
-        raise StartupError(f"Cannot listen on {config.bind_description}: {exc.strerror}") from None
+    if config.fd is not None:
+        start_listening(config, [sock])
     sock.setblocking(False)
     return [sock]
+
+
+def start_listening(config: ServerConfig, sockets: list[socket.socket]) -> None:
+    """After lifespan startup: clients may connect from now on (again, harmlessly, on a socket already listening:
+    a supervisor's, which the first ready worker starts)."""
+    for sock in sockets:
+        try:
+            sock.listen(config.backlog)
+        except OSError as exc:
+            raise StartupError(f"Cannot listen on {config.bind_description}: {exc.strerror}") from None
 
 
 def describe_listeners(config: ServerConfig, sockets: list[socket.socket]) -> str:
@@ -145,6 +154,9 @@ def raise_fd_limit() -> None:
 # During a graceful shutdown, a keep-alive connection idle this long is closed; one that is busy, or gets a request
 # sooner, is answered first (with connection: close). Closing at once would race a request already on its way.
 DRAIN_IDLE_GRACE = 0.25
+# Shutdown: how long the threads that own the sets get to accept what is queued (they are not stuck: a stuck one
+# has handed its set on and is not asked).
+DOOR_WAIT = 1.0
 # How often the thread gauges of --metrics-port are refreshed (by the main thread's loop).
 METRICS_SAMPLE_INTERVAL = 0.5
 
@@ -316,17 +328,19 @@ class Server:
                                    f"{exc.strerror}") from None
             logger.info("Metrics (Prometheus text) on http://%s:%d/metrics", self.config.host,
                         self.metrics_server[0].server_port)
+        deadline = time.monotonic() + self.config.timeout_startup
         try:
             if self.acceptor is None:
                 # One spare beyond --threads, ready for the first takeover.
                 spare = 1 if self.config.max_threads > self.config.threads else 0
-                self.threads.start(self.config.threads + spare)
-            self.pool.start()
-        except LifespanFailure as exc:
+                self.threads.start(self.config.threads + spare, deadline, self._stop_signalled)
+            self.pool.start(deadline, self._stop_signalled)
+            start_listening(self.config, self.listeners)
+        except BaseException as exc:
             self._close_listeners()
-            raise StartupError(f"Application startup failed: {exc}") from None
-        except BaseException:
-            self._close_listeners()
+            self._stop_started_loops()
+            if isinstance(exc, LifespanFailure):
+                raise StartupError(f"Application startup failed: {exc}") from None
             raise
         if self.acceptor is not None:  # --mode async: the pool's loop accepts and serves everything
             self.acceptor.listeners = list(self.listeners)
@@ -341,7 +355,7 @@ class Server:
         else:
             logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.listeners)))
 
-    def serve_forever(self) -> None:
+    def serve_forever(self) -> int:
         recycling = False
         sampled = 0.0
         while not self._stop_requested:
@@ -364,7 +378,7 @@ class Server:
                 recycling = True
                 logger.info("Worker [%d] served %d requests: asking to be recycled.", os.getpid(), self.requests)
                 self.control.send(("recycle", os.getpid()))
-        self.shutdown()
+        return self.shutdown()
 
     def _sample_threads(self) -> None:
         """--metrics-port: how many serving threads own a set, are blocked in a handler, or wait as spares."""
@@ -392,6 +406,18 @@ class Server:
         deadline = time.monotonic() + self.config.timeout_worker_healthcheck
         return all(a.wait(max(0.0, deadline - time.monotonic())) for a in answers)
 
+    def _stop_signalled(self) -> bool:
+        return self._stop_requested
+
+    def _stop_started_loops(self) -> None:
+        """Startup failed or was stopped: the loops whose lifespan did start shut it down (briefly: bounded)."""
+        clock = ShutdownClock(None)
+        if self.pool.ready.is_set() and self.pool.startup_error is None:
+            self.pool.shutdown_deadline = clock.lifespan_deadline()
+            self.pool.stop(0.0, join=False)
+        self.threads.stop(clock.lifespan_deadline())
+        self.pool.join(clock.lifespan_deadline())
+
     def request_stop(self) -> None:
         self._stop_requested = True
 
@@ -416,8 +442,10 @@ class Server:
         if self.control is None:  # a supervisor's worker leaves SIGHUP to the supervisor
             signal.signal(signal.SIGHUP, hangup)
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> int:
+        """The graceful shutdown; returns the exit code (EXIT_CUT_SHORT when a bound abandoned anything)."""
         logger.info("Shutting down")
+        self.clock = ShutdownClock(self.config.timeout_graceful_shutdown)
         self.draining = True
         self._close_the_door()
         self._close_listeners()
@@ -428,19 +456,26 @@ class Server:
         if self.acceptor is not None:
             self.pool.loop.call_soon_threadsafe(self.acceptor.drain, DRAIN_IDLE_GRACE)
         # In-flight requests finish; their connections close after the response (draining).
-        deadline = None
-        if self.config.timeout_graceful_shutdown is not None:
-            deadline = time.monotonic() + self.config.timeout_graceful_shutdown
-        while self._worker_connections() and (deadline is None or time.monotonic() < deadline):
+        clock = self.clock
+        while self._worker_connections() and (clock.deadline is None or time.monotonic() < clock.deadline):
             time.sleep(0.01)
-        # Streams in the async pool get what is left of the graceful timeout, then close.
-        self.pool.stop(None if deadline is None else max(0.0, deadline - time.monotonic()), join=False)
+        if self._worker_connections():
+            clock.cut_short(f"{len(self.connections)} request(s) still in flight at --timeout-graceful-shutdown")
+        # Streams in the async pool get what is left of the graceful timeout (or STREAMS_DEFAULT), then close.
+        lifespans = [w.lifespan for w in list(self.threads.workers)] + [self.pool.lifespan]
+        self.pool.shutdown_deadline = clock.lifespan_deadline()
+        self.pool.stop(clock.streams_left(), join=False)
         if self.connections:
             logger.warning("Graceful shutdown timed out with %d connections open; closing them.",
                            len(self.connections))
-        # Every loop's lifespan shutdown, the last started first (the pool's waits for spares started after it).
-        self.threads.stop()
-        self.pool.join()
+        # Every loop's lifespan shutdown, the last started first (the pool's waits for spares started after it),
+        # all bounded: a thread stuck in app code is abandoned.
+        stuck = self.threads.stop(clock.lifespan_deadline())
+        self.pool.join(clock.lifespan_deadline())
+        if stuck:
+            clock.cut_short(f"{_plural(len(stuck), 'thread')} still in app code, abandoned")
+        if any(lifespan.timed_out for lifespan in lifespans):
+            clock.cut_short("lifespan shutdown did not complete")
         for conn in list(self.connections):
             # Their threads are stopped: nobody else owns these sockets any more.
             if conn.sock is not None:
@@ -458,11 +493,25 @@ class Server:
             self.metrics_server[0].server_close()
         logger.info("Finished server process [%d]", os.getpid())
         flush_access_log()  # (the buffered access lines: a worker process leaves by os._exit, without atexit)
+        return self.clock.exit_code
 
     def _worker_connections(self) -> bool:
         # (and requests still running after their response: BackgroundTasks)
         return any(not getattr(conn, "in_pool", False) for conn in list(self.connections)) or any(
             worker.pending for worker in list(self.threads.workers))
+
+    def _set_owners(self) -> list:
+        """(thread, set) for each set, by the monitor's slot table: a thread stuck in a handler has handed its set
+        on (its ``conn_set`` names it until the handler returns), so it is never asked to accept or to serve."""
+        owners = []
+        for worker in list(self.threads.workers):
+            loop = worker.loop
+            if worker.slot < 0 or loop is None or not loop.is_running():
+                continue
+            conn_set = self.sets.get(self.monitor.owned_set(worker.slot))
+            if conn_set is not None:
+                owners.append((worker, conn_set))
+        return owners
 
     def _close_the_door(self) -> None:
         """Stop accepting without losing the connections queued in the kernel: each set's owner accepts what is
@@ -471,17 +520,14 @@ class Server:
             self._close_the_async_door()
             return
         answers = []
-        for worker in list(self.threads.workers):
-            loop = worker.loop
-            if worker.conn_set is None or loop is None or not loop.is_running():
-                continue
+        for worker, conn_set in self._set_owners():
             done = threading.Event()
             try:
-                loop.call_soon_threadsafe(worker.close_the_door, done)
+                worker.loop.call_soon_threadsafe(worker.close_the_door, done, conn_set)
             except RuntimeError:  # its loop just closed
                 continue
             answers.append(done)
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + DOOR_WAIT
         for done in answers:
             done.wait(max(0.0, deadline - time.monotonic()))
         for conn_set in self.sets.values():  # a set whose owner did not answer in time (or changed hands)
@@ -490,26 +536,30 @@ class Server:
             return  # a socket shared with the supervisor: what is still queued is for the other workers
         # Clients kept connecting while the owners answered: take those here, right before the listeners close
         # (back to back, so the window in which a connection could still be reset is a few microseconds), and
-        # hand them to a thread that owns a set; wait until it has them, so the drain below counts them.
+        # hand them to a thread that owns a set (never a stuck one); wait until it has them, so the drain below
+        # counts them. With no such thread they are closed (refused, not left unanswered).
         late = self._latecomers()
-        if not late:
-            return
-        owners = [w for w in list(self.threads.workers) if w.conn_set is not None and w.loop is not None]
+        if late:
+            self._hand_latecomers(late)
+
+    def _hand_latecomers(self, late: list) -> None:
+        owners = self._set_owners()
         if not owners:
             for sock, _addr in late:
                 sock.close()
             return
-        worker, adopted = owners[0], threading.Event()
+        (worker, conn_set), adopted = owners[0], threading.Event()
 
         def adopt_all():
             try:
                 for sock, addr in late:
-                    worker.adopt(worker.conn_set or next(iter(self.sets.values())), sock, addr)
+                    worker.adopt(conn_set, sock, addr)
             finally:
                 adopted.set()
 
         worker.loop.call_soon_threadsafe(adopt_all)
-        adopted.wait(2.0)
+        if not adopted.wait(DOOR_WAIT):
+            logger.warning("Connections queued at shutdown were not taken in %.0f s.", DOOR_WAIT)
 
     def _latecomers(self) -> list:
         """Connections still queued on the listeners, accepted here (shutdown: right before they close)."""
@@ -568,5 +618,7 @@ def serve(config: ServerConfig, app=None, lifecycle_collector=None) -> int:
     except StartupError as exc:
         logger.error("%s", exc)
         return EXIT_STARTUP_FAILED
-    server.serve_forever()
-    return 0
+    except StartupAborted as exc:
+        logger.error("%s", exc)
+        return exc.code
+    return server.serve_forever()

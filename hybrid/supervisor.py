@@ -49,6 +49,7 @@ def _worker_main(config: ServerConfig, sockets, control) -> None:
     from hybrid.importer import AppLoadError
     from hybrid.logs import flush_access_log, setup_logging_for
     from hybrid.server import Server
+    from hybrid.shutdown import StartupAborted
 
     setup_logging_for(config)  # (checked by the supervisor before it started us)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # SIGHUP is the supervisor's business
@@ -63,14 +64,18 @@ def _worker_main(config: ServerConfig, sockets, control) -> None:
     except StartupError as exc:
         logger.error("%s", exc)
         os._exit(EXIT_STARTUP_FAILED)
+    except StartupAborted as exc:
+        logger.error("%s", exc)
+        os._exit(exc.code)
     except BaseException:
         logger.exception("Worker failed to start")
         os._exit(1)
+    code = 1
     try:
-        server.serve_forever()
+        code = server.serve_forever()
     finally:  # (os._exit skips atexit, and with it logging.shutdown: the buffered access lines go out here)
         flush_access_log()
-    os._exit(0)
+    os._exit(code)
 
 
 @dataclass(eq=False)
