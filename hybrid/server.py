@@ -224,6 +224,8 @@ class Server:
         # Set by signal handlers, which must not take locks (threading.Event.set does: a handler that interrupts
         # the main thread inside Event.wait deadlocks on the Event's own lock). The main thread polls it.
         self._stop_requested = False
+        # A supervisor's shutdown names one worker the last to hold the shared socket: it drains the queue.
+        self.last_door = False
         self._signals = 0
         self.blocked_steps = 0
         self.started_at = time.monotonic()
@@ -374,6 +376,9 @@ class Server:
                     break
                 if message == "ping" and self.healthy():
                     self.control.send("pong")
+                elif message == "stop-last":  # (the supervisor's shutdown: see _close_the_door)
+                    self.last_door = True
+                    self._stop_requested = True
             if self.max_requests and not recycling and self.requests >= self.max_requests:
                 recycling = True
                 logger.info("Worker [%d] served %d requests: asking to be recycled.", os.getpid(), self.requests)
@@ -450,6 +455,11 @@ class Server:
         self._close_the_door()
         self._close_listeners()
         logger.info("Stopped accepting connections")
+        if self.control is not None:
+            try:
+                self.control.send(("door-closed", os.getpid()))  # (the supervisor waits for it: see its shutdown)
+            except OSError:
+                pass
         for worker in list(self.threads.workers):
             if worker.loop is not None and worker.loop.is_running():
                 worker.loop.call_soon_threadsafe(worker.drain, DRAIN_IDLE_GRACE)
@@ -532,7 +542,7 @@ class Server:
             done.wait(max(0.0, deadline - time.monotonic()))
         for conn_set in self.sets.values():  # a set whose owner did not answer in time (or changed hands)
             conn_set.stop_accepting()
-        if self.given_sockets is not None:
+        if self.given_sockets is not None and not self.last_door:
             return  # a socket shared with the supervisor: what is still queued is for the other workers
         # Clients kept connecting while the owners answered: take those here, right before the listeners close
         # (back to back, so the window in which a connection could still be reset is a few microseconds), and
@@ -577,7 +587,7 @@ class Server:
         done = threading.Event()
         self.pool.loop.call_soon_threadsafe(self.acceptor.close_door, done)
         done.wait(2.0)
-        if self.given_sockets is not None:
+        if self.given_sockets is not None and not self.last_door:
             return  # a socket shared with the supervisor: what is still queued is for the other workers
         late = self._latecomers()
         if late:

@@ -47,5 +47,6 @@ async def app(scope, receive, send):
             await send({"type": "http.response.body", "body": b"data: tick\n\n", "more_body": True})
             await asyncio.sleep(0.2)
     body = f"ok {os.getpid()}".encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
