@@ -38,6 +38,7 @@ from hybrid.asgi.lifespan import Lifespan
 from hybrid.asgi.task import BLOCKED_STEP
 from hybrid.connection import Connection, unsent_bytes
 from hybrid.shutdown import check_startup, wait_until
+from hybrid.stream_end import end_stream
 from hybrid.sync_worker import run_own_loop
 
 if TYPE_CHECKING:
@@ -364,13 +365,17 @@ class AsyncPool:
         for session in list(self.websockets):
             session.shutdown()  # close 1001 (Going Away); their apps get websocket.disconnect and must return
         if self.tasks:
-            logger.info("Waiting for %d open stream(s)%s", len(self.tasks),
-                        "" if timeout is not None else " (--timeout-graceful-shutdown bounds this)")
+            logger.info("Waiting up to %.0f s for %d open stream(s)", timeout, len(self.tasks))
             _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+            if pending:
+                # Open HTTP streams get their last chunk (a whole response), then their apps are cancelled.
+                streams = [conn.cycle for conn in list(self.server.connections if self.server else ())
+                           if getattr(conn, "pool", None) is self and conn.cycle is not None]
+                await asyncio.gather(*(end_stream(cycle) for cycle in streams))
             for task in pending:
                 task.cancel()
             if pending:
-                logger.warning("Closed %d stream(s) still open after the graceful timeout.", len(pending))
+                logger.info("Ended %d stream(s) still open %.0f s into the shutdown.", len(pending), timeout)
                 await asyncio.wait(pending, timeout=1.0)
         if self.closing:
             # Closing streams flush what slow readers have not taken: briefly, then their sockets just close

@@ -32,7 +32,8 @@ from hybrid.logs import access_logger, flush_access_log, log_http_access, logger
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
 from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
-from hybrid.shutdown import EXIT_STARTUP_FAILED, ShutdownClock, StartupAborted
+from hybrid.shutdown import EXIT_STARTUP_FAILED, STREAMS_DEFAULT, ShutdownClock, StartupAborted
+from hybrid.stream_end import LAST_CHUNK_WAIT, end_worker_streams, worker_streams
 from hybrid.tls import TLSConnection, create_ssl_context
 
 
@@ -466,8 +467,16 @@ class Server:
         if self.acceptor is not None:
             self.pool.loop.call_soon_threadsafe(self.acceptor.drain, DRAIN_IDLE_GRACE)
         # In-flight requests finish; their connections close after the response (draining).
+        # A response still streaming from a worker is a stream: it ends at the streams' bound (its last chunk).
         clock = self.clock
-        while self._worker_connections() and (clock.deadline is None or time.monotonic() < clock.deadline):
+        streams_bound = clock.started + STREAMS_DEFAULT if clock.deadline is None else clock.deadline
+        streams_ended = None
+        while self._worker_connections():
+            now = time.monotonic()
+            if streams_ended is None and now >= streams_bound and worker_streams(self.connections):
+                streams_ended = now + LAST_CHUNK_WAIT + 0.2 if end_worker_streams(self.connections) else now
+            if clock.deadline is not None and now >= max(clock.deadline, streams_ended or 0.0):
+                break
             time.sleep(0.01)
         if self._worker_connections():
             clock.cut_short(f"{len(self.connections)} request(s) still in flight at --timeout-graceful-shutdown")
