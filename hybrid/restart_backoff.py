@@ -19,9 +19,10 @@ class RestartBackoff:
         self.failures = 0  # deaths in a row of workers that were not stable
         self._pending = False  # a delay was handed out and no restart has happened since
 
-    def failed(self, stable: bool) -> float:
-        """A worker died (``stable``: it had been ready STABLE seconds). Returns the delay before its restart;
-        several deaths before one restart count once."""
+    def failed(self, now: float, stable: bool) -> float:
+        """A worker died at ``now`` (``stable``: it had been ready STABLE seconds). Returns the delay before its
+        restart; several deaths before one restart count once. (``now`` is not used to forgive failures: the time
+        between restarts says nothing about whether the next one will fail.)"""
         if stable:
             self.failures = 0
             self.delay = 0.0
@@ -31,5 +32,5 @@ class RestartBackoff:
             self._pending = True
         return self.delay
 
-    def restarted(self) -> None:
+    def restarted(self, now: float) -> None:
         self._pending = False

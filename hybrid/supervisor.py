@@ -328,7 +328,7 @@ class Supervisor:
         alive = [w for w in self.workers if w.generation == self.generation and w.stopping_since is None]
         missing = self.config.workers - len(alive)
         if missing > 0 and now >= self.next_restart:
-            self.backoff.restarted()
+            self.backoff.restarted(now)
             for _ in range(missing):
                 worker = self._spawn(self.generation)
                 logger.info("Started replacement worker [%d].", worker.process.pid)
@@ -339,7 +339,7 @@ class Supervisor:
         if worker.generation != self.generation:  # (of a generation still starting: _check_generation says it)
             return
         stable = worker.ready_at is not None and now - worker.ready_at >= RestartBackoff.STABLE
-        delay = self.backoff.failed(stable)
+        delay = self.backoff.failed(now, stable)
         self.next_restart = max(self.next_restart, now + delay)
         if worker.ready:
             logger.error("Worker [%d] died unexpectedly (%s); restarting in %.1f s.", worker.process.pid,

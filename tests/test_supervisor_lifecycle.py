@@ -134,13 +134,14 @@ def test_backoff_reaches_its_cap_and_stays_there():
     there (they never fall back to FIRST because two restarts are far apart), for a simulated 10 minutes."""
     backoff, now, delays = RestartBackoff(), 0.0, []
     while now < 600:
-        delay = backoff.failed(stable=False)
+        delay = backoff.failed(now, stable=False)
         delays.append(delay)
-        now += delay + 1.3  # the restart, then its failure
-        backoff.restarted()
+        now += delay
+        backoff.restarted(now)
+        now += 1.3  # its failure
     assert delays[:8] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, RestartBackoff.CAP], delays[:8]
     assert all(d == RestartBackoff.CAP for d in delays[7:]), delays
-    assert backoff.failed(stable=True) == RestartBackoff.FIRST  # (a worker that served STABLE s starts over)
+    assert backoff.failed(now, stable=True) == RestartBackoff.FIRST  # (a worker that served STABLE s starts over)
 
 
 def test_worker_killed_during_first_start_exits_startup_failed(launch, tmp_path):
