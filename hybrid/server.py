@@ -2,7 +2,8 @@
 
 The main thread does no serving: it binds, starts the threads, then waits for a signal. Shutdown order (see
 docs/architecture.md): stop accepting, close idle connections, let in-flight requests finish (bounded by
---timeout-graceful-shutdown), run lifespan shutdown in every loop, exit 0.
+--timeout-graceful-shutdown), run lifespan shutdown in every loop, exit 0 (4 when a bound cut something short:
+hybrid/shutdown.py).
 """
 
 from __future__ import annotations
