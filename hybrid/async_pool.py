@@ -38,7 +38,6 @@ from hybrid.asgi.lifespan import Lifespan
 from hybrid.asgi.task import BLOCKED_STEP
 from hybrid.connection import Connection, unsent_bytes
 from hybrid.shutdown import check_startup, wait_until
-from hybrid.stream_end import end_stream
 from hybrid.sync_worker import run_own_loop
 
 if TYPE_CHECKING:
@@ -309,7 +308,7 @@ class AsyncPool:
         self.startup_error: BaseException | None = None
         self.thread = threading.Thread(target=self.run, name="hybrid-async-pool", daemon=True)
         self._stopped: asyncio.Future | None = None
-        self.shutdown_deadline: float | None = None  # (monotonic, set by the server) lifespan shutdown's bound
+        self.shutdown_clock = None  # (a ShutdownClock, set by the server) bounds the lifespan shutdown
 
     def set_lifespan_state(self, state: dict) -> None:
         """Replace the state requests in the pool see (``scope["state"]`` is a copy of it)."""
@@ -341,7 +340,8 @@ class AsyncPool:
         self._stopped = self.loop.create_future()
         self.ready.set()
         await self._stopped
-        await self.lifespan.shutdown(deadline=self.shutdown_deadline)
+        clock = self.shutdown_clock  # (its deadline counts from now: after the streams had theirs)
+        await self.lifespan.shutdown(deadline=None if clock is None else clock.lifespan_deadline())
 
     def stop(self, timeout: float | None, join: bool = True) -> None:
         """From any thread: let open streams finish for ``timeout`` seconds (None: until they end), close the
@@ -367,15 +367,11 @@ class AsyncPool:
         if self.tasks:
             logger.info("Waiting up to %.0f s for %d open stream(s)", timeout, len(self.tasks))
             _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
-            if pending:
-                # Open HTTP streams get their last chunk (a whole response), then their apps are cancelled.
-                streams = [conn.cycle for conn in list(self.server.connections if self.server else ())
-                           if getattr(conn, "pool", None) is self and conn.cycle is not None]
-                await asyncio.gather(*(end_stream(cycle) for cycle in streams))
             for task in pending:
                 task.cancel()
             if pending:
-                logger.info("Ended %d stream(s) still open %.0f s into the shutdown.", len(pending), timeout)
+                logger.warning("Closed %d stream(s) still open after the graceful timeout (%.0f s).", len(pending),
+                               timeout)
                 await asyncio.wait(pending, timeout=1.0)
         if self.closing:
             # Closing streams flush what slow readers have not taken: briefly, then their sockets just close

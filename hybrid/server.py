@@ -34,7 +34,7 @@ from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
 from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
 from hybrid.shutdown import EXIT_STARTUP_FAILED, STREAMS_DEFAULT, ShutdownClock, StartupAborted
-from hybrid.stream_end import LAST_CHUNK_WAIT, end_worker_streams, worker_streams
+from hybrid.stream_end import CANCEL_WAIT, end_worker_streams, worker_streams
 from hybrid.tls import TLSConnection, create_ssl_context
 
 
@@ -420,7 +420,7 @@ class Server:
         """Startup failed or was stopped: the loops whose lifespan did start shut it down (briefly: bounded)."""
         clock = ShutdownClock(None)
         if self.pool.ready.is_set() and self.pool.startup_error is None:
-            self.pool.shutdown_deadline = clock.lifespan_deadline()
+            self.pool.shutdown_clock = clock
             self.pool.stop(0.0, join=False)
         self.threads.stop(clock.lifespan_deadline())
         self.pool.join(clock.lifespan_deadline())
@@ -468,14 +468,14 @@ class Server:
         if self.acceptor is not None:
             self.pool.loop.call_soon_threadsafe(self.acceptor.drain, DRAIN_IDLE_GRACE)
         # In-flight requests finish; their connections close after the response (draining).
-        # A response still streaming from a worker is a stream: it ends at the streams' bound (its last chunk).
+        # A response still streaming from a worker is a stream: it ends at the streams' bound (stream_end.py).
         clock = self.clock
         streams_bound = clock.started + STREAMS_DEFAULT if clock.deadline is None else clock.deadline
         streams_ended = None
         while self._worker_connections():
             now = time.monotonic()
             if streams_ended is None and now >= streams_bound and worker_streams(self.connections):
-                streams_ended = now + LAST_CHUNK_WAIT + 0.2 if end_worker_streams(self.connections) else now
+                streams_ended = now + CANCEL_WAIT if end_worker_streams(self.connections) else now
             if clock.deadline is not None and now >= max(clock.deadline, streams_ended or 0.0):
                 break
             time.sleep(0.01)
@@ -483,7 +483,7 @@ class Server:
             clock.cut_short(f"{len(self.connections)} request(s) still in flight at --timeout-graceful-shutdown")
         # Streams in the async pool get what is left of the graceful timeout (or STREAMS_DEFAULT), then close.
         lifespans = [w.lifespan for w in list(self.threads.workers)] + [self.pool.lifespan]
-        self.pool.shutdown_deadline = clock.lifespan_deadline()
+        self.pool.shutdown_clock = clock
         self.pool.stop(clock.streams_left(), join=False)
         if self.connections:
             logger.warning("Graceful shutdown timed out with %d connections open; closing them.",
@@ -559,6 +559,7 @@ class Server:
         # hand them to a thread that owns a set (never a stuck one); wait until it has them, so the drain below
         # counts them. With no such thread they are closed (refused, not left unanswered).
         late = self._latecomers()
+        self._close_listeners()  # (at once: a client connecting while the latecomers are handed on is refused)
         if late:
             self._hand_latecomers(late)
 
@@ -600,6 +601,7 @@ class Server:
         if self.given_sockets is not None and not self.last_door:
             return  # a socket shared with the supervisor: what is still queued is for the other workers
         late = self._latecomers()
+        self._close_listeners()
         if late:
             adopted = threading.Event()
             self.pool.loop.call_soon_threadsafe(self.acceptor.adopt_all, late, adopted)

@@ -238,8 +238,8 @@ class SyncWorker:
         for conn in list(conn_set.conns.values()):
             if conn.cycle is None and conn.registered and conn.last_active < deadline:
                 conn.close()
-        # Again until the loop stops: a connection back from a response served through the loop (a stream ended
-        # at the shutdown bound) rejoins the set later and is closed once idle too.
+        # Again until the loop stops: a connection whose response was served through the loop (its head sent
+        # before the shutdown, so without connection: close) rejoins the set later and is closed once idle too.
         self.loop.call_later(grace / 5, self.drain, grace)
 
     # -- app steps, for the monitor -------------------------------------------------------------------------
