@@ -29,6 +29,7 @@ from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, ConnectionSet
 from hybrid.importer import load_app
 from hybrid.limits import ConcurrencyLimit, ConnectionLimit
+from hybrid.listen_close import refuse_new_handshakes
 from hybrid.logs import access_logger, flush_access_log, log_http_access, logger
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
@@ -586,6 +587,8 @@ class Server:
         """Connections still queued on the listeners, accepted here (shutdown: right before they close)."""
         late = []
         for listener in self.listeners:
+            if self.config.fd is None:  # (an inherited socket outlives us: it must keep taking connections)
+                refuse_new_handshakes(listener)
             while len(late) < 1 << 16:
                 try:
                     late.append(listener.accept())
