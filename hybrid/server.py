@@ -27,9 +27,9 @@ from hybrid.async_mode import AsyncAcceptor
 from hybrid.async_pool import AsyncPool, StreamRouter
 from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, ConnectionSet
+from hybrid.door import close_the_door
 from hybrid.importer import load_app
 from hybrid.limits import ConcurrencyLimit, ConnectionLimit
-from hybrid.listen_close import refuse_new_handshakes
 from hybrid.logs import access_logger, flush_access_log, log_http_access, logger
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
@@ -157,9 +157,6 @@ def raise_fd_limit() -> None:
 # During a graceful shutdown, a keep-alive connection idle this long is closed; one that is busy, or gets a request
 # sooner, is answered first (with connection: close). Closing at once would race a request already on its way.
 DRAIN_IDLE_GRACE = 0.25
-# Shutdown: how long the threads that own the sets get to accept what is queued (they are not stuck: a stuck one
-# has handed its set on and is not asked).
-DOOR_WAIT = 1.0
 # How often the thread gauges of --metrics-port are refreshed (by the main thread's loop).
 METRICS_SAMPLE_INTERVAL = 0.5
 
@@ -379,7 +376,7 @@ class Server:
                     break
                 if message == "ping" and self.healthy():
                     self.control.send("pong")
-                elif message == "stop-last":  # (the supervisor's shutdown: see _close_the_door)
+                elif message == "stop-last":  # (the supervisor's shutdown: see hybrid/door.py)
                     self.last_door = True
                     self._stop_requested = True
             if self.max_requests and not recycling and self.requests >= self.max_requests:
@@ -455,7 +452,7 @@ class Server:
         logger.info("Shutting down")
         self.clock = ShutdownClock(self.config.timeout_graceful_shutdown)
         self.draining = True
-        self._close_the_door()
+        close_the_door(self)
         self._close_listeners()
         logger.info("Stopped accepting connections")
         if self.control is not None:
@@ -520,95 +517,6 @@ class Server:
         # (and requests still running after their response: BackgroundTasks)
         return any(not getattr(conn, "in_pool", False) for conn in list(self.connections)) or any(
             worker.pending for worker in list(self.threads.workers))
-
-    def _set_owners(self) -> list:
-        """(thread, set) for each set, by the monitor's slot table: a thread stuck in a handler has handed its set
-        on (its ``conn_set`` names it until the handler returns), so it is never asked to accept or to serve."""
-        owners = []
-        for worker in list(self.threads.workers):
-            loop = worker.loop
-            if worker.slot < 0 or loop is None or not loop.is_running():
-                continue
-            conn_set = self.sets.get(self.monitor.owned_set(worker.slot))
-            if conn_set is not None:
-                owners.append((worker, conn_set))
-        return owners
-
-    def _close_the_door(self) -> None:
-        """Stop accepting without losing the connections queued in the kernel: each set's owner accepts what is
-        queued and leaves the listeners (on its own thread: a set has one owner), then the listeners close."""
-        if self.acceptor is not None:
-            self._close_the_async_door()
-            return
-        answers = []
-        for worker, conn_set in self._set_owners():
-            done = threading.Event()
-            try:
-                worker.loop.call_soon_threadsafe(worker.close_the_door, done, conn_set)
-            except RuntimeError:  # its loop just closed
-                continue
-            answers.append(done)
-        deadline = time.monotonic() + DOOR_WAIT
-        for done in answers:
-            done.wait(max(0.0, deadline - time.monotonic()))
-        for conn_set in self.sets.values():  # a set whose owner did not answer in time (or changed hands)
-            conn_set.stop_accepting()
-        if self.given_sockets is not None and not self.last_door:
-            return  # a socket shared with the supervisor: what is still queued is for the other workers
-        # Clients kept connecting while the owners answered: take those here, right before the listeners close
-        # (back to back, so the window in which a connection could still be reset is a few microseconds), and
-        # hand them to a thread that owns a set (never a stuck one); wait until it has them, so the drain below
-        # counts them. With no such thread they are closed (refused, not left unanswered).
-        late = self._latecomers()
-        self._close_listeners()  # (at once: a client connecting while the latecomers are handed on is refused)
-        if late:
-            self._hand_latecomers(late)
-
-    def _hand_latecomers(self, late: list) -> None:
-        owners = self._set_owners()
-        if not owners:
-            for sock, _addr in late:
-                sock.close()
-            return
-        (worker, conn_set), adopted = owners[0], threading.Event()
-
-        def adopt_all():
-            try:
-                for sock, addr in late:
-                    worker.adopt(conn_set, sock, addr)
-            finally:
-                adopted.set()
-
-        worker.loop.call_soon_threadsafe(adopt_all)
-        if not adopted.wait(DOOR_WAIT):
-            logger.warning("Connections queued at shutdown were not taken in %.0f s.", DOOR_WAIT)
-
-    def _latecomers(self) -> list:
-        """Connections still queued on the listeners, accepted here (shutdown: right before they close)."""
-        late = []
-        for listener in self.listeners:
-            if self.config.fd is None:  # (an inherited socket outlives us: it must keep taking connections)
-                refuse_new_handshakes(listener)
-            while len(late) < 1 << 16:
-                try:
-                    late.append(listener.accept())
-                except OSError:  # BlockingIOError: the queue is empty
-                    break
-        return late
-
-    def _close_the_async_door(self) -> None:
-        """--mode async: the pool's loop accepts what is queued and stops watching; latecomers follow it."""
-        done = threading.Event()
-        self.pool.loop.call_soon_threadsafe(self.acceptor.close_door, done)
-        done.wait(2.0)
-        if self.given_sockets is not None and not self.last_door:
-            return  # a socket shared with the supervisor: what is still queued is for the other workers
-        late = self._latecomers()
-        self._close_listeners()
-        if late:
-            adopted = threading.Event()
-            self.pool.loop.call_soon_threadsafe(self.acceptor.adopt_all, late, adopted)
-            adopted.wait(2.0)
 
     def _close_listeners(self) -> None:
         close_listeners(self.config, self.listeners, owner=self.given_sockets is None)
