@@ -36,6 +36,7 @@ from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan
 from hybrid.asgi.task import BLOCKED_STEP
 from hybrid.connection import Connection, unsent_bytes
+from hybrid.shutdown import check_startup, wait_until
 from hybrid.sync_worker import run_own_loop
 
 if TYPE_CHECKING:
@@ -293,6 +294,7 @@ class AsyncPool:
         self.startup_error: BaseException | None = None
         self.thread = threading.Thread(target=self.run, name="hybrid-async-pool", daemon=True)
         self._stopped: asyncio.Future | None = None
+        self.shutdown_clock = None  # (a ShutdownClock, set by the server) bounds the lifespan shutdown
 
     def set_lifespan_state(self, state: dict) -> None:
         """Replace the state requests in the pool see (``scope["state"]`` is a copy of it)."""
@@ -300,8 +302,11 @@ class AsyncPool:
 
     # -- thread ------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, deadline: float | None = None, abort=lambda: False) -> None:
+        """Start the loop and wait for its lifespan startup (until ``deadline``, or a signal: ``abort()``)."""
         self.thread.start()
+        if deadline is not None:
+            check_startup(wait_until(self.ready, deadline, abort), "the async pool", self.config.timeout_startup)
         self.ready.wait()
         if self.startup_error is not None:
             raise self.startup_error
@@ -321,7 +326,8 @@ class AsyncPool:
         self._stopped = self.loop.create_future()
         self.ready.set()
         await self._stopped
-        await self.lifespan.shutdown()
+        clock = self.shutdown_clock  # (its deadline counts from now: after the streams had theirs)
+        await self.lifespan.shutdown(deadline=None if clock is None else clock.lifespan_deadline())
 
     def stop(self, timeout: float | None, join: bool = True) -> None:
         """From any thread: let open streams finish for ``timeout`` seconds (None: until they end), close the
@@ -337,21 +343,21 @@ class AsyncPool:
             while not self.drained.wait(0.05) and self.thread.is_alive():
                 pass
 
-    def join(self) -> None:
+    def join(self, deadline: float | None = None) -> None:
         if self.thread.ident is not None and self.thread.is_alive():
-            self.thread.join()
+            self.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     async def _drain(self, timeout: float | None) -> None:
         for session in list(self.websockets):
             session.shutdown()  # close 1001 (Going Away); their apps get websocket.disconnect and must return
         if self.tasks:
-            logger.info("Waiting for %d open stream(s)%s", len(self.tasks),
-                        "" if timeout is not None else " (--timeout-graceful-shutdown bounds this)")
+            logger.info("Waiting up to %.0f s for %d open stream(s)", timeout, len(self.tasks))
             _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
             for task in pending:
                 task.cancel()
             if pending:
-                logger.warning("Closed %d stream(s) still open after the graceful timeout.", len(pending))
+                logger.warning("Closed %d stream(s) still open after the graceful timeout (%.0f s).", len(pending),
+                               timeout)
                 await asyncio.wait(pending, timeout=1.0)
         if self.closing:
             # Closing streams flush what slow readers have not taken: briefly, then their sockets just close

@@ -84,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Close a connection whose client has read none of the response for this many seconds "
                         "(a client that stopped reading; a slow but steady one is not cut; default 60).")
     p.add_argument("--timeout-graceful-shutdown", type=_seconds, default=None,
-                   help="On shutdown, wait at most this many seconds for in-flight requests (default: no limit).")
+                   help="On shutdown, wait at most this many seconds for in-flight requests, streams and lifespan "
+                        "shutdown, all together (default: requests as long as they take, streams 5 s, lifespan "
+                        "shutdown 10 s); exit code 4 when something was cut short.")
+    p.add_argument("--timeout-startup", type=_seconds, default=60.0,
+                   help="Give up (exit 3) when lifespan startup has not completed within this many seconds "
+                        "(default 60). Nothing is accepted before startup completes.")
     p.add_argument("--workers", type=_positive_int, default=1,
                    help="Worker processes sharing the listening socket, under a supervisor (default 1: no supervisor).")
     p.add_argument("--reload", action="store_true",

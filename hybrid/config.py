@@ -81,6 +81,7 @@ class ServerConfig:
     timeout_request_body: float = 30.0
     timeout_write_stall: float = 60.0
     timeout_graceful_shutdown: float | None = None
+    timeout_startup: float = 60.0  # (lifecycle: lifespan startup bound)
     workers: int = 1
     reload: bool = False
     reload_dirs: tuple[str, ...] = ()
@@ -180,6 +181,8 @@ class ServerConfig:
             fail("timeout-write-stall", f"{self.timeout_write_stall!r} must be a positive number of seconds")
         if self.timeout_graceful_shutdown is not None and self.timeout_graceful_shutdown < 0:
             fail("timeout-graceful-shutdown", f"{self.timeout_graceful_shutdown!r} must not be negative")
+        if not isinstance(self.timeout_startup, (int, float)) or self.timeout_startup <= 0:
+            fail("timeout-startup", f"{self.timeout_startup!r} must be a positive number of seconds")
         if not isinstance(self.workers, int) or self.workers < 1:
             fail("workers", f"{self.workers!r} must be at least 1")
         if self.limit_max_requests is not None and (

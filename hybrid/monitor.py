@@ -10,8 +10,10 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 
 from hybrid._speedups.monitor import Monitor, gil_futex
+from hybrid.shutdown import check_startup, wait_until
 
 logger = logging.getLogger("hybrid.error")
 
@@ -36,18 +38,29 @@ class ThreadManager:
         self._gc_hook = self.monitor.gc_callback
         self._monitor_thread = threading.Thread(target=self.monitor.run, name="hybrid-monitor", daemon=True)
 
-    def start(self, count: int) -> None:
-        """Start ``count`` threads and wait for their lifespan startup; raise the first failure."""
+    def start(self, count: int, deadline: float | None = None, abort=lambda: False) -> None:
+        """Start ``count`` threads one after the other (lifespans start in a known order, and end in reverse),
+        each once the one before has finished its lifespan startup. Stop at the first failure (the others'
+        startups would only repeat it), at ``deadline`` (--timeout-startup) or when ``abort()`` (a signal)."""
         from hybrid.sync_worker import SyncWorker
 
-        new = [SyncWorker(self.server, f"hybrid-worker-{i}") for i in range(count)]
-        for worker in new:  # one after the other: lifespans start in a known order (they end in reverse)
+        outcome = "ready"
+        new = []
+        for i in range(count):
+            worker = SyncWorker(self.server, f"hybrid-worker-{i}")
+            new.append(worker)
             worker.start()
-            worker.ready.wait()
-        errors = [w.startup_error for w in new if w.startup_error is not None]
+            outcome = wait_until(worker.ready, deadline, abort) if deadline is not None else "ready"
+            if outcome == "ready":
+                worker.ready.wait()
+            if outcome != "ready" or worker.startup_error is not None:
+                break
+        started = [w for w in new if w.ready.is_set() and w.startup_error is None]
         with self._lock:
-            self.workers.extend(w for w in new if w.startup_error is None)
+            self.workers.extend(started)
             self.peak = len(self.workers)
+        check_startup(outcome, "a serving thread", self.server.config.timeout_startup)
+        errors = [w.startup_error for w in new if w.startup_error is not None]
         if errors:
             raise errors[0]
         # A garbage collection holds the GIL in whatever step it lands in: the monitor does not count it as app time.
@@ -99,8 +112,9 @@ class ThreadManager:
             if worker in self.workers:
                 self.workers.remove(worker)
 
-    def stop(self) -> None:
-        """Stop every loop (each runs its lifespan shutdown) and the monitor; wait for the threads."""
+    def stop(self, deadline: float | None = None) -> list:
+        """Stop every loop (each runs its lifespan shutdown, bounded by ``deadline``) and the monitor; wait for
+        the threads until ``deadline``. Returns the threads still running then (stuck in app code)."""
         self.monitor.stop()
         try:
             gc.callbacks.remove(self._gc_hook)
@@ -110,10 +124,11 @@ class ThreadManager:
             workers = list(self.workers)
         for worker in workers:
             try:
-                worker.stop()
+                worker.stop(deadline)
             except RuntimeError:  # its loop is already closed
                 pass
         for worker in workers:
-            worker.thread.join(timeout=10)
+            worker.thread.join(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self._monitor_thread.is_alive():
             self._monitor_thread.join(timeout=1)
+        return [w for w in workers if w.thread.is_alive()]

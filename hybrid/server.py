@@ -2,7 +2,8 @@
 
 The main thread does no serving: it binds, starts the threads, then waits for a signal. Shutdown order (see
 docs/architecture.md): stop accepting, close idle connections, let in-flight requests finish (bounded by
---timeout-graceful-shutdown), run lifespan shutdown in every loop, exit 0.
+--timeout-graceful-shutdown), run lifespan shutdown in every loop, exit 0 (4 when a bound cut something short:
+hybrid/shutdown.py).
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ from hybrid.async_mode import AsyncAcceptor
 from hybrid.async_pool import AsyncPool, StreamRouter
 from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, ConnectionSet
+from hybrid.door import close_the_door
 from hybrid.importer import load_app
 from hybrid.limits import ConcurrencyLimit, ConnectionLimit
 from hybrid.logs import access_logger, flush_access_log, log_http_access, logger
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
 from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
+from hybrid.shutdown import EXIT_STARTUP_FAILED, STREAMS_DEFAULT, ShutdownClock, StartupAborted
+from hybrid.stream_end import CANCEL_WAIT, end_worker_streams, worker_streams
 from hybrid.tls import TLSConnection, create_ssl_context
-
-EXIT_STARTUP_FAILED = 3
 
 
 class StartupError(Exception):
@@ -42,6 +44,8 @@ class StartupError(Exception):
 
 
 def bind_listeners(config: ServerConfig) -> list[socket.socket]:
+    """Bind (not listen: nothing is accepted, not even by the kernel, before lifespan startup completes; see
+    start_listening). An inherited --fd socket is used as it is."""
     if config.fd is not None:
         sock = socket.socket(fileno=config.fd)
         if sock.type != socket.SOCK_STREAM:
@@ -69,12 +73,20 @@ def bind_listeners(config: ServerConfig) -> list[socket.socket]:
         except OSError as exc:
             sock.close()
             raise StartupError(f"Cannot bind {config.host}:{config.port}: {exc.strerror}") from None
-    try:
-        sock.listen(config.backlog)
-    except OSError as exc:
-        raise StartupError(f"Cannot listen on {config.bind_description}: {exc.strerror}") from None
+    if config.fd is not None:
+        start_listening(config, [sock])
     sock.setblocking(False)
     return [sock]
+
+
+def start_listening(config: ServerConfig, sockets: list[socket.socket]) -> None:
+    """After lifespan startup: clients may connect from now on (again, harmlessly, on a socket already listening:
+    a supervisor's, which the first ready worker starts)."""
+    for sock in sockets:
+        try:
+            sock.listen(config.backlog)
+        except OSError as exc:
+            raise StartupError(f"Cannot listen on {config.bind_description}: {exc.strerror}") from None
 
 
 def describe_listeners(config: ServerConfig, sockets: list[socket.socket]) -> str:
@@ -212,6 +224,8 @@ class Server:
         # Set by signal handlers, which must not take locks (threading.Event.set does: a handler that interrupts
         # the main thread inside Event.wait deadlocks on the Event's own lock). The main thread polls it.
         self._stop_requested = False
+        # A supervisor's shutdown names one worker the last to hold the shared socket: it drains the queue.
+        self.last_door = False
         self._signals = 0
         self.blocked_steps = 0
         self.started_at = time.monotonic()
@@ -313,17 +327,19 @@ class Server:
                                    f"{exc.strerror}") from None
             logger.info("Metrics (Prometheus text) on http://%s:%d/metrics", self.config.host,
                         self.metrics_server[0].server_port)
+        deadline = time.monotonic() + self.config.timeout_startup
         try:
             if self.acceptor is None:
                 # One spare beyond --threads, ready for the first takeover.
                 spare = 1 if self.config.max_threads > self.config.threads else 0
-                self.threads.start(self.config.threads + spare)
-            self.pool.start()
-        except LifespanFailure as exc:
+                self.threads.start(self.config.threads + spare, deadline, self._stop_signalled)
+            self.pool.start(deadline, self._stop_signalled)
+            start_listening(self.config, self.listeners)
+        except BaseException as exc:
             self._close_listeners()
-            raise StartupError(f"Application startup failed: {exc}") from None
-        except BaseException:
-            self._close_listeners()
+            self._stop_started_loops()
+            if isinstance(exc, LifespanFailure):
+                raise StartupError(f"Application startup failed: {exc}") from None
             raise
         if self.acceptor is not None:  # --mode async: the pool's loop accepts and serves everything
             self.acceptor.listeners = list(self.listeners)
@@ -338,7 +354,7 @@ class Server:
         else:
             logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.listeners)))
 
-    def serve_forever(self) -> None:
+    def serve_forever(self) -> int:
         recycling = False
         sampled = 0.0
         while not self._stop_requested:
@@ -357,11 +373,14 @@ class Server:
                     break
                 if message == "ping" and self.healthy():
                     self.control.send("pong")
+                elif message == "stop-last":  # (the supervisor's shutdown: see hybrid/door.py)
+                    self.last_door = True
+                    self._stop_requested = True
             if self.max_requests and not recycling and self.requests >= self.max_requests:
                 recycling = True
                 logger.info("Worker [%d] served %d requests: asking to be recycled.", os.getpid(), self.requests)
                 self.control.send(("recycle", os.getpid()))
-        self.shutdown()
+        return self.shutdown()
 
     def _sample_threads(self) -> None:
         """--metrics-port: how many serving threads own a set, are blocked in a handler, or wait as spares."""
@@ -389,6 +408,18 @@ class Server:
         deadline = time.monotonic() + self.config.timeout_worker_healthcheck
         return all(a.wait(max(0.0, deadline - time.monotonic())) for a in answers)
 
+    def _stop_signalled(self) -> bool:
+        return self._stop_requested
+
+    def _stop_started_loops(self) -> None:
+        """Startup failed or was stopped: the loops whose lifespan did start shut it down (briefly: bounded)."""
+        clock = ShutdownClock(None)
+        if self.pool.ready.is_set() and self.pool.startup_error is None:
+            self.pool.shutdown_clock = clock
+            self.pool.stop(0.0, join=False)
+        self.threads.stop(clock.lifespan_deadline())
+        self.pool.join(clock.lifespan_deadline())
+
     def request_stop(self) -> None:
         self._stop_requested = True
 
@@ -413,31 +444,53 @@ class Server:
         if self.control is None:  # a supervisor's worker leaves SIGHUP to the supervisor
             signal.signal(signal.SIGHUP, hangup)
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> int:
+        """The graceful shutdown; returns the exit code (EXIT_CUT_SHORT when a bound abandoned anything)."""
         logger.info("Shutting down")
+        self.clock = ShutdownClock(self.config.timeout_graceful_shutdown)
         self.draining = True
-        self._close_the_door()
+        close_the_door(self)
         self._close_listeners()
         logger.info("Stopped accepting connections")
+        if self.control is not None:
+            try:
+                self.control.send(("door-closed", os.getpid()))  # (the supervisor waits for it: see its shutdown)
+            except OSError:
+                pass
         for worker in list(self.threads.workers):
             if worker.loop is not None and worker.loop.is_running():
                 worker.loop.call_soon_threadsafe(worker.drain, DRAIN_IDLE_GRACE)
         if self.acceptor is not None:
             self.pool.loop.call_soon_threadsafe(self.acceptor.drain, DRAIN_IDLE_GRACE)
         # In-flight requests finish; their connections close after the response (draining).
-        deadline = None
-        if self.config.timeout_graceful_shutdown is not None:
-            deadline = time.monotonic() + self.config.timeout_graceful_shutdown
-        while self._worker_connections() and (deadline is None or time.monotonic() < deadline):
+        # A response still streaming from a worker is a stream: it ends at the streams' bound (stream_end.py).
+        clock = self.clock
+        streams_bound = clock.started + STREAMS_DEFAULT if clock.deadline is None else clock.deadline
+        streams_ended = None
+        while self._worker_connections():
+            now = time.monotonic()
+            if streams_ended is None and now >= streams_bound and worker_streams(self.connections):
+                streams_ended = now + CANCEL_WAIT if end_worker_streams(self.connections) else now
+            if clock.deadline is not None and now >= max(clock.deadline, streams_ended or 0.0):
+                break
             time.sleep(0.01)
-        # Streams in the async pool get what is left of the graceful timeout, then close.
-        self.pool.stop(None if deadline is None else max(0.0, deadline - time.monotonic()), join=False)
+        if self._worker_connections():
+            clock.cut_short(f"{len(self.connections)} request(s) still in flight at --timeout-graceful-shutdown")
+        # Streams in the async pool get what is left of the graceful timeout (or STREAMS_DEFAULT), then close.
+        lifespans = [w.lifespan for w in list(self.threads.workers)] + [self.pool.lifespan]
+        self.pool.shutdown_clock = clock
+        self.pool.stop(clock.streams_left(), join=False)
         if self.connections:
             logger.warning("Graceful shutdown timed out with %d connections open; closing them.",
                            len(self.connections))
-        # Every loop's lifespan shutdown, the last started first (the pool's waits for spares started after it).
-        self.threads.stop()
-        self.pool.join()
+        # Every loop's lifespan shutdown, the last started first (the pool's waits for spares started after it),
+        # all bounded: a thread stuck in app code is abandoned.
+        stuck = self.threads.stop(clock.lifespan_deadline())
+        self.pool.join(clock.lifespan_deadline())
+        if stuck:
+            clock.cut_short(f"{_plural(len(stuck), 'thread')} still in app code, abandoned")
+        if any(lifespan.timed_out for lifespan in lifespans):
+            clock.cut_short("lifespan shutdown did not complete")
         for conn in list(self.connections):
             # Their threads are stopped: nobody else owns these sockets any more.
             if conn.sock is not None:
@@ -455,82 +508,12 @@ class Server:
             self.metrics_server[0].server_close()
         logger.info("Finished server process [%d]", os.getpid())
         flush_access_log()  # (the buffered access lines: a worker process leaves by os._exit, without atexit)
+        return self.clock.exit_code
 
     def _worker_connections(self) -> bool:
         # (and requests still running after their response: BackgroundTasks)
         return any(not getattr(conn, "in_pool", False) for conn in list(self.connections)) or any(
             worker.pending for worker in list(self.threads.workers))
-
-    def _close_the_door(self) -> None:
-        """Stop accepting without losing the connections queued in the kernel: each set's owner accepts what is
-        queued and leaves the listeners (on its own thread: a set has one owner), then the listeners close."""
-        if self.acceptor is not None:
-            self._close_the_async_door()
-            return
-        answers = []
-        for worker in list(self.threads.workers):
-            loop = worker.loop
-            if worker.conn_set is None or loop is None or not loop.is_running():
-                continue
-            done = threading.Event()
-            try:
-                loop.call_soon_threadsafe(worker.close_the_door, done)
-            except RuntimeError:  # its loop just closed
-                continue
-            answers.append(done)
-        deadline = time.monotonic() + 2.0
-        for done in answers:
-            done.wait(max(0.0, deadline - time.monotonic()))
-        for conn_set in self.sets.values():  # a set whose owner did not answer in time (or changed hands)
-            conn_set.stop_accepting()
-        if self.given_sockets is not None:
-            return  # a socket shared with the supervisor: what is still queued is for the other workers
-        # Clients kept connecting while the owners answered: take those here, right before the listeners close
-        # (back to back, so the window in which a connection could still be reset is a few microseconds), and
-        # hand them to a thread that owns a set; wait until it has them, so the drain below counts them.
-        late = self._latecomers()
-        if not late:
-            return
-        owners = [w for w in list(self.threads.workers) if w.conn_set is not None and w.loop is not None]
-        if not owners:
-            for sock, _addr in late:
-                sock.close()
-            return
-        worker, adopted = owners[0], threading.Event()
-
-        def adopt_all():
-            try:
-                for sock, addr in late:
-                    worker.adopt(worker.conn_set or next(iter(self.sets.values())), sock, addr)
-            finally:
-                adopted.set()
-
-        worker.loop.call_soon_threadsafe(adopt_all)
-        adopted.wait(2.0)
-
-    def _latecomers(self) -> list:
-        """Connections still queued on the listeners, accepted here (shutdown: right before they close)."""
-        late = []
-        for listener in self.listeners:
-            while len(late) < 1 << 16:
-                try:
-                    late.append(listener.accept())
-                except OSError:  # BlockingIOError: the queue is empty
-                    break
-        return late
-
-    def _close_the_async_door(self) -> None:
-        """--mode async: the pool's loop accepts what is queued and stops watching; latecomers follow it."""
-        done = threading.Event()
-        self.pool.loop.call_soon_threadsafe(self.acceptor.close_door, done)
-        done.wait(2.0)
-        if self.given_sockets is not None:
-            return  # a socket shared with the supervisor: what is still queued is for the other workers
-        late = self._latecomers()
-        if late:
-            adopted = threading.Event()
-            self.pool.loop.call_soon_threadsafe(self.acceptor.adopt_all, late, adopted)
-            adopted.wait(2.0)
 
     def _close_listeners(self) -> None:
         close_listeners(self.config, self.listeners, owner=self.given_sockets is None)
@@ -565,5 +548,7 @@ def serve(config: ServerConfig, app=None, lifecycle_collector=None) -> int:
     except StartupError as exc:
         logger.error("%s", exc)
         return EXIT_STARTUP_FAILED
-    server.serve_forever()
-    return 0
+    except StartupAborted as exc:
+        logger.error("%s", exc)
+        return exc.code
+    return server.serve_forever()

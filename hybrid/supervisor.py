@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from hybrid.config import ServerConfig
+from hybrid.restart_backoff import RestartBackoff
 from hybrid.server import (
     EXIT_STARTUP_FAILED,
     StartupError,
@@ -34,11 +35,13 @@ from hybrid.server import (
     describe_listeners,
     startup_banner,
 )
+from hybrid.shutdown import EXIT_CUT_SHORT
 
 logger = logging.getLogger("hybrid.error")
 
 HEALTHCHECK_INTERVAL = 1.0
-RESTART_BACKOFF_MAX = 10.0
+# Shutdown: how long the workers get to leave the shared socket before the last one drains its queue.
+DOOR_WAIT = 2.0
 # Extra time a worker gets beyond --timeout-graceful-shutdown before the supervisor kills it.
 KILL_MARGIN = 5.0
 DEFAULT_RELOAD_EXCLUDES = (".*", ".py[cod]", ".sw.*", "~*", "__pycache__")
@@ -49,6 +52,7 @@ def _worker_main(config: ServerConfig, sockets, control) -> None:
     from hybrid.importer import AppLoadError
     from hybrid.logs import flush_access_log, setup_logging_for
     from hybrid.server import Server
+    from hybrid.shutdown import StartupAborted
 
     setup_logging_for(config)  # (checked by the supervisor before it started us)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # SIGHUP is the supervisor's business
@@ -63,14 +67,18 @@ def _worker_main(config: ServerConfig, sockets, control) -> None:
     except StartupError as exc:
         logger.error("%s", exc)
         os._exit(EXIT_STARTUP_FAILED)
+    except StartupAborted as exc:
+        logger.error("%s", exc)
+        os._exit(exc.code)
     except BaseException:
         logger.exception("Worker failed to start")
         os._exit(1)
+    code = 1
     try:
-        server.serve_forever()
+        code = server.serve_forever()
     finally:  # (os._exit skips atexit, and with it logging.shutdown: the buffered access lines go out here)
         flush_access_log()
-    os._exit(0)
+    os._exit(code)
 
 
 @dataclass(eq=False)
@@ -80,9 +88,21 @@ class Worker:
     generation: int
     started_at: float = field(default_factory=time.monotonic)
     ready: bool = False
+    ready_at: float | None = None
     stopping_since: float | None = None
     last_pong: float = field(default_factory=time.monotonic)
     ping_sent: float | None = None
+    door_closed: bool = False  # (shutdown) it no longer holds the listening socket
+    replacement: Worker | None = None  # (recycling) started to take its place; it stops once that one is ready
+
+
+@dataclass(eq=False)
+class Generation:
+    """Workers being started together (the first start, SIGHUP, a reload): the supervisor keeps running its loop
+    (health checks, restarts) while they start, and acts once all are ready or one has failed."""
+    number: int
+    why: str
+    workers: list[Worker]
 
 
 class Supervisor:
@@ -91,11 +111,12 @@ class Supervisor:
         self.ctx = multiprocessing.get_context("spawn")
         self.sockets = []
         self.workers: list[Worker] = []
-        self.generation = 0
-        self.backoff = 0.1
+        self.generation = 0  # the serving generation (0 until the first one is ready)
+        self.starting: Generation | None = None
+        self.backoff = RestartBackoff()
         self.next_restart = 0.0
-        self.last_restart = 0.0
         self.exit_code = 0
+        self.failed_to_start = False
         # Flags set by signal handlers: handlers must not take locks (a threading.Event would deadlock when the
         # signal lands while the main thread holds the Event's lock); the main loop polls them.
         self._stop_requested = False
@@ -119,25 +140,42 @@ class Supervisor:
         self.workers.append(worker)
         return worker
 
-    def _start_generation(self) -> list[Worker] | None:
-        """Start --workers processes and wait until each is ready; None if any failed to start."""
-        self.generation += 1
-        new = [self._spawn(self.generation) for _ in range(self.config.workers)]
-        while True:
-            for worker in new:
-                self._read_messages(worker)
-            if all(w.ready for w in new):
-                return new
-            failed = [w for w in new if not w.ready and not w.process.is_alive()]
-            if failed or self._stop_requested:
-                if failed:
-                    self.exit_code = failed[0].process.exitcode or 1
-                for worker in new:
-                    self._terminate(worker, graceful=False)
-                for worker in new:
-                    self._reap(worker)
-                return None
-            time.sleep(0.02)
+    def _start_generation(self, why: str) -> None:
+        """Start --workers processes; ``_check_generation`` (each tick) acts when they are ready or one fails."""
+        number = max(self.generation, self.starting.number if self.starting else 0) + 1
+        self.starting = Generation(number, why, [self._spawn(number) for _ in range(self.config.workers)])
+
+    def _check_generation(self) -> None:
+        gen = self.starting
+        for worker in gen.workers:
+            self._read_messages(worker)
+        if all(w.ready for w in gen.workers):
+            self.starting = None
+            old = [w for w in self.workers if w.generation != gen.number and w.stopping_since is None]
+            self.generation = gen.number
+            if gen.why == "start":
+                logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.sockets)))
+                return
+            for worker in old:
+                self._terminate(worker, graceful=True)  # (each drains its requests first)
+            logger.info("Replaced %d workers (%s).", len(old), gen.why)
+            return
+        failed = [w for w in gen.workers if not w.ready and w.process.exitcode is not None]
+        if not failed:
+            return
+        self.starting = None
+        code = failed[0].process.exitcode
+        what = f"worker [{failed[0].process.pid}] {_describe_exit(code)}"
+        # The others of the generation stop gracefully: one already serving finishes its requests first.
+        for worker in gen.workers:
+            self._terminate(worker, graceful=True)
+        if gen.why == "start":
+            logger.error("Workers failed to start (%s); exiting.", what)
+            self.exit_code = code if code and code > 0 else EXIT_STARTUP_FAILED
+            self.failed_to_start = True
+        else:
+            # Keep serving with the running workers rather than go down (e.g. a syntax error while reloading).
+            logger.error("New workers failed to start (%s: %s); keeping the running ones.", gen.why, what)
 
     def _read_messages(self, worker: Worker) -> None:
         try:
@@ -145,24 +183,25 @@ class Supervisor:
                 message = worker.control.recv()
                 if isinstance(message, tuple) and message[0] == "ready":
                     worker.ready = True
-                    worker.last_pong = time.monotonic()
+                    worker.ready_at = worker.last_pong = time.monotonic()
                 elif message == "pong":
                     worker.last_pong = time.monotonic()
                     worker.ping_sent = None
-                elif isinstance(message, tuple) and message[0] == "recycle" and worker.stopping_since is None:
-                    self._recycle(worker)
+                elif isinstance(message, tuple) and message[0] == "door-closed":
+                    worker.door_closed = True
+                elif (isinstance(message, tuple) and message[0] == "recycle" and worker.stopping_since is None
+                      and worker.replacement is None):
+                    logger.info("Recycling worker [%d] after its request limit.", worker.process.pid)
+                    worker.replacement = self._spawn(worker.generation)
         except (EOFError, OSError):
             pass
 
-    def _recycle(self, worker: Worker) -> None:
-        """Start a replacement first, then let the old worker drain: capacity never drops to zero."""
-        logger.info("Recycling worker [%d] after its request limit.", worker.process.pid)
-        replacement = self._spawn(worker.generation)
-        deadline = time.monotonic() + 60
-        while not replacement.ready and replacement.process.is_alive() and time.monotonic() < deadline:
-            self._read_messages(replacement)
-            time.sleep(0.02)
-        self._terminate(worker, graceful=True)
+    def _check_recycling(self, worker: Worker) -> None:
+        """Recycling: a replacement first, then the old worker drains; capacity never drops to zero."""
+        replacement = worker.replacement
+        if replacement.ready or replacement.process.exitcode is not None:
+            worker.replacement = None
+            self._terminate(worker, graceful=True)  # (a replacement that died is replaced like any other)
 
     def _terminate(self, worker: Worker, graceful: bool) -> None:
         if worker.process.pid is None or worker.process.exitcode is not None:
@@ -222,7 +261,7 @@ class Supervisor:
                 logger.error("--reload needs the watchfiles package: pip install 'hybrid[reload]'")
                 return 1
         try:
-            self.sockets = bind_listeners(self.config)
+            self.sockets = bind_listeners(self.config)  # (the first worker to be ready starts listening)
         except StartupError as exc:
             logger.error("%s", exc)
             return EXIT_STARTUP_FAILED
@@ -231,36 +270,40 @@ class Supervisor:
         if self.config.metrics_port is not None and not self._start_metrics():
             self._close_sockets()
             return EXIT_STARTUP_FAILED
-        if self._start_generation() is None:
-            logger.error("Workers failed to start; exiting.")
-            self._close_sockets()
-            return self.exit_code or 1
-        logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.sockets)))
+        self._start_generation("start")
         if self.config.reload:
             self._start_watcher()
-        while not self._stop_requested:
+        while not self._stop_requested and not self.failed_to_start:
             self._tick()
             time.sleep(0.05)
+        if self.generation == 0 and not self.failed_to_start:
+            logger.error("Stopped by a signal while the workers were starting.")
+            self.exit_code = EXIT_CUT_SHORT
         self._shutdown()
-        return 0
+        return self.exit_code
 
     def _tick(self) -> None:
         now = time.monotonic()
-        if self._hangup:
+        if self.starting is not None:
+            self._check_generation()
+        if self._hangup and self.starting is None and self.generation:
             self._hangup = False
-            self._replace_all("SIGHUP")
+            self._start_generation("SIGHUP")
         with self._reload_lock:
-            changes, self._reload_changes = self._reload_changes, []
+            changes = self._reload_changes if self.starting is None and self.generation else []
+            if changes:
+                self._reload_changes = []
         if changes:
             logger.warning("Detected changes in %s. Reloading...", ", ".join(sorted(set(changes))[:5]))
-            self._replace_all("reload")
+            self._start_generation("reload")
         for worker in list(self.workers):
             self._read_messages(worker)
+            if worker.replacement is not None:
+                self._check_recycling(worker)
             if worker.process.exitcode is not None:
                 self._reap(worker)
                 if worker.stopping_since is None:
-                    logger.error("Worker [%d] died unexpectedly (%s).", worker.process.pid,
-                                 _describe_exit(worker.process.exitcode))
+                    self._died(worker, now)
                 continue
             if worker.stopping_since is not None:
                 limit = self._kill_deadline()
@@ -279,49 +322,69 @@ class Supervisor:
                     logger.error("Worker [%d] failed its health check (no answer in %.1fs); replacing it.",
                                  worker.process.pid, self.config.timeout_worker_healthcheck)
                     self._terminate(worker, graceful=False)
-        # Keep the current generation at full strength, with backoff when workers keep dying.
+        if not self.generation:
+            return  # (the first generation is still starting: it has no replacements yet)
+        # Keep the serving generation at full strength, with backoff when workers keep dying.
         alive = [w for w in self.workers if w.generation == self.generation and w.stopping_since is None]
         missing = self.config.workers - len(alive)
         if missing > 0 and now >= self.next_restart:
-            # Workers that die right after a restart get restarted ever more slowly (up to 10 s apart).
-            recent = now - self.last_restart < 5
-            self.backoff = min(self.backoff * 2, RESTART_BACKOFF_MAX) if recent else 0.1
-            self.last_restart = now
-            self.next_restart = now + self.backoff
+            self.backoff.restarted(now)
             for _ in range(missing):
                 worker = self._spawn(self.generation)
                 logger.info("Started replacement worker [%d].", worker.process.pid)
 
-    def _replace_all(self, why: str) -> None:
-        old = [w for w in self.workers if w.stopping_since is None]
-        new = self._start_generation()
-        if new is None:
-            # Keep serving with the old workers rather than go down (e.g. a syntax error while reloading).
-            self.generation += 1
-            for worker in old:
-                worker.generation = self.generation
-            logger.error("New workers failed to start (%s); keeping the running ones.", why)
+    def _died(self, worker: Worker, now: float) -> None:
+        """A worker nobody asked to stop has exited: replace it, after a delay that grows while they keep dying."""
+        code = worker.process.exitcode
+        if worker.generation != self.generation:  # (of a generation still starting: _check_generation says it)
             return
-        for worker in old:
-            self._terminate(worker, graceful=True)
-        logger.info("Replaced %d workers (%s).", len(old), why)
+        stable = worker.ready_at is not None and now - worker.ready_at >= RestartBackoff.STABLE
+        delay = self.backoff.failed(now, stable)
+        self.next_restart = max(self.next_restart, now + delay)
+        if worker.ready:
+            logger.error("Worker [%d] died unexpectedly (%s); restarting in %.1f s.", worker.process.pid,
+                         _describe_exit(code), delay)
+        else:
+            logger.error("Worker [%d] died unexpectedly (%s) before it was ready: %d failed starts in a row "
+                         "(see its error above); restarting in %.1f s.", worker.process.pid, _describe_exit(code),
+                         self.backoff.failures, delay)
 
     def _shutdown(self) -> None:
+        """Stop every worker gracefully. The listen queue is drained once, as one process does: the other workers
+        leave the shared socket first while one (``last``) keeps accepting; then the supervisor closes its own
+        copy, and ``last`` accepts what is still queued and closes the socket for good (no client reset)."""
         logger.info("Shutting down")
         self._watch_stop.set()
+        serving = [w for w in self.workers if w.ready and w.stopping_since is None and w.process.exitcode is None]
+        last = serving[0] if serving else None
         for worker in list(self.workers):
-            self._terminate(worker, graceful=True)
-        # Stop accepting now: new clients are refused at once instead of queueing behind the drain.
+            if worker is not last:
+                self._terminate(worker, graceful=True)
+        deadline = time.monotonic() + DOOR_WAIT
+        while time.monotonic() < deadline and any(
+                w.process.exitcode is None and not w.door_closed for w in self.workers if w is not last):
+            for worker in list(self.workers):
+                self._read_messages(worker)
+            time.sleep(0.01)
         self._close_sockets()
+        if last is not None:
+            try:
+                last.control.send("stop-last")
+                last.stopping_since = time.monotonic()
+            except OSError:
+                self._terminate(last, graceful=True)
         limit = self._kill_deadline()
         started = time.monotonic()
         while self.workers:
             for worker in list(self.workers):
                 self._reap(worker, timeout=0)
+                if worker.process.exitcode not in (None, 0) and worker.ready:
+                    self.exit_code = self.exit_code or EXIT_CUT_SHORT  # (a worker's shutdown was cut short)
             if self._interrupts > 1 or (limit is not None and time.monotonic() - started > limit):
                 for worker in list(self.workers):
                     self._terminate(worker, graceful=False)
                     self._reap(worker, timeout=1)
+                self.exit_code = self.exit_code or EXIT_CUT_SHORT
             time.sleep(0.02)
         logger.info("Finished supervisor process [%d]", os.getpid())
 

@@ -67,6 +67,7 @@ class SyncWorker:
         self.pending = 0  # requests of this loop still running after their first step
         self._retire_timer: asyncio.TimerHandle | None = None
         self.retiring = False
+        self.shutdown_deadline: float | None = None  # (monotonic) lifespan shutdown is abandoned then
 
     def start(self) -> None:
         self.thread.start()
@@ -97,7 +98,7 @@ class SyncWorker:
         self._retire_later()
         try:
             await self._stopped
-            await self.lifespan.shutdown(in_order=not self.retiring)
+            await self.lifespan.shutdown(in_order=not self.retiring, deadline=self.shutdown_deadline)
         finally:
             if self.slot >= 0:
                 self.monitor.remove_slot(self.slot)
@@ -129,8 +130,10 @@ class SyncWorker:
         else:
             self._schedule_retire(max(wait, 1.0))
 
-    def stop(self) -> None:
-        """Ask the thread to finish (from any thread): its loop runs lifespan shutdown and ends."""
+    def stop(self, deadline: float | None = None) -> None:
+        """Ask the thread to finish (from any thread): its loop runs lifespan shutdown (until ``deadline``) and
+        ends."""
+        self.shutdown_deadline = deadline
         stopped = self._stopped
         if stopped is not None:
             self.loop.call_soon_threadsafe(lambda: stopped.done() or stopped.set_result(None))
@@ -226,11 +229,12 @@ class SyncWorker:
                 conn.close()
         self.loop.call_later(1.0, self._sweep, conn_set)
 
-    def close_the_door(self, done: threading.Event) -> None:
+    def close_the_door(self, done: threading.Event, conn_set: ConnectionSet | None = None) -> None:
         """Shutdown, step 1, on this thread: accept every connection already queued in the kernel (its client
         sent its request believing it was accepted; closing the listener would reset it), then stop accepting.
-        The accepted connections are served like any other, answered with ``connection: close``."""
-        conn_set = self.conn_set
+        The accepted connections are served like any other, answered with ``connection: close``. ``conn_set``:
+        the set the monitor says this thread owns (it may not have taken it up yet)."""
+        conn_set = conn_set or self.conn_set
         try:
             if conn_set is not None:
                 for listener in list(conn_set.listeners.values()):
@@ -248,10 +252,9 @@ class SyncWorker:
         for conn in list(conn_set.conns.values()):
             if conn.cycle is None and conn.registered and conn.last_active < deadline:
                 conn.close()
-        # Also while requests are in flight anywhere: a response under way (a stream from a worker) comes back into
-        # a set as a keep-alive connection, and would otherwise wait there for --timeout-keep-alive.
-        if conn_set.conns or self.server._worker_connections():
-            self.loop.call_later(grace / 5, self.drain, grace)
+        # Again until the loop stops: a connection whose response was served through the loop (its head sent
+        # before the shutdown, so without connection: close) rejoins the set later and is closed once idle too.
+        self.loop.call_later(grace / 5, self.drain, grace)
 
     # -- app steps, for the monitor -------------------------------------------------------------------------
 

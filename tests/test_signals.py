@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from hybrid.shutdown import EXIT_CUT_SHORT
 from tests.apps.sup_support import (
     ANSWERED,
     APP,
@@ -128,7 +129,8 @@ def test_sigterm_under_load_is_graceful(launch, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_graceful_timeout_cuts_off_hanging_handler(launch, mode):
     """A handler that never returns does not keep the process alive past --timeout-graceful-shutdown, but it does
-    get that long: its connection stays open until then, and is closed without a byte of (partial) response."""
+    get that long: its connection stays open until then, and is closed without a byte of (partial) response. The
+    exit code says the shutdown was cut short (4), for a supervisor too."""
     srv = _server(launch, mode, "--timeout-graceful-shutdown", "2")
     client = RawClient(srv.addr, timeout=15)
     client.send(request_bytes("/hang?id=hang", close=False))
@@ -144,7 +146,7 @@ def test_graceful_timeout_cuts_off_hanging_handler(launch, mode):
     assert rc is not None, (
         f"still running {elapsed:.1f} s after SIGTERM with --timeout-graceful-shutdown 2:\n{srv.output[-3000:]}"
     )
-    assert rc == 0, f"exit code {rc}:\n{srv.output[-3000:]}"
+    assert rc == EXIT_CUT_SHORT, f"exit code {rc}, not {EXIT_CUT_SHORT} (cut short):\n{srv.output[-3000:]}"
     assert 2 - 0.1 <= elapsed < 2 + 3, f"exited {elapsed:.1f} s after SIGTERM with --timeout-graceful-shutdown 2"
     client.sock.settimeout(1)
     assert client.read_to_eof() == b"", "the cut-off request must get no partial response"

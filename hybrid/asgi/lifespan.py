@@ -50,9 +50,12 @@ class LifespanOrder:
         with self._lock:
             return not self._running or self._running[-1] is lifespan or lifespan not in self._running
 
-    async def turn(self, lifespan: Lifespan) -> None:
-        """Wait (at most LIFO_WAIT) until every lifespan started after this one has shut down."""
+    async def turn(self, lifespan: Lifespan, until: float | None = None) -> None:
+        """Wait (at most LIFO_WAIT, and half of what is left before ``until``) until every lifespan started after
+        this one has shut down."""
         deadline = time.monotonic() + LIFO_WAIT
+        if until is not None:
+            deadline = min(deadline, time.monotonic() + (until - time.monotonic()) / 2)
         while not self.is_last(lifespan):
             if time.monotonic() > deadline:
                 logger.warning("Lifespan shutdown: a loop started later has not shut down within %.0f s; "
@@ -72,6 +75,7 @@ class Lifespan:
         self._inbox: asyncio.Queue | None = None
         self._answer: asyncio.Future | None = None
         self._sent_any = False
+        self.timed_out = False  # shutdown abandoned at its deadline
 
     async def startup(self) -> None:
         if not self.supported:
@@ -97,16 +101,30 @@ class Lifespan:
             return
         raise LifespanFailure(message or "Application startup failed.")
 
-    async def shutdown(self, in_order: bool = True) -> None:
+    async def shutdown(self, in_order: bool = True, deadline: float | None = None) -> None:
         """Run the app's lifespan shutdown; with ``in_order`` (server shutdown) only after the lifespans that
-        started later (LifespanOrder). A spare retiring alone does not wait for them."""
+        started later (LifespanOrder). A spare retiring alone does not wait for them. ``deadline`` (monotonic)
+        bounds it all: an app still shutting down then is abandoned (``timed_out``)."""
+        if deadline is None:
+            await self._shutdown(in_order, None)
+            return
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await self._shutdown(in_order, deadline)
+        except TimeoutError:
+            self.timed_out = True
+            if self.order is not None:
+                self.order.ended(self)  # (the loops waiting for their turn go on)
+            logger.error("Application shutdown did not complete in time (--timeout-graceful-shutdown); abandoned.")
+
+    async def _shutdown(self, in_order: bool, deadline: float | None) -> None:
         if not self.supported or self.task is None or self.task.done():
             if self.order is not None:
                 self.order.ended(self)
             return
         order = self.order
         if order is not None and in_order:
-            await order.turn(self)  # the lifespans started after this one go first
+            await order.turn(self, deadline)  # the lifespans started after this one go first
         try:
             self._answer = asyncio.get_running_loop().create_future()
             await self._inbox.put({"type": "lifespan.shutdown"})

@@ -10,6 +10,11 @@ do not interleave.
 
 Routes: ``/`` (fast), ``/slow?t=SECONDS`` (awaits asyncio.sleep), ``/hang`` (awaits forever),
 ``/block?t=SECONDS`` (time.sleep: blocks its thread).
+
+SUP_FAIL_IF=PATH: while that file exists, lifespan startup fails (lifespan.startup.failed, naming the file). If the
+file says ``one``, the first process to start after it appeared passes instead (it claims ``PATH.pass``), and the
+others fail only after 6 s (so the one that passed is serving by then): a SIGHUP that half fails. If it says
+``slow``, startup takes 3 s (in the process's first loop) and succeeds.
 """
 
 import asyncio
@@ -20,6 +25,33 @@ from urllib.parse import parse_qs
 
 MARKERS = os.environ.get("SUP_MARKERS")
 VERSION = os.environ.get("SUP_VERSION", "v1")
+FAIL_IF = os.environ.get("SUP_FAIL_IF")
+_passed = False  # (this process claimed the pass: its every loop starts)
+_failing = False
+
+
+async def _startup_fails() -> str | None:
+    global _passed
+    if not FAIL_IF or not os.path.exists(FAIL_IF) or _passed:
+        return None
+    with open(FAIL_IF) as f:
+        how = f.read().strip()
+    if how == "slow":  # (once per process: its other loops start at once)
+        await asyncio.sleep(3)
+        _passed = True
+        return None
+    one = how == "one"
+    if one:
+        try:
+            os.close(os.open(FAIL_IF + ".pass", os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            _passed = True
+            return None
+        except FileExistsError:
+            global _failing
+            if not _failing:  # (once per process: a startup that runs again in another loop fails at once)
+                _failing = True
+                await asyncio.sleep(6)
+    return f"{FAIL_IF} exists"
 
 
 def mark(event: str) -> None:
@@ -50,6 +82,10 @@ async def app(scope, receive, send):
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 mark("startup")
+                failure = await _startup_fails()
+                if failure:
+                    await send({"type": "lifespan.startup.failed", "message": failure})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 mark("shutdown")
