@@ -162,7 +162,9 @@ class TLSConnection(Connection):
                 ready = await self._ready(loop.add_reader, loop.remove_reader, stall)
             except (OSError, AttributeError) as exc:  # AttributeError: closed meanwhile (sock is None)
                 self.disconnected = True
-                raise ClientDisconnected(f"Client disconnected: {exc}") from None
+                cut = ClientDisconnected(f"Client disconnected: {exc}")
+                cut.unsent = len(view)  # (for the access log, as in Connection.finish_write)
+                raise cut from None
             else:
                 view = view[sent:]
                 queued = unsent_bytes(self.fd)
@@ -172,7 +174,9 @@ class TLSConnection(Connection):
                 self.disconnected = True
                 logger.info("Closed a connection whose client read none of the response for %g s "
                             "(--timeout-write-stall).", stall)
-                raise ClientDisconnected("Client stopped reading the response")
+                cut = ClientDisconnected("Client stopped reading the response")
+                cut.unsent = len(view)
+                raise cut
             queued = unsent_bytes(self.fd)
 
     async def _ready(self, add, remove, timeout: float) -> bool:

@@ -301,7 +301,8 @@ cdef class Connection:
     async def finish_write(self, rest):
         """The kernel did not take everything: this thread's loop sends the rest as the client reads. A client
         that takes nothing for --timeout-write-stall seconds is cut off (its response would pin the request and
-        its buffers forever); a slow but steady reader is not."""
+        its buffers forever); a slow but steady reader is not. The ClientDisconnected raised when cut off
+        carries ``unsent``: how many of ``rest``'s bytes the kernel never took (for the access log)."""
         loop, sock, fd = self.loop, self.sock, self.fd
         try:
             queued = unsent_bytes(fd)
@@ -329,10 +330,14 @@ cdef class Connection:
             self.disconnected = True
             logger.info("Closed a connection whose client read none of the response for %g s "
                         "(--timeout-write-stall).", self.server.config.timeout_write_stall)
-            raise ClientDisconnected("Client stopped reading the response") from None
+            cut = ClientDisconnected("Client stopped reading the response")
         except OSError as exc:
             self.disconnected = True
-            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+            cut = ClientDisconnected(f"Client disconnected: {exc}")
+        else:
+            return
+        cut.unsent = len(rest)
+        raise cut from None
 
     # -- serving ------------------------------------------------------------------------------------------
 
@@ -397,7 +402,7 @@ cdef class Connection:
             task._hy_cycle = cycle
             worker.pending += 1
             task.add_done_callback(self._on_task_done)
-            if cycle.response_complete:
+            if cycle.response_complete and not cycle.writing:
                 self._release(cycle)  # the app goes on after its response (background tasks): not our business
             else:
                 self._go_async()
@@ -560,6 +565,8 @@ cdef class Connection:
         if not cycle.response_complete:
             if exc is None and not self.disconnected:
                 logger.error("ASGI callable returned without completing the response.")
+            if server.access_log and self.disconnected:  # what reached a client cut off (or gone) mid-response
+                log_access(self, cycle, "worker" if type(self) is Connection else server.where(self))
             self.close()  # the client must not take a truncated body for a whole one
             return
         # An exception after a complete response (Starlette's error middleware sends its 500, then re-raises)

@@ -1,0 +1,168 @@
+"""Large responses to slow readers, and clients that leave mid-body (issue 19, items 1 and 5).
+
+A response larger than the kernel takes in one send is written as the client reads. Until its last byte is
+written the connection is busy: no idle sweep closes it, no pipelined response starts inside it, only
+--timeout-write-stall ends it, and the access log reports the body bytes the kernel took. The readers here
+have a small receive buffer and read in paced steps, so each response takes a few seconds to arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+
+import pytest
+
+from tests.apps.slowread import blob
+from tests.support import Server, build_request
+
+APP = "tests.apps.slowread:app"
+RCVBUF = 64 * 1024
+
+
+def _slow_client(addr, *requests: bytes) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)  # (before connect: it sets the window)
+    sock.connect(addr)
+    sock.sendall(b"".join(requests))
+    return sock
+
+
+def _read_paced(sock: socket.socket, want: int, step: int, interval: float, limit: float) -> bytes:
+    """Read ``step`` bytes every ``interval`` seconds until ``want`` bytes arrived, EOF, or ``limit`` seconds."""
+    got = bytearray()
+    sock.settimeout(interval + 5)
+    deadline = time.monotonic() + limit
+    while len(got) < want and time.monotonic() < deadline:
+        time.sleep(interval)
+        try:
+            chunk = sock.recv(min(step, want - len(got)))
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
+def _read_response_paced(sock: socket.socket, step: int, interval: float, limit: float) -> bytes:
+    """One whole Content-Length response (or what came of it before EOF), read in paced steps."""
+    raw = b""
+    sock.settimeout(5)
+    while b"\r\n\r\n" not in raw:  # (the head byte by byte: nothing of the body is taken before its pace)
+        chunk = sock.recv(1)
+        if not chunk:
+            return raw
+        raw += chunk
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                  if line.lower().startswith(b"content-length:"))
+    return raw + _read_paced(sock, length, step, interval, limit)
+
+
+def _split_response(raw: bytes) -> tuple[bytes, bytes, bytes]:
+    """(head, body, what follows) of the first response in ``raw`` (Content-Length framed)."""
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    assert sep, f"no complete head in {raw[:200]!r}"
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                  if line.lower().startswith(b"content-length:"))
+    return head, rest[:length], rest[length:]
+
+
+def _first_difference(got: bytes, want: bytes) -> str:
+    for i in range(0, min(len(got), len(want)), 65536):
+        if got[i:i + 65536] != want[i:i + 65536]:
+            at = i + next(j for j, (a, b) in enumerate(zip(got[i:i + 65536], want[i:i + 65536])) if a != b)
+            return f"differs at offset {at}: {got[at:at + 40]!r}"
+    return f"{len(got)} bytes of {len(want)}"
+
+
+def _access_records(output: str, path: str) -> list[dict]:
+    records = []
+    for line in output.splitlines():
+        start = line.find("{")
+        if start >= 0 and f'"path":"{path}' in line:
+            records.append(json.loads(line[start:]))
+    return records
+
+
+# (keep-alive option, body size, bytes per step, seconds per step): each read takes 3-8 s, well past the
+# keep-alive timeout, which on the old code closed the connection mid-write once the kernel held the rest.
+READERS = [
+    pytest.param(["--timeout-keep-alive", "1"], 8 << 20, 64 << 10, 0.025, id="keepalive1-2.6MBps"),
+    pytest.param(["--timeout-keep-alive", "1"], 8 << 20, 32 << 10, 0.02, id="keepalive1-1.6MBps"),
+    pytest.param([], 10_000_000, 64 << 10, 0.05, id="keepalive5-1.3MBps"),
+]
+
+
+@pytest.mark.parametrize(("options", "size", "step", "interval"), READERS)
+def test_a_slow_steady_reader_gets_every_byte(options, size, step, interval):
+    with Server(APP, "--port", "0", "--access-log-format", "json", *options) as srv:
+        sock = _slow_client(srv.addr, build_request("GET", f"/blob?n={size}"))
+        t0 = time.monotonic()
+        raw = _read_response_paced(sock, step, interval, limit=30)
+        took = time.monotonic() - t0
+        # The connection is still usable for a next request (asked at once: --timeout-keep-alive 1 is short).
+        sock.sendall(build_request("GET", "/small"))
+        again = _read_response_paced(sock, 1 << 20, 0.0, limit=5)
+        assert again, (len(raw), srv.output[-3000:])
+        _, small, _ = _split_response(again)
+        sock.close()
+        head, body, after = _split_response(raw)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert body == blob(size), _first_difference(body, blob(size))
+        assert after == b""
+        assert took > 3, f"read in {took:.1f} s: not slow enough to outlast the keep-alive timeout"
+        assert small == b"small"
+        deadline = time.monotonic() + 5
+        while not _access_records(srv.output, "/small") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [record] = _access_records(srv.output, "/blob")
+        assert (record["status"], record["bytes"]) == (200, size)
+
+
+def test_a_pipelined_response_comes_after_the_last_byte_of_the_one_before():
+    size = 8 << 20
+    with Server(APP, "--port", "0", "--no-access-log", "--timeout-keep-alive", "1") as srv:
+        sock = _slow_client(srv.addr, build_request("GET", f"/blob?n={size}"), build_request("GET", "/small"))
+        raw = _read_paced(sock, 1 << 30, 64 << 10, 0.025, limit=30)  # to EOF: nothing follows the second
+        sock.close()
+    head, body, after = _split_response(raw)
+    assert body == blob(size), _first_difference(body, blob(size))
+    head2, small, tail = _split_response(after)
+    assert head2.startswith(b"HTTP/1.1 200 ") and small == b"small" and tail == b"", after[:300]
+
+
+def test_a_stalled_write_is_cut_by_the_write_stall_timeout_and_logged_as_sent():
+    size = 10_000_000
+    with Server(APP, "--port", "0", "--access-log-format", "json", "--timeout-write-stall", "1",
+                "--timeout-keep-alive", "30") as srv:
+        sock = _slow_client(srv.addr, build_request("GET", f"/blob?n={size}"))
+        got = _read_paced(sock, 1_000_000, 64 << 10, 0.01, limit=10)  # some, then nothing
+        time.sleep(2.5)  # stall (1 s) + the check after it, with room for a slow machine
+        got += _read_paced(sock, 1 << 30, 1 << 20, 0.0, limit=10)  # what the kernels held, then EOF
+        sock.close()
+        deadline = time.monotonic() + 5
+        while not _access_records(srv.output, "/blob") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "--timeout-write-stall" in srv.output
+        [record] = _access_records(srv.output, "/blob")
+    _, body, _ = _split_response(got)
+    assert len(body) < size and body == blob(size)[:len(body)]
+    # The log reports what the kernel took: what the client got, and no more than the buffers between could hold.
+    assert len(body) <= record["bytes"] < size, (record, len(body))
+
+
+def test_shutdown_waits_for_a_stalled_write_no_longer_than_the_write_stall_timeout():
+    with Server(APP, "--port", "0", "--no-access-log", "--timeout-write-stall", "2") as srv:
+        sock = _slow_client(srv.addr, build_request("GET", f"/blob?n={10_000_000}"))
+        time.sleep(0.5)  # the kernel buffers are full; the server waits for this reader, who never reads
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        code = srv.wait(15)
+        took = time.monotonic() - t0
+        sock.close()
+    assert code == 0, srv.output[-2000:]
+    assert took < 2 + 2, f"shutdown took {took:.1f} s with --timeout-write-stall 2"
