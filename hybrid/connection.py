@@ -22,11 +22,12 @@ from hybrid._speedups.connection import (
     WOULD_BLOCK,
     Connection,
     resolve,
+    stall_tick,
     unsent_bytes,
 )
 
 __all__ = ["DISCARD_LIMIT", "MAX_BACKLOG_EVENTS", "MIN_BODY_RATE", "RECV_SIZE", "WOULD_BLOCK", "Connection",
-           "ConnectionSet", "accept_into", "accepted_addresses", "resolve", "unsent_bytes"]
+           "ConnectionSet", "accept_into", "accepted_addresses", "resolve", "stall_tick", "unsent_bytes"]
 
 logger = logging.getLogger("hybrid.error")
 

@@ -84,6 +84,11 @@ def unsent_bytes(fd):
         return 0
 
 
+def stall_tick(stall):
+    """How often a write waiting on a slow client looks at its progress (--timeout-write-stall ``stall``)."""
+    return min(stall / 4, 1.0)
+
+
 def resolve(future):
     """A reader/writer callback: the awaited socket is ready (at most once)."""
     if not future.done():
@@ -304,20 +309,26 @@ cdef class Connection:
         its buffers forever); a slow but steady reader is not. The ClientDisconnected raised when cut off
         carries ``unsent``: how many of ``rest``'s bytes the kernel never took (for the access log)."""
         loop, sock, fd = self.loop, self.sock, self.fd
+        cdef double stall = self.server.config.timeout_write_stall
+        cdef double progress = loop.time()
         try:
             queued = unsent_bytes(fd)
             while rest:
                 writable = loop.create_future()
                 loop.add_writer(fd, resolve, writable)
                 try:
-                    async with asyncio.timeout(self.server.config.timeout_write_stall):
+                    async with asyncio.timeout(stall_tick(stall)):
                         await writable
                 except TimeoutError:
                     # Not writable yet is not the same as stalled: the kernel reports writable only once half of
-                    # a large send queue has gone. Progress is the queue shrinking.
-                    if unsent_bytes(fd) >= queued:
+                    # a large send queue has gone. Progress is the queue shrinking; a stall is measured from the
+                    # last progress, so it is cut within a tick of --timeout-write-stall.
+                    now_queued = unsent_bytes(fd)
+                    if now_queued < queued:
+                        progress = loop.time()
+                    elif loop.time() - progress >= stall:
                         raise
-                    queued = unsent_bytes(fd)
+                    queued = now_queued
                     continue
                 finally:
                     loop.remove_writer(fd)
@@ -326,6 +337,7 @@ cdef class Connection:
                 except (BlockingIOError, InterruptedError):
                     pass
                 queued = unsent_bytes(fd)
+                progress = loop.time()
         except TimeoutError:
             self.disconnected = True
             logger.info("Closed a connection whose client read none of the response for %g s "
