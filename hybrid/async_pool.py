@@ -282,6 +282,7 @@ class PoolConnection(StreamConnection):
             return
         self.disconnected = True
         self._stop_reading()
+        self.cancel_body_timer()
         if self.cycle is not None:
             self.cycle.wake()
         if self.server.lifecycle is not None:

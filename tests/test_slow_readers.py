@@ -166,3 +166,51 @@ def test_shutdown_waits_for_a_stalled_write_no_longer_than_the_write_stall_timeo
         sock.close()
     assert code == 0, srv.output[-2000:]
     assert took < 2 + 2, f"shutdown took {took:.1f} s with --timeout-write-stall 2"
+
+
+# -- clients that leave mid-body (issue 19, item 5) ----------------------------------------------------------------
+
+LEAVERS = 20
+
+
+def _leave_mid_body(addr, count: int) -> None:
+    """``count`` clients each send a head announcing 100 kB of body and 1 kB of it, then close."""
+    for _ in range(count):
+        with socket.create_connection(addr) as sock:
+            sock.sendall(build_request("POST", "/upload", headers=[("Content-Length", "100000")]) + b"x" * 1000)
+            time.sleep(0.02)  # the app is waiting in receive() for the rest when the client leaves
+
+
+def _get_body(addr, target: str) -> bytes:
+    with socket.create_connection(addr, timeout=5) as sock:
+        sock.sendall(build_request("GET", target, headers=[("Connection", "close")]))
+        return _split_response(_read_paced(sock, 1 << 20, 1 << 20, 0.0, limit=5))[1]
+
+
+def test_clients_that_leave_mid_body_are_not_kept_alive_by_the_body_timer():
+    # --timeout-request-body is 30 s by default: its timer held each connection object that long.
+    with Server(APP, "--port", "0", "--no-access-log") as srv:
+        assert _get_body(srv.addr, "/live") == b"1"  # (the connection asking)
+        _leave_mid_body(srv.addr, LEAVERS)
+        deadline = time.monotonic() + 5
+        while (live := _get_body(srv.addr, "/live")) != b"1" and time.monotonic() < deadline:
+            time.sleep(0.2)  # (the server closes each as it notices: a few loop turns)
+        assert live == b"1", f"{int(live) - 1} connection objects of {LEAVERS} clients gone for seconds"
+
+
+def test_a_client_leaving_mid_body_is_not_logged_as_an_app_error():
+    with Server(APP, "--port", "0", "--no-access-log") as srv:
+        _leave_mid_body(srv.addr, LEAVERS)
+        _get_body(srv.addr, "/live")  # (after the leavers: their connections were served first)
+        quiet = srv.output
+        # A genuine app bug still is: a whole body read, and no response.
+        with socket.create_connection(srv.addr, timeout=5) as sock:
+            sock.sendall(build_request("POST", "/no-response", headers=[("Content-Length", "3")], body=b"abc"))
+            assert _read_paced(sock, 1 << 20, 1 << 20, 0.0, limit=5).startswith(b"HTTP/1.1 500 ")
+        deadline = time.monotonic() + 5
+        while "without starting a response" not in srv.output and time.monotonic() < deadline:
+            time.sleep(0.05)
+        loud = srv.output
+    assert "without starting a response" not in quiet, quiet[-2000:]
+    assert loud.count("ASGI callable returned without starting a response.") == 1, loud[-2000:]
+    assert "ERROR" in loud.split("ASGI callable returned without starting")[0].splitlines()[-1]

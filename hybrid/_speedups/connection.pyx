@@ -230,6 +230,12 @@ cdef class Connection:
                 cycle.body_since = _monotonic()
             self.body_timer = self.loop.call_later(self.server.config.timeout_request_body, self._body_stall_check)
 
+    def cancel_body_timer(self):
+        # A pending timer holds the connection (its callback is a bound method) until it fires, 30 s by default.
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+
     def _body_stall_check(self):
         """--timeout-request-body: a client that stops sending a body the app waits for gets 408 and is closed
         (else a Content-Length it never fills would hold the connection forever); so does one that trickles it,
@@ -566,7 +572,8 @@ cdef class Connection:
         self.cycle = None
         if not cycle.wrote:
             # Nothing reached the client yet: it gets a complete error response.
-            if exc is None and not cycle.response_started:
+            if exc is None and not cycle.response_started and not self.disconnected:
+                # (a client that left mid-body is not the app's error: the app saw http.disconnect)
                 logger.error("ASGI callable returned without starting a response.")
             if self.error is not None:
                 self.answer_error(self.error, cycle)  # the request itself was malformed (e.g. its chunked body)
@@ -618,6 +625,7 @@ cdef class Connection:
             return
         self.home.remove(self)
         self._stop_reading()
+        self.cancel_body_timer()
         self.disconnected = True
         if self.cycle is not None:
             self.cycle.wake()
