@@ -30,12 +30,13 @@ def _slow_client(addr, *requests: bytes) -> socket.socket:
     return sock
 
 
-def _read_paced(sock: socket.socket, want: int, step: int, interval: float, limit: float) -> bytes:
-    """Read ``step`` bytes every ``interval`` seconds until ``want`` bytes arrived, EOF, or ``limit`` seconds."""
+def _read_paced(sock: socket.socket, want: int, step: int, interval: float, limit: float, end: bytes = b"") -> bytes:
+    """Read ``step`` bytes every ``interval`` seconds until ``want`` bytes arrived, EOF, what came ends with
+    ``end`` (if given), or ``limit`` seconds."""
     got = bytearray()
     sock.settimeout(interval + 5)
     deadline = time.monotonic() + limit
-    while len(got) < want and time.monotonic() < deadline:
+    while len(got) < want and time.monotonic() < deadline and not (end and got.endswith(end)):
         time.sleep(interval)
         try:
             chunk = sock.recv(min(step, want - len(got)))
@@ -72,10 +73,9 @@ def _split_response(raw: bytes) -> tuple[bytes, bytes, bytes]:
 
 
 def _first_difference(got: bytes, want: bytes) -> str:
-    for i in range(0, min(len(got), len(want)), 65536):
-        if got[i:i + 65536] != want[i:i + 65536]:
-            at = i + next(j for j, (a, b) in enumerate(zip(got[i:i + 65536], want[i:i + 65536])) if a != b)
-            return f"differs at offset {at}: {got[at:at + 40]!r}"
+    at = next((i for i in range(min(len(got), len(want))) if got[i] != want[i]), None)
+    if at is not None:
+        return f"differs at offset {at}: {got[at:at + 40]!r}"
     return f"{len(got)} bytes of {len(want)}"
 
 
@@ -107,7 +107,7 @@ def test_a_slow_steady_reader_gets_every_byte(options, size, step, interval):
         # The connection is still usable for a next request (asked at once: --timeout-keep-alive 1 is short).
         sock.sendall(build_request("GET", "/small"))
         again = _read_response_paced(sock, 1 << 20, 0.0, limit=5)
-        assert again, (len(raw), srv.output[-3000:])
+        assert again, f"closed after {len(raw)} bytes of the {size}-byte response:\n{srv.output[-2000:]}"
         _, small, _ = _split_response(again)
         sock.close()
         head, body, after = _split_response(raw)
@@ -214,3 +214,51 @@ def test_a_client_leaving_mid_body_is_not_logged_as_an_app_error():
     assert "without starting a response" not in quiet, quiet[-2000:]
     assert loud.count("ASGI callable returned without starting a response.") == 1, loud[-2000:]
     assert "ERROR" in loud.split("ASGI callable returned without starting")[0].splitlines()[-1]
+
+
+# -- --timeout-write-stall: counted from the client's last progress, in the workers and in the pool -----------------
+
+@pytest.mark.parametrize(("where", "target", "closed"), [
+    ("worker", f"/blob?n={20_000_000}", "Closed a connection whose client read none"),
+    ("pool", f"/pool/blob?n={20_000_000}&chunk=65536", "Closed a stream whose client read none"),
+])
+def test_a_write_that_stalls_is_cut_within_a_tick_of_the_write_stall_timeout(where, target, closed):
+    # The client reads nothing: its last progress is the kernel buffers filling, right after the request.
+    # Cut at 3 s + one look (every 0.75 s); measured per whole period from the first look, it came at 6 s.
+    with Server(APP, "--port", "0", "--no-access-log", "--async-path", "/pool/*", "--timeout-write-stall", "3") as srv:
+        sock = _slow_client(srv.addr, build_request("GET", target))
+        t0 = time.monotonic()
+        deadline = t0 + 10
+        while srv.line_time(closed) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sock.close()
+        cut = srv.line_time(closed)
+    assert cut is not None, srv.output[-2000:]
+    assert 3 <= cut - t0 < 3 + 0.75 + 1, f"cut {cut - t0:.1f} s after the request with --timeout-write-stall 3"
+
+
+def test_a_slow_steady_reader_of_a_pool_stream_gets_every_byte():
+    # Steps of 64 KiB every 50 ms: the client takes bytes many times in every stall period (0.5 s), for 4-5 s.
+    # The kernel takes more of the stream's buffer only once a third of its 4 MiB queue is gone, about once a
+    # second here: progress must be judged by what the client takes, not by the stream's buffer draining.
+    size = 6_000_000
+    with Server(APP, "--port", "0", "--no-access-log", "--async-path", "/pool/*",
+                "--timeout-write-stall", "0.5") as srv:
+        sock = _slow_client(srv.addr, build_request("GET", f"/pool/blob?n={size}&chunk=65536"))
+        t0 = time.monotonic()
+        raw = _read_paced(sock, 1 << 30, 64 << 10, 0.05, limit=30, end=b"\r\n0\r\n\r\n")  # the last chunk
+        took = time.monotonic() - t0
+        sock.close()
+        assert "--timeout-write-stall" not in srv.output
+    head, _, chunked = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding: chunked" in head.lower()
+    body, rest = bytearray(), memoryview(chunked)
+    while rest:
+        line_end = bytes(rest[:20]).index(b"\r\n")
+        n = int(bytes(rest[:line_end]), 16)
+        body += rest[line_end + 2:line_end + 2 + n]
+        rest = rest[line_end + 4 + n:]
+        if n == 0:
+            break
+    assert bytes(body) == blob(size), _first_difference(bytes(body), blob(size))
+    assert took > 3, f"read in {took:.1f} s: not slow enough to wait on the stall timer"
