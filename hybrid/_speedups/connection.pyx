@@ -625,7 +625,8 @@ cdef class Connection:
             return
         self.home.remove(self)
         self._stop_reading()
-        self.cancel_body_timer()
+        if self.body_timer is not None:
+            self.cancel_body_timer()
         self.disconnected = True
         if self.cycle is not None:
             self.cycle.wake()
