@@ -20,7 +20,14 @@ import time
 from hybrid._speedups.h1 import H1Error
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
 from hybrid.asgi.task import RequestTask, child_task_factory
-from hybrid.connection import Connection, ConnectionSet, accept_into, accepted_addresses, unsent_bytes
+from hybrid.connection import (
+    Connection,
+    ConnectionSet,
+    accept_into,
+    accepted_addresses,
+    still_sending,
+    unsent_bytes,
+)
 
 logger = logging.getLogger("hybrid.error")
 
@@ -209,24 +216,10 @@ class SyncWorker:
                 conn.close()  # a TLS client silent or trickling past --timeout-tls-handshake
             elif conn.head_since and conn.head_since < head_deadline:
                 conn.answer_error(H1Error(408, "Request header timeout"))
-            elif conn.last_active < idle_deadline and not self._still_sending(conn, now, config.timeout_write_stall):
+            elif conn.last_active < idle_deadline and not still_sending(conn, unsent_bytes(conn.fd), now,
+                                                                        config.timeout_write_stall):
                 conn.close()
         self.loop.call_later(1.0, self._sweep, conn_set)
-
-    @staticmethod
-    def _still_sending(conn: Connection, now: float, stall: float) -> bool:
-        """The kernel still sends the connection's last response (a slow reader has megabytes of it queued):
-        it is not idle until the client has it all, and a request it pipelines meanwhile must not meet a
-        closed socket (a reset, which also drops the rest). A queue that does not shrink for
-        --timeout-write-stall is a stalled client: idle after all."""
-        queued = unsent_bytes(conn.fd)
-        if not queued:
-            return False
-        if queued != getattr(conn, "queued", 0):  # progress: the idle time starts again
-            conn.queued = queued
-            conn.last_active = now
-            return True
-        return conn.last_active >= now - stall
 
     def close_the_door(self, done: threading.Event) -> None:
         """Shutdown, step 1, on this thread: accept every connection already queued in the kernel (its client

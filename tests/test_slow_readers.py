@@ -158,7 +158,9 @@ def test_a_stalled_write_is_cut_by_the_write_stall_timeout_and_logged_as_sent():
 def test_shutdown_waits_for_a_stalled_write_no_longer_than_the_write_stall_timeout():
     with Server(APP, "--port", "0", "--no-access-log", "--timeout-write-stall", "2") as srv:
         sock = _slow_client(srv.addr, build_request("GET", f"/blob?n={10_000_000}"))
-        time.sleep(0.5)  # the kernel buffers are full; the server waits for this reader, who never reads
+        sock.settimeout(10)
+        assert sock.recv(1) == b"H"  # the response has begun: the kernel buffers fill, then the server waits
+        time.sleep(0.2)  # for this reader, who reads no more
         t0 = time.monotonic()
         srv.signal(signal.SIGTERM)
         code = srv.wait(15)
@@ -227,6 +229,8 @@ def test_a_write_that_stalls_is_cut_within_a_tick_of_the_write_stall_timeout(whe
     # Cut at 3 s + one look (every 0.75 s); measured per whole period from the first look, it came at 6 s.
     with Server(APP, "--port", "0", "--no-access-log", "--async-path", "/pool/*", "--timeout-write-stall", "3") as srv:
         sock = _slow_client(srv.addr, build_request("GET", target))
+        sock.settimeout(10)
+        assert sock.recv(1) == b"H"  # (the app made its body: from here the kernel buffers fill at once)
         t0 = time.monotonic()
         deadline = t0 + 10
         while srv.line_time(closed) is None and time.monotonic() < deadline:
@@ -262,3 +266,18 @@ def test_a_slow_steady_reader_of_a_pool_stream_gets_every_byte():
             break
     assert bytes(body) == blob(size), _first_difference(bytes(body), blob(size))
     assert took > 3, f"read in {took:.1f} s: not slow enough to wait on the stall timer"
+
+
+def test_mode_async_keeps_a_connection_whose_last_response_is_still_being_read():
+    # --mode async: the keep-alive bound starts when the kernel has sent the response, not when it took it.
+    size = 8 << 20
+    with Server(APP, "--port", "0", "--no-access-log", "--mode", "async", "--timeout-keep-alive", "1") as srv:
+        sock = _slow_client(srv.addr, build_request("GET", f"/blob?n={size}"))
+        raw = _read_response_paced(sock, 64 << 10, 0.025, limit=30)
+        sock.sendall(build_request("GET", "/small"))
+        again = _read_response_paced(sock, 1 << 20, 0.0, limit=5)
+        sock.close()
+    assert again, f"closed after {len(raw)} bytes of the {size}-byte response"
+    _, body, _ = _split_response(raw)
+    assert body == blob(size), _first_difference(body, blob(size))
+    assert _split_response(again)[1] == b"small"
