@@ -22,7 +22,7 @@ import time
 from hybrid._speedups.h1 import H1Error
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.async_pool import PoolConnection
-from hybrid.connection import Connection, accept_into, accepted_addresses, resolve
+from hybrid.connection import Connection, accept_into, accepted_addresses, resolve, still_sending, unsent_bytes
 
 logger = logging.getLogger("hybrid.error")
 
@@ -115,6 +115,9 @@ class AsyncConnection(PoolConnection):
                         if self.head_since:
                             self.reader = None
                             self.answer_error(H1Error(408, "Request header timeout"))
+                        elif still_sending(self, self.stream.write_buffer_size() + unsent_bytes(self.fd),
+                                           time.monotonic(), config.timeout_write_stall):
+                            continue  # (the keep-alive time starts once the client has the last response)
                         else:
                             self.close()
                         return

@@ -35,7 +35,7 @@ from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected, RequestCycle, build_scope
 from hybrid.asgi.lifespan import Lifespan
 from hybrid.asgi.task import BLOCKED_STEP
-from hybrid.connection import Connection, unsent_bytes
+from hybrid.connection import Connection, stall_tick, unsent_bytes
 from hybrid.shutdown import check_startup, wait_until
 from hybrid.sync_worker import run_own_loop
 
@@ -148,23 +148,33 @@ class PoolConnection(StreamConnection):
     async def finish_write(self, rest) -> None:
         stream = self.stream
         stall = self.server.config.timeout_write_stall
+        tick = stall_tick(stall)
+        loop = self.pool.loop
+        progress = loop.time()
         try:
+            # Progress is the client taking bytes: the stream's buffer plus the kernel's send queue shrinking,
+            # looked at every tick (see Connection.finish_write); a stall is counted from the last progress.
+            before = stream.write_buffer_size() + unsent_bytes(self.fd)
             while True:
-                # Progress is the stream's buffer or the kernel's send queue shrinking (see Connection.finish_write).
-                before = stream.write_buffer_size() + unsent_bytes(self.fd)
                 try:
-                    async with asyncio.timeout(stall):
+                    async with asyncio.timeout(tick):
                         await stream.drain()
                     return
                 except TimeoutError:
-                    if stream.write_buffer_size() + unsent_bytes(self.fd) >= before:
+                    now = stream.write_buffer_size() + unsent_bytes(self.fd)
+                    if now < before:
+                        progress = loop.time()
+                    elif loop.time() - progress >= stall:
                         break  # the client took nothing for a whole period
+                    before = now
         except (StreamClosed, OSError) as exc:
             self._lost()
             raise ClientDisconnected(f"Client disconnected: {exc}") from None
         logger.info("Closed a stream whose client read none of it for %g s (--timeout-write-stall).", stall)
+        cut = ClientDisconnected("Client stopped reading the response")
+        cut.unsent = stream.write_buffer_size()  # (for the access log, as in Connection.finish_write)
         self._lost()
-        raise ClientDisconnected("Client stopped reading the response")
+        raise cut
 
     # -- serving -------------------------------------------------------------------------------------------
 
@@ -260,6 +270,7 @@ class PoolConnection(StreamConnection):
             return
         self.disconnected = True
         self._stop_reading()
+        self.cancel_body_timer()
         if self.cycle is not None:
             self.cycle.wake()
         if self.server.lifecycle is not None:

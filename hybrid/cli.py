@@ -81,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "of it for this many seconds, or, once the body has taken this long, it averages under 500 "
                         "bytes a second (stalled and trickled uploads; default 30).")
     p.add_argument("--timeout-write-stall", type=_seconds, default=60.0,
-                   help="Close a connection whose client has read none of the response for this many seconds "
-                        "(a client that stopped reading; a slow but steady one is not cut; default 60).")
+                   help="Close a connection whose client has taken none of the response for this many seconds, "
+                        "counted from the last bytes it took (a client that stopped reading; a slow but steady one "
+                        "is not cut, but its TCP stack reports progress only in steps of about half its receive "
+                        "buffer: keep this above that many bytes at the slowest rate served; default 60).")
     p.add_argument("--timeout-graceful-shutdown", type=_seconds, default=None,
                    help="On shutdown, wait at most this many seconds for in-flight requests, streams and lifespan "
                         "shutdown, all together (default: requests as long as they take, streams 5 s, lifespan "

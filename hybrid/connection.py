@@ -24,11 +24,13 @@ from hybrid._speedups.connection import (
     WOULD_BLOCK,
     Connection,
     resolve,
+    stall_tick,
     unsent_bytes,
 )
 
 __all__ = ["DISCARD_LIMIT", "MAX_BACKLOG_EVENTS", "MIN_BODY_RATE", "RECV_SIZE", "WOULD_BLOCK", "Connection",
-           "ConnectionSet", "accept_into", "accepted_addresses", "resolve", "unsent_bytes"]
+           "ConnectionSet", "accept_into", "accepted_addresses", "resolve", "stall_tick", "still_sending",
+           "unsent_bytes"]
 
 logger = logging.getLogger("hybrid.error")
 
@@ -58,6 +60,21 @@ def accepted_addresses(sock: socket.socket, addr, uds: str | None) -> tuple:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return addr[:2], sock.getsockname()[:2]
     return None, (sock.getsockname() or uds, None)
+
+
+def still_sending(conn: Connection, queued: int, now: float, stall: float) -> bool:
+    """Whether a connection past its keep-alive time is still sending its last response: ``queued`` bytes of it
+    are not with the client yet (a slow reader has megabytes in the kernel's queue). It is not idle until the
+    client has them all, and a request it pipelines meanwhile must not meet a closed socket (a reset, which
+    also drops the rest). While the queue shrinks the idle time starts again (``conn.last_active``); a queue
+    stuck for --timeout-write-stall is a client that stopped reading: idle after all."""
+    if not queued:
+        return False
+    if queued != getattr(conn, "queued", 0):  # progress
+        conn.queued = queued
+        conn.last_active = now
+        return True
+    return conn.last_active >= now - stall
 
 
 class ConnectionSet:

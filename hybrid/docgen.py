@@ -74,7 +74,8 @@ one JSON object per line:
 | `method` | `GET`, ..., or `WebSocket` |
 | `path` | the request target: raw path and `?query` |
 | `status` | response status (a WebSocket: 101, or the status it was refused with) |
-| `bytes` | response body bytes the application sent |
+| `bytes` | response body bytes the application sent; of a response cut off (the client left, or stopped \
+reading for `--timeout-write-stall`), those the kernel took |
 | `duration_ms` | from the request head to the response's end (null for a WebSocket) |
 | `client` | `ADDRESS:PORT` |
 | `request_id` | the request id above |

@@ -20,7 +20,14 @@ import time
 from hybrid._speedups.h1 import H1Error
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
 from hybrid.asgi.task import RequestTask, child_task_factory
-from hybrid.connection import Connection, ConnectionSet, accept_into, accepted_addresses
+from hybrid.connection import (
+    Connection,
+    ConnectionSet,
+    accept_into,
+    accepted_addresses,
+    still_sending,
+    unsent_bytes,
+)
 
 logger = logging.getLogger("hybrid.error")
 
@@ -216,8 +223,9 @@ class SyncWorker:
         if conn_set is not self.conn_set:
             return
         now = time.monotonic()
-        idle_deadline = now - self.server.config.timeout_keep_alive
-        head_deadline = now - self.server.config.timeout_request_head
+        config = self.server.config
+        idle_deadline = now - config.timeout_keep_alive
+        head_deadline = now - config.timeout_request_head
         for conn in list(conn_set.conns.values()):
             if conn.cycle is not None or not conn.registered:
                 continue
@@ -225,7 +233,8 @@ class SyncWorker:
                 conn.close()  # a TLS client silent or trickling past --timeout-tls-handshake
             elif conn.head_since and conn.head_since < head_deadline:
                 conn.answer_error(H1Error(408, "Request header timeout"))
-            elif conn.last_active < idle_deadline:
+            elif conn.last_active < idle_deadline and not still_sending(conn, unsent_bytes(conn.fd), now,
+                                                                        config.timeout_write_stall):
                 conn.close()
         self.loop.call_later(1.0, self._sweep, conn_set)
 

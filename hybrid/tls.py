@@ -25,7 +25,7 @@ import ssl
 import time
 
 from hybrid.config import ConfigError, ServerConfig
-from hybrid.connection import Connection, resolve, unsent_bytes
+from hybrid.connection import Connection, resolve, stall_tick, unsent_bytes
 
 logger = logging.getLogger("hybrid.error")
 
@@ -152,28 +152,39 @@ class TLSConnection(Connection):
         view = memoryview(rest)
         loop = self.loop
         stall = self.server.config.timeout_write_stall
+        tick = stall_tick(stall)
         queued = unsent_bytes(self.fd)
+        progress = loop.time()
         while view:
             try:
                 sent = self.sock.send(view)
             except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
-                ready = await self._ready(loop.add_writer, loop.remove_writer, stall)
+                ready = await self._ready(loop.add_writer, loop.remove_writer, tick)
             except ssl.SSLWantReadError:  # (a TLS 1.2 renegotiation) we must read first
-                ready = await self._ready(loop.add_reader, loop.remove_reader, stall)
+                ready = await self._ready(loop.add_reader, loop.remove_reader, tick)
             except (OSError, AttributeError) as exc:  # AttributeError: closed meanwhile (sock is None)
                 self.disconnected = True
-                raise ClientDisconnected(f"Client disconnected: {exc}") from None
+                cut = ClientDisconnected(f"Client disconnected: {exc}")
+                cut.unsent = len(view)  # (for the access log, as in Connection.finish_write)
+                raise cut from None
             else:
                 view = view[sent:]
                 queued = unsent_bytes(self.fd)
+                progress = loop.time()
                 continue
-            # --timeout-write-stall, as in Connection.finish_write: progress is the kernel queue shrinking.
-            if not ready and unsent_bytes(self.fd) >= queued:
+            # --timeout-write-stall, as in Connection.finish_write: progress is the kernel queue shrinking, and
+            # a stall is counted from the last progress.
+            now_queued = unsent_bytes(self.fd)
+            if ready or now_queued < queued:
+                progress = loop.time()
+            elif loop.time() - progress >= stall:
                 self.disconnected = True
                 logger.info("Closed a connection whose client read none of the response for %g s "
                             "(--timeout-write-stall).", stall)
-                raise ClientDisconnected("Client stopped reading the response")
-            queued = unsent_bytes(self.fd)
+                cut = ClientDisconnected("Client stopped reading the response")
+                cut.unsent = len(view)
+                raise cut
+            queued = now_queued
 
     async def _ready(self, add, remove, timeout: float) -> bool:
         """Wait until the socket is ready (True) or ``timeout`` seconds pass (False)."""

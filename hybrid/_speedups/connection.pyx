@@ -89,6 +89,11 @@ def unsent_bytes(fd):
         return 0
 
 
+def stall_tick(stall):
+    """How often a write waiting on a slow client looks at its progress (--timeout-write-stall ``stall``)."""
+    return min(stall / 4, 1.0)
+
+
 def resolve(future):
     """A reader/writer callback: the awaited socket is ready (at most once)."""
     if not future.done():
@@ -230,6 +235,12 @@ cdef class Connection:
                 cycle.body_since = _monotonic()
             self.body_timer = self.loop.call_later(self.server.config.timeout_request_body, self._body_stall_check)
 
+    def cancel_body_timer(self):
+        # A pending timer holds the connection (its callback is a bound method) until it fires, 30 s by default.
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+
     def _body_stall_check(self):
         """--timeout-request-body: a client that stops sending a body the app waits for gets 408 and is closed
         (else a Content-Length it never fills would hold the connection forever); so does one that trickles it,
@@ -306,22 +317,29 @@ cdef class Connection:
     async def finish_write(self, rest):
         """The kernel did not take everything: this thread's loop sends the rest as the client reads. A client
         that takes nothing for --timeout-write-stall seconds is cut off (its response would pin the request and
-        its buffers forever); a slow but steady reader is not."""
+        its buffers forever); a slow but steady reader is not. The ClientDisconnected raised when cut off
+        carries ``unsent``: how many of ``rest``'s bytes the kernel never took (for the access log)."""
         loop, sock, fd = self.loop, self.sock, self.fd
+        cdef double stall = self.server.config.timeout_write_stall
+        cdef double progress = loop.time()
         try:
             queued = unsent_bytes(fd)
             while rest:
                 writable = loop.create_future()
                 loop.add_writer(fd, resolve, writable)
                 try:
-                    async with asyncio.timeout(self.server.config.timeout_write_stall):
+                    async with asyncio.timeout(stall_tick(stall)):
                         await writable
                 except TimeoutError:
                     # Not writable yet is not the same as stalled: the kernel reports writable only once half of
-                    # a large send queue has gone. Progress is the queue shrinking.
-                    if unsent_bytes(fd) >= queued:
+                    # a large send queue has gone. Progress is the queue shrinking; a stall is measured from the
+                    # last progress, so it is cut within a tick of --timeout-write-stall.
+                    now_queued = unsent_bytes(fd)
+                    if now_queued < queued:
+                        progress = loop.time()
+                    elif loop.time() - progress >= stall:
                         raise
-                    queued = unsent_bytes(fd)
+                    queued = now_queued
                     continue
                 finally:
                     if self.sock is sock:  # (closed meanwhile: the fd number may be another connection's now)
@@ -331,14 +349,19 @@ cdef class Connection:
                 except (BlockingIOError, InterruptedError):
                     pass
                 queued = unsent_bytes(fd)
+                progress = loop.time()
         except TimeoutError:
             self.disconnected = True
             logger.info("Closed a connection whose client read none of the response for %g s "
                         "(--timeout-write-stall).", self.server.config.timeout_write_stall)
-            raise ClientDisconnected("Client stopped reading the response") from None
+            cut = ClientDisconnected("Client stopped reading the response")
         except OSError as exc:
             self.disconnected = True
-            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+            cut = ClientDisconnected(f"Client disconnected: {exc}")
+        else:
+            return
+        cut.unsent = len(rest)
+        raise cut from None
 
     # -- serving ------------------------------------------------------------------------------------------
 
@@ -403,7 +426,7 @@ cdef class Connection:
             task._hy_cycle = cycle
             worker.pending += 1
             task.add_done_callback(self._on_task_done)
-            if cycle.response_complete:
+            if cycle.response_complete and not cycle.writing:
                 self._release(cycle)  # the app goes on after its response (background tasks): not our business
             else:
                 self._go_async()
@@ -550,7 +573,8 @@ cdef class Connection:
         self.cycle = None
         if not cycle.wrote:
             # Nothing reached the client yet: it gets a complete error response.
-            if exc is None and not cycle.response_started:
+            if exc is None and not cycle.response_started and not self.disconnected:
+                # (a client that left mid-body is not the app's error: the app saw http.disconnect)
                 logger.error("ASGI callable returned without starting a response.")
             if self.error is not None:
                 self.answer_error(self.error, cycle)  # the request itself was malformed (e.g. its chunked body)
@@ -561,6 +585,8 @@ cdef class Connection:
         if not cycle.response_complete:
             if exc is None and not self.disconnected:
                 logger.error("ASGI callable returned without completing the response.")
+            if server.access_log and self.disconnected:  # what reached a client cut off (or gone) mid-response
+                log_access(self, cycle, "worker" if type(self) is Connection else server.where(self))
             self.close()  # the client must not take a truncated body for a whole one
             return
         # An exception after a complete response (Starlette's error middleware sends its 500, then re-raises)
@@ -600,6 +626,8 @@ cdef class Connection:
             return
         self.home.remove(self)
         self._stop_reading()
+        if self.body_timer is not None:
+            self.cancel_body_timer()
         self.disconnected = True
         if self.cycle is not None:
             self.cycle.wake()

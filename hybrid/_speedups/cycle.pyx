@@ -83,6 +83,20 @@ async def _finish_flush(conn, rest):
         pass  # (the connection knows: the app's next send raises)
 
 
+cdef Py_ssize_t _unsent_body(Py_ssize_t left, bytes last, Py_ssize_t body_len):
+    """How many of a message's ``body_len`` body bytes are among the ``left`` bytes not written at the end of its
+    framed bytes (``last`` ends with them): the chunked framing after the body (CRLF, then the last chunk) is
+    not body."""
+    cdef Py_ssize_t tail = 0
+    if len(last) == body_len:  # the body itself (Content-Length framing)
+        pass
+    elif body_len and last.endswith(b"\r\n0\r\n\r\n"):
+        tail = 7
+    elif body_len and last.endswith(b"\r\n"):
+        tail = 2
+    return max(0, min(left - tail, body_len))
+
+
 cdef class RequestCycle:
     """One request/response exchange: fed body bytes by its connection, read and answered by the app."""
 
@@ -96,7 +110,8 @@ cdef class RequestCycle:
         self.continue_pending = request.expect_continue
         # wrote: some response bytes went to the socket (a framed head alone is not enough)
         # admitted: counted by a worker against --limit-concurrency (the pool counts its own)
-        # sent: response body bytes the app sent (the access log's "bytes")
+        # sent: response body bytes the app sent (the access log's "bytes"; less what a cut-off write lost)
+        # writing: the kernel has not taken all of a message yet (_finish_write)
         self.started = perf_counter()  # (the access log's "duration_ms")
         # held: a first body chunk sent with more_body=True, not written yet (see send); hold_timer its timer
         # flushing: a task writing what the kernel did not take of a flushed held chunk
@@ -251,13 +266,31 @@ cdef class RequestCycle:
             self.wake()
         if out:
             if conn.disconnected:
+                self.sent -= len(body)  # (never written: the access log counts what was sent)
                 raise ClientDisconnected("Client disconnected")
             self.wrote = True
             rest = conn.send_now(out)
-            if rest is not None:
-                await conn.finish_write(rest)  # the client reads slower than we send: wait (backpressure)
+            if rest is not None:  # the client reads slower than we send: wait (backpressure)
+                await self._finish_write(rest, out, len(body))
         if not more and self.task is not None:
             conn.response_complete(self)  # (a pending task: the connection need not wait for its end)
+
+    async def _finish_write(self, rest, out, Py_ssize_t body_len):
+        """Wait while the kernel takes ``rest``, the end of ``out`` (a message of ``body_len`` body bytes).
+        Until its last byte is written the connection is busy even if the response is complete (``writing``:
+        Connection._start does not release it, so no pipelined response starts inside this one and no idle
+        sweep closes it). Cut off (--timeout-write-stall, the client gone), ``sent`` keeps only the body bytes
+        the kernel took, which the access log then reports."""
+        self.writing = True
+        try:
+            await self.conn.finish_write(rest)
+        except ClientDisconnected as exc:
+            left = getattr(exc, "unsent", None)
+            if left is not None:
+                self.sent -= _unsent_body(left, out[len(out) - 1] if type(out) is list else out, body_len)
+            raise
+        finally:
+            self.writing = False
 
     def _flush_held(self):
         """HOLD_FIRST_CHUNK passed and the app sent nothing after its first more_body=True chunk: a stream after
