@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-request-body", type=_seconds, default=30.0,
                    help="Answer 408 and close when the app waits for a request body and the client has sent none "
                         "of it for this many seconds, or, once the body has taken this long, it averages under 500 "
-                        "bytes a second (stalled and trickled uploads; default 30).")
+                        "bytes a second (stalled and trickled uploads; default 30). Also how long a body the app "
+                        "answered without reading is read and dropped before the connection closes.")
     p.add_argument("--timeout-write-stall", type=_seconds, default=60.0,
                    help="Close a connection whose client has read none of the response for this many seconds "
                         "(a client that stopped reading; a slow but steady one is not cut; default 60).")
