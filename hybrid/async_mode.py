@@ -108,6 +108,8 @@ class AsyncConnection(PoolConnection):
                         left = self.head_since + config.timeout_request_head - now
                     else:
                         left = config.timeout_keep_alive
+                        if self.discard_since:  # an unread body trickling in (Connection._serve): in total too
+                            left = min(left, self.discard_since + config.timeout_request_body - now)
                     try:
                         async with asyncio.timeout(max(left, 0.0)):
                             data = await self.stream.read()

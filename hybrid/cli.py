@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-request-body", type=_seconds, default=30.0,
                    help="Answer 408 and close when the app waits for a request body and the client has sent none "
                         "of it for this many seconds, or, once the body has taken this long, it averages under 500 "
-                        "bytes a second (stalled and trickled uploads; default 30).")
+                        "bytes a second (stalled and trickled uploads; default 30). Also how long a body the app "
+                        "answered without reading is read and dropped before the connection closes.")
     p.add_argument("--timeout-write-stall", type=_seconds, default=60.0,
                    help="Close a connection whose client has taken none of the response for this many seconds, "
                         "counted from the last bytes it took (a client that stopped reading; a slow but steady one "
@@ -141,8 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ws-per-message-deflate", action=argparse.BooleanOptionalAction, default=True,
                    help="Offer WebSocket permessage-deflate compression, RFC 7692 (default on).")
     p.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True,
-                   help="Take the client address, scheme and host from Forwarded / X-Forwarded-For, -Proto and "
-                        "-Host when the peer is in --forwarded-allow-ips (default on).")
+                   help="Take the client address and scheme from X-Forwarded-For and X-Forwarded-Proto when the "
+                        "peer is in --forwarded-allow-ips (default on).")
+    p.add_argument("--proxy-forwarded", action=argparse.BooleanOptionalAction, default=False,
+                   help="The proxy sets RFC 7239 Forwarded: read it (for, proto, host) instead of X-Forwarded-For "
+                        "and -Proto (default off: a client's own Forwarded passes through nginx).")
+    p.add_argument("--proxy-forwarded-host", action=argparse.BooleanOptionalAction, default=False,
+                   help="The proxy sets X-Forwarded-Host: let it replace the Host header (default off: nginx "
+                        "passes a client's own through).")
     p.add_argument("--forwarded-allow-ips", default="127.0.0.1",
                    help="Comma-separated IP addresses and CIDR networks of proxies trusted to send proxy headers, "
                         "or '*' for all (default 127.0.0.1; unix socket peers are always trusted).")

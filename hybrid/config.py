@@ -103,6 +103,8 @@ class ServerConfig:
     ws_open_timeout: float = 10.0
     ws_close_timeout: float = 5.0
     proxy_headers: bool = True
+    proxy_forwarded: bool = False
+    proxy_forwarded_host: bool = False
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None

@@ -1,8 +1,15 @@
 """Proxy headers: the client, scheme and host a trusted reverse proxy reports (``--proxy-headers``).
 
 Behind nginx or a load balancer the TCP peer is the proxy, not the client. A proxy in ``--forwarded-allow-ips``
-tells the truth in ``Forwarded`` (RFC 7239) or ``X-Forwarded-For`` / ``-Proto`` / ``-Host``; from any other
-peer those headers are the client's own words and are ignored.
+tells the truth in the headers it sets; from any other peer those headers are the client's own words and are
+ignored.
+
+Only the headers the operator says the proxy sets are read, because a proxy passes every other header through
+untouched: nginx sets ``X-Forwarded-For`` and ``X-Forwarded-Proto`` (the documented config) and forwards a
+client's own ``Forwarded`` and ``X-Forwarded-Host`` as they came. So by default hybrid reads ``X-Forwarded-For``
+and ``X-Forwarded-Proto`` only (uvicorn's rule); ``--proxy-forwarded`` reads RFC 7239 ``Forwarded`` *instead*
+(for, proto and host of the client's hop), for proxies that set that one; ``--proxy-forwarded-host`` also lets
+``X-Forwarded-Host`` replace the Host header. ``X-Real-IP`` and the rest are never read.
 
 Trust is decided once per connection (``ProxyTrust.for_peer``), so a connection from an untrusted peer pays
 nothing per request, and a trusted one pays one pass over its header list.
@@ -45,8 +52,10 @@ def parse_allow_ips(entries) -> tuple[bool, tuple]:
 class ProxyTrust:
     """Which peers may speak for the client; ``for_peer`` is asked once per accepted connection."""
 
-    def __init__(self, allow_ips) -> None:
+    def __init__(self, allow_ips, *, forwarded: bool = False, forwarded_host: bool = False) -> None:
         self.everyone, self.networks = parse_allow_ips(allow_ips)
+        self.forwarded = forwarded  # --proxy-forwarded: read Forwarded instead of X-Forwarded-For / -Proto
+        self.forwarded_host = forwarded_host  # --proxy-forwarded-host: read X-Forwarded-Host
 
     def trusts(self, host: str) -> bool:
         if self.everyone:
@@ -68,7 +77,7 @@ class ProxyTrust:
     # -- per request, for trusted peers only -------------------------------------------------------------
 
     def apply(self, scope: dict) -> None:
-        """Rewrite ``client``, ``scheme`` and the Host header of a scope from what the proxy reported."""
+        """Rewrite ``client``, ``scheme`` and the Host header of a scope from the headers the proxy sets."""
         forwarded = xff = proto = host = None
         for name, value in scope["headers"]:
             if name == _FORWARDED:
@@ -79,20 +88,21 @@ class ProxyTrust:
                 proto = value
             elif name == _XFH:
                 host = value
-        if forwarded is not None:
-            # RFC 7239 wins over the X-Forwarded-* family when both are present: it is the standard one, and a
-            # proxy that sends both means the same thing.
-            hops = _parse_forwarded(forwarded.decode("latin-1"))
-            xff = None
-            chain = [h.get("for", "") for h in hops]
-            index = self._client_index(chain)
-            if index is not None:
-                _set_client(scope, chain[index])
-                hop = hops[index]
-                proto = hop.get("proto", "").encode() or None
-                host = hop.get("host", "").encode() or None
-            else:
-                proto = host = None
+        if not self.forwarded_host:
+            host = None  # (nginx does not set it: a client's own X-Forwarded-Host would pass through)
+        if self.forwarded:
+            # The proxy sets Forwarded: X-Forwarded-For / -Proto are whatever the client sent.
+            proto = None
+            if forwarded is not None:
+                hops = _parse_forwarded(forwarded.decode("latin-1"))
+                chain = [h.get("for", "") for h in hops]
+                index = self._client_index(chain)
+                if index is not None:
+                    # Only the client's hop counts: it was written by the first proxy we trust.
+                    _set_client(scope, chain[index])
+                    hop = hops[index]
+                    proto = hop.get("proto", "").encode() or None
+                    host = hop.get("host", "").encode() or host
         elif xff is not None:
             chain = [part.strip() for part in xff.decode("latin-1").split(",")]
             index = self._client_index(chain)

@@ -213,7 +213,9 @@ class Server:
         self.sets: dict[int, ConnectionSet] = {}
         self.listeners: list[socket.socket] = []
         self.router = StreamRouter(config.async_paths)
-        self.proxy_trust = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.proxy_trust = ProxyTrust(
+            config.forwarded_allow_ips, forwarded=config.proxy_forwarded, forwarded_host=config.proxy_forwarded_host,
+        ) if config.proxy_headers else None
         self.concurrency = ConcurrencyLimit(config.limit_concurrency) if config.limit_concurrency else None
         self.connection_limit = ConnectionLimit(config.limit_connections, self) if config.limit_connections else None
         self.lifespan_order = LifespanOrder()  # every loop's lifespan: they end in reverse order

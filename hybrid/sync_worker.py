@@ -218,14 +218,16 @@ class SyncWorker:
 
     def _sweep(self, conn_set: ConnectionSet) -> None:
         """Once a second: close keep-alive connections idle longer than --timeout-keep-alive and TLS handshakes
-        older than --timeout-tls-handshake, and answer 408 to clients whose request head is not complete
-        --timeout-request-head after its first byte."""
+        older than --timeout-tls-handshake, answer 408 to clients whose request head is not complete
+        --timeout-request-head after its first byte, and close those still sending a body their app did not
+        read --timeout-request-body after the response (the first byte dropped)."""
         if conn_set is not self.conn_set:
             return
         now = time.monotonic()
         config = self.server.config
         idle_deadline = now - config.timeout_keep_alive
         head_deadline = now - config.timeout_request_head
+        body_deadline = now - config.timeout_request_body
         for conn in list(conn_set.conns.values()):
             if conn.cycle is not None or not conn.registered:
                 continue
@@ -233,6 +235,8 @@ class SyncWorker:
                 conn.close()  # a TLS client silent or trickling past --timeout-tls-handshake
             elif conn.head_since and conn.head_since < head_deadline:
                 conn.answer_error(H1Error(408, "Request header timeout"))
+            elif conn.discard_since and conn.discard_since < body_deadline:
+                conn.close()  # an unread body still arriving: the response went out long ago
             elif conn.last_active < idle_deadline and not still_sending(conn, unsent_bytes(conn.fd), now,
                                                                         config.timeout_write_stall):
                 conn.close()

@@ -331,7 +331,8 @@ class RawClient:
         te = resp.header("transfer-encoding")
         cl = resp.header_all("content-length")
         if te is not None:
-            assert te.lower() == "chunked", f"unexpected transfer-encoding {te!r}"
+            # RFC 9112 section 6.3: chunked must be the final coding, or the body would run to the close
+            assert [c.strip() for c in te.lower().split(",")][-1] == "chunked", f"unexpected transfer-encoding {te!r}"
             assert not cl, "both content-length and transfer-encoding in response"
             resp.chunked = True
             body = []

@@ -193,6 +193,34 @@ def test_large_unread_body_does_not_corrupt_next_request(server):
         assert c.buf == b"", f"bytes after the response: {c.buf[:100]!r} (the body was served as a request)"
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "async"])
+def test_unread_body_trickled_after_the_response_is_bounded_in_time(mode):
+    """The app answers without reading a 100 MB body; the client sends one byte a second, each within
+    --timeout-keep-alive of the last. The server drops them, but only for --timeout-request-body after the first
+    (then it closes; the sweep runs once a second), and the response it sent arrived whole."""
+    keep_alive, body_timeout = 2, 3
+    with Server(APP, "--port", "0", "--no-access-log", "--mode", mode, "--timeout-keep-alive", str(keep_alive),
+                "--timeout-request-body", str(body_timeout), "--timeout-request-head", "3") as srv:
+        with srv.connect(timeout=5) as c:
+            c.send(build_request("POST", "/noread", headers=[("Content-Length", "100000000")]))
+            r = c.read_response()
+            assert (r.status, r.body) == (200, b"no-read"), r
+            answered = time.monotonic()
+            closed_after = None
+            while closed_after is None and time.monotonic() - answered < 15:
+                try:
+                    c.sock.sendall(b"x")
+                except OSError:  # (reset by the peer: it closed)
+                    closed_after = time.monotonic() - answered
+                    break
+                if c.closed_by_peer(timeout=1.0):
+                    closed_after = time.monotonic() - answered
+            assert closed_after is not None, "a trickled unread body held the connection for 15 s"
+            # first dropped byte at once (or within the first second), then the bound, then at most the sweep
+            assert closed_after < body_timeout + 1 + 1 + 1.5, closed_after
+            assert c.buf == b"", c.buf
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Expect: 100-continue
 # ---------------------------------------------------------------------------------------------------------

@@ -922,3 +922,30 @@ def test_chunked_framing_of_each_piece(sizes):
         elif isinstance(event, h11.EndOfMessage) or event is h11.NEED_DATA:
             break
     assert b"".join(got) == b"".join(pieces)
+
+
+@pytest.mark.parametrize("method, status, announced", [
+    (b"HEAD", 200, [b"gzip, chunked"]),  # HEAD and 304 announce the GET's framing (RFC 9112 section 6.1)
+    (b"GET", 304, [b"gzip, chunked"]),
+    (b"GET", 204, []),  # a 204 MUST NOT carry Transfer-Encoding
+])
+def test_app_transfer_coding_on_responses_without_a_body(method, status, announced):
+    p, head, body = respond(method + b" / HTTP/1.1\r\nHost: x\r\n\r\n", status, [(b"transfer-encoding", b"gzip")],
+                            [b"ignored", b""])
+    _, headers, _ = parse_response_head(head)
+    assert hvals(headers, b"transfer-encoding") == announced
+    assert b"".join(body) == b""
+    assert p.keep_alive
+
+
+@pytest.mark.parametrize("headers, match", [
+    ([(b"transfer-encoding", b"gzip;q=1")], "Invalid response Transfer-Encoding"),
+    ([(b"transfer-encoding", b"gzip x")], "Invalid response Transfer-Encoding"),
+    ([(b"transfer-encoding", b"gzip"), (b"content-length", b"3")], "Both Content-Length and Transfer-Encoding"),
+])
+def test_app_transfer_coding_that_cannot_be_framed_is_refused(headers, match):
+    """Refused (the server answers 500 and closes) rather than sent with framing the client would misread."""
+    p = new()
+    p.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    with pytest.raises(h1.LocalProtocolError, match=match):
+        p.send_response(200, headers, 3)

@@ -1,6 +1,7 @@
 """HTTP/1.1 semantics over real sockets: keep-alive, HTTP/1.0, pipelining, HEAD, framing, default headers."""
 
 import email.utils
+import gzip
 import socket
 import time
 
@@ -382,6 +383,40 @@ def test_app_declared_chunked_is_framed(server):
         assert r.status == 200 and r.chunked
         assert r.header_all("transfer-encoding") == ["chunked"], r.headers
         assert r.body == b"abcdefg"
+        assert c.request("GET", "/").body == b"hello, world"
+
+
+@pytest.mark.parametrize("te, announced", [("gzip", "gzip, chunked"), ("gzip, chunked", "gzip, chunked"),
+                                           ("chunked, gzip", "gzip, chunked"), ("GZIP", "GZIP, chunked")])
+def test_app_transfer_coding_is_sent_with_chunked_last(server, te, announced):
+    """RFC 9112 section 6.1/6.3: the server frames the body, so chunked is the final coding in the header; the app's
+    own codings stay, in its order. Keep-alive holds: the next response on the connection is intact."""
+    with server.connect() as c:
+        c.send(build_request("GET", f"/app-te?te={te.replace(' ', '%20')}") + build_request("GET", "/"))
+        r = c.read_response()
+        assert r.status == 200 and r.chunked, r.headers
+        assert r.header_all("transfer-encoding") == [announced], r.headers
+        assert r.header("content-length") is None and r.header("connection") is None, r.headers
+        assert gzip.decompress(r.body) == b"hello, coded world " * 50
+        assert c.read_response().body == b"hello, world"
+
+
+def test_app_transfer_coding_to_http10_is_500_and_close(server):
+    """HTTP/1.0 has no Transfer-Encoding: the body could only run to the close with its gzip coding unannounced."""
+    with server.connect(timeout=3) as c:
+        c.send(b"GET /app-te?te=gzip HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 500 and r.header("transfer-encoding") is None, r.headers
+        assert c.closed_by_peer()
+
+
+def test_head_with_an_empty_app_body_sends_no_content_length(server):
+    """RFC 9110 section 9.3.2: a HEAD response's Content-Length must be GET's; an app that sent no body for HEAD
+    said nothing about it, so none is sent (not 0)."""
+    with server.connect() as c:
+        head = c.request("HEAD", "/status/200")
+        assert head.status == 200 and head.body == b""
+        assert head.header("content-length") is None and head.header("transfer-encoding") is None, head.headers
         assert c.request("GET", "/").body == b"hello, world"
 
 

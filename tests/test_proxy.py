@@ -71,7 +71,7 @@ def test_x_forwarded_for_takes_the_rightmost_untrusted_address():
 
 
 def test_forwarded_rfc7239_quoted_ipv6_with_port_proto_and_host():
-    trust = ProxyTrust(["127.0.0.1"])
+    trust = ProxyTrust(["127.0.0.1"], forwarded=True)
     scope = _scope([("host", "internal:8000"),
                     ("forwarded", 'for="[2001:db8::17]:4711";proto=https;host=example.com')])
     trust.apply(scope)
@@ -80,13 +80,39 @@ def test_forwarded_rfc7239_quoted_ipv6_with_port_proto_and_host():
     assert dict(scope["headers"])[b"host"] == b"example.com"
 
 
-def test_forwarded_wins_over_x_forwarded_and_unknown_keeps_the_peer():
-    trust = ProxyTrust(["127.0.0.1"])
+HOSTILE = [("host", "shop.example"), ("forwarded", "for=6.6.6.6;proto=https;host=evil.example"),
+           ("x-forwarded-host", "evil.example"), ("x-real-ip", "6.6.6.6")]
+
+
+def test_by_default_only_x_forwarded_for_and_proto_are_read():
+    """nginx passes a client's own Forwarded and X-Forwarded-Host through: by default neither is read."""
+    scope = _scope([*HOSTILE, ("x-forwarded-for", "6.6.6.6, 198.51.100.2"), ("x-forwarded-proto", "http")])
+    ProxyTrust(["127.0.0.1"]).apply(scope)
+    assert scope["client"] == ("198.51.100.2", 0)
+    assert scope["scheme"] == "http"
+    assert dict(scope["headers"])[b"host"] == b"shop.example"
+
+
+def test_proxy_forwarded_reads_forwarded_instead_of_x_forwarded():
+    trust = ProxyTrust(["127.0.0.1"], forwarded=True)
+    # The proxy appended the client's hop to what the client sent; X-Forwarded-* are the client's own words.
+    scope = _scope([("host", "shop.example"), ("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https"),
+                    ("forwarded", "for=6.6.6.6;proto=https;host=evil.example, for=198.51.100.2;proto=http")])
+    trust.apply(scope)
+    assert scope["client"] == ("198.51.100.2", 0)
+    assert scope["scheme"] == "http"
+    assert dict(scope["headers"])[b"host"] == b"shop.example"
     scope = _scope([("forwarded", "for=unknown;proto=http"), ("x-forwarded-for", "192.0.2.9"),
                     ("x-forwarded-proto", "https")])
     trust.apply(scope)
     assert scope["client"] == ("127.0.0.1", 5000)  # RFC 7239 section 6: "unknown" names no address
     assert scope["scheme"] == "http"
+
+
+def test_x_forwarded_host_only_with_proxy_forwarded_host():
+    scope = _scope([("host", "internal:8000"), ("x-forwarded-host", "a.example, shop.example")])
+    ProxyTrust(["127.0.0.1"], forwarded_host=True).apply(scope)
+    assert dict(scope["headers"])[b"host"] == b"shop.example"  # the last one: the proxy's
 
 
 def test_websocket_scheme_follows_the_proxy_protocol():
@@ -114,10 +140,20 @@ def default_srv():
         yield srv
 
 
-def test_trusted_peer_sets_client_scheme_and_host(default_srv):
+def test_trusted_peer_sets_client_and_scheme_but_not_host(default_srv):
     got = seen(default_srv, [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https"),
-                             ("X-Forwarded-Host", "shop.example")])
-    assert got == {"client": ["203.0.113.7", 0], "scheme": "https", "host": "shop.example"}
+                             ("X-Forwarded-Host", "evil.example"), ("Forwarded", "for=6.6.6.6;proto=http")])
+    assert got == {"client": ["203.0.113.7", 0], "scheme": "https", "host": "localhost"}
+
+
+def test_proxy_forwarded_and_proxy_forwarded_host_options():
+    with Server(APP, "--port", "0", "--no-access-log", "--proxy-forwarded") as srv:
+        got = seen(srv, [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "http"),
+                         ("Forwarded", 'for="[2001:db8::17]:4711";proto=https;host=shop.example')])
+    assert got == {"client": ["2001:db8::17", 4711], "scheme": "https", "host": "shop.example"}
+    with Server(APP, "--port", "0", "--no-access-log", "--proxy-forwarded-host") as srv:
+        got = seen(srv, [("X-Forwarded-Host", "shop.example"), ("Forwarded", "for=6.6.6.6")])
+    assert got == {"client": ["127.0.0.1", got["client"][1]], "scheme": "http", "host": "shop.example"}
 
 
 @needs_second_loopback
@@ -153,7 +189,9 @@ def test_bad_forwarded_allow_ips_is_a_one_line_startup_error():
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 
-NGINX_CONF = """
+DEPLOYMENT_DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "deployment.md")
+
+NGINX_WRAPPER = """
 {user}
 daemon off;
 worker_processes 1;
@@ -167,25 +205,24 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        location / {{
-            proxy_pass http://127.0.0.1:{upstream};
-            proxy_http_version 1.1;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $http_host;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_buffering off;
-            proxy_read_timeout 30s;
-        }}
-    }}
+{documented}
 }}
 """
+
+
+def documented_nginx_conf(**values) -> str:
+    """The nginx config of docs/deployment.md ("Behind nginx"), line for line, with this test's ports and
+    certificate, plus a plain-HTTP listener: the configuration users copy is the one under test."""
+    with open(DEPLOYMENT_DOC) as f:
+        doc = f.read()
+    block = doc[doc.index("```nginx\n") + len("```nginx\n"):]
+    block = block[:block.index("```")]
+    for old, new in (("127.0.0.1:8000", "127.0.0.1:{upstream}"),
+                     ("listen 443 ssl;", "listen 127.0.0.1:{port} ssl;\n    listen 127.0.0.1:{plain_port};"),
+                     ("/etc/ssl/app.pem", "{cert}"), ("/etc/ssl/app.key", "{key}")):
+        assert old in block, f"docs/deployment.md's nginx config no longer has {old!r}: update this test"
+        block = block.replace(old, new.format(**values))
+    return NGINX_WRAPPER.format(documented=block, **values)
 
 
 def _free_port() -> int:
@@ -196,7 +233,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def behind_nginx(tmp_path_factory):
-    """(https base URL of nginx, client SSL context); nginx terminates TLS and proxies to hybrid."""
+    """(https base URL of nginx, client SSL context, plain-HTTP base URL); nginx proxies to hybrid with the
+    configuration of docs/deployment.md, terminating TLS on the https one."""
     if NGINX is None:
         pytest.skip("nginx is not installed (.ci/system-deps installs it; it needs root or sudo)")
     if not _can_bind(OTHER_PEER):
@@ -208,11 +246,11 @@ def behind_nginx(tmp_path_factory):
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
     with Server(APP, "--port", "0", "--no-access-log") as srv:
-        port = _free_port()
+        port, plain_port = _free_port(), _free_port()
         conf = tmp / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(
-            user="user root;" if os.geteuid() == 0 else "", tmp=tmp, port=port, cert=tmp / "server.pem",
-            key=tmp / "server.pem", upstream=srv.port))
+        conf.write_text(documented_nginx_conf(
+            user="user root;" if os.geteuid() == 0 else "", tmp=tmp, port=port, plain_port=plain_port,
+            cert=tmp / "server.pem", key=tmp / "server.pem", upstream=srv.port))
         proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True)
         try:
@@ -226,7 +264,7 @@ def behind_nginx(tmp_path_factory):
                         err = proc.stderr.read().decode() if proc.poll() is not None else "(still starting)"
                         pytest.fail(f"nginx did not start: {err} {(tmp / 'error.log').read_text()}")
                     time.sleep(0.05)
-            yield f"https://127.0.0.1:{port}", client_ctx
+            yield f"https://127.0.0.1:{port}", client_ctx, f"http://127.0.0.1:{plain_port}"
         finally:
             os.killpg(proc.pid, signal.SIGTERM)  # nginx runs in its own session: its master and worker
             try:
@@ -242,7 +280,7 @@ def _client(ctx) -> httpx.Client:
 
 
 def test_nginx_reports_client_address_scheme_and_host(behind_nginx):
-    base, ctx = behind_nginx
+    base, ctx, _ = behind_nginx
     with _client(ctx) as client:
         for _ in range(3):  # nginx reuses its upstream connection: every request is judged on its own headers
             r = client.get(base + "/scope", headers={"Host": "shop.example:8443"})
@@ -250,8 +288,31 @@ def test_nginx_reports_client_address_scheme_and_host(behind_nginx):
             assert r.json() == {"client": [OTHER_PEER, 0], "scheme": "https", "host": "shop.example:8443"}
 
 
+# Every header a client could use to pass for someone else, somewhere else or over TLS. nginx forwards all of them
+# that the documented config does not set or clear.
+SPOOFED = [("Forwarded", 'for="[2001:db8::6]"'), ("Forwarded", "for=6.6.6.6;proto={proto};host=evil.example"),
+           ("X-Forwarded-For", "6.6.6.6, 127.0.0.1"), ("X-Forwarded-Proto", "{proto}"),
+           ("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Port", "443"), ("X-Forwarded-Scheme", "{proto}"),
+           ("X-Forwarded-Ssl", "on"), ("X-Real-IP", "6.6.6.6"), ("X-Client-IP", "6.6.6.6"),
+           ("X-Original-Host", "evil.example"), ("Front-End-Https", "on")]
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["https", "http"])
+def test_client_proxy_headers_through_nginx_change_nothing(behind_nginx, tls):
+    """A client's own proxy headers, sent through the documented nginx config, must not move its address, its
+    scheme (each claims the other one) or its Host."""
+    base, ctx, plain = behind_nginx
+    scheme, claimed = ("https", "http") if tls else ("http", "https")
+    headers = httpx.Headers([("Host", "shop.example")] + [(n, v.format(proto=claimed)) for n, v in SPOOFED])
+    with _client(ctx) as client:
+        for _ in range(2):  # (the second on nginx's reused upstream connection)
+            r = client.get((base if tls else plain) + "/scope", headers=headers)
+            assert r.status_code == 200
+            assert r.json() == {"client": [OTHER_PEER, 0], "scheme": scheme, "host": "shop.example"}
+
+
 def test_sse_through_nginx_arrives_event_by_event(behind_nginx):
-    base, ctx = behind_nginx
+    base, ctx, _ = behind_nginx
     n, gap = 4, 0.4
     arrivals = []
     with _client(ctx) as client, client.stream("GET", base + f"/sse?n={n}&gap={gap}",
@@ -268,7 +329,7 @@ def test_sse_through_nginx_arrives_event_by_event(behind_nginx):
 
 
 def test_websocket_through_nginx(behind_nginx):
-    base, ctx = behind_nginx
+    base, ctx, _ = behind_nginx
     url = base.replace("https://", "wss://") + "/ws"
 
     async def talk():

@@ -11,7 +11,7 @@ cdef class Connection:
     cdef public int fd
     cdef public bint registered, disconnected, async_mode, reading
     cdef bint _plain  # a plain socket.socket: recv/send straight from C (a TLSConnection's SSLSocket is not)
-    cdef public double last_active, head_since
+    cdef public double last_active, head_since, discard_since
     cdef public Py_ssize_t discard_budget
     cdef dict __dict__  # (subclasses and tests may add attributes)
 

@@ -374,11 +374,18 @@ cdef class Connection:
                 if type(event) is Request:
                     self._start(event)
                 elif type(event) is Data:
-                    # The rest of a body the app answered without reading: drop it, up to a bound.
+                    # The rest of a body the app answered without reading: drop it, up to a bound in bytes; in
+                    # time, the owner's sweep closes it --timeout-request-body after the first dropped byte
+                    # (a trickle keeps it active forever), --timeout-keep-alive after the last (nginx's
+                    # lingering_time and lingering_timeout).
+                    if not self.discard_since:
+                        self.discard_since = _monotonic()
                     self.discard_budget -= len((<Data>event).data)
                     if self.discard_budget < 0:
                         self.close()
                         return
+                else:  # that body's end: the connection is usable again
+                    self.discard_since = 0.0
             elif self.error is not None:
                 self.answer_error(self.error)
                 return

@@ -76,4 +76,5 @@ cdef class H1Protocol:
     cdef _finish_response(self)
     cpdef list feed(self, data)
     cpdef bytes send_response(self, int status, headers, long long content_length=*)
+    cdef _app_transfer_coding(self, Request req, int status, list values, bint has_length, list out)
     cpdef bytes send_body(self, bytes data, bint more)

@@ -40,6 +40,7 @@ from hybrid._speedups.h1_bytes cimport (
     _origin_form,
     _valid_host,
 )
+from hybrid._speedups.h1_te cimport _app_codings
 
 from httptools import (
     HttpParserCallbackError,
@@ -459,7 +460,8 @@ cdef class H1Protocol:
         cdef list out
         cdef bytes name, value
         cdef Py_ssize_t n
-        cdef bint has_length = False, has_te = False, has_server = False, has_date = False, has_close = False
+        cdef bint has_length = False, has_server = False, has_date = False, has_close = False
+        cdef list te_values = None
         if not self._unanswered:
             raise LocalProtocolError("No request is waiting for a response")
         if status < 200 or status > 999:
@@ -486,9 +488,8 @@ cdef class H1Protocol:
                     raise LocalProtocolError(f"Invalid Content-Length {value!r}")
                 has_length = True
             elif n == 17 and _lower_is(name, b"transfer-encoding"):
-                has_te = True
-                if req.http_version == HTTP_10:
-                    continue  # HTTP/1.0 has no chunked coding: the body is delimited by closing instead
+                te_values = [value] if te_values is None else te_values + [value]
+                continue  # (framing is ours: the header is rebuilt below)
             elif n == 10 and _lower_is(name, b"connection"):
                 if value.lower().find(b"close") >= 0:
                     self._resp_close = True
@@ -501,20 +502,16 @@ cdef class H1Protocol:
             out.append(b": ")
             out.append(value)
             out.append(b"\r\n")
-        if has_te:
-            if has_length:
-                raise LocalProtocolError("Both Content-Length and Transfer-Encoding in a response")
-            if status != 204 and status != 304:
-                # The app declared chunked framing: it sends the raw body, we frame it (RFC 9112 section 7.1).
-                self._resp_chunked = not self._resp_no_body and req.http_version == HTTP_11
-                if req.http_version == HTTP_10:
-                    self._resp_close = True
+        if te_values is not None:
+            self._app_transfer_coding(req, status, te_values, has_length, out)
         elif not has_length and status != 204 and status != 304:
-            if content_length >= 0:
+            if self._resp_no_body and content_length <= 0:
+                # HEAD whose app sent no body: say nothing rather than a length of 0 that GET's body need not
+                # have (RFC 9110 sections 8.6, 9.3.2). A body it did send is the GET's: its length is true.
+                pass
+            elif content_length >= 0:
                 out.append(_length_line(content_length))
                 self._resp_remaining = content_length
-            elif self._resp_no_body:
-                pass
             elif req.http_version == HTTP_11:
                 out.append(CHUNKED_LINE)
                 self._resp_chunked = True
@@ -532,6 +529,24 @@ cdef class H1Protocol:
         self._unanswered.pop(0)
         self._responding = req
         return b"".join(out)
+
+    cdef _app_transfer_coding(self, Request req, int status, list values, bint has_length, list out):
+        # The app set Transfer-Encoding: it sends the body raw (already in its codings), we frame it, with
+        # chunked last in the header (RFC 9112 section 6.1: else the client reads to close and desynchronises).
+        codings = _app_codings(values)
+        if codings is None or has_length:
+            raise LocalProtocolError(f"Invalid response Transfer-Encoding {values!r}" if codings is None else
+                                     "Both Content-Length and Transfer-Encoding in a response")
+        if status == 204:
+            return  # (MUST NOT send it, RFC 9112 section 6.1)
+        if req.http_version == HTTP_10:
+            # HTTP/1.0 has no Transfer-Encoding: the body is delimited by closing; a coding would go unannounced.
+            if codings and not self._resp_no_body:
+                raise LocalProtocolError(f"Transfer-Encoding {codings.decode('latin-1')!r} for an HTTP/1.0 client")
+            self._resp_close = not self._resp_no_body or self._resp_close
+            return
+        out.append(b"transfer-encoding: " + codings + b", chunked\r\n" if codings else CHUNKED_LINE)
+        self._resp_chunked = not self._resp_no_body  # (HEAD and 304 announce the GET's framing, send no body)
 
     cpdef bytes send_body(self, bytes data, bint more):
         """Return the bytes for one piece of response body; ``more=False`` ends the response."""

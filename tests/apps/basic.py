@@ -6,6 +6,7 @@ the response was sent, what send() raised); GET /results returns them as JSON.
 
 import asyncio
 import contextvars
+import gzip
 import json
 import os
 import threading
@@ -185,6 +186,14 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": [(b"transfer-encoding", b"chunked")]})
         await send({"type": "http.response.body", "body": b"abc", "more_body": True})
         await send({"type": "http.response.body", "body": b"defg", "more_body": False})
+        return
+
+    if path == "/app-te":  # the app sets Transfer-Encoding ?te=... and sends a gzip-coded body in two pieces
+        coded = gzip.compress(b"hello, coded world " * 50)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"transfer-encoding", q.get("te", "gzip").encode())]})
+        await send({"type": "http.response.body", "body": coded[:40], "more_body": True})
+        await send({"type": "http.response.body", "body": coded[40:], "more_body": False})
         return
 
     if path == "/error-before":
