@@ -21,18 +21,13 @@ from hybrid._speedups.h1 import H1Error
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
 from hybrid.asgi.task import RequestTask, child_task_factory
 from hybrid.connection import Connection, ConnectionSet, accept_into, accepted_addresses
+from hybrid.loops import new_event_loop
 
 logger = logging.getLogger("hybrid.error")
 
 ACCEPT_BATCH = 64
 POLL_BATCH = 64
 
-try:
-    import uvloop
-
-    new_event_loop = uvloop.new_event_loop
-except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio keeps the server usable without it
-    new_event_loop = asyncio.new_event_loop
 
 
 def run_own_loop(owner) -> None:
