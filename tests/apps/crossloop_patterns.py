@@ -1,0 +1,127 @@
+"""Apps that coordinate requests through module-level asyncio objects (issue 21), as users write them for uvicorn.
+
+Under hybrid the publisher and the subscribers run on different loops: ``POST`` routes on a serving thread, SSE
+streams and WebSockets in the async pool.
+
+- ``GET /events`` (Starlette ``StreamingResponse``) and ``GET /sse`` (sse-starlette): each stream has a Queue in
+  the module-global ``SUBSCRIBERS``; ``POST /publish/{msg}`` puts the message into every one.
+- ``GET /event-stream``: awaits the module-global ``ROUND`` ``asyncio.Event``; ``POST /event/{msg}`` sets it.
+- ``/ws``: FastAPI's documented ``ConnectionManager`` chat; ``POST /send/{msg}`` broadcasts from an HTTP route,
+  a message from one WebSocket client is broadcast from the WebSocket handler.
+Every stream first sends ``ready`` once it is subscribed, so a client knows publishing can start.
+"""
+
+import asyncio
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from sse_starlette.sse import EventSourceResponse
+
+app = FastAPI()
+
+SUBSCRIBERS: set[asyncio.Queue] = set()
+
+
+class Round:
+    """The Event of the current round and its message; ``POST /event`` sets it and starts the next round."""
+
+    event = asyncio.Event()
+    message = ""
+
+
+@app.get("/health", response_class=PlainTextResponse)
+async def health():
+    return "ok"
+
+
+@app.get("/events")
+async def events():
+    async def stream():
+        q: asyncio.Queue = asyncio.Queue()
+        SUBSCRIBERS.add(q)
+        try:
+            yield "data: ready\n\n"
+            while True:
+                yield f"data: {await q.get()}\n\n"
+        finally:
+            SUBSCRIBERS.discard(q)
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+@app.get("/sse")
+async def sse():
+    async def stream():
+        q: asyncio.Queue = asyncio.Queue()
+        SUBSCRIBERS.add(q)
+        try:
+            yield {"data": "ready"}
+            while True:
+                yield {"data": await q.get()}
+        finally:
+            SUBSCRIBERS.discard(q)
+
+    return EventSourceResponse(stream())
+
+
+@app.post("/publish/{msg}", response_class=PlainTextResponse)
+async def publish(msg: str):
+    for q in list(SUBSCRIBERS):
+        q.put_nowait(msg)
+    return str(len(SUBSCRIBERS))
+
+
+@app.get("/event-stream")
+async def event_stream():
+    async def stream():
+        yield "data: ready\n\n"
+        while True:
+            event = Round.event
+            await event.wait()
+            yield f"data: {Round.message}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+@app.post("/event/{msg}", response_class=PlainTextResponse)
+async def set_event(msg: str):
+    event, Round.event = Round.event, asyncio.Event()
+    Round.message = msg
+    event.set()
+    return "set"
+
+
+class ConnectionManager:  # FastAPI's documentation, "Handling disconnections and multiple clients"
+    def __init__(self):
+        self.active_connections: list[WebSocket] = []
+
+    async def connect(self, websocket: WebSocket):
+        await websocket.accept()
+        self.active_connections.append(websocket)
+
+    def disconnect(self, websocket: WebSocket):
+        self.active_connections.remove(websocket)
+
+    async def broadcast(self, message: str):
+        for connection in list(self.active_connections):
+            await connection.send_text(message)
+
+
+manager = ConnectionManager()
+
+
+@app.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket):
+    await manager.connect(websocket)
+    await websocket.send_text("ready")
+    try:
+        while True:
+            await manager.broadcast(await websocket.receive_text())
+    except WebSocketDisconnect:
+        manager.disconnect(websocket)
+
+
+@app.post("/send/{msg}", response_class=PlainTextResponse)
+async def send(msg: str):
+    await manager.broadcast(msg)
+    return str(len(manager.active_connections))

@@ -1,0 +1,22 @@
+"""Publish/subscribe across hybrid's loops (issue 21): a POST route on a serving thread wakes SSE streams awaiting
+a module-global Queue or Event in the async pool, as fast as under uvicorn (tests/crossloop.py)."""
+
+import pytest
+
+from .crossloop import HYBRID, Uvicorn, compare, measure, sse_subscriber
+from .support import Server
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.mark.parametrize(("stream", "publish"), [
+    ("/events", "/publish/"),        # Starlette StreamingResponse awaiting an asyncio.Queue
+    ("/sse", "/publish/"),           # sse-starlette's EventSourceResponse, the same Queue
+    ("/event-stream", "/event/"),    # an asyncio.Event set by the POST route
+])
+def test_publish_to_sse_subscribers(stream, publish):
+    with Uvicorn() as srv:
+        theirs = measure(srv, sse_subscriber, stream, publish)
+    with Server(*HYBRID) as srv:
+        ours = measure(srv, sse_subscriber, stream, publish)
+    compare(f"SSE {stream}", ours, theirs)
