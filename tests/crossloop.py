@@ -7,6 +7,7 @@ ROUND_TIMEOUT fails the test at once (the bug was a silent hang: nothing arrived
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
@@ -109,36 +110,52 @@ def ws_subscriber(url: str, deliveries: Deliveries) -> None:
         deliveries.failed(exc)
 
 
-def measure(server: Server, subscribe, stream_url: str, publish_path: str) -> list[float]:
-    """CLIENTS subscribers on ``stream_url``; ROUNDS messages POSTed to ``publish_path + message``, one at a time;
-    returns every delivery's latency (POST sent to message received), sorted."""
+@contextlib.contextmanager
+def http_publisher(server: Server, path: str):
+    """publish(message): POST ``path + message``, answered 200."""
+    with httpx.Client(base_url=server.url, timeout=5.0) as client:
+        def publish(message: str) -> None:
+            assert client.post(path + message).status_code == 200
+
+        yield publish
+
+
+@contextlib.contextmanager
+def ws_publisher(server: Server, path: str):
+    """publish(message): one more WebSocket client sends it (the app broadcasts it from its WebSocket handler)."""
+    with ws_connect(ws_url(server, path), open_timeout=5, close_timeout=2) as ws:
+        yield ws.send
+
+
+def ws_url(server: Server, path: str) -> str:
+    return server.url.replace("http://", "ws://") + path
+
+
+def measure(server: Server, subscribe, stream_path: str, publisher) -> list[float]:
+    """CLIENTS subscribers on ``stream_path``; ROUNDS messages sent with ``publisher(server)``, one at a time;
+    returns every delivery's latency (publish called to message received), sorted."""
     deliveries = Deliveries()
-    threads = [threading.Thread(target=subscribe, args=(server.url.replace("http", "ws", stream_url.startswith("/ws"))
-                                                        + stream_url, deliveries), daemon=True)
-               for _ in range(CLIENTS)]
+    url = ws_url(server, stream_path) if subscribe is ws_subscriber else server.url + stream_path
+    threads = [threading.Thread(target=subscribe, args=(url, deliveries), daemon=True) for _ in range(CLIENTS)]
     for t in threads:
         t.start()
     latencies: list[float] = []
-    try:
-        assert deliveries.wait(lambda: deliveries.ready == CLIENTS, 10.0), (deliveries.ready, deliveries.errors)
-        with httpx.Client(base_url=server.url, timeout=5.0) as client:
+    with publisher(server) as publish:
+        try:
+            assert deliveries.wait(lambda: deliveries.ready == CLIENTS, 10.0), (deliveries.ready, deliveries.errors)
             for i in range(ROUNDS):
                 message = f"m{i}"
                 sent = time.monotonic()
-                assert client.post(publish_path + message).status_code == 200
+                publish(message)
                 ok = deliveries.wait(lambda m=message: len(deliveries.got.get(m, ())) == CLIENTS, ROUND_TIMEOUT)
                 got = deliveries.got.get(message, [])
                 assert ok, (f"{type(server).__name__}: message {i} reached {len(got)} of {CLIENTS} subscribers "
                             f"within {ROUND_TIMEOUT} s; errors: {deliveries.errors}")
                 latencies.extend(t - sent for t in got)
-    finally:
-        try:
-            with httpx.Client(base_url=server.url, timeout=5.0) as client:
-                client.post(publish_path + "bye")
-        except httpx.HTTPError:
-            pass
-        for t in threads:
-            t.join(5)
+        finally:
+            publish("bye")
+            for t in threads:
+                t.join(5)
     return sorted(latencies)
 
 

@@ -1,9 +1,11 @@
 """Publish/subscribe across hybrid's loops (issue 21): a POST route on a serving thread wakes SSE streams awaiting
 a module-global Queue or Event in the async pool, as fast as under uvicorn (tests/crossloop.py)."""
 
+from functools import partial
+
 import pytest
 
-from .crossloop import HYBRID, Uvicorn, compare, measure, sse_subscriber
+from .crossloop import HYBRID, Uvicorn, compare, http_publisher, measure, sse_subscriber
 from .support import Server
 
 pytestmark = pytest.mark.timeout(90)
@@ -15,8 +17,12 @@ pytestmark = pytest.mark.timeout(90)
     ("/event-stream", "/event/"),    # an asyncio.Event set by the POST route
 ])
 def test_publish_to_sse_subscribers(stream, publish):
+    publisher = partial(http_publisher, path=publish)
     with Uvicorn() as srv:
-        theirs = measure(srv, sse_subscriber, stream, publish)
+        theirs = measure(srv, sse_subscriber, stream, publisher)
     with Server(*HYBRID) as srv:
-        ours = measure(srv, sse_subscriber, stream, publish)
+        ours = measure(srv, sse_subscriber, stream, publisher)
     compare(f"SSE {stream}", ours, theirs)
+    with Server(*HYBRID, "--mode", "async") as srv:  # one loop: nothing crosses, and it still works
+        ours = measure(srv, sse_subscriber, stream, publisher)
+    compare(f"SSE {stream}, --mode async", ours, theirs)

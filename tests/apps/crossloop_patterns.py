@@ -12,6 +12,7 @@ Every stream first sends ``ready`` once it is subscribed, so a client knows publ
 """
 
 import asyncio
+import threading
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -125,3 +126,12 @@ async def websocket_endpoint(websocket: WebSocket):
 async def send(msg: str):
     await manager.broadcast(msg)
     return str(len(manager.active_connections))
+
+
+@app.post("/send-big/{size}", response_class=PlainTextResponse)
+async def send_big(size: int):
+    """One message larger than the kernel's socket buffers: its send waits for the client to read. Answers the
+    thread the route continued on after it: its own loop's, whatever loop the WebSockets live on."""
+    before = threading.current_thread().name
+    await manager.broadcast("x" * size)
+    return f"{before} {threading.current_thread().name}"

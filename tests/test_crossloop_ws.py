@@ -1,0 +1,62 @@
+"""FastAPI's documented WebSocket ConnectionManager chat across hybrid's loops (issue 21): a POST route on a
+serving thread broadcasts to WebSockets the async pool owns (their send is run on the pool's loop,
+hybrid/asgi/crossloop.py), and a WebSocket handler broadcasts to the others; latency against uvicorn."""
+
+import base64
+import os
+import socket
+import threading
+import time
+from functools import partial
+
+import httpx
+import pytest
+
+from .crossloop import HYBRID, Uvicorn, compare, http_publisher, measure, ws_publisher, ws_subscriber
+from .support import Server
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.mark.parametrize("publisher", [
+    partial(http_publisher, path="/send/"),   # await ws.send_text() from a plain POST route, on another loop
+    partial(ws_publisher, path="/ws"),        # ... from the WebSocket handler of one more client
+], ids=["from-post", "from-websocket"])
+def test_broadcast_to_websockets(publisher):
+    with Uvicorn() as srv:
+        theirs = measure(srv, ws_subscriber, "/ws", publisher)
+    with Server(*HYBRID) as srv:
+        ours = measure(srv, ws_subscriber, "/ws", publisher)
+    compare("WebSocket broadcast", ours, theirs)
+    with Server(*HYBRID, "--mode", "async") as srv:
+        ours = measure(srv, ws_subscriber, "/ws", publisher)
+    compare("WebSocket broadcast, --mode async", ours, theirs)
+
+
+def test_broadcast_waits_for_a_slow_reader_on_its_own_loop():
+    """A message bigger than the socket buffers, sent from a POST route to a WebSocket that is not being read: the
+    send waits for the reader on the pool's loop while the route waits on its own, and carries on there."""
+    size = 16_000_000
+    with Server(*HYBRID) as srv, socket.create_connection(srv.addr, timeout=10) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = b""
+        while b"ready" not in head:  # the 101, then the app's "ready" message
+            head += sock.recv(4096) or b"<EOF>"
+            assert b"<EOF>" not in head, head
+        answer = {}
+        post = threading.Thread(target=lambda: answer.update(r=httpx.post(f"{srv.url}/send-big/{size}", timeout=20)))
+        post.start()
+        time.sleep(0.5)  # the route is in send, the server's buffer over its high-water mark
+        received = 0
+        while received < size + 10:  # the frame: a 10-byte header (64-bit length) and the payload
+            data = sock.recv(1 << 20)
+            assert data, f"closed after {received} bytes; POST: {answer}"
+            received += len(data)
+        post.join(20)
+    r = answer["r"]
+    assert r.status_code == 200, (r.status_code, r.text, srv.output)
+    before, after = r.text.split()
+    assert before == after and before.startswith("hybrid-worker-"), r.text  # the route stayed on its own thread
+    assert received == size + 10
