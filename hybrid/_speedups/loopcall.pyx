@@ -25,5 +25,10 @@ class ThreadAwareCallSoon:
 
     def call_soon(self, callback, *args, context=None):
         if PyThread_get_thread_ident() == <unsigned long>self._hybrid_thread:
+            # (the shapes asyncio's Task and Future use, as vectorcalls: no tuple or dict built for the call)
+            if not args:
+                return _call_soon(self, callback, context=context)
+            if len(args) == 1:
+                return _call_soon(self, callback, (<tuple>args)[0], context=context)
             return _call_soon(self, callback, *args, context=context)
         return _call_soon_threadsafe(self, callback, *args, context=context)
