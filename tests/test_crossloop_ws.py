@@ -18,19 +18,21 @@ from .support import Server
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.mark.parametrize("publisher", [
-    partial(http_publisher, path="/send/"),   # await ws.send_text() from a plain POST route, on another loop
-    partial(ws_publisher, path="/ws"),        # ... from the WebSocket handler of one more client
-], ids=["from-post", "from-websocket"])
-def test_broadcast_to_websockets(publisher):
+@pytest.mark.parametrize(("stream", "publisher"), [
+    ("/ws-queue", partial(http_publisher, path="/publish/")),  # a WebSocket awaiting a Queue a POST route feeds
+    ("/ws", partial(http_publisher, path="/send/")),   # await ws.send_text() from a plain POST route, on another loop
+    ("/ws", partial(ws_publisher, path="/ws")),        # ... from the WebSocket handler of one more client
+    ("/ws", partial(http_publisher, path="/tick/")),   # ... from a background task the lifespan started
+], ids=["queue", "from-post", "from-websocket", "from-lifespan-task"])
+def test_websocket_patterns(stream, publisher):
     with Uvicorn() as srv:
-        theirs = measure(srv, ws_subscriber, "/ws", publisher)
+        theirs = measure(srv, ws_subscriber, stream, publisher)
     with Server(*HYBRID) as srv:
-        ours = measure(srv, ws_subscriber, "/ws", publisher)
-    compare("WebSocket broadcast", ours, theirs)
+        ours = measure(srv, ws_subscriber, stream, publisher)
+    compare(f"WebSocket {stream}", ours, theirs)
     with Server(*HYBRID, "--mode", "async") as srv:
-        ours = measure(srv, ws_subscriber, "/ws", publisher)
-    compare("WebSocket broadcast, --mode async", ours, theirs)
+        ours = measure(srv, ws_subscriber, stream, publisher)
+    compare(f"WebSocket {stream}, --mode async", ours, theirs)
 
 
 def test_broadcast_waits_for_a_slow_reader_on_its_own_loop():

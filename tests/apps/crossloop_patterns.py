@@ -3,22 +3,49 @@
 Under hybrid the publisher and the subscribers run on different loops: ``POST`` routes on a serving thread, SSE
 streams and WebSockets in the async pool.
 
-- ``GET /events`` (Starlette ``StreamingResponse``) and ``GET /sse`` (sse-starlette): each stream has a Queue in
-  the module-global ``SUBSCRIBERS``; ``POST /publish/{msg}`` puts the message into every one.
+- ``GET /events`` (Starlette ``StreamingResponse``), ``GET /sse`` (sse-starlette) and the WebSocket ``/ws-queue``:
+  each has a Queue in the module-global ``SUBSCRIBERS``; ``POST /publish/{msg}`` puts the message into every one.
 - ``GET /event-stream``: awaits the module-global ``ROUND`` ``asyncio.Event``; ``POST /event/{msg}`` sets it.
 - ``/ws``: FastAPI's documented ``ConnectionManager`` chat; ``POST /send/{msg}`` broadcasts from an HTTP route,
-  a message from one WebSocket client is broadcast from the WebSocket handler.
+  a message from one WebSocket client is broadcast from the WebSocket handler, and ``POST /tick/{msg}`` queues it
+  for a background task the lifespan started, which broadcasts it.
 Every stream first sends ``ready`` once it is subscribed, so a client knows publishing can start.
 """
 
 import asyncio
 import threading
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sse_starlette.sse import EventSourceResponse
 
-app = FastAPI()
+TICKS: asyncio.Queue = asyncio.Queue()  # what the lifespan's background task pushes to every WebSocket
+
+
+@asynccontextmanager
+async def lifespan(app):
+    # The lifespan runs on every loop under hybrid: only the first one starts the pusher.
+    task = None
+    if not Pusher.started:
+        Pusher.started = True
+        task = asyncio.create_task(push_ticks())
+    yield
+    if task is not None:
+        task.cancel()
+
+
+class Pusher:
+    started = False
+
+
+async def push_ticks():
+    """A background task started in the lifespan: pushes each tick to every connected WebSocket."""
+    while True:
+        await manager.broadcast(await TICKS.get())
+
+
+app = FastAPI(lifespan=lifespan)
 
 SUBSCRIBERS: set[asyncio.Queue] = set()
 
@@ -122,6 +149,20 @@ async def websocket_endpoint(websocket: WebSocket):
         manager.disconnect(websocket)
 
 
+@app.websocket("/ws-queue")
+async def websocket_queue(websocket: WebSocket):
+    """The chat of issue 21: a WebSocket awaiting a module-global Queue that ``POST /publish`` feeds."""
+    await websocket.accept()
+    q: asyncio.Queue = asyncio.Queue()
+    SUBSCRIBERS.add(q)
+    try:
+        await websocket.send_text("ready")
+        while True:
+            await websocket.send_text(await q.get())
+    finally:
+        SUBSCRIBERS.discard(q)
+
+
 @app.post("/send/{msg}", response_class=PlainTextResponse)
 async def send(msg: str):
     await manager.broadcast(msg)
@@ -135,3 +176,9 @@ async def send_big(size: int):
     before = threading.current_thread().name
     await manager.broadcast("x" * size)
     return f"{before} {threading.current_thread().name}"
+
+
+@app.post("/tick/{msg}", response_class=PlainTextResponse)
+async def tick(msg: str):
+    TICKS.put_nowait(msg)
+    return "queued"
