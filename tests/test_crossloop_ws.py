@@ -11,8 +11,9 @@ from functools import partial
 
 import httpx
 import pytest
+from websockets.sync.client import connect as ws_connect
 
-from .crossloop import HYBRID, Uvicorn, compare, http_publisher, measure, ws_publisher, ws_subscriber
+from .crossloop import HYBRID, Uvicorn, compare, http_publisher, measure, ws_publisher, ws_subscriber, ws_url
 from .support import Server
 
 pytestmark = pytest.mark.timeout(90)
@@ -62,3 +63,19 @@ def test_broadcast_waits_for_a_slow_reader_on_its_own_loop():
     before, after = r.text.split()
     assert before == after and before.startswith("hybrid-worker-"), r.text  # the route stayed on its own thread
     assert received == size + 10
+
+
+def test_receive_from_another_loop():
+    """A POST route on a serving thread waits for a WebSocket's next message (the pool's): run on the pool's loop."""
+    with Server(*HYBRID) as srv:
+        with ws_connect(ws_url(srv, "/ws-queue"), open_timeout=5, close_timeout=2) as ws:
+            assert ws.recv(timeout=5) == "ready"
+            for word in ("hello", "again"):
+                answer: dict = {}
+                post = threading.Thread(target=lambda a=answer: a.update(r=httpx.post(srv.url + "/pull", timeout=5)))
+                post.start()
+                time.sleep(0.3)  # the route waits in receive() before the message comes
+                ws.send(word)
+                post.join(6)
+                r = answer["r"]
+                assert (r.status_code, r.text) == (200, word), (r.status_code, r.text, srv.output[-2000:])

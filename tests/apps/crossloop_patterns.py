@@ -155,12 +155,17 @@ async def websocket_queue(websocket: WebSocket):
     await websocket.accept()
     q: asyncio.Queue = asyncio.Queue()
     SUBSCRIBERS.add(q)
+    QUEUE_SOCKETS.append(websocket)
     try:
         await websocket.send_text("ready")
         while True:
             await websocket.send_text(await q.get())
     finally:
         SUBSCRIBERS.discard(q)
+        QUEUE_SOCKETS.remove(websocket)
+
+
+QUEUE_SOCKETS: list[WebSocket] = []
 
 
 @app.post("/send/{msg}", response_class=PlainTextResponse)
@@ -182,3 +187,9 @@ async def send_big(size: int):
 async def tick(msg: str):
     TICKS.put_nowait(msg)
     return "queued"
+
+
+@app.post("/pull", response_class=PlainTextResponse)
+async def pull():
+    """Receives the next message of the newest ``/ws-queue`` WebSocket from a POST route (another loop)."""
+    return await QUEUE_SOCKETS[-1].receive_text()
