@@ -22,12 +22,8 @@ if uvloop is not None:
     from hybrid._speedups.loopcall import ThreadAwareCallSoon
 
     class HybridLoop(ThreadAwareCallSoon, uvloop.Loop):
-        """uvloop's loop whose ``call_soon`` from another thread is ``call_soon_threadsafe``."""
-
-        def run_forever(self):
-            # The thread that runs the loop is its own; uvloop's run_until_complete comes through here too.
-            self._hybrid_thread = threading.get_ident()
-            return super().run_forever()
+        """uvloop's loop whose ``call_soon`` from another thread than the one running it is
+        ``call_soon_threadsafe``."""
 
     def new_event_loop() -> asyncio.AbstractEventLoop:
         return HybridLoop()
