@@ -2,7 +2,8 @@
 server, subscribers in threads, delivery latency per message.
 
 A round publishes one message and waits until every subscriber has it; a message any subscriber lacks after
-ROUND_TIMEOUT fails the test at once (the bug was a silent hang: nothing arrived at all).
+ROUND_TIMEOUT fails the test at once (the bug was a silent hang: nothing arrived at all). uvicorn and hybrid (in
+both modes) run side by side and take turns, round by round.
 """
 
 from __future__ import annotations
@@ -131,32 +132,52 @@ def ws_url(server: Server, path: str) -> str:
     return server.url.replace("http://", "ws://") + path
 
 
-def measure(server: Server, subscribe, stream_path: str, publisher) -> list[float]:
-    """CLIENTS subscribers on ``stream_path``; ROUNDS messages sent with ``publisher(server)``, one at a time;
-    returns every delivery's latency (publish called to message received), sorted."""
+@contextlib.contextmanager
+def _subscribed(server: Server, subscribe, stream_path: str, publisher):
+    """CLIENTS subscribers of ``server`` on ``stream_path``, all ready; yields ``one_round(i)``, which publishes
+    message i and returns its deliveries' latencies (publish called to message received). 'bye' ends them."""
     deliveries = Deliveries()
     url = ws_url(server, stream_path) if subscribe is ws_subscriber else server.url + stream_path
     threads = [threading.Thread(target=subscribe, args=(url, deliveries), daemon=True) for _ in range(CLIENTS)]
     for t in threads:
         t.start()
-    latencies: list[float] = []
     with publisher(server) as publish:
         try:
             assert deliveries.wait(lambda: deliveries.ready == CLIENTS, 10.0), (deliveries.ready, deliveries.errors)
-            for i in range(ROUNDS):
+
+            def one_round(i: int) -> list[float]:
                 message = f"m{i}"
                 sent = time.monotonic()
                 publish(message)
-                ok = deliveries.wait(lambda m=message: len(deliveries.got.get(m, ())) == CLIENTS, ROUND_TIMEOUT)
+                ok = deliveries.wait(lambda: len(deliveries.got.get(message, ())) == CLIENTS, ROUND_TIMEOUT)
                 got = deliveries.got.get(message, [])
                 assert ok, (f"{type(server).__name__}: message {i} reached {len(got)} of {CLIENTS} subscribers "
                             f"within {ROUND_TIMEOUT} s; errors: {deliveries.errors}")
-                latencies.extend(t - sent for t in got)
+                return [t - sent for t in got]
+
+            yield one_round
         finally:
             publish("bye")
             for t in threads:
                 t.join(5)
-    return sorted(latencies)
+
+
+def measure(servers: list[Server], subscribe, stream_path: str, publisher) -> list[list[float]]:
+    """For each server, CLIENTS subscribers on ``stream_path``; ROUNDS messages sent with ``publisher(server)``,
+    one at a time, the servers taking turns round by round (so a burst of load on this shared machine hits them
+    alike); returns each server's delivery latencies, sorted."""
+    # This process runs dozens of client threads: with the default 5 ms GIL switch interval a reader that has its
+    # message may wait that long for the GIL, which is the client's latency, not the server's.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
+    latencies: list[list[float]] = [[] for _ in servers]
+    with contextlib.ExitStack() as stack:
+        stack.callback(sys.setswitchinterval, switch)
+        rounds = [stack.enter_context(_subscribed(srv, subscribe, stream_path, publisher)) for srv in servers]
+        for i in range(ROUNDS):
+            for one_round, lat in zip(rounds, latencies, strict=True):
+                lat.extend(one_round(i))
+    return [sorted(lat) for lat in latencies]
 
 
 def p99(latencies: list[float]) -> float:

@@ -17,12 +17,8 @@ pytestmark = pytest.mark.timeout(90)
     ("/event-stream", "/event/"),    # an asyncio.Event set by the POST route
 ])
 def test_publish_to_sse_subscribers(stream, publish):
-    publisher = partial(http_publisher, path=publish)
-    with Uvicorn() as srv:
-        theirs = measure(srv, sse_subscriber, stream, publisher)
-    with Server(*HYBRID) as srv:
-        ours = measure(srv, sse_subscriber, stream, publisher)
-    compare(f"SSE {stream}", ours, theirs)
-    with Server(*HYBRID, "--mode", "async") as srv:  # one loop: nothing crosses, and it still works
-        ours = measure(srv, sse_subscriber, stream, publisher)
-    compare(f"SSE {stream}, --mode async", ours, theirs)
+    with Uvicorn() as uv, Server(*HYBRID) as ours, Server(*HYBRID, "--mode", "async") as one_loop:
+        theirs, default, single = measure([uv, ours, one_loop], sse_subscriber, stream,
+                                          partial(http_publisher, path=publish))
+    compare(f"SSE {stream}", default, theirs)
+    compare(f"SSE {stream}, --mode async", single, theirs)  # one loop: nothing crosses, and it still works
