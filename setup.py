@@ -19,8 +19,8 @@ extensions = [
         extra_compile_args=extra_compile_args,
         extra_link_args=extra_link_args,
     )
-    for name in ("accesslog", "connection", "cycle", "h1", "monitor", "steps", "stream_connection", "streams", "task",
-                 "wsframe", "wsmask")
+    for name in ("accesslog", "connection", "cycle", "h1", "loopcall", "monitor", "steps", "stream_connection",
+                 "streams", "task", "wsframe", "wsmask")
 ]
 
 setup(

@@ -120,8 +120,8 @@ def compiled_extensions() -> tuple[bool, list[str]]:
     import importlib
     import importlib.machinery
 
-    names = ("accesslog", "connection", "cycle", "h1", "monitor", "steps", "stream_connection", "streams", "task",
-             "wsframe", "wsmask")
+    names = ("accesslog", "connection", "cycle", "h1", "loopcall", "monitor", "steps", "stream_connection", "streams",
+             "task", "wsframe", "wsmask")
     compiled = []
     for name in names:
         module = importlib.import_module(f"hybrid._speedups.{name}")
@@ -132,9 +132,9 @@ def compiled_extensions() -> tuple[bool, list[str]]:
 
 def startup_banner(config: ServerConfig, address: str) -> str:
     """'Listening on ADDRESS (1 worker, 1 thread, loop uvloop, compiled extensions; press CTRL+C to quit)'."""
-    from hybrid.sync_worker import new_event_loop
+    from hybrid import loops
 
-    loop = "uvloop" if (getattr(new_event_loop, "__module__", "") or "").startswith("uvloop") else "asyncio"
+    loop = "uvloop" if loops.uvloop is not None else "asyncio"
     every, compiled = compiled_extensions()
     extensions = "compiled extensions" if every else f"compiled extensions: only {', '.join(compiled) or 'none'}"
     threads = _plural(config.threads, "thread") + (" each" if config.workers > 1 else "")

@@ -28,18 +28,13 @@ from hybrid.connection import (
     still_sending,
     unsent_bytes,
 )
+from hybrid.loops import new_event_loop
 
 logger = logging.getLogger("hybrid.error")
 
 ACCEPT_BATCH = 64
 POLL_BATCH = 64
 
-try:
-    import uvloop
-
-    new_event_loop = uvloop.new_event_loop
-except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio keeps the server usable without it
-    new_event_loop = asyncio.new_event_loop
 
 
 def run_own_loop(owner) -> None:

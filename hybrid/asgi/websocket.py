@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 from collections import deque
+from threading import get_ident
 
 import wsproto.frame_protocol
 from wsproto import ConnectionType, WSConnection
@@ -47,6 +48,7 @@ from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid._speedups.wsframe import BINARY, NEED, PASS, FrameReader, encode_frame, frame_header
 from hybrid._speedups.wsmask import XorMasker
+from hybrid.asgi.crossloop import on_owner_loop
 from hybrid.asgi.errors import log_app_exception
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.asgi.ws_deflate import BoundedDeflate
@@ -83,6 +85,7 @@ class WebSocketSession:
         self.server = pool.server
         self.config = pool.config
         self.loop = pool.loop
+        self.thread = get_ident()  # the pool loop's: app code on another loop is marshalled here (crossloop.py)
         self.sock = handoff.sock
         self.request = handoff.request
         self.client_addr = handoff.client
@@ -155,6 +158,8 @@ class WebSocketSession:
     # -- the app ---------------------------------------------------------------------------------------------
 
     async def receive(self) -> dict:
+        if get_ident() != self.thread:
+            return await on_owner_loop(self.loop, self.receive())
         if not self.connect_delivered:
             self.connect_delivered = True
             return {"type": "websocket.connect"}
@@ -174,6 +179,8 @@ class WebSocketSession:
                 self.waiter = None
 
     async def send(self, message: dict) -> None:
+        if get_ident() != self.thread:  # a broadcast from a route on another loop
+            return await on_owner_loop(self.loop, self.send(message))
         kind = message["type"]
         state = self.state
         if state == OPEN:
