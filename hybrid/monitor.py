@@ -112,9 +112,11 @@ class ThreadManager:
             if worker in self.workers:
                 self.workers.remove(worker)
 
-    def stop(self, deadline: float | None = None) -> list:
+    def stop(self, deadline: float | None = None, join_until: float | None = None) -> list:
         """Stop every loop (each runs its lifespan shutdown, bounded by ``deadline``) and the monitor; wait for
-        the threads until ``deadline``. Returns the threads still running then (stuck in app code)."""
+        the threads until ``join_until`` (default ``deadline``). Returns the threads still running then (stuck in
+        app code)."""
+        join_until = deadline if join_until is None else join_until
         self.monitor.stop()
         try:
             gc.callbacks.remove(self._gc_hook)
@@ -128,7 +130,7 @@ class ThreadManager:
             except RuntimeError:  # its loop is already closed
                 pass
         for worker in workers:
-            worker.thread.join(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            worker.thread.join(timeout=None if join_until is None else max(0.0, join_until - time.monotonic()))
         if self._monitor_thread.is_alive():
             self._monitor_thread.join(timeout=1)
         return [w for w in workers if w.thread.is_alive()]

@@ -419,8 +419,9 @@ class Server:
         if self.pool.ready.is_set() and self.pool.startup_error is None:
             self.pool.shutdown_clock = clock
             self.pool.stop(0.0, join=False)
-        self.threads.stop(clock.lifespan_deadline())
-        self.pool.join(clock.lifespan_deadline())
+        lifespan_deadline = clock.lifespan_deadline()
+        self.threads.stop(lifespan_deadline, clock.join_deadline(lifespan_deadline))
+        self.pool.join(clock.join_deadline(lifespan_deadline))
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -487,8 +488,9 @@ class Server:
                            len(self.connections))
         # Every loop's lifespan shutdown, the last started first (the pool's waits for spares started after it),
         # all bounded: a thread stuck in app code is abandoned.
-        stuck = self.threads.stop(clock.lifespan_deadline())
-        self.pool.join(clock.lifespan_deadline())
+        lifespan_deadline = clock.lifespan_deadline()
+        stuck = self.threads.stop(lifespan_deadline, clock.join_deadline(lifespan_deadline))
+        self.pool.join(clock.join_deadline(lifespan_deadline))
         if stuck:
             clock.cut_short(f"{_plural(len(stuck), 'thread')} still in app code, abandoned")
         if any(lifespan.timed_out for lifespan in lifespans):

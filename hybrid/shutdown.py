@@ -2,7 +2,8 @@
 
 Shutdown has three steps that could wait forever: requests in flight, streams in the async pool, and every loop's
 lifespan shutdown. ``--timeout-graceful-shutdown`` bounds all three together (each gets what the ones before it
-left; lifespan shutdown at least LIFESPAN_MIN). Without it, requests take as long as they take (they are
+left, and requests and streams stop LIFESPAN_RESERVE before the bound so that lifespan shutdown fits inside it:
+the bound is the bound). Without it, requests take as long as they take (they are
 finite), but streams and lifespan shutdown, which may never end by themselves, get their own defaults. Whatever
 is still running at its bound is abandoned, and the process exits EXIT_CUT_SHORT so the one who stopped it knows.
 """
@@ -21,9 +22,12 @@ EXIT_CUT_SHORT = 4  # a graceful shutdown (or a startup) was cut short: work was
 # close 1001; lifespan shutdown gets this long.
 STREAMS_DEFAULT = 5.0
 LIFESPAN_SHUTDOWN_DEFAULT = 10.0
-# With it: lifespan shutdown gets what is left of the bound, but at least this (a cut-off request must not
-# also cost the app its cleanup).
-LIFESPAN_MIN = 1.0
+# With it: requests and streams get the bound less this much (at most a quarter of it), so that a cut-off request
+# does not also cost the app its cleanup; lifespan shutdown gets what is left, up to the bound itself.
+LIFESPAN_RESERVE = 1.0
+# A lifespan shutdown past its deadline is abandoned this long before the threads are given up for stuck, so that
+# its loop can still say so (and end) within the bound.
+ABANDON_GRACE = 0.1
 
 
 class ShutdownClock:
@@ -31,7 +35,10 @@ class ShutdownClock:
 
     def __init__(self, bound: float | None) -> None:
         self.started = time.monotonic()
-        self.deadline = None if bound is None else self.started + bound
+        self.end = None if bound is None else self.started + bound  # the whole shutdown, lifespan included
+        # requests and streams: what they may take of it
+        self.deadline = None if bound is None else self.end - min(LIFESPAN_RESERVE, bound / 4)
+        self._grace = 0.0 if bound is None else min(ABANDON_GRACE, bound / 20)
         self.cut: list[str] = []
 
     def left(self) -> float | None:
@@ -44,8 +51,13 @@ class ShutdownClock:
 
     def lifespan_deadline(self) -> float:
         """Monotonic time by which every loop's lifespan shutdown must be over."""
-        left = self.left()
-        return time.monotonic() + (LIFESPAN_SHUTDOWN_DEFAULT if left is None else max(left, LIFESPAN_MIN))
+        if self.end is None:
+            return time.monotonic() + LIFESPAN_SHUTDOWN_DEFAULT
+        return self.end - self._grace
+
+    def join_deadline(self, lifespan_deadline: float) -> float:
+        """Monotonic time until which the loops' threads are waited for, after ``lifespan_deadline``."""
+        return lifespan_deadline + (ABANDON_GRACE if self.end is None else self._grace)
 
     def cut_short(self, what: str) -> None:
         self.cut.append(what)
