@@ -369,17 +369,23 @@ class AsyncPool:
             if pending:
                 logger.warning("Closed %d stream(s) still open after the graceful timeout (%.0f s).", len(pending),
                                timeout)
-                await asyncio.wait(pending, timeout=1.0)
+                await asyncio.wait(pending, timeout=self._cleanup_budget())  # (cancelled apps unwind at once)
         if self.closing:
             # Closing streams flush what slow readers have not taken: briefly, then their sockets just close
             # (cancelling a close closes at once).
-            _done, pending = await asyncio.wait(set(self.closing), timeout=1.0)
+            _done, pending = await asyncio.wait(set(self.closing), timeout=self._cleanup_budget())
             for task in pending:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending, timeout=1.0)
+                await asyncio.wait(pending, timeout=self._cleanup_budget())  # (cancelled apps unwind at once)
         self.drained.set()
         self._stopped.set_result(None)
+
+    def _cleanup_budget(self) -> float:
+        """How long one step of closing streams may wait: 1 s, but within --timeout-graceful-shutdown at most half
+        of what is left of it (lifespan shutdown comes after)."""
+        end = None if self.shutdown_clock is None else self.shutdown_clock.end
+        return 1.0 if end is None else max(0.0, min(1.0, (end - time.monotonic()) / 2))
 
     # -- handoffs ------------------------------------------------------------------------------------------
 

@@ -398,10 +398,11 @@ def test_sigterm_gives_open_streams_the_graceful_timeout_then_closes_them():
         closed = time.monotonic() - t0
         rc = srv.wait(5)
         exited = time.monotonic() - t0
-    assert last_event >= 0.8, f"events stopped {last_event:.2f} s after SIGTERM (graceful timeout 1 s)"
-    assert 0.8 <= closed < 1.7, f"connection closed {closed:.2f} s after SIGTERM"
+    # Streams get the bound less the lifespan shutdown's reserve (a quarter of 1 s); the whole exit fits the bound.
+    assert last_event >= 0.65, f"events stopped {last_event:.2f} s after SIGTERM (graceful timeout 1 s)"
+    assert 0.65 <= closed < 1.2, f"connection closed {closed:.2f} s after SIGTERM"
     assert rc == 0, srv.output
-    assert exited < 4, f"exited {exited:.1f} s after SIGTERM"
+    assert exited < 1.75, f"exited {exited:.1f} s after SIGTERM"
 
 
 def test_sigterm_without_open_streams_is_immediate():
@@ -429,7 +430,7 @@ def test_sigterm_cuts_a_slow_readers_stream_cleanly():
             srv.signal(signal.SIGTERM)
             rc = srv.wait(8)
             exited = time.monotonic() - t0
-    assert rc == 0 and exited < 4, (rc, exited, srv.output)
+    assert rc == 0 and exited < 1.75, (rc, exited, srv.output)
     assert "Closed 1 stream(s) still open after the graceful timeout" in srv.output, srv.output
     for symptom in ("Task was destroyed but it is pending", "Event loop is closed", "Traceback"):
         assert symptom not in srv.output, srv.output

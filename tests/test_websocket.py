@@ -464,7 +464,11 @@ def test_ws_open_timeout_answers_500_to_an_app_that_never_decides():
 
         status, took = run(main())
         assert status == 500 and 0.9 < took < 3, (status, took)
-        assert "--ws-open-timeout" in server.output
+        # (the warning is written by the server's log thread; its line may reach us just after the 500)
+        deadline = time.monotonic() + 2
+        while "--ws-open-timeout" not in server.output and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "--ws-open-timeout" in server.output, server.output
 
 
 def test_ws_close_timeout_closes_when_the_peer_never_answers_our_close():

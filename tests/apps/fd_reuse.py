@@ -11,31 +11,11 @@ Endpoints (query parameters in brackets):
 
 import asyncio
 import json
-import os
-import socket
 from urllib.parse import parse_qsl
 
-from tests.apps import plain_lifespan
+from tests.apps import plain_lifespan, server_socket_fd
 
 FDS: list = []
-
-
-def _server_fd(scope) -> int:
-    """This request's server-side socket, found by its addresses among this process's fds (-1 if not found)."""
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            sock = socket.socket(fileno=os.dup(int(name)))
-        except OSError:
-            continue
-        try:
-            if (sock.type == socket.SOCK_STREAM and sock.getpeername()[:2] == tuple(scope["client"])
-                    and sock.getsockname()[:2] == tuple(scope["server"])):
-                return int(name)
-        except OSError:
-            pass
-        finally:
-            sock.close()
-    return -1
 
 
 async def app(scope, receive, send):
@@ -50,7 +30,7 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
         return
-    FDS.append([path, _server_fd(scope)])
+    FDS.append([path, server_socket_fd(scope)])
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/octet-stream")]})
     if path == "/held-then-fail":

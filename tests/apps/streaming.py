@@ -27,7 +27,7 @@ import threading
 import time
 from urllib.parse import parse_qsl
 
-from tests.apps import plain_lifespan
+from tests.apps import plain_lifespan, server_socket_fd
 
 PARTS = 8
 ITEM_CHUNKS = 4
@@ -65,21 +65,15 @@ def _shrink_send_buffer(scope, size: int) -> bool:
     """Set SO_SNDBUF of this request's server-side socket (found by its addresses among this process's fds), so
     that the kernel takes only a little of a response and the server's own stream buffers the rest. Linux would
     otherwise grow the buffer to megabytes on loopback, which makes what a test wants to see a matter of timing."""
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            sock = socket.socket(fileno=os.dup(int(name)))
-        except OSError:
-            continue
-        try:
-            if (sock.type == socket.SOCK_STREAM and sock.getpeername()[:2] == tuple(scope["client"])
-                    and sock.getsockname()[:2] == tuple(scope["server"])):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-                return True
-        except OSError:
-            pass
-        finally:
-            sock.close()
-    return False
+    fd = server_socket_fd(scope)
+    if fd < 0:
+        return False
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    finally:
+        sock.close()
+    return True
 
 
 def post_part(i: int, data: bytes) -> bytes:
