@@ -36,8 +36,18 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (no usage dump): 'hybrid: error: ...', exit 2."""
+
+    def error(self, message: str):
+        message = " ".join(message.split())  # (a TOML decode error may span lines)
+        if message.startswith("unrecognized arguments"):
+            message += " ('hybrid --help' lists the options)"
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="hybrid",
         description="Serve an ASGI 3 application over HTTP/1.1 from inline SyncWorker threads.",
     )
@@ -320,7 +330,7 @@ def config_from_args(argv: list[str] | None = None, environ=None) -> ServerConfi
     """The ServerConfig of a command line, over HYBRID_* variables (``environ``), over the --config file."""
     parser = build_parser()
     environ = os.environ if environ is None else environ
-    first = argparse.ArgumentParser(add_help=False)
+    first = _Parser(add_help=False)
     first.add_argument("--config", default=None)
     known, _ = first.parse_known_args(argv)
     path = known.config or environ.get(ENV_PREFIX + "CONFIG") or None

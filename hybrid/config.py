@@ -151,8 +151,10 @@ class ServerConfig:
                 fail(option, f"{value!r} is not a whole number")
         if not isinstance(self.app, str) and not callable(self.app):
             fail("app", "expected 'MODULE:ATTRIBUTE' or an ASGI callable")
-        if isinstance(self.app, str) and ":" not in self.app:
-            fail("app", f"{self.app!r} is not of the form 'MODULE:ATTRIBUTE'")
+        if isinstance(self.app, str) and not all(self.app.partition(":")[::2]):
+            # (a malformed APP is a bad argument, exit 2 like any other; an app that fails to load exits 1)
+            raise ConfigError(f"Invalid value for APP: {self.app!r} is not of the form 'MODULE:ATTRIBUTE' "
+                              "(for example main:app)")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             fail("port", f"{self.port!r} is not a port number between 0 and 65535")
         if self.uds is not None and self.fd is not None:

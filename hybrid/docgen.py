@@ -43,7 +43,10 @@ environment, which wins over the file**:
   an error.
 
 A bad value from any of them stops the server before it binds, with one line naming the option and where the value
-came from, and exit code 2. A list given on the command line replaces the one from the environment or the file.
+came from, and exit code 2 (no usage text: `hybrid --help` has that). An APP that is not `MODULE:ATTRIBUTE` is a
+bad argument too (exit 2). An app that cannot be loaded (its module or attribute is missing, `--factory` on
+something that is not a factory) is one line and exit code 1; an exception raised by the app's own import shows its
+traceback (exit 1). A list given on the command line replaces the one from the environment or the file.
 `hybrid.run(app, **options)` takes the ServerConfig field names (the *field* column) and reads neither the
 environment nor a file. `hybrid --version` prints the version.
 

@@ -40,6 +40,13 @@ def load_app(target: Any, *, factory: bool = False, app_dir: str | None = None) 
     if factory:
         if not callable(app):
             raise AppLoadError(f"--factory: {target!r} is not callable.")
+        try:
+            inspect.signature(app).bind()
+        except TypeError:  # (it needs arguments: an app itself, most likely)
+            raise AppLoadError(f"--factory: {target!r} is not a factory: it cannot be called with no arguments "
+                               "(drop --factory if it is the application itself).") from None
+        except ValueError:  # (no signature to inspect: a builtin; let the call decide)
+            pass
         app = app()
     if not callable(app):
         raise AppLoadError(f"{target!r} is not an ASGI application (not callable).")
