@@ -13,13 +13,26 @@ import os
 import sys
 
 from hybrid import __version__
-from hybrid.config import ACCESS_LOG_FORMATS, LIFESPAN_MODES, LOG_LEVELS, MODES, WS_PROTOCOLS, ConfigError, ServerConfig
+from hybrid.config import (
+    ACCESS_LOG_FORMATS,
+    HTTP_PROTOCOLS,
+    INTERFACES,
+    LIFESPAN_MODES,
+    LOG_LEVELS,
+    LOOPS,
+    MODES,
+    WS_PROTOCOLS,
+    ConfigError,
+    ServerConfig,
+)
 
 ENV_PREFIX = "HYBRID_"
 # Not options of the server: never read from a file or the environment (HYBRID_CONFIG names the file).
 NOT_CONFIGURABLE = ("help", "version", "config")
 # Options whose flag takes a comma-separated list: a file may give them as a list of strings too.
 COMMA_LISTS = ("forwarded_allow_ips",)
+# Repeatable options whose values may hold commas (an environment variable gives one value, not a list).
+NO_SPLIT = ("headers",)
 
 
 def _positive_int(text: str) -> int:
@@ -212,7 +225,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Send 'server: hybrid' unless the app sets its own (default on).")
     p.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,
                    help="Send a 'date' header unless the app sets its own (default on).")
+    _add_uvicorn_options(p)
     return p
+
+
+def _add_uvicorn_options(p: argparse.ArgumentParser) -> None:
+    """uvicorn's remaining options, so its command lines work unchanged (docs/uvicorn.md)."""
+    p.add_argument("--header", dest="headers", action="append", default=[], metavar="NAME:VALUE",
+                   help="Send this header in every HTTP response (repeatable; a 'server' or 'date' one replaces "
+                        "hybrid's).")
+    p.add_argument("--interface", choices=INTERFACES, default="auto",
+                   help="The app's interface: asgi3, asgi2 (adapted to ASGI 3), auto (asgi2 for a class or a "
+                        "plain function, else asgi3); wsgi is refused (default auto).")
+    p.add_argument("--env-file", default=None, metavar="FILE",
+                   help="Load KEY=VALUE lines into the environment before the app is imported; variables "
+                        "already set win (uvicorn's; no ${VAR} interpolation).")
+    p.add_argument("--reload-delay", type=_seconds, default=None,
+                   help="Seconds --reload waits for changes to settle before restarting (default 0.05).")
+    p.add_argument("--loop", choices=LOOPS, default="auto",
+                   help="uvicorn's event loop choice: hybrid always runs uvloop; asyncio is not honoured (a "
+                        "warning says so).")
+    p.add_argument("--http", choices=HTTP_PROTOCOLS, default="auto",
+                   help="uvicorn's HTTP parser choice: hybrid always parses with httptools.")
+    p.add_argument("--ws-max-queue", type=_positive_int, default=None,
+                   help="uvicorn's incoming WebSocket queue: accepted, no effect (hybrid reads a message when the "
+                        "app receives).")
+    p.add_argument("--ssl-version", type=_positive_int, default=None,
+                   help="uvicorn's ssl.PROTOCOL_* number: 2 and 17 are what hybrid does (TLS 1.2 or later); "
+                        "another is not honoured (a warning says so).")
+    p.add_argument("--timeout-notify", type=_seconds, default=None,
+                   help="uvicorn's worker liveness timeout: accepted; hybrid uses --timeout-worker-healthcheck.")
 
 
 def _option_name(action: argparse.Action) -> str:
@@ -256,7 +298,10 @@ def _value_for(action: argparse.Action, value, source: str):
         return value
     if isinstance(action, argparse._AppendAction):
         if from_env:
-            items = [v.strip() for v in value.split(",") if v.strip()]
+            if action.dest in NO_SPLIT:
+                items = [value] if value.strip() else []
+            else:
+                items = [v.strip() for v in value.split(",") if v.strip()]
         else:
             items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(v, str) for v in items):

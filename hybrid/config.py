@@ -14,7 +14,10 @@ from typing import Any
 from hybrid.proxy_headers import parse_allow_ips
 
 LIFESPAN_MODES = ("auto", "on", "off")
-WS_PROTOCOLS = ("wsproto", "none")
+WS_PROTOCOLS = ("wsproto", "none", "auto", "websockets", "websockets-sansio")  # (all but none: wsproto)
+LOOPS = ("auto", "uvloop", "asyncio", "none")
+HTTP_PROTOCOLS = ("auto", "httptools", "h11")
+INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 MODES = ("hybrid", "async")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 ACCESS_LOG_FORMATS = ("text", "json")
@@ -122,6 +125,16 @@ class ServerConfig:
     metrics_port: int | None = None
     server_header: bool = True
     date_header: bool = True
+    headers: tuple[str, ...] = ()  # uvicorn's --header NAME:VALUE, sent in every response
+    # uvicorn's options (hybrid/uvicorn_compat.py): honoured, or accepted with one line saying what hybrid does
+    interface: str = "auto"
+    loop: str = "auto"
+    http: str = "auto"
+    env_file: str | None = None
+    reload_delay: float | None = None  # None: 0.05 s
+    ws_max_queue: int | None = None
+    ssl_version: int | None = None
+    timeout_notify: float | None = None
 
     def __post_init__(self) -> None:
         # Fill derived defaults once, so every reader sees concrete values.
@@ -130,6 +143,11 @@ class ServerConfig:
             ips = self.forwarded_allow_ips
             parts = ips.split(",") if isinstance(ips, str) else ips
             object.__setattr__(self, "forwarded_allow_ips", tuple(p.strip() for p in parts if p.strip()))
+        if isinstance(self.headers, list) or (isinstance(self.headers, tuple) and self.headers and not all(
+                isinstance(h, str) for h in self.headers)):
+            # hybrid.run(..., headers=[("X-A", "1")]) as uvicorn's Config takes them, or 'NAME:VALUE' strings
+            object.__setattr__(self, "headers", tuple(h if isinstance(h, str) else f"{h[0]}:{h[1]}"
+                                                      for h in self.headers))
         workers = self.workers if isinstance(self.workers, int) and self.workers > 0 else 1
         threads = self.threads if self.threads is not None else default_threads(workers)
         object.__setattr__(self, "threads", threads)
@@ -276,6 +294,38 @@ class ServerConfig:
                 fail("metrics-port", "needs the prometheus-client package: pip install 'hybrid[metrics]'")
         if self.use_colors is not None and not isinstance(self.use_colors, bool):
             fail("use-colors", f"{self.use_colors!r} must be true or false")
+        self._validate_uvicorn_options(fail)
+
+    def _validate_uvicorn_options(self, fail) -> None:
+        from hybrid.uvicorn_compat import parse_header
+
+        if not isinstance(self.headers, tuple):
+            fail("header", f"{self.headers!r} must be a list of 'NAME:VALUE'")
+        for header in self.headers:
+            try:
+                parse_header(header)
+            except ValueError as exc:
+                fail("header", str(exc))
+        for option, value, choices in (("interface", self.interface, INTERFACES), ("loop", self.loop, LOOPS),
+                                       ("http", self.http, HTTP_PROTOCOLS)):
+            if value not in choices:
+                fail(option, f"{value!r} is not one of {', '.join(choices)}")
+        if self.interface == "wsgi":
+            fail("interface", "'wsgi' cannot be served: hybrid serves ASGI (wrap a WSGI app with a2wsgi)")
+        if self.env_file is not None and (not isinstance(self.env_file, str) or not os.path.isfile(self.env_file)):
+            fail("env-file", f"{self.env_file!r} is not a file")
+        if self.reload_delay is not None and (not isinstance(self.reload_delay, (int, float)) or not
+                                              0 <= self.reload_delay <= 60):
+            fail("reload-delay", f"{self.reload_delay!r} must be seconds, 0 to 60")
+        if self.ws_max_queue is not None and (isinstance(self.ws_max_queue, bool) or not isinstance(
+                self.ws_max_queue, int) or self.ws_max_queue < 1):
+            fail("ws-max-queue", f"{self.ws_max_queue!r} must be at least 1")
+        if self.ssl_version is not None and (isinstance(self.ssl_version, bool) or not isinstance(
+                self.ssl_version, int)):
+            fail("ssl-version", f"{self.ssl_version!r} is not an ssl.PROTOCOL_* number")
+        if self.timeout_notify is not None and (not isinstance(self.timeout_notify, (int, float)) or
+                                                self.timeout_notify <= 0):
+            fail("timeout-notify", f"{self.timeout_notify!r} must be a positive number of seconds")
 
     @property
     def use_supervisor(self) -> bool:

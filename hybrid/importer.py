@@ -13,7 +13,7 @@ class AppLoadError(Exception):
     """The application could not be imported or is not an ASGI 3 callable."""
 
 
-def load_app(target: Any, *, factory: bool = False, app_dir: str | None = None) -> Any:
+def load_app(target: Any, *, factory: bool = False, app_dir: str | None = None, interface: str = "asgi3") -> Any:
     # The app's folder comes first on sys.path; by default the current folder, as `python -m` would do (the
     # `hybrid` console script otherwise only sees its own bin folder).
     folder = os.path.abspath(app_dir if app_dir is not None else ".")
@@ -50,6 +50,9 @@ def load_app(target: Any, *, factory: bool = False, app_dir: str | None = None) 
         app = app()
     if not callable(app):
         raise AppLoadError(f"{target!r} is not an ASGI application (not callable).")
+    from hybrid.uvicorn_compat import adapt_interface
+
+    app = adapt_interface(app, interface)  # (--interface: an ASGI 2 app is wrapped as ASGI 3)
     if inspect.isfunction(app) and not inspect.iscoroutinefunction(app):
         raise AppLoadError(
             f"{target!r} is a synchronous function; an ASGI 3 application is 'async def app(scope, receive, send)'."

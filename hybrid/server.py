@@ -37,6 +37,7 @@ from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
 from hybrid.shutdown import EXIT_STARTUP_FAILED, STREAMS_DEFAULT, ShutdownClock, StartupAborted
 from hybrid.stream_end import CANCEL_WAIT, end_worker_streams, worker_streams
 from hybrid.tls import TLSConnection, create_ssl_context
+from hybrid.uvicorn_compat import header_block
 
 
 class StartupError(Exception):
@@ -195,8 +196,13 @@ class Server:
         if config.limit_max_requests is not None and control is not None:
             # Jitter, so workers started together do not all recycle at once.
             self.max_requests = config.limit_max_requests + random.randint(0, max(1, config.limit_max_requests // 10))
-        self.app = app if app is not None else load_app(config.app, factory=config.factory,
-                                                        app_dir=config.app_dir)
+        self.app = load_app(app if app is not None else config.app, factory=config.factory and app is None,
+                            app_dir=config.app_dir, interface=config.interface)
+        # --header: written once per response head; a 'server' or 'date' among them replaces hybrid's own.
+        self.extra_headers = header_block(config.headers)
+        header_names = {h.partition(":")[0].strip().lower() for h in config.headers}
+        self.server_header = config.server_header and "server" not in header_names
+        self.date_header = config.date_header and "date" not in header_names
         self.root_path = config.root_path
         # Each process builds its own context (a supervisor checked the options once before starting workers).
         try:
@@ -240,7 +246,8 @@ class Server:
             self.connection_limit.closed_one()
 
     def new_protocol(self):
-        return _create_h1_protocol(server_header=self.config.server_header, date_header=self.config.date_header,
+        return _create_h1_protocol(server_header=self.server_header, date_header=self.date_header,
+                                   extra_headers=self.extra_headers,
                                    max_body_size=self.config.limit_request_body, websocket=self.config.ws != "none",
                                    max_incomplete_event_size=self.config.max_incomplete_event_size)
 
@@ -529,11 +536,19 @@ def serve(config: ServerConfig, app=None, lifecycle_collector=None) -> int:
     from hybrid.importer import AppLoadError
     from hybrid.logs import LogConfigError, setup_logging_for
 
+    if config.env_file is not None:
+        from hybrid.uvicorn_compat import load_env_file
+
+        load_env_file(config.env_file)  # (before the app is imported, here or in the workers spawned below)
     try:
         setup_logging_for(config)
     except LogConfigError as exc:
         print(f"hybrid: error: Invalid value for '--log-config': {exc}", file=sys.stderr)
         return 2
+    from hybrid.uvicorn_compat import notes
+
+    for level, line in notes(config):
+        getattr(logger, level)("%s", line)
     try:
         create_ssl_context(config)  # bad --ssl-* options: one line naming the option, before anything starts
     except ConfigError as exc:

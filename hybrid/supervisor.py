@@ -431,9 +431,12 @@ class Supervisor:
         def part_matches(path, pattern: str) -> bool:
             return any(Path(part).match(pattern) for part in path.parts[:-1])
 
+        delay = self.config.reload_delay
+        debounce_ms = 50 if delay is None else max(1, int(delay * 1000))  # (--reload-delay: changes settle)
+
         def watch() -> None:
             for changes in watchfiles.watch(*dirs, watch_filter=wanted, stop_event=self._watch_stop,
-                                            debounce=50, step=20, raise_interrupt=False):
+                                            debounce=debounce_ms, step=20, raise_interrupt=False):
                 with self._reload_lock:
                     self._reload_changes.extend(str(Path(p).name) for _, p in changes)
 

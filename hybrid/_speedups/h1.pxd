@@ -61,6 +61,7 @@ cdef class H1Protocol:
     cdef bint _server_header
     cdef bint _date_header
     cdef bint _websocket
+    cdef bytes _extra_headers  # --header lines, or None
     # the response being written
     cdef Request _responding
     cdef bint _resp_chunked

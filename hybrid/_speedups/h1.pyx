@@ -521,6 +521,8 @@ cdef class H1Protocol:
             out.append(SERVER_LINE)
         if self._date_header and not has_date:
             out.append(_current_date_line())
+        if self._extra_headers is not None:
+            out.append(self._extra_headers)
         if self._resp_close and not has_close:
             out.append(CLOSE_LINE)
         elif req.http_version == HTTP_10:
@@ -595,6 +597,8 @@ cdef class H1Protocol:
             out.append(SERVER_LINE)
         if self._date_header:
             out.append(_current_date_line())
+        if self._extra_headers is not None:
+            out.append(self._extra_headers)
         out.append(CLOSE_LINE)
         out.append(b"\r\n")
         out.append(body)
@@ -616,7 +620,8 @@ cdef class H1Protocol:
 
 
 def _create_h1_protocol(*, max_incomplete_event_size=None, max_target_size=8192, max_header_count=100,
-                        max_body_size=None, server_header=True, date_header=True, websocket=False):
+                        max_body_size=None, server_header=True, date_header=True, websocket=False,
+                        extra_headers=None):
     """Build an ``H1Protocol``.
 
     ``max_incomplete_event_size`` bounds a request head (request line plus header fields, default 16 KiB:
@@ -633,6 +638,7 @@ def _create_h1_protocol(*, max_incomplete_event_size=None, max_target_size=8192,
     proto._server_header = server_header
     proto._date_header = date_header
     proto._websocket = websocket
+    proto._extra_headers = extra_headers  # (--header: lines written as they are into every response head)
     if proto._max_head <= 0 or proto._max_target <= 0 or proto._max_headers <= 0:
         raise ValueError("H1Protocol limits must be positive")
     return proto

@@ -1,0 +1,22 @@
+"""Apps for tests/test_uvicorn_flags.py: an ASGI 2 app (a class: app(scope) makes the instance) and an ASGI 3 app
+that answers with an environment variable (--env-file)."""
+
+import os
+
+
+class ASGI2App:
+    def __init__(self, scope):
+        self.scope = scope
+
+    async def __call__(self, receive, send):
+        body = f"asgi2 {self.scope['type']} {self.scope['path']}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def env_app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = os.environ.get("DROPIN_FROM_ENV_FILE", "unset").encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
