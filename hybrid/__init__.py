@@ -27,7 +27,9 @@ def run(app: Any, **options: Any) -> None:
     # refuses it with --workers/--reload (a 'MODULE:ATTRIBUTE' string works everywhere).
     # lifecycle_collector: an object with event(event) (hybrid/lifecycle.py), given every lifecycle event.
     collector = options.pop("lifecycle_collector", None)
-    config = ServerConfig(app=app, **options)
+    from hybrid.uvicorn_compat import run_options
+
+    config = ServerConfig(app=app, **run_options(options))  # (uvicorn.run's keywords too: docs/uvicorn.md)
     if collector is not None and config.use_supervisor:
         from hybrid.config import ConfigError
 

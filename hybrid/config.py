@@ -117,7 +117,7 @@ class ServerConfig:
     ssl_ciphers: str | None = None  # None: Python's defaults (forward secret AEAD suites, TLS 1.2 at least)
     timeout_tls_handshake: float = 10.0
     log_level: str = "info"
-    log_config: str | None = None
+    log_config: str | dict | None = None  # (a dict only from hybrid.run, as uvicorn.run takes it)
     access_log: bool = True
     access_log_format: str = "text"
     use_colors: bool | None = None
@@ -267,9 +267,9 @@ class ServerConfig:
             fail("forwarded-allow-ips", str(exc))
         if self.log_level not in LOG_LEVELS:
             fail("log-level", f"{self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
-        if self.log_config is not None and (not isinstance(self.log_config, str) or not os.path.isfile(
-                self.log_config)):
-            fail("log-config", f"{self.log_config!r} is not a file")
+        if self.log_config is not None and not isinstance(self.log_config, dict) and (
+                not isinstance(self.log_config, str) or not os.path.isfile(self.log_config)):
+            fail("log-config", f"{self.log_config!r} is not a file (or, from hybrid.run, a dictConfig dict)")
         if self.access_log_format not in ACCESS_LOG_FORMATS:
             fail("access-log-format", f"{self.access_log_format!r} is not one of {', '.join(ACCESS_LOG_FORMATS)}")
         if self.request_id_header is not None:

@@ -139,8 +139,15 @@ def level_number(level: str) -> int:
     return TRACE if level == "trace" else getattr(logging, level.upper())
 
 
-def load_log_config(path: str) -> dict:
-    """The dictConfig mapping in a .json file, or a .yaml/.yml file when PyYAML is importable."""
+def load_log_config(path) -> dict:
+    """The dictConfig mapping in a .json file, or a .yaml/.yml file when PyYAML is importable, or given as a
+    dict (``hybrid.run(app, log_config={...})``, as uvicorn.run takes it; copied: dictConfig changes it)."""
+    if isinstance(path, dict):
+        if "version" not in path:
+            raise LogConfigError("the log_config dict is not a logging dictConfig mapping (it needs 'version': 1)")
+        import copy
+
+        return copy.deepcopy(path)
     lower = path.lower()
     try:
         with open(path, encoding="utf-8") as f:
@@ -169,7 +176,7 @@ def load_log_config(path: str) -> dict:
     return data
 
 
-def setup_logging(level: str = "info", *, log_config: str | None = None, access_log_format: str = "text",
+def setup_logging(level: str = "info", *, log_config: str | dict | None = None, access_log_format: str = "text",
                   use_colors: bool | None = None) -> None:
     """Configure the ``hybrid`` loggers for this process. With ``log_config`` the file decides handlers,
     formatters and levels (``level`` and ``access_log_format`` are not applied). Raises LogConfigError."""
@@ -184,7 +191,8 @@ def setup_logging(level: str = "info", *, log_config: str | None = None, access_
             dictConfig(data)
         except (ValueError, TypeError, AttributeError, ImportError) as exc:
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise LogConfigError(f"{log_config!r} was refused by logging.config.dictConfig: {why}") from None
+            where = "the log_config dict" if isinstance(log_config, dict) else repr(log_config)
+            raise LogConfigError(f"{where} was refused by logging.config.dictConfig: {why}") from None
         return
     colours = sys.stderr.isatty() and os.environ.get("NO_COLOR") is None if use_colors is None else use_colors
     handler = _Handler(sys.stderr)

@@ -105,3 +105,28 @@ def adapt_interface(app: Any, interface: str) -> Any:
         await instance(receive, send)
 
     return asgi2_adapter
+
+
+# uvicorn.run()/Config keywords spelled differently here; lists where hybrid keeps tuples.
+RENAMED = {"h11_max_incomplete_event_size": "max_incomplete_event_size"}
+TUPLES = ("reload_dirs", "reload_includes", "reload_excludes", "async_paths")
+
+
+def run_options(options: dict) -> dict:
+    """uvicorn.run()'s keywords as ServerConfig's: renamed ones, a str or list where a tuple is kept, and
+    ``callback_notify`` (uvicorn calls it from its supervisor; hybrid's supervisor checks workers itself)."""
+    import logging
+
+    out = {}
+    for key, value in options.items():
+        key = RENAMED.get(key, key)
+        if key == "callback_notify":
+            if value is not None:
+                logging.getLogger("hybrid.error").warning(
+                    "callback_notify is not called: hybrid's supervisor checks its workers itself "
+                    "(timeout_worker_healthcheck)")
+            continue
+        if key in TUPLES and isinstance(value, (str, list)):
+            value = (value,) if isinstance(value, str) else tuple(value)
+        out[key] = value
+    return out

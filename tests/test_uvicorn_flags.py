@@ -136,3 +136,64 @@ def test_env_file_missing_is_one_line_exit_2(tmp_path):
     assert rc == 2, out
     lines = _lines(out)
     assert len(lines) == 1 and "'--env-file'" in lines[0] and "is not a file" in lines[0], out
+
+
+RUN_SCRIPT = """
+import ssl, sys
+import hybrid
+from tests.apps.basic import app
+
+log_config = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"marked": {"format": "DICTCFG %(levelname)s %(message)s"}},
+    "handlers": {"out": {"class": "logging.StreamHandler", "formatter": "marked", "stream": "ext://sys.stdout"}},
+    "loggers": {"hybrid": {"handlers": ["out"], "level": "INFO", "propagate": False}},
+}
+hybrid.run(app, host="127.0.0.1", port=0, loop="uvloop", http="httptools", ws="websockets", interface="asgi3",
+           h11_max_incomplete_event_size=8192, headers=[("X-Run", "yes")], log_config=log_config,
+           ssl_version=ssl.PROTOCOL_TLS_SERVER, callback_notify=None, timeout_notify=30, ws_max_queue=32)
+"""
+
+
+def test_run_takes_uvicorn_keywords_and_a_dict_log_config(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from .support import LISTEN_RE, REPO, parse_hostport
+
+    script = tmp_path / "run_uvicorn_style.py"
+    script.write_text(RUN_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 10
+        port = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline().decode()
+            lines.append(line)
+            m = LISTEN_RE.search(line)
+            if m and m.group("hostport"):
+                port = parse_hostport(m.group("hostport"))[1]
+                break
+        assert port, "".join(lines)
+        r = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert r.text == "hello, world" and r.headers.get("x-run") == "yes", r.headers
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, 15)
+        try:
+            rc = proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, 9)
+            rc = proc.wait(5)
+        lines.append(proc.stdout.read().decode())
+    out = "".join(lines)
+    assert rc == 0, out
+    listening = [line for line in out.splitlines() if "Listening on" in line]
+    assert listening and listening[0].startswith("DICTCFG INFO "), out  # the dict config formats hybrid's lines
+    assert "--ws websockets" in out and "--ws-max-queue" in out and "--timeout-notify" in out, out
