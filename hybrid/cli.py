@@ -236,7 +236,7 @@ def _add_uvicorn_options(p: argparse.ArgumentParser) -> None:
                         "hybrid's).")
     p.add_argument("--interface", choices=INTERFACES, default="auto",
                    help="The app's interface: asgi3, asgi2 (adapted to ASGI 3), auto (asgi2 for a class or a "
-                        "plain function, else asgi3); wsgi is refused (default auto).")
+                        "plain function of scope alone, else asgi3); wsgi is refused (default auto).")
     p.add_argument("--env-file", default=None, metavar="FILE",
                    help="Load KEY=VALUE lines into the environment before the app is imported; variables "
                         "already set win (uvicorn's; no ${VAR} interpolation).")

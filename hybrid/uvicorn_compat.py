@@ -91,7 +91,13 @@ def _is_asgi2(app: Any) -> bool:
     # whose __call__ is a sync def returning a coroutine: middleware does that).
     if inspect.isclass(app):
         return not hasattr(app, "__await__")
-    return inspect.isfunction(app) and not inspect.iscoroutinefunction(app)
+    if not inspect.isfunction(app) or inspect.iscoroutinefunction(app):
+        return False
+    try:  # app(scope): ASGI 2; a sync app(scope, receive, send) is a mistake the importer names instead
+        inspect.signature(app).bind(None)
+        return True
+    except TypeError:
+        return False
 
 
 def adapt_interface(app: Any, interface: str) -> Any:

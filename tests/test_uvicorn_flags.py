@@ -102,8 +102,9 @@ def test_bad_header_is_one_line_exit_2(value):
 
 
 @pytest.mark.parametrize("interface", ["asgi2", "auto"])
-def test_interface_asgi2_serves_an_asgi2_class(interface):
-    with Server(f"{APPS}:ASGI2App", "--port", "0", "--interface", interface) as srv:
+@pytest.mark.parametrize("app", ["ASGI2App", "asgi2_function"])
+def test_interface_asgi2_serves_an_asgi2_app(interface, app):
+    with Server(f"{APPS}:{app}", "--port", "0", "--interface", interface) as srv:
         r = httpx.get(srv.url + "/two", timeout=5)
         assert srv.stop() == 0
     assert r.status_code == 200 and r.text == "asgi2 http /two", r.text
@@ -197,3 +198,10 @@ def test_run_takes_uvicorn_keywords_and_a_dict_log_config(tmp_path):
     listening = [line for line in out.splitlines() if "Listening on" in line]
     assert listening and listening[0].startswith("DICTCFG INFO "), out  # the dict config formats hybrid's lines
     assert "--ws websockets" in out and "--ws-max-queue" in out and "--timeout-notify" in out, out
+
+
+def test_interface_auto_still_refuses_a_sync_asgi3_shaped_function():
+    rc, out = run_cli(f"{APPS}:sync_mistake", "--port", "0", timeout=8)
+    assert rc == 1, out
+    lines = _lines(out)
+    assert len(lines) == 1 and "is a synchronous function" in lines[0], out

@@ -20,3 +20,17 @@ async def env_app(scope, receive, send):
     body = os.environ.get("DROPIN_FROM_ENV_FILE", "unset").encode()
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": body})
+
+
+def asgi2_function(scope):
+    """ASGI 2 as a plain function: app(scope) returns the coroutine function."""
+
+    async def instance(receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": f"asgi2 {scope['type']} {scope['path']}".encode()})
+
+    return instance
+
+
+def sync_mistake(scope, receive, send):
+    """Not ASGI 2 (it takes receive and send) and not ASGI 3 (not async): refused at load, naming the mistake."""
