@@ -213,6 +213,54 @@ def run_cli(*args: str, timeout: float = 15.0, env: dict | None = None) -> tuple
     return rc, srv.output
 
 
+class ScriptRun:
+    """A Python script that serves through ``hybrid.run()`` (with ``port=0``), as a context manager: started in
+    its own session with the repository importable, ``port`` read from its "Listening on" line; on exit it is
+    stopped by PID (SIGTERM, SIGKILL after 10 s) and ``rc`` and the whole ``output`` are kept."""
+
+    def __init__(self, script: Path, timeout: float = 10.0) -> None:
+        self.script, self.timeout = script, timeout
+        self.lines: list[str] = []
+        self.port: int | None = None
+        self.rc: int | None = None
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def __enter__(self) -> ScriptRun:
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen([sys.executable, str(self.script)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + self.timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                line = self.proc.stdout.readline().decode()
+                self.lines.append(line)
+                m = LISTEN_RE.search(line)
+                if m and m.group("hostport"):
+                    self.port = parse_hostport(m.group("hostport"))[1]
+                    break
+            assert self.port, self.output
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.rc = self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.rc = self.proc.wait(5)
+        self.lines.append(self.proc.stdout.read().decode())
+
+
 # ------------------------------------------------------------------------------------------------------
 # A minimal, strict HTTP/1.1 response reader over a raw socket.
 # ------------------------------------------------------------------------------------------------------

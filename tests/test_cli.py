@@ -2,14 +2,13 @@
 
 import os
 import socket
-import subprocess
 import sys
 import time
 
 import httpx
 import pytest
 
-from .support import REPO, TESTS, Server, has_ipv6, run_cli
+from .support import REPO, TESTS, ScriptRun, Server, has_ipv6, run_cli
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -153,40 +152,9 @@ def test_demo_app_without_argument():
 def test_hybrid_run_api(tmp_path):
     script = tmp_path / "run_it.py"
     script.write_text("import hybrid\nfrom tests.apps.basic import app\nhybrid.run(app, host='127.0.0.1', port=0)\n")
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, str(script)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    from .support import LISTEN_RE, parse_hostport
-
-    try:
-        deadline = time.monotonic() + 10
-        port = None
-        lines = []
-        os.set_blocking(proc.stdout.fileno(), True)
-        while time.monotonic() < deadline and proc.poll() is None:
-            line = proc.stdout.readline().decode()
-            lines.append(line)
-            m = LISTEN_RE.search(line)
-            if m and m.group("hostport"):
-                port = parse_hostport(m.group("hostport"))[1]
-                break
-        assert port, "".join(lines)
-        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "hello, world"
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, 15)
-        try:
-            rc = proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, 9)
-            rc = proc.wait(5)
-    assert rc == 0
+    with ScriptRun(script) as run:
+        assert httpx.get(f"http://127.0.0.1:{run.port}/", timeout=5).text == "hello, world"
+    assert run.rc == 0, run.output
 
 
 # ---------------------------------------------------------------------------------------------------------

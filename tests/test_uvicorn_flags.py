@@ -6,7 +6,7 @@ import socket
 import httpx
 import pytest
 
-from .support import Server, run_cli
+from .support import ScriptRun, Server, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -158,43 +158,13 @@ hybrid.run(app, host="127.0.0.1", port=0, loop="uvloop", http="httptools", ws="w
 
 
 def test_run_takes_uvicorn_keywords_and_a_dict_log_config(tmp_path):
-    import os
-    import subprocess
-    import sys
-    import time
-
-    from .support import LISTEN_RE, REPO, parse_hostport
-
     script = tmp_path / "run_uvicorn_style.py"
     script.write_text(RUN_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    lines = []
-    try:
-        deadline = time.monotonic() + 10
-        port = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            line = proc.stdout.readline().decode()
-            lines.append(line)
-            m = LISTEN_RE.search(line)
-            if m and m.group("hostport"):
-                port = parse_hostport(m.group("hostport"))[1]
-                break
-        assert port, "".join(lines)
-        r = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+    with ScriptRun(script) as run:
+        r = httpx.get(f"http://127.0.0.1:{run.port}/", timeout=5)
         assert r.text == "hello, world" and r.headers.get("x-run") == "yes", r.headers
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, 15)
-        try:
-            rc = proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, 9)
-            rc = proc.wait(5)
-        lines.append(proc.stdout.read().decode())
-    out = "".join(lines)
-    assert rc == 0, out
+    out = run.output
+    assert run.rc == 0, out
     listening = [line for line in out.splitlines() if "Listening on" in line]
     assert listening and listening[0].startswith("DICTCFG INFO "), out  # the dict config formats hybrid's lines
     assert "--ws websockets" in out and "--ws-max-queue" in out and "--timeout-notify" in out, out
