@@ -17,6 +17,8 @@ from cpython.dict cimport PyDict_SetItem
 
 from hybrid.request_id import REQUEST_ID_KEY, LazyRequestId
 
+PATHSEND = "http.response.pathsend"
+
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 DISCONNECT = {"type": "http.disconnect"}
 
@@ -60,7 +62,8 @@ def build_scope(conn, Request req, str root_path, dict state, request_id=None):
         "headers": req.headers,
         "state": state.copy(),
         "extensions": {REQUEST_ID_KEY: _lazy_id(conn.server.request_ids, req.headers) if request_id is None
-                       else {"id": request_id}},
+                       else {"id": request_id},
+                       PATHSEND: {}},  # (honoured on every HTTP connection: hybrid/pathsend.py)
     }
     if req.forwarded and conn.proxy is not None:
         conn.proxy.apply(scope)
@@ -209,6 +212,10 @@ cdef class RequestCycle:
         if kind != "http.response.body":
             if kind == "http.response.start":
                 self._start_response(message)
+                return
+            if kind == PATHSEND:  # the body is a file (ASGI extension): sent by sendfile(2), see pathsend.py
+                from hybrid.pathsend import send_path
+                await send_path(self, message)
                 return
             raise RuntimeError(f"ASGI: unexpected message type {kind!r} for an HTTP connection")
         if not self.response_started:

@@ -575,6 +575,15 @@ cdef class H1Protocol:
             self._finish_response()
         return out
 
+    def send_body_elsewhere(self, long long n):
+        """End the response whose whole body, ``n`` bytes, the caller wrote itself (a file, by sendfile(2)):
+        the bookkeeping of send_body without its bytes (hybrid/pathsend.py)."""
+        if self._responding is None:
+            raise LocalProtocolError("Response body sent before the response head")
+        if not self._resp_no_body and self._resp_remaining >= 0:
+            self._resp_remaining -= n
+        self._finish_response()
+
     cdef _finish_response(self):
         if self._resp_remaining > 0 and not self._resp_no_body:
             # The body fell short of its Content-Length: the client cannot find the next response.

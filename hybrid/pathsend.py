@@ -1,0 +1,251 @@
+"""The ASGI ``http.response.pathsend`` extension: a response body that is a file, sent by the server.
+
+https://asgi.readthedocs.io/en/latest/extensions.html#path-send. Starlette's ``FileResponse`` (so FastAPI's)
+sends ``{"type": "http.response.pathsend", "path": ...}`` instead of body chunks when the scope advertises it.
+RequestCycle.send (hybrid/_speedups/cycle.pyx) hands that message to ``send_path``:
+
+- The file is opened and checked first: not there, or not a regular file (a directory, a FIFO), is an error
+  raised into the app before anything is written, so the client gets a 500. The app's ``Content-Length`` must
+  be the file's size (a mismatch is the same 500); without one the server adds it.
+- The head goes out, then the body: ``sendfile(2)`` from the page cache to the socket, no copy through Python.
+  A file up to ``POOL_THRESHOLD`` bytes is written by the worker thread that ran the app (usually one call; a
+  slow reader's rest is finished by that thread's loop). A larger one is sent by the async pool's loop, so a
+  1 GB download neither holds a serving thread nor stalls behind a handler blocking in that thread; the app's
+  ``send`` returns once the last byte is written, then the connection serves its next request (keep-alive).
+- Backpressure is the socket's: non-blocking ``sendfile``, then wait until writable; a client that takes nothing
+  for ``--timeout-write-stall`` is cut off, as for any response.
+- A file that shrinks while it is sent cannot fill the ``Content-Length`` already announced: the connection is
+  closed (never a short body passed off as whole) and a warning names the file. Growth is ignored: exactly the
+  size seen at open goes out. A file unlinked meanwhile is still read whole through the open descriptor.
+- HEAD (and 204, 304) get the head only, with the file's length.
+- Where ``sendfile`` cannot be used (TLS, and the pool's stream connections, which write through a buffered
+  SocketStream), the file is read in chunks and written through the connection's own write path instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import stat
+
+from hybrid._speedups.cycle import ClientDisconnected
+from hybrid.connection import resolve, stall_tick, unsent_bytes
+
+logger = logging.getLogger("hybrid.error")
+
+PATHSEND = "http.response.pathsend"
+# Files larger than this are sent by the async pool's loop; smaller ones by the worker thread at once (a
+# cross-thread handoff costs more than writing a small file from the page cache).
+POOL_THRESHOLD = 256 * 1024
+# Read size where sendfile(2) cannot be used (TLS, pool streams).
+CHUNK = 256 * 1024
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # (O_NONBLOCK: opening a FIFO must not hang)
+_jobs: set = set()  # the pool's tasks sending a file for a worker's request (referenced while they run)
+
+
+class FileShrank(ClientDisconnected):
+    """The file ended before the length announced in the head: the response cannot complete, and the
+    connection closes (a ClientDisconnected: the app is not at fault and nothing more can be sent)."""
+
+
+def _open(path) -> tuple[int, int]:
+    """(fd, size) of the regular file at ``path``; raises a one-line error otherwise (the client gets a 500)."""
+    if type(path) is not str:
+        raise TypeError(f"ASGI: 'path' of http.response.pathsend must be a str, got {type(path).__name__}")
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise RuntimeError(f"ASGI pathsend: cannot open {path!r}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RuntimeError(f"ASGI pathsend: {path!r} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st.st_size
+
+
+def _checked_length(headers, size: int, path: str) -> None:
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"content-length":
+            if value.strip() != str(size).encode():
+                raise RuntimeError(f"ASGI pathsend: Content-Length {value.decode('latin-1')!r} but {path!r} "
+                                   f"has {size} bytes")
+        elif lower == b"transfer-encoding":
+            raise RuntimeError("ASGI pathsend: a file is sent with Content-Length, not Transfer-Encoding")
+
+
+async def send_path(cycle, message: dict) -> None:
+    """RequestCycle.send for ``http.response.pathsend`` (see the module docstring)."""
+    if not cycle.response_started:
+        raise RuntimeError("ASGI: 'http.response.pathsend' sent before 'http.response.start'")
+    if cycle.head_sent or cycle.held is not None or cycle.response_complete:
+        raise RuntimeError("ASGI: 'http.response.pathsend' sent after a response body")
+    path = message.get("path")
+    fd, size = _open(path)
+    try:
+        status = cycle.status
+        if status != 204 and status != 304:
+            _checked_length(cycle.headers, size, path)
+        conn = cycle.conn
+        proto = conn.proto
+        head = proto.send_response(status, cycle.headers, size)
+        cycle.head_sent = True
+        body = 0 if status == 204 or status == 304 or cycle.request.method == b"HEAD" else size
+        if conn.disconnected:
+            raise ClientDisconnected("Client disconnected")
+        cycle.wrote = True
+        plain = type(conn.sock) is socket.socket and not getattr(conn, "in_pool", False)
+        await _write_head(conn, head, plain and body > 0)
+        if body:
+            if not plain:
+                await _send_chunks(cycle, fd, body, path)
+            elif body <= POOL_THRESHOLD:
+                await _sendfile(cycle, conn.loop, conn.fd, fd, body, path, conn.sock)
+            else:
+                await _in_pool(cycle, fd, body, path)
+        proto.send_body_elsewhere(body)
+    finally:
+        os.close(fd)
+    cycle.response_complete = True
+    cycle.wake()
+    if cycle.task is not None:
+        conn.response_complete(cycle)  # (a pending task: the connection need not wait for its end)
+
+
+async def _write_head(conn, head: bytes, more: bool) -> None:
+    if more:  # MSG_MORE: the head leaves in the same segment as the file's first bytes
+        try:
+            sent = conn.sock.send(head, socket.MSG_MORE)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            conn._lost()
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+        rest = memoryview(head)[sent:] if sent < len(head) else None
+    else:
+        rest = conn.send_now(head)
+    if rest is not None:
+        await conn.finish_write(rest)
+
+
+async def _in_pool(cycle, fd: int, size: int, path: str) -> None:
+    """Have the async pool's loop send the file; this (the worker's) task waits without holding its thread.
+
+    The pool's task owns duplicates of both descriptors and closes them when it ends, however it ends: if this
+    request is cancelled (shutdown) and its connection closes while the pool is still in a sendfile call, neither
+    fd number can meanwhile be reused for another connection's socket or another file."""
+    conn = cycle.conn
+    loop = conn.loop
+    pool_loop = conn.server.pool.loop
+    out, dup = os.dup(conn.fd), os.dup(fd)
+    done = loop.create_future()
+    task = None
+
+    def start() -> None:
+        nonlocal task
+        task = pool_loop.create_task(_sendfile(cycle, pool_loop, out, dup, size, path, None))
+        _jobs.add(task)
+        task.add_done_callback(finished)
+
+    def finished(job) -> None:  # (on the pool's loop; also when cancelled before its first step)
+        _jobs.discard(job)
+        os.close(out)
+        os.close(dup)
+        loop.call_soon_threadsafe(_copy_outcome, job, done)
+
+    pool_loop.call_soon_threadsafe(start)
+    try:
+        await done
+    except asyncio.CancelledError:
+        pool_loop.call_soon_threadsafe(lambda: task.cancel())  # (after start(): the loop runs them in order)
+        raise
+
+
+def _copy_outcome(job, done) -> None:
+    if done.done():
+        return
+    if job.cancelled():
+        done.cancel()
+    elif job.exception() is not None:
+        done.set_exception(job.exception())
+    else:
+        done.set_result(None)
+
+
+async def _sendfile(cycle, loop, out: int, fd: int, size: int, path: str, sock) -> None:
+    """Send ``size`` bytes of file ``fd`` to socket ``out`` on ``loop``: the worker's (``sock`` is the
+    connection's socket, ``out`` its fd), or the pool's for a large file (``out`` a duplicate the job owns; the
+    worker's loop does not watch the socket meanwhile, its task awaits this)."""
+    conn = cycle.conn
+    stall = conn.server.config.timeout_write_stall
+    tick = stall_tick(stall)
+    offset = 0
+    progress = loop.time()
+    queued = -1
+    while offset < size:
+        try:
+            n = os.sendfile(out, fd, offset, size - offset)
+        except (BlockingIOError, InterruptedError):
+            n = -1
+        except OSError as exc:
+            conn.disconnected = True
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+        if n == 0:  # end of file before ``size``: it shrank
+            conn.disconnected = True
+            logger.warning("Closed the connection: %r shrank while it was sent (%d of %d bytes sent).",
+                           path, offset, size)
+            raise FileShrank(f"{path!r} shrank while it was sent")
+        if n > 0:
+            offset += n
+            cycle.sent += n
+            progress = loop.time()
+            queued = -1
+            if offset == size:
+                return
+        # The kernel's send queue is full: wait until the socket is writable; --timeout-write-stall counts from
+        # the last progress (bytes taken, or the queue shrinking), as in Connection.finish_write.
+        writable = loop.create_future()
+        loop.add_writer(out, resolve, writable)
+        try:
+            async with asyncio.timeout(tick):
+                await writable
+            continue
+        except TimeoutError:
+            pass
+        finally:
+            if sock is None or conn.sock is sock:  # (closed meanwhile: the fd may be another connection's now)
+                loop.remove_writer(out)
+        now = unsent_bytes(out)
+        if queued >= 0 and now < queued:
+            progress = loop.time()
+        elif loop.time() - progress >= stall:
+            conn.disconnected = True
+            logger.info("Closed a connection whose client read none of the response for %g s "
+                        "(--timeout-write-stall).", stall)
+            raise ClientDisconnected("Client stopped reading the response")
+        queued = now
+
+
+async def _send_chunks(cycle, fd: int, size: int, path: str) -> None:
+    """Where sendfile(2) cannot be used: read the file and write it through the connection's own path."""
+    conn = cycle.conn
+    offset = 0
+    while offset < size:
+        data = os.pread(fd, min(CHUNK, size - offset), offset)
+        if not data:
+            conn.disconnected = True
+            logger.warning("Closed the connection: %r shrank while it was sent (%d of %d bytes sent).",
+                           path, offset, size)
+            raise FileShrank(f"{path!r} shrank while it was sent")
+        offset += len(data)
+        if conn.disconnected:
+            raise ClientDisconnected("Client disconnected")
+        rest = conn.send_now(data)
+        cycle.sent += len(data)
+        if rest is not None:
+            await conn.finish_write(rest)

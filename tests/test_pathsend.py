@@ -1,0 +1,280 @@
+"""The ASGI ``http.response.pathsend`` extension (issue 24): files sent by the server, over real sockets with real
+clients (httpx, curl, raw sockets), from Starlette's FileResponse and from raw ASGI messages.
+
+Small files (up to pathsend.POOL_THRESHOLD) are sent by the worker, larger ones by the async pool's loop; every
+body is checked byte for byte (sha256), and every error path is checked to close or answer 500, never to pass a
+short body off as whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.support import Server, build_request
+
+pytestmark = pytest.mark.timeout(60)
+
+APP = "tests.apps.files:app"
+SMALL = 16 * 1024
+LARGE = 8 * 1024 * 1024
+HUGE = 48 * 1024 * 1024  # larger than every socket buffer on the way: a reader must really be served
+STALL = 1.5  # --timeout-write-stall
+
+
+def _content(n: int, seed: int) -> bytes:
+    block = hashlib.sha256(b"%d" % seed).digest() * 32  # 1 KiB that differs per file
+    return (block * (n // len(block) + 1))[:n]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("files")
+    sums = {}
+    for name, size, seed in (("small.bin", SMALL, 1), ("large.bin", LARGE, 2), ("huge.bin", HUGE, 3)):
+        data = _content(size, seed)
+        (d / name).write_bytes(data)
+        sums[name] = hashlib.sha256(data).hexdigest()
+    (d / "subdir").mkdir()
+    os.mkfifo(d / "fifo")
+    return d, sums
+
+
+@pytest.fixture(scope="module")
+def srv(files):
+    with Server(APP, "--port", "0", "--timeout-write-stall", str(STALL), env={"FILES_DIR": str(files[0])}) as s:
+        yield s
+
+
+def _raw(srv, rcvbuf: int | None = None) -> socket.socket:
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # (before connect: it sets the window)
+    sock.settimeout(10)
+    sock.connect(srv.addr)
+    return sock
+
+
+def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a whole head: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def _header(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def _read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One Content-Length response: (head, body)."""
+    head, body = _read_head(sock)
+    length = int(_header(head, b"content-length"))
+    while len(body) < length:
+        chunk = sock.recv(min(1 << 20, length - len(body)))
+        assert chunk, f"closed after {len(body)} of {length} body bytes"
+        body += chunk
+    assert len(body) == length, "bytes past the body: the next response would be misread"
+    return head, body
+
+
+def _closed(sock: socket.socket, timeout: float = 5.0) -> bool:
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_pathsend_is_advertised(srv):
+    r = httpx.get(f"{srv.url}/ext", timeout=10)
+    assert "http.response.pathsend" in r.text.split("\n")
+
+
+@pytest.mark.parametrize("name", ["small.bin", "large.bin"])
+def test_starlette_file_response_httpx(srv, files, name):
+    with httpx.Client(timeout=20) as client:
+        for _ in range(2):  # the second on the same keep-alive connection
+            r = client.get(f"{srv.url}/fr/{name}")
+            assert r.status_code == 200
+            assert int(r.headers["content-length"]) == len(r.content)
+            assert hashlib.sha256(r.content).hexdigest() == files[1][name]
+            assert r.headers["etag"]  # (Starlette's own headers go out as sent)
+        assert client.get(f"{srv.url}/text").text == "text"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+@pytest.mark.parametrize("name", ["small.bin", "large.bin"])
+def test_starlette_file_response_curl(srv, files, name, tmp_path):
+    out = tmp_path / "got"
+    # Two URLs on one curl command: curl reuses the connection (keep-alive after a file).
+    proc = subprocess.run(
+        ["curl", "-sS", "--fail", "--max-time", "20", "-o", str(out), f"{srv.url}/fr/{name}",
+         "-o", str(tmp_path / "text"), f"{srv.url}/text", "-w", "%{num_connects}\n"],
+        capture_output=True, timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == files[1][name]
+    assert (tmp_path / "text").read_bytes() == b"text"
+    assert proc.stdout.split() == [b"1", b"0"], "the second request should reuse the connection"
+
+
+def test_head_sends_the_length_and_no_body(srv):
+    with _raw(srv) as sock:
+        # HEAD of both sizes, then a GET, all on one connection: a body sent after a HEAD would be misread.
+        sock.sendall(build_request("HEAD", "/raw/small.bin") + build_request("HEAD", "/raw/large.bin")
+                     + build_request("GET", "/text"))
+        seen = b""
+        deadline = time.monotonic() + 10
+        while seen.count(b"\r\n\r\n") < 3 or not seen.endswith(b"text"):
+            assert time.monotonic() < deadline, seen
+            chunk = sock.recv(65536)
+            assert chunk, seen
+            seen += chunk
+    first, second, third = seen.split(b"\r\n\r\n", 2)
+    assert first.startswith(b"HTTP/1.1 200") and _header(first, b"content-length") == b"%d" % SMALL
+    assert second.startswith(b"HTTP/1.1 200") and _header(second, b"content-length") == b"%d" % LARGE
+    assert third.startswith(b"HTTP/1.1 200") and third.endswith(b"\r\n\r\ntext")
+
+
+def test_starlette_range_request(srv, files):
+    # Starlette answers a Range itself, with body messages (no pathsend): the bytes must still be right.
+    data = (files[0] / "large.bin").read_bytes()
+    r = httpx.get(f"{srv.url}/fr/large.bin", headers={"Range": "bytes=1000-1999"}, timeout=10)
+    assert r.status_code == 206 and r.content == data[1000:2000]
+
+
+def test_raw_pathsend_with_and_without_content_length(srv, files):
+    with _raw(srv) as sock:
+        sock.sendall(build_request("GET", f"/raw/small.bin?cl={SMALL}") + build_request("GET", "/raw/small.bin")
+                     + build_request("GET", "/raw/large.bin"))
+        for name in ("small.bin", "small.bin", "large.bin"):
+            head, body = _read_response(sock)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            assert hashlib.sha256(body).hexdigest() == files[1][name]
+
+
+@pytest.mark.parametrize(("target", "logged"), [
+    (f"/raw/small.bin?cl={SMALL - 1}", f"Content-Length '{SMALL - 1}' but"),  # not the file's size
+    (f"/raw/small.bin?cl={SMALL + 1}", f"has {SMALL} bytes"),
+    ("/raw/missing.bin", "missing.bin': No such file or directory"),
+    ("/raw/subdir", "subdir' is not a regular file"),  # a directory
+    ("/raw/fifo", "fifo' is not a regular file"),  # a FIFO (must not hang in open)
+    ("/fr/subdir", "subdir is not a file"),  # (Starlette's own check, before it sends anything)
+])
+def test_errors_before_the_head_are_500(srv, target, logged):
+    with _raw(srv) as sock:
+        sock.sendall(build_request("GET", target))
+        head, body = _read_response(sock)
+        assert head.startswith(b"HTTP/1.1 500"), head
+        assert _closed(sock)
+    deadline = time.monotonic() + 5
+    while logged not in srv.output and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert logged in srv.output
+
+
+def test_shrinking_file_closes_the_connection(srv, files):
+    path = files[0] / "shrinks.bin"
+    data = _content(LARGE, 7)
+    path.write_bytes(data)
+    with _raw(srv, rcvbuf=32 * 1024) as sock:
+        sock.sendall(build_request("GET", "/raw/shrinks.bin"))
+        head, body = _read_head(sock)
+        assert _header(head, b"content-length") == b"%d" % LARGE
+        while len(body) < 64 * 1024:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(body)} bytes: {head!r}"
+            body += chunk
+        os.truncate(path, LARGE // 2)  # while the server still sends it
+        sock.settimeout(10)
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            body += chunk
+    assert len(body) < LARGE, "a short file must not be passed off as the whole body"
+    assert body == data[:len(body)]
+    deadline = time.monotonic() + 5
+    while "shrank while it was sent" not in srv.output and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "shrinks.bin' shrank while it was sent" in srv.output
+
+
+def test_file_unlinked_while_sent_is_still_sent_whole(srv, files):
+    path = files[0] / "unlinked.bin"
+    data = _content(LARGE, 8)
+    path.write_bytes(data)
+    with _raw(srv, rcvbuf=32 * 1024) as sock:
+        sock.sendall(build_request("GET", "/raw/unlinked.bin") + build_request("GET", "/text"))
+        head, body = _read_head(sock)
+        while len(body) < 64 * 1024:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(body)} bytes: {head!r}"
+            body += chunk
+        path.unlink()  # the open descriptor still reads the whole file
+        while len(body) < LARGE + 200:
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"closed after {len(body)} bytes"
+            body += chunk
+            if body.endswith(b"\r\n\r\ntext"):
+                break
+    assert body[:LARGE] == data
+    assert body[LARGE:].startswith(b"HTTP/1.1 200") and body.endswith(b"text")
+
+
+def test_write_stall_cuts_a_reader_that_takes_nothing(srv):
+    with _raw(srv, rcvbuf=16 * 1024) as sock:
+        sock.sendall(build_request("GET", "/raw/huge.bin"))
+        _read_head(sock)
+        time.sleep(STALL + 1.5)  # read nothing: the server must give up within a tick of --timeout-write-stall
+        started = time.monotonic()
+        assert _closed(sock, timeout=10), "the stalled download was not cut"
+        took = time.monotonic() - started
+    assert took < 3.0, f"draining the buffers took {took:.1f} s: the connection was not closed when it stalled"
+    assert "--timeout-write-stall" in srv.output
+
+
+def test_large_file_keeps_its_rate_beside_a_blocking_handler(srv, files):
+    """A download of a large file goes on at full rate while a handler blocks the (only) worker thread."""
+    with _raw(srv, rcvbuf=64 * 1024) as sock:
+        sock.sendall(build_request("GET", "/fr/huge.bin"))
+        head, body = _read_head(sock)
+        received = len(body)
+        digest = hashlib.sha256(body)
+        blocker = threading.Thread(target=lambda: httpx.get(f"{srv.url}/sleep?s=2", timeout=10))
+        blocker.start()
+        time.sleep(0.3)  # the handler is in time.sleep now
+        window_end = time.monotonic() + 1.2
+        during = 0
+        while received < HUGE:
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"closed after {received} bytes"
+            digest.update(chunk)
+            received += len(chunk)
+            if time.monotonic() < window_end:
+                during += len(chunk)
+        blocker.join(10)
+    assert digest.hexdigest() == files[1]["huge.bin"]
+    # The socket buffers on the way hold a few MiB at most: more than that while the only worker thread slept
+    # was sent meanwhile, by the pool.
+    assert during > 16 * 1024 * 1024, f"only {during} bytes in 1.2 s while a handler blocked the worker"
