@@ -208,7 +208,11 @@ async def _sendfile(cycle, loop, out: int, fd: int, size: int, path: str, sock) 
             if offset == size:
                 return
         # The kernel's send queue is full: wait until the socket is writable; --timeout-write-stall counts from
-        # the last progress (bytes taken, or the queue shrinking), as in Connection.finish_write.
+        # the last progress (bytes taken, or the queue shrinking), as in Connection.finish_write. The queue is
+        # measured before the wait: a loop that was itself held up (a handler blocking the worker's thread)
+        # must see the client's reading meanwhile as progress, not take the time for a stall.
+        if queued < 0:
+            queued = unsent_bytes(out)
         writable = loop.create_future()
         loop.add_writer(out, resolve, writable)
         try:

@@ -81,16 +81,29 @@ def _header(head: bytes, name: bytes) -> bytes | None:
     return None
 
 
+def _read_responses(sock: socket.socket, n: int) -> list[tuple[bytes, bytes]]:
+    """``n`` pipelined Content-Length responses: [(head, body)], and nothing after them."""
+    out = []
+    data = b""
+    for _ in range(n):
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before a whole head: {data[:200]!r}"
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        length = int(_header(head, b"content-length"))
+        while len(data) < length:
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"closed after {len(data)} of {length} body bytes"
+            data += chunk
+        out.append((head, data[:length]))
+        data = data[length:]
+    assert not data, "bytes past the last body: a next response would be misread"
+    return out
+
+
 def _read_response(sock: socket.socket) -> tuple[bytes, bytes]:
-    """One Content-Length response: (head, body)."""
-    head, body = _read_head(sock)
-    length = int(_header(head, b"content-length"))
-    while len(body) < length:
-        chunk = sock.recv(min(1 << 20, length - len(body)))
-        assert chunk, f"closed after {len(body)} of {length} body bytes"
-        body += chunk
-    assert len(body) == length, "bytes past the body: the next response would be misread"
-    return head, body
+    return _read_responses(sock, 1)[0]
 
 
 def _closed(sock: socket.socket, timeout: float = 5.0) -> bool:
@@ -167,8 +180,8 @@ def test_raw_pathsend_with_and_without_content_length(srv, files):
     with _raw(srv) as sock:
         sock.sendall(build_request("GET", f"/raw/small.bin?cl={SMALL}") + build_request("GET", "/raw/small.bin")
                      + build_request("GET", "/raw/large.bin"))
-        for name in ("small.bin", "small.bin", "large.bin"):
-            head, body = _read_response(sock)
+        names = ("small.bin", "small.bin", "large.bin")
+        for name, (head, body) in zip(names, _read_responses(sock, 3), strict=True):
             assert head.startswith(b"HTTP/1.1 200"), head
             assert hashlib.sha256(body).hexdigest() == files[1][name]
 
@@ -245,12 +258,16 @@ def test_file_unlinked_while_sent_is_still_sent_whole(srv, files):
 def test_write_stall_cuts_a_reader_that_takes_nothing(srv):
     with _raw(srv, rcvbuf=16 * 1024) as sock:
         sock.sendall(build_request("GET", "/raw/huge.bin"))
-        _read_head(sock)
+        head, body = _read_head(sock)
         time.sleep(STALL + 1.5)  # read nothing: the server must give up within a tick of --timeout-write-stall
-        started = time.monotonic()
-        assert _closed(sock, timeout=10), "the stalled download was not cut"
-        took = time.monotonic() - started
-    assert took < 3.0, f"draining the buffers took {took:.1f} s: the connection was not closed when it stalled"
+        received = len(body)
+        sock.settimeout(10)
+        try:
+            while chunk := sock.recv(1 << 20):  # what the socket buffers still held, then the end
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+    assert received < HUGE // 2, f"{received} of {HUGE} bytes: the stalled download was not cut"
     assert "--timeout-write-stall" in srv.output
 
 
