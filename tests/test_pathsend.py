@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.support import Server, build_request
+from tests.test_tls import base, client_context, pki, tls_args  # noqa: F401 (pki: a fixture)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,7 +51,8 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def srv(files):
-    with Server(APP, "--port", "0", "--timeout-write-stall", str(STALL), env={"FILES_DIR": str(files[0])}) as s:
+    with Server(APP, "--port", "0", "--timeout-write-stall", str(STALL), "--async-path", "/pool/*",
+                env={"FILES_DIR": str(files[0])}) as s:
         yield s
 
 
@@ -295,3 +297,26 @@ def test_large_file_keeps_its_rate_beside_a_blocking_handler(srv, files):
     # The socket buffers on the way hold a few MiB at most: more than that while the only worker thread slept
     # was sent meanwhile, by the pool.
     assert during > 16 * 1024 * 1024, f"only {during} bytes in 1.2 s while a handler blocked the worker"
+
+
+@pytest.mark.parametrize("name", ["small.bin", "large.bin"])
+def test_file_response_on_a_pool_connection(srv, files, name):
+    # Handed to the pool before the app ran (--async-path): its SocketStream is written to, so the file goes out
+    # in chunks through it; then the connection goes back to a worker for the next request.
+    with httpx.Client(timeout=20) as client:
+        r = client.get(f"{srv.url}/pool/fr/{name}")
+        assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == files[1][name]
+        assert client.get(f"{srv.url}/text").text == "text"
+
+
+@pytest.mark.parametrize("mode", ["tls", "async"])
+def test_file_response_over_tls_and_in_async_mode(files, pki, mode):  # noqa: F811 (pki: the fixture)
+    args = tls_args(pki) if mode == "tls" else ["--port", "0", "--mode", "async"]
+    with Server(APP, *args, env={"FILES_DIR": str(files[0])}) as srv:
+        url = base(srv) if mode == "tls" else srv.url
+        with httpx.Client(verify=client_context(pki), timeout=20) as client:
+            for name in ("small.bin", "large.bin", "small.bin"):  # (one connection: keep-alive after each)
+                r = client.get(f"{url}/fr/{name}")
+                assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == files[1][name]
+            r = client.get(f"{url}/raw/missing.bin")
+            assert r.status_code == 500

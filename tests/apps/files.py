@@ -1,7 +1,8 @@
 """File responses through the ``http.response.pathsend`` extension (tests/test_pathsend.py).
 
 FILES_DIR (env) is the directory the files live in.
-- ``/fr/NAME``: Starlette's ``FileResponse`` for FILES_DIR/NAME (it sends pathsend when the scope offers it).
+- ``/fr/NAME``: Starlette's ``FileResponse`` for FILES_DIR/NAME (it sends pathsend when the scope offers it);
+  ``/pool/fr/NAME`` the same (the tests route ``/pool/*`` to the async pool with ``--async-path``).
 - ``/raw/NAME?cl=N``: the raw ASGI messages: a start with ``content-length: N`` if given (none otherwise),
   then pathsend. Answers HEAD the same way (the server must send the head only).
 - ``/ext``: the scope's extension names, as text (one per line).
@@ -31,6 +32,8 @@ async def app(scope, receive, send):
     if scope["type"] != "http":
         return
     path = scope["path"]
+    if path.startswith("/pool/"):
+        path = path[5:]
     if path.startswith("/fr/"):
         await FileResponse(os.path.join(FILES_DIR, path[4:]))(scope, receive, send)
     elif path.startswith("/raw/"):
