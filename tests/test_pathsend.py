@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -320,3 +321,24 @@ def test_file_response_over_tls_and_in_async_mode(files, pki, mode):  # noqa: F8
                 assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == files[1][name]
             r = client.get(f"{url}/raw/missing.bin")
             assert r.status_code == 500
+
+
+def test_sigterm_lets_a_download_from_the_pool_finish(files):
+    # Graceful shutdown waits for requests in flight: a worker's request whose file the pool is sending is one,
+    # and the pool's loop must outlive it.
+    with Server(APP, "--port", "0", env={"FILES_DIR": str(files[0])}) as srv:
+        with _raw(srv, rcvbuf=64 * 1024) as sock:
+            sock.sendall(build_request("GET", "/raw/huge.bin"))
+            head, body = _read_head(sock)
+            time.sleep(0.3)  # the buffers are full: the rest is the pool's to send
+            srv.signal(signal.SIGTERM)
+            digest = hashlib.sha256(body)
+            received = len(body)
+            while received < HUGE:
+                chunk = sock.recv(1 << 20)
+                assert chunk, f"closed after {received} of {HUGE} bytes"
+                digest.update(chunk)
+                received += len(chunk)
+            assert _header(head, b"connection") == b"close" or _closed(sock)
+        assert digest.hexdigest() == files[1]["huge.bin"]
+        assert srv.wait(15) == 0, srv.output
