@@ -29,6 +29,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import stat
 
 from hybrid._speedups.cycle import ClientDisconnected
@@ -45,7 +46,6 @@ POOL_THRESHOLD = 256 * 1024
 # Read size where sendfile(2) cannot be used (TLS, pool streams).
 CHUNK = 256 * 1024
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # (O_NONBLOCK: opening a FIFO must not hang)
-_jobs: set = set()  # the pool's tasks sending a file for a worker's request (referenced while they run)
 
 
 class FileShrank(ClientDisconnected):
@@ -111,7 +111,9 @@ async def send_path(cycle, message: dict) -> None:
             # is sent by the pool, the rest of a small one on this thread's loop.
             offset = _sendfile_now(cycle, conn.fd, fd, 0, body, path)
             if body - offset > POOL_THRESHOLD:
-                await _in_pool(cycle, fd, offset, body, path)
+                # (the job's own descriptors: a connection closed meanwhile cannot have its number reused under it)
+                await _in_pool(cycle, _sendfile, cycle, conn.server.pool.loop, _Fd(os.dup(conn.fd)),
+                               _Fd(os.dup(fd)), offset, body, path, None)
             elif offset < body:
                 await _sendfile(cycle, conn.loop, conn.fd, fd, offset, body, path, conn.sock)
         proto.send_body_elsewhere(body)
@@ -139,40 +141,61 @@ async def _write_head(conn, head: bytes, more: bool) -> None:
         await conn.finish_write(rest)
 
 
-async def _in_pool(cycle, fd: int, offset: int, size: int, path: str) -> None:
-    """Have the async pool's loop send the file; this (the worker's) task waits without holding its thread.
+async def _in_pool(cycle, job, *args) -> None:
+    """Have the async pool's loop run ``job(*args)`` (the rest of the file); this, the worker's task, waits
+    without holding its thread. The worker's loop stops reading the socket meanwhile (a TLS connection's
+    SSLSocket must not be used by two threads) and reads again after, if the app was waiting for bytes.
 
-    The pool's task owns duplicates of both descriptors and closes them when it ends, however it ends: if this
-    request is cancelled (shutdown) and its connection closes while the pool is still in a sendfile call, neither
-    fd number can meanwhile be reused for another connection's socket or another file."""
+    The pool's task owns its descriptors (duplicates) and closes them however it ends; if this request is
+    cancelled (shutdown), the pool's task is cancelled too and awaited before the cancellation goes on, so the
+    connection is never closed under it."""
     conn = cycle.conn
     loop = conn.loop
-    pool_loop = conn.server.pool.loop
-    out, dup = os.dup(conn.fd), os.dup(fd)
+    pool = conn.server.pool
+    pool_loop = pool.loop
     done = loop.create_future()
+    ended = loop.create_future()
     task = None
+    reading = conn.reading
+    if reading:
+        conn._stop_reading()
 
     def start() -> None:
         nonlocal task
-        task = pool_loop.create_task(_sendfile(cycle, pool_loop, out, dup, offset, size, path, None))
-        _jobs.add(task)
+        task = pool_loop.create_task(job(*args))
+        # Among the pool's closing tasks: a request cut short at --timeout-graceful-shutdown leaves its job to
+        # the pool's drain, which gives it the cleanup budget, then cancels it (not left pending in a dead loop).
+        pool.closing.add(task)
         task.add_done_callback(finished)
 
-    def finished(job) -> None:  # (on the pool's loop; also when cancelled before its first step)
-        _jobs.discard(job)
-        os.close(out)
-        os.close(dup)
-        loop.call_soon_threadsafe(_copy_outcome, job, done)
+    def finished(job_task) -> None:  # (on the pool's loop; also when cancelled before its first step)
+        pool.closing.discard(job_task)
+        for fd in args:
+            if type(fd) is _Fd:
+                os.close(fd)
+        loop.call_soon_threadsafe(_copy_outcome, job_task, done, ended)
 
     pool_loop.call_soon_threadsafe(start)
     try:
-        await done
+        await asyncio.shield(done)
     except asyncio.CancelledError:
-        pool_loop.call_soon_threadsafe(lambda: task.cancel())  # (after start(): the loop runs them in order)
+        if not ended.done():  # (this request was cancelled, not the job: the pool's drain cancels jobs too)
+            try:
+                pool_loop.call_soon_threadsafe(lambda: task.cancel())  # (after start(): they run in order)
+            except RuntimeError:  # the pool's loop is closed (the end of a shutdown): the job is gone with it
+                raise asyncio.CancelledError from None
+            await ended
         raise
+    if reading and not conn.disconnected and conn.sock is not None:
+        conn.want_read()
 
 
-def _copy_outcome(job, done) -> None:
+class _Fd(int):
+    """A descriptor the pool's job owns (closed when the job ends)."""
+
+
+def _copy_outcome(job, done, ended) -> None:
+    ended.set_result(None)
     if done.done():
         return
     if job.cancelled():
@@ -249,20 +272,88 @@ async def _sendfile(cycle, loop, out: int, fd: int, offset: int, size: int, path
 
 
 async def _send_chunks(cycle, fd: int, size: int, path: str) -> None:
-    """Where sendfile(2) cannot be used: read the file and write it through the connection's own path."""
+    """Where sendfile(2) cannot be used: read the file and write it through the connection's own path. On a
+    worker's TLS connection, once the kernel stops taking bytes and more than POOL_THRESHOLD are left, the pool's
+    loop writes the rest (_tls_rest)."""
     conn = cycle.conn
+    in_worker = not getattr(conn, "in_pool", False)
     offset = 0
     while offset < size:
-        data = os.pread(fd, min(CHUNK, size - offset), offset)
-        if not data:
-            conn.disconnected = True
-            logger.warning("Closed the connection: %r shrank while it was sent (%d of %d bytes sent).",
-                           path, offset, size)
-            raise FileShrank(f"{path!r} shrank while it was sent")
+        data = _read(conn, fd, offset, size, path)
         offset += len(data)
         if conn.disconnected:
             raise ClientDisconnected("Client disconnected")
         rest = conn.send_now(data)
         cycle.sent += len(data)
-        if rest is not None:
-            await conn.finish_write(rest)
+        if rest is None:
+            continue
+        if in_worker and size - offset + len(rest) > POOL_THRESHOLD:
+            cycle.sent -= len(rest)  # (counted again as the pool sends it)
+            await _in_pool(cycle, _tls_rest, cycle, conn.server.pool.loop, conn.sock, _Fd(os.dup(fd)), offset,
+                           size, path, bytes(rest))
+            return
+        await conn.finish_write(rest)
+
+
+def _read(conn, fd: int, offset: int, size: int, path: str) -> bytes:
+    data = os.pread(fd, min(CHUNK, size - offset), offset)
+    if not data:
+        conn.disconnected = True
+        logger.warning("Closed the connection: %r shrank while it was sent (%d of %d bytes sent).",
+                       path, offset, size)
+        raise FileShrank(f"{path!r} shrank while it was sent")
+    return data
+
+
+async def _tls_rest(cycle, loop, sock, fd: int, offset: int, size: int, path: str, pending: bytes) -> None:
+    """On the pool's loop: write ``pending`` (what the kernel did not take yet; OpenSSL wants the same bytes
+    again), then the file from ``offset``, through the connection's SSLSocket (TLSConnection.finish_write's
+    waits and --timeout-write-stall, on this loop)."""
+    conn = cycle.conn
+    out = sock.fileno()
+    stall = conn.server.config.timeout_write_stall
+    tick = stall_tick(stall)
+    progress = loop.time()
+    queued = unsent_bytes(out)
+    view = memoryview(pending)
+    while True:
+        if not view:
+            if offset == size:
+                return
+            data = _read(conn, fd, offset, size, path)
+            offset += len(data)
+            view = memoryview(data)
+        try:
+            n = sock.send(view)
+        except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+            add, remove = loop.add_writer, loop.remove_writer
+        except ssl.SSLWantReadError:  # (a TLS 1.2 renegotiation) we must read first
+            add, remove = loop.add_reader, loop.remove_reader
+        except OSError as exc:
+            conn.disconnected = True
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+        else:
+            view = view[n:]
+            cycle.sent += n
+            progress = loop.time()
+            queued = unsent_bytes(out)
+            continue
+        ready = loop.create_future()
+        add(out, resolve, ready)
+        try:
+            async with asyncio.timeout(tick):
+                await ready
+            continue
+        except TimeoutError:
+            pass
+        finally:
+            remove(out)  # (the worker waits for this job before it may close the socket)
+        now = unsent_bytes(out)
+        if now < queued:
+            progress = loop.time()
+        elif loop.time() - progress >= stall:
+            conn.disconnected = True
+            logger.info("Closed a connection whose client read none of the response for %g s "
+                        "(--timeout-write-stall).", stall)
+            raise ClientDisconnected("Client stopped reading the response")
+        queued = now

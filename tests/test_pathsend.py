@@ -274,30 +274,41 @@ def test_write_stall_cuts_a_reader_that_takes_nothing(srv):
     assert "--timeout-write-stall" in srv.output
 
 
-def test_large_file_keeps_its_rate_beside_a_blocking_handler(srv, files):
-    """A download of a large file goes on at full rate while a handler blocks the (only) worker thread."""
-    with _raw(srv, rcvbuf=64 * 1024) as sock:
-        sock.sendall(build_request("GET", "/fr/huge.bin"))
-        head, body = _read_head(sock)
-        received = len(body)
-        digest = hashlib.sha256(body)
-        blocker = threading.Thread(target=lambda: httpx.get(f"{srv.url}/sleep?s=2", timeout=10))
-        blocker.start()
-        time.sleep(0.3)  # the handler is in time.sleep now
-        window_end = time.monotonic() + 1.2
-        during = 0
-        while received < HUGE:
-            chunk = sock.recv(1 << 20)
-            assert chunk, f"closed after {received} bytes"
-            digest.update(chunk)
-            received += len(chunk)
-            if time.monotonic() < window_end:
-                during += len(chunk)
-        blocker.join(10)
-    assert digest.hexdigest() == files[1]["huge.bin"]
+def _rate_beside_a_blocking_handler(sock, url: str, want: str, verify=True) -> None:
+    """Download huge.bin on ``sock`` while a handler blocks the (only) worker thread: it must go on at rate."""
+    sock.sendall(build_request("GET", "/fr/huge.bin"))
+    head, body = _read_head(sock)
+    received = len(body)
+    digest = hashlib.sha256(body)
+    blocker = threading.Thread(target=lambda: httpx.get(f"{url}/sleep?s=2", timeout=10, verify=verify))
+    blocker.start()
+    time.sleep(0.3)  # the handler is in time.sleep now
+    window_end = time.monotonic() + 1.2
+    during = 0
+    while received < HUGE:
+        chunk = sock.recv(1 << 20)
+        assert chunk, f"closed after {received} bytes"
+        digest.update(chunk)
+        received += len(chunk)
+        if time.monotonic() < window_end:
+            during += len(chunk)
+    blocker.join(10)
+    assert digest.hexdigest() == want
     # The socket buffers on the way hold a few MiB at most: more than that while the only worker thread slept
     # was sent meanwhile, by the pool.
     assert during > 16 * 1024 * 1024, f"only {during} bytes in 1.2 s while a handler blocked the worker"
+
+
+def test_large_file_keeps_its_rate_beside_a_blocking_handler(srv, files):
+    with _raw(srv, rcvbuf=64 * 1024) as sock:
+        _rate_beside_a_blocking_handler(sock, srv.url, files[1]["huge.bin"])
+
+
+def test_large_file_over_tls_keeps_its_rate_beside_a_blocking_handler(files, pki):  # noqa: F811 (the fixture)
+    with Server(APP, *tls_args(pki), env={"FILES_DIR": str(files[0])}) as srv:
+        raw = _raw(srv, rcvbuf=64 * 1024)
+        with client_context(pki).wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            _rate_beside_a_blocking_handler(sock, base(srv), files[1]["huge.bin"], verify=client_context(pki))
 
 
 @pytest.mark.parametrize("name", ["small.bin", "large.bin"])
@@ -342,3 +353,24 @@ def test_sigterm_lets_a_download_from_the_pool_finish(files):
             assert _header(head, b"connection") == b"close" or _closed(sock)
         assert digest.hexdigest() == files[1]["huge.bin"]
         assert srv.wait(15) == 0, srv.output
+
+
+@pytest.mark.parametrize("mode", ["plain", "tls"])
+def test_graceful_bound_ends_a_stalled_download_from_the_pool(files, pki, mode):  # noqa: F811 (the fixture)
+    # The client takes nothing: the pool's job waits on the socket when SIGTERM comes. At the bound the request
+    # is cut short, and the pool's job with it (cancelled, not left pending in a stopped loop): exit in time.
+    args = tls_args(pki) if mode == "tls" else ["--port", "0"]
+    with Server(APP, *args, "--timeout-graceful-shutdown", "3", env={"FILES_DIR": str(files[0])}) as srv:
+        raw = _raw(srv, rcvbuf=16 * 1024)
+        sock = client_context(pki).wrap_socket(raw, server_hostname="127.0.0.1") if mode == "tls" else raw
+        with sock:
+            sock.sendall(build_request("GET", "/raw/huge.bin"))
+            _read_head(sock)
+            time.sleep(0.5)
+            started = time.monotonic()
+            srv.signal(signal.SIGTERM)
+            code = srv.wait(10)
+            took = time.monotonic() - started
+    assert code is not None and took < 5, f"exit {code} after {took:.1f} s:\n{srv.output}"
+    for sign in ("Traceback", "never retrieved", "destroyed but it is pending"):
+        assert sign not in srv.output, srv.output
