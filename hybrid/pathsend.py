@@ -19,8 +19,10 @@ RequestCycle.send (hybrid/_speedups/cycle.pyx) hands that message to ``send_path
   closed (never a short body passed off as whole) and a warning names the file. Growth is ignored: exactly the
   size seen at open goes out. A file unlinked meanwhile is still read whole through the open descriptor.
 - HEAD (and 204, 304) get the head only, with the file's length.
-- Where ``sendfile`` cannot be used (TLS, and the pool's stream connections, which write through a buffered
-  SocketStream), the file is read in chunks and written through the connection's own write path instead.
+- Where ``sendfile`` cannot be used (TLS), the file is read in chunks and written through the SSLSocket, with
+  the same split between the worker and the pool.
+- A connection the pool serves (a stream's route, ``--mode async``) sends the file from the pool's loop, by
+  ``sendfile`` once its SocketStream's buffer is empty.
 """
 
 from __future__ import annotations
@@ -102,10 +104,14 @@ async def send_path(cycle, message: dict) -> None:
         if conn.disconnected:
             raise ClientDisconnected("Client disconnected")
         cycle.wrote = True
-        plain = type(conn.sock) is socket.socket and not getattr(conn, "in_pool", False)
-        await _write_head(conn, head, plain and body > 0)
+        plain = type(conn.sock) is socket.socket
+        in_pool = getattr(conn, "in_pool", False)
+        await _write_head(conn, head, plain and not in_pool and body > 0)
         if body and not plain:
             await _send_chunks(cycle, fd, body, path)
+        elif body and in_pool:  # (the pool's loop already: sendfile here, once the stream's buffer is empty)
+            await _flush_stream(conn)
+            await _sendfile(cycle, conn.loop, conn.fd, fd, 0, body, path, conn.sock)
         elif body:
             # What the kernel takes now goes at once (a fast client: all of it, no hop); the rest of a large file
             # is sent by the pool, the rest of a small one on this thread's loop.
@@ -139,6 +145,21 @@ async def _write_head(conn, head: bytes, more: bool) -> None:
         rest = conn.send_now(head)
     if rest is not None:
         await conn.finish_write(rest)
+
+
+async def _flush_stream(conn) -> None:
+    """A pool connection writes through its SocketStream: what it still buffers (the head, behind a full kernel
+    queue) goes before the file does. Bounded by --timeout-write-stall."""
+    stream = conn.stream
+    if not stream.write_buffer_size():
+        return
+    await conn.finish_write(True)  # (below the stream's high-water mark, or cut off as any stalled write)
+    deadline = conn.loop.time() + conn.server.config.timeout_write_stall
+    while stream.write_buffer_size():
+        if conn.disconnected or stream.peer_gone or conn.loop.time() > deadline:
+            conn.disconnected = True
+            raise ClientDisconnected("Client stopped reading the response")
+        await asyncio.sleep(0.005)
 
 
 async def _in_pool(cycle, job, *args) -> None:

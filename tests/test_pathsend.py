@@ -313,8 +313,8 @@ def test_large_file_over_tls_keeps_its_rate_beside_a_blocking_handler(files, pki
 
 @pytest.mark.parametrize("name", ["small.bin", "large.bin"])
 def test_file_response_on_a_pool_connection(srv, files, name):
-    # Handed to the pool before the app ran (--async-path): its SocketStream is written to, so the file goes out
-    # in chunks through it; then the connection goes back to a worker for the next request.
+    # Handed to the pool before the app ran (--async-path): the head goes through its SocketStream, the file by
+    # sendfile once that is flushed; then the connection goes back to a worker for the next request.
     with httpx.Client(timeout=20) as client:
         r = client.get(f"{srv.url}/pool/fr/{name}")
         assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == files[1][name]
