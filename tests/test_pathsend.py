@@ -209,31 +209,43 @@ def test_errors_before_the_head_are_500(srv, target, logged):
     assert logged in srv.output
 
 
-def test_shrinking_file_closes_the_connection(srv, files):
-    path = files[0] / "shrinks.bin"
+def _shrinking(srv, sock, path) -> None:
     data = _content(LARGE, 7)
     path.write_bytes(data)
-    with _raw(srv, rcvbuf=32 * 1024) as sock:
-        sock.sendall(build_request("GET", "/raw/shrinks.bin"))
-        head, body = _read_head(sock)
-        assert _header(head, b"content-length") == b"%d" % LARGE
-        while len(body) < 64 * 1024:
-            chunk = sock.recv(65536)
-            assert chunk, f"closed after {len(body)} bytes: {head!r}"
-            body += chunk
-        os.truncate(path, LARGE // 2)  # while the server still sends it
-        sock.settimeout(10)
-        while True:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                break
-            body += chunk
+    sock.sendall(build_request("GET", f"/raw/{path.name}"))
+    head, body = _read_head(sock)
+    assert _header(head, b"content-length") == b"%d" % LARGE
+    while len(body) < 64 * 1024:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {len(body)} bytes: {head!r}"
+        body += chunk
+    os.truncate(path, LARGE // 2)  # while the server still sends it
+    sock.settimeout(10)
+    started = time.monotonic()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        body += chunk
     assert len(body) < LARGE, "a short file must not be passed off as the whole body"
     assert body == data[:len(body)]
+    assert time.monotonic() - started < 4, "not closed at once (an idle keep-alive connection closed later?)"
     deadline = time.monotonic() + 5
     while "shrank while it was sent" not in srv.output and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert "shrinks.bin' shrank while it was sent" in srv.output
+    assert f"{path.name}' shrank while it was sent" in srv.output
+
+
+def test_shrinking_file_closes_the_connection(srv, files):
+    with _raw(srv, rcvbuf=32 * 1024) as sock:
+        _shrinking(srv, sock, files[0] / "shrinks.bin")
+
+
+def test_shrinking_file_over_tls_closes_the_connection(files, pki):  # noqa: F811 (the fixture)
+    with Server(APP, *tls_args(pki), env={"FILES_DIR": str(files[0])}) as srv:
+        raw = _raw(srv, rcvbuf=32 * 1024)
+        with client_context(pki).wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            _shrinking(srv, sock, files[0] / "shrinks-tls.bin")
 
 
 def test_file_unlinked_while_sent_is_still_sent_whole(srv, files):
