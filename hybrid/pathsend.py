@@ -39,13 +39,12 @@ from hybrid.connection import resolve, stall_tick, unsent_bytes
 
 logger = logging.getLogger("hybrid.error")
 
-PATHSEND = "http.response.pathsend"
 # What the kernel does not take at once of a file is sent by the async pool's loop when more than this is left,
 # else by the worker's loop. The hop is dear, so a file the kernel takes at once never makes it: measured
 # (Starlette FileResponse, wrk -c16, a loaded 2-core VM) sending every body from the pool instead cost 412 vs 309
 # µs of server CPU per 64 KiB request, 809 vs 546 per 1 MiB one, and 1 MiB went at 370-396 req/s against 610-715.
 POOL_THRESHOLD = 256 * 1024
-# Read size where sendfile(2) cannot be used (TLS, pool streams).
+# Read size where sendfile(2) cannot be used (TLS).
 CHUNK = 256 * 1024
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # (O_NONBLOCK: opening a FIFO must not hang)
 
