@@ -9,6 +9,7 @@ short body off as whole.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -87,7 +88,7 @@ def _header(head: bytes, name: bytes) -> bytes | None:
 def _read_responses(sock: socket.socket, n: int) -> list[tuple[bytes, bytes]]:
     """``n`` pipelined Content-Length responses: [(head, body)], and nothing after them."""
     out = []
-    data = b""
+    data = bytearray()
     for _ in range(n):
         while b"\r\n\r\n" not in data:
             chunk = sock.recv(65536)
@@ -99,8 +100,8 @@ def _read_responses(sock: socket.socket, n: int) -> list[tuple[bytes, bytes]]:
             chunk = sock.recv(1 << 20)
             assert chunk, f"closed after {len(data)} of {length} body bytes"
             data += chunk
-        out.append((head, data[:length]))
-        data = data[length:]
+        out.append((bytes(head), bytes(data[:length])))
+        del data[:length]
     assert not data, "bytes past the last body: a next response would be misread"
     return out
 
@@ -386,3 +387,48 @@ def test_graceful_bound_ends_a_stalled_download_from_the_pool(files, pki, mode):
     assert code is not None and took < 5, f"exit {code} after {took:.1f} s:\n{srv.output}"
     for sign in ("Traceback", "never retrieved", "destroyed but it is pending"):
         assert sign not in srv.output, srv.output
+
+
+def test_access_log_bytes_and_http10(files):
+    # The access log's bytes are the file bytes sent (by the worker, or counted by the pool's job); an HTTP/1.0
+    # client gets Content-Length framing and the connection closes after.
+    with Server(APP, "--port", "0", "--access-log-format", "json", env={"FILES_DIR": str(files[0])}) as srv:
+        with _raw(srv, rcvbuf=64 * 1024) as sock:
+            sock.sendall(build_request("GET", "/raw/small.bin") + build_request("HEAD", "/raw/large.bin")
+                         + build_request("GET", "/raw/huge.bin"))
+            got = _read_responses_head_aware(sock)
+        assert [len(body) for _head, body in got] == [SMALL, 0, HUGE]
+        with _raw(srv) as sock:
+            sock.sendall(build_request("GET", "/raw/small.bin", version="HTTP/1.0"))
+            head, body = _read_response(sock)
+            assert head.startswith(b"HTTP/1.1 200") and len(body) == SMALL
+            assert _closed(sock)
+        deadline = time.monotonic() + 5
+        while srv.output.count('"path": "/raw/') + srv.output.count('"path":"/raw/') < 4:
+            assert time.monotonic() < deadline, srv.output
+            time.sleep(0.05)
+    records = [json.loads(line[line.index("{"):]) for line in srv.output.splitlines() if '"/raw/' in line]
+    assert [(r["method"], r["path"], r["status"], r["bytes"]) for r in records] == [
+        ("GET", "/raw/small.bin", 200, SMALL), ("HEAD", "/raw/large.bin", 200, 0),
+        ("GET", "/raw/huge.bin", 200, HUGE), ("GET", "/raw/small.bin", 200, SMALL),
+    ]
+
+
+def _read_responses_head_aware(sock: socket.socket) -> list[tuple[bytes, bytes]]:
+    """Three pipelined responses, the second to a HEAD (its Content-Length announces a body it does not have)."""
+    out = []
+    data = bytearray()
+    for method in ("GET", "HEAD", "GET"):
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"closed before a whole head: {data[:200]!r}"
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        length = 0 if method == "HEAD" else int(_header(head, b"content-length"))
+        while len(data) < length:
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"closed after {len(data)} of {length} body bytes"
+            data += chunk
+        out.append((bytes(head), bytes(data[:length])))
+        del data[:length]
+    return out
