@@ -201,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
     p.add_argument("--log-config", default=None, metavar="FILE",
                    help="Configure logging from this file instead (logging.config.dictConfig from .json, or "
-                        ".yaml/.yml when PyYAML is installed); --log-level and --access-log-format then do not "
-                        "apply.")
+                        ".yaml/.yml when PyYAML is installed; fileConfig from .ini); uvicorn's log configs work "
+                        "unchanged; --log-level and --access-log-format then do not apply.")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="Log one line per request (default on).")
     p.add_argument("--access-log-format", choices=ACCESS_LOG_FORMATS, default="text",

@@ -89,6 +89,13 @@ the async pool before any app code ran) |
 The record is the same either way: its fields are the log record's `args` mapping, so a `--log-config` file can
 format it with `hybrid.logs.DefaultFormatter` (the text line) or `hybrid.logs.JsonAccessFormatter`, and its own
 formatters can use `%(message)s`. Loggers: `hybrid.error` (server events) and `hybrid.access`, both under `hybrid`.
+A uvicorn log config works unchanged (`hybrid/log_config.py`, without uvicorn installed): its loggers `uvicorn`,
+`uvicorn.error`, `uvicorn.access` configure `hybrid`, `hybrid.error`, `hybrid.access`, its
+`uvicorn.logging.DefaultFormatter` is `hybrid.logs.DefaultFormatter` and its `uvicorn.logging.AccessFormatter` is
+`hybrid.logs.AccessFormatter`, which gives the format uvicorn's `client_addr`, `request_line` (`GET /path?q
+HTTP/1.1`) and `status_code` (`200 OK`; coloured with `use_colors`). A plain formatter whose format names those
+fields gets them too: the record carries them only when a configured handler's format asks for them (the default
+line, made in C, never builds them).
 The line is only built when the access logger is enabled for INFO.
 
 ## Lifecycle events and metrics

@@ -126,7 +126,7 @@ def test_log_config_json_replaces_the_handlers(tmp_path):
     ("missing.json", None, "is not a file"),
     ("log.json", "{not json", "not valid JSON"),
     ("log.json", '{"handlers": {}}', "version"),
-    ("log.txt", '{"version": 1}', ".json, .yaml or .yml"),
+    ("log.txt", '{"version": 1}', ".json, .yaml, .yml or .ini"),
     ("log.json", '{"version": 1, "handlers": {"h": {"class": "no.such.Handler"}}}', "dictConfig"),
 ])
 def test_bad_log_config_is_one_line_exit_2(tmp_path, name, text, why):
