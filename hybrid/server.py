@@ -37,7 +37,7 @@ from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
 from hybrid.shutdown import EXIT_STARTUP_FAILED, STREAMS_DEFAULT, ShutdownClock, StartupAborted
 from hybrid.stream_end import CANCEL_WAIT, end_worker_streams, worker_streams
 from hybrid.tls import TLSConnection, create_ssl_context
-from hybrid.uvicorn_compat import header_block
+from hybrid.uvicorn_compat import header_block, parse_header
 
 
 class StartupError(Exception):
@@ -200,6 +200,7 @@ class Server:
                             app_dir=config.app_dir, interface=config.interface)
         # --header: written once per response head; a 'server' or 'date' among them replaces hybrid's own.
         self.extra_headers = header_block(config.headers)
+        self.extra_header_pairs = [parse_header(h) for h in config.headers]  # (WebSocket handshake responses)
         header_names = {h.partition(":")[0].strip().lower() for h in config.headers}
         self.server_header = config.server_header and "server" not in header_names
         self.date_header = config.date_header and "date" not in header_names
