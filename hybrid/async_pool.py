@@ -294,7 +294,8 @@ class AsyncPool:
         self.ssl_context = ssl_context
         self.lifecycle_collector = lifecycle_collector
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.lifespan = Lifespan(app, config.lifespan, getattr(server, "lifespan_order", None))
+        self.lifespan = Lifespan(app, config.lifespan, getattr(server, "lifespan_order", None),
+                                 "the async pool's loop")
         self.state = self.lifespan.state
         self.tasks: set[asyncio.Task] = set()
         self.closing: set[asyncio.Task] = set()

@@ -349,7 +349,7 @@ class Server:
             self._close_listeners()
             self._stop_started_loops()
             if isinstance(exc, LifespanFailure):
-                raise StartupError(f"Application startup failed: {exc}") from None
+                raise StartupError(f"Application startup failed ({exc.where}): {exc}") from None
             raise
         if self.acceptor is not None:  # --mode async: the pool's loop accepts and serves everything
             self.acceptor.listeners = list(self.listeners)
