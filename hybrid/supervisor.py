@@ -117,6 +117,7 @@ class Supervisor:
         self.next_restart = 0.0
         self.exit_code = 0
         self.failed_to_start = False
+        self.waiting_for_fix: int | None = None  # --reload: the first start failed with this code; a change retries
         # Flags set by signal handlers: handlers must not take locks (a threading.Event would deadlock when the
         # signal lands while the main thread holds the Event's lock); the main loop polls them.
         self._stop_requested = False
@@ -154,6 +155,7 @@ class Supervisor:
             old = [w for w in self.workers if w.generation != gen.number and w.stopping_since is None]
             self.generation = gen.number
             if gen.why == "start":
+                self.waiting_for_fix = None
                 logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.sockets)))
                 return
             for worker in old:
@@ -169,7 +171,11 @@ class Supervisor:
         # The others of the generation stop gracefully: one already serving finishes its requests first.
         for worker in gen.workers:
             self._terminate(worker, graceful=True)
-        if gen.why == "start":
+        if gen.why == "start" and self.config.reload:
+            # As uvicorn does: keep watching, and start again once a file changes (the fix).
+            logger.error("Workers failed to start (%s); waiting for a file change to try again (--reload).", what)
+            self.waiting_for_fix = code if code and code > 0 else EXIT_STARTUP_FAILED
+        elif gen.why == "start":
             logger.error("Workers failed to start (%s); exiting.", what)
             self.exit_code = code if code and code > 0 else EXIT_STARTUP_FAILED
             self.failed_to_start = True
@@ -276,7 +282,9 @@ class Supervisor:
         while not self._stop_requested and not self.failed_to_start:
             self._tick()
             time.sleep(0.05)
-        if self.generation == 0 and not self.failed_to_start:
+        if self.generation == 0 and self.waiting_for_fix is not None and self.starting is None:
+            self.exit_code = self.waiting_for_fix  # (stopped while waiting for a fix: the start had failed)
+        elif self.generation == 0 and not self.failed_to_start:
             logger.error("Stopped by a signal while the workers were starting.")
             self.exit_code = EXIT_CUT_SHORT
         self._shutdown()
@@ -290,12 +298,13 @@ class Supervisor:
             self._hangup = False
             self._start_generation("SIGHUP")
         with self._reload_lock:
-            changes = self._reload_changes if self.starting is None and self.generation else []
+            waiting = self.waiting_for_fix is not None
+            changes = self._reload_changes if self.starting is None and (self.generation or waiting) else []
             if changes:
                 self._reload_changes = []
         if changes:
             logger.warning("Detected changes in %s. Reloading...", ", ".join(sorted(set(changes))[:5]))
-            self._start_generation("reload")
+            self._start_generation("start" if waiting else "reload")
         for worker in list(self.workers):
             self._read_messages(worker)
             if worker.replacement is not None:
