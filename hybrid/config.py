@@ -345,3 +345,16 @@ class ServerConfig:
             return f"fd {self.fd}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+
+def changed_options(config: ServerConfig) -> str:
+    """The options that differ from their defaults, as 'name=value' (--log-level debug logs it at startup)."""
+    from dataclasses import fields
+
+    out = []
+    for f in fields(ServerConfig):
+        value = getattr(config, f.name)
+        if f.name != "app" and value != f.default and value not in ((), None):
+            out.append(f"{f.name}={value!r}")
+    return ", ".join(out) or "none"
+

@@ -206,7 +206,9 @@ def setup_logging(level: str = "info", *, log_config: str | dict | None = None, 
     root.setLevel(level_number(level))
     logging.getLogger("hybrid.error").propagate = True
     if access_log_format == "json":
-        # Its own handler: JSON lines carry no level prefix, and nothing else is written into them.
+        # The server's own lines are JSON too ({"time", "level", "message"}): one stream, one format.
+        handler.setFormatter(JsonAccessFormatter())
+        # The access lines' own handler: JSON lines carry no level prefix, and nothing else is written into them.
         json_handler = _Handler(sys.stderr)
         json_handler.setFormatter(JsonAccessFormatter())
         access_logger.addHandler(json_handler)

@@ -131,8 +131,20 @@ def compiled_extensions() -> tuple[bool, list[str]]:
     return len(compiled) == len(names), compiled
 
 
-def startup_banner(config: ServerConfig, address: str) -> str:
-    """'Listening on ADDRESS (1 worker, 1 thread, loop uvloop, compiled extensions; press CTRL+C to quit)'."""
+DEMO_APP = "hybrid.demo:app"
+
+
+def app_name(app) -> str:
+    """The app as the banner names it: its MODULE:ATTRIBUTE, or the object's module and name (hybrid.run)."""
+    if isinstance(app, str):
+        return app
+    name = getattr(app, "__qualname__", None) or type(app).__qualname__
+    return f"{getattr(app, '__module__', None) or '?'}:{name}"
+
+
+def startup_banner(config: ServerConfig, address: str, app=None) -> str:
+    """'Listening on ADDRESS (APP; 1 worker, 1 thread, loop uvloop, compiled extensions; press CTRL+C to quit)';
+    APP is 'the built-in demo, as no APP was given' when none was."""
     from hybrid import loops
 
     loop = "uvloop" if loops.uvloop is not None else "asyncio"
@@ -141,8 +153,10 @@ def startup_banner(config: ServerConfig, address: str) -> str:
     threads = _plural(config.threads, "thread") + (" each" if config.workers > 1 else "")
     if config.mode == "async":
         threads = "async mode: one event loop" + (" each" if config.workers > 1 else "")
-    return (f"Listening on {address} ({_plural(config.workers, 'worker')}, {threads}, loop {loop}, {extensions}; "
-            "press CTRL+C to quit)")
+    app = config.app if app is None else app
+    what = "the built-in demo, as no APP was given" if app == DEMO_APP else app_name(app)
+    return (f"Listening on {address} ({what}; {_plural(config.workers, 'worker')}, {threads}, loop {loop}, "
+            f"{extensions}; press CTRL+C to quit)")
 
 
 def raise_fd_limit() -> None:
@@ -196,6 +210,7 @@ class Server:
         if config.limit_max_requests is not None and control is not None:
             # Jitter, so workers started together do not all recycle at once.
             self.max_requests = config.limit_max_requests + random.randint(0, max(1, config.limit_max_requests // 10))
+        self.app_ref = app if app is not None else config.app  # (as given: the banner names it)
         self.app = load_app(app if app is not None else config.app, factory=config.factory and app is None,
                             app_dir=config.app_dir, interface=config.interface)
         # --header: written once per response head; a 'server' or 'date' among them replaces hybrid's own.
@@ -362,7 +377,8 @@ class Server:
             logger.info("Started worker process [%d]", os.getpid())
             self.control.send(("ready", os.getpid()))
         else:
-            logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.listeners)))
+            logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.listeners),
+                                             self.app_ref))
 
     def serve_forever(self) -> int:
         recycling = False
@@ -457,7 +473,7 @@ class Server:
 
     def shutdown(self) -> int:
         """The graceful shutdown; returns the exit code (EXIT_CUT_SHORT when a bound abandoned anything)."""
-        logger.info("Shutting down")
+        logger.info("Shutting down" if self.control is None else f"Shutting down worker process [{os.getpid()}]")
         self.clock = ShutdownClock(self.config.timeout_graceful_shutdown)
         self.draining = True
         close_the_door(self)
@@ -509,10 +525,11 @@ class Server:
                 conn.sock.close()
         self.connections.clear()
         uptime = max(1e-3, time.monotonic() - self.started_at)
-        logger.info("Served %d requests; %d takeovers of blocked threads (%d threads at most); the monitor woke "
-                    "%.0f times a second; %d handoffs to the async pool; %d blocked-loop steps",
-                    self.requests, self.monitor.takeovers, self.threads.peak, self.monitor.wakeups / uptime,
-                    self.pool.handoffs, self.blocked_steps)
+        logger.info("Served %s; %s of blocked threads (%s at most); the monitor woke %.0f times a second; %s to "
+                    "the async pool; %s", _plural(self.requests, "request"),
+                    _plural(self.monitor.takeovers, "takeover"), _plural(self.threads.peak, "thread"),
+                    self.monitor.wakeups / uptime, _plural(self.pool.handoffs, "handoff"),
+                    _plural(self.blocked_steps, "blocked-loop step"))
         for conn_set in self.sets.values():
             conn_set.close()
         if self.metrics_server is not None:
@@ -548,6 +565,15 @@ def serve(config: ServerConfig, app=None, lifecycle_collector=None) -> int:
         return 2
     from hybrid.uvicorn_compat import notes
 
+    if logger.isEnabledFor(logging.DEBUG):
+        import platform
+
+        from hybrid import __version__
+        from hybrid.config import changed_options
+
+        logger.debug("hybrid %s on %s %s, process [%d]; options not at their defaults: %s", __version__,
+                     platform.python_implementation(), platform.python_version(), os.getpid(),
+                     changed_options(config))
     for level, line in notes(config):
         getattr(logger, level)("%s", line)
     try:

@@ -30,6 +30,7 @@ from hybrid.restart_backoff import RestartBackoff
 from hybrid.server import (
     EXIT_STARTUP_FAILED,
     StartupError,
+    _plural,
     bind_listeners,
     close_listeners,
     describe_listeners,
@@ -117,6 +118,7 @@ class Supervisor:
         self.next_restart = 0.0
         self.exit_code = 0
         self.failed_to_start = False
+        self.replacing: list[tuple[list[Worker], str]] = []  # old workers stopping, and why (SIGHUP, reload)
         self.waiting_for_fix: int | None = None  # --reload: the first start failed with this code; a change retries
         # Flags set by signal handlers: handlers must not take locks (a threading.Event would deadlock when the
         # signal lands while the main thread holds the Event's lock); the main loop polls them.
@@ -160,7 +162,8 @@ class Supervisor:
                 return
             for worker in old:
                 self._terminate(worker, graceful=True)  # (each drains its requests first)
-            logger.info("Replaced %d workers (%s).", len(old), gen.why)
+            logger.info("New workers ready (%s); stopping %s gracefully.", gen.why, _plural(len(old), "old worker"))
+            self.replacing.append((old, gen.why))  # ("Replaced" is said once they have finished: _tick)
             return
         failed = [w for w in gen.workers if not w.ready and w.process.exitcode is not None]
         if not failed:
@@ -331,6 +334,10 @@ class Supervisor:
                     logger.error("Worker [%d] failed its health check (no answer in %.1fs); replacing it.",
                                  worker.process.pid, self.config.timeout_worker_healthcheck)
                     self._terminate(worker, graceful=False)
+        for old, why in list(self.replacing):
+            if all(w.process.exitcode is not None for w in old):
+                self.replacing.remove((old, why))
+                logger.info("Replaced %s (%s).", _plural(len(old), "worker"), why)
         if not self.generation:
             return  # (the first generation is still starting: it has no replacements yet)
         # Keep the serving generation at full strength, with backoff when workers keep dying.
@@ -362,7 +369,7 @@ class Supervisor:
         """Stop every worker gracefully. The listen queue is drained once, as one process does: the other workers
         leave the shared socket first while one (``last``) keeps accepting; then the supervisor closes its own
         copy, and ``last`` accepts what is still queued and closes the socket for good (no client reset)."""
-        logger.info("Shutting down")
+        logger.info("Shutting down supervisor process [%d]", os.getpid())
         self._watch_stop.set()
         serving = [w for w in self.workers if w.ready and w.stopping_since is None and w.process.exitcode is None]
         last = serving[0] if serving else None

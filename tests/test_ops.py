@@ -352,10 +352,12 @@ def test_version():
 def test_banner():
     with Server(BASIC, "--port", "0") as srv:
         banner = next(line for line in srv.output.splitlines() if "Listening on" in line)
-    assert re.search(r"Listening on http://127\.0\.0\.1:\d+ \(1 worker, 1 thread, loop uvloop, compiled extensions; "
-                     r"press CTRL\+C to quit\)$", banner), banner
+    assert re.search(r"Listening on http://127\.0\.0\.1:\d+ \(tests\.apps\.basic:app; 1 worker, 1 thread, loop uvloop, "
+                     r"compiled extensions; press CTRL\+C to quit\)$", banner), banner
     with Server(BASIC, "--port", "0", "--threads", "3") as srv:
-        assert "(1 worker, 3 threads, loop uvloop," in srv.output
+        assert "(tests.apps.basic:app; 1 worker, 3 threads, loop uvloop," in srv.output
+    with Server("--port", "0") as srv:  # no APP: the demo, and the line says so
+        assert "(the built-in demo, as no APP was given; 1 worker," in srv.output, srv.output
 
 
 def test_serverconfig_refuses_a_bool_for_a_number():

@@ -96,6 +96,7 @@ class Lifespan:
         await self._inbox.put({"type": "lifespan.startup"})
         kind, message = await self._answer
         if kind == "lifespan.startup.complete":
+            logger.debug("Lifespan startup complete (%s).", self.where)
             if self.order is not None:
                 self.order.started(self)
             return

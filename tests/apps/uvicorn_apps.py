@@ -58,3 +58,18 @@ async def startup_raises(scope, receive, send):
     if scope["type"] == "lifespan":
         await receive()
         raise RuntimeError(STARTUP_MARKER)
+
+
+async def held(scope, receive, send):
+    """GET /hold answers once the file named by HELD_RELEASE exists (at most 10 s); anything else at once."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/hold":
+        import asyncio
+
+        for _ in range(500):
+            if os.path.exists(os.environ["HELD_RELEASE"]):
+                break
+            await asyncio.sleep(0.02)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"released"})
