@@ -36,7 +36,9 @@ def wait_for(srv: Server, predicate, timeout: float = 5.0):
 
 
 def json_lines(output: str) -> list[dict]:
-    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    """The access records (the server's own lines are JSON objects too, without a status)."""
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [r for r in records if "status" in r]
 
 
 def access_records(srv: Server, count: int) -> list[dict]:
@@ -295,7 +297,7 @@ def test_lists_from_file_environment_and_command_line(tmp_path):
 
 def test_environment_workers_and_booleans():
     with Server(OPS, "--port", "0", env={"HYBRID_WORKERS": "2", "HYBRID_ACCESS_LOG": "off"}) as srv:
-        assert "(2 workers, 1 thread each," in srv.output
+        assert "(tests.apps.ops:app; 2 workers, 1 thread each," in srv.output
         with srv.connect() as c:
             assert c.request("GET", "/plain").status == 200
         time.sleep(0.3)
