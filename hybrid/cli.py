@@ -262,6 +262,15 @@ def _add_uvicorn_options(s: Sections) -> None:
                         "another is not honoured (a warning says so).")
     s.add_argument("--timeout-notify", type=_seconds, default=None,
                    help="uvicorn's worker liveness timeout: accepted; hybrid uses --timeout-worker-healthcheck.")
+    s.add_argument("--limit-max-requests-jitter", type=_positive_int, default=None,
+                   help="Each worker recycles after --limit-max-requests plus a random 0 to this many requests "
+                        "(default: a tenth of --limit-max-requests).")
+    s.add_argument("--reset-contextvars", action="store_true",
+                   help="uvicorn's workaround for an asyncio context leak that uvloop, hybrid's loop, does not "
+                        "have: accepted, no effect.")
+    s.add_argument("--http2", action="store_true",
+                   help="uvicorn's HTTP/2 (with its zttp parser): not honoured, hybrid serves HTTP/1.1 (a warning "
+                        "says so).")
 
 
 def _option_name(action: argparse.Action) -> str:
@@ -367,6 +376,16 @@ def values_from_file(parser: argparse.ArgumentParser, path: str) -> dict:
     return values
 
 
+def values_from_uvicorn_env(parser: argparse.ArgumentParser, environ) -> dict:
+    """uvicorn's environment, so a deployment's variables keep working: UVICORN_<FLAG> (UVICORN_PORT),
+    WEB_CONCURRENCY (--workers) and FORWARDED_ALLOW_IPS; HYBRID_* variables win over them."""
+    names = {"WEB_CONCURRENCY": "workers", "FORWARDED_ALLOW_IPS": "forwarded_allow_ips"}
+    for action in configurable_actions(parser):
+        names["UVICORN_" + env_name(action)[len(ENV_PREFIX):]] = action.dest
+    actions = {action.dest: action for action in configurable_actions(parser)}
+    return {dest: _value_for(actions[dest], environ[name], name) for name, dest in names.items() if name in environ}
+
+
 def values_from_env(parser: argparse.ArgumentParser, environ) -> dict:
     """HYBRID_<FLAG> variables (HYBRID_PORT, HYBRID_ASYNC_PATH with commas between globs). Other HYBRID_*
     names are not options and are left alone."""
@@ -388,6 +407,7 @@ def config_from_args(argv: list[str] | None = None, environ=None) -> ServerConfi
     path = known.config or environ.get(ENV_PREFIX + "CONFIG") or None
     try:
         layered = values_from_file(parser, path) if path else {}
+        layered.update(values_from_uvicorn_env(parser, environ))
         layered.update(values_from_env(parser, environ))
     except ConfigError as exc:
         parser.error(str(exc))

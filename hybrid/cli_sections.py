@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 SECTIONS = {
-    "Application": ("app", "--factory", "--app-dir", "--env-file", "--lifespan", "--interface"),
+    "Application": ("app", "--factory", "--app-dir", "--env-file", "--lifespan", "--interface", "--reset-contextvars"),
     "Socket binding": ("--host", "--port", "--uds", "--fd", "--backlog"),
     "Development": ("--reload", "--reload-dir", "--reload-include", "--reload-exclude", "--reload-delay"),
     "Production (processes and threads)": (
@@ -19,14 +19,14 @@ SECTIONS = {
     "Logging": ("--log-level", "--log-config", "--access-log", "--access-log-format", "--use-colors",
                 "--request-id-header"),
     "HTTP": ("--root-path", "--header", "--server-header", "--date-header", "--proxy-headers", "--proxy-forwarded",
-             "--proxy-forwarded-host", "--forwarded-allow-ips", "--http", "--loop",
+             "--proxy-forwarded-host", "--forwarded-allow-ips", "--http", "--http2", "--loop",
              "--max-incomplete-event-size"),
     "WebSockets": ("--ws", "--ws-max-size", "--ws-max-queue", "--ws-ping-interval", "--ws-ping-timeout",
                    "--ws-per-message-deflate", "--ws-open-timeout", "--ws-close-timeout"),
     "HTTPS": ("--ssl-certfile", "--ssl-keyfile", "--ssl-keyfile-password", "--ssl-ca-certs", "--ssl-cert-reqs",
               "--ssl-ciphers", "--ssl-version", "--timeout-tls-handshake"),
     "Resource limits": ("--limit-concurrency", "--limit-connections", "--limit-request-body",
-                        "--limit-max-requests"),
+                        "--limit-max-requests", "--limit-max-requests-jitter"),
     "Timeouts": ("--timeout-keep-alive", "--timeout-request-head", "--timeout-request-body", "--timeout-write-stall",
                  "--timeout-graceful-shutdown", "--timeout-startup"),
 }

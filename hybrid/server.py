@@ -209,7 +209,9 @@ class Server:
         self.max_requests = 0
         if config.limit_max_requests is not None and control is not None:
             # Jitter, so workers started together do not all recycle at once.
-            self.max_requests = config.limit_max_requests + random.randint(0, max(1, config.limit_max_requests // 10))
+            jitter = config.limit_max_requests_jitter  # (uvicorn's --limit-max-requests-jitter; else a tenth)
+            jitter = max(1, config.limit_max_requests // 10) if jitter is None else jitter
+            self.max_requests = config.limit_max_requests + random.randint(0, jitter)
         self.app_ref = app if app is not None else config.app  # (as given: the banner names it)
         self.app = load_app(app if app is not None else config.app, factory=config.factory and app is None,
                             app_dir=config.app_dir, interface=config.interface)
