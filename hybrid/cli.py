@@ -300,7 +300,8 @@ def _value_for(action: argparse.Action, value, source: str):
     def fail(why: str):
         raise ConfigError(f"Invalid value for '{flag}' from {source}: {why}")
 
-    from_env = isinstance(value, str) and source.startswith(ENV_PREFIX)
+    from_env = isinstance(value, str) and source.startswith((ENV_PREFIX, "UVICORN_", "WEB_CONCURRENCY",
+                                                             "FORWARDED_ALLOW_IPS"))
     if _is_bool_action(action):
         if from_env:
             text = value.strip().lower()
@@ -401,6 +402,9 @@ def config_from_args(argv: list[str] | None = None, environ=None) -> ServerConfi
     """The ServerConfig of a command line, over HYBRID_* variables (``environ``), over the --config file."""
     parser = build_parser()
     environ = os.environ if environ is None else environ
+    from hybrid.uvicorn_compat import bool_values_as_flags
+
+    argv = bool_values_as_flags(sys.argv[1:] if argv is None else list(argv))
     first = _Parser(add_help=False)
     first.add_argument("--config", default=None)
     known, _ = first.parse_known_args(argv)

@@ -47,6 +47,31 @@ def notes(config) -> list[tuple[str, str]]:
     return out
 
 
+# uvicorn options that take a boolean value (click's type=bool: '--ws-per-message-deflate false'), which hybrid has
+# as a --flag / --no-flag pair; the words click takes for one.
+BOOL_VALUE_FLAGS = ("--ws-per-message-deflate",)
+_TRUE = ("true", "1", "yes", "y", "on", "t")
+_FALSE = ("false", "0", "no", "n", "off", "f")
+
+
+def bool_values_as_flags(argv: list[str]) -> list[str]:
+    """uvicorn's '--ws-per-message-deflate false' (or '=false') as hybrid's '--no-ws-per-message-deflate'."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in BOOL_VALUE_FLAGS:
+            if not eq and i + 1 < len(argv) and argv[i + 1].lower() in _TRUE + _FALSE:
+                value, eq = argv[i + 1], "="
+                i += 1
+            if eq and value.lower() in _TRUE + _FALSE:
+                arg = name if value.lower() in _TRUE else "--no-" + name[2:]
+        out.append(arg)
+        i += 1
+    return out
+
+
 def parse_header(text: str) -> tuple[bytes, bytes]:
     """'NAME:VALUE' (uvicorn's --header) as a lower-case name and a value; ValueError says why not."""
     from hybrid.request_id import valid_header_name
