@@ -25,6 +25,7 @@ from hybrid._speedups.h1 import _create_h1_protocol
 from hybrid.asgi.lifespan import LifespanFailure, LifespanOrder
 from hybrid.async_mode import AsyncAcceptor
 from hybrid.async_pool import AsyncPool, StreamRouter
+from hybrid.banner import debug_line, plural, startup_banner
 from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, ConnectionSet
 from hybrid.door import close_the_door
@@ -110,53 +111,6 @@ def close_listeners(config: ServerConfig, sockets: list[socket.socket], *, owner
             os.unlink(config.uds)
         except OSError:
             pass
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def compiled_extensions() -> tuple[bool, list[str]]:
-    """Whether every module of hybrid._speedups is a compiled extension (not a pure-Python stand-in)."""
-    import importlib
-    import importlib.machinery
-
-    names = ("accesslog", "connection", "cycle", "h1", "loopcall", "monitor", "steps", "stream_connection", "streams",
-             "task", "wsframe", "wsmask")
-    compiled = []
-    for name in names:
-        module = importlib.import_module(f"hybrid._speedups.{name}")
-        if (getattr(module, "__file__", "") or "").endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-            compiled.append(name)
-    return len(compiled) == len(names), compiled
-
-
-DEMO_APP = "hybrid.demo:app"
-
-
-def app_name(app) -> str:
-    """The app as the banner names it: its MODULE:ATTRIBUTE, or the object's module and name (hybrid.run)."""
-    if isinstance(app, str):
-        return app
-    name = getattr(app, "__qualname__", None) or type(app).__qualname__
-    return f"{getattr(app, '__module__', None) or '?'}:{name}"
-
-
-def startup_banner(config: ServerConfig, address: str, app=None) -> str:
-    """'Listening on ADDRESS (APP; 1 worker, 1 thread, loop uvloop, compiled extensions; press CTRL+C to quit)';
-    APP is 'the built-in demo, as no APP was given' when none was."""
-    from hybrid import loops
-
-    loop = "uvloop" if loops.uvloop is not None else "asyncio"
-    every, compiled = compiled_extensions()
-    extensions = "compiled extensions" if every else f"compiled extensions: only {', '.join(compiled) or 'none'}"
-    threads = _plural(config.threads, "thread") + (" each" if config.workers > 1 else "")
-    if config.mode == "async":
-        threads = "async mode: one event loop" + (" each" if config.workers > 1 else "")
-    app = config.app if app is None else app
-    what = "the built-in demo, as no APP was given" if app == DEMO_APP else app_name(app)
-    return (f"Listening on {address} ({what}; {_plural(config.workers, 'worker')}, {threads}, loop {loop}, "
-            f"{extensions}; press CTRL+C to quit)")
 
 
 def raise_fd_limit() -> None:
@@ -518,7 +472,7 @@ class Server:
         stuck = self.threads.stop(lifespan_deadline, clock.join_deadline(lifespan_deadline))
         self.pool.join(clock.join_deadline(lifespan_deadline))
         if stuck:
-            clock.cut_short(f"{_plural(len(stuck), 'thread')} still in app code, abandoned")
+            clock.cut_short(f"{plural(len(stuck), 'thread')} still in app code, abandoned")
         if any(lifespan.timed_out for lifespan in lifespans):
             clock.cut_short("lifespan shutdown did not complete")
         for conn in list(self.connections):
@@ -528,10 +482,10 @@ class Server:
         self.connections.clear()
         uptime = max(1e-3, time.monotonic() - self.started_at)
         logger.info("Served %s; %s of blocked threads (%s at most); the monitor woke %.0f times a second; %s to "
-                    "the async pool; %s", _plural(self.requests, "request"),
-                    _plural(self.monitor.takeovers, "takeover"), _plural(self.threads.peak, "thread"),
-                    self.monitor.wakeups / uptime, _plural(self.pool.handoffs, "handoff"),
-                    _plural(self.blocked_steps, "blocked-loop step"))
+                    "the async pool; %s", plural(self.requests, "request"),
+                    plural(self.monitor.takeovers, "takeover"), plural(self.threads.peak, "thread"),
+                    self.monitor.wakeups / uptime, plural(self.pool.handoffs, "handoff"),
+                    plural(self.blocked_steps, "blocked-loop step"))
         for conn_set in self.sets.values():
             conn_set.close()
         if self.metrics_server is not None:
@@ -568,14 +522,7 @@ def serve(config: ServerConfig, app=None, lifecycle_collector=None) -> int:
     from hybrid.uvicorn_compat import notes
 
     if logger.isEnabledFor(logging.DEBUG):
-        import platform
-
-        from hybrid import __version__
-        from hybrid.config import changed_options
-
-        logger.debug("hybrid %s on %s %s, process [%d]; options not at their defaults: %s", __version__,
-                     platform.python_implementation(), platform.python_version(), os.getpid(),
-                     changed_options(config))
+        logger.debug("%s", debug_line(config))
     for level, line in notes(config):
         getattr(logger, level)("%s", line)
     try:

@@ -25,16 +25,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from hybrid.banner import plural, startup_banner
 from hybrid.config import ServerConfig
 from hybrid.restart_backoff import RestartBackoff
 from hybrid.server import (
     EXIT_STARTUP_FAILED,
     StartupError,
-    _plural,
     bind_listeners,
     close_listeners,
     describe_listeners,
-    startup_banner,
 )
 from hybrid.shutdown import EXIT_CUT_SHORT
 
@@ -162,7 +161,7 @@ class Supervisor:
                 return
             for worker in old:
                 self._terminate(worker, graceful=True)  # (each drains its requests first)
-            logger.info("New workers ready (%s); stopping %s gracefully.", gen.why, _plural(len(old), "old worker"))
+            logger.info("New workers ready (%s); stopping %s gracefully.", gen.why, plural(len(old), "old worker"))
             self.replacing.append((old, gen.why))  # ("Replaced" is said once they have finished: _tick)
             return
         failed = [w for w in gen.workers if not w.ready and w.process.exitcode is not None]
@@ -337,7 +336,7 @@ class Supervisor:
         for old, why in list(self.replacing):
             if all(w.process.exitcode is not None for w in old):
                 self.replacing.remove((old, why))
-                logger.info("Replaced %s (%s).", _plural(len(old), "worker"), why)
+                logger.info("Replaced %s (%s).", plural(len(old), "worker"), why)
         if not self.generation:
             return  # (the first generation is still starting: it has no replacements yet)
         # Keep the serving generation at full strength, with backoff when workers keep dying.
