@@ -294,7 +294,8 @@ class AsyncPool:
         self.ssl_context = ssl_context
         self.lifecycle_collector = lifecycle_collector
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.lifespan = Lifespan(app, config.lifespan, getattr(server, "lifespan_order", None))
+        self.lifespan = Lifespan(app, config.lifespan, getattr(server, "lifespan_order", None),
+                                 "the async pool's loop")
         self.state = self.lifespan.state
         self.tasks: set[asyncio.Task] = set()
         self.closing: set[asyncio.Task] = set()
@@ -359,7 +360,9 @@ class AsyncPool:
             self.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     async def _drain(self, timeout: float | None) -> None:
-        for session in list(self.websockets):
+        started = time.monotonic()
+        sessions = list(self.websockets)
+        for session in sessions:
             session.shutdown()  # close 1001 (Going Away); their apps get websocket.disconnect and must return
         if self.tasks:
             logger.info("Waiting up to %.0f s for %d open stream(s)", timeout, len(self.tasks))
@@ -378,8 +381,18 @@ class AsyncPool:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=self._cleanup_budget())  # (cancelled apps unwind at once)
+        await self._websockets_closed(sessions, started, timeout)
         self.drained.set()
         self._stopped.set_result(None)
+
+    async def _websockets_closed(self, sessions: list, started: float, timeout: float | None) -> None:
+        """Wait for the close handshakes of the WebSockets closed with 1001 (each bounded by --ws-close-timeout),
+        within the streams' bound: a socket still open after this is one the bound cut off, and the server's
+        "timed out" warning says only that."""
+        sessions = set(sessions) | self.websockets  # (one handed over while draining is closed at its accept)
+        end = started + (self.config.ws_close_timeout if timeout is None else timeout)
+        while any(session.sock is not None for session in sessions) and time.monotonic() < end:
+            await asyncio.sleep(0.01)
 
     def _cleanup_budget(self) -> float:
         """How long one step of closing streams may wait: 1 s, but within --timeout-graceful-shutdown at most half

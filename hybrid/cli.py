@@ -13,6 +13,7 @@ import os
 import sys
 
 from hybrid import __version__
+from hybrid.cli_sections import Sections
 from hybrid.config import (
     ACCESS_LOG_FORMATS,
     HTTP_PROTOCOLS,
@@ -62,199 +63,214 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="hybrid",
-        description="Serve an ASGI 3 application over HTTP/1.1 from inline SyncWorker threads.",
+        usage="hybrid [OPTIONS] [APP]",
+        description="Serve an ASGI application (FastAPI, Starlette, Django, Litestar, ...) over HTTP/1.1 and "
+                    "WebSockets: 'hybrid main:app' serves the object 'app' of main.py on http://127.0.0.1:8000. "
+                    "A handler that blocks does not stall the others. Options are grouped below as uvicorn's "
+                    "are, and uvicorn's own options work (docs/uvicorn.md).",
     )
-    p.add_argument("--version", action="version", version=f"hybrid {__version__}",
+    s = Sections(p)
+    s.add_argument("--version", action="version", version=f"hybrid {__version__}",
                    help="Print the version and exit.")
-    p.add_argument("--config", default=None, metavar="FILE",
+    s.add_argument("--config", default=None, metavar="FILE",
                    help="Read options from this TOML file (top-level keys named like the flags: port = 8001, "
                         "async-path = ['/events/*']); HYBRID_* environment variables and the command line win "
                         "over it. Also HYBRID_CONFIG.")
-    p.add_argument("app", nargs="?", default="hybrid.demo:app",
+    s.add_argument("app", nargs="?", default="hybrid.demo:app", metavar="APP",
                    help="The application as MODULE:ATTRIBUTE (default: the built-in demo, hybrid.demo:app).")
-    p.add_argument("--factory", action="store_true",
+    s.add_argument("--factory", action="store_true",
                    help="Treat APP as a factory: call it with no arguments to get the application.")
-    p.add_argument("--app-dir", default=None, help="Look for the application's module in this folder first.")
-    p.add_argument("--host", default="127.0.0.1", help="Bind the socket to this address (default 127.0.0.1).")
-    p.add_argument("--port", type=_positive_int, default=8000, help="Bind the socket to this port (default 8000).")
-    p.add_argument("--uds", default=None, help="Bind to this unix domain socket path instead of host and port.")
-    p.add_argument("--fd", type=_positive_int, default=None,
+    s.add_argument("--app-dir", default=None, help="Look for the application's module in this folder first.")
+    s.add_argument("--host", default="127.0.0.1", help="Bind the socket to this address (default 127.0.0.1).")
+    s.add_argument("--port", type=_positive_int, default=8000, help="Bind the socket to this port (default 8000).")
+    s.add_argument("--uds", default=None, help="Bind to this unix domain socket path instead of host and port.")
+    s.add_argument("--fd", type=_positive_int, default=None,
                    help="Serve the already-listening socket passed as this file descriptor.")
-    p.add_argument("--backlog", type=_positive_int, default=2048,
+    s.add_argument("--backlog", type=_positive_int, default=2048,
                    help="How many connections may wait to be accepted (default 2048).")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    s.add_argument("--threads", type=_positive_int, default=None,
                    help="Serving threads per worker process, each with its own set of connections (default 1: use "
                         "--workers for more cores; with PYTHON_GIL=0 only 1, and no spares, is allowed yet).")
-    p.add_argument("--max-threads", type=_positive_int, default=None,
+    s.add_argument("--max-threads", type=_positive_int, default=None,
                    help="Most threads in all, counting spares that take over from blocked handlers "
                         "(default: --threads + 32; without the GIL, --threads).")
-    p.add_argument("--blocking-threshold", type=_seconds, default=0.001,
+    s.add_argument("--blocking-threshold", type=_seconds, default=0.001,
                    help="Seconds a handler may hold its thread before its other connections move to a spare "
                         "thread (default 0.001).")
-    p.add_argument("--lifespan", choices=LIFESPAN_MODES, default="auto",
+    s.add_argument("--lifespan", choices=LIFESPAN_MODES, default="auto",
                    help="Run the ASGI lifespan protocol: auto (if the app supports it), on, off.")
-    p.add_argument("--root-path", default="", help="Path prefix the application is mounted at, e.g. /api.")
-    p.add_argument("--timeout-keep-alive", type=_seconds, default=5.0,
+    s.add_argument("--root-path", default="", help="Path prefix the application is mounted at, e.g. /api.")
+    s.add_argument("--timeout-keep-alive", type=_seconds, default=5.0,
                    help="Close idle keep-alive connections after this many seconds (default 5).")
-    p.add_argument("--timeout-request-head", type=_seconds, default=20.0,
+    s.add_argument("--timeout-request-head", type=_seconds, default=20.0,
                    help="Answer 408 and close when a request head is still incomplete this many seconds after its "
                         "first byte (slow or stalled clients; default 20).")
-    p.add_argument("--timeout-request-body", type=_seconds, default=30.0,
+    s.add_argument("--timeout-request-body", type=_seconds, default=30.0,
                    help="Answer 408 and close when the app waits for a request body and the client has sent none "
                         "of it for this many seconds, or, once the body has taken this long, it averages under 500 "
                         "bytes a second (stalled and trickled uploads; default 30). Also how long a body the app "
                         "answered without reading is read and dropped before the connection closes.")
-    p.add_argument("--timeout-write-stall", type=_seconds, default=60.0,
+    s.add_argument("--timeout-write-stall", type=_seconds, default=60.0,
                    help="Close a connection whose client has taken none of the response for this many seconds, "
                         "counted from the last bytes it took (a client that stopped reading; a slow but steady one "
                         "is not cut, but its TCP stack reports progress only in steps of about half its receive "
                         "buffer: keep this above that many bytes at the slowest rate served; default 60).")
-    p.add_argument("--timeout-graceful-shutdown", type=_seconds, default=None,
+    s.add_argument("--timeout-graceful-shutdown", type=_seconds, default=None,
                    help="On shutdown, wait at most this many seconds for in-flight requests, streams and lifespan "
                         "shutdown, all together (default: requests as long as they take, streams 5 s, lifespan "
                         "shutdown 10 s); exit code 4 when something was cut short.")
-    p.add_argument("--timeout-startup", type=_seconds, default=60.0,
+    s.add_argument("--timeout-startup", type=_seconds, default=60.0,
                    help="Give up (exit 3) when lifespan startup has not completed within this many seconds "
                         "(default 60). Nothing is accepted before startup completes.")
-    p.add_argument("--workers", type=_positive_int, default=1,
+    s.add_argument("--workers", type=_positive_int, default=1,
                    help="Worker processes sharing the listening socket, under a supervisor (default 1: no supervisor).")
-    p.add_argument("--reload", action="store_true",
+    s.add_argument("--reload", action="store_true",
                    help="Development: restart the worker when the app's files change (needs watchfiles).")
-    p.add_argument("--reload-dir", dest="reload_dirs", action="append", default=[],
+    s.add_argument("--reload-dir", dest="reload_dirs", action="append", default=[],
                    help="Folder to watch for --reload (repeatable; default: the current folder).")
-    p.add_argument("--reload-include", dest="reload_includes", action="append", default=[],
+    s.add_argument("--reload-include", dest="reload_includes", action="append", default=[],
                    help="Glob of files whose change triggers --reload (repeatable; default '*.py').")
-    p.add_argument("--reload-exclude", dest="reload_excludes", action="append", default=[],
+    s.add_argument("--reload-exclude", dest="reload_excludes", action="append", default=[],
                    help="Glob of files --reload ignores (repeatable; default: hidden files and editor swap files).")
-    p.add_argument("--limit-max-requests", type=_positive_int, default=None,
+    s.add_argument("--limit-max-requests", type=_positive_int, default=None,
                    help="Recycle a worker process gracefully after about this many requests (with jitter).")
-    p.add_argument("--timeout-worker-healthcheck", type=_seconds, default=5.0,
+    s.add_argument("--timeout-worker-healthcheck", type=_seconds, default=5.0,
                    help="Replace a worker process whose threads do not answer the supervisor within this many "
                         "seconds (default 5).")
-    p.add_argument("--async-path", dest="async_paths", action="append", default=[],
+    s.add_argument("--async-path", dest="async_paths", action="append", default=[],
                    help="Serve requests whose path matches this glob (e.g. '/events/*') from the async pool, "
                         "where streams never wait for a blocked handler (repeatable). Requests accepting "
                         "text/event-stream and routes seen streaming go there anyway.")
-    p.add_argument("--mode", choices=MODES, default="hybrid",
+    s.add_argument("--mode", choices=MODES, default="hybrid",
                    help="hybrid: serve requests inline in worker threads, streams and WebSockets in the async pool "
                         "(default). async: serve everything on one event loop, like a classic asyncio server, for "
                         "apps whose async resources cannot be made per loop.")
-    p.add_argument("--limit-request-body", type=_positive_int, default=None,
+    s.add_argument("--limit-request-body", type=_positive_int, default=None,
                    help="Largest request body in bytes; a larger one is answered 413 before it is read, or as "
                         "soon as a chunked body passes the limit (default: no limit).")
-    p.add_argument("--limit-concurrency", type=_positive_int, default=None,
+    s.add_argument("--limit-concurrency", type=_positive_int, default=None,
                    help="Most requests and WebSockets the app handles at once in one worker process; more are "
                         "answered 503 with Retry-After at once instead of queueing (default: no limit).")
-    p.add_argument("--limit-connections", type=_positive_int, default=None,
+    s.add_argument("--limit-connections", type=_positive_int, default=None,
                    help="Most open connections per worker process; past it, new connections wait in the listen "
                         "backlog until one closes (default: no limit).")
-    p.add_argument("--max-incomplete-event-size", "--h11-max-incomplete-event-size", type=_positive_int,
+    s.add_argument("--max-incomplete-event-size", "--h11-max-incomplete-event-size", type=_positive_int,
                    dest="max_incomplete_event_size", default=16384,
                    help="Largest request head (request line and headers) in bytes; a larger one is answered 431 "
                         "(default 16384).")
-    p.add_argument("--ws", choices=WS_PROTOCOLS, default="wsproto",
+    s.add_argument("--ws", choices=WS_PROTOCOLS, default="wsproto",
                    help="WebSocket protocol implementation: wsproto (served by the async pool), or none to decline "
                         "upgrades, so upgrade requests reach the app as plain HTTP (default wsproto).")
-    p.add_argument("--ws-max-size", type=_positive_int, default=16 * 1024 * 1024,
+    s.add_argument("--ws-max-size", type=_positive_int, default=16 * 1024 * 1024,
                    help="Largest incoming WebSocket message in bytes; a larger one closes with 1009 (default 16 MiB).")
-    p.add_argument("--ws-ping-interval", type=_seconds, default=20.0,
+    s.add_argument("--ws-ping-interval", type=_seconds, default=20.0,
                    help="Send a WebSocket keepalive ping after this many seconds (default 20; 0: no pings).")
-    p.add_argument("--ws-ping-timeout", type=_seconds, default=20.0,
+    s.add_argument("--ws-ping-timeout", type=_seconds, default=20.0,
                    help="Close a WebSocket (1011) whose peer does not answer a ping within this many seconds "
                         "(default 20; 0: no timeout).")
-    p.add_argument("--ws-per-message-deflate", action=argparse.BooleanOptionalAction, default=True,
+    s.add_argument("--ws-per-message-deflate", action=argparse.BooleanOptionalAction, default=True,
                    help="Offer WebSocket permessage-deflate compression, RFC 7692 (default on).")
-    p.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True,
+    s.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True,
                    help="Take the client address and scheme from X-Forwarded-For and X-Forwarded-Proto when the "
                         "peer is in --forwarded-allow-ips (default on).")
-    p.add_argument("--proxy-forwarded", action=argparse.BooleanOptionalAction, default=False,
+    s.add_argument("--proxy-forwarded", action=argparse.BooleanOptionalAction, default=False,
                    help="The proxy sets RFC 7239 Forwarded: read it (for, proto, host) instead of X-Forwarded-For "
                         "and -Proto (default off: a client's own Forwarded passes through nginx).")
-    p.add_argument("--proxy-forwarded-host", action=argparse.BooleanOptionalAction, default=False,
+    s.add_argument("--proxy-forwarded-host", action=argparse.BooleanOptionalAction, default=False,
                    help="The proxy sets X-Forwarded-Host: let it replace the Host header (default off: nginx "
                         "passes a client's own through).")
-    p.add_argument("--forwarded-allow-ips", default="127.0.0.1",
+    s.add_argument("--forwarded-allow-ips", default="127.0.0.1",
                    help="Comma-separated IP addresses and CIDR networks of proxies trusted to send proxy headers, "
                         "or '*' for all (default 127.0.0.1; unix socket peers are always trusted).")
-    p.add_argument("--ws-open-timeout", type=_seconds, default=10.0,
+    s.add_argument("--ws-open-timeout", type=_seconds, default=10.0,
                    help="Answer 500 and end the app's call when it has neither accepted nor closed a WebSocket "
                         "this many seconds after the upgrade request (default 10).")
-    p.add_argument("--ws-close-timeout", type=_seconds, default=5.0,
+    s.add_argument("--ws-close-timeout", type=_seconds, default=5.0,
                    help="Close the connection when the peer has not answered our WebSocket close frame within "
                         "this many seconds (default 5).")
-    p.add_argument("--ssl-certfile", default=None,
+    s.add_argument("--ssl-certfile", default=None,
                    help="Serve HTTPS (and wss) with this certificate chain file (PEM); TLS is off without it.")
-    p.add_argument("--ssl-keyfile", default=None,
+    s.add_argument("--ssl-keyfile", default=None,
                    help="The certificate's private key (PEM), if not in --ssl-certfile.")
-    p.add_argument("--ssl-keyfile-password", default=None, help="Password of an encrypted --ssl-keyfile.")
-    p.add_argument("--ssl-ca-certs", default=None,
+    s.add_argument("--ssl-keyfile-password", default=None, help="Password of an encrypted --ssl-keyfile.")
+    s.add_argument("--ssl-ca-certs", default=None,
                    help="CA certificates (PEM) that client certificates are verified against.")
-    p.add_argument("--ssl-cert-reqs", type=_positive_int, default=0,
+    s.add_argument("--ssl-cert-reqs", type=_positive_int, default=0,
                    help="Client certificates: 0 not asked, 1 optional, 2 required (default 0; 1 and 2 need "
                         "--ssl-ca-certs).")
-    p.add_argument("--ssl-ciphers", default=None,
+    s.add_argument("--ssl-ciphers", default=None,
                    help="OpenSSL cipher list for TLS 1.2 (default: Python's, forward secret AEAD suites only; "
                         "TLS 1.3 suites are OpenSSL's).")
-    p.add_argument("--timeout-tls-handshake", type=_seconds, default=10.0,
+    s.add_argument("--timeout-tls-handshake", type=_seconds, default=10.0,
                    help="Close a connection whose TLS handshake is not done this many seconds after it was "
                         "accepted (checked once a second; default 10).")
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
-    p.add_argument("--log-config", default=None, metavar="FILE",
+    s.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="Logging level (default info).")
+    s.add_argument("--log-config", default=None, metavar="FILE",
                    help="Configure logging from this file instead (logging.config.dictConfig from .json, or "
-                        ".yaml/.yml when PyYAML is installed); --log-level and --access-log-format then do not "
-                        "apply.")
-    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                        ".yaml/.yml when PyYAML is installed; fileConfig from .ini); uvicorn's log configs work "
+                        "unchanged; --log-level and --access-log-format then do not apply.")
+    s.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="Log one line per request (default on).")
-    p.add_argument("--access-log-format", choices=ACCESS_LOG_FORMATS, default="text",
+    s.add_argument("--access-log-format", choices=ACCESS_LOG_FORMATS, default="text",
                    help="text: uvicorn's line, 127.0.0.1:PORT - \"GET /path HTTP/1.1\" 200; json: one JSON "
                         "object per line with time, method, path, status, bytes, duration_ms, client, "
-                        "request_id, where (worker or pool), http_version (default text).")
-    p.add_argument("--use-colors", action=argparse.BooleanOptionalAction, default=None,
+                        "request_id, where (worker or pool), http_version, and the server's own lines as JSON "
+                        "too (default text).")
+    s.add_argument("--use-colors", action=argparse.BooleanOptionalAction, default=None,
                    help="Colour the level names in the log (default: only when stderr is a terminal and NO_COLOR "
                         "is not set).")
-    p.add_argument("--request-id-header", default=None, metavar="NAME",
+    s.add_argument("--request-id-header", default=None, metavar="NAME",
                    help="Send each request's id in the response under this header, e.g. X-Request-ID, and read "
                         "a client's id from it (default: none sent; X-Request-ID is read).")
-    p.add_argument("--metrics-port", type=_positive_int, default=None, metavar="PORT",
+    s.add_argument("--metrics-port", type=_positive_int, default=None, metavar="PORT",
                    help="Serve Prometheus metrics (connections, requests by where they ran and in flight, "
                         "responses by status class, durations, handoffs, open streams and WebSockets, threads, "
                         "takeovers, blocked loops, disconnects) at http://HOST:PORT/metrics, HOST "
                         "being --host; needs prometheus-client; with --workers, served by the supervisor for all "
                         "workers (default: off).")
-    p.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True,
+    s.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True,
                    help="Send 'server: hybrid' unless the app sets its own (default on).")
-    p.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,
+    s.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,
                    help="Send a 'date' header unless the app sets its own (default on).")
-    _add_uvicorn_options(p)
+    _add_uvicorn_options(s)
     return p
 
 
-def _add_uvicorn_options(p: argparse.ArgumentParser) -> None:
+def _add_uvicorn_options(s: Sections) -> None:
     """uvicorn's remaining options, so its command lines work unchanged (docs/uvicorn.md)."""
-    p.add_argument("--header", dest="headers", action="append", default=[], metavar="NAME:VALUE",
+    s.add_argument("--header", dest="headers", action="append", default=[], metavar="NAME:VALUE",
                    help="Send this header in every HTTP response (repeatable; a 'server' or 'date' one replaces "
                         "hybrid's).")
-    p.add_argument("--interface", choices=INTERFACES, default="auto",
+    s.add_argument("--interface", choices=INTERFACES, default="auto",
                    help="The app's interface: asgi3, asgi2 (adapted to ASGI 3), auto (asgi2 for a class or a "
                         "plain function of scope alone, else asgi3); wsgi is refused (default auto).")
-    p.add_argument("--env-file", default=None, metavar="FILE",
+    s.add_argument("--env-file", default=None, metavar="FILE",
                    help="Load KEY=VALUE lines into the environment before the app is imported; variables "
                         "already set win (uvicorn's; no ${VAR} interpolation).")
-    p.add_argument("--reload-delay", type=_seconds, default=None,
+    s.add_argument("--reload-delay", type=_seconds, default=None,
                    help="Seconds --reload waits for changes to settle before restarting (default 0.05).")
-    p.add_argument("--loop", choices=LOOPS, default="auto",
+    s.add_argument("--loop", choices=LOOPS, default="auto",
                    help="uvicorn's event loop choice: hybrid always runs uvloop; asyncio is not honoured (a "
                         "warning says so).")
-    p.add_argument("--http", choices=HTTP_PROTOCOLS, default="auto",
+    s.add_argument("--http", choices=HTTP_PROTOCOLS, default="auto",
                    help="uvicorn's HTTP parser choice: hybrid always parses with httptools.")
-    p.add_argument("--ws-max-queue", type=_positive_int, default=None,
+    s.add_argument("--ws-max-queue", type=_positive_int, default=None,
                    help="uvicorn's incoming WebSocket queue: accepted, no effect (hybrid reads a message when the "
                         "app receives).")
-    p.add_argument("--ssl-version", type=_positive_int, default=None,
+    s.add_argument("--ssl-version", type=_positive_int, default=None,
                    help="uvicorn's ssl.PROTOCOL_* number: 2 and 17 are what hybrid does (TLS 1.2 or later); "
                         "another is not honoured (a warning says so).")
-    p.add_argument("--timeout-notify", type=_seconds, default=None,
+    s.add_argument("--timeout-notify", type=_seconds, default=None,
                    help="uvicorn's worker liveness timeout: accepted; hybrid uses --timeout-worker-healthcheck.")
+    s.add_argument("--limit-max-requests-jitter", type=_positive_int, default=None,
+                   help="Each worker recycles after --limit-max-requests plus a random 0 to this many requests "
+                        "(default: a tenth of --limit-max-requests).")
+    s.add_argument("--reset-contextvars", action="store_true",
+                   help="uvicorn's workaround for an asyncio context leak that uvloop, hybrid's loop, does not "
+                        "have: accepted, no effect.")
+    s.add_argument("--http2", action="store_true",
+                   help="uvicorn's HTTP/2 (with its zttp parser): not honoured, hybrid serves HTTP/1.1 (a warning "
+                        "says so).")
 
 
 def _option_name(action: argparse.Action) -> str:
@@ -284,7 +300,8 @@ def _value_for(action: argparse.Action, value, source: str):
     def fail(why: str):
         raise ConfigError(f"Invalid value for '{flag}' from {source}: {why}")
 
-    from_env = isinstance(value, str) and source.startswith(ENV_PREFIX)
+    from_env = isinstance(value, str) and source.startswith((ENV_PREFIX, "UVICORN_", "WEB_CONCURRENCY",
+                                                             "FORWARDED_ALLOW_IPS"))
     if _is_bool_action(action):
         if from_env:
             text = value.strip().lower()
@@ -360,6 +377,16 @@ def values_from_file(parser: argparse.ArgumentParser, path: str) -> dict:
     return values
 
 
+def values_from_uvicorn_env(parser: argparse.ArgumentParser, environ) -> dict:
+    """uvicorn's environment, so a deployment's variables keep working: UVICORN_<FLAG> (UVICORN_PORT),
+    WEB_CONCURRENCY (--workers) and FORWARDED_ALLOW_IPS; HYBRID_* variables win over them."""
+    names = {"WEB_CONCURRENCY": "workers", "FORWARDED_ALLOW_IPS": "forwarded_allow_ips"}
+    for action in configurable_actions(parser):
+        names["UVICORN_" + env_name(action)[len(ENV_PREFIX):]] = action.dest
+    actions = {action.dest: action for action in configurable_actions(parser)}
+    return {dest: _value_for(actions[dest], environ[name], name) for name, dest in names.items() if name in environ}
+
+
 def values_from_env(parser: argparse.ArgumentParser, environ) -> dict:
     """HYBRID_<FLAG> variables (HYBRID_PORT, HYBRID_ASYNC_PATH with commas between globs). Other HYBRID_*
     names are not options and are left alone."""
@@ -375,12 +402,16 @@ def config_from_args(argv: list[str] | None = None, environ=None) -> ServerConfi
     """The ServerConfig of a command line, over HYBRID_* variables (``environ``), over the --config file."""
     parser = build_parser()
     environ = os.environ if environ is None else environ
+    from hybrid.uvicorn_compat import bool_values_as_flags
+
+    argv = bool_values_as_flags(sys.argv[1:] if argv is None else list(argv))
     first = _Parser(add_help=False)
     first.add_argument("--config", default=None)
     known, _ = first.parse_known_args(argv)
     path = known.config or environ.get(ENV_PREFIX + "CONFIG") or None
     try:
         layered = values_from_file(parser, path) if path else {}
+        layered.update(values_from_uvicorn_env(parser, environ))
         layered.update(values_from_env(parser, environ))
     except ConfigError as exc:
         parser.error(str(exc))

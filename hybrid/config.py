@@ -15,8 +15,8 @@ from hybrid.proxy_headers import parse_allow_ips
 
 LIFESPAN_MODES = ("auto", "on", "off")
 WS_PROTOCOLS = ("wsproto", "none", "auto", "websockets", "websockets-sansio")  # (all but none: wsproto)
-LOOPS = ("auto", "uvloop", "asyncio", "none")
-HTTP_PROTOCOLS = ("auto", "httptools", "h11")
+LOOPS = ("auto", "uvloop", "asyncio", "none", "zuvloop")
+HTTP_PROTOCOLS = ("auto", "httptools", "h11", "zttp")
 INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 MODES = ("hybrid", "async")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -135,6 +135,9 @@ class ServerConfig:
     ws_max_queue: int | None = None
     ssl_version: int | None = None
     timeout_notify: float | None = None
+    limit_max_requests_jitter: int | None = None  # None: a tenth of --limit-max-requests
+    reset_contextvars: bool = False
+    http2: bool = False
 
     def __post_init__(self) -> None:
         # Fill derived defaults once, so every reader sees concrete values.
@@ -326,6 +329,9 @@ class ServerConfig:
         if self.timeout_notify is not None and (not isinstance(self.timeout_notify, (int, float)) or
                                                 self.timeout_notify <= 0):
             fail("timeout-notify", f"{self.timeout_notify!r} must be a positive number of seconds")
+        if self.limit_max_requests_jitter is not None and (isinstance(self.limit_max_requests_jitter, bool) or
+                not isinstance(self.limit_max_requests_jitter, int) or self.limit_max_requests_jitter < 0):
+            fail("limit-max-requests-jitter", f"{self.limit_max_requests_jitter!r} must be 0 or more")
 
     @property
     def use_supervisor(self) -> bool:
@@ -345,3 +351,16 @@ class ServerConfig:
             return f"fd {self.fd}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+
+def changed_options(config: ServerConfig) -> str:
+    """The options that differ from their defaults, as 'name=value' (--log-level debug logs it at startup)."""
+    from dataclasses import fields
+
+    out = []
+    for f in fields(ServerConfig):
+        value = getattr(config, f.name)
+        if f.name != "app" and value != f.default and value not in ((), None):
+            out.append(f"{f.name}={value!r}")
+    return ", ".join(out) or "none"
+

@@ -69,13 +69,15 @@ is in the access log, in `StreamingHandoff.request_id` when the request goes to 
 
 On by default (`--no-access-log` turns it off; so does a level above info). `--access-log-format text` writes
 uvicorn's line, `INFO:     127.0.0.1:PORT - "GET /path?query HTTP/1.1" 200`. `--access-log-format json` writes
-one JSON object per line:
+one JSON object per line, and the server's own lines on the same stream are JSON too (`time`, `level`,
+`message`, and `exception` with a traceback):
 
 | key | value |
 |---|---|
 | `time` | UTC, `2026-01-31T12:00:00.123Z` |
 | `method` | `GET`, ..., or `WebSocket` |
-| `path` | the request target: raw path and `?query` |
+| `path` | the scope's `raw_path` and `?query`: with `--root-path`, the root path followed by the request \
+target's path (as uvicorn logs it), else the request target as the client sent it |
 | `status` | response status (a WebSocket: 101, or the status it was refused with) |
 | `bytes` | response body bytes the application sent; of a response cut off (the client left, or stopped \
 reading for `--timeout-write-stall`), those the kernel took |
@@ -89,6 +91,13 @@ the async pool before any app code ran) |
 The record is the same either way: its fields are the log record's `args` mapping, so a `--log-config` file can
 format it with `hybrid.logs.DefaultFormatter` (the text line) or `hybrid.logs.JsonAccessFormatter`, and its own
 formatters can use `%(message)s`. Loggers: `hybrid.error` (server events) and `hybrid.access`, both under `hybrid`.
+A uvicorn log config works unchanged (`hybrid/log_config.py`, without uvicorn installed): its loggers `uvicorn`,
+`uvicorn.error`, `uvicorn.access` configure `hybrid`, `hybrid.error`, `hybrid.access`, its
+`uvicorn.logging.DefaultFormatter` is `hybrid.logs.DefaultFormatter` and its `uvicorn.logging.AccessFormatter` is
+`hybrid.logs.AccessFormatter`, which gives the format uvicorn's `client_addr`, `request_line` (`GET /path?q
+HTTP/1.1`) and `status_code` (`200 OK`; coloured with `use_colors`). A plain formatter whose format names those
+fields gets them too: the record carries them only when a configured handler's format asks for them (the default
+line, made in C, never builds them).
 The line is only built when the access logger is enabled for INFO.
 
 ## Lifecycle events and metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 import sys
 from typing import Any
@@ -32,6 +33,8 @@ def load_app(target: Any, *, factory: bool = False, app_dir: str | None = None, 
                 raise  # the app's own import failed: show the real traceback
             raise AppLoadError(f"Could not import module {module_name!r}: {exc}") from None
         app = module
+        logging.getLogger("hybrid.error").debug("Imported %s from %s", module_name,
+                                                getattr(module, "__file__", None) or "(no file)")
         for attr in attrs.split("."):
             try:
                 app = getattr(app, attr)

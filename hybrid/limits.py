@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 
 RETRY_AFTER = b"1"
-_BUSY_BODY = b"Service Unavailable: the server is at its --limit-concurrency\n"
+_BUSY_BODY = b"Service Unavailable\n"  # (clients are not told about server flags)
 _BUSY_HEADERS = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"retry-after", RETRY_AFTER),

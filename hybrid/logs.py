@@ -26,9 +26,11 @@ import stat
 import sys
 import threading
 import time
+from http import HTTPStatus
 from time import perf_counter, time_ns
 
 from hybrid._speedups import accesslog as _accesslog
+from hybrid.log_config import LogConfigError, apply_log_config, asks_uvicorn_fields, load_log_config  # noqa: F401
 
 TRACE = 5
 
@@ -85,10 +87,6 @@ def _process_name() -> str:
         return "MainProcess"
 
 
-class LogConfigError(ValueError):
-    """--log-config names a file that cannot be used; the message says why, in one line."""
-
-
 class DefaultFormatter(logging.Formatter):
     """``INFO:     message``, aligned as uvicorn aligns it; the level name is coloured when ``use_colors``."""
 
@@ -102,6 +100,47 @@ class DefaultFormatter(logging.Formatter):
         pad = " " * max(0, 8 - len(name))
         record.levelprefix = f"{_COLOURS.get(name, '')}{name}{_RESET}:{pad}" if self.use_colors else f"{name}:{pad}"
         return super().formatMessage(record)
+
+
+class AccessFormatter(DefaultFormatter):
+    """uvicorn's access formatter (``uvicorn.logging.AccessFormatter`` in a uvicorn log config is this one): an
+    access record's ``client_addr``, ``request_line`` and ``status_code`` ("200 OK") for the format, as uvicorn
+    names them; ``use_colors`` makes the request line bold and the status coloured by class."""
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None, style: str = "%",
+                 use_colors: bool | None = None) -> None:
+        super().__init__(fmt or '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s', datefmt,
+                         style, use_colors)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        fields = record.args
+        if isinstance(fields, dict) and "status" in fields:
+            record = logging.makeLogRecord(record.__dict__)  # (a copy: other handlers see the record unchanged)
+            uvicorn_fields(record.__dict__, fields, self.use_colors)
+        return super().formatMessage(record)
+
+
+_STATUS_COLOURS = {1: "\033[97m", 2: "\033[32m", 3: "\033[33m", 4: "\033[31m", 5: "\033[91m"}
+
+
+def uvicorn_fields(into: dict, fields: dict, colours: bool = False) -> None:
+    """uvicorn's names for an access record's fields, put into ``into`` (a record's __dict__)."""
+    status = fields["status"]
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    status_code = f"{status} {phrase}" if phrase else str(status)
+    if fields["method"] == "WebSocket":
+        request_line = f"WebSocket {fields['path']}"
+    else:
+        request_line = f"{fields['method']} {fields['path']} HTTP/{fields['http_version']}"
+    if colours:
+        request_line = f"\033[1m{request_line}{_RESET}"
+        status_code = f"{_STATUS_COLOURS.get(status // 100, '')}{status_code}{_RESET}"
+    into["client_addr"] = fields["client"]
+    into["request_line"] = request_line
+    into["status_code"] = status_code
 
 
 class JsonAccessFormatter(logging.Formatter):
@@ -139,60 +178,21 @@ def level_number(level: str) -> int:
     return TRACE if level == "trace" else getattr(logging, level.upper())
 
 
-def load_log_config(path) -> dict:
-    """The dictConfig mapping in a .json file, or a .yaml/.yml file when PyYAML is importable, or given as a
-    dict (``hybrid.run(app, log_config={...})``, as uvicorn.run takes it; copied: dictConfig changes it)."""
-    if isinstance(path, dict):
-        if "version" not in path:
-            raise LogConfigError("the log_config dict is not a logging dictConfig mapping (it needs 'version': 1)")
-        import copy
-
-        return copy.deepcopy(path)
-    lower = path.lower()
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise LogConfigError(f"cannot read {path!r}: {exc.strerror}") from None
-    if lower.endswith(".json"):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise LogConfigError(f"{path!r} is not valid JSON: {exc}") from None
-    elif lower.endswith((".yaml", ".yml")):
-        try:
-            import yaml
-        except ImportError:
-            raise LogConfigError(f"{path!r} is YAML, which needs PyYAML (pip install pyyaml); "
-                                 "or write the same configuration as JSON") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise LogConfigError(f"{path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    else:
-        raise LogConfigError(f"{path!r}: the file name must end in .json, .yaml or .yml")
-    if not isinstance(data, dict) or "version" not in data:
-        raise LogConfigError(f"{path!r} is not a logging dictConfig mapping (it needs at least 'version': 1)")
-    return data
-
-
 def setup_logging(level: str = "info", *, log_config: str | dict | None = None, access_log_format: str = "text",
                   use_colors: bool | None = None) -> None:
     """Configure the ``hybrid`` loggers for this process. With ``log_config`` the file decides handlers,
     formatters and levels (``level`` and ``access_log_format`` are not applied). Raises LogConfigError."""
+    global _uvicorn_fields
     flush_access_log()  # (lines of an earlier setup go where they were meant to)
     _set_fast(None)
+    _uvicorn_fields = False
     if log_config is not None:
-        data = load_log_config(log_config)
-        data.setdefault("disable_existing_loggers", False)
-        try:
-            from logging.config import dictConfig  # (only for --log-config: it pulls in socketserver and pickle)
-
-            dictConfig(data)
-        except (ValueError, TypeError, AttributeError, ImportError) as exc:
-            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            where = "the log_config dict" if isinstance(log_config, dict) else repr(log_config)
-            raise LogConfigError(f"{where} was refused by logging.config.dictConfig: {why}") from None
+        for name in ("hybrid", "hybrid.error", "hybrid.access"):  # (what an earlier setup installed goes)
+            log = logging.getLogger(name)
+            log.handlers[:] = []
+            log.propagate = True
+        apply_log_config(log_config)
+        _uvicorn_fields = asks_uvicorn_fields((access_logger, _hybrid_logger, logging.getLogger()))
         return
     colours = sys.stderr.isatty() and os.environ.get("NO_COLOR") is None if use_colors is None else use_colors
     handler = _Handler(sys.stderr)
@@ -206,7 +206,9 @@ def setup_logging(level: str = "info", *, log_config: str | dict | None = None, 
     root.setLevel(level_number(level))
     logging.getLogger("hybrid.error").propagate = True
     if access_log_format == "json":
-        # Its own handler: JSON lines carry no level prefix, and nothing else is written into them.
+        # The server's own lines are JSON too ({"time", "level", "message"}): one stream, one format.
+        handler.setFormatter(JsonAccessFormatter())
+        # The access lines' own handler: JSON lines carry no level prefix, and nothing else is written into them.
         json_handler = _Handler(sys.stderr)
         json_handler.setFormatter(JsonAccessFormatter())
         access_logger.addHandler(json_handler)
@@ -392,6 +394,7 @@ class _FastPath:
 
 
 _fast: _FastPath | None = None
+_uvicorn_fields = False  # a handler's format names uvicorn's access fields (log_config.asks_uvicorn_fields)
 _hybrid_logger = logging.getLogger("hybrid")
 
 
@@ -448,7 +451,7 @@ def log_http_access(conn, cycle, where: str) -> None:
         return
     client = scope["client"]
     client = f"{client[0]}:{client[1]}" if client else "-"
-    access_logger.handle(AccessRecord(ACCESS_TEXT, {
+    fields = {
         "method": scope["method"],
         "path": path,
         "status": cycle.status,
@@ -458,7 +461,11 @@ def log_http_access(conn, cycle, where: str) -> None:
         "request_id": scope["extensions"]["hybrid.request_id"]["id"],
         "where": where,
         "http_version": scope["http_version"],
-    }))
+    }
+    record = AccessRecord(ACCESS_TEXT, fields)
+    if _uvicorn_fields:  # (only built when a configured format asks for them)
+        uvicorn_fields(record.__dict__, fields)
+    access_logger.handle(record)
 
 
 def log_websocket_access(session) -> None:
@@ -468,7 +475,7 @@ def log_websocket_access(session) -> None:
     path = scope["raw_path"].decode("latin-1")
     if scope["query_string"]:
         path += "?" + scope["query_string"].decode("latin-1")
-    access_logger.info('%(client)s - "WebSocket %(path)s" %(status)d', {
+    fields = {
         "method": "WebSocket",
         "path": path,
         "status": session.status,
@@ -478,4 +485,9 @@ def log_websocket_access(session) -> None:
         "request_id": scope["extensions"]["hybrid.request_id"]["id"],
         "where": "pool",
         "http_version": scope["http_version"],
-    })
+    }
+    extra = None
+    if _uvicorn_fields:
+        extra = {}
+        uvicorn_fields(extra, fields)
+    access_logger.info('%(client)s - "WebSocket %(path)s" %(status)d', fields, extra=extra)

@@ -25,6 +25,7 @@ from hybrid._speedups.h1 import _create_h1_protocol
 from hybrid.asgi.lifespan import LifespanFailure, LifespanOrder
 from hybrid.async_mode import AsyncAcceptor
 from hybrid.async_pool import AsyncPool, StreamRouter
+from hybrid.banner import debug_line, plural, startup_banner
 from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, ConnectionSet
 from hybrid.door import close_the_door
@@ -37,7 +38,7 @@ from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
 from hybrid.shutdown import EXIT_STARTUP_FAILED, STREAMS_DEFAULT, ShutdownClock, StartupAborted
 from hybrid.stream_end import CANCEL_WAIT, end_worker_streams, worker_streams
 from hybrid.tls import TLSConnection, create_ssl_context
-from hybrid.uvicorn_compat import header_block
+from hybrid.uvicorn_compat import header_block, parse_header
 
 
 class StartupError(Exception):
@@ -112,39 +113,6 @@ def close_listeners(config: ServerConfig, sockets: list[socket.socket], *, owner
             pass
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def compiled_extensions() -> tuple[bool, list[str]]:
-    """Whether every module of hybrid._speedups is a compiled extension (not a pure-Python stand-in)."""
-    import importlib
-    import importlib.machinery
-
-    names = ("accesslog", "connection", "cycle", "h1", "loopcall", "monitor", "steps", "stream_connection", "streams",
-             "task", "wsframe", "wsmask")
-    compiled = []
-    for name in names:
-        module = importlib.import_module(f"hybrid._speedups.{name}")
-        if (getattr(module, "__file__", "") or "").endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-            compiled.append(name)
-    return len(compiled) == len(names), compiled
-
-
-def startup_banner(config: ServerConfig, address: str) -> str:
-    """'Listening on ADDRESS (1 worker, 1 thread, loop uvloop, compiled extensions; press CTRL+C to quit)'."""
-    from hybrid import loops
-
-    loop = "uvloop" if loops.uvloop is not None else "asyncio"
-    every, compiled = compiled_extensions()
-    extensions = "compiled extensions" if every else f"compiled extensions: only {', '.join(compiled) or 'none'}"
-    threads = _plural(config.threads, "thread") + (" each" if config.workers > 1 else "")
-    if config.mode == "async":
-        threads = "async mode: one event loop" + (" each" if config.workers > 1 else "")
-    return (f"Listening on {address} ({_plural(config.workers, 'worker')}, {threads}, loop {loop}, {extensions}; "
-            "press CTRL+C to quit)")
-
-
 def raise_fd_limit() -> None:
     # Every idle keep-alive connection is one descriptor; the default soft limit (1024) is far too low.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -195,11 +163,15 @@ class Server:
         self.max_requests = 0
         if config.limit_max_requests is not None and control is not None:
             # Jitter, so workers started together do not all recycle at once.
-            self.max_requests = config.limit_max_requests + random.randint(0, max(1, config.limit_max_requests // 10))
+            jitter = config.limit_max_requests_jitter  # (uvicorn's --limit-max-requests-jitter; else a tenth)
+            jitter = max(1, config.limit_max_requests // 10) if jitter is None else jitter
+            self.max_requests = config.limit_max_requests + random.randint(0, jitter)
+        self.app_ref = app if app is not None else config.app  # (as given: the banner names it)
         self.app = load_app(app if app is not None else config.app, factory=config.factory and app is None,
                             app_dir=config.app_dir, interface=config.interface)
         # --header: written once per response head; a 'server' or 'date' among them replaces hybrid's own.
         self.extra_headers = header_block(config.headers)
+        self.extra_header_pairs = [parse_header(h) for h in config.headers]  # (WebSocket handshake responses)
         header_names = {h.partition(":")[0].strip().lower() for h in config.headers}
         self.server_header = config.server_header and "server" not in header_names
         self.date_header = config.date_header and "date" not in header_names
@@ -348,7 +320,7 @@ class Server:
             self._close_listeners()
             self._stop_started_loops()
             if isinstance(exc, LifespanFailure):
-                raise StartupError(f"Application startup failed: {exc}") from None
+                raise StartupError(f"Application startup failed ({exc.where}): {exc}") from None
             raise
         if self.acceptor is not None:  # --mode async: the pool's loop accepts and serves everything
             self.acceptor.listeners = list(self.listeners)
@@ -361,7 +333,8 @@ class Server:
             logger.info("Started worker process [%d]", os.getpid())
             self.control.send(("ready", os.getpid()))
         else:
-            logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.listeners)))
+            logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.listeners),
+                                             self.app_ref))
 
     def serve_forever(self) -> int:
         recycling = False
@@ -456,7 +429,7 @@ class Server:
 
     def shutdown(self) -> int:
         """The graceful shutdown; returns the exit code (EXIT_CUT_SHORT when a bound abandoned anything)."""
-        logger.info("Shutting down")
+        logger.info("Shutting down" if self.control is None else f"Shutting down worker process [{os.getpid()}]")
         self.clock = ShutdownClock(self.config.timeout_graceful_shutdown)
         self.draining = True
         close_the_door(self)
@@ -499,7 +472,7 @@ class Server:
         stuck = self.threads.stop(lifespan_deadline, clock.join_deadline(lifespan_deadline))
         self.pool.join(clock.join_deadline(lifespan_deadline))
         if stuck:
-            clock.cut_short(f"{_plural(len(stuck), 'thread')} still in app code, abandoned")
+            clock.cut_short(f"{plural(len(stuck), 'thread')} still in app code, abandoned")
         if any(lifespan.timed_out for lifespan in lifespans):
             clock.cut_short("lifespan shutdown did not complete")
         for conn in list(self.connections):
@@ -508,10 +481,11 @@ class Server:
                 conn.sock.close()
         self.connections.clear()
         uptime = max(1e-3, time.monotonic() - self.started_at)
-        logger.info("Served %d requests; %d takeovers of blocked threads (%d threads at most); the monitor woke "
-                    "%.0f times a second; %d handoffs to the async pool; %d blocked-loop steps",
-                    self.requests, self.monitor.takeovers, self.threads.peak, self.monitor.wakeups / uptime,
-                    self.pool.handoffs, self.blocked_steps)
+        logger.info("Served %s; %s of blocked threads (%s at most); the monitor woke %.0f times a second; %s to "
+                    "the async pool; %s", plural(self.requests, "request"),
+                    plural(self.monitor.takeovers, "takeover"), plural(self.threads.peak, "thread"),
+                    self.monitor.wakeups / uptime, plural(self.pool.handoffs, "handoff"),
+                    plural(self.blocked_steps, "blocked-loop step"))
         for conn_set in self.sets.values():
             conn_set.close()
         if self.metrics_server is not None:
@@ -547,6 +521,8 @@ def serve(config: ServerConfig, app=None, lifecycle_collector=None) -> int:
         return 2
     from hybrid.uvicorn_compat import notes
 
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s", debug_line(config))
     for level, line in notes(config):
         getattr(logger, level)("%s", line)
     try:

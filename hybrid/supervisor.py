@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from hybrid.banner import plural, startup_banner
 from hybrid.config import ServerConfig
 from hybrid.restart_backoff import RestartBackoff
 from hybrid.server import (
@@ -33,7 +34,6 @@ from hybrid.server import (
     bind_listeners,
     close_listeners,
     describe_listeners,
-    startup_banner,
 )
 from hybrid.shutdown import EXIT_CUT_SHORT
 
@@ -117,6 +117,8 @@ class Supervisor:
         self.next_restart = 0.0
         self.exit_code = 0
         self.failed_to_start = False
+        self.replacing: list[tuple[list[Worker], str]] = []  # old workers stopping, and why (SIGHUP, reload)
+        self.waiting_for_fix: int | None = None  # --reload: the first start failed with this code; a change retries
         # Flags set by signal handlers: handlers must not take locks (a threading.Event would deadlock when the
         # signal lands while the main thread holds the Event's lock); the main loop polls them.
         self._stop_requested = False
@@ -154,11 +156,13 @@ class Supervisor:
             old = [w for w in self.workers if w.generation != gen.number and w.stopping_since is None]
             self.generation = gen.number
             if gen.why == "start":
+                self.waiting_for_fix = None
                 logger.info("%s", startup_banner(self.config, describe_listeners(self.config, self.sockets)))
                 return
             for worker in old:
                 self._terminate(worker, graceful=True)  # (each drains its requests first)
-            logger.info("Replaced %d workers (%s).", len(old), gen.why)
+            logger.info("New workers ready (%s); stopping %s gracefully.", gen.why, plural(len(old), "old worker"))
+            self.replacing.append((old, gen.why))  # ("Replaced" is said once they have finished: _tick)
             return
         failed = [w for w in gen.workers if not w.ready and w.process.exitcode is not None]
         if not failed:
@@ -169,7 +173,11 @@ class Supervisor:
         # The others of the generation stop gracefully: one already serving finishes its requests first.
         for worker in gen.workers:
             self._terminate(worker, graceful=True)
-        if gen.why == "start":
+        if gen.why == "start" and self.config.reload:
+            # As uvicorn does: keep watching, and start again once a file changes (the fix).
+            logger.error("Workers failed to start (%s); waiting for a file change to try again (--reload).", what)
+            self.waiting_for_fix = code if code and code > 0 else EXIT_STARTUP_FAILED
+        elif gen.why == "start":
             logger.error("Workers failed to start (%s); exiting.", what)
             self.exit_code = code if code and code > 0 else EXIT_STARTUP_FAILED
             self.failed_to_start = True
@@ -276,7 +284,9 @@ class Supervisor:
         while not self._stop_requested and not self.failed_to_start:
             self._tick()
             time.sleep(0.05)
-        if self.generation == 0 and not self.failed_to_start:
+        if self.generation == 0 and self.waiting_for_fix is not None and self.starting is None:
+            self.exit_code = self.waiting_for_fix  # (stopped while waiting for a fix: the start had failed)
+        elif self.generation == 0 and not self.failed_to_start:
             logger.error("Stopped by a signal while the workers were starting.")
             self.exit_code = EXIT_CUT_SHORT
         self._shutdown()
@@ -290,12 +300,13 @@ class Supervisor:
             self._hangup = False
             self._start_generation("SIGHUP")
         with self._reload_lock:
-            changes = self._reload_changes if self.starting is None and self.generation else []
+            waiting = self.waiting_for_fix is not None
+            changes = self._reload_changes if self.starting is None and (self.generation or waiting) else []
             if changes:
                 self._reload_changes = []
         if changes:
             logger.warning("Detected changes in %s. Reloading...", ", ".join(sorted(set(changes))[:5]))
-            self._start_generation("reload")
+            self._start_generation("start" if waiting else "reload")
         for worker in list(self.workers):
             self._read_messages(worker)
             if worker.replacement is not None:
@@ -322,6 +333,10 @@ class Supervisor:
                     logger.error("Worker [%d] failed its health check (no answer in %.1fs); replacing it.",
                                  worker.process.pid, self.config.timeout_worker_healthcheck)
                     self._terminate(worker, graceful=False)
+        for old, why in list(self.replacing):
+            if all(w.process.exitcode is not None for w in old):
+                self.replacing.remove((old, why))
+                logger.info("Replaced %s (%s).", plural(len(old), "worker"), why)
         if not self.generation:
             return  # (the first generation is still starting: it has no replacements yet)
         # Keep the serving generation at full strength, with backoff when workers keep dying.
@@ -353,7 +368,7 @@ class Supervisor:
         """Stop every worker gracefully. The listen queue is drained once, as one process does: the other workers
         leave the shared socket first while one (``last``) keeps accepting; then the supervisor closes its own
         copy, and ``last`` accepts what is still queued and closes the socket for good (no client reset)."""
-        logger.info("Shutting down")
+        logger.info("Shutting down supervisor process [%d]", os.getpid())
         self._watch_stop.set()
         serving = [w for w in self.workers if w.ready and w.stopping_since is None and w.process.exitcode is None]
         last = serving[0] if serving else None

@@ -56,7 +56,8 @@ class SyncWorker:
         self.name = name
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.lifespan = Lifespan(server.app, server.config.lifespan, server.lifespan_order)
+        self.lifespan = Lifespan(server.app, server.config.lifespan, server.lifespan_order,
+                                 f"the loop of thread {name}")
         self.state = self.lifespan.state
         self.conn_set: ConnectionSet | None = None
         self.slot = -1

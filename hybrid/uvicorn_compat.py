@@ -19,14 +19,20 @@ SSL_VERSIONS_HONOURED = (int(ssl.PROTOCOL_TLS), int(ssl.PROTOCOL_TLS_SERVER))
 def notes(config) -> list[tuple[str, str]]:
     """(level, line) for each uvicorn option given that hybrid does not use as such."""
     out = []
-    if config.loop == "asyncio":
-        out.append(("warning", "--loop asyncio cannot be honoured: hybrid's loops are uvloop's (made thread-aware, "
-                               "hybrid/loops.py); serving on uvloop"))
+    if config.loop in ("asyncio", "zuvloop"):
+        out.append(("warning", f"--loop {config.loop} cannot be honoured: hybrid's loops are uvloop's (made "
+                               "thread-aware, hybrid/loops.py); serving on uvloop"))
     elif config.loop == "none":
         out.append(("info", "--loop none: hybrid makes its own loops (uvloop) in every thread"))
-    if config.http == "h11":
-        out.append(("info", "--http h11: hybrid parses HTTP/1.1 with httptools (its own h1 protocol); "
+    if config.http in ("h11", "zttp"):
+        out.append(("info", f"--http {config.http}: hybrid parses HTTP/1.1 with httptools (its own h1 protocol); "
                             "the option has no effect"))
+    if config.http2:
+        out.append(("warning", "--http2 cannot be honoured: hybrid serves HTTP/1.1 (behind a proxy that speaks "
+                               "HTTP/2 to clients, nothing changes)"))
+    if config.reset_contextvars:
+        out.append(("info", "--reset-contextvars: the asyncio context leak it works around does not occur on "
+                            "uvloop, hybrid's loop; the option has no effect"))
     if config.ws in ("websockets", "websockets-sansio"):
         out.append(("info", f"--ws {config.ws}: hybrid's WebSockets are wsproto, served by its async pool"))
     if config.ws_max_queue is not None:
@@ -38,6 +44,31 @@ def notes(config) -> list[tuple[str, str]]:
     if config.ssl_version is not None and config.ssl_version not in SSL_VERSIONS_HONOURED:
         out.append(("warning", f"--ssl-version {config.ssl_version} cannot be honoured: hybrid negotiates "
                                "TLS 1.2 or later (ssl.PROTOCOL_TLS_SERVER)"))
+    return out
+
+
+# uvicorn options that take a boolean value (click's type=bool: '--ws-per-message-deflate false'), which hybrid has
+# as a --flag / --no-flag pair; the words click takes for one.
+BOOL_VALUE_FLAGS = ("--ws-per-message-deflate",)
+_TRUE = ("true", "1", "yes", "y", "on", "t")
+_FALSE = ("false", "0", "no", "n", "off", "f")
+
+
+def bool_values_as_flags(argv: list[str]) -> list[str]:
+    """uvicorn's '--ws-per-message-deflate false' (or '=false') as hybrid's '--no-ws-per-message-deflate'."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in BOOL_VALUE_FLAGS:
+            if not eq and i + 1 < len(argv) and argv[i + 1].lower() in _TRUE + _FALSE:
+                value, eq = argv[i + 1], "="
+                i += 1
+            if eq and value.lower() in _TRUE + _FALSE:
+                arg = name if value.lower() in _TRUE else "--no-" + name[2:]
+        out.append(arg)
+        i += 1
     return out
 
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _stats(output: str) -> tuple[int, float]:
-    m = re.search(r"; (\d+) takeovers of blocked threads .*?the monitor woke (\d+) times a second", output)
+    m = re.search(r"; (\d+) takeovers? of blocked threads .*?the monitor woke (\d+) times a second", output)
     assert m, output
     return int(m.group(1)), float(m.group(2))
 

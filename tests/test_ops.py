@@ -36,7 +36,9 @@ def wait_for(srv: Server, predicate, timeout: float = 5.0):
 
 
 def json_lines(output: str) -> list[dict]:
-    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    """The access records (the server's own lines are JSON objects too, without a status)."""
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [r for r in records if "status" in r]
 
 
 def access_records(srv: Server, count: int) -> list[dict]:
@@ -126,7 +128,7 @@ def test_log_config_json_replaces_the_handlers(tmp_path):
     ("missing.json", None, "is not a file"),
     ("log.json", "{not json", "not valid JSON"),
     ("log.json", '{"handlers": {}}', "version"),
-    ("log.txt", '{"version": 1}', ".json, .yaml or .yml"),
+    ("log.txt", '{"version": 1}', ".json, .yaml, .yml or .ini"),
     ("log.json", '{"version": 1, "handlers": {"h": {"class": "no.such.Handler"}}}', "dictConfig"),
 ])
 def test_bad_log_config_is_one_line_exit_2(tmp_path, name, text, why):
@@ -295,7 +297,7 @@ def test_lists_from_file_environment_and_command_line(tmp_path):
 
 def test_environment_workers_and_booleans():
     with Server(OPS, "--port", "0", env={"HYBRID_WORKERS": "2", "HYBRID_ACCESS_LOG": "off"}) as srv:
-        assert "(2 workers, 1 thread each," in srv.output
+        assert "(tests.apps.ops:app; 2 workers, 1 thread each," in srv.output
         with srv.connect() as c:
             assert c.request("GET", "/plain").status == 200
         time.sleep(0.3)
@@ -352,10 +354,12 @@ def test_version():
 def test_banner():
     with Server(BASIC, "--port", "0") as srv:
         banner = next(line for line in srv.output.splitlines() if "Listening on" in line)
-    assert re.search(r"Listening on http://127\.0\.0\.1:\d+ \(1 worker, 1 thread, loop uvloop, compiled extensions; "
-                     r"press CTRL\+C to quit\)$", banner), banner
+    assert re.search(r"Listening on http://127\.0\.0\.1:\d+ \(tests\.apps\.basic:app; 1 worker, 1 thread, loop uvloop, "
+                     r"compiled extensions; press CTRL\+C to quit\)$", banner), banner
     with Server(BASIC, "--port", "0", "--threads", "3") as srv:
-        assert "(1 worker, 3 threads, loop uvloop," in srv.output
+        assert "(tests.apps.basic:app; 1 worker, 3 threads, loop uvloop," in srv.output
+    with Server("--port", "0") as srv:  # no APP: the demo, and the line says so
+        assert "(the built-in demo, as no APP was given; 1 worker," in srv.output, srv.output
 
 
 def test_serverconfig_refuses_a_bool_for_a_number():

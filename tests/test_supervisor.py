@@ -538,3 +538,23 @@ def test_uds_survives_worker_swap_and_is_removed_at_shutdown(launch, tmp_path):
     assert get() in worker_pids(srv), "not answered by one of the new workers"
     assert srv.stop() == 0
     assert not os.path.exists(path)
+
+
+@pytest.mark.timeout(60)
+def test_reload_waits_for_a_fix_when_the_app_fails_to_import_at_startup(launch, tmp_path):
+    """As uvicorn does: with --reload an app that cannot be imported at startup does not end the server; it keeps
+    watching, and the first change that fixes it starts the app."""
+    d = tmp_path / "reload_src"
+    d.mkdir()
+    mod = "sup_reload_" + uuid.uuid4().hex[:8]
+    (d / f"{mod}.py").write_text("def broken(:\n")
+    srv = launch(f"{mod}:app", "--port", "0", "--no-access-log", "--app-dir", str(d), "--reload", "--reload-dir",
+                 str(d), ready=False)
+    assert wait_for(lambda: "waiting for a file change" in srv.output, 10), srv.output
+    time.sleep(0.3)  # (the watcher is running once the supervisor said so; a short margin for it to settle)
+    assert srv.alive(), srv.output
+    (d / f"{mod}.py").write_text(RELOAD_APP.format(version="fixed"))
+    srv.wait_for_ready(10)
+    assert _get(srv).response.body.endswith(b"v=fixed")
+    assert srv.stop() == 0
+    assert_no_orphans(srv)

@@ -175,3 +175,29 @@ def test_interface_auto_still_refuses_a_sync_asgi3_shaped_function():
     assert rc == 1, out
     lines = _lines(out)
     assert len(lines) == 1 and "is a synchronous function" in lines[0], out
+
+
+def _ws_head(port: int, path: str, key: str | None = "dGhlIHNhbXBsZSBub25jZQ==") -> bytes:
+    """The response head to a WebSocket handshake on ``path`` (no key: a handshake wsproto refuses)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   + (f"Sec-WebSocket-Key: {key}\r\n" if key else "") + "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := s.recv(65536)):
+            data += chunk
+        return data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+
+
+def test_header_is_sent_on_websocket_handshake_responses():
+    """--header on the 101, on a denial (403), on the denial-response extension (418) and on a handshake
+    wsproto refuses (400): once each, its 'server' replacing hybrid's."""
+    with Server("tests.apps.ws:app", "--port", "0", "--header", "X-Dropin: one", "--header", "Server: mine") as srv:
+        heads = {path: _ws_head(srv.port, path) for path in ("/", "/deny", "/response")}
+        heads["no key"] = _ws_head(srv.port, "/", key=None)
+        assert srv.stop() == 0
+    statuses = {path: head.split(b" ", 2)[1] for path, head in heads.items()}
+    assert statuses == {"/": b"101", "/deny": b"403", "/response": b"418", "no key": b"400"}, heads
+    for path, head in heads.items():
+        fields = _head_fields(head)
+        assert [v for n, v in fields if n == "x-dropin"] == ["one"], (path, head)
+        assert [v for n, v in fields if n == "server"] == ["mine"], (path, head)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import threading
 import time
+import traceback
 
 logger = logging.getLogger("hybrid.error")
 
@@ -19,7 +20,12 @@ _unsupported_logged = False
 
 
 class LifespanFailure(Exception):
-    """Startup failed: the server must not serve. The message is the app's."""
+    """Startup failed: the server must not serve. The message is the app's (or the traceback of what it raised);
+    ``where`` names the loop."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
 
 
 # At shutdown a loop waits at most this long for the lifespans started after its own to shut down first.
@@ -65,8 +71,9 @@ class LifespanOrder:
 
 
 class Lifespan:
-    def __init__(self, app, mode: str, order: LifespanOrder | None = None) -> None:
+    def __init__(self, app, mode: str, order: LifespanOrder | None = None, where: str = "") -> None:
         self.app = app
+        self.where = where  # the loop, as messages name it ("the loop of thread hybrid-worker-0")
         self.mode = mode
         self.order = order
         self.state: dict = {}
@@ -75,6 +82,7 @@ class Lifespan:
         self._inbox: asyncio.Queue | None = None
         self._answer: asyncio.Future | None = None
         self._sent_any = False
+        self._failed_sent = False  # the app reported a failure itself (lifespan.*.failed)
         self.timed_out = False  # shutdown abandoned at its deadline
 
     async def startup(self) -> None:
@@ -88,6 +96,7 @@ class Lifespan:
         await self._inbox.put({"type": "lifespan.startup"})
         kind, message = await self._answer
         if kind == "lifespan.startup.complete":
+            logger.debug("Lifespan startup complete (%s).", self.where)
             if self.order is not None:
                 self.order.started(self)
             return
@@ -99,7 +108,7 @@ class Lifespan:
                 _unsupported_logged = True
                 logger.info("ASGI 'lifespan' protocol appears unsupported.")
             return
-        raise LifespanFailure(message or "Application startup failed.")
+        raise LifespanFailure((message or "").rstrip() or "the app gave no message", self.where)
 
     async def shutdown(self, in_order: bool = True, deadline: float | None = None) -> None:
         """Run the app's lifespan shutdown; with ``in_order`` (server shutdown) only after the lifespans that
@@ -132,20 +141,24 @@ class Lifespan:
         finally:
             if order is not None:
                 order.ended(self)
-        if kind == "lifespan.shutdown.failed":
-            logger.error("Application shutdown failed: %s", message)
-        elif kind == "error":
-            logger.error("Application shutdown failed: %s", message)
+        if kind in ("lifespan.shutdown.failed", "error"):
+            logger.error("Application shutdown failed (%s): %s", self.where, (message or "").rstrip())
 
     async def _main(self, scope: dict) -> None:
         try:
             await self.app(scope, self._receive, self._send)
         except BaseException as exc:  # the app's own error: report it, never crash the loop
+            # Each failure is said once: what the app reported (Starlette sends the traceback as the failure's
+            # message, then raises it again), or what it raised while startup or shutdown waited for an answer
+            # (its traceback is then the failure's message), or else what it raised, here.
             if self.mode == "auto" and not self._sent_any:
                 self._settle("unsupported", None)
+            elif self._failed_sent:
+                pass
+            elif self._answer is not None and not self._answer.done():
+                self._settle("error", "".join(traceback.format_exception(exc)))
             else:
-                logger.error("Exception in 'lifespan' protocol", exc_info=exc)
-                self._settle("error", f"{type(exc).__name__}: {exc}")
+                logger.error("Exception in 'lifespan' protocol (%s)", self.where, exc_info=exc)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
         else:
@@ -169,4 +182,5 @@ class Lifespan:
         ):
             raise RuntimeError(f"ASGI: unexpected lifespan message type {kind!r}")
         self._sent_any = True
+        self._failed_sent = self._failed_sent or kind.endswith(".failed")
         self._settle(kind, message.get("message", ""))

@@ -145,7 +145,9 @@ class WebSocketSession:
     def _reject_handshake(self, event: RejectConnection, why: str) -> None:
         """wsproto refused the handshake (no key, wrong version, ...): its status, and close."""
         logger.debug("WebSocket handshake refused: %s", why)
-        headers = list(event.headers) + [(b"connection", b"close")]
+        headers = list(event.headers)
+        self._server_headers(headers)
+        headers.append((b"connection", b"close"))
         try:
             data = self.ws.send(RejectConnection(status_code=event.status_code or 400, headers=headers))
         except Exception:  # noqa: BLE001 - h11 itself refused the bytes: a plain 400
@@ -238,16 +240,22 @@ class WebSocketSession:
             raise RuntimeError(f"ASGI: unexpected {kind!r} after the WebSocket was closed")
 
     def _response_headers(self, headers: list) -> list:
-        if self.config.server_header and not any(name == b"server" for name, _ in headers):
-            headers.append((b"server", b"hybrid"))
+        self._server_headers(headers)
         if not any(name == b"connection" for name, _ in headers):
             headers.append((b"connection", b"close"))
         return headers
 
+    def _server_headers(self, headers: list) -> None:
+        """The server's own lines after the app's, as on HTTP responses: --header's (a 'server' one replaces
+        hybrid's), then 'server: hybrid' unless the app or --header named one."""
+        server = self.server
+        if server.server_header and not any(name == b"server" for name, _ in headers):
+            headers.append((b"server", b"hybrid"))
+        headers.extend(server.extra_header_pairs)
+
     def _accept(self, message: dict) -> None:
         headers = _header_list(message.get("headers"), "websocket.accept")
-        if self.config.server_header and not any(name == b"server" for name, _ in headers):
-            headers.append((b"server", b"hybrid"))
+        self._server_headers(headers)
         subprotocol = message.get("subprotocol")
         extensions = [BoundedDeflate(self.config.ws_max_size)] if self.config.ws_per_message_deflate else []
         try:
