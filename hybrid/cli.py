@@ -246,7 +246,9 @@ def _add_uvicorn_options(p: argparse.ArgumentParser) -> None:
                    help="uvicorn's event loop choice: hybrid always runs uvloop; asyncio is not honoured (a "
                         "warning says so).")
     p.add_argument("--http", choices=HTTP_PROTOCOLS, default="auto",
-                   help="uvicorn's HTTP parser choice: hybrid always parses with httptools.")
+                   help="auto (default): HTTP/1.1 and HTTP/2 (ALPN h2 over TLS, h2c with prior knowledge on the plain "
+                        "port); 1.1: HTTP/1.1 only. uvicorn's parser names httptools and h11 mean HTTP/1.1 only "
+                        "(hybrid always parses HTTP/1.1 with httptools).")
     p.add_argument("--ws-max-queue", type=_positive_int, default=None,
                    help="uvicorn's incoming WebSocket queue: accepted, no effect (hybrid reads a message when the "
                         "app receives).")

@@ -16,7 +16,9 @@ from hybrid.proxy_headers import parse_allow_ips
 LIFESPAN_MODES = ("auto", "on", "off")
 WS_PROTOCOLS = ("wsproto", "none", "auto", "websockets", "websockets-sansio")  # (all but none: wsproto)
 LOOPS = ("auto", "uvloop", "asyncio", "none")
-HTTP_PROTOCOLS = ("auto", "httptools", "h11")
+# --http: "auto" serves HTTP/1.1 and HTTP/2 (ALPN h2 over TLS, h2c prior knowledge on the plain port); "1.1" and
+# uvicorn's parser names (httptools, h11) serve HTTP/1.1 only, as uvicorn does.
+HTTP_PROTOCOLS = ("auto", "1.1", "httptools", "h11")
 INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 MODES = ("hybrid", "async")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -135,6 +137,11 @@ class ServerConfig:
     ws_max_queue: int | None = None
     ssl_version: int | None = None
     timeout_notify: float | None = None
+
+    @property
+    def http2(self) -> bool:
+        """HTTP/2 is served (--http auto): ALPN h2 over TLS, h2c with prior knowledge on the plain port."""
+        return self.http == "auto"
 
     def __post_init__(self) -> None:
         # Fill derived defaults once, so every reader sees concrete values.
