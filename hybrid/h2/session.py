@@ -410,6 +410,7 @@ class H2Session:
 
     def _calm(self, why: str) -> None:
         logger.warning("Closed an HTTP/2 connection from %s: %s (GOAWAY ENHANCE_YOUR_CALM)", self.client_addr, why)
+        self.h2.clear_outbound_data_buffer()  # (the ACKs h2 queued for the flood's last read are not sent)
         self._goaway(ErrorCodes.ENHANCE_YOUR_CALM, why.encode())
         self.close()
 
