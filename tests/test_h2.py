@@ -170,6 +170,29 @@ def test_sigterm_goaway_then_in_flight_finishes(srv):
         assert server.wait(10) == 0
 
 
+def test_blocking_h2_handler_leaves_http11_alone(srv):
+    """What holds when an HTTP/2 handler blocks (time.sleep in async code): it blocks the async pool's loop, so
+    HTTP/1.1 requests (served by the worker threads) go on, and the server names the route in a warning. What
+    does not hold: the other HTTP/2 streams of the process wait for it (docs/architecture.md, "HTTP/2")."""
+    client = H2Client(srv.addr)
+    try:
+        client.request("/block?1.5")
+        waiting = client.request("/sleep?0.01")  # (another stream waiting on the blocked loop: the warning's cue)
+        time.sleep(0.3)  # (the handler is in its sleep)
+        started = time.monotonic()
+        with socket.create_connection(srv.addr, timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        assert time.monotonic() - started < 0.6
+        client.response(waiting, timeout=10)
+    finally:
+        client.close()
+    deadline = time.monotonic() + 5
+    while "GET /block blocked the event loop of the async pool" not in srv.output and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "GET /block blocked the event loop of the async pool" in srv.output
+
+
 # -- TLS: ALPN h2 ----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

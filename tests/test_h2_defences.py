@@ -13,7 +13,7 @@ import psutil
 import pytest
 from h2.settings import SettingCodes
 from hpack import Encoder
-from hyperframe.frame import ContinuationFrame, GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
+from hyperframe.frame import ContinuationFrame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
 
 from tests.h2client import H2Client, read_frames
 from tests.support import Server
@@ -192,6 +192,7 @@ def test_streams_past_max_concurrent_are_refused(srv):
             flags=["END_HEADERS", "END_STREAM"]).serialize())
         frames, _ = read_frames(client.sock, 5, until=lambda f: f.stream_id == extra)
         refused = frames[-1]
+        assert isinstance(refused, RstStreamFrame), f"stream {extra} was not refused: {refused}"
         assert refused.stream_id == extra and refused.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
     finally:
         client.close()
@@ -235,6 +236,7 @@ def test_zero_window_reader_is_cut_after_write_stall():
                 frames, _ = read_frames(client.sock, 8, until=lambda f: f.stream_id == sid and f.type == 0x3)
                 took = time.monotonic() - started
             reset = frames[-1]
+            assert isinstance(reset, RstStreamFrame), f"stream {sid} not reset within 8 s: {reset}"
             assert reset.stream_id == sid and reset.error_code == h2.errors.ErrorCodes.CANCEL, frames[-3:]
             assert 0.8 < took < 4.0, took
             cost.check()
