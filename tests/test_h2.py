@@ -193,6 +193,19 @@ def test_blocking_h2_handler_leaves_http11_alone(srv):
     assert "GET /block blocked the event loop of the async pool" in srv.output
 
 
+def test_mode_async_serves_h2c():
+    with Server(APP, "--port", "0", "--mode", "async") as server:
+        client = H2Client(server.addr)
+        try:
+            sids = [client.request("/scope") for _ in range(3)]
+            assert all(json.loads(client.response(sid)[1])["http_version"] == "2" for sid in sids)
+        finally:
+            client.close()
+        with socket.create_connection(server.addr, timeout=5) as sock:  # HTTP/1.1 beside it
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
 # -- TLS: ALPN h2 ----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -233,6 +246,12 @@ def test_alpn_prefers_h2_over_tls(pki):
             assert sock.selected_alpn_protocol() == "http/1.1"
     with tls(pki, "--http", "1.1") as server, alpn_socket(pki, server, ["h2", "http/1.1"]) as sock:
         assert sock.selected_alpn_protocol() == "http/1.1"
+    with tls(pki, "--mode", "async") as server:
+        client = H2Client(sock=alpn_socket(pki, server, ["h2"]))
+        try:
+            assert json.loads(client.response(client.request("/scope"))[1])["scheme"] == "https"
+        finally:
+            client.close()
 
 
 @needs_curl

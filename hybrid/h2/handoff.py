@@ -35,7 +35,20 @@ def hand_off(conn, initial: bytes) -> None:
         conn.home.remove(conn)
     conn._stop_reading()
     sock, conn.sock = conn.sock, None  # (the worker's _serve and _settle stop at once: not ours any more)
+    stream = getattr(conn, "stream", None)
+    if stream is not None:  # --mode async: an AsyncConnection reads through a SocketStream on the pool loop
+        sock, unread = stream.detach()
+        initial = bytes(initial) + unread
     conn.cycle = None
     conn.server.connections.discard(conn)
     conn.server.pool.accept_h2(H2Handoff(sock=sock, initial=bytes(initial), client=conn.client_addr,
                                          server=conn.server_addr, scheme=conn.scheme, home=conn.home))
+
+
+def hand_off_tls(server, sock, client, local) -> bool:
+    """--mode async: a handshaken SSLSocket whose ALPN is h2 goes to HTTP/2; False if it is HTTP/1.1."""
+    if sock.selected_alpn_protocol() != "h2":
+        return False
+    server.pool.accept_h2(H2Handoff(sock=sock, initial=b"", client=client, server=local, scheme="https",
+                                    home=None))
+    return True
