@@ -52,6 +52,7 @@ MAX_STREAMS = 100  # SETTINGS_MAX_CONCURRENT_STREAMS we advertise (h2's default)
 MAX_HEADER_LIST = 65536  # SETTINGS_MAX_HEADER_LIST_SIZE (h2's default), enforced by hpack while decoding
 CONNECTION_WINDOW = 1 << 20  # the connection's receive window: 16 streams' default windows
 READ_SIZE = 65536
+SMALL = 16384  # a DATA frame under this is written with the iteration's other frames (_flush_soon)
 HIGH_WATER = 262144  # bytes waiting to be sent past which the session stops reading
 CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                                  b"upgrade"))  # RFC 9113 section 8.2.2: never sent over HTTP/2
@@ -117,6 +118,7 @@ class H2Session:
         self.goaway_last: int | None = None  # set once we sent GOAWAY: streams above it are refused
         self.peer_goaway = False
         self.closed = False
+        self.flush_pending = False
         self.reader = None
         self._flush()
         self.reader = self.loop.create_task(self._run())
@@ -345,7 +347,7 @@ class H2Session:
         if self.date_header:
             headers.append((b"date", _date_value()))
         self.h2.send_headers(stream.id, headers, end_stream=end)
-        self._flush()
+        self._flush_soon()
 
     def send_trailers(self, stream: H2Stream, headers) -> None:
         try:
@@ -379,7 +381,10 @@ class H2Session:
             except H2Error as exc:
                 raise ClientDisconnected(f"Stream closed: {exc}") from None
             pos += n
-            self._flush()
+            if n >= SMALL:
+                self._flush()  # (a large body: its bytes count against HIGH_WATER at once)
+            else:
+                self._flush_soon()
             if not size:
                 break
             if self.stream.write_buffer_size() > HIGH_WATER:
@@ -398,7 +403,15 @@ class H2Session:
             self.close()
             raise ClientDisconnected(f"Client disconnected: {exc}") from None
 
+    def _flush_soon(self) -> None:
+        """Write what h2 queued once this loop iteration's tasks have run: the responses of many streams
+        answered in one iteration leave in one write."""
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.loop.call_soon(self._flush)
+
     def _flush(self) -> None:
+        self.flush_pending = False
         data = self.h2.data_to_send()
         if data and not self.closed:
             try:
