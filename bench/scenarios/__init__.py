@@ -112,7 +112,7 @@ MEASURE_LABELS = {
 }
 
 ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling", "streaming", "websocket",
-         "tls", "access_log"]
+         "tls", "access_log", "h2"]
 
 
 def _busy_seconds() -> float:
