@@ -1,6 +1,7 @@
 """HTTP/2 (issue 26): h2load (Debian's nghttp2-client) over h2c with prior knowledge, the plaintext app, in two
 shapes: 8 connections x 8 concurrent streams, and 1 connection x 100 streams. Servers: hybrid, granian
-(`--http auto`: h2c and the HTTP/1.1 readiness probe) and hypercorn (h2c prior knowledge by default); uvicorn has no HTTP/2 (its row says so).
+(`--http auto`: h2c, and it still answers the HTTP/1.1 readiness probe) and hypercorn (h2c prior knowledge by
+default); uvicorn has no HTTP/2.
 
 Measures req/s, p50 and p99 of h2load's per-request times, and the server's CPU microseconds per request
 (from /proc), the number to compare with the same server's HTTP/1.1 cost.
