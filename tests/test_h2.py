@@ -61,6 +61,20 @@ def test_curl_prior_knowledge_scope(srv):
     assert not any(name.startswith(":") for name, _ in headers)
 
 
+def test_proxy_headers_and_request_id(srv):
+    """As over HTTP/1.1: a trusted proxy's X-Forwarded-For names the client (--forwarded-allow-ips defaults
+    to 127.0.0.1), and every request has hybrid's request id."""
+    client = H2Client(srv.addr)
+    try:
+        scope = json.loads(client.response(client.request("/scope", headers=[(b"x-forwarded-for", b"203.0.113.7"),
+                                                                             (b"x-forwarded-proto", b"https")]))[1])
+        assert scope["client"][0] == "203.0.113.7" and scope["scheme"] == "https"
+        other = json.loads(client.response(client.request("/scope"))[1])
+        assert scope["request_id"] and other["request_id"] and scope["request_id"] != other["request_id"]
+    finally:
+        client.close()
+
+
 def test_app_runs_once_per_stream(srv):
     client = H2Client(srv.addr)
     try:

@@ -90,6 +90,8 @@ class H2Session:
         self.client_addr = handoff.client
         self.server_addr = handoff.server
         self.scheme = handoff.scheme
+        trust = self.server.proxy_trust  # (decided once per connection, as for HTTP/1.1)
+        self.proxy = trust.for_peer(self.client_addr) if trust is not None else None
         self.keep_alive = config.timeout_keep_alive
         self.head_timeout = config.timeout_request_head
         self.stall = config.timeout_write_stall

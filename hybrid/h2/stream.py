@@ -13,6 +13,7 @@ from collections import deque
 from urllib.parse import unquote
 
 from hybrid.asgi.http import ClientDisconnected
+from hybrid.request_id import REQUEST_ID_KEY, lazy_request_id
 
 ASGI = {"version": "3.0", "spec_version": "2.4"}
 NO_BODY_STATUS = (204, 304)
@@ -46,8 +47,9 @@ def build_scope(session, headers) -> dict | None:
     text = raw_path.decode("latin-1")
     if "%" in text:
         text = unquote(text, encoding="utf-8", errors="surrogateescape")
-    root = session.server.root_path
-    return {
+    server = session.server
+    root = server.root_path
+    scope = {
         "type": "http",
         "asgi": ASGI,
         "http_version": "2",
@@ -61,8 +63,11 @@ def build_scope(session, headers) -> dict | None:
         "query_string": query,
         "headers": fields,
         "state": session.pool.state.copy(),
-        "extensions": {"http.response.trailers": {}},
+        "extensions": {"http.response.trailers": {}, REQUEST_ID_KEY: lazy_request_id(server.request_ids, fields)},
     }
+    if session.proxy is not None:  # a trusted proxy's X-Forwarded-* / Forwarded (--forwarded-allow-ips)
+        session.proxy.apply(scope)
+    return scope
 
 
 class H2Stream:

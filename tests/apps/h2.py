@@ -23,6 +23,7 @@ async def app(scope, receive, send):
             "http_version": scope["http_version"], "method": scope["method"], "path": scope["path"],
             "query_string": scope["query_string"].decode(), "scheme": scope["scheme"],
             "headers": [[n.decode(), v.decode()] for n, v in scope["headers"]], "calls": CALLS["count"],
+            "client": scope["client"], "request_id": scope["extensions"]["hybrid.request_id"]["id"],
         }).encode()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
