@@ -37,14 +37,15 @@ class H2Client:
         self.sock.sendall(data)
 
     def request(self, path: str, *, method: str = "GET", headers=(), body: bytes | None = None,
-                end: bool = True) -> int:
+                end: bool = True, flush: bool = True) -> int:
         sid = self.conn.get_next_available_stream_id()
         self.conn.send_headers(sid, [(b":method", method.encode()), (b":path", path.encode()),
                                      (b":scheme", b"http"), (b":authority", b"test"), *headers],
                                end_stream=end and body is None)
         if body is not None:
             self.conn.send_data(sid, body, end_stream=end)
-        self.flush()
+        if flush:
+            self.flush()
         return sid
 
     def pump(self, timeout: float | None = None) -> bool:

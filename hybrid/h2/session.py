@@ -45,6 +45,7 @@ from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.h2.guard import PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
 from hybrid.h2.stream import H2Stream, build_scope
+from hybrid.logs import log_http_access
 
 logger = logging.getLogger("hybrid.error")
 
@@ -288,6 +289,13 @@ class H2Session:
     def _app_done(self, stream: H2Stream, task) -> None:
         self.pool.tasks.discard(task)
         stream.task = None
+        try:
+            self._end_stream(stream, task)
+        finally:
+            if self.server.access_log and stream.status is not None:
+                log_http_access(self, stream, "pool")
+
+    def _end_stream(self, stream: H2Stream, task) -> None:
         exc = None if task.cancelled() else task.exception()
         if exc is not None and not (stream.gone and isinstance(exc, ClientDisconnected)):
             logger.error("Exception in ASGI application", exc_info=exc)
@@ -297,6 +305,7 @@ class H2Session:
             if exc is None:
                 logger.error("ASGI callable returned without starting response.")
             stream.sent_headers = stream.complete = True
+            stream.status = 500
             self.h2.send_headers(stream.id, [(b":status", b"500"), (b"content-type", b"text/plain; charset=utf-8"),
                                              (b"content-length", b"21")])
             self.h2.send_data(stream.id, b"Internal Server Error", end_stream=True)
@@ -380,6 +389,7 @@ class H2Session:
                         raise ClientDisconnected("Client stopped reading the response") from None
                     continue
                 h2.send_data(sid, data[pos:pos + n], end_stream=end and pos + n == size)
+                stream.sent += n
             except H2Error as exc:
                 raise ClientDisconnected(f"Stream closed: {exc}") from None
             pos += n

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from time import perf_counter
 from urllib.parse import unquote
 
 from hybrid.asgi.http import ClientDisconnected
@@ -74,7 +75,8 @@ class H2Stream:
     """One request on an HTTP/2 connection; its app runs once, as its own task on the pool's loop."""
 
     __slots__ = ("session", "id", "scope", "body", "body_bytes", "ended", "delivered_end", "gone", "waiter",
-                 "window_waiter", "status", "headers", "trailers", "sent_headers", "complete", "task", "head")
+                 "window_waiter", "status", "headers", "trailers", "sent_headers", "complete", "task", "head", "sent",
+                 "started")
 
     def __init__(self, session, stream_id: int, scope: dict) -> None:
         self.session = session
@@ -94,6 +96,8 @@ class H2Stream:
         self.sent_headers = False
         self.complete = False
         self.task = None
+        self.sent = 0  # body bytes handed to h2 (the access log's bytes)
+        self.started = perf_counter()  # (the access log's duration)
 
     # -- from the session ---------------------------------------------------------------------------------
 
