@@ -25,8 +25,8 @@ def notes(config) -> list[tuple[str, str]]:
     elif config.loop == "none":
         out.append(("info", "--loop none: hybrid makes its own loops (uvloop) in every thread"))
     if config.http == "h11":
-        out.append(("info", "--http h11: hybrid parses HTTP/1.1 with httptools (its own h1 protocol); "
-                            "the option has no effect"))
+        out.append(("info", "--http h11: HTTP/1.1 only (as --http 1.1), parsed with httptools (hybrid's own h1 "
+                            "protocol)"))
     if config.ws in ("websockets", "websockets-sansio"):
         out.append(("info", f"--ws {config.ws}: hybrid's WebSockets are wsproto, served by its async pool"))
     if config.ws_max_queue is not None:

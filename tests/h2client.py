@@ -43,7 +43,9 @@ class H2Client:
                                      (b":scheme", b"http"), (b":authority", b"test"), *headers],
                                end_stream=end and body is None)
         if body is not None:
-            self.conn.send_data(sid, body, end_stream=end)
+            step = self.conn.max_outbound_frame_size
+            for i in range(0, max(len(body), 1), step):
+                self.conn.send_data(sid, body[i:i + step], end_stream=end and i + step >= len(body))
         if flush:
             self.flush()
         return sid

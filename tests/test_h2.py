@@ -113,6 +113,19 @@ def test_flow_control_both_ways(srv):
         assert big.status_code == 200 and len(big.content) == 4 << 20
 
 
+def test_unread_bodies_give_the_connection_window_back(srv):
+    """40 POSTs of 60,000 bytes on one connection to a route that answers without reading its body: what the app
+    never read is credited back to the connection's 1 MiB receive window; else it shrinks by each body and the
+    client cannot send the 18th (h2's client raises FlowControlError)."""
+    client = H2Client(srv.addr)
+    try:
+        for _ in range(40):
+            headers, _ = client.response(client.request("/", method="POST", body=b"b" * 60000))
+            assert headers[b":status"] == b"200"
+    finally:
+        client.close()
+
+
 def test_app_exception_before_response_is_500(srv):
     client = H2Client(srv.addr)
     try:

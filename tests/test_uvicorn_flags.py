@@ -25,7 +25,7 @@ def _lines(out: str) -> list[str]:
         (["--loop", "auto"], None),
         (["--loop", "asyncio"], "--loop asyncio cannot be honoured"),
         (["--http", "httptools"], None),
-        (["--http", "h11"], "--http h11: hybrid parses HTTP/1.1 with httptools"),
+        (["--http", "h11"], "--http h11: HTTP/1.1 only (as --http 1.1), parsed with httptools"),
         (["--ws", "websockets"], "--ws websockets: hybrid's WebSockets are wsproto"),
         (["--ws", "auto"], None),
         (["--ws-max-queue", "32"], "--ws-max-queue: hybrid keeps no incoming WebSocket queue"),

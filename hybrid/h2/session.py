@@ -211,6 +211,7 @@ class H2Session:
             elif kind is StreamReset:
                 stream = self.streams.pop(event.stream_id, None)
                 if stream is not None:
+                    self._release_body(stream)
                     stream.on_gone()
                     self._maybe_idle()
                 if event.remote_reset and not self.resets.spend():
@@ -250,8 +251,7 @@ class H2Session:
             return
         stream.on_data(event.data, event.flow_controlled_length)
         if self.body_limit is not None and stream.body_bytes > self.body_limit:  # --limit-request-body
-            self._ack(event.stream_id, sum(flow for _, flow in stream.body))
-            stream.body.clear()
+            self._release_body(stream)
             if not stream.sent_headers:
                 stream.sent_headers = stream.complete = True
                 self.h2.send_headers(stream.id, [(b":status", b"413"), (b"content-length", b"0")],
@@ -326,6 +326,7 @@ class H2Session:
         if stream.task is not None and not stream.gone:
             return  # the app still runs (after its response): the stream ends with it
         del self.streams[stream.id]
+        self._release_body(stream)
         if not stream.ended and not stream.gone and not self.closed:
             self._reset(stream, ErrorCodes.NO_ERROR)
         self._maybe_idle()
@@ -336,8 +337,16 @@ class H2Session:
             if self.goaway_last is not None or self.peer_goaway:
                 self.close()
 
+    def _release_body(self, stream: H2Stream) -> None:
+        """Body bytes the app will never receive: give their share of the connection's window back (else every
+        stream reset with unread body would shrink it for good)."""
+        if stream.body:
+            self._ack(stream.id, sum(flow for _, flow in stream.body))
+            stream.body.clear()
+
     def _reset(self, stream: H2Stream, code) -> None:
         self.streams.pop(stream.id, None)
+        self._release_body(stream)
         stream.on_gone()
         try:
             self.h2.reset_stream(stream.id, code)
