@@ -240,6 +240,24 @@ def test_mode_async_serves_h2c():
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
 
 
+@needs_curl
+def test_sigterm_curl_finishes_its_in_flight_request():
+    """A real client across a graceful shutdown: curl's request in flight at SIGTERM gets its whole response."""
+    with Server(APP, "--port", "0") as server:
+        proc = subprocess.Popen([CURL, "-sS", "--max-time", "10", "--http2-prior-knowledge",
+                                 f"{server.url}/sleep?1.01"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_for_line(server, "h2 app: sleep 1.01 started")  # (curl's stream is in the app)
+            server.signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        assert proc.returncode == 0 and out == b"slept", err
+        assert server.wait(10) == 0
+
+
 # -- TLS: ALPN h2 ----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

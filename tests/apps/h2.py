@@ -47,6 +47,8 @@ async def app(scope, receive, send):
             n -= len(part)
             await send({"type": "http.response.body", "body": part, "more_body": n > 0})
     elif path == "/sleep":  # ?seconds, awaiting
+        if scope["query_string"] == b"1.01":  # (the shutdown test's cue: its request is in the app)
+            print("h2 app: sleep 1.01 started", flush=True)
         await asyncio.sleep(float(scope["query_string"] or 1))
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"slept"})
