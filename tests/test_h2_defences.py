@@ -245,3 +245,25 @@ def test_zero_window_reader_is_cut_after_write_stall():
             assert headers[b":status"] == b"200"
         finally:
             client.close()
+
+
+def test_stalled_request_body_gets_408():
+    """A body the app waits for and the client stops sending: after --timeout-request-body, 408 and RST_STREAM
+    (the app's receive() says http.disconnect); the connection goes on."""
+    with Server(APP, "--port", "0", "--timeout-request-body", "1", "--timeout-keep-alive", "30") as server:
+        client = H2Client(server.addr)
+        try:
+            sid = client.request("/scope-body", method="POST", body=b"x" * 100, end=False)
+            started = time.monotonic()
+            frames, _ = read_frames(client.sock, 8, until=lambda f: f.stream_id == sid and isinstance(
+                f, RstStreamFrame))
+            took = time.monotonic() - started
+            client.events.extend(client.conn.receive_data(b"".join(f.serialize() for f in frames)))
+            status = [dict(e.headers)[b":status"] for e in client.events
+                      if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid]
+            assert status == [b"408"], frames[-4:]
+            assert 0.8 < took < 4.0, took
+            headers, _ = client.response(client.request("/", method="HEAD"))
+            assert headers[b":status"] == b"200"
+        finally:
+            client.close()

@@ -97,6 +97,7 @@ class H2Session:
         self.head_timeout = config.timeout_request_head
         self.stall = config.timeout_write_stall
         self.body_limit = config.limit_request_body
+        self.body_timeout = config.timeout_request_body
         self.extra_headers = [parse_header(h) for h in config.headers]
         if self.server.server_header:
             self.extra_headers.insert(0, (b"server", b"hybrid"))
@@ -257,6 +258,17 @@ class H2Session:
                 self.h2.send_headers(stream.id, [(b":status", b"413"), (b"content-length", b"0")],
                                      end_stream=True)
             self._reset(stream, ErrorCodes.NO_ERROR if stream.sent_headers else ErrorCodes.CANCEL)
+
+    def body_stalled(self, stream: H2Stream) -> None:
+        """--timeout-request-body: the app waits for a body the client stopped sending (or trickles): 408 if
+        nothing was answered yet, then RST_STREAM; the app's receive() says http.disconnect."""
+        if stream.gone or self.closed:
+            return
+        if not stream.sent_headers:
+            stream.sent_headers = stream.complete = True
+            stream.status = 408
+            self.h2.send_headers(stream.id, [(b":status", b"408"), (b"content-length", b"0")], end_stream=True)
+        self._reset(stream, ErrorCodes.NO_ERROR if stream.complete else ErrorCodes.CANCEL)
 
     def _ack(self, sid: int, flow: int) -> None:
         try:

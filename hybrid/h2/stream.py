@@ -18,6 +18,7 @@ from hybrid.request_id import REQUEST_ID_KEY, lazy_request_id
 
 ASGI = {"version": "3.0", "spec_version": "2.4"}
 NO_BODY_STATUS = (204, 304)
+MIN_BODY_RATE = 500  # bytes a second a body must average once it took --timeout-request-body (as HTTP/1.1)
 
 
 def build_scope(session, headers) -> dict | None:
@@ -141,10 +142,24 @@ class H2Stream:
                 self.delivered_end = True
                 return {"type": "http.request", "body": b"", "more_body": False}
             self.waiter = self.session.loop.create_future()
+            if self.ended:  # (the body is whole: wait for the disconnect, however long)
+                try:
+                    await self.waiter
+                finally:
+                    self.waiter = None
+                continue
+            limit = self.session.body_timeout
             try:
-                await self.waiter
+                async with asyncio.timeout(limit):
+                    await self.waiter
+            except TimeoutError:
+                self.session.body_stalled(self)  # nothing for --timeout-request-body: 408, the stream reset
+                continue
             finally:
                 self.waiter = None
+            elapsed = perf_counter() - self.started
+            if elapsed >= limit and self.body_bytes < MIN_BODY_RATE * elapsed and not self.ended:
+                self.session.body_stalled(self)  # a trickle (slowloris), as over HTTP/1.1
 
     async def send(self, message: dict) -> None:
         kind = message["type"]

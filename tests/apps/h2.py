@@ -27,6 +27,17 @@ async def app(scope, receive, send):
         }).encode()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
+    elif path == "/scope-body":  # reads the whole body, then answers its size
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(size).encode()})
     elif path == "/echo":  # streams the request body back as it reads it, then its size
         await send({"type": "http.response.start", "status": 200, "headers": []})
         total = 0
