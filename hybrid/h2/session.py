@@ -318,9 +318,12 @@ class H2Session:
                 logger.error("ASGI callable returned without starting response.")
             stream.sent_headers = stream.complete = True
             stream.status = 500
-            self.h2.send_headers(stream.id, [(b":status", b"500"), (b"content-type", b"text/plain; charset=utf-8"),
-                                             (b"content-length", b"21")])
-            self.h2.send_data(stream.id, b"Internal Server Error", end_stream=True)
+            try:
+                self.h2.send_headers(stream.id, [(b":status", b"500"), (b"content-length", b"21"),
+                                                 (b"content-type", b"text/plain; charset=utf-8")])
+                self.h2.send_data(stream.id, b"Internal Server Error", end_stream=True)
+            except H2Error:
+                pass  # (the stream closed meanwhile: nobody to tell)
             self._flush()
             self.stream_done(stream)
         elif not stream.complete or stream.trailers:
@@ -378,7 +381,10 @@ class H2Session:
         headers.extend(self.extra_headers)
         if self.date_header:
             headers.append((b"date", _date_value()))
-        self.h2.send_headers(stream.id, headers, end_stream=end)
+        try:
+            self.h2.send_headers(stream.id, headers, end_stream=end)
+        except H2Error as exc:  # (the stream closed under the app: h2 says so, the app hears a disconnect)
+            raise ClientDisconnected(f"Stream closed: {exc}") from None
         self._flush_soon()
 
     def send_trailers(self, stream: H2Stream, headers) -> None:
