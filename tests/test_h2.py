@@ -320,3 +320,58 @@ def test_curl_http2_over_tls(pki):
              f"https://127.0.0.1:{server.port}/echo"], input=blob, capture_output=True, timeout=30)
         assert out.stdout == blob, out.stderr
 
+
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromium-driver are not "
+                    "installed (.ci/system-deps installs them; it needs root or sudo)")
+def test_demo_page_over_h2_in_headless_chromium(pki):
+    """The demo page over HTTPS in a real browser: the page, its fetch and its SSE clock travel over h2 (ALPN),
+    and its WebSocket still works (no RFC 8441: Chromium opens an HTTP/1.1 connection for it)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--ignore-certificate-errors"):
+        options.add_argument(arg)
+    with Server("--port", "0", "--ssl-certfile", pki["chain"], "--ssl-keyfile", pki["key"]) as server:
+        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        try:
+            browser.get(f"https://127.0.0.1:{server.port}/")
+
+            def until(what, predicate, timeout=15.0):
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    value = predicate()
+                    if value:
+                        return value
+                    time.sleep(0.1)
+                raise AssertionError(f"timed out waiting for {what}")
+
+            assert browser.execute_script(
+                "return performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"
+            text = until("the /json answer", lambda: (t := browser.find_element(By.ID, "plain").text)
+                         .startswith("{") and t)
+            assert json.loads(text)["server"] == "hybrid"
+            protocols = browser.execute_script(
+                "return performance.getEntriesByType('resource').map(e => [e.name, e.nextHopProtocol])")
+            assert any(name.endswith("/json") and proto == "h2" for name, proto in protocols), protocols
+            clock = lambda: browser.find_element(By.ID, "clock").text  # noqa: E731
+            first = until("the first clock event", lambda: clock().startswith("20") and clock())
+            until("the clock to tick", lambda: clock() != first and clock().startswith("20"))
+            box = browser.find_element(By.ID, "message")
+            box.clear()
+            box.send_keys("hello over h2")
+            browser.find_element(By.CSS_SELECTOR, "#echo button").click()
+            until("the echo", lambda: browser.find_element(By.ID, "reply").text == "echo: hello over h2")
+        finally:
+            browser.quit()
+        assert server.stop() == 0, server.output
+    assert '"GET /json HTTP/2" 200' in server.output
