@@ -16,6 +16,7 @@ import h2.events
 import httpx
 import pytest
 import trustme
+from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
 
 from tests.h2client import H2Client, read_frames
@@ -122,6 +123,24 @@ def test_unread_bodies_give_the_connection_window_back(srv):
         for _ in range(40):
             headers, _ = client.response(client.request("/", method="POST", body=b"b" * 60000))
             assert headers[b":status"] == b"200"
+    finally:
+        client.close()
+
+
+def test_a_large_response_does_not_hold_the_other_streams(srv):
+    """A 1 MiB response and a small one asked in the same write, windows wide open: the small one ends first
+    (the large body's task lets the loop run other streams between its 16 KiB frames)."""
+    client = H2Client(srv.addr, settings={SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    try:
+        client.conn.increment_flow_control_window(2**31 - 1 - 65535)
+        client.flush()
+        big = client.request(f"/big?{1 << 20}", flush=False)
+        small = client.request("/scope")
+        ended = []
+        while len(ended) < 2:
+            event = client.wait_for(lambda e: isinstance(e, h2.events.StreamEnded) and e.stream_id not in ended)
+            ended.append(event.stream_id)
+        assert ended == [small, big]
     finally:
         client.close()
 

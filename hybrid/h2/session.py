@@ -422,6 +422,9 @@ class H2Session:
             pos += n
             if n >= SMALL:
                 self._flush()  # (a large body: its bytes count against HIGH_WATER at once)
+                # Let the other streams' tasks run between large frames: a big body whose windows and socket
+                # never make it wait would otherwise hold the loop until its last byte.
+                await asyncio.sleep(0)
             else:
                 self._flush_soon()
             if not size:
