@@ -76,6 +76,20 @@ def test_proxy_headers_and_request_id(srv):
         client.close()
 
 
+@pytest.mark.skipif(shutil.which("nghttp") is None, reason="nghttp is not installed (Debian's nghttp2-client: "
+                    ".ci/system-deps installs it)")
+def test_nghttp_parallel_streams(srv):
+    """nghttp (nghttp2's client) fetches three URIs over one h2c connection at once: all 200, whole bodies."""
+    out = subprocess.run(["nghttp", "-ns", "-t", "10", f"{srv.url}/big?{2 << 20}", f"{srv.url}/scope",
+                          f"{srv.url}/sleep?0.2"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip().endswith(("/big?2097152", "/scope",
+                                                                                       "/sleep?0.2"))]
+    assert sorted(row[-1] for row in rows) == ["/big?2097152", "/scope", "/sleep?0.2"], out.stdout
+    assert all(row[-3] == "200" for row in rows), out.stdout
+    assert next(row for row in rows if row[-1] == "/big?2097152")[-2] == "2M", out.stdout
+
+
 def test_app_runs_once_per_stream(srv):
     client = H2Client(srv.addr)
     try:
