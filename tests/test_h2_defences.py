@@ -13,7 +13,15 @@ import psutil
 import pytest
 from h2.settings import SettingCodes
 from hpack import Encoder
-from hyperframe.frame import ContinuationFrame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
 
 from tests.h2client import H2Client, read_frames
 from tests.support import Server
@@ -173,6 +181,23 @@ def test_control_frame_floods_end_with_enhance_your_calm(srv, frame):
         acks = [f for f in frames if type(f) is type(frame) and "ACK" in f.flags]
         assert goaway_of(frames).error_code == CALM
         assert closed and len(acks) < 200
+        cost.check()
+    finally:
+        client.close()
+
+
+def test_empty_data_frame_flood_ends_with_enhance_your_calm(srv):
+    """CVE-2019-9518: 5,000 DATA frames with no payload and no END_STREAM on an open request. The budget (100,
+    then 10 a second) ends the connection with ENHANCE_YOUR_CALM."""
+    client = H2Client(srv.addr)
+    try:
+        sid = client.request("/scope-body", method="POST", end=False)
+        one = DataFrame(sid, b"").serialize()
+        with Cost(srv) as cost:
+            send_until_closed(client, [one * 500 for _ in range(10)])
+            frames, closed = read_frames(client.sock, 10)
+        assert goaway_of(frames).error_code == CALM
+        assert closed
         cost.check()
     finally:
         client.close()

@@ -14,6 +14,8 @@ import time
 RESET_BUDGET = (200, 50.0)
 PING_BUDGET = (100, 10.0)
 SETTINGS_BUDGET = (100, 10.0)
+# DATA frames with no payload and no END_STREAM: free to send, each costs the server an event (CVE-2019-9518).
+EMPTY_DATA_BUDGET = (100, 10.0)
 
 
 class Budget:

@@ -43,7 +43,7 @@ from hyperframe.frame import GoAwayFrame
 
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
-from hybrid.h2.guard import PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
+from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
 from hybrid.h2.stream import H2Stream, build_scope
 from hybrid.logs import log_http_access
 
@@ -117,6 +117,7 @@ class H2Session:
         self.resets = Budget(RESET_BUDGET)
         self.pings = Budget(PING_BUDGET)
         self.settings = Budget(SETTINGS_BUDGET)
+        self.empty_data = Budget(EMPTY_DATA_BUDGET)
         self.idle_since = time.monotonic()
         self.partial_since = 0.0
         self.goaway_last: int | None = None  # set once we sent GOAWAY: streams above it are refused
@@ -198,6 +199,8 @@ class H2Session:
         for event in events:
             kind = type(event)
             if kind is DataReceived:
+                if not event.flow_controlled_length and event.stream_ended is None and not self.empty_data.spend():
+                    return self._calm("empty DATA frame flood")
                 self._data(event)
             elif kind is RequestReceived:
                 stream = self._request(event)
