@@ -239,7 +239,10 @@ class AsyncAcceptor:
             logger.debug("TLS handshake with %s failed: %r", client, exc)
             sock.close()
             return
-        self._serve(sock, client, local)
+        from hybrid.h2.handoff import hand_off_tls
+
+        if not hand_off_tls(self.server, sock, client, local):  # (ALPN h2: to HTTP/2, hybrid/h2)
+            self._serve(sock, client, local)
 
     def adopt_all(self, accepted, done) -> None:
         try:

@@ -300,6 +300,7 @@ class AsyncPool:
         self.tasks: set[asyncio.Task] = set()
         self.closing: set[asyncio.Task] = set()
         self.websockets: set[WebSocketSession] = set()
+        self.h2_sessions: set = set()  # HTTP/2 connections (hybrid/h2/session.py)
         self.drained = threading.Event()  # (set by _drain at shutdown: streams done, lifespan shutdown next)
         self.handoffs = 0
         self.ready = threading.Event()
@@ -364,6 +365,8 @@ class AsyncPool:
         sessions = list(self.websockets)
         for session in sessions:
             session.shutdown()  # close 1001 (Going Away); their apps get websocket.disconnect and must return
+        for session in list(self.h2_sessions):
+            session.shutdown()  # GOAWAY with the last stream taken: those finish below, later ones are refused
         if self.tasks:
             logger.info("Waiting up to %.0f s for %d open stream(s)", timeout, len(self.tasks))
             _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
@@ -408,6 +411,21 @@ class AsyncPool:
             self.loop.call_soon_threadsafe(self._take_websocket, handoff)
         else:
             self.loop.call_soon_threadsafe(self._take, handoff)
+
+    def accept_h2(self, handoff) -> None:
+        """Thread-safe: an HTTP/2 connection (hybrid/h2/handoff.py) is served from the next loop iteration."""
+        self.loop.call_soon_threadsafe(self._take_h2, handoff)
+
+    def _take_h2(self, handoff) -> None:
+        # (imported on the first HTTP/2 connection: h2 and hpack stay out of a process that never serves one)
+        from hybrid.h2.session import H2Session
+
+        self.handoffs += 1
+        session = H2Session(self, handoff)
+        self.h2_sessions.add(session)
+        self.server.connections.add(session)
+        if self.server.draining:
+            session.shutdown()  # (GOAWAY at once: no stream taken)
 
     def _take_websocket(self, handoff: WebSocketHandoff) -> None:
         # (imported on the first WebSocket: wsproto and h11 are 5 MiB of a process that may never serve one)

@@ -253,7 +253,9 @@ def _add_uvicorn_options(s: Sections) -> None:
                    help="uvicorn's event loop choice: hybrid always runs uvloop; asyncio is not honoured (a "
                         "warning says so).")
     s.add_argument("--http", choices=HTTP_PROTOCOLS, default="auto",
-                   help="uvicorn's HTTP parser choice: hybrid always parses with httptools.")
+                   help="auto (default): HTTP/1.1 and HTTP/2 (ALPN h2 over TLS, h2c with prior knowledge on the plain "
+                        "port); 1.1: HTTP/1.1 only. uvicorn's parser names httptools, h11 and zttp mean HTTP/1.1 only "
+                        "(hybrid always parses HTTP/1.1 with httptools).")
     s.add_argument("--ws-max-queue", type=_positive_int, default=None,
                    help="uvicorn's incoming WebSocket queue: accepted, no effect (hybrid reads a message when the "
                         "app receives).")
@@ -268,9 +270,9 @@ def _add_uvicorn_options(s: Sections) -> None:
     s.add_argument("--reset-contextvars", action="store_true",
                    help="uvicorn's workaround for an asyncio context leak that uvloop, hybrid's loop, does not "
                         "have: accepted, no effect.")
-    s.add_argument("--http2", action="store_true",
-                   help="uvicorn's HTTP/2 (with its zttp parser): not honoured, hybrid serves HTTP/1.1 (a warning "
-                        "says so).")
+    s.add_argument("--http2", dest="uvicorn_http2", action="store_true",
+                   help="uvicorn's HTTP/2 switch: serve HTTP/2 (ALPN h2 over TLS, h2c with prior knowledge) beside "
+                        "HTTP/1.1 whatever --http names; --http auto, the default, does already.")
 
 
 def _option_name(action: argparse.Action) -> str:

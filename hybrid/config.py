@@ -16,7 +16,9 @@ from hybrid.proxy_headers import parse_allow_ips
 LIFESPAN_MODES = ("auto", "on", "off")
 WS_PROTOCOLS = ("wsproto", "none", "auto", "websockets", "websockets-sansio")  # (all but none: wsproto)
 LOOPS = ("auto", "uvloop", "asyncio", "none", "zuvloop")
-HTTP_PROTOCOLS = ("auto", "httptools", "h11", "zttp")
+# --http: "auto" serves HTTP/1.1 and HTTP/2 (ALPN h2 over TLS, h2c prior knowledge on the plain port); "1.1" and
+# uvicorn's parser names (httptools, h11, zttp) serve HTTP/1.1 only, as uvicorn does, unless --http2 is given.
+HTTP_PROTOCOLS = ("auto", "1.1", "httptools", "h11", "zttp")
 INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 MODES = ("hybrid", "async")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -137,7 +139,12 @@ class ServerConfig:
     timeout_notify: float | None = None
     limit_max_requests_jitter: int | None = None  # None: a tenth of --limit-max-requests
     reset_contextvars: bool = False
-    http2: bool = False
+    uvicorn_http2: bool = False  # uvicorn's --http2: HTTP/2 beside any --http parser
+
+    @property
+    def http2(self) -> bool:
+        """HTTP/2 is served (--http auto, or --http2): ALPN h2 over TLS, h2c with prior knowledge on the plain port."""
+        return self.http == "auto" or self.uvicorn_http2
 
     def __post_init__(self) -> None:
         # Fill derived defaults once, so every reader sees concrete values.

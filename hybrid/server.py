@@ -183,6 +183,7 @@ class Server:
             raise StartupError(str(exc)) from None
         # Chosen once: with TLS off, connections are plain Connections and requests never meet a TLS branch.
         self.connection_class = Connection if self.ssl_context is None else TLSConnection
+        self.h2c = config.http2 and self.ssl_context is None  # h2c prior knowledge on the plain port (hybrid/h2)
         # Checked per request before anything of the access line is built.
         self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
         self.request_ids = RequestIds(config.request_id_header)

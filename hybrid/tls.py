@@ -76,7 +76,8 @@ def create_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
             ctx.set_ciphers(config.ssl_ciphers)
         except ssl.SSLError:
             raise _fail("ssl-ciphers", f"{config.ssl_ciphers!r} selects no cipher OpenSSL knows") from None
-    ctx.set_alpn_protocols(["http/1.1"])
+    # h2 first: OpenSSL picks the first of ours the client offers, so HTTP/2 is preferred (--http auto).
+    ctx.set_alpn_protocols(["h2", "http/1.1"] if config.http2 else ["http/1.1"])
     ctx.options |= ssl.OP_NO_RENEGOTIATION  # (TLS 1.2) a client could otherwise make a write wait for a read
     return ctx
 
@@ -134,6 +135,11 @@ class TLSConnection(Connection):
         self._watch_writable(False)
         self.handshake_deadline = 0.0
         self.last_active = time.monotonic()
+        if self.sock.selected_alpn_protocol() == "h2":  # (offered only with --http auto): to the pool's HTTP/2
+            from hybrid.h2.handoff import hand_off
+
+            hand_off(self, b"")
+            return False
         return True
 
     def _watch_writable(self, on: bool) -> None:

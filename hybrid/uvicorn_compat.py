@@ -25,11 +25,11 @@ def notes(config) -> list[tuple[str, str]]:
     elif config.loop == "none":
         out.append(("info", "--loop none: hybrid makes its own loops (uvloop) in every thread"))
     if config.http in ("h11", "zttp"):
-        out.append(("info", f"--http {config.http}: hybrid parses HTTP/1.1 with httptools (its own h1 protocol); "
-                            "the option has no effect"))
-    if config.http2:
-        out.append(("warning", "--http2 cannot be honoured: hybrid serves HTTP/1.1 (behind a proxy that speaks "
-                               "HTTP/2 to clients, nothing changes)"))
+        out.append(("info", f"--http {config.http}: HTTP/1.1 only (as --http 1.1), parsed with httptools "
+                            "(hybrid's own h1 protocol)"))
+    if config.uvicorn_http2:
+        out.append(("info", "--http2: HTTP/2 is served (ALPN h2 over TLS, h2c with prior knowledge), as it is "
+                            "by default with --http auto"))
     if config.reset_contextvars:
         out.append(("info", "--reset-contextvars: the asyncio context leak it works around does not occur on "
                             "uvloop, hybrid's loop; the option has no effect"))
@@ -145,7 +145,7 @@ def adapt_interface(app: Any, interface: str) -> Any:
 
 
 # uvicorn.run()/Config keywords spelled differently here; lists where hybrid keeps tuples.
-RENAMED = {"h11_max_incomplete_event_size": "max_incomplete_event_size"}
+RENAMED = {"h11_max_incomplete_event_size": "max_incomplete_event_size", "http2": "uvicorn_http2"}
 TUPLES = ("reload_dirs", "reload_includes", "reload_excludes", "async_paths")
 
 

@@ -112,7 +112,7 @@ MEASURE_LABELS = {
 }
 
 ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling", "streaming", "websocket",
-         "tls", "access_log", "files"]
+         "tls", "access_log", "files", "h2"]
 
 
 def _busy_seconds() -> float:

@@ -37,6 +37,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.errno cimport EAGAIN, EINTR, errno
 
 from hybrid._speedups.accesslog cimport log_access
+from hybrid.h2.handoff import hand_off as hand_off_h2, is_h2c_preface
 from hybrid._speedups.cycle cimport RequestCycle
 from hybrid._speedups.h1 cimport Data, H1Protocol, Request
 
@@ -178,6 +179,9 @@ cdef class Connection:
         try:
             events = self.proto.feed(data)
         except H1Error as exc:
+            if self.server.h2c and is_h2c_preface(self, data):  # (the error path only: the hot path pays nothing)
+                hand_off_h2(self, data)
+                return
             self.error = exc
             events = exc.events  # requests completed before the bad bytes are answered first
         if events:

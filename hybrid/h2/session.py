@@ -1,0 +1,518 @@
+"""One HTTP/2 connection (RFC 9113) on the async pool's loop: frames in, frames out, one task per stream's app.
+
+Where it lives and why: the frames of a connection are shared by all its streams, so one owner must read and
+write them; that is the pool's loop (the same thread that serves SSE and WebSockets), reached by a handoff
+from the worker that saw the preface or the ALPN. Each stream's app runs there as its own task, so streams
+awaiting I/O interleave freely. What this does not give: a stream whose handler blocks the thread (a sync call
+in async code) stalls the pool's loop, so every other HTTP/2 stream, SSE and WebSocket of the process, until
+it returns (reported like any blocked step of the pool: Server.blocked_loop). HTTP/1.1 keeps the worker
+takeover; HTTP/2 handlers must not block (docs/architecture.md, "HTTP/2").
+
+Defences (each closes with GOAWAY, the code says why): reset, PING and SETTINGS floods (guard.py budgets:
+ENHANCE_YOUR_CALM); more than MAX_STREAMS streams at once (the extra ones refused: REFUSED_STREAM); header
+lists over MAX_HEADER_LIST (h2/hpack: the connection ends, COMPRESSION_ERROR/PROTOCOL_ERROR) and CONTINUATION
+floods (h2 keeps at most 64 frames of one header block); a frame or header block still incomplete after
+--timeout-request-head; no stream open for --timeout-keep-alive; a client that takes no bytes (socket or
+stream window) for --timeout-write-stall. Reading stops while more than HIGH_WATER bytes wait to be sent, so
+a client that floods without reading the answers cannot grow our buffers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from email.utils import formatdate
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    PingReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from h2.exceptions import H2Error, ProtocolError
+from h2.settings import SettingCodes
+from hyperframe.frame import GoAwayFrame
+
+from hybrid._speedups.streams import SocketStream, StreamClosed
+from hybrid.asgi.http import ClientDisconnected
+from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
+from hybrid.h2.stream import H2Stream, build_scope
+from hybrid.logs import log_http_access
+
+logger = logging.getLogger("hybrid.error")
+
+MAX_STREAMS = 100  # SETTINGS_MAX_CONCURRENT_STREAMS we advertise (h2's default), and refuse past
+MAX_HEADER_LIST = 65536  # SETTINGS_MAX_HEADER_LIST_SIZE (h2's default), enforced by hpack while decoding
+CONNECTION_WINDOW = 1 << 20  # the connection's receive window: 16 streams' default windows
+READ_SIZE = 65536
+SMALL = 16384  # a DATA frame under this is written with the iteration's other frames (_flush_soon)
+HIGH_WATER = 262144  # bytes waiting to be sent past which the session stops reading
+CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+                                 b"upgrade"))  # RFC 9113 section 8.2.2: never sent over HTTP/2
+
+_date = [0, b""]
+
+
+def _date_value() -> bytes:
+    now = int(time.time())
+    if _date[0] != now:
+        _date[0], _date[1] = now, formatdate(now, usegmt=True).encode()
+    return _date[1]
+
+
+def _incomplete(buf) -> bool:
+    """A frame, or a header block (HEADERS + CONTINUATIONs), is still incomplete: what --timeout-request-head
+    bounds. (h2 4.x FrameBuffer's own fields: h2 offers no public view; tests/test_h2_defences.py checks it.)"""
+    return bool(buf._data) or bool(buf._headers_buffer)
+
+
+class H2Session:
+    """One HTTP/2 connection handed to the pool (``H2Handoff``)."""
+
+    in_pool = True  # (shutdown waits for worker connections, then drains the pool's)
+
+    def __init__(self, pool, handoff) -> None:
+        from hybrid.uvicorn_compat import parse_header
+
+        self.pool = pool
+        self.server = pool.server
+        config = self.server.config
+        self.loop = pool.loop
+        self.sock = handoff.sock
+        self.fd = handoff.sock.fileno()
+        self.client_addr = handoff.client
+        self.server_addr = handoff.server
+        self.scheme = handoff.scheme
+        trust = self.server.proxy_trust  # (decided once per connection, as for HTTP/1.1)
+        self.proxy = trust.for_peer(self.client_addr) if trust is not None else None
+        self.keep_alive = config.timeout_keep_alive
+        self.head_timeout = config.timeout_request_head
+        self.stall = config.timeout_write_stall
+        self.body_limit = config.limit_request_body
+        self.body_timeout = config.timeout_request_body
+        self.extra_headers = [parse_header(h) for h in config.headers]
+        if self.server.server_header:
+            self.extra_headers.insert(0, (b"server", b"hybrid"))
+        self.date_header = self.server.date_header
+        self.stream = SocketStream(handoff.sock, self.loop, handoff.initial)
+        self.h2 = h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        h2.local_settings.max_concurrent_streams = MAX_STREAMS
+        h2.local_settings.max_header_list_size = MAX_HEADER_LIST
+        h2.local_settings.acknowledge()  # (in force from the start: h2 sends them in its first SETTINGS)
+        h2.initiate_connection()
+        # h2 would end the whole connection on stream MAX_STREAMS + 1 (TooManyStreamsError); RFC 9113 section
+        # 5.1.2 lets a server refuse that stream alone, which _request does. The advertised value went out above.
+        del h2.local_settings[SettingCodes.MAX_CONCURRENT_STREAMS]
+        h2.decoder.max_header_list_size = MAX_HEADER_LIST
+        h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self.streams: dict[int, H2Stream] = {}
+        self.resets = Budget(RESET_BUDGET)
+        self.pings = Budget(PING_BUDGET)
+        self.settings = Budget(SETTINGS_BUDGET)
+        self.empty_data = Budget(EMPTY_DATA_BUDGET)
+        self.idle_since = time.monotonic()
+        self.partial_since = 0.0
+        self.goaway_last: int | None = None  # set once we sent GOAWAY: streams above it are refused
+        self.peer_goaway = False
+        self.closed = False
+        self.flush_pending = False
+        self.reader = None
+        self._flush()
+        self.reader = self.loop.create_task(self._run())
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._read_loop()
+        except (StreamClosed, OSError):
+            pass
+        except Exception:  # noqa: BLE001 - a bug here must close this connection, not the loop
+            logger.exception("HTTP/2 connection from %s failed", self.client_addr)
+        finally:
+            self.close()
+
+    async def _read_loop(self) -> None:
+        stream = self.stream
+        h2 = self.h2
+        while not self.closed:
+            try:
+                async with asyncio.timeout(self._read_timeout()):
+                    data = await stream.read(READ_SIZE)
+            except TimeoutError:
+                if self._timed_out():
+                    return
+                continue
+            if not data:
+                return
+            try:
+                events = h2.receive_data(data)
+            except ProtocolError as exc:  # h2 queued a GOAWAY with the error's code
+                logger.debug("HTTP/2 protocol error from %s: %s", self.client_addr, exc)
+                self._flush()
+                return
+            self._handle(events)
+            if _incomplete(h2.incoming_buffer):
+                self.partial_since = self.partial_since or time.monotonic()
+            else:
+                self.partial_since = 0.0
+            self._flush()
+            if self.closed or (self.peer_goaway and not self.streams):
+                return
+            if stream.write_buffer_size() > HIGH_WATER:
+                try:
+                    async with asyncio.timeout(self.stall):
+                        await stream.drain()
+                except TimeoutError:
+                    logger.info("Closed an HTTP/2 connection whose client read nothing for %g s "
+                                "(--timeout-write-stall).", self.stall)
+                    return
+
+    def _read_timeout(self) -> float:
+        now = time.monotonic()
+        if self.partial_since:
+            return max(0.0, self.partial_since + self.head_timeout - now)
+        if not self.streams:
+            return max(0.0, self.idle_since + self.keep_alive - now)
+        return 1.0  # streams are open: look again in a second (one may end and the idle clock start)
+
+    def _timed_out(self) -> bool:
+        now = time.monotonic()
+        if self.partial_since and now - self.partial_since >= self.head_timeout:
+            self._goaway(ErrorCodes.PROTOCOL_ERROR, b"incomplete frame past --timeout-request-head")
+            return True
+        if not self.streams and now - self.idle_since >= self.keep_alive:
+            self._goaway(ErrorCodes.NO_ERROR, b"idle")
+            return True
+        return False
+
+    def _handle(self, events) -> None:
+        starting = []
+        for event in events:
+            kind = type(event)
+            if kind is DataReceived:
+                if not event.flow_controlled_length and event.stream_ended is None and not self.empty_data.spend():
+                    return self._calm("empty DATA frame flood")
+                self._data(event)
+            elif kind is RequestReceived:
+                stream = self._request(event)
+                if stream is not None:
+                    starting.append(stream)
+            elif kind is StreamEnded:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.on_end()
+            elif kind is WindowUpdated:
+                self._window_opened(event.stream_id)
+            elif kind is StreamReset:
+                stream = self.streams.pop(event.stream_id, None)
+                if stream is not None:
+                    self._release_body(stream)
+                    stream.on_gone()
+                    self._maybe_idle()
+                if event.remote_reset and not self.resets.spend():
+                    return self._calm("RST_STREAM flood (rapid reset)")
+            elif kind is PingReceived:
+                if not self.pings.spend():
+                    return self._calm("PING flood")
+            elif kind is RemoteSettingsChanged:
+                if not self.settings.spend():
+                    return self._calm("SETTINGS flood")
+                self._window_opened(0)  # (a new INITIAL_WINDOW_SIZE changes every stream's window)
+            elif kind is ConnectionTerminated:
+                self.peer_goaway = True
+        # Apps start after the whole read is handled: a stream the same read resets never runs its app.
+        for stream in starting:
+            if not stream.gone:
+                self._start(stream)
+
+    def _request(self, event) -> H2Stream | None:
+        sid = event.stream_id
+        h2 = self.h2
+        if (self.goaway_last is not None and sid > self.goaway_last) or len(self.streams) >= MAX_STREAMS:
+            h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)  # (safe to retry: no app code ran)
+            return None
+        scope = build_scope(self, event.headers)
+        if scope is None:  # CONNECT (RFC 8441 WebSockets over HTTP/2 are not served)
+            h2.send_headers(sid, [(b":status", b"501")], end_stream=True)
+            return None
+        stream = H2Stream(self, sid, scope)
+        self.streams[sid] = stream
+        return stream
+
+    def _data(self, event) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:  # (a stream already reset or answered: keep the connection's window open)
+            self._ack(event.stream_id, event.flow_controlled_length)
+            return
+        stream.on_data(event.data, event.flow_controlled_length)
+        if self.body_limit is not None and stream.body_bytes > self.body_limit:  # --limit-request-body
+            self._release_body(stream)
+            if not stream.sent_headers:
+                stream.sent_headers = stream.complete = True
+                self.h2.send_headers(stream.id, [(b":status", b"413"), (b"content-length", b"0")],
+                                     end_stream=True)
+            self._reset(stream, ErrorCodes.NO_ERROR if stream.sent_headers else ErrorCodes.CANCEL)
+
+    def body_stalled(self, stream: H2Stream) -> None:
+        """--timeout-request-body: the app waits for a body the client stopped sending (or trickles): 408 if
+        nothing was answered yet, then RST_STREAM; the app's receive() says http.disconnect."""
+        if stream.gone or self.closed:
+            return
+        if not stream.sent_headers:
+            stream.sent_headers = stream.complete = True
+            stream.status = 408
+            self.h2.send_headers(stream.id, [(b":status", b"408"), (b"content-length", b"0")], end_stream=True)
+        self._reset(stream, ErrorCodes.NO_ERROR if stream.complete else ErrorCodes.CANCEL)
+
+    def _ack(self, sid: int, flow: int) -> None:
+        try:
+            self.h2.acknowledge_received_data(flow, sid)
+        except H2Error:
+            pass
+
+    def consumed(self, sid: int, flow: int) -> None:
+        """The app received ``flow`` bytes of a stream's body: open the windows again (h2 batches updates)."""
+        if flow and not self.closed:
+            self._ack(sid, flow)
+            self._flush()
+
+    def _window_opened(self, sid: int) -> None:
+        if sid == 0:
+            for stream in self.streams.values():
+                stream.wake_window()
+        else:
+            stream = self.streams.get(sid)
+            if stream is not None:
+                stream.wake_window()
+
+    # -- apps ----------------------------------------------------------------------------------------------
+
+    def _start(self, stream: H2Stream) -> None:
+        self.server.requests += 1
+        stream.task = self.pool.start_app(stream.scope, stream.receive, stream.send, stream,
+                                          lambda task: self._app_done(stream, task))
+
+    def _app_done(self, stream: H2Stream, task) -> None:
+        self.pool.tasks.discard(task)
+        stream.task = None
+        try:
+            self._end_stream(stream, task)
+        finally:
+            if self.server.access_log and stream.status is not None:
+                log_http_access(self, stream, "pool")
+
+    def _end_stream(self, stream: H2Stream, task) -> None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not (stream.gone and isinstance(exc, ClientDisconnected)):
+            logger.error("Exception in ASGI application", exc_info=exc)
+        if self.closed or stream.gone:
+            return self.stream_done(stream)
+        if not stream.sent_headers:
+            if exc is None:
+                logger.error("ASGI callable returned without starting response.")
+            stream.sent_headers = stream.complete = True
+            stream.status = 500
+            try:
+                self.h2.send_headers(stream.id, [(b":status", b"500"), (b"content-length", b"21"),
+                                                 (b"content-type", b"text/plain; charset=utf-8")])
+                self.h2.send_data(stream.id, b"Internal Server Error", end_stream=True)
+            except H2Error:
+                pass  # (the stream closed meanwhile: nobody to tell)
+            self._flush()
+            self.stream_done(stream)
+        elif not stream.complete or stream.trailers:
+            if exc is None:
+                logger.error("ASGI callable returned without completing response.")
+            self._reset(stream, ErrorCodes.INTERNAL_ERROR)  # never a truncated body taken for a whole one
+        else:
+            self.stream_done(stream)
+
+    def stream_done(self, stream: H2Stream) -> None:
+        """The response went out whole (or the stream is gone): forget the stream. A request body the app did
+        not read is cut short with RST_STREAM NO_ERROR (RFC 9113 section 8.1)."""
+        if self.streams.get(stream.id) is not stream:
+            return
+        if stream.task is not None and not stream.gone:
+            return  # the app still runs (after its response): the stream ends with it
+        del self.streams[stream.id]
+        self._release_body(stream)
+        if not stream.ended and not stream.gone and not self.closed:
+            self._reset(stream, ErrorCodes.NO_ERROR)
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if not self.streams:
+            self.idle_since = time.monotonic()
+            if self.goaway_last is not None or self.peer_goaway:
+                self.close()
+
+    def _release_body(self, stream: H2Stream) -> None:
+        """Body bytes the app will never receive: give their share of the connection's window back (else every
+        stream reset with unread body would shrink it for good)."""
+        if stream.body:
+            self._ack(stream.id, sum(flow for _, flow in stream.body))
+            stream.body.clear()
+
+    def _reset(self, stream: H2Stream, code) -> None:
+        self.streams.pop(stream.id, None)
+        self._release_body(stream)
+        stream.on_gone()
+        try:
+            self.h2.reset_stream(stream.id, code)
+        except H2Error:
+            pass
+        self._flush()
+        self._maybe_idle()
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def send_headers(self, stream: H2Stream, end: bool) -> None:
+        headers = [(b":status", b"%d" % stream.status)]
+        for name, value in stream.headers:
+            name = name.lower()
+            if name not in CONNECTION_SPECIFIC:
+                headers.append((name, value))
+        headers.extend(self.extra_headers)
+        if self.date_header:
+            headers.append((b"date", _date_value()))
+        try:
+            self.h2.send_headers(stream.id, headers, end_stream=end)
+        except H2Error as exc:  # (the stream closed under the app: h2 says so, the app hears a disconnect)
+            raise ClientDisconnected(f"Stream closed: {exc}") from None
+        self._flush_soon()
+
+    def send_trailers(self, stream: H2Stream, headers) -> None:
+        try:
+            self.h2.send_headers(stream.id, [(n.lower(), v) for n, v in headers], end_stream=True)
+        except H2Error as exc:
+            raise ClientDisconnected(f"Stream closed: {exc}") from None
+        self._flush()
+
+    async def send_data(self, stream: H2Stream, data: bytes, end: bool) -> None:
+        """Send ``data`` within the stream's and the connection's windows, waiting for WINDOW_UPDATEs; a
+        window shut for --timeout-write-stall resets the stream (the app's send raises ClientDisconnected)."""
+        h2 = self.h2
+        sid = stream.id
+        size = len(data)
+        pos = 0
+        while pos < size or (end and not size):
+            if stream.gone or self.closed:
+                raise ClientDisconnected("The client reset the stream or left")
+            try:
+                n = min(size - pos, h2.local_flow_control_window(sid), h2.max_outbound_frame_size)
+                if n <= 0 and size:
+                    try:
+                        await stream.wait_window(self.stall)
+                    except TimeoutError:
+                        logger.info("Reset an HTTP/2 stream whose client opened no window for %g s "
+                                    "(--timeout-write-stall).", self.stall)
+                        self._reset(stream, ErrorCodes.CANCEL)
+                        raise ClientDisconnected("Client stopped reading the response") from None
+                    continue
+                h2.send_data(sid, data[pos:pos + n], end_stream=end and pos + n == size)
+                stream.sent += n
+            except H2Error as exc:
+                raise ClientDisconnected(f"Stream closed: {exc}") from None
+            pos += n
+            if n >= SMALL:
+                self._flush()  # (a large body: its bytes count against HIGH_WATER at once)
+                # Let the other streams' tasks run between large frames: a big body whose windows and socket
+                # never make it wait would otherwise hold the loop until its last byte.
+                await asyncio.sleep(0)
+            else:
+                self._flush_soon()
+            if not size:
+                break
+            if self.stream.write_buffer_size() > HIGH_WATER:
+                await self._drain()
+
+    async def _drain(self) -> None:
+        try:
+            async with asyncio.timeout(self.stall):
+                await self.stream.drain()
+        except TimeoutError:
+            logger.info("Closed an HTTP/2 connection whose client read nothing for %g s (--timeout-write-stall).",
+                        self.stall)
+            self.close()
+            raise ClientDisconnected("Client stopped reading") from None
+        except (StreamClosed, OSError) as exc:
+            self.close()
+            raise ClientDisconnected(f"Client disconnected: {exc}") from None
+
+    def _flush_soon(self) -> None:
+        """Write what h2 queued once this loop iteration's tasks have run: the responses of many streams
+        answered in one iteration leave in one write."""
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_pending = False
+        data = self.h2.data_to_send()
+        if data and not self.closed:
+            try:
+                self.stream.write(data)
+            except (StreamClosed, OSError):
+                self.close()
+
+    # -- ending --------------------------------------------------------------------------------------------
+
+    def _calm(self, why: str) -> None:
+        logger.warning("Closed an HTTP/2 connection from %s: %s (GOAWAY ENHANCE_YOUR_CALM)", self.client_addr, why)
+        self.h2.clear_outbound_data_buffer()  # (the ACKs h2 queued for the flood's last read are not sent)
+        self._goaway(ErrorCodes.ENHANCE_YOUR_CALM, why.encode())
+        self.close()
+
+    def _goaway(self, code, debug: bytes) -> None:
+        try:
+            self.h2.close_connection(error_code=code, additional_data=debug)
+        except H2Error:
+            pass
+        self._flush()
+
+    def shutdown(self) -> None:
+        """Graceful: GOAWAY naming the last stream we took; those finish, later ones are refused; then close.
+        (The frame is made here: h2's own close_connection would forbid sending the in-flight responses.)"""
+        if self.closed or self.goaway_last is not None:
+            return
+        self.goaway_last = self.h2.highest_inbound_stream_id
+        self._flush()
+        try:
+            self.stream.write(GoAwayFrame(0, last_stream_id=self.goaway_last, error_code=0).serialize())
+        except (StreamClosed, OSError):
+            self.close()
+            return
+        if not self.streams:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._flush_quietly()
+        for stream in list(self.streams.values()):
+            stream.on_gone()
+        self.streams.clear()
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader.cancel()
+        self.sock = None
+        self.server.forget(self)
+        self.pool.h2_sessions.discard(self)
+        self.pool.close_later(self.stream)
+
+    def _flush_quietly(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            try:
+                self.stream.write(data)
+            except (StreamClosed, OSError):
+                pass

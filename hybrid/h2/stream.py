@@ -1,0 +1,218 @@
+"""One HTTP/2 stream's ASGI cycle: the ``http`` scope, ``receive`` and ``send`` of one request.
+
+The session (session.py) feeds it frames' contents (``on_data``, ``on_end``, ``on_gone``); the app's ``send``
+goes back through the session, which owns the ``h2`` connection and the socket. Request body bytes are
+acknowledged (WINDOW_UPDATE) only once the app has received them, so a slow app holds at most one stream window
+(64 KiB) of its body in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from time import perf_counter
+from urllib.parse import unquote
+
+from hybrid.asgi.http import ClientDisconnected
+from hybrid.request_id import REQUEST_ID_KEY, lazy_request_id
+
+ASGI = {"version": "3.0", "spec_version": "2.4"}
+NO_BODY_STATUS = (204, 304)
+MIN_BODY_RATE = 500  # bytes a second a body must average once it took --timeout-request-body (as HTTP/1.1)
+
+
+def build_scope(session, headers) -> dict | None:
+    """The ASGI ``http`` scope of a request's header list (bytes pairs, already checked by h2: pseudo-headers
+    first, lowercase names, no connection-specific fields); None for a request with no :path (CONNECT)."""
+    method = path = authority = None
+    fields = []
+    cookies = []
+    for name, value in headers:
+        if name[:1] == b":":
+            if name == b":method":
+                method = value.decode("ascii")
+            elif name == b":path":
+                path = value
+            elif name == b":authority":
+                authority = value
+        elif name == b"cookie":
+            cookies.append(value)  # RFC 9113 section 8.2.3: split cookie fields are joined with "; "
+        else:
+            fields.append((name, value))
+    if method is None or path is None or method == "CONNECT":
+        return None
+    if cookies:
+        fields.append((b"cookie", b"; ".join(cookies)))
+    if authority is not None and not any(name == b"host" for name, _ in fields):
+        fields.insert(0, (b"host", authority))  # RFC 9113 section 8.3.1: :authority stands for Host
+    raw_path, _, query = path.partition(b"?")
+    text = raw_path.decode("latin-1")
+    if "%" in text:
+        text = unquote(text, encoding="utf-8", errors="surrogateescape")
+    server = session.server
+    root = server.root_path
+    scope = {
+        "type": "http",
+        "asgi": ASGI,
+        "http_version": "2",
+        "server": session.server_addr,
+        "client": session.client_addr,
+        "scheme": session.scheme,
+        "method": method,
+        "root_path": root,
+        "path": root + text if root else text,
+        "raw_path": root.encode() + raw_path if root else raw_path,
+        "query_string": query,
+        "headers": fields,
+        "state": session.pool.state.copy(),
+        "extensions": {"http.response.trailers": {}, REQUEST_ID_KEY: lazy_request_id(server.request_ids, fields)},
+    }
+    if session.proxy is not None:  # a trusted proxy's X-Forwarded-* / Forwarded (--forwarded-allow-ips)
+        session.proxy.apply(scope)
+    return scope
+
+
+class H2Stream:
+    """One request on an HTTP/2 connection; its app runs once, as its own task on the pool's loop."""
+
+    __slots__ = ("session", "id", "scope", "body", "body_bytes", "ended", "delivered_end", "gone", "waiter",
+                 "window_waiter", "status", "headers", "trailers", "sent_headers", "complete", "task", "head", "sent",
+                 "started")
+
+    def __init__(self, session, stream_id: int, scope: dict) -> None:
+        self.session = session
+        self.id = stream_id
+        self.scope = scope  # (also what a blocked-loop warning names: Server.blocked_loop)
+        self.head = scope["method"] == "HEAD"
+        self.body: deque = deque()  # (data, flow-controlled length) not yet received by the app
+        self.body_bytes = 0
+        self.ended = False  # the client's END_STREAM arrived
+        self.delivered_end = False  # the app received more_body=False
+        self.gone = False  # reset (either side) or the connection is lost: the app sees http.disconnect
+        self.waiter = None
+        self.window_waiter = None
+        self.status = None
+        self.headers = ()
+        self.trailers = False
+        self.sent_headers = False
+        self.complete = False
+        self.task = None
+        self.sent = 0  # body bytes handed to h2 (the access log's bytes)
+        self.started = perf_counter()  # (the access log's duration)
+
+    # -- from the session ---------------------------------------------------------------------------------
+
+    def on_data(self, data: bytes, flow: int) -> None:
+        self.body.append((data, flow))
+        self.body_bytes += len(data)
+        self._wake()
+
+    def on_end(self) -> None:
+        self.ended = True
+        self._wake()
+
+    def on_gone(self) -> None:
+        self.gone = True
+        self._wake()
+        self.wake_window()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def wake_window(self) -> None:
+        waiter = self.window_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- ASGI ------------------------------------------------------------------------------------------------
+
+    async def receive(self) -> dict:
+        while True:
+            if self.gone or self.complete:
+                return {"type": "http.disconnect"}
+            if self.body:
+                data, flow = self.body.popleft()
+                self.session.consumed(self.id, flow)  # the window opens as the app reads
+                more = bool(self.body) or not self.ended
+                self.delivered_end = not more
+                return {"type": "http.request", "body": data, "more_body": more}
+            if self.ended and not self.delivered_end:
+                self.delivered_end = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            self.waiter = self.session.loop.create_future()
+            if self.ended:  # (the body is whole: wait for the disconnect, however long)
+                try:
+                    await self.waiter
+                finally:
+                    self.waiter = None
+                continue
+            limit = self.session.body_timeout
+            try:
+                async with asyncio.timeout(limit):
+                    await self.waiter
+            except TimeoutError:
+                self.session.body_stalled(self)  # nothing for --timeout-request-body: 408, the stream reset
+                continue
+            finally:
+                self.waiter = None
+            elapsed = perf_counter() - self.started
+            if elapsed >= limit and self.body_bytes < MIN_BODY_RATE * elapsed and not self.ended:
+                self.session.body_stalled(self)  # a trickle (slowloris), as over HTTP/1.1
+
+    async def send(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.status is not None:
+                raise RuntimeError("http.response.start sent twice")
+            self.status = int(message["status"])
+            self.headers = message.get("headers", ())
+            self.trailers = bool(message.get("trailers", False))
+            return
+        if kind == "http.response.body":
+            if self.status is None:
+                raise RuntimeError("http.response.body sent before http.response.start")
+            if self.complete and not self.trailers:
+                raise RuntimeError("http.response.body sent after the response was complete")
+            if self.gone:
+                raise ClientDisconnected("The client reset the stream")
+            body = message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if self.head or self.status in NO_BODY_STATUS:
+                body = b""
+            end = not more and not self.trailers
+            session = self.session
+            if not more:
+                self.complete = True  # (before any wait: receive() now says disconnect)
+            if not self.sent_headers:
+                self.sent_headers = True
+                session.send_headers(self, end and not body)
+                if end and not body:
+                    session.stream_done(self)
+                    return
+            if body or end:
+                await session.send_data(self, body, end)
+            if end:
+                session.stream_done(self)
+            return
+        if kind == "http.response.trailers":
+            if not self.trailers or not self.complete:
+                raise RuntimeError("http.response.trailers without trailers=True or before the last body")
+            if self.gone:
+                raise ClientDisconnected("The client reset the stream")
+            self.trailers = False
+            if not message.get("more_trailers", False):
+                self.session.send_trailers(self, message.get("headers", ()))
+                self.session.stream_done(self)
+            return
+        raise RuntimeError(f"Unexpected ASGI message {kind!r} on an HTTP request")
+
+    async def wait_window(self, timeout: float) -> None:
+        """Until a WINDOW_UPDATE (or a reset) for this stream or the connection; TimeoutError past ``timeout``."""
+        self.window_waiter = self.session.loop.create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.window_waiter
+        finally:
+            self.window_waiter = None
