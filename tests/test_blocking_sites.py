@@ -185,5 +185,7 @@ def test_a_flood_of_distinct_blocking_routes_stays_within_the_bound():
         assert ("other", "other") in {(loc, route) for loc, route, _ in series}
         ours = [loc for loc, route, _ in series if route.startswith("GET /many/")]
         assert len(ours) == SITES_LIMIT and set(ours) <= {f"{line_of('distinct')} in distinct", "unknown"}, ours
+        # (a step may end before the sampler reads it: 'unknown'; 30 ms is long enough for nearly all)
+        assert ours.count(f"{line_of('distinct')} in distinct") >= SITES_LIMIT * 0.8, ours
         warned = [line for line in srv.output.splitlines() if re.match(r"WARNING: +GET /many/\d+ blocked ", line)]
         assert len(warned) == SITES_LIMIT, len(warned)

@@ -693,6 +693,6 @@ cdef class Monitor:
         self.takeovers += 1
         self._last_takeover = now
         write(self._slots[spare].wake_fd, &one, sizeof(one))
-        if not self._slots[stuck].flagged:
+        if self._sampler_fd >= 0 and not self._slots[stuck].flagged:
             self._flag(&self._slots[stuck])  # where is it stuck? (captured while it still is)
         pthread_mutex_unlock(&self._lock)
