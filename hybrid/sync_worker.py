@@ -282,11 +282,11 @@ class SyncWorker:
     def leave_app(self, conn: Connection | None, cycle=None) -> None:
         """The step of app code is over. ``conn``: the connection served inline (its set may have been taken
         over); ``cycle``: the request of a later step (names the route if the step blocked)."""
-        left = self.monitor.leave(self.slot)
-        if left:  # (rare: the step blocked)
-            self._left_blocked(left, conn, cycle)
+        if self.monitor.leave(self.slot):  # (rare: the step blocked)
+            self._left_blocked(conn, cycle)
 
-    def _left_blocked(self, left: int, conn: Connection | None, cycle) -> None:
+    def _left_blocked(self, conn: Connection | None, cycle) -> None:
+        left, began, seq = self.monitor.left_step(self.slot)
         if left & LEFT_LOST:
             # The monitor moved our set to a spare while the app held this thread; the connection we were
             # serving was taken out of the set, so it is ours until its response is done.
@@ -299,7 +299,6 @@ class SyncWorker:
                 conn.home.conns.pop(conn.fd, None)
             self._retire_later()
         if left & LEFT_FLAGGED:  # where it blocked (docs/blocking.md): the sampler read it while it was blocked
-            began, seq = self.monitor.left_step(self.slot)
             took = time.monotonic() - began
             sampler = self.server.sampler
             sample = sampler.take(self.ident, seq=seq) if sampler is not None else None

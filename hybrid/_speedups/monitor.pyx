@@ -103,6 +103,7 @@ cdef struct Slot:
     long flag_seq          # counts flagged steps: names one for the sampler
     double left_entered    # the flagged step that just left: when it began (after any GC credit)...
     long left_seq          # ...and its flag_seq
+    int left_flags         # what leave() last returned, when not 0
 
 
 # Slow mode: tick, and how long a step must have run before it counts as blocked. Fast mode lasts this long after
@@ -386,19 +387,21 @@ cdef class Monitor:
             s.flagged = 0
             s.left_entered = s.entered_at
             s.left_seq = s.flag_seq
-            left = C_LEFT_FLAGGED
+            left = s.left_flags = C_LEFT_FLAGGED
         s.entered_at = 0
         s.current_fd = -1
         if s.state == LOST:
             s.state = SPARE
             left |= C_LEFT_LOST
+            s.left_flags = left
         pthread_mutex_unlock(&self._lock)
         return left
 
     def left_step(self, int slot):
-        """(began, seq) of the flagged step that just left ``slot`` (after leave() said ``LEFT_FLAGGED``)."""
+        """(what leave() returned, began, seq) for the step that just left ``slot``, after leave() returned
+        nonzero; began and seq name the flagged step (``LEFT_FLAGGED``)."""
         self._check(slot)
-        return self._slots[slot].left_entered, self._slots[slot].left_seq
+        return self._slots[slot].left_flags, self._slots[slot].left_entered, self._slots[slot].left_seq
 
     def add_watch(self):
         """Register the calling thread's loop (the async pool) to be watched only: a step of it older than the
