@@ -73,15 +73,15 @@ def location_index(stack: tuple[Frame, ...]) -> int:
 
 def describe(stack: tuple[Frame, ...]) -> tuple[str, str]:
     """(location, trace) of a stack (innermost first). The trace reads outward to inward, as a call does:
-    ``app/db.py:42 in fetch -> requests/sessions.py:589 in request -> ... -> socket.py:705 in readinto:
-    return self._sock.recv_into(b)`` (the source text of the innermost line ends it)."""
+    ``app/db.py:42 in fetch -> requests/api.py:73 in get -> ... -> http/client.py:286 in _read_status ->
+    socket.py:706 in readinto: return self._sock.recv_into(b)`` (the source text of the innermost line ends it)."""
     if not stack:
         return "unknown", "unknown (no Python frame of the app)"
     at = location_index(stack)
     location = _where(stack[at])
     inner = list(stack[at::-1])  # the location and what it called, outward to inward
     if len(inner) > TRACE_FRAMES:
-        inner = inner[:1] + [None] + inner[-(TRACE_FRAMES - 2):]
+        inner = inner[:2] + [None] + inner[-(TRACE_FRAMES - 3):]  # (the library call the app made, and the end)
     # Room left: the app's frames that led there (a call a few frames deep in the app's own helpers).
     outer = list(stack[at + 1:at + 1 + max(0, TRACE_FRAMES - len(inner))])[::-1]
     parts = ["..." if f is None else _where(f) for f in outer + inner]

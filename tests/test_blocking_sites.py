@@ -5,6 +5,7 @@ marked 'BLOCKS: NAME'; each test checks that the report names that function and 
 
 from __future__ import annotations
 
+import http.server
 import re
 import signal
 import socket
@@ -86,6 +87,38 @@ def test_a_blocking_socket_recv_is_reported_where_it_waits():
     finally:
         helper.join(5)
         listener.close()
+
+
+def test_a_standard_library_call_is_reported_at_the_apps_line_that_made_it():
+    """urllib.request over a slow local HTTP server: the location is the app's call (the innermost frame that is
+    neither the standard library nor site-packages); the trace goes on to the recv it waits in."""
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            time.sleep(0.15)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+        def log_message(self, *args):
+            pass
+
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    helper = threading.Thread(target=backend.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    helper.start()
+    try:
+        with Server(APP, *ARGS) as srv:
+            with srv.connect() as c:
+                assert c.request("GET", f"/orders?port={backend.server_address[1]}").body == b"done"
+            line = warning_for(srv, "GET /orders")
+            assert re.search(rf" at {line_of('urlopen')} in fetch_orders -> urllib/request.py:\d+ in urlopen -> "
+                             r"\.\.\. -> .* -> socket.py:\d+ in readinto: return self._sock.recv_into\(b\) \(", line), line
+            srv.signal(signal.SIGUSR1)
+            wait_for(srv, rf"GET /orders at {line_of('urlopen')} in fetch_orders: 1 times")
+    finally:
+        backend.shutdown()
+        backend.server_close()
+        helper.join(5)
 
 
 def test_a_lock_held_by_another_thread_is_reported_at_the_acquire():

@@ -5,6 +5,7 @@ import asyncio
 import socket
 import threading
 import time
+import urllib.request
 from urllib.parse import parse_qs
 
 from tests import blocking_lib
@@ -19,6 +20,11 @@ def nap(seconds):
 def read_reply(port):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         return sock.recv(16)  # BLOCKS: recv
+
+
+def fetch_orders(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/orders", timeout=5) as resp:  # BLOCKS: urlopen
+        return resp.read()
 
 
 def wait_for_lock(hold):
@@ -69,6 +75,8 @@ async def app(scope, receive, send):
         nap(t)
     elif path == "/recv":
         read_reply(int(query["port"]))
+    elif path == "/orders":
+        fetch_orders(int(query["port"]))
     elif path == "/lock":
         wait_for_lock(t)
     elif path == "/cpu":
