@@ -70,7 +70,7 @@ class BlockingSites:
                     new = False
                     site = self.sites.get(key)
                     if site is None:
-                        site = self.sites[key] = Site("(routes and locations past the first %d)" % self.limit)
+                        site = self.sites[key] = Site(f"(routes and locations past the first {self.limit})")
                         overflow_note = not self._overflowed
                         self._overflowed = True
                     else:
@@ -99,12 +99,12 @@ class BlockingSites:
                     for (route, location), s in self.sites.items()]
         return sorted(rows, key=lambda row: row[3], reverse=True)[:n]
 
-    def summary(self, n: int = SUMMARY_TOP) -> list[str]:
-        """Lines naming the top ``n`` (route, location) pairs by total blocked time."""
+    def summary(self, n: int = SUMMARY_TOP, who: str = "") -> list[str]:
+        """Lines naming the top ``n`` (route, location) pairs by total blocked time (``who``: ' in worker [PID]')."""
         top = self.top(n)
         if not top:
             return []
-        lines = [f"Where handlers blocked (top {len(top)} of {len(self.sites)} by total time):"]
+        lines = [f"Where handlers blocked{who} (top {len(top)} of {len(self.sites)} by total time):"]
         for route, location, count, total, worst, trace in top:
             lines.append(f"  {route} at {location}: {count} times, {_ms(total)} in all, worst {_ms(worst)}; {trace}")
         return lines

@@ -21,13 +21,13 @@ import time
 from time import monotonic_ns, perf_counter
 
 from hybrid import lifecycle
-from hybrid._speedups.steps import watch_steps
-from hybrid.asgi.task import BLOCKED_STEP
-from hybrid.blocking_sites import BlockingSites
 from hybrid._speedups.h1 import _create_h1_protocol
+from hybrid._speedups.steps import watch_steps
 from hybrid.asgi.lifespan import LifespanFailure, LifespanOrder
+from hybrid.asgi.task import BLOCKED_STEP
 from hybrid.async_mode import AsyncAcceptor
 from hybrid.async_pool import AsyncPool, StreamRouter
+from hybrid.blocking_sites import BlockingSites
 from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, ConnectionSet
 from hybrid.door import close_the_door
@@ -348,11 +348,12 @@ class Server:
 
     def dump_blocking_sites(self, level: int = logging.WARNING) -> None:
         """The top (route, location) pairs where handlers blocked (SIGUSR1, and the shutdown summary)."""
-        lines = self.blocking_sites.summary()
+        who = "" if self.control is None else f" in worker [{os.getpid()}]"
+        lines = self.blocking_sites.summary(who=who)
         if self.sampler is None:
-            lines = ["Blocking locations are not captured (--no-blocking-stacks)."]
+            lines = [f"Blocking locations are not captured{who} (--no-blocking-stacks)."]
         elif not lines:
-            lines = ["No handler has blocked so far."]
+            lines = [f"No handler has blocked so far{who}."]
         for line in lines:
             logger.log(level, "%s", line)
 

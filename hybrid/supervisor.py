@@ -411,7 +411,8 @@ class Supervisor:
 
         def dump(signum, frame):  # each worker lists where its handlers blocked (docs/blocking.md)
             for worker in list(self.workers):
-                if worker.process.pid is not None:
+                # (only a ready one has its handler: SIGUSR1 would end one still starting)
+                if worker.ready and worker.process.pid is not None:
                     try:
                         os.kill(worker.process.pid, signal.SIGUSR1)
                     except ProcessLookupError:

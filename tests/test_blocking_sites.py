@@ -112,7 +112,8 @@ def test_a_standard_library_call_is_reported_at_the_apps_line_that_made_it():
                 assert c.request("GET", f"/orders?port={backend.server_address[1]}").body == b"done"
             line = warning_for(srv, "GET /orders")
             assert re.search(rf" at {line_of('urlopen')} in fetch_orders -> urllib/request.py:\d+ in urlopen -> "
-                             r"\.\.\. -> .* -> socket.py:\d+ in readinto: return self._sock.recv_into\(b\) \(", line), line
+                             r"\.\.\. -> .* -> socket.py:\d+ in readinto: return self._sock.recv_into\(b\) \(",
+                             line), line
             srv.signal(signal.SIGUSR1)
             wait_for(srv, rf"GET /orders at {line_of('urlopen')} in fetch_orders: 1 times")
     finally:
