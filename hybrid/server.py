@@ -354,6 +354,13 @@ class Server:
             lines = [f"Blocking locations are not captured{who} (--no-blocking-stacks)."]
         elif not lines:
             lines = [f"No handler has blocked so far{who}."]
+        if self.sampler is not None:
+            names = {t.ident: t.name for t in threading.enumerate()}
+            now = time.monotonic()
+            for ident, began, sample in self.sampler.in_progress():
+                _location, trace = sample.where()
+                lines.append(f"Blocked now: {names.get(ident, ident)} for {(now - began) * 1000:,.0f} ms so far, "
+                             f"at {trace}{sample.others()}")
         for line in lines:
             logger.log(level, "%s", line)
 

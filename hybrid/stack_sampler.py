@@ -132,6 +132,13 @@ class StackSampler:
             del frames
         return True
 
+    def in_progress(self) -> list[tuple[int, float, Sample]]:
+        """(thread ident, began, sample) of the flagged steps still blocked now (SIGUSR1: a handler stuck for good
+        is never recorded, since it never returns)."""
+        current = {(slot, seq) for slot, _ident, seq, _began in self.monitor.flagged_steps()}
+        with self._lock:
+            return [(ident, s.began, s) for ident, s in self.samples.items() if (s.slot, s.seq) in current]
+
     def take(self, ident: int, *, seq: int | None = None, began: float | None = None) -> Sample | None:
         """The sample of the step of thread ``ident`` that just ended (named by the monitor's ``seq``, or by its
         start ``began``), or None if it ended before it could be read."""

@@ -223,3 +223,17 @@ def test_a_flood_of_distinct_blocking_routes_stays_within_the_bound():
         assert ours.count(f"{line_of('distinct')} in distinct") >= SITES_LIMIT * 0.8, ours
         warned = [line for line in srv.output.splitlines() if re.match(r"WARNING: +GET /many/\d+ blocked ", line)]
         assert len(warned) == SITES_LIMIT, len(warned)
+
+
+def test_sigusr1_names_a_handler_still_blocked():
+    """A handler stuck for good never returns, so it is never recorded: the SIGUSR1 dump lists it as blocked now,
+    with where it is."""
+    with Server(APP, *ARGS) as srv:
+        with srv.connect(timeout=10) as c:
+            c.send(b"GET /sleep?t=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.5)  # (flagged at the takeover, 10-20 ms in; read at once, again at 0.25 s)
+            srv.signal(signal.SIGUSR1)
+            m = wait_for(srv, r"Blocked now: (hybrid-worker-\d+) for ([\d,]+) ms so far, at .* -> (\S+) in nap: "
+                              r"time\.sleep\(seconds\)")
+            assert m.group(3) == line_of("sleep") and 300 <= int(m.group(2).replace(",", "")) < 1500, srv.output
+            assert c.read_response().body == b"done"
