@@ -452,12 +452,13 @@ cdef class Monitor:
         finally:
             pthread_mutex_unlock(&self._lock)
 
-    cdef void _flag(self, Slot* s) noexcept nogil:
-        """Under the lock: mark the step in ``s`` for the sampler and wake it (once per step)."""
+    cdef void _flag(self, Slot* s, double began) noexcept nogil:
+        """Under the lock: mark the step in ``s`` (that began at ``began``) for the sampler and wake it (once per
+        step). A WATCHED loop marks its steps without the lock: if a new one began meanwhile, this flag names none."""
         cdef uint64_t one = 1
         s.flag_seq += 1
         if s.state == WATCHED:
-            s.flagged_at = s.entered_at
+            s.flagged_at = began
         else:
             s.flagged = 1
         if self._sampler_fd >= 0:
@@ -477,9 +478,9 @@ cdef class Monitor:
                 continue
             if s.state == WATCHED:
                 if s.flagged_at != began:
-                    self._flag(s)
+                    self._flag(s, began)
             elif not s.flagged:
-                self._flag(s)
+                self._flag(s, began)
         pthread_mutex_unlock(&self._lock)
 
     def retire(self, int slot):
@@ -697,5 +698,5 @@ cdef class Monitor:
         self._last_takeover = now
         write(self._slots[spare].wake_fd, &one, sizeof(one))
         if self._sampler_fd >= 0 and not self._slots[stuck].flagged:
-            self._flag(&self._slots[stuck])  # where is it stuck? (captured while it still is)
+            self._flag(&self._slots[stuck], self._slots[stuck].entered_at)  # where is it stuck? (captured while it still is)
         pthread_mutex_unlock(&self._lock)
