@@ -38,6 +38,12 @@ credited with its duration (``entered_at`` moves forward), so only the app's own
 
 ``leave()`` and the takeover decision share one mutex, so a thread that leaves app code either keeps its set or
 learns (from ``leave()``'s result) that it lost it: never both, never neither.
+
+Where did it block (docs/blocking.md): with a stack sampler attached (``set_sampler``), the monitor also *flags* a
+step it takes over, and any step older than the report bound (100 ms) in any slot, the async pool's ``WATCHED``
+one included (its steps mark themselves, ``step_clock``); each flag writes the sampler's eventfd once, and the
+sampler reads the stack while the step still blocks. ``leave()`` then returns ``LEFT_FLAGGED`` so the thread
+records the step; an ordinary step pays one test for this.
 """
 
 from libc.stdint cimport uint64_t
