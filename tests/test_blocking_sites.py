@@ -237,3 +237,35 @@ def test_sigusr1_names_a_handler_still_blocked():
                               r"time\.sleep\(seconds\)")
             assert m.group(3) == line_of("sleep") and 300 <= int(m.group(2).replace(",", "")) < 1500, srv.output
             assert c.read_response().body == b"done"
+
+
+def test_a_thousand_distinct_blocking_sites_keep_the_table_at_its_bound():
+    """The table itself (no server: the flood above shows it end to end): 1,000 distinct (route, location) pairs
+    leave SITES_LIMIT entries and one 'other' holding the rest, and the memory they hold stops growing."""
+    import tracemalloc
+
+    from hybrid.blocking_sites import OTHER, SITES_LIMIT, BlockingSites
+    from hybrid.stack_sampler import Sample
+
+    class Cycle:
+        def __init__(self, path):
+            self.scope = {"method": "GET", "path": path}
+
+    def record(sites, i):
+        sample = Sample(0, i, 0.0)
+        sample.add(((f"/srv/app/m{i}.py", i, f"f{i}"),))
+        sites.record(Cycle(f"/p/{i}"), sample, 0.01, "test")
+
+    sites = BlockingSites()
+    for i in range(SITES_LIMIT):
+        record(sites, i)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(SITES_LIMIT, 1000):
+        record(sites, i)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(sites.sites) == SITES_LIMIT + 1
+    other = sites.sites[(OTHER, OTHER)]
+    assert other.count == 1000 - SITES_LIMIT and abs(other.total - other.count * 0.01) < 1e-6
+    assert grown < 20_000, grown  # (one 'other' entry and the log's state; 900 entries would be ~200 KB)
