@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 logger = logging.getLogger("hybrid.error")
 
@@ -107,4 +108,18 @@ class BlockingSites:
         lines = [f"Where handlers blocked{who} (top {len(top)} of {len(self.sites)} by total time):"]
         for route, location, count, total, worst, trace in top:
             lines.append(f"  {route} at {location}: {count} times, {_ms(total)} in all, worst {_ms(worst)}; {trace}")
+        return lines
+
+    def dump(self, sampler, who: str = "") -> list[str]:
+        """The SIGUSR1 dump: the summary, then every step blocked right now (``sampler``: the StackSampler, or None
+        with --no-blocking-stacks). A handler stuck for good never returns, so it shows only here."""
+        if sampler is None:
+            return [f"Blocking locations are not captured{who} (--no-blocking-stacks)."]
+        lines = self.summary(who=who) or [f"No handler has blocked so far{who}."]
+        names = {t.ident: t.name for t in threading.enumerate()}
+        now = time.monotonic()
+        for ident, began, sample in sampler.in_progress():
+            _location, trace = sample.where()
+            lines.append(f"Blocked now: {names.get(ident, ident)} for {_ms(now - began)} so far, at {trace}"
+                         f"{sample.others()}")
         return lines

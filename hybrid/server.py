@@ -349,19 +349,7 @@ class Server:
     def dump_blocking_sites(self, level: int = logging.WARNING) -> None:
         """The top (route, location) pairs where handlers blocked (SIGUSR1, and the shutdown summary)."""
         who = "" if self.control is None else f" in worker [{os.getpid()}]"
-        lines = self.blocking_sites.summary(who=who)
-        if self.sampler is None:
-            lines = [f"Blocking locations are not captured{who} (--no-blocking-stacks)."]
-        elif not lines:
-            lines = [f"No handler has blocked so far{who}."]
-        if self.sampler is not None:
-            names = {t.ident: t.name for t in threading.enumerate()}
-            now = time.monotonic()
-            for ident, began, sample in self.sampler.in_progress():
-                _location, trace = sample.where()
-                lines.append(f"Blocked now: {names.get(ident, ident)} for {(now - began) * 1000:,.0f} ms so far, "
-                             f"at {trace}{sample.others()}")
-        for line in lines:
+        for line in self.blocking_sites.dump(self.sampler, who):
             logger.log(level, "%s", line)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
