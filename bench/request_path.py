@@ -46,7 +46,7 @@ class _Worker:
     def enter_app(self, fd: int) -> None:
         self.monitor.enter(self.slot, fd)
 
-    def leave_app(self, conn) -> None:
+    def leave_app(self, conn, cycle=None) -> None:  # (a later step passes its cycle: task.pyx)
         self.monitor.leave(self.slot)
 
 

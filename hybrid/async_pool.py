@@ -326,7 +326,11 @@ class AsyncPool:
 
     def run(self) -> None:
         """Blocking: the pool's loop, from lifespan startup to lifespan shutdown."""
-        run_own_loop(self)
+        watch = self.server.watch_loop()  # (a step that blocks this loop is captured: docs/blocking.md)
+        try:
+            run_own_loop(self)
+        finally:
+            self.server.unwatch_loop(watch)
 
     async def _main(self) -> None:
         try:
@@ -474,8 +478,13 @@ class AsyncPool:
         task.add_done_callback(on_done)
         return task
 
-    def step_blocked(self, coro: TimedCoroutine, took: float) -> None:
-        """A step of a stream held the pool's loop for ``took`` seconds: report it if other streams waited."""
+    def step_blocked(self, coro: TimedCoroutine, took: float, started: float) -> None:
+        """A step of a stream held the pool's loop for ``took`` seconds: record where (docs/blocking.md), and
+        report it if other streams waited."""
+        sampler = self.server.sampler
+        if sampler is not None:
+            self.server.blocking_sites.record(coro.cycle, sampler.take(threading.get_ident(), began=started), took,
+                                              "the async pool's loop")
         waiting = len(self.tasks) - 1
         if waiting > 0:
             self.server.blocked_loop(coro.cycle, took, waiting, "the async pool")

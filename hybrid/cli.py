@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--blocking-threshold", type=_seconds, default=0.001,
                    help="Seconds a handler may hold its thread before its other connections move to a spare "
                         "thread (default 0.001).")
+    s.add_argument("--blocking-stacks", action=argparse.BooleanOptionalAction, default=True,
+                   help="Read the stack of a blocked handler while it blocks and log where it blocked, once per "
+                        "route and code location, with counters (default on; docs/blocking.md).")
     s.add_argument("--lifespan", choices=LIFESPAN_MODES, default="auto",
                    help="Run the ASGI lifespan protocol: auto (if the app supports it), on, off.")
     s.add_argument("--root-path", default="", help="Path prefix the application is mounted at, e.g. /api.")

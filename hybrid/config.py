@@ -79,6 +79,7 @@ class ServerConfig:
     threads: int | None = None
     max_threads: int | None = None
     blocking_threshold: float = 0.001
+    blocking_stacks: bool = True
     lifespan: str = "auto"
     root_path: str = ""
     timeout_keep_alive: float = 5.0

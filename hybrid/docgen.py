@@ -112,8 +112,9 @@ the thread where it happened (be quick, thread-safe, never raise). Without a col
 `hybrid_request_duration_seconds{where}`, `hybrid_handoffs_total{kind}`, `hybrid_takeovers_total`,
 `hybrid_client_disconnects_total`, `hybrid_response_body_bytes_total`), with gauges `hybrid_requests_in_flight`
 (open streams included), `hybrid_streams_open`, `hybrid_websockets_open`, `hybrid_threads{state}` (serving, blocked
-in a handler after a takeover, spare; sampled twice a second) and the counter `hybrid_blocked_loop_steps_total`
-(async code that blocked a loop other requests waited on), served at `http://HOST:PORT/metrics`
+in a handler after a takeover, spare; sampled twice a second), the counter `hybrid_blocked_loop_steps_total`
+(async code that blocked a loop other requests waited on) and `hybrid_blocked_seconds_total{route,location}` (where
+handlers blocked: docs/blocking.md), served at `http://HOST:PORT/metrics`
 (needs `pip install 'hybrid[metrics]'`). With worker processes (`--workers`, `--reload`, `--limit-max-requests`)
 the supervisor serves the one endpoint and its numbers cover every worker: prometheus-client's multiprocess mode,
 in a directory the supervisor makes for the run (`PROMETHEUS_MULTIPROC_DIR`, removed at exit). Counters and

@@ -178,6 +178,10 @@ class MetricsCollector:
                              ["state"], registry=registry, multiprocess_mode="livesum")
         self.blocked_loops = Counter("hybrid_blocked_loop_steps", "Steps of async code that blocked an event loop "
                                      "while other requests waited on it", registry=registry)
+        # (labels bounded by hybrid/blocking_sites.py: the first SITES_LIMIT pairs, then route=location="other")
+        self.blocked_seconds = Counter("hybrid_blocked_seconds", "Seconds handlers blocked their thread or loop, "
+                                       "by route and the code location where they were blocked",
+                                       ["route", "location"], registry=registry)
         self.started = Counter("hybrid_requests_started", "Requests whose app started", ["where"],
                                registry=registry)
         self.responses = Counter("hybrid_responses", "Complete responses, by status class", ["where", "status"],
@@ -343,6 +347,9 @@ class MetricsCollector:
 
     def blocked_loop(self) -> None:
         self.blocked_loops.inc()
+
+    def blocked_at(self, route: str, location: str, seconds: float) -> None:
+        self.blocked_seconds.labels(route, location).inc(seconds)
 
     def sample_threads(self, serving: int, blocked: int, spare: int) -> None:
         """Thread counts, set by the server's main loop twice a second."""

@@ -27,7 +27,8 @@ class ThreadManager:
         # Tick at half the threshold (at most 0.5 ms): a blocked set waits threshold + tick at worst.
         tick = min(config.blocking_threshold / 2, 0.0005)
         gil_futex()  # (once per process: lets the monitor tell a thread waiting for the GIL from a blocked one)
-        self.monitor = Monitor(config.max_threads, config.blocking_threshold, tick)
+        # (one slot more than threads: the async pool's loop is watched for blocking steps, hybrid/stack_sampler.py)
+        self.monitor = Monitor(config.max_threads + 1, config.blocking_threshold, tick)
         self.workers = []
         self._lock = threading.Lock()
         self._starting = 0
@@ -64,6 +65,10 @@ class ThreadManager:
         if errors:
             raise errors[0]
         # A garbage collection holds the GIL in whatever step it lands in: the monitor does not count it as app time.
+        self.start_monitor()
+
+    def start_monitor(self) -> None:
+        """(--mode async starts no threads but this: the monitor then only watches the pool's loop.)"""
         gc.callbacks.append(self._gc_hook)
         self._monitor_thread.start()
 

@@ -22,10 +22,13 @@ from time import monotonic_ns, perf_counter
 
 from hybrid import lifecycle
 from hybrid._speedups.h1 import _create_h1_protocol
+from hybrid._speedups.steps import watch_steps
 from hybrid.asgi.lifespan import LifespanFailure, LifespanOrder
+from hybrid.asgi.task import BLOCKED_STEP
 from hybrid.async_mode import AsyncAcceptor
 from hybrid.async_pool import AsyncPool, StreamRouter
 from hybrid.banner import debug_line, plural, startup_banner
+from hybrid.blocking_sites import BlockingSites
 from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, ConnectionSet
 from hybrid.door import close_the_door
@@ -202,6 +205,14 @@ class Server:
         self.acceptor = AsyncAcceptor(self, self.pool, []) if config.mode == "async" else None
         self.threads = ThreadManager(self, config)
         self.monitor = self.threads.monitor
+        # Where handlers block (docs/blocking.md): the monitor flags blocked steps, the sampler reads their stacks.
+        self.blocking_sites = BlockingSites(self.metrics)
+        self.sampler = None
+        if config.blocking_stacks:
+            from hybrid.stack_sampler import StackSampler
+
+            self.sampler = StackSampler(self.monitor, BLOCKED_STEP)
+        self._dump_requested = False
         # Set by signal handlers, which must not take locks (threading.Event.set does: a handler that interrupts
         # the main thread inside Event.wait deadlocks on the Event's own lock). The main thread polls it.
         self._stop_requested = False
@@ -294,6 +305,26 @@ class Server:
             "Move blocking calls out of async code (a plain 'def' endpoint, or 'await asyncio.to_thread(...)'). "
             "Said once per route.", route, where, took * 1000, waiting)
 
+    def watch_loop(self) -> int:
+        """On the async pool's thread: have its steps watched (a blocking one is captured). Returns the slot."""
+        if self.sampler is None:
+            return -1
+        slot = self.monitor.add_watch()
+        if slot >= 0:
+            watch_steps(self.monitor.step_clock(slot))
+        return slot
+
+    def unwatch_loop(self, slot: int) -> None:
+        if slot >= 0:
+            watch_steps(0)
+            self.monitor.remove_slot(slot)
+
+    def dump_blocking_sites(self, level: int = logging.WARNING) -> None:
+        """The top (route, location) pairs where handlers blocked (SIGUSR1, and the shutdown summary)."""
+        who = "" if self.control is None else f" in worker [{os.getpid()}]"
+        for line in self.blocking_sites.dump(self.sampler, who):
+            logger.log(level, "%s", line)
+
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     def startup(self) -> None:
@@ -310,6 +341,8 @@ class Server:
             logger.info("Metrics (Prometheus text) on http://%s:%d/metrics", self.config.host,
                         self.metrics_server[0].server_port)
         deadline = time.monotonic() + self.config.timeout_startup
+        if self.sampler is not None:
+            self.sampler.start()  # (before the monitor: it flags steps from its first tick)
         try:
             if self.acceptor is None:
                 # One spare beyond --threads, ready for the first takeover.
@@ -324,6 +357,8 @@ class Server:
                 raise StartupError(f"Application startup failed ({exc.where}): {exc}") from None
             raise
         if self.acceptor is not None:  # --mode async: the pool's loop accepts and serves everything
+            if self.sampler is not None:
+                self.threads.start_monitor()  # (no serving threads: it watches the pool's loop alone)
             self.acceptor.listeners = list(self.listeners)
             self.acceptor.start()
         else:
@@ -342,6 +377,9 @@ class Server:
         sampled = 0.0
         while not self._stop_requested:
             time.sleep(0.05)
+            if self._dump_requested:  # SIGUSR1
+                self._dump_requested = False
+                self.dump_blocking_sites()
             if self.metrics is not None and time.monotonic() - sampled >= METRICS_SAMPLE_INTERVAL:
                 sampled = time.monotonic()
                 self._sample_threads()
@@ -423,8 +461,12 @@ class Server:
             logger.warning("SIGHUP ignored: replacing the server without dropping connections needs worker "
                            "processes (--workers N, --reload or --limit-max-requests).")
 
+        def dump(signum, frame):
+            self._dump_requested = True  # (the main loop logs it: a handler must not take the logging lock)
+
         signal.signal(signal.SIGINT, handle)
         signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGUSR1, dump)
         if self.control is None:  # a supervisor's worker leaves SIGHUP to the supervisor
             signal.signal(signal.SIGHUP, hangup)
 
@@ -487,6 +529,10 @@ class Server:
                     plural(self.monitor.takeovers, "takeover"), plural(self.threads.peak, "thread"),
                     self.monitor.wakeups / uptime, plural(self.pool.handoffs, "handoff"),
                     plural(self.blocked_steps, "blocked-loop step"))
+        if self.blocking_sites.sites:
+            self.dump_blocking_sites(logging.INFO)
+        if self.sampler is not None:
+            self.sampler.stop()
         for conn_set in self.sets.values():
             conn_set.close()
         if self.metrics_server is not None:

@@ -424,7 +424,17 @@ class Supervisor:
         def hangup(signum, frame):
             self._hangup = True
 
+        def dump(signum, frame):  # each worker lists where its handlers blocked (docs/blocking.md)
+            for worker in list(self.workers):
+                # (only a ready one has its handler: SIGUSR1 would end one still starting)
+                if worker.ready and worker.process.pid is not None:
+                    try:
+                        os.kill(worker.process.pid, signal.SIGUSR1)
+                    except ProcessLookupError:
+                        pass
+
         signal.signal(signal.SIGHUP, hangup)
+        signal.signal(signal.SIGUSR1, dump)
 
     # -- reload -------------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import threading
 import time
 
 from hybrid._speedups.h1 import H1Error
+from hybrid._speedups.monitor import LEFT_FLAGGED, LEFT_LOST
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
 from hybrid.asgi.task import RequestTask, child_task_factory
 from hybrid.connection import (
@@ -61,6 +62,7 @@ class SyncWorker:
         self.state = self.lifespan.state
         self.conn_set: ConnectionSet | None = None
         self.slot = -1
+        self.ident = 0  # threading.get_ident() of the thread (the stack sampler's key)
         self.wake_fd = -1
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
@@ -96,6 +98,7 @@ class SyncWorker:
         self._stopped = loop.create_future()
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         loop.add_reader(self.wake_fd, self._on_wake)
+        self.ident = threading.get_ident()
         self.slot = self.monitor.add_slot(self.wake_fd)
         self.ready.set()
         self._retire_later()
@@ -277,8 +280,15 @@ class SyncWorker:
     def enter_app(self, fd: int) -> None:
         self.monitor.enter(self.slot, fd)
 
-    def leave_app(self, conn: Connection | None) -> None:
-        if self.monitor.leave(self.slot):
+    def leave_app(self, conn: Connection | None, cycle=None) -> None:
+        """The step of app code is over. ``conn``: the connection served inline (its set may have been taken
+        over); ``cycle``: the request of a later step (names the route if the step blocked)."""
+        if self.monitor.leave(self.slot):  # (rare: the step blocked)
+            self._left_blocked(conn, cycle)
+
+    def _left_blocked(self, conn: Connection | None, cycle) -> None:
+        left, began, seq = self.monitor.left_step(self.slot)
+        if left & LEFT_LOST:
             # The monitor moved our set to a spare while the app held this thread; the connection we were
             # serving was taken out of the set, so it is ours until its response is done.
             conn_set = self.conn_set
@@ -289,3 +299,11 @@ class SyncWorker:
                 conn.registered = False
                 conn.home.conns.pop(conn.fd, None)
             self._retire_later()
+        if left & LEFT_FLAGGED:  # where it blocked (docs/blocking.md): the sampler read it while it was blocked
+            took = time.monotonic() - began
+            sampler = self.server.sampler
+            sample = sampler.take(self.ident, seq=seq) if sampler is not None else None
+            if cycle is None and conn is not None:
+                cycle = conn.cycle
+            where = f"{self.name}, its other connections taken over" if left & LEFT_LOST else self.name
+            self.server.blocking_sites.record(cycle, sample, took, where)

@@ -22,3 +22,16 @@ def test_every_slot_argument_outside_the_table_is_refused(call, slot):
     args = {"enter": (slot, -1), "give": (slot, -1)}.get(call, (slot,))
     with pytest.raises(IndexError, match=f"monitor slot {slot} out of range 0..1"):
         getattr(monitor, call)(*args)
+
+
+def test_the_watched_loop_slot_is_no_thread_and_an_ordinary_step_leaves_with_no_flags():
+    """The async pool's WATCHED slot (docs/blocking.md) is never counted as a thread nor given a set; a step the
+    monitor did not flag leaves with 0, as before."""
+    monitor = Monitor(3, 0.001, 0.0005)
+    slot = monitor.add_slot(-1, 7)
+    watch = monitor.add_watch()
+    assert watch == 2 and monitor.thread_count() == 1 and monitor.spare_count() == 0
+    assert monitor.step_clock(watch) != 0
+    monitor.enter(slot, -1)
+    assert monitor.leave(slot) == 0
+    assert monitor.flagged_steps() == []

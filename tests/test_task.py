@@ -27,7 +27,7 @@ class _Worker:
     def enter_app(self, fd: int) -> None:
         self.marks.append("enter")
 
-    def leave_app(self, conn) -> None:
+    def leave_app(self, conn, cycle=None) -> None:
         self.marks.append("leave")
 
     def step_blocked(self, task, cycle, took: float) -> None:
@@ -325,9 +325,9 @@ def test_timed_coroutine_under_asyncios_task_returns_raises_and_reports_a_slow_s
 
     async def main():
         loop = asyncio.get_running_loop()
-        result = await loop.create_task(TimedCoroutine(returns(), lambda c, took: reports.append(took), 0.05))
+        result = await loop.create_task(TimedCoroutine(returns(), lambda c, took, started: reports.append(took), 0.05))
         with pytest.raises(ValueError, match="from the app"):
-            await loop.create_task(TimedCoroutine(raises(), lambda c, took: reports.append(took), 0.05))
+            await loop.create_task(TimedCoroutine(raises(), lambda c, took, started: reports.append(took), 0.05))
         return result
 
     assert asyncio.run(main()) == 42

@@ -38,6 +38,12 @@ credited with its duration (``entered_at`` moves forward), so only the app's own
 
 ``leave()`` and the takeover decision share one mutex, so a thread that leaves app code either keeps its set or
 learns (from ``leave()``'s result) that it lost it: never both, never neither.
+
+Where did it block (docs/blocking.md): with a stack sampler attached (``set_sampler``), the monitor also *flags* a
+step it takes over, and any step older than the report bound (100 ms) in any slot, the async pool's ``WATCHED``
+one included (its steps mark themselves, ``step_clock``); each flag writes the sampler's eventfd once, and the
+sampler reads the stack while the step still blocks. ``leave()`` then returns ``LEFT_FLAGGED`` so the thread
+records the step; an ordinary step pays one test for this.
 """
 
 from libc.stdint cimport uint64_t
@@ -73,6 +79,15 @@ cdef enum:
     ACTIVE = 1    # owns an epoll set
     SPARE = 2     # a thread waiting to be given a set
     LOST = 3      # was stuck in app code and lost its set; becomes a spare once it leaves
+    WATCHED = 4   # a loop that is no SyncWorker (the async pool): only its long steps are reported, never moved
+
+
+# What leave() returns (bits; 0 for the ordinary step)
+cdef enum:
+    C_LEFT_LOST = 1     # the thread lost its set to a takeover during the step
+    C_LEFT_FLAGGED = 2  # the step was flagged as blocking (taken over, or past the report bound): see left_step()
+LEFT_LOST = C_LEFT_LOST
+LEFT_FLAGGED = C_LEFT_FLAGGED
 
 
 cdef struct Slot:
@@ -88,6 +103,13 @@ cdef struct Slot:
     unsigned long long cpu_ns_seen  # the thread's CPU time when the monitor first saw that step
     double gil_step        # the step (its entered_at) last seen waiting for the GIL...
     double gil_seen        # ...and when: that step's own time counts from then
+    unsigned long ident    # threading.get_ident() of the slot's thread (sys._current_frames() keys)
+    int flagged            # the current step was reported to the stack sampler (taken over, or long)
+    double flagged_at      # (WATCHED slots, which leave without the mutex) the entered_at of the flagged step
+    long flag_seq          # counts flagged steps: names one for the sampler
+    double left_entered    # the flagged step that just left: when it began (after any GC credit)...
+    long left_seq          # ...and its flag_seq
+    int left_flags         # what leave() last returned, when not 0
 
 
 # Slow mode: tick, and how long a step must have run before it counts as blocked. Fast mode lasts this long after
@@ -101,126 +123,7 @@ cdef double URGENT_SHARE = 0.25
 cdef double MIN_NAP = 0.00005
 
 
-cdef long long _read_number(int fd) noexcept nogil:
-    """The first number in a /proc file (schedstat: nanoseconds on a CPU); -1 if it cannot be read."""
-    cdef char buf[64]
-    cdef ssize_t n = pread(fd, buf, 63, 0)
-    if n <= 0:
-        return -1
-    buf[n] = 0
-    return <long long>strtoull(buf, NULL, 10)
-
-
-cdef char _read_state(int fd) noexcept nogil:
-    """The state letter of /proc/.../stat ("R", "S", "D", ...), after the last ')' of the command name."""
-    cdef char buf[512]
-    cdef ssize_t n = pread(fd, buf, 511, 0)
-    cdef char* p
-    if n <= 0:
-        return 0
-    buf[n] = 0
-    p = strrchr(buf, 41)  # ')'
-    if p == NULL or p[1] == 0:
-        return 0
-    return p[2]
-
-
-# What /proc/.../syscall says a thread is doing
-cdef enum:
-    UNKNOWN = -1   # the file cannot be read
-    IN_SYSCALL = 0  # in a system call other than a wait for the GIL: a blocking call, a lock, I/O
-    WAITS_FOR_GIL = 1
-    IN_USER = 2    # on a CPU ("running"), or preempted outside any system call ("-1 ...")
-
-
-cdef int _syscall_kind(int fd) noexcept nogil:
-    """Read once, so that one consistent snapshot decides ("202 0xADDR ..." is futex(2) on x86-64)."""
-    cdef char buf[128]
-    cdef char* end
-    cdef ssize_t n
-    if fd < 0:
-        return UNKNOWN
-    n = pread(fd, buf, 127, 0)
-    if n <= 0:
-        return UNKNOWN
-    buf[n] = 0
-    if buf[0] == 114 or buf[0] == 45:  # 'r'unning, '-'1
-        return IN_USER
-    if strncmp(buf, FUTEX_NR, FUTEX_NR_LEN) == 0 and _waits_for_gil(strtoull(buf + FUTEX_NR_LEN, &end, 16)):
-        return WAITS_FOR_GIL
-    return IN_SYSCALL
-
-
-# futex(2)'s number as /proc/.../syscall prints it, followed by a space (x86-64: 202; aarch64: 98)
-_FUTEX_NR_TEXT = b"98 " if os.uname().machine in ("aarch64", "arm64") else b"202 "
-cdef const char* FUTEX_NR = _FUTEX_NR_TEXT
-cdef int FUTEX_NR_LEN = len(_FUTEX_NR_TEXT)
-
-# Where a thread waiting for the GIL sleeps: found once by making a thread wait for it (gil_futex()). The GIL's
-# condition variables and mutexes lie within a couple of hundred bytes of it (CPython's _gil_runtime_state).
-cdef unsigned long long _gil_addr = 0
-cdef unsigned long long GIL_BELOW = 128
-cdef unsigned long long GIL_ABOVE = 192
-
-
-cdef inline bint _waits_for_gil(unsigned long long addr) noexcept nogil:
-    return _gil_addr != 0 and addr != 0 and _gil_addr - GIL_BELOW <= addr <= _gil_addr + GIL_ABOVE
-
-
-cdef void _hold_gil_until_waited(int fd, double limit) noexcept:
-    """Called with the GIL, never releasing it: spin until the thread behind ``fd`` sleeps in futex(2) waiting for
-    it, and record where."""
-    global _gil_addr
-    cdef double until = _now() + limit
-    cdef char buf[128]
-    cdef char* end
-    cdef ssize_t n
-    while _now() < until:
-        n = pread(fd, buf, 127, 0)
-        if n > 0:
-            buf[n] = 0
-            if strncmp(buf, FUTEX_NR, FUTEX_NR_LEN) == 0:
-                _gil_addr = strtoull(buf + FUTEX_NR_LEN, &end, 16)
-                return
-
-
-def _gil_waiter(box):
-    box.append(threading.get_native_id())
-    cdef timespec nap
-    nap.tv_sec = 0
-    nap.tv_nsec = 2_000_000
-    with nogil:
-        nanosleep(&nap, NULL)  # the caller takes the GIL meanwhile and keeps it: returning waits for it
-
-
-def gil_futex():
-    """Where a thread waiting for the GIL sleeps (0 if it could not be found): a helper releases the GIL for a
-    moment, this thread takes it and keeps it, and /proc shows the futex the helper then waits on."""
-    if not _gil_addr:
-        for _ in range(3):  # (on a busy machine the helper may not get a CPU within one try)
-            if _find_gil_futex(0.2):
-                break
-    return _gil_addr
-
-
-cdef unsigned long long _find_gil_futex(double limit):
-    import time
-    box = []
-    helper = threading.Thread(target=_gil_waiter, args=(box,), name="hybrid-gil-probe", daemon=True)
-    helper.start()
-    while not box:
-        time.sleep(0.0005)
-    try:
-        fd = os.open(f"/proc/self/task/{box[0]}/syscall", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        helper.join()
-        return 0
-    try:
-        _hold_gil_until_waited(fd, limit)
-    finally:
-        os.close(fd)
-    helper.join()
-    return _gil_addr
+include "monitor_proc.pxi"
 
 
 cdef inline double _now() noexcept nogil:
@@ -252,6 +155,8 @@ cdef class Monitor:
     cdef double _gc_started
     cdef bint _collecting
     cdef readonly long gc_pauses   # collections that ran while a thread was in a step of app code
+    cdef int _sampler_fd           # eventfd of the stack sampler (-1: none): see set_sampler
+    cdef double _report_bound
 
     def __cinit__(self, int size, double threshold, double tick):
         if size <= 0 or threshold <= 0 or tick <= 0:
@@ -262,6 +167,8 @@ cdef class Monitor:
         self._size = size
         self._threshold = threshold
         self._tick = tick
+        self._sampler_fd = -1
+        self._report_bound = 1e9
         pthread_mutex_init(&self._lock, NULL)
         for i in range(size):
             self._slots[i].epoll_fd = -1
@@ -309,6 +216,8 @@ cdef class Monitor:
                     self._slots[i].sched_fd = sched_fd
                     self._slots[i].syscall_fd = syscall_fd
                     self._slots[i].seen_entered = 0
+                    self._slots[i].ident = threading.get_ident()
+                    self._slots[i].flagged = 0
                     return i
             if stat_fd >= 0:
                 close(stat_fd)
@@ -351,19 +260,115 @@ cdef class Monitor:
         self._slots[slot].current_fd = fd
         self._slots[slot].entered_at = _now()
 
-    cpdef bint leave(self, int slot) except -1:
-        """The step is over. Returns True if the thread lost its epoll set meanwhile (it is now a spare)."""
-        cdef bint lost
+    cpdef int leave(self, int slot) except -1:
+        """The step is over. Returns 0 for an ordinary step, else bits: ``LEFT_LOST`` if the thread lost its epoll
+        set meanwhile (it is now a spare), ``LEFT_FLAGGED`` if the step was reported to the stack sampler
+        (``left_step()`` names it)."""
+        cdef int left = 0
+        cdef Slot* s
         self._check(slot)
+        s = &self._slots[slot]
         with nogil:
             pthread_mutex_lock(&self._lock)
-        self._slots[slot].entered_at = 0
-        self._slots[slot].current_fd = -1
-        lost = self._slots[slot].state == LOST
-        if lost:
-            self._slots[slot].state = SPARE
+        if s.flagged:  # (rare: a blocking step; the ordinary one pays this one test)
+            s.flagged = 0
+            s.left_entered = s.entered_at
+            s.left_seq = s.flag_seq
+            left = s.left_flags = C_LEFT_FLAGGED
+        s.entered_at = 0
+        s.current_fd = -1
+        if s.state == LOST:
+            s.state = SPARE
+            left |= C_LEFT_LOST
+            s.left_flags = left
         pthread_mutex_unlock(&self._lock)
-        return lost
+        return left
+
+    def left_step(self, int slot):
+        """(what leave() returned, began, seq) for the step that just left ``slot``, after leave() returned
+        nonzero; began and seq name the flagged step (``LEFT_FLAGGED``)."""
+        self._check(slot)
+        return self._slots[slot].left_flags, self._slots[slot].left_entered, self._slots[slot].left_seq
+
+    def add_watch(self):
+        """Register the calling thread's loop (the async pool) to be watched only: a step of it older than the
+        report bound is flagged for the stack sampler. Returns the slot, or -1 if the table is full."""
+        cdef int i
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        try:
+            for i in range(self._size - 1, -1, -1):
+                if self._slots[i].state == FREE:
+                    self._slots[i].state = WATCHED
+                    self._slots[i].entered_at = 0
+                    self._slots[i].flagged_at = 0
+                    self._slots[i].epoll_fd = -1
+                    self._slots[i].ident = threading.get_ident()
+                    return i
+            return -1
+        finally:
+            pthread_mutex_unlock(&self._lock)
+
+    def step_clock(self, int slot):
+        """The address of ``slot``'s step start, for a compiled loop that marks its steps without a call
+        (steps.pyx: the started time, 0 between steps)."""
+        self._check(slot)
+        return <size_t>&self._slots[slot].entered_at
+
+    def set_sampler(self, int fd, double bound):
+        """Steps to capture: the monitor writes to eventfd ``fd`` once per step that it takes over or that has
+        run longer than ``bound`` seconds; ``flagged_steps()`` lists them."""
+        self._sampler_fd = fd
+        self._report_bound = bound
+
+    def flagged_steps(self):
+        """[(slot, thread ident, seq, began)] of the flagged steps still in progress."""
+        cdef int i
+        cdef Slot* s
+        out = []
+        with nogil:
+            pthread_mutex_lock(&self._lock)
+        try:
+            for i in range(self._size):
+                s = &self._slots[i]
+                if s.entered_at == 0 or s.state == FREE:
+                    continue
+                if s.flagged or (s.state == WATCHED and s.flagged_at == s.entered_at):
+                    out.append((i, s.ident, s.flag_seq, s.entered_at))
+            return out
+        finally:
+            pthread_mutex_unlock(&self._lock)
+
+    cdef void _flag(self, Slot* s, double began) noexcept nogil:
+        """Under the lock: mark the step in ``s`` (that began at ``began``) for the sampler and wake it (once per
+        step). A WATCHED loop marks its steps without the lock: if a new one began meanwhile, this flag names none."""
+        cdef uint64_t one = 1
+        s.flag_seq += 1
+        if s.state == WATCHED:
+            s.flagged_at = began
+        else:
+            s.flagged = 1
+        if self._sampler_fd >= 0:
+            write(self._sampler_fd, &one, sizeof(one))
+
+    cdef void _flag_long_steps(self, double now) noexcept nogil:
+        """Flag every step older than the report bound not flagged yet, in any slot (a thread that lost its set
+        still runs its loop's other requests; the pool's loop is WATCHED)."""
+        cdef int i
+        cdef Slot* s
+        cdef double began
+        pthread_mutex_lock(&self._lock)
+        for i in range(self._size):
+            s = &self._slots[i]
+            began = s.entered_at
+            if began == 0 or s.state == FREE or now - began <= self._report_bound:
+                continue
+            if s.state == WATCHED:
+                if s.flagged_at != began:
+                    self._flag(s, began)
+            elif not s.flagged:
+                self._flag(s, began)
+        pthread_mutex_unlock(&self._lock)
 
     def retire(self, int slot):
         """Free ``slot`` if it is an idle spare and another spare remains; True if it was freed.
@@ -421,7 +426,7 @@ cdef class Monitor:
         with nogil:
             pthread_mutex_lock(&self._lock)
         for i in range(self._size):
-            if self._slots[i].state != FREE:
+            if self._slots[i].state != FREE and self._slots[i].state != WATCHED:
                 n += 1
         pthread_mutex_unlock(&self._lock)
         return n
@@ -449,7 +454,7 @@ cdef class Monitor:
             pthread_mutex_lock(&self._lock)
         paused = _now() - self._gc_started
         for i in range(self._size):
-            if self._slots[i].entered_at > 0:
+            if self._slots[i].entered_at > 0 and self._slots[i].state != WATCHED:
                 self._slots[i].entered_at += paused  # (a new value: _blocked() samples the step's CPU afresh)
                 counted = True
         if counted:
@@ -472,6 +477,8 @@ cdef class Monitor:
                 if self._collecting:
                     continue  # no step advances during a collection: see gc_callback
                 now = _now()
+                if self._sampler_fd >= 0:
+                    self._flag_long_steps(now)
                 threshold = self._threshold if hot else (SLOW_TICK if SLOW_TICK > self._threshold
                                                          else self._threshold)
                 urgent = threshold * URGENT_SHARE
@@ -577,4 +584,6 @@ cdef class Monitor:
         self.takeovers += 1
         self._last_takeover = now
         write(self._slots[spare].wake_fd, &one, sizeof(one))
+        if self._sampler_fd >= 0 and not self._slots[stuck].flagged:
+            self._flag(&self._slots[stuck], self._slots[stuck].entered_at)  # where is it stuck? (captured while it still is)
         pthread_mutex_unlock(&self._lock)

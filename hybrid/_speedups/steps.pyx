@@ -26,8 +26,20 @@ cdef inline double _now() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
+# The monitor's step clock of the loop that steps these (the async pool's WATCHED slot, see watch_steps): set to
+# the step's start while it runs, 0 between steps, so the monitor can flag a step still blocking the loop and the
+# stack sampler capture where it is. Two stores per step; NULL (not watched) costs one test.
+cdef double* _clock = NULL
+
+
+def watch_steps(size_t address):
+    """Mark every step in the monitor slot at ``address`` (Monitor.step_clock; 0: stop)."""
+    global _clock
+    _clock = <double*>address
+
+
 cdef class TimedCoroutine:
-    """Wraps ``coro``; ``report(self, seconds)`` is called after any step longer than ``bound`` seconds."""
+    """Wraps ``coro``; ``report(self, seconds, started)`` is called after any step longer than ``bound`` seconds."""
 
     def __init__(self, coro, report, double bound, cycle=None):
         self._coro = coro
@@ -40,12 +52,17 @@ cdef class TimedCoroutine:
         cdef double took
         cdef PyObject *out = NULL
         cdef int returned
+        cdef double* clock = _clock
+        if clock != NULL:
+            clock[0] = started
         try:
             returned = send_to(self._coro, value, &out)
         finally:
             took = _now() - started
+            if clock != NULL:
+                clock[0] = 0
             if took > self._bound:
-                self._report(self, took)
+                self._report(self, took, started)
         result = <object>out
         Py_XDECREF(out)
         if returned:
@@ -58,14 +75,19 @@ cdef class TimedCoroutine:
     def throw(self, typ, val=None, tb=None):
         cdef double started = _now()
         cdef double took
+        cdef double* clock = _clock
+        if clock != NULL:
+            clock[0] = started
         try:
             if val is None and tb is None:
                 return self._coro.throw(typ)
             return self._coro.throw(typ, val, tb)
         finally:
             took = _now() - started
+            if clock != NULL:
+                clock[0] = 0
             if took > self._bound:
-                self._report(self, took)
+                self._report(self, took, started)
 
     def close(self):
         return self._coro.close()

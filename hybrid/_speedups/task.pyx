@@ -144,7 +144,7 @@ class RequestTask(_Future):
         try:
             _step(self, exc)
         finally:
-            worker.leave_app(None)
+            worker.leave_app(None, self._hy_cycle)  # (the cycle names the route if this step blocked)
             took = _now() - started
             if took > BLOCKED_STEP:
                 worker.step_blocked(self, self._hy_cycle, took)
