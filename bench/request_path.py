@@ -12,7 +12,8 @@ registered with ``add_reader`` and the client side waits for each response in th
 iterations, ``epoll_wait`` and the set's poll every request pays in the server.
 
     .venv/bin/python -m bench.request_path [--app bench.apps.plaintext:app] [--json] [--path /] [--loop]
-        [--requests 50000] [--profile] [--access-log off|text|json] [--collector none|noop|metrics]
+        [--server hybrid|uvicorn] [--requests 50000] [--warmup 1000] [--profile] [--access-log off|text|json]
+        [--collector none|noop|metrics]
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ import pstats
 import socket
 import time
 
+from hybrid.asgi.task import child_task_factory
 from hybrid.config import ServerConfig
 from hybrid.connection import Connection, ConnectionSet
 from hybrid.importer import load_app
 from hybrid.server import Server
 from hybrid.sync_worker import new_event_loop
-from hybrid.asgi.task import child_task_factory
 
 REQUEST = b"GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 
@@ -64,22 +65,26 @@ class _LoopDriver:
     response and sends the next request. A request that awaits is finished by the loop (anyio's thread pool wakes
     it) and its connection goes back into the set before the next request is read."""
 
-    def __init__(self, worker: _Worker, conn_set: ConnectionSet, theirs: socket.socket, request: bytes) -> None:
+    def __init__(self, worker: _Worker, conn_set: ConnectionSet | None, theirs: socket.socket, request: bytes,
+                 loop: asyncio.AbstractEventLoop) -> None:
         self.worker, self.conn_set, self.theirs, self.request = worker, conn_set, theirs, request
+        self.loop = loop
         self.left = 0
         self.done: asyncio.Future | None = None
 
     async def main(self) -> None:
         """The loop's root task, as ``SyncWorker._main`` is in the server (anyio ties its threads to it)."""
-        loop = self.worker.loop
-        loop.set_task_factory(child_task_factory)
+        loop = self.loop
         self.done = loop.create_future()
-        loop.add_reader(self.conn_set.fd, self._on_ready)
+        if self.conn_set is not None:
+            loop.set_task_factory(child_task_factory)
+            loop.add_reader(self.conn_set.fd, self._on_ready)
         loop.add_reader(self.theirs.fileno(), self._on_response)
         try:
             await self.done
         finally:
-            loop.remove_reader(self.conn_set.fd)
+            if self.conn_set is not None:
+                loop.remove_reader(self.conn_set.fd)
             loop.remove_reader(self.theirs.fileno())
 
     def _on_ready(self) -> None:
@@ -105,18 +110,46 @@ class _LoopDriver:
     def run(self, n: int) -> None:
         self.left = n
         self.theirs.send(self.request)
-        self.worker.loop.run_until_complete(self.main())
+        self.loop.run_until_complete(self.main())
+
+
+def _uvicorn_loop(app_path: str, ours: socket.socket) -> asyncio.AbstractEventLoop:
+    """``--server uvicorn``: the same socketpair served by uvicorn's httptools protocol on a plain uvloop loop, for
+    a per-request comparison with the same app, driver and measurement (uvicorn's server loop around it, its
+    accept and its timers, are left out)."""
+    import uvloop
+    from uvicorn.config import Config
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    config = Config(app=app_path, loop="none", http="httptools", lifespan="off", access_log=False,
+                    log_level="warning")
+    config.load()
+    state = ServerState()
+
+    async def connect() -> None:
+        await loop.connect_accepted_socket(
+            lambda: HttpToolsProtocol(config=config, server_state=state, app_state={}, _loop=loop), ours)
+
+    loop.run_until_complete(connect())
+    return loop
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", default="bench.apps.plaintext:app")
     parser.add_argument("--requests", type=int, default=50000)
+    parser.add_argument("--warmup", type=int, default=1000, help="requests served before the measured ones")
     parser.add_argument("--json", action="store_true", help="POST the json scenario's 1 KB body instead of a GET")
     parser.add_argument("--path", default="/", help="the request's path (a framework app's route)")
     parser.add_argument("--loop", action="store_true",
                         help="serve through the running loop as a SyncWorker does (needed for requests that await, "
                              "such as FastAPI def endpoints)")
+    parser.add_argument("--server", choices=("hybrid", "uvicorn"), default="hybrid",
+                        help="uvicorn: serve the socketpair with uvicorn's httptools protocol instead (implies "
+                             "--loop), to compare the same app's cost per request")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--access-log", choices=("off", "text", "json"), default="off",
                         help="log each request (to /dev/null): what the access log costs per request")
@@ -164,13 +197,17 @@ def main() -> None:
             if not theirs.recv(65536):
                 raise SystemExit("the connection closed: the app must answer with keep-alive")
 
-    if args.loop:
+    if args.server == "uvicorn":
+        conn_set.remove(conn)
         theirs.setblocking(False)
-        run = _LoopDriver(worker, conn_set, theirs, request).run
+        run = _LoopDriver(worker, None, theirs, request, _uvicorn_loop(args.app, ours)).run
+    elif args.loop:
+        theirs.setblocking(False)
+        run = _LoopDriver(worker, conn_set, theirs, request, worker.loop).run
     else:
         run = run_inline
 
-    run(1000)  # warm up
+    run(args.warmup)
     started, cpu = time.perf_counter(), time.process_time()
     run(args.requests)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
