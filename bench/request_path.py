@@ -137,6 +137,13 @@ def _uvicorn_loop(app_path: str, ours: socket.socket) -> asyncio.AbstractEventLo
     return loop
 
 
+def _callgrind_dump() -> None:
+    """Dump (and zero) callgrind's counters of this process; its instructions for it are a few thousand."""
+    import subprocess
+
+    subprocess.run(["callgrind_control", "--dump", str(os.getpid())], check=True, stdout=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", default="bench.apps.plaintext:app")
@@ -150,6 +157,9 @@ def main() -> None:
     parser.add_argument("--server", choices=("hybrid", "uvicorn"), default="hybrid",
                         help="uvicorn: serve the socketpair with uvicorn's httptools protocol instead (implies "
                              "--loop), to compare the same app's cost per request")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="run under valgrind --tool=callgrind: its counters are dumped before and after the "
+                             "measured requests (callgrind_control), so the last dump holds exactly those requests")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--access-log", choices=("off", "text", "json"), default="off",
                         help="log each request (to /dev/null): what the access log costs per request")
@@ -208,9 +218,13 @@ def main() -> None:
         run = run_inline
 
     run(args.warmup)
+    if args.callgrind:
+        _callgrind_dump()  # start-up and warm-up
     started, cpu = time.perf_counter(), time.process_time()
     run(args.requests)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    if args.callgrind:
+        _callgrind_dump()  # the measured requests alone
     print(f"{args.app}: {elapsed / args.requests * 1e6:.2f} µs per request "
           f"({args.requests / elapsed:,.0f} requests/s on one core, socketpair I/O included; "
           f"{cpu / args.requests * 1e6:.2f} µs of CPU time, steadier on a busy machine)")
