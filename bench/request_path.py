@@ -58,6 +58,9 @@ class _Worker:
     def leave_app(self, conn) -> None:
         self.monitor.leave(self.slot)
 
+    def lost_set(self, conn) -> None:
+        pass
+
 
 class _LoopDriver:
     """``--loop``: requests one after another through the running loop, the way a SyncWorker meets them: the set's

@@ -273,18 +273,24 @@ class SyncWorker:
         if waiting:
             self.server.blocked_loop(cycle, took, waiting, self.name)
 
+    # The compiled request path marks each step of app code with the monitor directly (``self.monitor``,
+    # ``self.slot``: monitor.pxd's C calls) and calls ``lost_set`` when ``leave`` reports a takeover; these two
+    # are the same marks for Python callers.
     def enter_app(self, fd: int) -> None:
         self.monitor.enter(self.slot, fd)
 
     def leave_app(self, conn: Connection | None) -> None:
         if self.monitor.leave(self.slot):
-            # The monitor moved our set to a spare while the app held this thread; the connection we were
-            # serving was taken out of the set, so it is ours until its response is done.
-            conn_set = self.conn_set
-            self.conn_set = None
-            if conn_set is not None:
-                self.loop.remove_reader(conn_set.fd)
-            if conn is not None and conn.registered:
-                conn.registered = False
-                conn.home.conns.pop(conn.fd, None)
-            self._retire_later()
+            self.lost_set(conn)
+
+    def lost_set(self, conn: Connection | None) -> None:
+        """The monitor moved our set to a spare while the app held this thread (``monitor.leave`` said so)."""
+        # The connection we were serving was taken out of the set, so it is ours until its response is done.
+        conn_set = self.conn_set
+        self.conn_set = None
+        if conn_set is not None:
+            self.loop.remove_reader(conn_set.fd)
+        if conn is not None and conn.registered:
+            conn.registered = False
+            conn.home.conns.pop(conn.fd, None)
+        self._retire_later()

@@ -39,6 +39,7 @@ from libc.errno cimport EAGAIN, EINTR, errno
 from hybrid._speedups.accesslog cimport log_access
 from hybrid._speedups.cycle cimport RequestCycle
 from hybrid._speedups.h1 cimport Data, H1Protocol, Request
+from hybrid._speedups.monitor cimport mark_enter, mark_leave
 
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -414,7 +415,8 @@ cdef class Connection:
         if server.concurrency is not None:  # --limit-concurrency: past it, a built-in app answers 503
             app = server.concurrency.admit(app)
             cycle.admitted = app is server.app
-        worker.enter_app(self.fd if self.registered else -1)
+        monitor = worker.monitor  # (SyncWorker.enter_app / leave_app, as C calls)
+        mark_enter(monitor, worker.slot, self.fd if self.registered else -1)
         # Timed only while other requests are pending in this loop: they are who a blocking first step delays.
         cdef double started = _perf_counter() if worker.pending else 0.0
         try:
@@ -423,7 +425,8 @@ cdef class Connection:
             task = self.loop.create_future()
             task.set_exception(exc)
         finally:
-            worker.leave_app(self)
+            if mark_leave(monitor, worker.slot):
+                worker.lost_set(self)  # taken over during the first step: this connection left the set
         if started and _perf_counter() - started > _BLOCKED_STEP:
             worker.step_blocked(task, cycle, _perf_counter() - started)
         cycle.task = task
