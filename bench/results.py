@@ -131,7 +131,7 @@ def targets(result: dict) -> list[dict]:
                         f"and no more server CPU per event",
                         f"{he:,.0f} vs {ue:,.0f} events/s ({ratio(he, ue)}x); RSS {hm} vs {um} MiB; "
                         f"{hc} vs {uc} µs/event", met))
-    for v in ("16B", "64KiB"):  # issue 10
+    for v in ("16B", "64KiB", "16B-py", "64KiB-py"):  # issue 10; -py: the Python client (issue 22)
         h = r("websocket", f"hybrid/{v}", "msgs_per_s")
         uw, up = r("websocket", f"uvicorn-websockets/{v}", "msgs_per_s"), r("websocket", f"uvicorn-wsproto/{v}",
                                                                               "msgs_per_s")
