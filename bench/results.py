@@ -85,11 +85,21 @@ def targets(result: dict) -> list[dict]:
                             h >= g))
         if hp is not None and gp is not None:
             t.append(_check(f"{sc}-p99", f"{sc}: hybrid p99 <= granian's", f"{hp:.2f} ms vs {gp:.2f} ms", hp <= gp))
-    for v in ("fastapi-async", "fastapi-def"):
-        h, u = r("framework", f"hybrid/{v}", "rps"), r("framework", f"uvicorn/{v}", "rps")
+    # Issue 22: each framework, GET and JSON POST: req/s >= 1.2x uvicorn's and >= granian's, server CPU per
+    # request <= 0.85x uvicorn's.
+    framework = result.get("scenarios", {}).get("framework", {}).get("cases", {})
+    for v in sorted({c.get("variant") for c in framework.values() if c.get("server") == "hybrid"}):
+        h, u, g = (r("framework", f"{s}/{v}", "rps") for s in ("hybrid", "uvicorn", "granian"))
+        hc, uc = r("framework", f"hybrid/{v}", "cpu_us_per_req"), r("framework", f"uvicorn/{v}", "cpu_us_per_req")
         if h is not None and u is not None:
-            t.append(_check(f"framework-{v}", f"framework ({v} endpoint): hybrid >= 1.15x uvicorn",
-                            f"{ratio(h, u)}x ({h:,.0f} vs {u:,.0f} req/s)", h >= 1.15 * u))
+            t.append(_check(f"framework-{v}", f"framework ({v}): hybrid req/s >= 1.2x uvicorn's",
+                            f"{ratio(h, u)}x ({h:,.0f} vs {u:,.0f} req/s)", h >= 1.2 * u))
+        if h is not None and g is not None:
+            t.append(_check(f"framework-{v}-granian", f"framework ({v}): hybrid req/s >= granian's",
+                            f"{ratio(h, g)}x ({h:,.0f} vs {g:,.0f} req/s)", h >= g))
+        if hc is not None and uc is not None:
+            t.append(_check(f"framework-{v}-cpu", f"framework ({v}): server CPU per request <= 0.85x uvicorn's",
+                            f"{ratio(hc, uc)}x ({hc:.1f} vs {uc:.1f} µs)", hc <= 0.85 * uc))
     fp, fr = r("blocking_mix", "hybrid/-", "fast_p99_ms"), r("blocking_mix", "hybrid/-", "fast_rps")
     if fp is not None:
         t.append(_check("blocking-p99", "blocking mix: fast-route p99 < 10 ms", f"{fp:.2f} ms", fp < 10))
@@ -121,7 +131,7 @@ def targets(result: dict) -> list[dict]:
                         f"and no more server CPU per event",
                         f"{he:,.0f} vs {ue:,.0f} events/s ({ratio(he, ue)}x); RSS {hm} vs {um} MiB; "
                         f"{hc} vs {uc} µs/event", met))
-    for v in ("16B", "64KiB"):  # issue 10
+    for v in ("16B", "64KiB", "16B-py", "64KiB-py"):  # issue 10; -py: the Python client (issue 22)
         h = r("websocket", f"hybrid/{v}", "msgs_per_s")
         uw, up = r("websocket", f"uvicorn-websockets/{v}", "msgs_per_s"), r("websocket", f"uvicorn-wsproto/{v}",
                                                                               "msgs_per_s")

@@ -277,6 +277,9 @@ class SyncWorker:
         if waiting:
             self.server.blocked_loop(cycle, took, waiting, self.name)
 
+    # The compiled request path marks each step of app code with the monitor directly (``self.monitor``,
+    # ``self.slot``: monitor.pxd's C calls) and calls ``left_blocked`` when ``leave`` reports a blocked step; these
+    # are the same marks for Python callers.
     def enter_app(self, fd: int) -> None:
         self.monitor.enter(self.slot, fd)
 
@@ -284,9 +287,11 @@ class SyncWorker:
         """The step of app code is over. ``conn``: the connection served inline (its set may have been taken
         over); ``cycle``: the request of a later step (names the route if the step blocked)."""
         if self.monitor.leave(self.slot):  # (rare: the step blocked)
-            self._left_blocked(conn, cycle)
+            self.left_blocked(conn, cycle)
 
-    def _left_blocked(self, conn: Connection | None, cycle) -> None:
+    def left_blocked(self, conn: Connection | None, cycle) -> None:
+        """``monitor.leave`` said the step blocked: its set was taken over (LEFT_LOST) and/or its stack was read
+        while it blocked (LEFT_FLAGGED)."""
         left, began, seq = self.monitor.left_step(self.slot)
         if left & LEFT_LOST:
             # The monitor moved our set to a spare while the app held this thread; the connection we were

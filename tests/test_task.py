@@ -12,23 +12,39 @@ import time
 
 import pytest
 import uvloop
+from hybrid._speedups.monitor import Monitor
 from hybrid._speedups.task import RequestTask, child_task_factory, start_request_task
 
 VAR = contextvars.ContextVar("var", default="unset")
 
 
+class _RecordingMonitor(Monitor):
+    """A real monitor slot whose marks are recorded (the compiled task calls enter/leave as C calls; a Python
+    subclass's overrides still run)."""
+
+    def __init__(self, *args) -> None:
+        self.marks: list[str] = []
+
+    def enter(self, slot: int, fd: int) -> None:
+        self.marks.append("enter")
+        super().enter(slot, fd)
+
+    def leave(self, slot: int) -> bool:
+        self.marks.append("leave")
+        return super().leave(slot)
+
+
 class _Worker:
-    """What a RequestTask asks of its worker: enter/leave marks around each later step, and blocked steps."""
+    """What a RequestTask asks of its worker: its monitor slot, marked around each later step, and blocked steps."""
 
     def __init__(self) -> None:
-        self.marks: list[str] = []
+        self.monitor = _RecordingMonitor(2, 1.0, 0.01)
+        self.slot = self.monitor.add_slot(-1)
+        self.marks = self.monitor.marks
         self.blocked: list[float] = []
 
-    def enter_app(self, fd: int) -> None:
-        self.marks.append("enter")
-
-    def leave_app(self, conn, cycle=None) -> None:
-        self.marks.append("leave")
+    def left_blocked(self, conn, cycle) -> None:
+        raise AssertionError("no takeover here")
 
     def step_blocked(self, task, cycle, took: float) -> None:
         self.blocked.append(took)

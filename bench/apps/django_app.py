@@ -1,4 +1,5 @@
-"""The json scenario through Django's ASGI handler: an async view parses the 1 KB JSON body and answers JSON.
+"""The framework scenario through Django's ASGI handler: GET / answers plain text from an async view; POST /json
+parses the 1 KB JSON body and answers JSON.
 
 A whole Django project in one module: settings are configured here, before the ASGI application is built.
 """
@@ -20,9 +21,13 @@ settings.configure(
 django.setup()
 
 from django.core.asgi import get_asgi_application  # noqa: E402
-from django.http import JsonResponse  # noqa: E402
+from django.http import HttpResponse, JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+
+
+async def hello(request):
+    return HttpResponse(b"Hello, world!", content_type="text/plain")
 
 
 @csrf_exempt
@@ -31,5 +36,5 @@ async def post_json(request):
     return JsonResponse({"ok": True, "id": doc.get("id"), "items": len(doc.get("items", ()))})
 
 
-urlpatterns = [path("json", post_json)]
+urlpatterns = [path("", hello), path("json", post_json)]
 app = get_asgi_application()

@@ -1,10 +1,22 @@
-"""The json scenario through FastAPI: the same 1 KB JSON body, parsed by FastAPI, in an async and a def endpoint."""
+"""The framework scenario through FastAPI, in an async and a def endpoint each: GET answers plain text, POST parses
+the json scenario's 1 KB JSON body and answers a small JSON document."""
 
 from typing import Any
 
 from fastapi import Body, FastAPI
+from fastapi.responses import PlainTextResponse
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+
+@app.get("/async", response_class=PlainTextResponse)
+async def get_async():
+    return "Hello, world!"
+
+
+@app.get("/sync", response_class=PlainTextResponse)
+def get_sync():
+    return "Hello, world!"
 
 
 @app.post("/async")

@@ -1,8 +1,14 @@
-"""The json scenario through Litestar: parse the 1 KB JSON body, answer a small JSON document."""
+"""The framework scenario through Litestar: GET / answers plain text; POST /json parses the 1 KB JSON body and
+answers a small JSON document."""
 
 from typing import Any
 
-from litestar import Litestar, post
+from litestar import Litestar, MediaType, get, post
+
+
+@get("/", media_type=MediaType.TEXT)
+async def hello() -> str:
+    return "Hello, world!"
 
 
 @post("/json", status_code=200)
@@ -10,4 +16,4 @@ async def echo(data: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "id": data.get("id"), "items": len(data.get("items", ()))}
 
 
-app = Litestar(route_handlers=[echo], openapi_config=None)
+app = Litestar(route_handlers=[hello, echo], openapi_config=None)

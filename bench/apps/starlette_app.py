@@ -1,8 +1,13 @@
-"""The json scenario through Starlette: parse the 1 KB JSON body, answer a small JSON document."""
+"""The framework scenario through Starlette: GET / answers plain text; POST /json parses the 1 KB JSON body and
+answers a small JSON document."""
 
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
+
+
+async def hello(request):
+    return PlainTextResponse("Hello, world!")
 
 
 async def post(request):
@@ -10,4 +15,4 @@ async def post(request):
     return JSONResponse({"ok": True, "id": doc.get("id"), "items": len(doc.get("items", ()))})
 
 
-app = Starlette(routes=[Route("/json", post, methods=["POST"])])
+app = Starlette(routes=[Route("/", hello), Route("/json", post, methods=["POST"])])

@@ -1,39 +1,48 @@
-"""7. framework: the json scenario through real frameworks — FastAPI (an async and a plain def endpoint),
-Starlette, Django (async view through its ASGI handler) and Litestar — requests/s, p99 and CPU per request.
+"""7. framework: real frameworks — FastAPI (an async and a plain def endpoint), Starlette, Django (async views
+through its ASGI handler) and Litestar — each with a GET answered in plain text and the json scenario's POST (1 KB
+JSON parsed, small JSON answer): requests/s, p99 and server CPU per request.
 
 hybrid runs in both modes (hybrid, and --mode async as "hybrid-async"). hybrid runs the apps with the frameworks
 of the repo's .venv, the peers with the ones pinned in requirements-peers.txt; both versions are recorded.
 
-``BENCH_FRAMEWORK_VARIANTS=fastapi-def,fastapi-async`` (comma-separated names of VARIANTS) runs only those
-variants, for a quicker look at one framework; unset, every variant runs."""
+A case's variant is the framework variant and the method: ``fastapi-def-get``, ``fastapi-def-post``.
+``BENCH_FRAMEWORK_VARIANTS=fastapi-def,starlette-get`` (comma-separated: a framework variant of VARIANTS runs both
+methods, a name with ``-get`` or ``-post`` only that one) runs only those, for a quicker look; unset, all run."""
 
 import os
 
 from bench.scenarios import Case, Context, Scenario, run_cases, wrk_measure
 from bench.wrk import JSON_BODY, lua_script
 
-# variant -> (app, path)
+# variant -> (app, GET path, POST path)
 VARIANTS = {
-    "fastapi-async": ("bench.apps.fastapi_app:app", "/async"),
-    "fastapi-def": ("bench.apps.fastapi_app:app", "/sync"),
-    "starlette": ("bench.apps.starlette_app:app", "/json"),
-    "django": ("bench.apps.django_app:app", "/json"),
-    "litestar": ("bench.apps.litestar_app:app", "/json"),
+    "fastapi-async": ("bench.apps.fastapi_app:app", "/async", "/async"),
+    "fastapi-def": ("bench.apps.fastapi_app:app", "/sync", "/sync"),
+    "starlette": ("bench.apps.starlette_app:app", "/", "/json"),
+    "django": ("bench.apps.django_app:app", "/", "/json"),
+    "litestar": ("bench.apps.litestar_app:app", "/", "/json"),
 }
+METHODS = ("get", "post")
 SCALE = 0.75
 
 
-def selected_variants() -> dict[str, tuple[str, str]]:
+def measured_variants() -> dict[str, tuple[str, str, str]]:
+    """Every measured variant (``<framework variant>-<method>``) -> (app, method, path), as selected."""
+    every = {f"{name}-{m}": (app, m.upper(), get if m == "get" else post)
+             for name, (app, get, post) in VARIANTS.items() for m in METHODS}
     names = [n.strip() for n in os.environ.get("BENCH_FRAMEWORK_VARIANTS", "").split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if n not in VARIANTS and n not in every]
     if unknown:
-        raise SystemExit(f"BENCH_FRAMEWORK_VARIANTS: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    return {n: VARIANTS[n] for n in names} if names else VARIANTS
+        raise SystemExit(f"BENCH_FRAMEWORK_VARIANTS: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)} "
+                         f"(each may end in -get or -post)")
+    if not names:
+        return every
+    return {v: spec for v, spec in every.items() if v in names or v.rsplit("-", 1)[0] in names}
 
 
 def cases_for(ctx: Context) -> list[Case]:
     cases = []
-    for variant, (app, _path) in selected_variants().items():
+    for variant, (app, _method, _path) in measured_variants().items():
         for srv in ctx.settings.servers:
             cases.append(Case(server=srv, variant=variant, app=app))
             if srv == "hybrid":
@@ -42,23 +51,26 @@ def cases_for(ctx: Context) -> list[Case]:
 
 
 def run(ctx: Context) -> dict:
-    script = lua_script("POST", JSON_BODY, "application/json")
-    variants = selected_variants()
-    measures = {v: wrk_measure(path, script, duration_scale=SCALE) for v, (_app, path) in variants.items()}
+    post = lua_script("POST", JSON_BODY, "application/json")
+    get = lua_script()
+    variants = measured_variants()
+    measures = {v: wrk_measure(path, post if method == "POST" else get, duration_scale=SCALE)
+                for v, (_app, method, path) in variants.items()}
 
     def measure(ctx, case, server):
         return measures[case.variant](ctx, case, server)
 
     return {
-        "params": {"apps": {v: a for v, (a, _p) in variants.items()}, "connections": ctx.settings.connections,
-                   "body_bytes": len(JSON_BODY), "duration_scale": SCALE},
+        "params": {"apps": {v: f"{a} {m} {p}" for v, (a, m, p) in variants.items()},
+                   "connections": ctx.settings.connections, "body_bytes": len(JSON_BODY), "duration_scale": SCALE},
         "cases": run_cases(ctx, "framework", cases_for(ctx), measure),
     }
 
 
 SCENARIO = Scenario(
     name="framework",
-    title="Frameworks: the JSON scenario through FastAPI (async def, def), Starlette, Django and Litestar",
+    title="Frameworks: GET (plain text) and the JSON POST through FastAPI (async def, def), Starlette, Django and "
+          "Litestar",
     measures=["rps", "p50_ms", "p99_ms", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req",
               "ctx_switches_per_s", "takeovers"],
     primary="rps",

@@ -10,6 +10,10 @@ time (user + system of all its processes) at the window's start and end and its 
 uvicorn runs twice, once per WebSocket backend (``--ws websockets`` and ``--ws wsproto``); the rows are
 ``uvicorn-websockets`` and ``uvicorn-wsproto`` and "vs uvicorn" compares with the better of the two in the same run.
 hybrid serves WebSockets with wsproto (its default), granian with its own Rust implementation.
+
+Each size runs with two clients (issue 22: hybrid's 64 KiB lead varied with the client): the C one (variants
+``16B``, ``64KiB``) and ``bench/wsclient.py``, plain Python asyncio over raw sockets with pre-masked frames, the
+same protocol and output (variants ``16B-py``, ``64KiB-py``); its own CPU use is in ``client_cpu_pct``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ APP = "bench.apps.ws_echo:app"
 PATH = "/echo"
 CONNECTIONS = 32
 SIZES = {"16B": 16, "64KiB": 65536}
+PY_SUFFIX = "-py"  # a variant ending so runs the Python client
+VARIANTS = [*SIZES, *(v + PY_SUFFIX for v in SIZES)]
 SCALE = 0.6  # 3 s windows in the full run: 4 servers x 2 sizes x 3 rounds stay near two minutes
 PREWARM_CONNECTIONS, PREWARM_SECONDS = 8, 0.3
 # (row name, server, extra arguments). hypercorn is left out (issue 10 compares these four).
@@ -47,18 +53,23 @@ def ensure_client() -> str:
 
 def measure(ctx: Context, case: Case, server: RunningServer):
     s = ctx.settings
-    size = SIZES[case.variant]
+    python_client = case.variant.endswith(PY_SUFFIX)
+    size = SIZES[case.variant.removesuffix(PY_SUFFIX)]
     exe = ensure_client()
     pin = ["taskset", "-c", s.client_cpus] if s.client_cpus else []
+    if python_client:
+        pin = [*pin, env.hybrid_python(), "-m", "bench.wsclient"]
     port = str(server.port)
     # A few short connections first, so that no server meets its first WebSocket inside the measurement.
-    subprocess.run(pin + [exe, port, PATH, str(PREWARM_CONNECTIONS), str(size), "0", str(PREWARM_SECONDS)],
+    prewarm = (["taskset", "-c", s.client_cpus] if s.client_cpus else []) + [exe]
+    subprocess.run(prewarm + [port, PATH, str(PREWARM_CONNECTIONS), str(size), "0", str(PREWARM_SECONDS)],
                    cwd=env.REPO_ROOT, capture_output=True, timeout=30)
     time.sleep(0.1)
     rss_before = rss_kb(server.pid)
     warmup = max(0.5, s.warmup)
     duration = s.duration * SCALE
-    argv = pin + [exe, port, PATH, str(CONNECTIONS), str(size), f"{warmup:g}", f"{duration:g}"]
+    argv = (pin if python_client else [*pin, exe]) + [port, PATH, str(CONNECTIONS), str(size), f"{warmup:g}",
+                                                       f"{duration:g}"]
     data, side = run_client(argv, server, timeout=warmup + duration + 30, server_cpu=s.server_cpus)
     cpu = side["c1"] - side["c0"]
     wall = max(side["t1"] - side["t0"], 1e-3)
@@ -83,20 +94,22 @@ def run(ctx: Context) -> dict:
     s = ctx.settings
     ensure_client()
     cases = [Case(server=srv, variant=v, app=APP, extra=extra, label=row)
-             for v in SIZES for row, srv, extra in SERVERS if srv in s.servers]
+             for v in VARIANTS for row, srv, extra in SERVERS if srv in s.servers]
     out = run_cases(ctx, "websocket", cases, measure)
     return {
         "params": {"app": APP, "path": PATH, "connections": CONNECTIONS, "message_bytes": SIZES,
                    "warmup": max(0.5, s.warmup), "duration": s.duration * SCALE,
                    "servers": {row: f"{srv} {extra}".strip() for row, srv, extra in SERVERS},
-                   "client": "C (bench/wsclient.c), binary frames, no extensions offered"},
+                   "client": "C (bench/wsclient.c); variants ending -py: Python asyncio (bench/wsclient.py); "
+                             "binary frames, no extensions offered"},
         "cases": out,
     }
 
 
 SCENARIO = Scenario(
     name="websocket",
-    title="WebSocket echo: 32 connections, one message in flight each, 16 B and 64 KiB binary messages",
+    title="WebSocket echo: 32 connections, one message in flight each, 16 B and 64 KiB binary messages, "
+          "C and Python (-py) clients",
     measures=["msgs_per_s", "rtt_p50_ms", "rtt_p99_ms", "cpu_us_per_msg", "server_cpu_pct", "rss_mb"],
     primary="msgs_per_s",
     higher_is_better=True,

@@ -40,6 +40,7 @@ from hybrid._speedups.accesslog cimport log_access
 from hybrid.h2.handoff import hand_off as hand_off_h2, is_h2c_preface
 from hybrid._speedups.cycle cimport RequestCycle
 from hybrid._speedups.h1 cimport Data, H1Protocol, Request
+from hybrid._speedups.monitor cimport mark_enter, mark_leave
 
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -418,7 +419,8 @@ cdef class Connection:
         if server.concurrency is not None:  # --limit-concurrency: past it, a built-in app answers 503
             app = server.concurrency.admit(app)
             cycle.admitted = app is server.app
-        worker.enter_app(self.fd if self.registered else -1)
+        monitor = worker.monitor  # (SyncWorker.enter_app / leave_app, as C calls)
+        mark_enter(monitor, worker.slot, self.fd if self.registered else -1)
         # Timed only while other requests are pending in this loop: they are who a blocking first step delays.
         cdef double started = _perf_counter() if worker.pending else 0.0
         try:
@@ -427,7 +429,8 @@ cdef class Connection:
             task = self.loop.create_future()
             task.set_exception(exc)
         finally:
-            worker.leave_app(self)
+            if mark_leave(monitor, worker.slot):
+                worker.left_blocked(self, None)  # (rare: taken over, or its stack read: the first step blocked)
         if started and _perf_counter() - started > _BLOCKED_STEP:
             worker.step_blocked(task, cycle, _perf_counter() - started)
         cycle.task = task

@@ -587,3 +587,14 @@ cdef class Monitor:
         if self._sampler_fd >= 0 and not self._slots[stuck].flagged:
             self._flag(&self._slots[stuck], self._slots[stuck].entered_at)  # where is it stuck? (captured while it still is)
         pthread_mutex_unlock(&self._lock)
+
+
+cdef int mark_enter(object monitor, int slot, int fd) except -1:
+    """``monitor.enter(slot, fd)`` from compiled code: a C call (a Python subclass's override still runs)."""
+    (<Monitor>monitor).enter(slot, fd)
+    return 0
+
+
+cdef int mark_leave(object monitor, int slot) except -1:
+    """``monitor.leave(slot)`` from compiled code: 1 if the thread lost its set meanwhile (a takeover)."""
+    return 1 if (<Monitor>monitor).leave(slot) else 0

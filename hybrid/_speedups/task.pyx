@@ -26,6 +26,7 @@ from cpython.ref cimport Py_XDECREF
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from hybrid._speedups.coro_send cimport send_to
+from hybrid._speedups.monitor cimport mark_enter, mark_leave
 
 
 _Future = asyncio.Future  # the C Future
@@ -55,7 +56,8 @@ cdef inline double _now() noexcept nogil:
 class RequestTask(_Future):
     """A Task that tells its worker when a step of app code begins and ends, and times each step.
 
-    ``_hy_worker``: the SyncWorker whose loop runs the steps (``enter_app``, ``leave_app``, ``step_blocked``).
+    ``_hy_worker``: the SyncWorker whose loop runs the steps (its ``monitor`` and ``slot`` mark each step; then
+    ``left_blocked`` after a blocked step, ``step_blocked``).
     ``_hy_cycle``: the request's RequestCycle, set once the task outlives its first step (it names the route)."""
 
     __slots__ = ("_coro", "_context", "_fut_waiter", "_must_cancel", "_num_cancels_requested", "_name",
@@ -138,13 +140,16 @@ class RequestTask(_Future):
         if worker is None:
             _step(self, exc)
             return
-        worker.enter_app(-1)
+        # (the worker's monitor marks, as C calls: SyncWorker.enter_app / leave_app cost a Python call each)
+        monitor = worker.monitor
+        mark_enter(monitor, worker.slot, -1)
         cdef double started = _now()
         cdef double took
         try:
             _step(self, exc)
         finally:
-            worker.leave_app(None, self._hy_cycle)  # (the cycle names the route if this step blocked)
+            if mark_leave(monitor, worker.slot):
+                worker.left_blocked(None, self._hy_cycle)  # (rare: taken over, or its stack read: it blocked)
             took = _now() - started
             if took > BLOCKED_STEP:
                 worker.step_blocked(self, self._hy_cycle, took)
