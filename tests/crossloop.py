@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import httpx
 from websockets.sync.client import connect as ws_connect
@@ -45,8 +46,11 @@ class Uvicorn(Server):
 
     @property
     def cmd(self) -> list[str]:
+        # --timeout-graceful-shutdown 1 as hybrid's (HYBRID): without it uvicorn waits at stop for a handler that
+        # never returns (/ws-queue awaits its Queue after the client left) until the SIGKILL 10 s later.
         return [sys.executable, "-m", "uvicorn", *self.args, "--fd", str(self.listener.fileno()), "--loop", "uvloop",
-                "--http", "httptools", "--ws", "websockets", "--log-level", "warning"]
+                "--http", "httptools", "--ws", "websockets", "--log-level", "warning", "--timeout-graceful-shutdown",
+                "1"]
 
     def start(self, timeout: float = 10.0) -> Uvicorn:
         super().start()
@@ -164,6 +168,21 @@ def _subscribed(server: Server, subscribe, stream_path: str, publisher):
             publish("bye")
             for t in threads:
                 t.join(5)
+
+
+@contextlib.contextmanager
+def running(*servers: Server):
+    """Starts ``servers`` side by side and, after the block, stops them side by side: each stop waits up to 1 s
+    (--timeout-graceful-shutdown) for streams whose clients left, and one after another they took three times that."""
+    with ThreadPoolExecutor(len(servers)) as pool:
+        starts = [pool.submit(srv.start) for srv in servers]
+        try:
+            for f in starts:
+                f.result()
+            yield servers
+        finally:
+            wait(starts)  # a start still under way when another failed: stop its server too, once it has one
+            list(pool.map(Server.stop, servers))
 
 
 def measure(servers: list[Server], subscribe, stream_path: str, publisher) -> list[list[float]]:

@@ -26,8 +26,9 @@ def test_import_without_compiled_modules_says_how_to_build(tmp_path):
 def test_cmake_builds_the_extensions(tmp_path):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     build = tmp_path / "build"
-    subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), f"-DPython3_EXECUTABLE={sys.executable}"],
-                   check=True, capture_output=True, env=env, timeout=120)
+    # -O0: what this checks is that CMake builds and loads every module, and gcc compiles them 5x faster than -O2.
+    subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), f"-DPython3_EXECUTABLE={sys.executable}",
+                    "-DHYBRID_OPT_FLAGS=-O0"], check=True, capture_output=True, env=env, timeout=120)
     subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True, env=env, timeout=240)
     built = sorted(p.name.split(".")[0] for p in (build / "hybrid" / "_speedups").glob("*.so"))
     assert built == ["accesslog", "connection", "cycle", "h1", "loopcall", "monitor", "steps", "stream_connection",

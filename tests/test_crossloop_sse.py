@@ -5,7 +5,7 @@ from functools import partial
 
 import pytest
 
-from .crossloop import HYBRID, Uvicorn, compare, http_publisher, measure, sse_subscriber
+from .crossloop import HYBRID, Uvicorn, compare, http_publisher, measure, running, sse_subscriber
 from .support import Server
 
 pytestmark = pytest.mark.timeout(90)
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(90)
     ("/event-stream", "/event/"),    # an asyncio.Event set by the POST route
 ])
 def test_publish_to_sse_subscribers(stream, publish):
-    with Uvicorn() as uv, Server(*HYBRID) as ours, Server(*HYBRID, "--mode", "async") as one_loop:
+    with running(Uvicorn(), Server(*HYBRID), Server(*HYBRID, "--mode", "async")) as (uv, ours, one_loop):
         theirs, default, single = measure([uv, ours, one_loop], sse_subscriber, stream,
                                           partial(http_publisher, path=publish))
     compare(f"SSE {stream}", default, theirs)

@@ -13,7 +13,17 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from .crossloop import HYBRID, Uvicorn, compare, http_publisher, measure, ws_publisher, ws_subscriber, ws_url
+from .crossloop import (
+    HYBRID,
+    Uvicorn,
+    compare,
+    http_publisher,
+    measure,
+    running,
+    ws_publisher,
+    ws_subscriber,
+    ws_url,
+)
 from .support import Server
 
 pytestmark = pytest.mark.timeout(90)
@@ -26,7 +36,7 @@ pytestmark = pytest.mark.timeout(90)
     ("/ws", partial(http_publisher, path="/tick/")),   # ... from a background task the lifespan started
 ], ids=["queue", "from-post", "from-websocket", "from-lifespan-task"])
 def test_websocket_patterns(stream, publisher):
-    with Uvicorn() as uv, Server(*HYBRID) as ours, Server(*HYBRID, "--mode", "async") as one_loop:
+    with running(Uvicorn(), Server(*HYBRID), Server(*HYBRID, "--mode", "async")) as (uv, ours, one_loop):
         theirs, default, single = measure([uv, ours, one_loop], ws_subscriber, stream, publisher)
     compare(f"WebSocket {stream}", default, theirs)
     compare(f"WebSocket {stream}, --mode async", single, theirs)
