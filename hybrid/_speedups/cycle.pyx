@@ -73,7 +73,7 @@ def build_scope(conn, Request req, str root_path, dict state, request_id=None):
         extensions[EARLY_HINT] = _NO_PARAMS
         if req.te_trailers:
             extensions[TRAILERS] = _NO_PARAMS
-    if conn.scheme == "https":
+    if conn.scheme == "https" and conn.sock is not None:  # (None: a handoff's scope for its request id only)
         scope["extensions"]["tls"] = tls_extension(conn)
     if req.forwarded and conn.proxy is not None:
         conn.proxy.apply(scope)
