@@ -105,7 +105,7 @@ the thread where it happened (be quick, thread-safe, never raise). Without a col
 (open streams included), `hybrid_streams_open`, `hybrid_websockets_open`, `hybrid_threads{state}` (serving, blocked
 in a handler after a takeover, spare; sampled twice a second) and the counter `hybrid_blocked_loop_steps_total`
 (async code that blocked a loop other requests waited on), served at `http://HOST:PORT/metrics`
-(needs `pip install 'hybrid[metrics]'`). With worker processes (`--workers`, `--reload`, `--limit-max-requests`)
+(needs `pip install 'hybrid-asgi[metrics]'`). With worker processes (`--workers`, `--reload`, `--limit-max-requests`)
 the supervisor serves the one endpoint and its numbers cover every worker: prometheus-client's multiprocess mode,
 in a directory the supervisor makes for the run (`PROMETHEUS_MULTIPROC_DIR`, removed at exit). Counters and
 histograms add up every worker of the run, a replaced one included (a counter never goes down);

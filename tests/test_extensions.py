@@ -53,6 +53,13 @@ def test_early_hint_goes_out_before_the_final_response(srv):
         assert c.read_response().body == b"final"
 
 
+def test_early_hint_from_the_async_pool(srv):
+    with srv.connect() as c:  # (Accept: text/event-stream: served by the async pool)
+        c.send(build_request("GET", "/hint", headers=[("Accept", "text/event-stream")]))
+        assert c.read_response().header_all("link") == ["</a.css>; rel=preload"]
+        assert c.read_response().body == b"final"
+
+
 def test_no_early_hints_to_http10(srv):
     with srv.connect() as c:
         c.send(build_request("GET", "/hint", version="HTTP/1.0"))
