@@ -23,6 +23,7 @@ ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 EARLY_HINT = "http.response.early_hint"
 TRAILERS = "http.response.trailers"
 cdef dict _NO_PARAMS = {}
+cdef str HTTP = "http"  # (Connection.scheme's "http" is the same interned object: an identity test first)
 DISCONNECT = {"type": "http.disconnect"}
 
 # Decoded method names, shared: most requests use one of these.
@@ -50,13 +51,26 @@ def build_scope(conn, Request req, str root_path, dict state, request_id=None):
     method = _METHODS.get(req.method)
     if method is None:
         method = req.method.decode("ascii")
+    scheme = conn.scheme
+    rid = _lazy_id(conn.server.request_ids, req.headers) if request_id is None else {"id": request_id}
+    # Each extension only where it is honoured (docs/extensions.md): no 1xx to HTTP/1.0, trailers only where the
+    # client takes them. (Built in one literal: a later insert cost a lookup on every request.)
+    cdef dict extensions
+    if req.http_version == "1.1":
+        extensions = {REQUEST_ID_KEY: rid, EARLY_HINT: _NO_PARAMS}
+        if req.te_trailers:
+            extensions[TRAILERS] = _NO_PARAMS
+    else:
+        extensions = {REQUEST_ID_KEY: rid}
+    if scheme is not HTTP and scheme == "https" and conn.sock is not None:  # (None: a handoff's scope for its request id only)
+        extensions["tls"] = tls_extension(conn)
     scope = {
         "type": "http",
         "asgi": ASGI_VERSION,
         "http_version": req.http_version,
         "server": conn.server_addr,
         "client": conn.client_addr,
-        "scheme": conn.scheme,
+        "scheme": scheme,
         "method": method,
         "root_path": root_path,
         "path": root_path + path if root_path else path,
@@ -64,17 +78,8 @@ def build_scope(conn, Request req, str root_path, dict state, request_id=None):
         "query_string": req.query,
         "headers": req.headers,
         "state": state.copy(),
-        "extensions": {REQUEST_ID_KEY: _lazy_id(conn.server.request_ids, req.headers) if request_id is None
-                       else {"id": request_id}},
+        "extensions": extensions,
     }
-    if req.http_version == "1.1":
-        # Each extension only where it is honoured: no 1xx to HTTP/1.0, trailers where the client takes them.
-        extensions = scope["extensions"]
-        extensions[EARLY_HINT] = _NO_PARAMS
-        if req.te_trailers:
-            extensions[TRAILERS] = _NO_PARAMS
-    if conn.scheme == "https" and conn.sock is not None:  # (None: a handoff's scope for its request id only)
-        scope["extensions"]["tls"] = tls_extension(conn)
     if req.forwarded and conn.proxy is not None:
         conn.proxy.apply(scope)
     return scope
@@ -212,7 +217,7 @@ cdef class RequestCycle:
         self.status = status
         self.headers = headers
         self.response_started = True
-        if message.get("trailers", False):
+        if len(message) > 3 and message.get("trailers", False):  # (more than type, status, headers)
             # ASGI http.response.trailers: the body's last message does not end the response, the trailers do;
             # chunked even when the whole body comes at once, where the client said it takes them (TE).
             self.trailers = True
