@@ -124,6 +124,12 @@ def test_trailers_on_a_whole_body(srv):
         assert c.request("GET", "/ext").body == b"ok"
 
 
+def test_trailers_declared_in_a_start_message_without_headers(srv):
+    with srv.connect() as c:
+        resp = c.request("GET", "/trailers-no-headers", headers=[("TE", "trailers")])
+    assert resp.body == b"bare" and resp.trailers == [("x-checksum", "abc")]
+
+
 def test_trailers_in_several_messages_on_a_stream_from_a_worker(srv):
     with srv.connect() as c:
         resp = c.request("GET", "/trailers?chunks=3&trailers=x-a=1|x-b=2;x-c=3", headers=[("TE", "trailers")])

@@ -217,7 +217,7 @@ cdef class RequestCycle:
         self.status = status
         self.headers = headers
         self.response_started = True
-        if len(message) > 3 and message.get("trailers", False):  # (more than type, status, headers)
+        if message.get("trailers", False):
             # ASGI http.response.trailers: the body's last message does not end the response, the trailers do;
             # chunked even when the whole body comes at once, where the client said it takes them (TE).
             self.trailers = True

@@ -78,6 +78,11 @@ async def app(scope, receive, send):
         for n, group in enumerate(groups):
             fields = [tuple(part.encode().split(b"=", 1)) for part in group.split("|") if part]
             await send({"type": "http.response.trailers", "headers": fields, "more_trailers": n < len(groups) - 1})
+    elif path == "/trailers-no-headers":
+        # a start message with no "headers" key at all (it is optional): trailers still declared
+        await send({"type": START, "status": 200, "trailers": True})
+        await send({"type": BODY, "body": b"bare"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
     elif path == "/trailers-misuse":
         # trailers without declaring them, or a body after the last body: refused with a RuntimeError
         await send({"type": START, "status": 200, "headers": [_ext_header(scope)],
