@@ -277,7 +277,8 @@ class PoolConnection(StreamConnection):
             self.server.lifecycle_closed(self.fd)
         self.sock = None
         self.server.forget(self)
-        self.pool.close_later(self.stream)
+        # (TLS close_notify unless a response is cut short: see hybrid/tls_info.py)
+        self.pool.close_later(self.stream, notify=not self.proto.mid_response)
 
 
 class AsyncPool:
@@ -489,8 +490,9 @@ class AsyncPool:
         if waiting > 0:
             self.server.blocked_loop(coro.cycle, took, waiting, "the async pool")
 
-    def close_later(self, stream: SocketStream) -> None:
-        """Flush what the stream still buffers (bounded), then close its socket; shutdown waits for these."""
-        task = self.loop.create_task(stream.close(timeout=5.0))
+    def close_later(self, stream: SocketStream, notify: bool = True) -> None:
+        """Flush what the stream still buffers (bounded), then close its socket; shutdown waits for these.
+        ``notify``: end a TLS session with close_notify once all is flushed."""
+        task = self.loop.create_task(stream.close(timeout=5.0, notify=notify))
         self.closing.add(task)
         task.add_done_callback(self.closing.discard)

@@ -302,7 +302,7 @@ class ServerConfig:
             import importlib.util
 
             if importlib.util.find_spec("prometheus_client") is None:
-                fail("metrics-port", "needs the prometheus-client package: pip install 'hybrid[metrics]'")
+                fail("metrics-port", "needs the prometheus-client package: pip install 'hybrid-asgi[metrics]'")
         if self.use_colors is not None and not isinstance(self.use_colors, bool):
             fail("use-colors", f"{self.use_colors!r} must be true or false")
         self._validate_uvicorn_options(fail)

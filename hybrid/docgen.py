@@ -115,7 +115,7 @@ the thread where it happened (be quick, thread-safe, never raise). Without a col
 in a handler after a takeover, spare; sampled twice a second), the counter `hybrid_blocked_loop_steps_total`
 (async code that blocked a loop other requests waited on) and `hybrid_blocked_seconds_total{route,location}` (where
 handlers blocked: docs/blocking.md), served at `http://HOST:PORT/metrics`
-(needs `pip install 'hybrid[metrics]'`). With worker processes (`--workers`, `--reload`, `--limit-max-requests`)
+(needs `pip install 'hybrid-asgi[metrics]'`). With worker processes (`--workers`, `--reload`, `--limit-max-requests`)
 the supervisor serves the one endpoint and its numbers cover every worker: prometheus-client's multiprocess mode,
 in a directory the supervisor makes for the run (`PROMETHEUS_MULTIPROC_DIR`, removed at exit). Counters and
 histograms add up every worker of the run, a replaced one included (a counter never goes down);

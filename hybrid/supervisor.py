@@ -266,7 +266,7 @@ class Supervisor:
             try:
                 import watchfiles  # noqa: F401
             except ImportError:
-                logger.error("--reload needs the watchfiles package: pip install 'hybrid[reload]'")
+                logger.error("--reload needs the watchfiles package: pip install 'hybrid-asgi[reload]'")
                 return 1
         try:
             self.sockets = bind_listeners(self.config)  # (the first worker to be ready starts listening)

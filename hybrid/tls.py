@@ -26,6 +26,7 @@ import time
 
 from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, resolve, stall_tick, unsent_bytes
+from hybrid.tls_info import send_close_notify
 
 logger = logging.getLogger("hybrid.error")
 
@@ -146,6 +147,13 @@ class TLSConnection(Connection):
         if on != self.want_write and self.registered:
             self.want_write = on
             self.home.epoll.modify(self.fd, select.EPOLLIN | (select.EPOLLOUT if on else 0))
+
+    def close(self) -> None:
+        # close_notify first (RFC 8446 section 6.1), unless a response is cut short: a client reading a body
+        # to the close must see the cut, not a clean end.
+        if self.sock is not None and not self.handshake_deadline and not self.proto.mid_response:
+            send_close_notify(self.sock)
+        Connection.close(self)
 
     def send_now(self, data):
         # An SSLSocket has no sendmsg; one send of the joined parts still makes full TLS records.

@@ -52,10 +52,13 @@ def quick_start_command(framework: str) -> list[str]:
     return command.split()[1:]
 
 
-def test_readme_opens_with_the_two_commands():
-    first = code_blocks(README)[0]
-    assert README.index("```sh") < README.index("\n## "), "the two commands come before any section"
-    assert first.splitlines()[0].startswith("make run ") and first.splitlines()[1].startswith("make test ")
+def test_readme_opens_with_pip_install_then_the_two_commands():
+    first, second = code_blocks(README)[:2]
+    assert README.index("```sh") < README.index("\n## "), "the install line comes before any section"
+    # the distribution's name on the package index (pyproject.toml): "hybrid" there is another project
+    assert first.splitlines()[0].startswith("pip install hybrid-asgi ")
+    assert 'name = "hybrid-asgi"' in (REPO / "pyproject.toml").read_text()
+    assert second.splitlines()[0].startswith("make run ") and second.splitlines()[1].startswith("make test ")
 
 
 @pytest.mark.parametrize("framework, files, expect", [

@@ -306,7 +306,10 @@ def test_handshake_flight_larger_than_socket_buffers(tmp_path, pki):
             body = b""
             while True:
                 try:
-                    body += obj.read(65536)
+                    data = obj.read(65536)
+                    if not data:
+                        break  # the server's close_notify: a clean end (an SSLObject reads it as b"")
+                    body += data
                 except ssl.SSLWantReadError:
                     chunk = sock.recv(65536)
                     if not chunk:

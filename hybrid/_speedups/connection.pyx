@@ -501,10 +501,10 @@ cdef class Connection:
         if self.registered:
             self.home.remove(self)
         self._stop_reading()
+        scope = build_websocket_scope(self, request, self.server.root_path, {})  # (its TLS details read the socket)
         sock, self.sock = self.sock, None
         self.cycle = None
         self.backlog.clear()  # (the upgrade request's EndOfMessage: nothing after it is HTTP)
-        scope = build_websocket_scope(self, request, self.server.root_path, {})
         self.server.pool.accept_handoff(WebSocketHandoff(
             conn=self, sock=sock, request=request, trailing=self.proto.trailing_data, client=self.client_addr,
             server=self.server_addr, scope=scope,

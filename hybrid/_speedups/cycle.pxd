@@ -6,6 +6,7 @@ cdef class RequestCycle:
     cdef public Py_ssize_t body_size, sent, received
     cdef public bint body_complete, request_delivered, continue_pending, response_started, head_sent
     cdef public bint response_complete, wrote, admitted, stream_known, writing
+    cdef public bint trailers, body_ended, trailers_sent  # declared; last body message came; some went out
     cdef public int status
     cdef public double started, body_since
 

@@ -16,10 +16,16 @@ from hybrid._speedups.h1 cimport H1Protocol, Request
 from cpython.dict cimport PyDict_SetItem
 
 from hybrid.request_id import REQUEST_ID_KEY, LazyRequestId
+from hybrid.tls_info import tls_extension
 
 PATHSEND = "http.response.pathsend"
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+# ASGI extensions a scope may name (docs/extensions.md); their parameters: none.
+EARLY_HINT = "http.response.early_hint"
+TRAILERS = "http.response.trailers"
+cdef dict _NO_PARAMS = {}
+cdef str HTTP = "http"  # (Connection.scheme's "http" is the same interned object: an identity test first)
 DISCONNECT = {"type": "http.disconnect"}
 
 # Decoded method names, shared: most requests use one of these.
@@ -47,13 +53,26 @@ def build_scope(conn, Request req, str root_path, dict state, request_id=None):
     method = _METHODS.get(req.method)
     if method is None:
         method = req.method.decode("ascii")
+    scheme = conn.scheme
+    rid = _lazy_id(conn.server.request_ids, req.headers) if request_id is None else {"id": request_id}
+    # Each extension only where it is honoured (docs/extensions.md): no 1xx to HTTP/1.0, trailers only where the
+    # client takes them; pathsend on every HTTP connection (hybrid/pathsend.py). (Built in one literal: a later insert cost a lookup on every request.)
+    cdef dict extensions
+    if req.http_version == "1.1":
+        extensions = {REQUEST_ID_KEY: rid, PATHSEND: _NO_PARAMS, EARLY_HINT: _NO_PARAMS}
+        if req.te_trailers:
+            extensions[TRAILERS] = _NO_PARAMS
+    else:
+        extensions = {REQUEST_ID_KEY: rid, PATHSEND: _NO_PARAMS}
+    if scheme is not HTTP and scheme == "https" and conn.sock is not None:  # (None: a handoff's scope for its request id only)
+        extensions["tls"] = tls_extension(conn)
     scope = {
         "type": "http",
         "asgi": ASGI_VERSION,
         "http_version": req.http_version,
         "server": conn.server_addr,
         "client": conn.client_addr,
-        "scheme": conn.scheme,
+        "scheme": scheme,
         "method": method,
         "root_path": root_path,
         "path": root_path + path if root_path else path,
@@ -61,9 +80,7 @@ def build_scope(conn, Request req, str root_path, dict state, request_id=None):
         "query_string": req.query,
         "headers": req.headers,
         "state": state.copy(),
-        "extensions": {REQUEST_ID_KEY: _lazy_id(conn.server.request_ids, req.headers) if request_id is None
-                       else {"id": request_id},
-                       PATHSEND: {}},  # (honoured on every HTTP connection: hybrid/pathsend.py)
+        "extensions": extensions,
     }
     if req.forwarded and conn.proxy is not None:
         conn.proxy.apply(scope)
@@ -202,6 +219,10 @@ cdef class RequestCycle:
         self.status = status
         self.headers = headers
         self.response_started = True
+        if message.get("trailers", False):
+            # ASGI http.response.trailers: the body's last message does not end the response, the trailers do;
+            # chunked even when the whole body comes at once, where the client said it takes them (TE).
+            self.trailers = True
         if conn.draining or (self.continue_pending and not self.body_complete):
             # Draining; or the client still waits for 100 Continue and may never send the body: the
             # connection cannot tell where the next request starts, so it closes after this response.
@@ -217,10 +238,16 @@ cdef class RequestCycle:
                 from hybrid.pathsend import send_path
                 await send_path(self, message)
                 return
+            if kind == "http.response.trailers":
+                await self._send_trailers(message)
+                return
+            if kind == "http.response.early_hint":
+                await self._send_early_hint(message)
+                return
             raise RuntimeError(f"ASGI: unexpected message type {kind!r} for an HTTP connection")
         if not self.response_started:
             raise RuntimeError("ASGI: 'http.response.body' sent before 'http.response.start'")
-        if self.response_complete:
+        if self.response_complete or self.body_ended:
             raise RuntimeError("ASGI: 'http.response.body' sent after the response was complete")
         body = message.get("body", b"")
         if type(body) is not bytes:
@@ -228,6 +255,10 @@ cdef class RequestCycle:
                 raise TypeError(f"ASGI: 'body' must be bytes, got {type(body).__name__}")
             body = bytes(body)
         cdef bint more = message.get("more_body", False)
+        # framed as "more" when trailers are still to come: the trailers message ends the response
+        cdef bint frame_more = more or self.trailers
+        if frame_more and not more:
+            self.body_ended = True  # (only the trailers may follow)
         self.sent += len(body)
         conn = self.conn
         cdef H1Protocol proto = conn.proto
@@ -258,17 +289,19 @@ cdef class RequestCycle:
             else:
                 if held is not None:
                     body = held + body if body else held  # one body after all
-                # The whole body known at once: frame it with Content-Length; otherwise chunked.
-                out = proto.send_response(self.status, self.headers, -1 if more else len(body))
+                # The whole body known at once: frame it with Content-Length; otherwise chunked (and for the
+                # trailers of a client that takes them).
+                out = proto.send_response(self.status, self.headers,
+                                          -1 if more or (self.trailers and self.request.te_trailers) else len(body))
                 self.head_sent = True
-                out = (out + proto.send_body(body, more) if len(body) < 65536
-                       else [out, proto.send_body(body, more)])
+                out = (out + proto.send_body(body, frame_more) if len(body) < 65536
+                       else [out, proto.send_body(body, frame_more)])
         else:
             if more and not self.stream_known:  # a second more_body=True message: a real stream
                 self.stream_known = True
                 conn.streaming_started(self)  # (the head went out: it only learns the route)
-            out = proto.send_body(body, more)
-        if not more:
+            out = proto.send_body(body, frame_more)
+        if not frame_more:
             self.response_complete = True
             self.wake()
         if out:
@@ -279,8 +312,45 @@ cdef class RequestCycle:
             rest = conn.send_now(out)
             if rest is not None:  # the client reads slower than we send: wait (backpressure)
                 await self._finish_write(rest, out, len(body))
-        if not more and self.task is not None:
+        if not frame_more and self.task is not None:
             conn.response_complete(self)  # (a pending task: the connection need not wait for its end)
+
+    async def _send_trailers(self, dict message):
+        """ASGI http.response.trailers: after the last body message of a response that declared them."""
+        if not self.trailers:
+            raise RuntimeError("ASGI: 'http.response.trailers' sent without 'trailers': True in the response start")
+        if self.response_complete:
+            raise RuntimeError("ASGI: 'http.response.trailers' sent after the response was complete")
+        if not self.body_ended:
+            raise RuntimeError("ASGI: 'http.response.trailers' sent before the last 'http.response.body'")
+        cdef bint more = message.get("more_trailers", False)
+        conn = self.conn
+        cdef H1Protocol proto = conn.proto
+        if self.flushing is not None:
+            await self.flushing
+            self.flushing = None
+        out = proto.send_trailers(message.get("headers", ()), not self.trailers_sent, more)
+        self.trailers_sent = True
+        if not more:
+            self.response_complete = True
+            self.wake()
+        if out:
+            if conn.disconnected:
+                raise ClientDisconnected("Client disconnected")
+            self.wrote = True
+            rest = conn.send_now(out)
+            if rest is not None:
+                await self._finish_write(rest, out, 0)
+        if not more and self.task is not None:
+            conn.response_complete(self)
+
+    async def _send_early_hint(self, dict message):
+        """ASGI http.response.early_hint: a 103 before the final response (RFC 8297); none to HTTP/1.0."""
+        if self.response_started:
+            raise RuntimeError("ASGI: 'http.response.early_hint' sent after 'http.response.start'")
+        hints = (<H1Protocol>self.conn.proto).send_early_hint(message.get("links", ()))
+        if hints:
+            await self._write_interim(hints)
 
     async def _finish_write(self, rest, out, Py_ssize_t body_len):
         """Wait while the kernel takes ``rest``, the end of ``out`` (a message of ``body_len`` body bytes).

@@ -12,6 +12,7 @@ cdef class Request:
     cdef readonly object upgrade
     cdef readonly bint wants_stream
     cdef readonly bint forwarded  # a Forwarded or X-Forwarded-For/-Proto/-Host field is present
+    cdef readonly bint te_trailers  # an HTTP/1.1 request whose TE says the client takes trailers
 
 
 cdef class Data:
@@ -37,6 +38,7 @@ cdef class H1Protocol:
     cdef bint _expect_continue
     cdef bint _wants_stream
     cdef bint _forwarded
+    cdef bint _te_trailers
     cdef object _upgrade
     cdef long long _content_length
     cdef bint _chunked
@@ -79,3 +81,4 @@ cdef class H1Protocol:
     cpdef bytes send_response(self, int status, headers, long long content_length=*)
     cdef _app_transfer_coding(self, Request req, int status, list values, bint has_length, list out)
     cpdef bytes send_body(self, bytes data, bint more)
+    cpdef bytes send_trailers(self, fields, bint first, bint more)

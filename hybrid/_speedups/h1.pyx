@@ -40,6 +40,7 @@ from hybrid._speedups.h1_bytes cimport (
     _origin_form,
     _valid_host,
 )
+from hybrid._speedups.h1_ext cimport _early_hints, _trailer_fields
 from hybrid._speedups.h1_te cimport _app_codings
 
 from httptools import (
@@ -266,6 +267,7 @@ cdef class H1Protocol:
         self._expect_continue = False
         self._wants_stream = False
         self._forwarded = False
+        self._te_trailers = False
         self._upgrade = None
         self._body_len = 0
         self._host_count = 0
@@ -332,6 +334,8 @@ cdef class H1Protocol:
             self._chunked = True  # checked in _check_transfer_coding once the head is complete
             self._te_padded = self._te_padded or padded  # a trailing HTAB
             self._te_values = value if self._te_values is None else self._te_values + b"," + value
+        elif n == 2 and name == b"te":
+            self._te_trailers = self._te_trailers or _has_token(value, b"trailers")  # (RFC 9110 section 10.1.4)
         elif (n == 9 and name == b"forwarded") or (15 <= n <= 17 and name.startswith(b"x-forwarded-")):
             self._forwarded = True  # a trusted proxy's report: only then does the server look (proxy_headers.py)
         self._headers.append((name, value))
@@ -382,6 +386,7 @@ cdef class H1Protocol:
         req.expect_continue = self._expect_continue and req.http_version == HTTP_11
         req.wants_stream = self._wants_stream
         req.forwarded = self._forwarded
+        req.te_trailers = self._te_trailers and req.http_version == HTTP_11
         has_body = self._chunked or self._content_length > 0
         req.upgrade = None
         self._resume_head = None
@@ -584,6 +589,31 @@ cdef class H1Protocol:
             self._resp_remaining -= n
         self._finish_response()
 
+    cpdef bytes send_trailers(self, fields, bint first, bint more):
+        """End the body of a response whose app declared trailers (ASGI ``http.response.trailers``): the last
+        chunk and the trailer section (RFC 9112 section 7.1.2), its fields only to a client that sent
+        ``TE: trailers``; b"" when the response is not chunked. ``first``: the first trailers message; ``more``:
+        more follow (the section ends with the last)."""
+        if self._responding is None:
+            raise LocalProtocolError("Trailers sent before the response head")
+        lines = _trailer_fields(fields)  # (checked whether or not they go out: the app's error shows either way)
+        out = b""
+        if self._resp_chunked:
+            out = (b"0\r\n" if first else b"") + (lines if self._responding.te_trailers else b"")
+            if not more:
+                out += b"\r\n"
+        if not more:
+            self._finish_response()
+        return out
+
+    def send_early_hint(self, links):
+        """A 103 Early Hints response (RFC 8297) for the oldest unanswered request, before its final response;
+        b"" for an HTTP/1.0 client (no 1xx to it, RFC 9110 section 15.2) or no links."""
+        if self._responding is not None or not self._unanswered:
+            raise LocalProtocolError("Early hints after the final response started")
+        hints = _early_hints(links)
+        return hints if (<Request>self._unanswered[0]).http_version == HTTP_11 else b""
+
     cdef _finish_response(self):
         if self._resp_remaining > 0 and not self._resp_no_body:
             # The body fell short of its Content-Length: the client cannot find the next response.
@@ -620,6 +650,11 @@ cdef class H1Protocol:
         return not self._closing and self._error is None and (
             self._responding is None or not self._resp_close
         )
+
+    @property
+    def mid_response(self):
+        """A response head went out and its body is not complete: closing now cuts it short."""
+        return self._responding is not None
 
     @property
     def head_in_progress(self):

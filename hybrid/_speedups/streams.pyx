@@ -32,6 +32,8 @@ import ssl
 from collections import deque
 from itertools import islice
 
+from hybrid.tls_info import send_close_notify
+
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.string cimport strerror
@@ -541,9 +543,10 @@ cdef class SocketStream:
         self._wake_drainers(StreamClosed("the stream was closed"))
         self._wake_readers(None)
 
-    async def close(self, double timeout=5.0):
+    async def close(self, double timeout=5.0, bint notify=True):
         """Flush buffered output (for at most ``timeout`` seconds), then close the socket. Never raises
-        ``StreamClosed``; cancelling it closes the socket at once."""
+        ``StreamClosed``; cancelling it closes the socket at once. A TLS socket whose output all left ends with
+        close_notify when ``notify`` (not for a response cut short: its client must see the cut)."""
         cdef double deadline
         if self._sock_closed or self._detached:
             return
@@ -558,6 +561,9 @@ cdef class SocketStream:
                     await asyncio.wait_for(self._new_drain_waiter(), remaining)
                 except (StreamClosed, asyncio.TimeoutError):
                     break
+            if notify and self._tls and not self._wsize and not self._peer_gone and not self._sock_closed:
+                self._stop_watching()
+                send_close_notify(self._sock)
         finally:
             self._close_socket()
 

@@ -6,6 +6,7 @@ from urllib.parse import unquote
 
 from hybrid.asgi.http import ASGI_VERSION
 from hybrid.request_id import REQUEST_ID_KEY
+from hybrid.tls_info import tls_extension
 
 _EXTENSIONS = {"websocket.http.response": {}}
 
@@ -36,6 +37,8 @@ def build_websocket_scope(conn, req, root_path: str, state: dict) -> dict:
         "state": state.copy(),
         "extensions": {**_EXTENSIONS, REQUEST_ID_KEY: {"id": conn.server.request_ids.for_headers(req.headers)}},
     }
+    if conn.scheme == "https":
+        scope["extensions"]["tls"] = tls_extension(conn)
     if req.forwarded and conn.proxy is not None:
         conn.proxy.apply(scope)
     return scope
