@@ -77,7 +77,7 @@ def test_no_early_hints_to_http10(srv):
         data = c.read_to_eof()
     assert data.startswith(b"HTTP/1.1 200 "), data[:60]  # no 103: 1xx must not go to HTTP/1.0 (RFC 9110 15.2)
     assert b" 103 " not in data and data.endswith(b"final")
-    assert b"x-extensions: hybrid.request_id\r\n" in data  # and not advertised to it
+    assert b"x-extensions: http.response.pathsend,hybrid.request_id\r\n" in data  # and no early hints advertised to it
 
 
 def test_early_hint_after_response_start_is_refused(srv):
