@@ -14,8 +14,8 @@ SECTIONS = {
     "Socket binding": ("--host", "--port", "--uds", "--fd", "--backlog"),
     "Development": ("--reload", "--reload-dir", "--reload-include", "--reload-exclude", "--reload-delay"),
     "Production (processes and threads)": (
-        "--workers", "--threads", "--max-threads", "--blocking-threshold", "--mode", "--async-path",
-        "--timeout-worker-healthcheck", "--timeout-notify", "--metrics-port"),
+        "--workers", "--threads", "--max-threads", "--blocking-threshold", "--blocking-stacks", "--mode",
+        "--async-path", "--timeout-worker-healthcheck", "--timeout-notify", "--metrics-port"),
     "Logging": ("--log-level", "--log-config", "--access-log", "--access-log-format", "--use-colors",
                 "--request-id-header"),
     "HTTP": ("--root-path", "--header", "--server-header", "--date-header", "--proxy-headers", "--proxy-forwarded",

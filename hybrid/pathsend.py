@@ -280,15 +280,22 @@ async def _sendfile(cycle, loop, out: int, fd: int, offset: int, size: int, path
         finally:
             if sock is None or conn.sock is sock:  # (closed meanwhile: the fd may be another connection's now)
                 loop.remove_writer(out)
-        now = unsent_bytes(out)
-        if queued >= 0 and now < queued:
-            progress = loop.time()
-        elif loop.time() - progress >= stall:
-            conn.disconnected = True
-            logger.info("Closed a connection whose client read none of the response for %g s "
-                        "(--timeout-write-stall).", stall)
-            raise ClientDisconnected("Client stopped reading the response")
-        queued = now
+        progress, queued = _after_a_wait(conn, loop, out, queued, progress, stall)
+
+
+def _after_a_wait(conn, loop, out: int, queued: int, progress: float, stall: float) -> tuple[float, int]:
+    """A wait for the socket ran out: the client read meanwhile if the kernel's send queue shrank (progress now);
+    if nothing moved for --timeout-write-stall, the connection is closed (ClientDisconnected). Returns (progress,
+    the queue now)."""
+    now = unsent_bytes(out)
+    if 0 <= queued and now < queued:
+        return loop.time(), now
+    if loop.time() - progress >= stall:
+        conn.disconnected = True
+        logger.info("Closed a connection whose client read none of the response for %g s (--timeout-write-stall).",
+                    stall)
+        raise ClientDisconnected("Client stopped reading the response")
+    return progress, now
 
 
 async def _send_chunks(cycle, fd: int, size: int, path: str) -> None:
@@ -368,12 +375,4 @@ async def _tls_rest(cycle, loop, sock, fd: int, offset: int, size: int, path: st
             pass
         finally:
             remove(out)  # (the worker waits for this job before it may close the socket)
-        now = unsent_bytes(out)
-        if now < queued:
-            progress = loop.time()
-        elif loop.time() - progress >= stall:
-            conn.disconnected = True
-            logger.info("Closed a connection whose client read none of the response for %g s "
-                        "(--timeout-write-stall).", stall)
-            raise ClientDisconnected("Client stopped reading the response")
-        queued = now
+        progress, queued = _after_a_wait(conn, loop, out, queued, progress, stall)
