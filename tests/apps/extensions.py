@@ -5,6 +5,8 @@ import asyncio
 import json
 from urllib.parse import parse_qs
 
+from tests.apps import plain_lifespan
+
 START = "http.response.start"
 BODY = "http.response.body"
 
@@ -25,13 +27,7 @@ async def _refused(send, scope, exc: Exception) -> None:
 async def app(scope, receive, send):
     kind = scope["type"]
     if kind == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await plain_lifespan(receive, send)
     if kind == "websocket":
         await receive()
         await send({"type": "websocket.accept"})

@@ -4,18 +4,14 @@ import asyncio
 import json
 import time
 
+from tests.apps import plain_lifespan
+
 CALLS = {"count": 0}
 
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await plain_lifespan(receive, send)
     path = scope["path"]
     if path == "/scope":  # what the app sees of the request
         CALLS["count"] += 1
