@@ -481,3 +481,15 @@ def block_a_loop_with_requests_waiting(srv) -> None:
     for c in waiting:
         assert c.read_response().body == b"awaited"
         c.close()
+
+
+def wait_until(what: str, predicate, timeout: float = 10.0):
+    """Poll ``predicate`` every 0.1 s until it returns something truthy (returned); AssertionError naming ``what``
+    after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

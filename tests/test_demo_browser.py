@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Server
+from tests.support import Server, wait_until
 
 OUTPUT = Path(__file__).resolve().parent / "output"
 CHROMIUM = shutil.which("chromium")
@@ -49,16 +49,6 @@ def browser():
             pass
 
 
-def _wait(what: str, predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_demo_page_in_headless_chromium(browser):
     from selenium.webdriver.common.by import By
 
@@ -67,15 +57,15 @@ def test_demo_page_in_headless_chromium(browser):
         assert browser.title == "hybrid"
 
         # The plain request: the page fetched /json and shows it.
-        text = _wait("the /json answer", lambda: (t := browser.find_element(By.ID, "plain").text).startswith("{")
+        text = wait_until("the /json answer", lambda: (t := browser.find_element(By.ID, "plain").text).startswith("{")
                      and t)
         assert json.loads(text)["server"] == "hybrid"
 
         # The SSE clock ticks: two different times, a second apart.
         clock = lambda: browser.find_element(By.ID, "clock").text  # noqa: E731
-        first = _wait("the first clock event", lambda: re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", clock())
+        first = wait_until("the first clock event", lambda: re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", clock())
                       and clock())
-        second = _wait("the clock to tick", lambda: clock() != first and re.match(r"\d{4}-", clock()) and clock())
+        second = wait_until("the clock to tick", lambda: clock() != first and re.match(r"\d{4}-", clock()) and clock())
         assert second > first
 
         # The WebSocket echo.
@@ -83,7 +73,7 @@ def test_demo_page_in_headless_chromium(browser):
         box.clear()
         box.send_keys("hello from chromium")
         browser.find_element(By.CSS_SELECTOR, "#echo button").click()
-        _wait("the echo", lambda: browser.find_element(By.ID, "reply").text == "echo: hello from chromium")
+        wait_until("the echo", lambda: browser.find_element(By.ID, "reply").text == "echo: hello from chromium")
 
         OUTPUT.mkdir(exist_ok=True)
         shot = OUTPUT / "demo-page.png"

@@ -20,7 +20,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
 
 from tests.h2client import H2Client, read_frames
-from tests.support import Server
+from tests.support import Server, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -379,14 +379,8 @@ def test_demo_page_over_h2_in_headless_chromium(pki):
         try:
             browser.get(f"https://127.0.0.1:{server.port}/")
 
-            def until(what, predicate, timeout=15.0):
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    value = predicate()
-                    if value:
-                        return value
-                    time.sleep(0.1)
-                raise AssertionError(f"timed out waiting for {what}")
+            def until(what, predicate):
+                return wait_until(what, predicate, timeout=15.0)
 
             assert browser.execute_script(
                 "return performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"
