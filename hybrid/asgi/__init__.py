@@ -1,1 +1,2 @@
-"""ASGI protocol pieces: HTTP (scope, receive, send), lifespan, and the request task."""
+"""ASGI protocol pieces: HTTP (scope, receive, send), lifespan, the request task, and WebSocket (websocket.py and
+the ws_*.py files beside it)."""

@@ -6,12 +6,10 @@ drives one ``WebSocketSession``: wsproto sees the request head again (rebuilt fr
 as a C Task stepping a ``TimedCoroutine`` (every step timed, like the pool's HTTP streams), and the socket is closed
 when the WebSocket is done: there is no keep-alive after a WebSocket.
 
-States: CONNECTING (the app has ``websocket.connect``; it may accept, close, which answers 403, or send a denial
-response with ``websocket.http.response.start``/``.body``) -> RESPONDING (denial body being sent) or OPEN ->
-CLOSING (a close frame went out, the peer's answer is awaited for at most ``--ws-close-timeout``) -> CLOSED.
-
-Whole uncompressed data frames are parsed and built in C (``hybrid/_speedups/wsframe.pyx``, in the stream's read
-buffer); every other frame goes to wsproto as it came, so wsproto keeps the protocol's state and its errors.
+This file holds the session's state, the app's ``receive``/``send`` and the outgoing messages. The rest, one concept
+a file, are mixins of the session: ws_handshake.py (start, accept, deny), ws_reader.py (the message loop: frames in),
+ws_close.py (close handshake, failure, shutdown, the socket's end), ws_keepalive.py (pings); ws_states.py names the
+states (CONNECTING -> RESPONDING or OPEN -> CLOSING -> CLOSED) and ws_deflate.py bounds permessage-deflate.
 
 Protocol errors close with the code wsproto reports (1002, or 1007 for invalid UTF-8): the close frame goes out,
 the write side is shut down and the socket closes once the peer closes its side (bounded). A message larger than
@@ -23,36 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections import deque
 from threading import get_ident
 
 import wsproto.frame_protocol
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    Pong,
-    RejectConnection,
-    RejectData,
-    TextMessage,
-)
-from wsproto.events import Request as WSRequest
+from wsproto.events import BytesMessage, RejectConnection, RejectData, TextMessage
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
-from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
 from hybrid._speedups.streams import SocketStream, StreamClosed
-from hybrid._speedups.wsframe import BINARY, NEED, PASS, FrameReader, encode_frame, frame_header
+from hybrid._speedups.wsframe import FrameReader, encode_frame, frame_header
 from hybrid._speedups.wsmask import XorMasker
 from hybrid.asgi.crossloop import on_owner_loop
 from hybrid.asgi.errors import log_app_exception
 from hybrid.asgi.http import ClientDisconnected
-from hybrid.asgi.ws_deflate import BoundedDeflate
-from hybrid.asgi.ws_scope import build_websocket_scope, request_head  # noqa: F401 (connection.py imports it here)
+from hybrid.asgi.ws_close import WebSocketClosing
+from hybrid.asgi.ws_handshake import WebSocketHandshake
+from hybrid.asgi.ws_keepalive import WebSocketKeepalive
+from hybrid.asgi.ws_reader import WebSocketReader
+from hybrid.asgi.ws_scope import build_websocket_scope, request_head  # noqa: F401 (connection.pyx imports it here)
+from hybrid.asgi.ws_states import CLOSED, CONNECTING, OPEN, QUEUE_HIGH, RESPONDING, WRITE_HIGH_WATER
 from hybrid.logs import log_websocket_access
 
 # Unmasking every client frame in Python was a quarter of the CPU per 64 KiB message: wsproto looks this name up
@@ -61,21 +49,10 @@ wsproto.frame_protocol.XorMaskerSimple = XorMasker
 
 logger = logging.getLogger("hybrid.error")
 
-QUEUE_HIGH = 32         # received messages waiting for the app before reading pauses (backpressure)
-WRITE_HIGH_WATER = 65536
 SMALL_FRAME = 4096      # up to this payload a frame goes out as one joined bytes; above it, header + payload
 
-CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
 
-
-def _header_list(headers, what: str) -> list:
-    try:
-        return [(bytes(name).lower(), bytes(value)) for name, value in headers or ()]
-    except (TypeError, ValueError):
-        raise TypeError(f"ASGI: '{what}' headers must be an iterable of [name, value] byte pairs") from None
-
-
-class WebSocketSession:
+class WebSocketSession(WebSocketHandshake, WebSocketReader, WebSocketClosing, WebSocketKeepalive):
     """One WebSocket connection in the pool: the wsproto protocol, the ASGI receive/send, the app's task."""
 
     in_pool = True  # (shutdown waits for worker connections, then drains the pool's)
@@ -115,48 +92,6 @@ class WebSocketSession:
         self.pong_timer: asyncio.TimerHandle | None = None
         self.close_timer: asyncio.TimerHandle | None = None
 
-    # -- start -----------------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        try:
-            self.ws.receive_data(request_head(self.request))
-            event = next(iter(self.ws.events()), None)
-        except WSRemoteProtocolError as exc:
-            hint = exc.event_hint if isinstance(exc.event_hint, RejectConnection) else RejectConnection()
-            self._reject_handshake(hint, str(exc))
-            return
-        if not isinstance(event, WSRequest):
-            self._reject_handshake(RejectConnection(), "incomplete WebSocket handshake")
-            return
-        self.server.requests += 1
-        self.pool.websockets.add(self)
-        self.task = self.pool.start_app(self.scope, self.receive, self.send, self, self._on_app_done)
-        # The client waits for 101 (or a denial) while the app decides; an app that never does must not hold
-        # the connection (and its task) forever.
-        self.loop.call_later(self.config.ws_open_timeout, self._open_timed_out)
-
-    def _open_timed_out(self) -> None:
-        task = self.task
-        if self.state == CONNECTING and task is not None and not task.done():
-            logger.warning("WebSocket %s: the app neither accepted nor closed within %g s (--ws-open-timeout); "
-                           "answered 500.", self.scope["path"], self.config.ws_open_timeout)
-            task.cancel()
-
-    def _reject_handshake(self, event: RejectConnection, why: str) -> None:
-        """wsproto refused the handshake (no key, wrong version, ...): its status, and close."""
-        logger.debug("WebSocket handshake refused: %s", why)
-        headers = list(event.headers)
-        self._server_headers(headers)
-        headers.append((b"connection", b"close"))
-        try:
-            data = self.ws.send(RejectConnection(status_code=event.status_code or 400, headers=headers))
-        except Exception:  # noqa: BLE001 - h11 itself refused the bytes: a plain 400
-            data = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-        self.status = event.status_code or 400
-        self._write(data)
-        self._log_access()
-        self._finish()
-
     # -- the app ---------------------------------------------------------------------------------------------
 
     async def receive(self) -> dict:
@@ -194,42 +129,9 @@ class WebSocketSession:
                 raise RuntimeError(f"ASGI: unexpected {kind!r} on an open WebSocket (expected 'websocket.send' "
                                    "or 'websocket.close')")
         elif state == CONNECTING:
-            if kind == "websocket.accept":
-                self._accept(message)
-            elif kind == "websocket.close":
-                # Closing before the handshake is accepted denies it: HTTP 403 (ASGI spec).
-                self.status = 403
-                self._write(self.ws.send(RejectConnection(
-                    status_code=403, headers=self._response_headers([]), has_body=False)))
-                self.state = CLOSED
-                self._log_access()
-                self._finish()
-            elif kind == "websocket.http.response.start":
-                status = message["status"]
-                if not isinstance(status, int) or not 100 <= status <= 599:
-                    raise ValueError(f"ASGI: invalid status {status!r} in 'websocket.http.response.start'")
-                headers = self._response_headers(_header_list(message.get("headers"), kind))
-                self.status = status
-                self._write(self.ws.send(RejectConnection(status_code=status, headers=headers, has_body=True)))
-                self.state = RESPONDING
-            else:
-                raise RuntimeError(f"ASGI: {kind!r} sent before the WebSocket was accepted (expected "
-                                   "'websocket.accept', 'websocket.close' or 'websocket.http.response.start')")
+            self._send_handshake(kind, message)
         elif state == RESPONDING:
-            if kind != "websocket.http.response.body":
-                raise RuntimeError(f"ASGI: {kind!r} sent during a denial response (expected "
-                                   "'websocket.http.response.body')")
-            body = message.get("body", b"")
-            if not isinstance(body, (bytes, bytearray, memoryview)):
-                raise TypeError(f"ASGI: 'body' must be bytes, got {type(body).__name__}")
-            more = message.get("more_body", False)
-            self._write(self.ws.send(RejectData(data=bytes(body), body_finished=not more)))
-            if not more:
-                self.state = CLOSED
-                self._log_access()
-                self._finish()
-            else:
-                await self._drain()
+            await self._send_denial_body(kind, message)
         else:  # CLOSING or CLOSED
             if kind in ("websocket.send", "websocket.close") and self.status == 101:
                 if kind == "websocket.close":
@@ -238,42 +140,6 @@ class WebSocketSession:
             if kind.startswith("websocket.http.response") or kind in ("websocket.accept", "websocket.close"):
                 raise RuntimeError(f"ASGI: {kind!r} sent after the response was complete")
             raise RuntimeError(f"ASGI: unexpected {kind!r} after the WebSocket was closed")
-
-    def _response_headers(self, headers: list) -> list:
-        self._server_headers(headers)
-        if not any(name == b"connection" for name, _ in headers):
-            headers.append((b"connection", b"close"))
-        return headers
-
-    def _server_headers(self, headers: list) -> None:
-        """The server's own lines after the app's, as on HTTP responses: --header's (a 'server' one replaces
-        hybrid's), then 'server: hybrid' unless the app or --header named one."""
-        server = self.server
-        if server.server_header and not any(name == b"server" for name, _ in headers):
-            headers.append((b"server", b"hybrid"))
-        headers.extend(server.extra_header_pairs)
-
-    def _accept(self, message: dict) -> None:
-        headers = _header_list(message.get("headers"), "websocket.accept")
-        self._server_headers(headers)
-        subprotocol = message.get("subprotocol")
-        extensions = [BoundedDeflate(self.config.ws_max_size)] if self.config.ws_per_message_deflate else []
-        try:
-            data = self.ws.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions,
-                                                 extra_headers=headers))
-        except WSLocalProtocolError as exc:
-            raise RuntimeError(f"ASGI: cannot accept the WebSocket: {exc}") from None
-        self.status = 101
-        self.state = OPEN
-        self.fast_send = not any(ext.enabled() for ext in extensions)
-        self._log_access()
-        if not self._write(data):
-            self._lost()
-            return
-        self.reader = self.loop.create_task(self._read_loop())
-        self._schedule_ping()
-        if self.shutting_down:
-            self._close(1001, "server shutting down")
 
     async def _send_message(self, message: dict) -> None:
         text = message.get("text")
@@ -348,250 +214,6 @@ class WebSocketSession:
             self._close(1011 if exc is not None or task.cancelled() else 1000, "")
         if self.state == CLOSED:
             self.pool.websockets.discard(self)
-
-    # -- reading ---------------------------------------------------------------------------------------------
-
-    async def _read_loop(self) -> None:
-        stream = self.stream
-        frames = self.frames
-        try:
-            while self.state != CLOSED:
-                if stream.write_buffer_size() > WRITE_HIGH_WATER:
-                    # A peer that does not read our output is not read either: every Ping read would buffer one
-                    # more Pong (a never-reading ping flood grew memory without bound). The app's sends wait
-                    # in the same drain.
-                    await stream.drain()
-                while len(self.incoming) >= QUEUE_HIGH and self.state == OPEN:
-                    self.room = self.loop.create_future()  # receive() wakes it when there is room
-                    try:
-                        await self.room
-                    finally:
-                        self.room = None
-                if self.state == OPEN:
-                    # Whole unfragmented messages are parsed in C in the stream's buffer; other frames go to
-                    # wsproto as they are. Once closing, everything does (the plain read below).
-                    kind = frames.next()
-                    if kind == NEED:
-                        if await stream.fill(frames.want) >= frames.want:
-                            continue
-                        # EOF inside a frame: the plain read hands wsproto what is left, then the EOF.
-                    elif kind == PASS:
-                        payload = frames.payload
-                        if self.incoming:
-                            # Let the app take (and answer) the messages before this frame first: if the frame
-                            # fails the connection, the peer still gets what was due (Autobahn's strict order).
-                            await asyncio.sleep(0)
-                        self._receive(payload)
-                        continue
-                    else:
-                        if not self.discarding:
-                            self.incoming.append({"type": "websocket.receive", "bytes": frames.payload}
-                                                 if kind == BINARY else
-                                                 {"type": "websocket.receive", "text": frames.payload})
-                            self._wake()
-                        continue
-                data = await stream.read()
-                if self.failed:
-                    if not data:
-                        break
-                    continue  # the protocol failed: what still comes is dropped until the peer closes
-                self._receive(data or None)
-                if not data:
-                    break
-        except (StreamClosed, OSError):
-            pass
-        except asyncio.CancelledError:
-            return
-        finally:
-            self.reader = None
-        if self.state != CLOSED or self.sock is not None:
-            self._set_disconnect(1006, "")
-            self._finish()
-
-    def _receive(self, data: bytes | None) -> None:
-        ws = self.ws
-        try:
-            ws.receive_data(data)
-        except WSLocalProtocolError:  # closed already
-            return
-        for event in ws.events():
-            kind = type(event)
-            if kind is TextMessage or kind is BytesMessage:
-                self._on_data(event, kind is TextMessage)
-            elif kind is Ping:
-                if ws.state == ConnectionState.OPEN:
-                    self._write(ws.send(event.response()))
-            elif kind is Pong:
-                self._on_pong()
-            elif kind is CloseConnection:
-                self._on_close(event)
-                return
-
-    def _on_data(self, event, text: bool) -> None:
-        if self.discarding or self.state != OPEN:
-            return
-        data = event.data
-        self.size += len(data) if not text or data.isascii() else len(data.encode("utf-8", "surrogatepass"))
-        if self.size > self.config.ws_max_size:
-            self.parts.clear()
-            self.size = 0
-            self._set_disconnect(1009, "message too big")
-            self._close(1009, "message too big")
-            return
-        if not event.message_finished:
-            self.parts.append(data)
-            return
-        if self.parts:
-            self.parts.append(data)
-            data = ("" if text else b"").join(self.parts)
-            self.parts.clear()
-        self.size = 0
-        self.incoming.append({"type": "websocket.receive", "text": data} if text else
-                             {"type": "websocket.receive", "bytes": bytes(data)})
-        self._wake()
-
-    def _on_close(self, event: CloseConnection) -> None:
-        ws_state = self.ws.state
-        if ws_state == ConnectionState.REMOTE_CLOSING:
-            # The peer starts the close handshake: answer with its code, then close the TCP connection.
-            self._write(self.ws.send(event.response()))
-            self._set_disconnect(event.code, event.reason or "")
-            self.state = CLOSED
-            self._finish()
-        elif ws_state == ConnectionState.CLOSED:
-            # The answer to our close (or the connection was lost: 1006).
-            self._set_disconnect(event.code, event.reason or "")
-            self.state = CLOSED
-            self._finish()
-        else:
-            # wsproto could not parse the input (1002, 1007 for invalid UTF-8, ...): fail the connection.
-            self._fail(event.code, event.reason or "")
-
-    # -- closing ---------------------------------------------------------------------------------------------
-
-    def _close(self, code: int, reason: str) -> None:
-        """Start the close handshake: our close frame now, the peer's answer within --ws-close-timeout."""
-        if self.state != OPEN:
-            return
-        self.state = CLOSING
-        self.discarding = True
-        self._cancel_pings()
-        try:
-            data = self.ws.send(CloseConnection(code=code, reason=reason or None))
-        except WSLocalProtocolError:
-            data = b""
-        if not self._write(data):
-            self._lost()
-            return
-        self.close_timer = self.loop.call_later(self.config.ws_close_timeout, self._close_timed_out)
-
-    def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection (RFC 6455 section 7.1.7): a close frame with ``code``, no more parsing; the socket
-        closes as soon as the peer closes its side (it sees our FIN), or after --ws-close-timeout."""
-        self._set_disconnect(code, reason)
-        self._cancel_pings()
-        if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-            try:
-                self._write(self.ws.send(CloseConnection(code=code, reason=reason[:120] or None)))
-            except WSLocalProtocolError:
-                pass
-        self.state = CLOSING
-        self.failed = True
-        if not self.stream.write_buffer_size() and self.sock is not None:
-            try:
-                # The plain socket's shutdown: SSLSocket.shutdown() would drop the TLS session, and later reads
-                # would hand ciphertext to the WebSocket parser.
-                socket.socket.shutdown(self.sock, socket.SHUT_WR)
-            except OSError:
-                pass
-        if self.close_timer is None:
-            self.close_timer = self.loop.call_later(self.config.ws_close_timeout, self._close_timed_out)
-
-    def _close_timed_out(self) -> None:
-        self.close_timer = None
-        self._set_disconnect(1006, "")
-        self.state = CLOSED
-        self.stream.abort()
-        self._finish()
-
-    def _lost(self) -> None:
-        self._set_disconnect(1006, "")
-        self.state = CLOSED
-        self._finish()
-
-    def shutdown(self) -> None:
-        """Server shutdown: close with 1001 (Going Away); the app gets its disconnect now and must return."""
-        self.shutting_down = True
-        if self.state == OPEN:
-            self._set_disconnect(1001, "server shutting down")
-            self._close(1001, "server shutting down")
-        task = self.task
-        if task is not None and not task.done():
-            self.loop.call_later(self.config.ws_close_timeout, task.cancel)
-
-    def _set_disconnect(self, code: int, reason: str) -> None:
-        if self.disconnect is None:
-            self.disconnect = {"type": "websocket.disconnect", "code": int(code), "reason": reason}
-        self._wake()
-
-    def _finish(self) -> None:
-        """The WebSocket is over: stop timers and the reader, flush and close the socket (no keep-alive)."""
-        self._cancel_pings()
-        if self.close_timer is not None:
-            self.close_timer.cancel()
-            self.close_timer = None
-        self.state = CLOSED
-        if self.disconnect is None:
-            self._set_disconnect(1006, "")
-        reader = self.reader
-        if reader is not None and reader is not asyncio.current_task(self.loop):
-            reader.cancel()
-            self.reader = None
-        if self.sock is not None:
-            if self.server.lifecycle is not None:
-                self.server.lifecycle_closed(self.sock.fileno())
-            self.sock = None
-            self.server.forget(self)
-            self.pool.close_later(self.stream)
-        if self.task is None or self.task.done():
-            self.pool.websockets.discard(self)
-
-    # -- keepalive -------------------------------------------------------------------------------------------
-
-    def _schedule_ping(self) -> None:
-        interval = self.config.ws_ping_interval
-        if interval and self.state == OPEN:
-            self.ping_timer = self.loop.call_later(interval, self._ping)
-
-    def _ping(self) -> None:
-        self.ping_timer = None
-        if self.state != OPEN or self.ws.state != ConnectionState.OPEN:
-            return
-        if not self._write(self.ws.send(Ping(payload=os.urandom(4)))):
-            self._lost()
-            return
-        timeout = self.config.ws_ping_timeout
-        if timeout:
-            self.pong_timer = self.loop.call_later(timeout, self._ping_timed_out)
-        else:
-            self._schedule_ping()
-
-    def _on_pong(self) -> None:
-        if self.pong_timer is not None:
-            self.pong_timer.cancel()
-            self.pong_timer = None
-            self._schedule_ping()
-
-    def _ping_timed_out(self) -> None:
-        self.pong_timer = None
-        if self.state == OPEN:
-            self._fail(1011, "keepalive ping timeout")
-
-    def _cancel_pings(self) -> None:
-        for timer in (self.ping_timer, self.pong_timer):
-            if timer is not None:
-                timer.cancel()
-        self.ping_timer = self.pong_timer = None
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
