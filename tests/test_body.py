@@ -169,7 +169,7 @@ def test_body_then_keep_alive(server):
 
 def test_unread_body_does_not_corrupt_next_request(server):
     """The app answers without reading the body: the body must not be parsed as the next request. The server reads
-    and drops it (up to 4 MiB), so the connection stays usable (docs/architecture.md, DISCARD_LIMIT)."""
+    and drops it (up to 4 MiB), so the connection stays usable (docs/internals.md, DISCARD_LIMIT)."""
     with server.connect() as c:
         c.send(build_request("POST", "/noread", body=b"GET /evil HTTP/1.1\r\nHost: x\r\n\r\n"))
         r = c.read_response()

@@ -198,7 +198,7 @@ def test_isolation_async_endpoints_blocking():
     reason="server: a `def` request awaiting the threadpool stays with the loop of the thread that started it; when "
     "that thread then starts the next request from its set inline and that handler blocks (time.sleep in async def), "
     "the pending response waits the whole block: the takeover moves the set, not the requests pending in the loop "
-    "(docs/architecture.md, 'What a blocking handler can delay')",
+    "(docs/threading.md, 'What a blocking handler can and cannot delay')",
 )
 def test_isolation_sync_fast_while_blocked():
     """A plain `def` fast endpoint is also answered quickly while async endpoints block (time.sleep(0.5))."""

@@ -205,7 +205,7 @@ def test_chunked_not_last_transfer_coding_rejected(server):
 
 def test_error_after_valid_pipelined_request(server):
     """A valid request followed by garbage in one buffer: the valid request is answered (it was whole before the
-    bad bytes, architecture.md "Errors"), then the garbage gets its error status and a close."""
+    bad bytes, docs/internals.md "Errors"), then the garbage gets its error status and a close."""
     with server.connect() as c:
         c.send(build_request("GET", "/") + b"NOT A REQUEST\x01\x02\r\n\r\n")
         r = c.read_response()
@@ -245,7 +245,7 @@ def test_client_resets_connection(server):
 # ---------------------------------------------------------------------------------------------------------
 def test_app_exception_before_start_500(server):
     """The app raised before starting its response: a complete 500 that says connection: close, then the close
-    (docs/architecture.md, Errors)."""
+    (docs/internals.md, Errors)."""
     with server.connect() as c:
         r = c.request("GET", "/error-before")
         assert (r.status, r.body) == (500, b"Internal Server Error\n"), r
