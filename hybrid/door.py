@@ -1,4 +1,4 @@
-"""Shutdown, step 1: stop accepting without losing a client (see docs/architecture.md, "Shutdown").
+"""Shutdown, step 1: stop accepting without losing a client (see docs/deployment.md, "Startup and shutdown").
 
 Each set's owner, as the monitor's slot table says (a thread stuck in a handler has handed its set on and is never
 asked), accepts what is queued and leaves the listeners; then the main thread takes the connections still queued
