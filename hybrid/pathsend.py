@@ -76,7 +76,7 @@ def _checked_length(headers, size: int, path: str) -> None:
     for name, value in headers:
         lower = name.lower()
         if lower == b"content-length":
-            if value.strip() != str(size).encode():
+            if value.strip() != b"%d" % size:
                 raise RuntimeError(f"ASGI pathsend: Content-Length {value.decode('latin-1')!r} but {path!r} "
                                    f"has {size} bytes")
         elif lower == b"transfer-encoding":
@@ -105,7 +105,9 @@ async def send_path(cycle, message: dict) -> None:
         cycle.wrote = True
         plain = type(conn.sock) is socket.socket
         in_pool = getattr(conn, "in_pool", False)
-        await _write_head(conn, head, plain and not in_pool and body > 0)
+        rest = _send_head(conn, head, plain and not in_pool and body > 0)
+        if rest is not None:  # (the kernel's queue is full: the common case never awaits here)
+            await conn.finish_write(rest)
         if body and not plain:
             await _send_chunks(cycle, fd, body, path)
         elif body and in_pool:  # (the pool's loop already: sendfile here, once the stream's buffer is empty)
@@ -130,20 +132,19 @@ async def send_path(cycle, message: dict) -> None:
         conn.response_complete(cycle)  # (a pending task: the connection need not wait for its end)
 
 
-async def _write_head(conn, head: bytes, more: bool) -> None:
-    if more:  # MSG_MORE: the head leaves in the same segment as the file's first bytes
-        try:
-            sent = conn.sock.send(head, socket.MSG_MORE)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as exc:
-            conn._lost()
-            raise ClientDisconnected(f"Client disconnected: {exc}") from None
-        rest = memoryview(head)[sent:] if sent < len(head) else None
-    else:
-        rest = conn.send_now(head)
-    if rest is not None:
-        await conn.finish_write(rest)
+def _send_head(conn, head: bytes, more: bool):
+    """Write the head without waiting; the part the kernel did not take, or None. A plain function, not a
+    coroutine: a head the kernel takes at once (every small file) costs no coroutine of its own."""
+    if not more:
+        return conn.send_now(head)
+    try:  # MSG_MORE: the head leaves in the same segment as the file's first bytes
+        sent = conn.sock.send(head, socket.MSG_MORE)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError as exc:
+        conn._lost()
+        raise ClientDisconnected(f"Client disconnected: {exc}") from None
+    return memoryview(head)[sent:] if sent < len(head) else None
 
 
 async def _flush_stream(conn) -> None:

@@ -19,6 +19,16 @@ from hybrid.request_id import REQUEST_ID_KEY, LazyRequestId
 from hybrid.tls_info import tls_extension
 
 PATHSEND = "http.response.pathsend"
+# hybrid.pathsend.send_path, imported on the first file (pathsend imports this module): an import statement in
+# send() ran the import machinery for every file sent.
+cdef object _send_path = None
+
+
+cdef object _import_send_path():
+    global _send_path
+    from hybrid.pathsend import send_path
+    _send_path = send_path
+    return send_path
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 # ASGI extensions a scope may name (docs/extensions.md); their parameters: none.
@@ -235,8 +245,7 @@ cdef class RequestCycle:
                 self._start_response(message)
                 return
             if kind == PATHSEND:  # the body is a file (ASGI extension): sent by sendfile(2), see pathsend.py
-                from hybrid.pathsend import send_path
-                await send_path(self, message)
+                await (_send_path or _import_send_path())(self, message)
                 return
             if kind == "http.response.trailers":
                 await self._send_trailers(message)
