@@ -41,6 +41,7 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
+from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
@@ -104,6 +105,8 @@ class H2Session:
         self.date_header = self.server.date_header
         self.stream = SocketStream(handoff.sock, self.loop, handoff.initial)
         self.h2 = h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        # HPACK compiled (hybrid/_speedups/hpack_codec.pyx: hpack's interface and errors), before any frame.
+        h2.encoder, h2.decoder = Encoder(), Decoder()
         h2.local_settings.max_concurrent_streams = MAX_STREAMS
         h2.local_settings.max_header_list_size = MAX_HEADER_LIST
         h2.local_settings.acknowledge()  # (in force from the start: h2 sends them in its first SETTINGS)
