@@ -10,7 +10,7 @@ takeover; HTTP/2 handlers must not block (docs/architecture.md, "HTTP/2").
 
 Defences (each closes with GOAWAY, the code says why): reset, PING and SETTINGS floods (guard.py budgets:
 ENHANCE_YOUR_CALM); more than MAX_STREAMS streams at once (the extra ones refused: REFUSED_STREAM); header
-lists over MAX_HEADER_LIST (h2/hpack: the connection ends, COMPRESSION_ERROR/PROTOCOL_ERROR) and CONTINUATION
+lists over MAX_HEADER_LIST (the HPACK decoder: the connection ends, COMPRESSION_ERROR/PROTOCOL_ERROR) and CONTINUATION
 floods (h2 keeps at most 64 frames of one header block); a frame or header block still incomplete after
 --timeout-request-head; no stream open for --timeout-keep-alive; a client that takes no bytes (socket or
 stream window) for --timeout-write-stall. Reading stops while more than HIGH_WATER bytes wait to be sent, so
@@ -41,6 +41,7 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
+from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
@@ -50,7 +51,7 @@ from hybrid.logs import log_http_access
 logger = logging.getLogger("hybrid.error")
 
 MAX_STREAMS = 100  # SETTINGS_MAX_CONCURRENT_STREAMS we advertise (h2's default), and refuse past
-MAX_HEADER_LIST = 65536  # SETTINGS_MAX_HEADER_LIST_SIZE (h2's default), enforced by hpack while decoding
+MAX_HEADER_LIST = 65536  # SETTINGS_MAX_HEADER_LIST_SIZE (h2's default), enforced by the HPACK decoder
 CONNECTION_WINDOW = 1 << 20  # the connection's receive window: 16 streams' default windows
 READ_SIZE = 65536
 SMALL = 16384  # a DATA frame under this is written with the iteration's other frames (_flush_soon)
@@ -104,6 +105,8 @@ class H2Session:
         self.date_header = self.server.date_header
         self.stream = SocketStream(handoff.sock, self.loop, handoff.initial)
         self.h2 = h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        # HPACK compiled (hybrid/_speedups/hpack_codec.pyx: hpack's interface and errors), before any frame.
+        h2.encoder, h2.decoder = Encoder(), Decoder()
         h2.local_settings.max_concurrent_streams = MAX_STREAMS
         h2.local_settings.max_header_list_size = MAX_HEADER_LIST
         h2.local_settings.acknowledge()  # (in force from the start: h2 sends them in its first SETTINGS)

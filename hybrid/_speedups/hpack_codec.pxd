@@ -1,0 +1,27 @@
+cdef struct Buf:  # a growing output buffer (malloc'd; the encoder frees it)
+    unsigned char *p
+    Py_ssize_t n
+    Py_ssize_t cap
+
+
+cdef class _Table:
+    cdef list entries  # the dynamic table, oldest first (index 62 is the last one)
+    cdef Py_ssize_t size, maxsize
+    cdef bint resized
+    cdef tuple get(self, Py_ssize_t index)
+    cdef int add(self, bytes name, bytes value) except -1
+    cdef int _shrink(self) except -1
+    cdef int set_maxsize(self, Py_ssize_t newmax) except -1
+
+
+cdef class Encoder:
+    cdef _Table header_table
+    cdef public list table_size_changes
+    cdef int _add(self, Buf *b, bytes name, bytes value, bint sensitive, bint huffman) except -1
+
+
+cdef class Decoder:
+    cdef _Table header_table
+    cdef public Py_ssize_t max_header_list_size
+    cdef public Py_ssize_t max_allowed_table_size
+    cdef tuple _literal(self, const unsigned char *p, Py_ssize_t n, Py_ssize_t pos, bint should_index)

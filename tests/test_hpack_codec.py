@@ -1,0 +1,134 @@
+"""hybrid's compiled HPACK (hybrid/_speedups/hpack_codec.pyx) against the hpack library it replaces in h2.
+
+Exact equivalence, both ways: the same encoded bytes for the same headers and table-size changes, and for any
+byte string (valid blocks, mutated ones, garbage) the same decoded header tuples (class included: a
+NeverIndexedHeaderTuple must stay one) or the same exception class, with the two decoders' tables still in step
+afterwards. Hypothesis draws the same examples each run (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import hpack
+import pytest
+from hpack import HeaderTuple, NeverIndexedHeaderTuple
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from hybrid._speedups import hpack_codec
+
+STATIC_NAMES = sorted({name for name, _ in hpack.table.HeaderTable.STATIC_TABLE})
+COMMON = [b"", b"GET", b"/", b"200", b"gzip, deflate", b"text/plain", b"hybrid", b"Sun, 06 Dec 2026 12:23:01 GMT"]
+
+names = st.one_of(st.sampled_from(STATIC_NAMES), st.sampled_from([b"x-a", b"x-b", b"cookie"]), st.binary(max_size=12))
+values = st.one_of(st.sampled_from(COMMON), st.binary(max_size=40), st.binary(min_size=300, max_size=700))
+
+
+@st.composite
+def header(draw):
+    name, value = draw(names), draw(values)
+    kind = draw(st.sampled_from(["pair", "sensitive", "tuple", "never", "str"]))
+    if kind == "sensitive":
+        return (name, value, draw(st.booleans()))
+    if kind == "tuple":
+        return HeaderTuple(name, value)
+    if kind == "never":
+        return NeverIndexedHeaderTuple(name, value)
+    if kind == "str":
+        return (name.decode("latin-1"), value.decode("latin-1"))
+    return (name, value)
+
+
+# One 1000-octet field added to the table (literal name "a"), then 100 one-octet references to it (index 62).
+BOMB = b"\x40\x01a" + bytes(hpack.hpack.encode_integer(1000, 7)) + b"b" * 1000 + b"\xbe" * 100
+
+encode_ops = st.lists(st.one_of(
+    st.tuples(st.just("resize"), st.sampled_from([0, 1, 64, 256, 4096, 8192, 65536])),
+    st.tuples(st.just("encode"), st.lists(header(), max_size=12), st.booleans()),
+), min_size=1, max_size=12)
+
+
+def outcome(call, *args, **kwargs):
+    try:
+        result = call(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the exception's class is the outcome compared
+        return ("raised", type(exc))
+    if isinstance(result, list):
+        return ("ok", [(type(h), tuple(h)) for h in result])
+    return ("ok", result)
+
+
+@given(encode_ops)
+def test_encoder_matches_hpack(ops):
+    ref, ours = hpack.Encoder(), hpack_codec.Encoder()
+    ref_dec, our_dec = hpack.Decoder(), hpack_codec.Decoder()
+    ref_dec.max_allowed_table_size = our_dec.max_allowed_table_size = 65536
+    for op in ops:
+        if op[0] == "resize":
+            ref.header_table_size = ours.header_table_size = op[1]
+            assert ours.header_table_size == ref.header_table_size
+            continue
+        _, headers, huffman = op
+        expected = outcome(ref.encode, headers, huffman=huffman)
+        assert outcome(ours.encode, headers, huffman=huffman) == expected
+        if expected[0] == "ok":  # what we encode, both decoders read back alike
+            block = expected[1]
+            assert outcome(our_dec.decode, block, raw=True) == outcome(ref_dec.decode, block, raw=True)
+
+
+def _mutate(block: bytes, data) -> bytes:
+    how = data.draw(st.sampled_from(["keep", "truncate", "flip", "append"]))
+    if not block or how == "keep":
+        return block
+    if how == "truncate":
+        return block[:data.draw(st.integers(0, len(block) - 1))]
+    if how == "flip":
+        i = data.draw(st.integers(0, len(block) - 1))
+        return block[:i] + bytes([block[i] ^ data.draw(st.integers(1, 255))]) + block[i + 1:]
+    return block + data.draw(st.binary(min_size=1, max_size=8))
+
+
+@given(st.data())
+# RFC 7541 C.4.1: a request with Huffman-coded literals.
+@example([("block", bytes.fromhex("828684418cf1e3c2e5f23a6ba0ab90f4ff"))])
+# An HPACK bomb: one large entry, then many one-octet references to it (past max_header_list_size).
+@example([("block", BOMB)])
+# An integer of 7 octets (hpack's limit is 6), a size update after a field, index 0, an invalid Huffman string.
+@example([("block", b"\xff\xff\xff\xff\xff\xff\x01"), ("block", b"\x82\x3f\xe1\x1f"), ("block", b"\x80"),
+          ("block", b"\x40\x81\xff\x01a")])
+def test_decoder_matches_hpack(data):
+    if isinstance(data, list):  # (an explicit example: the steps themselves)
+        steps, draw_mutation = data, None
+    else:
+        steps, draw_mutation = data.draw(st.lists(st.one_of(
+            st.tuples(st.just("encoded"), st.lists(header(), max_size=10), st.booleans(), st.booleans()),
+            st.tuples(st.just("block"), st.binary(max_size=64)),
+            st.tuples(st.just("limits"), st.sampled_from([0, 100, 4096, 65536]),
+                      st.sampled_from([0, 256, 4096, 8192])),
+        ), min_size=1, max_size=10)), data
+    encoder = hpack.Encoder()
+    ref, ours = hpack.Decoder(), hpack_codec.Decoder()
+    for step in steps:
+        if step[0] == "limits":
+            ref.max_header_list_size = ours.max_header_list_size = step[1] + 200
+            ref.max_allowed_table_size = ours.max_allowed_table_size = step[2]
+            continue
+        raw = True
+        if step[0] == "encoded":
+            block = encoder.encode(step[1], huffman=step[2])
+            raw = step[3]  # (False: UTF-8 decoding, and its error, too)
+            if draw_mutation is not None:
+                block = _mutate(block, draw_mutation)
+        else:
+            block = step[1]
+        expected = outcome(ref.decode, block, raw=raw)
+        assert outcome(ours.decode, block, raw=raw) == expected, block
+        assert ours.header_table_size == ref.header_table_size
+
+
+def test_decoder_bounds_header_list():
+    """The HPACK bomb bound holds on its own (not only as "same as hpack"): 8 octets that would inflate to
+    100 copies of a 1000-octet field stop at max_header_list_size."""
+    decoder = hpack_codec.Decoder(max_header_list_size=65536)
+    with pytest.raises(hpack.OversizedHeaderListError):
+        decoder.decode(BOMB, raw=True)
+    assert len(hpack_codec.Decoder().decode(BOMB[:-38], raw=True)) == 63  # (the same bomb, just under the bound)
