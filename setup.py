@@ -24,7 +24,7 @@ if os.environ.get("HYBRID_SANITIZE"):
     extra_link_args = ["-fsanitize=address,undefined"]
 
 MODULES = ("accesslog", "connection", "cycle", "h1", "loopcall", "monitor", "steps", "stream_connection", "streams",
-           "task", "wsframe", "wsmask")
+           "task", "tls_io", "wsframe", "wsmask")
 suffix = ".pyx" if cythonize is not None else ".c"
 missing = [m for m in MODULES if not Path(f"hybrid/_speedups/{m}{suffix}").is_file()]
 if missing:

@@ -155,10 +155,6 @@ class TLSConnection(Connection):
             send_close_notify(self.sock)
         Connection.close(self)
 
-    def send_now(self, data):
-        # An SSLSocket has no sendmsg; one send of the joined parts still makes full TLS records.
-        return Connection.send_now(self, b"".join(data) if type(data) is list else data)
-
     async def finish_write(self, rest) -> None:
         """Send the rest as the client reads (asyncio's sock_sendall refuses SSLSockets)."""
         from hybrid.asgi.http import ClientDisconnected
