@@ -103,7 +103,7 @@ def _cert_chain_error(config: ServerConfig, exc: Exception) -> ConfigError:
 class TLSConnection(Connection):
     """A Connection over a non-blocking SSLSocket; handshakes first, stepped by its epoll set's owner."""
 
-    __slots__ = ("handshake_deadline", "want_write")
+    __slots__ = ("want_write",)  # (handshake_deadline is Connection's: its on_readable steps the handshake)
     scheme = "https"
 
     def __init__(self, server, sock, home, client_addr, server_addr, *, handshaken: bool = False) -> None:
@@ -112,11 +112,6 @@ class TLSConnection(Connection):
         super().__init__(server, sock, home, client_addr, server_addr)
         self.handshake_deadline = 0.0 if handshaken else time.monotonic() + server.config.timeout_tls_handshake
         self.want_write = False
-
-    def on_readable(self, worker) -> None:
-        if self.handshake_deadline and not self._handshake_step():
-            return
-        Connection.on_readable(self, worker)
 
     def _handshake_step(self) -> bool:
         """One non-blocking step of the handshake; True once it is done (then read the request, if any)."""

@@ -129,7 +129,6 @@ cdef class Connection:
 
     HOLD_FIRST_CHUNK = True  # RequestCycle.send holds a first more_body=True chunk briefly (not a stream yet?)
     scheme = "http"  # "https" in TLSConnection (hybrid/tls.py)
-    handshake_deadline = 0.0  # a TLSConnection still handshaking is closed past this (monotonic time)
 
     # (attributes: connection.pxd)
 
@@ -158,7 +157,12 @@ cdef class Connection:
     cpdef on_readable(self, worker):
         """The set owner saw this idle connection readable: read, parse and serve what is complete."""
         try:
-            data = _recv_plain(self.fd) if self._plain else self._recv_other()
+            if self._plain:
+                data = _recv_plain(self.fd)
+            elif self.handshake_deadline and not self._handshake_step():
+                return  # (TLS: one handshake step per readable event until it is done, TLSConnection)
+            else:
+                data = self._recv_other()
         except WOULD_BLOCK:
             return
         except OSError:
