@@ -8,9 +8,10 @@ Where TLS lives:
   ``do_handshake()`` once (non-blocking: WANT_READ means wait for more, WANT_WRITE adds EPOLLOUT until the flight
   left). No thread ever waits for a client's handshake; the owner's once-a-second sweep closes connections still
   handshaking ``--timeout-tls-handshake`` seconds after they were accepted (silent or trickling clients).
-- Requests: ``Connection``'s own reading and writing code, through the SSLSocket (``recv``/``send`` raise
-  SSLWantRead/WriteError where a plain socket raises BlockingIOError; the base class catches both). What
-  differs is here: no ``sendmsg``, and no ``loop.sock_sendall`` (asyncio refuses SSLSockets).
+- Requests: ``Connection``'s own reading and writing code; its TLS branch calls OpenSSL on the SSLSocket's own
+  SSL object from compiled code (hybrid/_speedups/tls_io.pyx), or, where that is off, the SSLSocket's
+  ``recv``/``send`` (SSLWantRead/WriteError caught beside BlockingIOError). What differs is here: no
+  ``sendmsg`` (the parts are joined), and no ``loop.sock_sendall`` (asyncio refuses SSLSockets).
 - Handoffs: the SSLSocket itself (its TLS session) goes to the async pool; SocketStream (streams.pyx) reads and
   writes through it, and gives it back to a worker as a TLSConnection after a stream.
 """
@@ -98,6 +99,15 @@ def _cert_chain_error(config: ServerConfig, exc: Exception) -> ConfigError:
         return _fail("ssl-keyfile-password", f"cannot decrypt the private key with it ({reason})")
     where = "ssl-keyfile" if config.ssl_keyfile is not None else "ssl-certfile"
     return _fail(where, f"no usable private key in {getattr(config, where.replace('-', '_'))!r} ({reason})")
+
+
+def tls_io_path() -> str:
+    """How a worker's TLS connections read and write (for the debug log)."""
+    from hybrid._speedups import tls_io
+
+    if tls_io.unavailable is not None:
+        return f"through the ssl module ({tls_io.unavailable})"
+    return f"compiled, SSL_read_ex/SSL_write_ex of {ssl.OPENSSL_VERSION} (hybrid/_speedups/tls_io.pyx)"
 
 
 class TLSConnection(Connection):
