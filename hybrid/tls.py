@@ -126,7 +126,9 @@ class TLSConnection(Connection):
     def _handshake_step(self) -> bool:
         """One non-blocking step of the handshake; True once it is done (then read the request, if any)."""
         try:
-            self.sock.do_handshake()
+            # The SSL object's own step: SSLSocket.do_handshake would also set the socket's timeout back after
+            # it (an ioctl per step) for a non-blocking socket that never changes.
+            self.sock._sslobj.do_handshake()
         except ssl.SSLWantReadError:
             self._watch_writable(False)
             return False
