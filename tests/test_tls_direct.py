@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import ssl
 import time
@@ -115,3 +116,36 @@ def test_client_close_notify_ends_the_connection_cleanly(srv, pki):  # noqa: F81
         raw.settimeout(5)
         assert raw.recv(1) == b""  # and then the TCP connection closes
         raw.close()
+
+
+def test_a_corrupt_record_closes_only_its_connection(srv, pki):  # noqa: F811 (the fixture)
+    with _connect(pki, srv) as other, _connect(pki, srv) as sock:
+        for s in (other, sock):
+            s.sendall(b"GET /scope HTTP/1.1\r\nHost: x\r\n\r\n")
+            _responses(s, 1)
+        # An application-data record that fails authentication, written under the TLS layer: the server's read
+        # fails (not "nothing to read now"), and it closes this connection.
+        raw = socket.socket(fileno=os.dup(sock.fileno()))
+        try:
+            raw.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))
+            raw.settimeout(5)
+            deadline = time.monotonic() + 5
+            while True:
+                assert time.monotonic() < deadline, "the connection with the corrupt record was not closed"
+                try:
+                    if not raw.recv(65536):
+                        break
+                except ConnectionResetError:
+                    break
+                except TimeoutError:
+                    raise AssertionError("the connection with the corrupt record was not closed in 5 s") from None
+        finally:
+            raw.close()
+        # The other connection, on the same serving thread, and a new one are served as before.
+        other.sendall(b"GET /scope HTTP/1.1\r\nHost: x\r\n\r\n")
+        [(head, _)] = _responses(other, 1)
+        assert head.startswith(b"HTTP/1.1 200")
+    with _connect(pki, srv) as fresh:
+        fresh.sendall(b"GET /scope HTTP/1.1\r\nHost: x\r\n\r\n")
+        [(head, _)] = _responses(fresh, 1)
+        assert head.startswith(b"HTTP/1.1 200")

@@ -48,6 +48,7 @@ cdef extern from *:
 ctypedef int (*ssl_io_t)(void *ssl, void *buf, size_t num, size_t *done) nogil
 ctypedef int (*ssl_get_error_t)(void *ssl, int ret) nogil
 ctypedef int (*ssl_get_fd_t)(void *ssl) nogil
+ctypedef int (*ssl_state_t)(const void *ssl) nogil
 ctypedef void (*err_clear_t)() nogil
 ctypedef unsigned long (*version_num_t)() nogil
 
@@ -55,13 +56,15 @@ cdef ssl_io_t _SSL_read_ex = NULL
 cdef ssl_io_t _SSL_write_ex = NULL
 cdef ssl_get_error_t _SSL_get_error = NULL
 cdef ssl_get_fd_t _SSL_get_fd = NULL
+cdef ssl_state_t _SSL_want = NULL
+cdef ssl_state_t _SSL_get_shutdown = NULL
 cdef err_clear_t _ERR_clear_error = NULL
 
-# SSL_get_error's answers (openssl/ssl.h; fixed since OpenSSL 0.9)
-DEF SSL_ERROR_NONE = 0
-DEF SSL_ERROR_WANT_READ = 2
-DEF SSL_ERROR_WANT_WRITE = 3
-DEF SSL_ERROR_ZERO_RETURN = 6
+# openssl/ssl.h, fixed since OpenSSL 0.9: what SSL_want says an SSL object waits for, and SSL_get_shutdown's
+# bit for a close_notify (or fatal alert) received.
+DEF SSL_WRITING = 2
+DEF SSL_READING = 3
+DEF SSL_RECEIVED_SHUTDOWN = 2
 
 cdef type _SSLSocketType = _ssl._SSLSocket
 cdef bint _ready = False
@@ -81,7 +84,8 @@ cdef void *_raw_ssl(object sslobj):
 
 
 cdef _setup():
-    global _SSL_read_ex, _SSL_write_ex, _SSL_get_error, _SSL_get_fd, _ERR_clear_error, _ready
+    global _SSL_read_ex, _SSL_write_ex, _SSL_get_error, _SSL_get_fd, _SSL_want, _SSL_get_shutdown
+    global _ERR_clear_error, _ready
     if os.environ.get("HYBRID_TLS_DIRECT", "1") == "0":
         return "turned off (HYBRID_TLS_DIRECT=0)"
     if sys.implementation.name != "cpython" or not (3, 8) <= sys.version_info[:2] <= (3, 13):
@@ -95,6 +99,8 @@ cdef _setup():
         _SSL_write_ex = <ssl_io_t>_resolve(handle, b"SSL_write_ex")
         _SSL_get_error = <ssl_get_error_t>_resolve(handle, b"SSL_get_error")
         _SSL_get_fd = <ssl_get_fd_t>_resolve(handle, b"SSL_get_fd")
+        _SSL_want = <ssl_state_t>_resolve(handle, b"SSL_want")
+        _SSL_get_shutdown = <ssl_state_t>_resolve(handle, b"SSL_get_shutdown")
         _ERR_clear_error = <err_clear_t>_resolve(handle, b"ERR_clear_error")
     except LookupError as exc:
         return f"OpenSSL's {exc} not visible through _ssl"
@@ -133,22 +139,26 @@ cdef object ssl_object(object sock):
     return sslobj
 
 
+# Why a call failed: "not now" is read from the SSL object's own state (SSL_want: it waits to read or to write,
+# which OpenSSL resets at the start of every SSL_read/SSL_write) rather than from SSL_get_error, which looks at
+# the thread's error queue first and so needs it emptied (ERR_clear_error, 16 slots: about 800 instructions)
+# before every call. The queue is only read, and then emptied, when a call really failed.
+
 cdef object tls_recv(object sslobj):
     """One SSL_read_ex (at most one record, as ``SSLSocket.recv``): the bytes, b"" at the end of the stream
-    (close_notify, or a ragged EOF), None when nothing can be read now. OSError on a failure."""
+    (close_notify or an alert received), None when nothing can be read now. OSError on a failure (a ragged EOF
+    among them)."""
     cdef void *s = _raw_ssl(sslobj)
     cdef size_t n = 0
-    _ERR_clear_error()  # (SSL_get_error reads the thread's error queue: it must start empty)
     if _SSL_read_ex(s, _tls_buffer, sizeof(_tls_buffer), &n) == 1:
         return PyBytes_FromStringAndSize(_tls_buffer, n)
-    cdef int err = _SSL_get_error(s, 0)
-    if err == SSL_ERROR_WANT_READ or err == SSL_ERROR_WANT_WRITE:
+    cdef int want = _SSL_want(s)
+    if want == SSL_READING or want == SSL_WRITING:
         return None
-    cdef int saved = errno
-    _ERR_clear_error()
-    if err == SSL_ERROR_ZERO_RETURN:
+    if _SSL_get_shutdown(s) & SSL_RECEIVED_SHUTDOWN:
+        _ERR_clear_error()
         return b""
-    raise ssl.SSLError(err, f"TLS read failed (SSL_get_error {err}, errno {saved})")
+    _failed(s, "read")
 
 
 cdef Py_ssize_t tls_send(object sslobj, bytes data) except -1:
@@ -159,12 +169,16 @@ cdef Py_ssize_t tls_send(object sslobj, bytes data) except -1:
         return 0
     cdef void *s = _raw_ssl(sslobj)
     cdef size_t n = 0
-    _ERR_clear_error()
     if _SSL_write_ex(s, PyBytes_AS_STRING(data), size, &n) == 1:
         return n
-    cdef int err = _SSL_get_error(s, 0)
-    if err == SSL_ERROR_WANT_WRITE or err == SSL_ERROR_WANT_READ:
+    cdef int want = _SSL_want(s)
+    if want == SSL_WRITING or want == SSL_READING:
         return 0
+    _failed(s, "write")
+
+
+cdef int _failed(void *s, str what) except -1:
     cdef int saved = errno
-    _ERR_clear_error()
-    raise ssl.SSLError(err, f"TLS write failed (SSL_get_error {err}, errno {saved})")
+    cdef int err = _SSL_get_error(s, 0)
+    _ERR_clear_error()  # (so that no stale entry is left for a later call on this thread)
+    raise ssl.SSLError(err, f"TLS {what} failed (SSL_get_error {err}, errno {saved})")
