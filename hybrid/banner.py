@@ -17,7 +17,7 @@ def compiled_extensions() -> tuple[bool, list[str]]:
     import importlib.machinery
 
     names = ("accesslog", "connection", "cycle", "h1", "hpack_codec", "loopcall", "monitor", "steps",
-             "stream_connection", "streams", "task", "wsframe", "wsmask")
+             "stream_connection", "streams", "task", "tls_io", "wsframe", "wsmask")
     compiled = []
     for name in names:
         module = importlib.import_module(f"hybrid._speedups.{name}")

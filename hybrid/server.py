@@ -40,7 +40,7 @@ from hybrid.proxy_headers import ProxyTrust
 from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
 from hybrid.shutdown import EXIT_STARTUP_FAILED, STREAMS_DEFAULT, ShutdownClock, StartupAborted
 from hybrid.stream_end import CANCEL_WAIT, end_worker_streams, worker_streams
-from hybrid.tls import TLSConnection, create_ssl_context
+from hybrid.tls import TLSConnection, create_ssl_context, tls_io_path
 from hybrid.uvicorn_compat import header_block, parse_header
 
 
@@ -186,6 +186,11 @@ class Server:
             raise StartupError(str(exc)) from None
         # Chosen once: with TLS off, connections are plain Connections and requests never meet a TLS branch.
         self.connection_class = Connection if self.ssl_context is None else TLSConnection
+        if self.ssl_context is not None:
+            # (The slower path is said at info level unless the operator chose it: no silent fallback.)
+            path = tls_io_path()
+            quiet = path.startswith("compiled") or "HYBRID_TLS_DIRECT=0" in path
+            logger.log(logging.DEBUG if quiet else logging.INFO, "TLS reads and writes: %s", path)
         self.h2c = config.http2 and self.ssl_context is None  # h2c prior knowledge on the plain port (hybrid/h2)
         # Checked per request before anything of the access line is built.
         self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)

@@ -8,9 +8,10 @@ Where TLS lives:
   ``do_handshake()`` once (non-blocking: WANT_READ means wait for more, WANT_WRITE adds EPOLLOUT until the flight
   left). No thread ever waits for a client's handshake; the owner's once-a-second sweep closes connections still
   handshaking ``--timeout-tls-handshake`` seconds after they were accepted (silent or trickling clients).
-- Requests: ``Connection``'s own reading and writing code, through the SSLSocket (``recv``/``send`` raise
-  SSLWantRead/WriteError where a plain socket raises BlockingIOError; the base class catches both). What
-  differs is here: no ``sendmsg``, and no ``loop.sock_sendall`` (asyncio refuses SSLSockets).
+- Requests: ``Connection``'s own reading and writing code; its TLS branch calls OpenSSL on the SSLSocket's own
+  SSL object from compiled code (hybrid/_speedups/tls_io.pyx), or, where that is off, the SSLSocket's
+  ``recv``/``send`` (SSLWantRead/WriteError caught beside BlockingIOError). What differs is here: no
+  ``sendmsg`` (the parts are joined), and no ``loop.sock_sendall`` (asyncio refuses SSLSockets).
 - Handoffs: the SSLSocket itself (its TLS session) goes to the async pool; SocketStream (streams.pyx) reads and
   writes through it, and gives it back to a worker as a TLSConnection after a stream.
 """
@@ -100,10 +101,19 @@ def _cert_chain_error(config: ServerConfig, exc: Exception) -> ConfigError:
     return _fail(where, f"no usable private key in {getattr(config, where.replace('-', '_'))!r} ({reason})")
 
 
+def tls_io_path() -> str:
+    """How a worker's TLS connections read and write (for the debug log)."""
+    from hybrid._speedups import tls_io
+
+    if tls_io.unavailable is not None:
+        return f"through the ssl module ({tls_io.unavailable})"
+    return f"compiled, SSL_read_ex/SSL_write_ex of {ssl.OPENSSL_VERSION} (hybrid/_speedups/tls_io.pyx)"
+
+
 class TLSConnection(Connection):
     """A Connection over a non-blocking SSLSocket; handshakes first, stepped by its epoll set's owner."""
 
-    __slots__ = ("handshake_deadline", "want_write")
+    __slots__ = ("want_write",)  # (handshake_deadline is Connection's: its on_readable steps the handshake)
     scheme = "https"
 
     def __init__(self, server, sock, home, client_addr, server_addr, *, handshaken: bool = False) -> None:
@@ -113,15 +123,12 @@ class TLSConnection(Connection):
         self.handshake_deadline = 0.0 if handshaken else time.monotonic() + server.config.timeout_tls_handshake
         self.want_write = False
 
-    def on_readable(self, worker) -> None:
-        if self.handshake_deadline and not self._handshake_step():
-            return
-        Connection.on_readable(self, worker)
-
     def _handshake_step(self) -> bool:
         """One non-blocking step of the handshake; True once it is done (then read the request, if any)."""
         try:
-            self.sock.do_handshake()
+            # The SSL object's own step: SSLSocket.do_handshake would also set the socket's timeout back after
+            # it (an ioctl per step) for a non-blocking socket that never changes.
+            self.sock._sslobj.do_handshake()
         except ssl.SSLWantReadError:
             self._watch_writable(False)
             return False
@@ -154,10 +161,6 @@ class TLSConnection(Connection):
         if self.sock is not None and not self.handshake_deadline and not self.proto.mid_response:
             send_close_notify(self.sock)
         Connection.close(self)
-
-    def send_now(self, data):
-        # An SSLSocket has no sendmsg; one send of the joined parts still makes full TLS records.
-        return Connection.send_now(self, b"".join(data) if type(data) is list else data)
 
     async def finish_write(self, rest) -> None:
         """Send the rest as the client reads (asyncio's sock_sendall refuses SSLSockets)."""

@@ -104,6 +104,7 @@ MEASURE_LABELS = {
     "rtt_p99_ms": "round trip p99 ms",
     "cpu_us_per_msg": "server CPU µs/msg",
     "cpu_us_per_req": "server CPU µs/req",
+    "cpu_us_per_conn": "server CPU µs/new conn",
     "user_us_per_req": "user µs/req",
     "sys_us_per_req": "sys µs/req",
     "ctx_switches_per_s": "ctx switches/s",

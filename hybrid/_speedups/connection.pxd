@@ -11,11 +11,14 @@ cdef class Connection:
     cdef public int fd
     cdef public bint registered, disconnected, async_mode, reading
     cdef bint _plain  # a plain socket.socket: recv/send straight from C (a TLSConnection's SSLSocket is not)
+    cdef object _tls  # an SSLSocket's _ssl object, read and written straight from C (tls_io.pyx); else None
     cdef public double last_active, head_since, discard_since
+    cdef public double handshake_deadline  # a TLSConnection still handshaking is closed past this (monotonic)
     cdef public Py_ssize_t discard_budget
     cdef dict __dict__  # (subclasses and tests may add attributes)
 
     cpdef on_readable(self, worker)
+    cdef object _recv_other(self)
     cpdef _feed(self, data)
     cpdef _route_body(self)
     cpdef read_now(self)

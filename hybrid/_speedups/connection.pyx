@@ -41,6 +41,7 @@ from hybrid.h2.handoff import hand_off as hand_off_h2, is_h2c_preface
 from hybrid._speedups.cycle cimport RequestCycle
 from hybrid._speedups.h1 cimport Data, H1Protocol, Request
 from hybrid._speedups.monitor cimport mark_enter, mark_leave
+from hybrid._speedups.tls_io cimport ssl_object, tls_recv, tls_send
 
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -128,7 +129,6 @@ cdef class Connection:
 
     HOLD_FIRST_CHUNK = True  # RequestCycle.send holds a first more_body=True chunk briefly (not a stream yet?)
     scheme = "http"  # "https" in TLSConnection (hybrid/tls.py)
-    handshake_deadline = 0.0  # a TLSConnection still handshaking is closed past this (monotonic time)
 
     # (attributes: connection.pxd)
 
@@ -137,6 +137,7 @@ cdef class Connection:
         self.sock = sock
         self.fd = sock.fileno()
         self._plain = type(sock) is socket.socket
+        self._tls = None if self._plain else ssl_object(sock)
         self.proto = server.new_protocol()
         self.home = home
         self.backlog = deque()
@@ -156,7 +157,12 @@ cdef class Connection:
     cpdef on_readable(self, worker):
         """The set owner saw this idle connection readable: read, parse and serve what is complete."""
         try:
-            data = _recv_plain(self.fd) if self._plain else self.sock.recv(_RECV_SIZE)
+            if self._plain:
+                data = _recv_plain(self.fd)
+            elif self.handshake_deadline and not self._handshake_step():
+                return  # (TLS: one handshake step per readable event until it is done, TLSConnection)
+            else:
+                data = self._recv_other()
         except WOULD_BLOCK:
             return
         except OSError:
@@ -175,6 +181,10 @@ cdef class Connection:
         self.head_since = (self.head_since or now) if self.proto.head_in_progress else 0.0
         self._serve()
         self._settle()
+
+    cdef object _recv_other(self):
+        # TLS: straight from OpenSSL (tls_io.pyx) when it can, else through the socket object.
+        return tls_recv(self._tls) if self._tls is not None else self.sock.recv(_RECV_SIZE)
 
     cpdef _feed(self, data):
         try:
@@ -212,7 +222,7 @@ cdef class Connection:
     cpdef read_now(self):
         """One non-blocking read for a request body the app is waiting for; True if anything happened."""
         try:
-            data = _recv_plain(self.fd) if self._plain else self.sock.recv(_RECV_SIZE)
+            data = _recv_plain(self.fd) if self._plain else self._recv_other()
         except WOULD_BLOCK:
             return False
         except OSError:
@@ -304,10 +314,16 @@ cdef class Connection:
         """Write without waiting; returns the part the kernel did not take (None when all was sent)."""
         try:
             if type(data) is list:
-                sent = self.sock.sendmsg(data)
-                data = b"".join(data)
+                if self._plain:
+                    sent = self.sock.sendmsg(data)
+                    data = b"".join(data)
+                else:  # (TLS: an SSLSocket has no sendmsg; one write of the joined parts makes full records)
+                    data = b"".join(data)
+                    sent = tls_send(self._tls, data) if self._tls is not None else self.sock.send(data)
             elif self._plain and type(data) is bytes:
                 sent = _send_plain(self.fd, data)
+            elif self._tls is not None and type(data) is bytes:
+                sent = tls_send(self._tls, data)
             else:
                 sent = self.sock.send(data)
         except WOULD_BLOCK:

@@ -1,0 +1,184 @@
+# cython: language_level=3
+"""TLS reads and writes straight from compiled code: SSL_read_ex / SSL_write_ex on the ``SSL`` object that
+Python's ``ssl`` module already made for a connection, skipping the ``SSLSocket.recv``/``send`` Python frames,
+the 64 KiB ``bytes`` allocated and shrunk per read, the GIL released and taken back around each call, and the
+``SSLWantReadError`` object built per would-block. The bytes on the wire are the same: same SSL object, same
+session, same records; handshake, close_notify, certificates, ALPN and the async pool stay with ``ssl``.
+
+Which OpenSSL: the one ``_ssl`` itself is linked with, found at run time with ``dlsym`` on ``_ssl``'s own handle,
+so an ``SSL*`` never meets another OpenSSL's functions and the build needs no OpenSSL headers or library. Where
+that cannot be proved safe the connection keeps the ``ssl`` module's path (``ssl_of`` returns NULL):
+- not CPython 3.8-3.13 (the ``_ssl._SSLSocket`` struct layout, ``PyObject_HEAD; PyObject *Socket; SSL *ssl``, is
+  read directly: it is the same in all of those);
+- ``_ssl``'s symbols not visible (an OpenSSL linked statically into ``_ssl``, as some standalone builds do) or of
+  another version than ``ssl.OPENSSL_VERSION_NUMBER``;
+- the self-test at import (an SSLSocket over a socketpair: its ``SSL*`` must report that socket's fd) failed;
+- ``HYBRID_TLS_DIRECT=0`` in the environment (to compare, or to rule this out).
+Each connection's ``SSL*`` is also checked against its own fd before use.
+"""
+
+import os
+import socket
+import ssl
+import sys
+
+import _ssl
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.errno cimport errno
+
+
+cdef extern from "<dlfcn.h>" nogil:
+    void *dlopen(const char *filename, int flags)
+    void *dlsym(void *handle, const char *symbol)
+    int RTLD_NOW
+    int RTLD_NOLOAD
+
+cdef extern from *:
+    """
+    /* The head of CPython's PySSLSocket (Modules/_ssl.c, 3.8 to 3.13). */
+    typedef struct { PyObject_HEAD PyObject *Socket; void *ssl; } hybrid_PySSLSocket;
+    /* One receive buffer per thread, as connection.pyx's plain one. */
+    static _Thread_local char hybrid_tls_buffer[65536];
+    """
+    ctypedef struct hybrid_PySSLSocket:
+        void *ssl
+    char _tls_buffer "hybrid_tls_buffer"[65536]
+
+ctypedef int (*ssl_io_t)(void *ssl, void *buf, size_t num, size_t *done) nogil
+ctypedef int (*ssl_get_error_t)(void *ssl, int ret) nogil
+ctypedef int (*ssl_get_fd_t)(void *ssl) nogil
+ctypedef int (*ssl_state_t)(const void *ssl) nogil
+ctypedef void (*err_clear_t)() nogil
+ctypedef unsigned long (*version_num_t)() nogil
+
+cdef ssl_io_t _SSL_read_ex = NULL
+cdef ssl_io_t _SSL_write_ex = NULL
+cdef ssl_get_error_t _SSL_get_error = NULL
+cdef ssl_get_fd_t _SSL_get_fd = NULL
+cdef ssl_state_t _SSL_want = NULL
+cdef ssl_state_t _SSL_get_shutdown = NULL
+cdef err_clear_t _ERR_clear_error = NULL
+
+# openssl/ssl.h, fixed since OpenSSL 0.9: what SSL_want says an SSL object waits for, and SSL_get_shutdown's
+# bit for a close_notify (or fatal alert) received.
+DEF SSL_WRITING = 2
+DEF SSL_READING = 3
+DEF SSL_RECEIVED_SHUTDOWN = 2
+
+cdef type _SSLSocketType = _ssl._SSLSocket
+cdef bint _ready = False
+# Why the direct path is off in this process (None when it is on): for the startup log and the tests.
+unavailable = None
+
+
+cdef void *_resolve(void *handle, const char *name):
+    cdef void *p = dlsym(handle, name)
+    if p == NULL:
+        raise LookupError(name.decode())
+    return p
+
+
+cdef void *_raw_ssl(object sslobj):
+    return (<hybrid_PySSLSocket *><void *>sslobj).ssl
+
+
+cdef _setup():
+    global _SSL_read_ex, _SSL_write_ex, _SSL_get_error, _SSL_get_fd, _SSL_want, _SSL_get_shutdown
+    global _ERR_clear_error, _ready
+    if os.environ.get("HYBRID_TLS_DIRECT", "1") == "0":
+        return "turned off (HYBRID_TLS_DIRECT=0)"
+    if sys.implementation.name != "cpython" or not (3, 8) <= sys.version_info[:2] <= (3, 13):
+        return f"not CPython 3.8-3.13 ({sys.implementation.name} {sys.version_info[:2]})"
+    cdef void *handle = dlopen(os.fsencode(_ssl.__file__), RTLD_NOW | RTLD_NOLOAD)
+    if handle == NULL:
+        return "_ssl's library handle not found"
+    try:
+        version = (<version_num_t>_resolve(handle, b"OpenSSL_version_num"))()
+        _SSL_read_ex = <ssl_io_t>_resolve(handle, b"SSL_read_ex")
+        _SSL_write_ex = <ssl_io_t>_resolve(handle, b"SSL_write_ex")
+        _SSL_get_error = <ssl_get_error_t>_resolve(handle, b"SSL_get_error")
+        _SSL_get_fd = <ssl_get_fd_t>_resolve(handle, b"SSL_get_fd")
+        _SSL_want = <ssl_state_t>_resolve(handle, b"SSL_want")
+        _SSL_get_shutdown = <ssl_state_t>_resolve(handle, b"SSL_get_shutdown")
+        _ERR_clear_error = <err_clear_t>_resolve(handle, b"ERR_clear_error")
+    except LookupError as exc:
+        return f"OpenSSL's {exc} not visible through _ssl"
+    if version != ssl.OPENSSL_VERSION_NUMBER:
+        return f"OpenSSL {version:#x} found, ssl reports {ssl.OPENSSL_VERSION_NUMBER:#x}"
+    # Self-test: the SSL* read from an SSLSocket's _sslobj must be the one over that socket.
+    a, b = socket.socketpair()
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        wrapped = ctx.wrap_socket(a, do_handshake_on_connect=False)
+        sslobj = getattr(wrapped, "_sslobj", None)
+        if type(sslobj) is not _SSLSocketType or _SSL_get_fd(_raw_ssl(sslobj)) != wrapped.fileno():
+            return "the SSL object's layout is not the expected one"
+        wrapped.close()
+    except (OSError, ValueError) as exc:
+        return f"self-test failed: {exc}"
+    finally:
+        a.close()
+        b.close()
+    _ready = True
+    return None
+
+
+unavailable = _setup()
+
+
+cdef object ssl_object(object sock):
+    """The ``_ssl._SSLSocket`` under an SSLSocket whose direct reads and writes are safe, else None. Whoever
+    keeps it keeps the ``SSL*`` alive (it is freed with that object)."""
+    if not _ready or not isinstance(sock, ssl.SSLSocket):
+        return None
+    sslobj = getattr(sock, "_sslobj", None)
+    if type(sslobj) is not _SSLSocketType or _SSL_get_fd(_raw_ssl(sslobj)) != sock.fileno():
+        return None
+    return sslobj
+
+
+# Why a call failed: "not now" is read from the SSL object's own state (SSL_want: it waits to read or to write,
+# which OpenSSL resets at the start of every SSL_read/SSL_write) rather than from SSL_get_error, which looks at
+# the thread's error queue first and so needs it emptied (ERR_clear_error, 16 slots: about 800 instructions)
+# before every call. The queue is only read, and then emptied, when a call really failed.
+
+cdef object tls_recv(object sslobj):
+    """One SSL_read_ex (at most one record, as ``SSLSocket.recv``): the bytes, b"" at the end of the stream
+    (close_notify or an alert received), None when nothing can be read now. OSError on a failure (a ragged EOF
+    among them)."""
+    cdef void *s = _raw_ssl(sslobj)
+    cdef size_t n = 0
+    if _SSL_read_ex(s, _tls_buffer, sizeof(_tls_buffer), &n) == 1:
+        return PyBytes_FromStringAndSize(_tls_buffer, n)
+    cdef int want = _SSL_want(s)
+    if want == SSL_READING or want == SSL_WRITING:
+        return None
+    if _SSL_get_shutdown(s) & SSL_RECEIVED_SHUTDOWN:
+        _ERR_clear_error()
+        return b""
+    _failed(s, "read")
+
+
+cdef Py_ssize_t tls_send(object sslobj, bytes data) except -1:
+    """One SSL_write_ex of all of ``data``: its length, or 0 when it must be retried with the same bytes later
+    (OpenSSL's rule; Python's ssl sets no partial writes, so nothing in between). OSError on a failure."""
+    cdef Py_ssize_t size = len(data)
+    if size == 0:
+        return 0
+    cdef void *s = _raw_ssl(sslobj)
+    cdef size_t n = 0
+    if _SSL_write_ex(s, PyBytes_AS_STRING(data), size, &n) == 1:
+        return n
+    cdef int want = _SSL_want(s)
+    if want == SSL_WRITING or want == SSL_READING:
+        return 0
+    _failed(s, "write")
+
+
+cdef int _failed(void *s, str what) except -1:
+    cdef int saved = errno
+    cdef int err = _SSL_get_error(s, 0)
+    _ERR_clear_error()  # (so that no stale entry is left for a later call on this thread)
+    raise ssl.SSLError(err, f"TLS {what} failed (SSL_get_error {err}, errno {saved})")
