@@ -35,6 +35,7 @@ from hybrid.door import close_the_door
 from hybrid.importer import load_app
 from hybrid.limits import ConcurrencyLimit, ConnectionLimit
 from hybrid.logs import access_logger, flush_access_log, log_http_access, logger
+from hybrid.main_wait import MainWait
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
 from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
@@ -214,8 +215,10 @@ class Server:
             self.sampler = StackSampler(self.monitor, BLOCKED_STEP)
         self._dump_requested = False
         # Set by signal handlers, which must not take locks (threading.Event.set does: a handler that interrupts
-        # the main thread inside Event.wait deadlocks on the Event's own lock). The main thread polls it.
+        # the main thread inside Event.wait deadlocks on the Event's own lock). The main thread, woken by the
+        # signal (MainWait), reads it.
         self._stop_requested = False
+        self._main_wait: MainWait | None = None  # (serve_forever's: signals and request_stop wake it)
         # A supervisor's shutdown names one worker the last to hold the shared socket: it drains the queue.
         self.last_door = False
         self._signals = 0
@@ -375,8 +378,14 @@ class Server:
     def serve_forever(self) -> int:
         recycling = False
         sampled = 0.0
+        self._main_wait = waiter = MainWait()
+        fds = (self.control,) if self.control is not None else ()
+        if not waiter.signals_wake or self.max_requests:
+            timeout = 0.05  # (polled: a flag set by a thread we cannot hear, or the request count to recycle at)
+        else:
+            timeout = METRICS_SAMPLE_INTERVAL if self.metrics is not None else 1.0
         while not self._stop_requested:
-            time.sleep(0.05)
+            waiter.wait(timeout, fds)
             if self._dump_requested:  # SIGUSR1
                 self._dump_requested = False
                 self.dump_blocking_sites()
@@ -401,6 +410,7 @@ class Server:
                 recycling = True
                 logger.info("Worker [%d] served %d requests: asking to be recycled.", os.getpid(), self.requests)
                 self.control.send(("recycle", os.getpid()))
+        waiter.close()
         return self.shutdown()
 
     def _sample_threads(self) -> None:
@@ -444,6 +454,8 @@ class Server:
 
     def request_stop(self) -> None:
         self._stop_requested = True
+        if self._main_wait is not None:
+            self._main_wait.wake()
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
