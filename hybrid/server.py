@@ -384,33 +384,35 @@ class Server:
             timeout = 0.05  # (polled: a flag set by a thread we cannot hear, or the request count to recycle at)
         else:
             timeout = METRICS_SAMPLE_INTERVAL if self.metrics is not None else 1.0
-        while not self._stop_requested:
-            waiter.wait(timeout, fds)
-            if self._dump_requested:  # SIGUSR1
-                self._dump_requested = False
-                self.dump_blocking_sites()
-            if self.metrics is not None and time.monotonic() - sampled >= METRICS_SAMPLE_INTERVAL:
-                sampled = time.monotonic()
-                self._sample_threads()
-            if self.control is None:
-                continue
-            while self.control.poll():
-                try:
-                    message = self.control.recv()
-                except EOFError:  # the supervisor is gone: nobody will ever stop us otherwise
-                    logger.error("Supervisor went away; shutting down.")
-                    self._stop_requested = True
-                    break
-                if message == "ping" and self.healthy():
-                    self.control.send("pong")
-                elif message == "stop-last":  # (the supervisor's shutdown: see hybrid/door.py)
-                    self.last_door = True
-                    self._stop_requested = True
-            if self.max_requests and not recycling and self.requests >= self.max_requests:
-                recycling = True
-                logger.info("Worker [%d] served %d requests: asking to be recycled.", os.getpid(), self.requests)
-                self.control.send(("recycle", os.getpid()))
-        waiter.close()
+        try:
+            while not self._stop_requested:
+                waiter.wait(timeout, fds)
+                if self._dump_requested:  # SIGUSR1
+                    self._dump_requested = False
+                    self.dump_blocking_sites()
+                if self.metrics is not None and time.monotonic() - sampled >= METRICS_SAMPLE_INTERVAL:
+                    sampled = time.monotonic()
+                    self._sample_threads()
+                if self.control is None:
+                    continue
+                while self.control.poll():
+                    try:
+                        message = self.control.recv()
+                    except EOFError:  # the supervisor is gone: nobody will ever stop us otherwise
+                        logger.error("Supervisor went away; shutting down.")
+                        self._stop_requested = True
+                        break
+                    if message == "ping" and self.healthy():
+                        self.control.send("pong")
+                    elif message == "stop-last":  # (the supervisor's shutdown: see hybrid/door.py)
+                        self.last_door = True
+                        self._stop_requested = True
+                if self.max_requests and not recycling and self.requests >= self.max_requests:
+                    recycling = True
+                    logger.info("Worker [%d] served %d requests: asking to be recycled.", os.getpid(), self.requests)
+                    self.control.send(("recycle", os.getpid()))
+        finally:  # (a wake-up fd left set would have signals written to a closed, maybe reused, fd)
+            waiter.close()
         return self.shutdown()
 
     def _sample_threads(self) -> None:
