@@ -35,6 +35,7 @@ from hybrid.door import close_the_door
 from hybrid.importer import load_app
 from hybrid.limits import ConcurrencyLimit, ConnectionLimit
 from hybrid.logs import access_logger, flush_access_log, log_http_access, logger
+from hybrid.main_wait import MainWait
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
 from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
@@ -219,8 +220,10 @@ class Server:
             self.sampler = StackSampler(self.monitor, BLOCKED_STEP)
         self._dump_requested = False
         # Set by signal handlers, which must not take locks (threading.Event.set does: a handler that interrupts
-        # the main thread inside Event.wait deadlocks on the Event's own lock). The main thread polls it.
+        # the main thread inside Event.wait deadlocks on the Event's own lock). The main thread, woken by the
+        # signal (MainWait), reads it.
         self._stop_requested = False
+        self._main_wait: MainWait | None = None  # (serve_forever's: signals and request_stop wake it)
         # A supervisor's shutdown names one worker the last to hold the shared socket: it drains the queue.
         self.last_door = False
         self._signals = 0
@@ -380,32 +383,41 @@ class Server:
     def serve_forever(self) -> int:
         recycling = False
         sampled = 0.0
-        while not self._stop_requested:
-            time.sleep(0.05)
-            if self._dump_requested:  # SIGUSR1
-                self._dump_requested = False
-                self.dump_blocking_sites()
-            if self.metrics is not None and time.monotonic() - sampled >= METRICS_SAMPLE_INTERVAL:
-                sampled = time.monotonic()
-                self._sample_threads()
-            if self.control is None:
-                continue
-            while self.control.poll():
-                try:
-                    message = self.control.recv()
-                except EOFError:  # the supervisor is gone: nobody will ever stop us otherwise
-                    logger.error("Supervisor went away; shutting down.")
-                    self._stop_requested = True
-                    break
-                if message == "ping" and self.healthy():
-                    self.control.send("pong")
-                elif message == "stop-last":  # (the supervisor's shutdown: see hybrid/door.py)
-                    self.last_door = True
-                    self._stop_requested = True
-            if self.max_requests and not recycling and self.requests >= self.max_requests:
-                recycling = True
-                logger.info("Worker [%d] served %d requests: asking to be recycled.", os.getpid(), self.requests)
-                self.control.send(("recycle", os.getpid()))
+        self._main_wait = waiter = MainWait()
+        fds = (self.control,) if self.control is not None else ()
+        if not waiter.signals_wake or self.max_requests:
+            timeout = 0.05  # (polled: a flag set by a thread we cannot hear, or the request count to recycle at)
+        else:
+            timeout = METRICS_SAMPLE_INTERVAL if self.metrics is not None else 1.0
+        try:
+            while not self._stop_requested:
+                waiter.wait(timeout, fds)
+                if self._dump_requested:  # SIGUSR1
+                    self._dump_requested = False
+                    self.dump_blocking_sites()
+                if self.metrics is not None and time.monotonic() - sampled >= METRICS_SAMPLE_INTERVAL:
+                    sampled = time.monotonic()
+                    self._sample_threads()
+                if self.control is None:
+                    continue
+                while self.control.poll():
+                    try:
+                        message = self.control.recv()
+                    except EOFError:  # the supervisor is gone: nobody will ever stop us otherwise
+                        logger.error("Supervisor went away; shutting down.")
+                        self._stop_requested = True
+                        break
+                    if message == "ping" and self.healthy():
+                        self.control.send("pong")
+                    elif message == "stop-last":  # (the supervisor's shutdown: see hybrid/door.py)
+                        self.last_door = True
+                        self._stop_requested = True
+                if self.max_requests and not recycling and self.requests >= self.max_requests:
+                    recycling = True
+                    logger.info("Worker [%d] served %d requests: asking to be recycled.", os.getpid(), self.requests)
+                    self.control.send(("recycle", os.getpid()))
+        finally:  # (a wake-up fd left set would have signals written to a closed, maybe reused, fd)
+            waiter.close()
         return self.shutdown()
 
     def _sample_threads(self) -> None:
@@ -449,6 +461,8 @@ class Server:
 
     def request_stop(self) -> None:
         self._stop_requested = True
+        if self._main_wait is not None:
+            self._main_wait.wake()
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
