@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(60)
 APP = "tests.apps.h2:app"
 # The handler blocks for 2 s. Over HTTP/1.1 a request beside a blocked one waits --blocking-threshold (1 ms)
 # plus the monitor's tick; 0.75 s leaves room for a loaded test machine and is still far from the 1.7 s a
-# stalled loop would hold them (the requests start 0.3 s into the block).
+# stalled loop would hold them (the requests start once the handler is in its sleep).
 BOUND = 0.75
 
 
@@ -73,6 +73,12 @@ def tagged(addr, tag: str) -> dict | None:
         client.close()
 
 
+def in_sleep(server: Server, tag: str) -> None:
+    """Until /block-tagged?tag is in its 2 s sleep (the app prints it; bounded, 5 s)."""
+    cue = f"h2 app: block-tagged {tag} sleeps"
+    wait_until(cue, lambda: any(cue in line for line in list(server.lines)), 5)
+
+
 def test_blocking_h2_handler_stalls_no_other_stream(srv):
     """One stream's handler blocks 2 s: new streams on its connection and on another connection are answered
     within BOUND each while it blocks, the SSE stream keeps its 50 ms beat, each app runs exactly once, and
@@ -83,7 +89,7 @@ def test_blocking_h2_handler_stalls_no_other_stream(srv):
     a, b = H2Client(srv.addr), H2Client(srv.addr)
     try:
         blocked = a.request("/block-tagged?iso1")
-        time.sleep(0.3)  # (the handler is in its sleep)
+        in_sleep(srv, "iso1")
         during = time.monotonic()
         calls = []
         for client in (a, b, a, b, a, b):  # the blocked stream's connection and another one, in turns
@@ -117,7 +123,7 @@ def test_reset_of_a_blocked_stream_cancels_its_app(srv):
     client = H2Client(srv.addr)
     try:
         sid = client.request("/block-tagged?iso2")
-        time.sleep(0.3)  # (the handler is in its sleep)
+        in_sleep(srv, "iso2")
         client.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
         client.flush()
         started = time.monotonic()

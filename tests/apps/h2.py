@@ -67,6 +67,7 @@ async def app(scope, receive, send):
     elif path == "/block-tagged":  # ?tag: blocks 2 s, then awaits; records that it ran and how it ended
         tag = scope["query_string"].decode()
         TAGGED[tag] = {"calls": TAGGED.get(tag, {}).get("calls", 0) + 1, "outcome": "blocking"}
+        print(f"h2 app: block-tagged {tag} sleeps", flush=True)  # (the tests' cue, read from the server's output)
         time.sleep(2.0)
         try:
             await asyncio.sleep(0.2)
