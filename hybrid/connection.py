@@ -106,10 +106,9 @@ class ConnectionSet:
         self.resumed.append(conn)
         os.eventfd_write(self.wake_fd, 1)
 
-    def add_h2(self, stream) -> None:
-        """From the pool's loop: the set's owner runs this HTTP/2 stream's app (``SyncWorker._serve_resumed``);
-        after a takeover that is the spare, not the thread a blocking handler holds."""
-        self.h2_streams.append(stream)
+    def wake_h2(self) -> None:
+        """From the pool's loop: HTTP/2 streams were appended to ``h2_streams``; the set's owner runs their apps
+        (``SyncWorker._serve_resumed``). After a takeover that is the spare, not the thread a handler holds."""
         os.eventfd_write(self.wake_fd, 1)
 
     def take_ready(self) -> deque[Connection]:

@@ -185,14 +185,17 @@ class SyncWorker:
 
     def _serve_resumed(self, conn_set: ConnectionSet) -> None:
         """Connections given back to the set with requests already read (``ConnectionSet.add_ready``), and
-        HTTP/2 streams whose apps run here (``ConnectionSet.add_h2``)."""
+        HTTP/2 streams whose apps run here (``ConnectionSet.wake_h2``)."""
         resumed = conn_set.take_ready()
         streams = conn_set.h2_streams
         if streams:
             from hybrid.h2.onworker import run_stream
 
             while streams:
-                run_stream(self, streams.popleft())
+                stream = streams.popleft()
+                if streams:  # (armed while some wait: if this app's step blocks, the spare taking over runs them)
+                    os.eventfd_write(conn_set.wake_fd, 1)
+                run_stream(self, stream)
                 if self.conn_set is not conn_set:  # a step blocked and the set was taken over: the spare goes on
                     os.eventfd_write(conn_set.wake_fd, 1)
                     return

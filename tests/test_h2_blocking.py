@@ -138,3 +138,22 @@ def test_reset_of_a_blocked_stream_cancels_its_app(srv):
             e, h2.events.ResponseReceived | h2.events.DataReceived) for e in client.events)
     finally:
         client.close()
+
+
+def test_streams_read_with_the_blocking_one_are_not_held_behind_it(srv):
+    """Streams that arrive in the same read as the blocking one (one write: a browser's burst) are queued in the
+    set together; the spare that takes the set over runs them, they do not wait for the blocked thread."""
+    client = H2Client(srv.addr)
+    try:
+        blocked = client.request("/block-tagged?iso3", flush=False)
+        sids = [client.request("/", flush=False) for _ in range(3)]
+        started = time.monotonic()
+        client.flush()
+        for sid in sids:
+            _, body = client.response(sid, timeout=5)
+            took = time.monotonic() - started
+            assert body == b"hello h2" and took < BOUND, f"a stream read with the blocked one took {took:.2f} s"
+        _, body = client.response(blocked, timeout=10)
+        assert body == b"blocked"
+    finally:
+        client.close()

@@ -3,7 +3,7 @@
 Why (docs/architecture.md, "HTTP/2"): the frames of a connection have one owner, the session on the pool's
 loop; an app run there stalls every stream, SSE and WebSocket of the pool while one of its steps blocks. So a
 stream's app runs where HTTP/1.1 requests run: ``dispatch`` queues the stream in the connection's home epoll set
-(``ConnectionSet.add_h2``), and whichever thread owns that set runs the app's first step at once, marked for the
+(``ConnectionSet.wake_h2``), and whichever thread owns that set runs the app's first step at once, marked for the
 monitor (``onworker.run_stream``). A handler that blocks there is taken over like an HTTP/1.1 one: the set, and
 with it the next streams, goes to a spare within --blocking-threshold.
 
@@ -30,15 +30,16 @@ WRITE, TRAILERS, DONE = 0, 1, 2
 # -- on the pool's loop --------------------------------------------------------------------------------------
 
 def dispatch(session, stream) -> None:
-    """Run ``stream``'s app on a worker: queued in the connection's home set; the pool keeps a future standing
-    for it in ``pool.tasks`` (a graceful shutdown waits for it, and cancels it at its bound)."""
+    """Run ``stream``'s app on a worker: queued in the connection's home set (the session wakes its owner once
+    per read: ``ConnectionSet.wake_h2``); the pool keeps a future standing for it in ``pool.tasks`` (a graceful
+    shutdown waits for it, and cancels it at its bound)."""
     stream.remote = True
     stream.ops = deque()
     proxy = session.loop.create_future()
     proxy.add_done_callback(lambda f: f.cancelled() and _abandon(stream))
     stream.task = proxy
     session.pool.tasks.add(proxy)
-    session.home.add_h2(stream)
+    session.home.h2_streams.append(stream)
 
 
 def _abandon(stream) -> None:

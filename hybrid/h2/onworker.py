@@ -1,7 +1,7 @@
 """An HTTP/2 stream's app on the worker thread that owns the connection's home set (see crossing.py for why).
 
 ``SyncWorker._serve_resumed`` calls ``run_stream`` for each stream the session queued in the set
-(``ConnectionSet.add_h2``): the first step runs at once in a RequestTask, marked for the monitor like an
+(``ConnectionSet.wake_h2``): the first step runs at once in a RequestTask, marked for the monitor like an
 HTTP/1.1 request's, so a step that blocks is taken over (the set, and the streams queued after it, go to a
 spare) and reported with the stream's route (``left_blocked``, ``step_blocked``: the stream stands for the
 request's cycle, it has the scope).

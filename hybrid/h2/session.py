@@ -239,6 +239,8 @@ class H2Session:
         for stream in starting:
             if not stream.gone:
                 self._start(stream)
+        if starting and self.home is not None:
+            self.home.wake_h2()  # (the streams of one read reach the workers together: one wake-up)
 
     def _request(self, event) -> H2Stream | None:
         sid = event.stream_id
