@@ -20,7 +20,10 @@ response is complete; the pool finishes writing it, the stream stays open until 
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
+
+from h2.errors import ErrorCodes
 
 from hybrid.asgi.http import ClientDisconnected
 
@@ -35,17 +38,29 @@ def dispatch(session, stream) -> None:
     shutdown waits for it, and cancels it at its bound)."""
     stream.remote = True
     stream.ops = deque()
-    proxy = session.loop.create_future()
-    proxy.add_done_callback(lambda f: f.cancelled() and _abandon(stream))
-    stream.task = proxy
-    session.pool.tasks.add(proxy)
+    standin = Standin(loop=session.loop)
+    standin.stream = stream
+    stream.task = standin
+    session.pool.tasks.add(standin)
     session.home.h2_streams.append(stream)
 
 
-def _abandon(stream) -> None:
-    """Shutdown's bound cancelled the stream's stand-in: cancel the app itself."""
-    stream.gone = True
-    stream.cancel_app()
+class Standin(asyncio.Future):
+    """What the pool's tasks hold for a remote app: done when the app's end is applied (``app_finished``);
+    cancelling it (shutdown's bound) cancels the app. (No done callback per stream: it would cost a loop
+    callback for every request.) The stream is reset at once: the pool's loop may end before the app's end
+    comes back, and the connection must close with it."""
+
+    __slots__ = ("stream",)
+
+    def cancel(self, msg=None) -> bool:
+        if not super().cancel(msg=msg):
+            return False
+        stream = self.stream
+        stream.cancel_app()
+        if not stream.gone:
+            stream.session._reset(stream, ErrorCodes.CANCEL)
+        return True
 
 
 def write(stream, body: bytes, end: bool, reply) -> None:
