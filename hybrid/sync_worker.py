@@ -192,7 +192,10 @@ class SyncWorker:
             from hybrid.h2.onworker import run_stream
 
             while streams:
-                stream = streams.popleft()
+                try:
+                    stream = streams.popleft()
+                except IndexError:  # (a spare that took the set over emptied it)
+                    break
                 if streams:  # (armed while some wait: if this app's step blocks, the spare taking over runs them)
                     os.eventfd_write(conn_set.wake_fd, 1)
                 run_stream(self, stream)
