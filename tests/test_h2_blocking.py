@@ -157,3 +157,38 @@ def test_streams_read_with_the_blocking_one_are_not_held_behind_it(srv):
         assert body == b"blocked"
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("how", ["accept", "learned"])
+def test_h2_sse_stream_keeps_flowing_beside_a_blocking_stream(how):
+    """A stream over HTTP/2 runs on the async pool's loop when HTTP/1.1 would hand it to the pool (Accept:
+    text/event-stream; a route learned as streaming, here by an earlier response of it streamed from a worker):
+    a handler that then blocks a worker, on another stream of the same connection, does not hold its events."""
+    with Server(APP, "--port", "0") as srv:
+        sse_stream_beside_a_blocking_one(srv, how)
+
+
+def sse_stream_beside_a_blocking_one(srv, how: str) -> None:
+    client = H2Client(srv.addr)
+    try:
+        headers = [(b"accept", b"text/event-stream")] if how == "accept" else []
+        if how == "learned":  # (three chunks from a worker: the second more_body=True message teaches the route)
+            assert client.response(client.request("/sse?3"), timeout=5)[1].count(b"data: ") == 3
+        sse = client.request("/sse?60", headers=headers)  # 3 s of events
+        client.wait_for(lambda e: isinstance(e, h2.events.DataReceived) and e.stream_id == sse)
+        blocked = client.request("/block-tagged?iso4")
+        in_sleep(srv, "iso4")
+        during = time.monotonic()
+        times = []
+        while time.monotonic() < during + 1.5:  # (the handler blocks until about during + 2 s)
+            seen = len(client.events)
+            client.pump(5)
+            times.extend(time.monotonic() for e in client.events[seen:]
+                         if isinstance(e, h2.events.DataReceived) and e.stream_id == sse)
+        marks = [during, *times]
+        gap = max(b - a for a, b in zip(marks, marks[1:], strict=False)) if times else 1.5
+        assert gap < BOUND, f"the h2 SSE stream stopped for {gap:.2f} s beside the blocked handler"
+        assert client.response(blocked, timeout=10)[1] == b"blocked"
+        client.response(sse, timeout=10)
+    finally:
+        client.close()

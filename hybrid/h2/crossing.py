@@ -32,6 +32,16 @@ WRITE, TRAILERS, DONE = 0, 1, 2
 
 # -- on the pool's loop --------------------------------------------------------------------------------------
 
+def wants_pool(server, scope) -> bool:
+    """The stream's app runs on the pool's loop, as an HTTP/1.1 request would be handed to the pool before any
+    app code: Accept includes text/event-stream, or --async-path / a learned streaming route matches."""
+    for name, value in scope["headers"]:
+        if name == b"accept" and b"text/event-stream" in value:
+            return True
+    router = server.router
+    return router.active and router.wants_pool(scope["method"], scope["path"])
+
+
 def dispatch(session, stream) -> None:
     """Run ``stream``'s app on a worker: queued in the connection's home set (the session wakes its owner once
     per read: ``ConnectionSet.wake_h2``); the pool keeps a future standing for it in ``pool.tasks`` (a graceful

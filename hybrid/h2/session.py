@@ -306,9 +306,11 @@ class H2Session:
 
     def _start(self, stream: H2Stream) -> None:
         self.server.requests += 1
-        if self.home is not None:
+        if self.home is not None and not crossing.wants_pool(self.server, stream.scope):
             crossing.dispatch(self, stream)  # on a worker thread, where a blocking step is taken over
             return
+        # A stream (SSE, --async-path, a route learned as streaming) runs here, as over HTTP/1.1: on a worker's
+        # loop it would stop while another handler of that thread blocks.
         stream.task = self.pool.start_app(stream.scope, stream.receive, stream.send, stream,
                                           lambda task: self._app_done(stream, task))
 

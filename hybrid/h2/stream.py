@@ -82,7 +82,7 @@ class H2Stream:
 
     __slots__ = ("session", "id", "scope", "body", "body_bytes", "ended", "delivered_end", "gone", "waiter",
                  "window_waiter", "status", "headers", "trailers", "sent_headers", "complete", "task", "head", "sent",
-                 "started", "remote", "inbox", "app_loop", "app_task", "ops", "writer")
+                 "started", "remote", "inbox", "app_loop", "app_task", "ops", "writer", "chunks")
 
     def __init__(self, session, stream_id: int, scope: dict) -> None:
         self.session = session
@@ -108,6 +108,7 @@ class H2Stream:
         self.app_task = None  # (remote: the app's task, touched on its own loop only)
         self.ops = None  # (remote: the app's sends and its end, in order, on the pool's side; crossing.py)
         self.writer = None  # (remote: the pool task finishing a send that waits for windows)
+        self.chunks = 0  # (remote: body messages with more to come; the second makes the route a streaming one)
         self.sent = 0  # body bytes handed to h2 (the access log's bytes)
         self.started = perf_counter()  # (the access log's duration)
 
@@ -230,6 +231,10 @@ class H2Stream:
             if not more:
                 self.complete = True  # (before any wait: receive() now says disconnect)
             if self.remote:  # the pool's loop writes it; a send with more to come waits for that (backpressure)
+                if more:
+                    self.chunks += 1
+                    if self.chunks == 2:  # a stream, as over HTTP/1.1: the route's next requests run on the pool
+                        session.server.router.learn(self.scope["method"], self.scope["path"])
                 await crossing.send_body(self, body, end, more)
                 return
             if not self.sent_headers:
