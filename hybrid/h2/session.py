@@ -5,8 +5,10 @@ write them; that is the pool's loop (the same thread that serves SSE and WebSock
 from the worker that saw the preface or the ALPN. Each stream's app runs on the worker thread that owns the
 connection's home epoll set, as an HTTP/1.1 request would (crossing.py, onworker.py): a handler that blocks
 there is taken over by a spare like an HTTP/1.1 one, and the pool's loop, with every other stream, SSE and
-WebSocket, goes on. Under --mode async there are no workers: the apps run on the pool's loop as tasks, and
-one that blocks stalls it (docs/architecture.md, "HTTP/2").
+WebSocket, goes on. Streams HTTP/1.1 would hand to the pool (SSE, --async-path, learned streaming routes) run
+on the pool's loop, where no blocking handler of a worker can hold them. Under --mode async there are no
+workers: the apps run on the pool's loop as tasks, and one that blocks stalls it (docs/architecture.md,
+"HTTP/2").
 
 Defences (each closes with GOAWAY, the code says why): reset, PING and SETTINGS floods (guard.py budgets:
 ENHANCE_YOUR_CALM); more than MAX_STREAMS streams at once (the extra ones refused: REFUSED_STREAM); header
