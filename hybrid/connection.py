@@ -95,6 +95,7 @@ class ConnectionSet:
         # eventfd, in the set, wakes whoever owns the set when it polls, and tells the monitor the set has work.
         # (Posting them to "the owner" instead could pick a thread blocked in a handler, mid-takeover, or none.)
         self.resumed: deque[Connection] = deque()
+        self.h2_streams: deque = deque()  # HTTP/2 streams whose apps the owner runs (hybrid/h2/crossing.py)
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.epoll.register(self.wake_fd, select.EPOLLIN)
 
@@ -103,6 +104,11 @@ class ConnectionSet:
         (``SyncWorker._on_ready``) without waiting for the client's next bytes."""
         self.add(conn)
         self.resumed.append(conn)
+        os.eventfd_write(self.wake_fd, 1)
+
+    def wake_h2(self) -> None:
+        """From the pool's loop: HTTP/2 streams were appended to ``h2_streams``; the set's owner runs their apps
+        (``SyncWorker._serve_resumed``). After a takeover that is the spare, not the thread a handler holds."""
         os.eventfd_write(self.wake_fd, 1)
 
     def take_ready(self) -> deque[Connection]:

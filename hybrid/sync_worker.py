@@ -30,6 +30,7 @@ from hybrid.connection import (
     unsent_bytes,
 )
 from hybrid.loops import new_event_loop
+from hybrid.mailbox import Mailbox
 
 logger = logging.getLogger("hybrid.error")
 
@@ -64,6 +65,7 @@ class SyncWorker:
         self.slot = -1
         self.ident = 0  # threading.get_ident() of the thread (the stack sampler's key)
         self.wake_fd = -1
+        self.inbox: Mailbox | None = None  # what the pool posts to this loop (HTTP/2 streams' apps run here)
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
         self.monitor = server.monitor
@@ -96,6 +98,7 @@ class SyncWorker:
             self.ready.set()
             return
         self._stopped = loop.create_future()
+        self.inbox = Mailbox(loop)
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         loop.add_reader(self.wake_fd, self._on_wake)
         self.ident = threading.get_ident()
@@ -181,8 +184,24 @@ class SyncWorker:
                 return  # lost the set mid-batch: its new owner sees the rest (level-triggered)
 
     def _serve_resumed(self, conn_set: ConnectionSet) -> None:
-        """Connections given back to the set with requests already read (``ConnectionSet.add_ready``)."""
+        """Connections given back to the set with requests already read (``ConnectionSet.add_ready``), and
+        HTTP/2 streams whose apps run here (``ConnectionSet.wake_h2``)."""
         resumed = conn_set.take_ready()
+        streams = conn_set.h2_streams
+        if streams:
+            from hybrid.h2.onworker import run_stream
+
+            while streams:
+                try:
+                    stream = streams.popleft()
+                except IndexError:  # (a spare that took the set over emptied it)
+                    break
+                if streams:  # (armed while some wait: if this app's step blocks, the spare taking over runs them)
+                    os.eventfd_write(conn_set.wake_fd, 1)
+                run_stream(self, stream)
+                if self.conn_set is not conn_set:  # a step blocked and the set was taken over: the spare goes on
+                    os.eventfd_write(conn_set.wake_fd, 1)
+                    return
         while resumed:
             conn = resumed.popleft()
             if conn.cycle is None and conn.registered and conn.home is conn_set:  # (else served meanwhile, or gone)

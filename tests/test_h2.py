@@ -240,12 +240,11 @@ def test_sigterm_goaway_then_in_flight_finishes(srv):
 
 
 def test_blocking_h2_handler_leaves_http11_alone(srv):
-    """What holds when an HTTP/2 handler blocks (time.sleep in async code): it blocks the async pool's loop, so
-    HTTP/1.1 requests (served by the worker threads) go on, and the server names the route in a warning. What
-    does not hold: the other HTTP/2 streams of the process wait for it (docs/architecture.md, "HTTP/2")."""
+    """An HTTP/2 handler that blocks (time.sleep in async code) runs on a worker thread, which the monitor takes
+    over: HTTP/1.1 requests go on, and the report names the route and the thread (tests/test_h2_blocking.py
+    checks the other HTTP/2 streams and the pool's SSE)."""
     client = H2Client(srv.addr)
     try:
-        # (one write: the other stream's task exists when the blocking step ends, the warning's cue)
         client.request("/block?1.5", flush=False)
         waiting = client.request("/sleep?0.01")
         time.sleep(0.3)  # (the handler is in its sleep)
@@ -257,7 +256,22 @@ def test_blocking_h2_handler_leaves_http11_alone(srv):
         client.response(waiting, timeout=10)
     finally:
         client.close()
-    wait_for_line(srv, "GET /block blocked the event loop of the async pool")
+    wait_for_line(srv, "GET /block blocked")
+    assert "(hybrid-worker-" in next(line for line in srv.lines if "GET /block blocked" in line)
+
+
+def test_mode_async_blocking_h2_handler_stalls_the_pool():
+    """--mode async has no worker threads: the streams' apps run on the pool's loop, and one that blocks
+    stalls it; what holds is the report, naming the route (docs/architecture.md, "HTTP/2")."""
+    with Server(APP, "--port", "0", "--mode", "async") as server:
+        client = H2Client(server.addr)
+        try:
+            client.request("/block?0.5", flush=False)
+            client.request("/sleep?0.01")  # (one write: its task exists when the blocking step ends, the cue)
+            client.response(client.request("/"), timeout=10)
+        finally:
+            client.close()
+        wait_for_line(server, "GET /block blocked the event loop of the async pool")
 
 
 def test_mode_async_serves_h2c():

@@ -2,11 +2,13 @@
 
 Where it lives and why: the frames of a connection are shared by all its streams, so one owner must read and
 write them; that is the pool's loop (the same thread that serves SSE and WebSockets), reached by a handoff
-from the worker that saw the preface or the ALPN. Each stream's app runs there as its own task, so streams
-awaiting I/O interleave freely. What this does not give: a stream whose handler blocks the thread (a sync call
-in async code) stalls the pool's loop, so every other HTTP/2 stream, SSE and WebSocket of the process, until
-it returns (reported like any blocked step of the pool: Server.blocked_loop). HTTP/1.1 keeps the worker
-takeover; HTTP/2 handlers must not block (docs/architecture.md, "HTTP/2").
+from the worker that saw the preface or the ALPN. Each stream's app runs on the worker thread that owns the
+connection's home epoll set, as an HTTP/1.1 request would (crossing.py, onworker.py): a handler that blocks
+there is taken over by a spare like an HTTP/1.1 one, and the pool's loop, with every other stream, SSE and
+WebSocket, goes on. Streams HTTP/1.1 would hand to the pool (SSE, --async-path, learned streaming routes) run
+on the pool's loop, where no blocking handler of a worker can hold them. Under --mode async there are no
+workers: the apps run on the pool's loop as tasks, and one that blocks stalls it (docs/architecture.md,
+"HTTP/2").
 
 Defences (each closes with GOAWAY, the code says why): reset, PING and SETTINGS floods (guard.py budgets:
 ENHANCE_YOUR_CALM); more than MAX_STREAMS streams at once (the extra ones refused: REFUSED_STREAM); header
@@ -44,9 +46,11 @@ from hyperframe.frame import GoAwayFrame
 from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
+from hybrid.h2 import crossing
 from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
 from hybrid.h2.stream import H2Stream, build_scope
 from hybrid.logs import log_http_access
+from hybrid.mailbox import Mailbox
 
 logger = logging.getLogger("hybrid.error")
 
@@ -92,6 +96,9 @@ class H2Session:
         self.client_addr = handoff.client
         self.server_addr = handoff.server
         self.scheme = handoff.scheme
+        self.home = handoff.home  # the epoll set whose owner runs the streams' apps (None: --mode async)
+        if pool.h2_inbox is None:  # (what the workers post to this loop: sends, consumed bodies, app ends)
+            pool.h2_inbox = Mailbox(self.loop)
         trust = self.server.proxy_trust  # (decided once per connection, as for HTTP/1.1)
         self.proxy = trust.for_peer(self.client_addr) if trust is not None else None
         self.keep_alive = config.timeout_keep_alive
@@ -220,6 +227,7 @@ class H2Session:
                 if stream is not None:
                     self._release_body(stream)
                     stream.on_gone()
+                    stream.cancel_app()  # (its response can reach nobody)
                     self._maybe_idle()
                 if event.remote_reset and not self.resets.spend():
                     return self._calm("RST_STREAM flood (rapid reset)")
@@ -236,6 +244,8 @@ class H2Session:
         for stream in starting:
             if not stream.gone:
                 self._start(stream)
+        if starting and self.home is not None:
+            self.home.wake_h2()  # (the streams of one read reach the workers together: one wake-up)
 
     def _request(self, event) -> H2Stream | None:
         sid = event.stream_id
@@ -301,6 +311,11 @@ class H2Session:
 
     def _start(self, stream: H2Stream) -> None:
         self.server.requests += 1
+        if self.home is not None and not crossing.wants_pool(self.server, stream.scope):
+            crossing.dispatch(self, stream)  # on a worker thread, where a blocking step is taken over
+            return
+        # A stream (SSE, --async-path, a route learned as streaming) runs here, as over HTTP/1.1: on a worker's
+        # loop it would stop while another handler of that thread blocks.
         stream.task = self.pool.start_app(stream.scope, stream.receive, stream.send, stream,
                                           lambda task: self._app_done(stream, task))
 
@@ -308,13 +323,26 @@ class H2Session:
         self.pool.tasks.discard(task)
         stream.task = None
         try:
-            self._end_stream(stream, task)
+            self._end_stream(stream, None if task.cancelled() else task.exception())
         finally:
             if self.server.access_log and stream.status is not None:
                 log_http_access(self, stream, "pool")
 
-    def _end_stream(self, stream: H2Stream, task) -> None:
-        exc = None if task.cancelled() else task.exception()
+    def app_finished(self, stream: H2Stream, exc) -> None:
+        """A remote app (crossing.py) ended, after all it sent was applied."""
+        proxy = stream.task
+        stream.task = None
+        if proxy is not None:
+            self.pool.tasks.discard(proxy)
+            if not proxy.done():
+                proxy.set_result(None)
+        try:
+            self._end_stream(stream, exc)
+        finally:
+            if self.server.access_log and stream.status is not None:
+                log_http_access(self, stream, "worker")
+
+    def _end_stream(self, stream: H2Stream, exc) -> None:
         if exc is not None and not (stream.gone and isinstance(exc, ClientDisconnected)):
             logger.error("Exception in ASGI application", exc_info=exc)
         if self.closed or stream.gone:
@@ -361,9 +389,15 @@ class H2Session:
     def _release_body(self, stream: H2Stream) -> None:
         """Body bytes the app will never receive: give their share of the connection's window back (else every
         stream reset with unread body would shrink it for good)."""
-        if stream.body:
-            self._ack(stream.id, sum(flow for _, flow in stream.body))
-            stream.body.clear()
+        body = stream.body
+        flow = 0
+        while body:  # (popped one by one: a remote app's receive may pop from the other end meanwhile)
+            try:
+                flow += body.popleft()[1]
+            except IndexError:
+                break
+        if flow:
+            self._ack(stream.id, flow)
 
     def _reset(self, stream: H2Stream, code) -> None:
         self.streams.pop(stream.id, None)
@@ -437,6 +471,26 @@ class H2Session:
                 break
             if self.stream.write_buffer_size() > HIGH_WATER:
                 await self._drain()
+
+    def send_data_now(self, stream: H2Stream, data: bytes, end: bool) -> bool:
+        """``send_data`` when it need not wait: the body fits the windows and one frame, and the socket's
+        buffer is under HIGH_WATER; False (nothing sent) otherwise. (crossing.py: no task for most responses.)"""
+        h2 = self.h2
+        size = len(data)
+        if self.stream.write_buffer_size() > HIGH_WATER:
+            return False
+        try:
+            if size and size > min(h2.local_flow_control_window(stream.id), h2.max_outbound_frame_size):
+                return False
+            h2.send_data(stream.id, data, end_stream=end)
+        except H2Error as exc:
+            raise ClientDisconnected(f"Stream closed: {exc}") from None
+        stream.sent += size
+        if size >= SMALL:
+            self._flush()
+        else:
+            self._flush_soon()
+        return True
 
     async def _drain(self) -> None:
         try:

@@ -1,7 +1,10 @@
 """One HTTP/2 stream's ASGI cycle: the ``http`` scope, ``receive`` and ``send`` of one request.
 
 The session (session.py) feeds it frames' contents (``on_data``, ``on_end``, ``on_gone``); the app's ``send``
-goes back through the session, which owns the ``h2`` connection and the socket. Request body bytes are
+goes back through the session, which owns the ``h2`` connection and the socket. The app runs on a worker
+thread's loop (``onworker.py``; on the pool's own loop only under ``--mode async``): then what the session tells
+the stream reaches that loop through its Mailbox, and ``send`` posts its messages to the pool's
+(``crossing.py``). Request body bytes are
 acknowledged (WINDOW_UPDATE) only once the app has received them, so a slow app holds at most one stream window
 (64 KiB) of its body in memory.
 """
@@ -14,6 +17,7 @@ from time import perf_counter
 from urllib.parse import unquote
 
 from hybrid.asgi.http import ClientDisconnected
+from hybrid.h2 import crossing
 from hybrid.request_id import REQUEST_ID_KEY, lazy_request_id
 
 ASGI = {"version": "3.0", "spec_version": "2.4"}
@@ -73,11 +77,12 @@ def build_scope(session, headers) -> dict | None:
 
 
 class H2Stream:
-    """One request on an HTTP/2 connection; its app runs once, as its own task on the pool's loop."""
+    """One request on an HTTP/2 connection; its app runs once, as its own task on a worker's loop (or the
+    pool's, --mode async)."""
 
     __slots__ = ("session", "id", "scope", "body", "body_bytes", "ended", "delivered_end", "gone", "waiter",
                  "window_waiter", "status", "headers", "trailers", "sent_headers", "complete", "task", "head", "sent",
-                 "started")
+                 "started", "remote", "inbox", "app_loop", "app_task", "ops", "writer", "chunks")
 
     def __init__(self, session, stream_id: int, scope: dict) -> None:
         self.session = session
@@ -96,7 +101,14 @@ class H2Stream:
         self.trailers = False
         self.sent_headers = False
         self.complete = False
-        self.task = None
+        self.task = None  # (the pool's handle: the app's task, or for a remote app a future standing for it)
+        self.remote = False  # the app runs on a worker's loop (crossing.dispatch)
+        self.inbox = None  # that worker loop's Mailbox, once it took the stream: the session's news go there
+        self.app_loop = session.loop  # the loop the app runs on: receive's waiters live there
+        self.app_task = None  # (remote: the app's task, touched on its own loop only)
+        self.ops = None  # (remote: the app's sends and its end, in order, on the pool's side; crossing.py)
+        self.writer = None  # (remote: the pool task finishing a send that waits for windows)
+        self.chunks = 0  # (remote: body messages with more to come; the second makes the route a streaming one)
         self.sent = 0  # body bytes handed to h2 (the access log's bytes)
         self.started = perf_counter()  # (the access log's duration)
 
@@ -116,7 +128,27 @@ class H2Stream:
         self._wake()
         self.wake_window()
 
+    def cancel_app(self) -> None:
+        """The client reset the stream (or shutdown's bound ran out): the app's task is cancelled, at its next
+        await if a step is blocking now. A remote app not yet started never starts (``gone`` is set first)."""
+        if self.inbox is not None:
+            self.inbox.post(self._cancel_here)
+        elif not self.remote and self.task is not None:
+            self.task.cancel()
+
+    def _cancel_here(self) -> None:
+        task = self.app_task
+        if task is not None and not task.done():
+            task.cancel()
+
     def _wake(self) -> None:
+        inbox = self.inbox
+        if inbox is not None:  # (the app waits on a worker's loop: wake it there)
+            inbox.post(self._wake_here)
+        else:
+            self._wake_here()
+
+    def _wake_here(self) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -133,15 +165,22 @@ class H2Stream:
             if self.gone or self.complete:
                 return {"type": "http.disconnect"}
             if self.body:
-                data, flow = self.body.popleft()
-                self.session.consumed(self.id, flow)  # the window opens as the app reads
+                try:
+                    data, flow = self.body.popleft()
+                except IndexError:  # (the session released it meanwhile: the stream is gone)
+                    continue
+                if flow:  # the window opens as the app reads
+                    if self.remote:
+                        self.session.pool.h2_inbox.post(self.session.consumed, self.id, flow)
+                    else:
+                        self.session.consumed(self.id, flow)
                 more = bool(self.body) or not self.ended
                 self.delivered_end = not more
                 return {"type": "http.request", "body": data, "more_body": more}
             if self.ended and not self.delivered_end:
                 self.delivered_end = True
                 return {"type": "http.request", "body": b"", "more_body": False}
-            self.waiter = self.session.loop.create_future()
+            self.waiter = self.app_loop.create_future()
             if self.ended:  # (the body is whole: wait for the disconnect, however long)
                 try:
                     await self.waiter
@@ -153,13 +192,19 @@ class H2Stream:
                 async with asyncio.timeout(limit):
                     await self.waiter
             except TimeoutError:
-                self.session.body_stalled(self)  # nothing for --timeout-request-body: 408, the stream reset
+                self._stalled()  # nothing for --timeout-request-body: 408, the stream reset
                 continue
             finally:
                 self.waiter = None
             elapsed = perf_counter() - self.started
             if elapsed >= limit and self.body_bytes < MIN_BODY_RATE * elapsed and not self.ended:
-                self.session.body_stalled(self)  # a trickle (slowloris), as over HTTP/1.1
+                self._stalled()  # a trickle (slowloris), as over HTTP/1.1
+
+    def _stalled(self) -> None:
+        if self.remote:
+            self.session.pool.h2_inbox.post(self.session.body_stalled, self)  # (its reset wakes receive)
+        else:
+            self.session.body_stalled(self)
 
     async def send(self, message: dict) -> None:
         kind = message["type"]
@@ -185,6 +230,13 @@ class H2Stream:
             session = self.session
             if not more:
                 self.complete = True  # (before any wait: receive() now says disconnect)
+            if self.remote:  # the pool's loop writes it; a send with more to come waits for that (backpressure)
+                if more:
+                    self.chunks += 1
+                    if self.chunks == 2:  # a stream, as over HTTP/1.1: the route's next requests run on the pool
+                        session.server.router.learn(self.scope["method"], self.scope["path"])
+                await crossing.send_body(self, body, end, more)
+                return
             if not self.sent_headers:
                 self.sent_headers = True
                 session.send_headers(self, end and not body)
@@ -203,6 +255,9 @@ class H2Stream:
                 raise ClientDisconnected("The client reset the stream")
             self.trailers = False
             if not message.get("more_trailers", False):
+                if self.remote:
+                    self.session.pool.h2_inbox.post(crossing.write_trailers, self, message.get("headers", ()))
+                    return
                 self.session.send_trailers(self, message.get("headers", ()))
                 self.session.stream_done(self)
             return

@@ -7,6 +7,7 @@ import time
 from tests.apps import plain_lifespan
 
 CALLS = {"count": 0}
+TAGGED: dict = {}  # /block-tagged runs by tag: how many calls, how each ended
 
 
 async def app(scope, receive, send):
@@ -63,6 +64,31 @@ async def app(scope, receive, send):
         time.sleep(float(scope["query_string"] or 0.5))
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"blocked"})
+    elif path == "/block-tagged":  # ?tag: blocks 2 s, then awaits; records that it ran and how it ended
+        tag = scope["query_string"].decode()
+        TAGGED[tag] = {"calls": TAGGED.get(tag, {}).get("calls", 0) + 1, "outcome": "blocking"}
+        print(f"h2 app: block-tagged {tag} sleeps", flush=True)  # (the tests' cue, read from the server's output)
+        time.sleep(2.0)
+        try:
+            await asyncio.sleep(0.2)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"blocked"})
+            TAGGED[tag]["outcome"] = "answered"
+        except asyncio.CancelledError:
+            TAGGED[tag]["outcome"] = "cancelled"
+            raise
+        except Exception as exc:  # noqa: BLE001 - (what ended it is the test's answer)
+            TAGGED[tag]["outcome"] = type(exc).__name__
+    elif path == "/tagged":  # ?tag: what /block-tagged recorded
+        body = json.dumps(TAGGED.get(scope["query_string"].decode())).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+    elif path == "/sse":  # ?n events, one every 50 ms (over HTTP/1.1 with Accept: text/event-stream: the pool)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for i in range(int(scope["query_string"] or 10)):
+            await send({"type": "http.response.body", "body": b"data: %d\n\n" % i, "more_body": True})
+            await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/raise":
         raise RuntimeError("boom")
     elif path == "/raise-late":

@@ -1,0 +1,168 @@
+"""An HTTP/2 stream whose app runs on a worker thread's loop, its frames on the pool's: what crosses, and how.
+
+Why (docs/architecture.md, "HTTP/2"): the frames of a connection have one owner, the session on the pool's
+loop; an app run there stalls every stream, SSE and WebSocket of the pool while one of its steps blocks. So a
+stream's app runs where HTTP/1.1 requests run: ``dispatch`` queues the stream in the connection's home epoll set
+(``ConnectionSet.wake_h2``), and whichever thread owns that set runs the app's first step at once, marked for the
+monitor (``onworker.run_stream``). A handler that blocks there is taken over like an HTTP/1.1 one: the set, and
+with it the next streams, goes to a spare within --blocking-threshold.
+
+Crossing the threads (each side batched per loop iteration by a Mailbox, ``hybrid/mailbox.py``):
+- pool -> app loop: a body chunk, the end of the body, a reset, a window, the reply to a send (``H2Stream``'s
+  waiters live on the app's loop; ``stream.inbox`` is that loop's Mailbox);
+- app loop -> pool: each send (below), a consumed body chunk (WINDOW_UPDATE), the app's end.
+The sends of one stream and its end are applied in order (``stream.ops``): one posting thread, one deque.
+
+Backpressure: a send with more to come waits until the pool handed it to h2 within the windows and the
+session's write bound (HIGH_WATER), as a send on the pool's loop does; the last one does not wait (the app's
+response is complete; the pool finishes writing it, the stream stays open until then and its end after it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from h2.errors import ErrorCodes
+
+from hybrid.asgi.http import ClientDisconnected
+
+WRITE, TRAILERS, DONE = 0, 1, 2
+
+
+# -- on the pool's loop --------------------------------------------------------------------------------------
+
+def wants_pool(server, scope) -> bool:
+    """The stream's app runs on the pool's loop, as an HTTP/1.1 request would be handed to the pool before any
+    app code: Accept includes text/event-stream, or --async-path / a learned streaming route matches."""
+    for name, value in scope["headers"]:
+        if name == b"accept" and b"text/event-stream" in value:
+            return True
+    router = server.router
+    return router.active and router.wants_pool(scope["method"], scope["path"])
+
+
+def dispatch(session, stream) -> None:
+    """Run ``stream``'s app on a worker: queued in the connection's home set (the session wakes its owner once
+    per read: ``ConnectionSet.wake_h2``); the pool keeps a future standing for it in ``pool.tasks`` (a graceful
+    shutdown waits for it, and cancels it at its bound)."""
+    stream.remote = True
+    stream.ops = deque()
+    standin = Standin(loop=session.loop)
+    standin.stream = stream
+    stream.task = standin
+    session.pool.tasks.add(standin)
+    session.home.h2_streams.append(stream)
+
+
+class Standin(asyncio.Future):
+    """What the pool's tasks hold for a remote app: done when the app's end is applied (``app_finished``);
+    cancelling it (shutdown's bound) cancels the app. (No done callback per stream: it would cost a loop
+    callback for every request.) The stream is reset at once: the pool's loop may end before the app's end
+    comes back, and the connection must close with it."""
+
+    __slots__ = ("stream",)
+
+    def cancel(self, msg=None) -> bool:
+        if not super().cancel(msg=msg):
+            return False
+        stream = self.stream
+        stream.cancel_app()
+        if not stream.gone:
+            stream.session._reset(stream, ErrorCodes.CANCEL)
+        return True
+
+
+def write(stream, body: bytes, end: bool, reply) -> None:
+    stream.ops.append((WRITE, body, end, reply))
+    _pump(stream)
+
+
+def write_trailers(stream, headers) -> None:
+    stream.ops.append((TRAILERS, headers, True, None))
+    _pump(stream)
+
+
+def app_ended(stream, exc) -> None:
+    stream.ops.append((DONE, exc, True, None))
+    _pump(stream)
+
+
+def _pump(stream) -> None:
+    """Apply the stream's queued sends in order; one that must wait for windows goes on in a task, the rest
+    after it."""
+    session = stream.session
+    ops = stream.ops
+    while ops and stream.writer is None:
+        kind, arg, end, reply = ops.popleft()
+        if kind == DONE:
+            session.app_finished(stream, arg)
+            continue
+        try:
+            if stream.gone or session.closed:
+                raise ClientDisconnected("The client reset the stream or left")
+            if kind == TRAILERS:
+                session.send_trailers(stream, arg)
+                session.stream_done(stream)
+            elif _write(session, stream, arg, end, reply):
+                return  # (the task replies and pumps on)
+        except ClientDisconnected as exc:
+            _reply(stream, reply, exc)
+            continue
+        _reply(stream, reply, None)
+
+
+def _write(session, stream, body: bytes, end: bool, reply) -> bool:
+    """True if the write goes on in a task (a window or the socket must open first)."""
+    if not stream.sent_headers:
+        stream.sent_headers = True
+        session.send_headers(stream, end and not body)
+        if end and not body:
+            session.stream_done(stream)
+            return False
+    if (body or end) and not session.send_data_now(stream, body, end):
+        stream.writer = session.loop.create_task(_write_later(session, stream, body, end, reply))
+        return True
+    if end:
+        session.stream_done(stream)
+    return False
+
+
+async def _write_later(session, stream, body: bytes, end: bool, reply) -> None:
+    exc = None
+    try:
+        await session.send_data(stream, body, end)
+        if end:
+            session.stream_done(stream)
+    except ClientDisconnected as error:
+        exc = error
+    finally:
+        stream.writer = None
+    _reply(stream, reply, exc)
+    _pump(stream)
+
+
+def _reply(stream, reply, exc) -> None:
+    if reply is not None:
+        stream.inbox.post(_settle, reply, exc)
+
+
+# -- on the app's loop -----------------------------------------------------------------------------------------
+
+def _settle(reply, exc) -> None:
+    if not reply.done():  # (the app may have been cancelled meanwhile)
+        if exc is None:
+            reply.set_result(None)
+        else:
+            reply.set_exception(exc)
+
+
+async def send_body(stream, body: bytes, end: bool, more: bool) -> None:
+    """The app's ``http.response.body``: posted to the pool; with ``more`` it waits for the pool's reply."""
+    post = stream.session.pool.h2_inbox.post
+    if not more:
+        post(write, stream, body, end, None)
+        return
+    reply = stream.app_loop.create_future()
+    post(write, stream, body, end, reply)
+    await reply
