@@ -348,3 +348,48 @@ def test_timed_coroutine_under_asyncios_task_returns_raises_and_reports_a_slow_s
 
     assert asyncio.run(main()) == 42
     assert len(reports) == 1 and reports[0] >= 0.05, reports
+
+
+def test_the_step_that_ends_a_request_task_tells_its_connection_in_that_step():
+    """Connection._start hands a task that outlives its first step its connection (``_hy_conn``): the step that
+    ends the task calls ``_on_task_done`` before that step returns, and a response completed in a step of the
+    task's own (``_hy_release``, what Connection.response_complete sets) is released at that step's end. Through
+    a done callback or call_soon each came one loop iteration later, after what the app scheduled in that step."""
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    seen: list = []
+
+    class _Conn:
+        def _on_task_done(self, task):
+            seen.append(("done", task.done(), task.result()))
+
+        def _release_later(self, cycle):
+            seen.append(("release", cycle))
+
+    try:
+        async def app(gate1, gate2):
+            await gate1  # ends the first step: the task is pending
+            asyncio.current_task()._hy_release = True  # the response is complete; the app goes on
+            loop.call_soon(seen.append, "iteration after the second step")
+            await gate2
+            loop.call_soon(seen.append, "iteration after the last step")
+            return "ok"
+
+        async def main():
+            gate1, gate2 = loop.create_future(), loop.create_future()
+            task = await _start(app(gate1, gate2), loop, _Worker())
+            task._hy_cycle = "the cycle"
+            task._hy_conn = _Conn()
+            for gate in (gate1, gate2):
+                gate.set_result(None)
+                for _ in range(5):  # a few loop iterations: the step runs, then what it scheduled
+                    await asyncio.sleep(0)
+            return task
+
+        task = loop.run_until_complete(asyncio.wait_for(main(), 5))
+        assert seen == [("release", "the cycle"), "iteration after the second step", ("done", True, "ok"),
+                        "iteration after the last step"]
+        assert task._hy_conn is None  # told once
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -52,6 +52,8 @@ cdef extern from "<sys/socket.h>" nogil:
 from hybrid._speedups.cycle import ClientDisconnected, build_scope
 from hybrid._speedups.h1 import H1Error, LocalProtocolError
 from hybrid._speedups.task import BLOCKED_STEP, start_request_task
+
+_current_task = asyncio.current_task
 from hybrid.asgi.errors import log_app_exception
 from hybrid.request_id import request_id_of
 
@@ -455,7 +457,7 @@ cdef class Connection:
         else:
             task._hy_cycle = cycle
             worker.pending += 1
-            task.add_done_callback(self._on_task_done)
+            task._hy_conn = self  # (the step that ends it calls _on_task_done: task.pyx, _after_step)
             if cycle.response_complete and not cycle.writing:
                 self._release(cycle)  # the app goes on after its response (background tasks): not our business
             else:
@@ -464,8 +466,15 @@ cdef class Connection:
     def response_complete(self, cycle):
         """RequestCycle.send wrote the last body message of a request whose task is pending (past its first
         step). If the app is still running once this step is over (a BackgroundTask after the response), the
-        connection does not wait for it: it serves its next request meanwhile, as in uvicorn."""
-        self.loop.call_soon(self._release_later, cycle)
+        connection does not wait for it: it serves its next request meanwhile, as in uvicorn.
+        Sent from a step of the request's own task, this is decided at that step's end (task.pyx, _after_step),
+        when the task has either ended (then nothing is left to release) or goes on; from another task (a child
+        task of the app), in the next loop iteration."""
+        task = (<RequestCycle>cycle).task
+        if task is not None and _current_task(self.loop) is task:
+            task._hy_release = True
+        else:
+            self.loop.call_soon(self._release_later, cycle)
 
     def _release_later(self, cycle):
         if cycle is self.cycle and cycle.task is not None and not cycle.task.done():

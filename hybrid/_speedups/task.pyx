@@ -58,10 +58,14 @@ class RequestTask(_Future):
 
     ``_hy_worker``: the SyncWorker whose loop runs the steps (its ``monitor`` and ``slot`` mark each step; then
     ``left_blocked`` after a blocked step, ``step_blocked``).
-    ``_hy_cycle``: the request's RequestCycle, set once the task outlives its first step (it names the route)."""
+    ``_hy_cycle``: the request's RequestCycle, set once the task outlives its first step (it names the route).
+    ``_hy_conn``: the Connection whose request this task is (not a child task's), set once it outlives its first
+    step: the step that ends the task tells it at once (``_on_task_done``), and a response completed in one of
+    its steps is released at that step's end (``_hy_release``). Through a done callback or ``call_soon`` each
+    would cost one more loop iteration (an ``epoll_wait`` and the callback handles) per request that awaited."""
 
     __slots__ = ("_coro", "_context", "_fut_waiter", "_must_cancel", "_num_cancels_requested", "_name",
-                 "_hy_worker", "_hy_cycle", "_registered")
+                 "_hy_worker", "_hy_cycle", "_hy_conn", "_hy_release", "_registered")
 
     _log_destroy_pending = True
 
@@ -138,7 +142,10 @@ class RequestTask(_Future):
         """A later step, run by the loop: marked for the monitor and timed."""
         worker = self._hy_worker
         if worker is None:
-            _step(self, exc)
+            try:
+                _step(self, exc)
+            finally:
+                _after_step(self)
             return
         # (the worker's monitor marks, as C calls: SyncWorker.enter_app / leave_app cost a Python call each)
         monitor = worker.monitor
@@ -153,6 +160,7 @@ class RequestTask(_Future):
             took = _now() - started
             if took > BLOCKED_STEP:
                 worker.step_blocked(self, self._hy_cycle, took)
+            _after_step(self)
 
     def _wakeup(self, future):
         try:
@@ -161,6 +169,21 @@ class RequestTask(_Future):
             self._step(exc)
         else:
             self._step()
+
+
+cdef inline _after_step(task):
+    """A later step of a request's own task is over: if it ended the task, the connection completes the request
+    now; if it completed the response while the app goes on, the connection is released now."""
+    conn = task._hy_conn
+    if conn is None:
+        return
+    if task.done():
+        task._hy_conn = None
+        task._hy_release = False
+        conn._on_task_done(task)
+    elif task._hy_release:
+        task._hy_release = False
+        conn._release_later(task._hy_cycle)
 
 
 cdef _init(task, coro, loop, context, worker, name):
@@ -174,6 +197,8 @@ cdef _init(task, coro, loop, context, worker, name):
     task._name = name
     task._hy_worker = worker
     task._hy_cycle = None
+    task._hy_conn = None
+    task._hy_release = False
     task._registered = False
 
 
