@@ -54,6 +54,10 @@ async def app(scope, receive, send):
             part = chunk[:n]
             n -= len(part)
             await send({"type": "http.response.body", "body": part, "more_body": n > 0})
+    elif path == "/big-one":  # ?n bytes in one message (the pool frames it: 16 KiB frames, windows, the socket)
+        n = int(scope["query_string"] or 1 << 20)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(n).encode())]})
+        await send({"type": "http.response.body", "body": b"y" * n})
     elif path == "/sleep":  # ?seconds, awaiting
         if scope["query_string"] == b"1.01":  # (the shutdown test's cue: its request is in the app)
             print("h2 app: sleep 1.01 started", flush=True)
