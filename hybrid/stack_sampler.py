@@ -16,10 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import select
-import sys
 import threading
 
-from hybrid.stacks import app_stack, describe
+from hybrid.stacks import app_stack, current_frames, describe
 
 logger = logging.getLogger("hybrid.error")
 
@@ -114,7 +113,7 @@ class StackSampler:
         steps = self.monitor.flagged_steps()
         if not steps:
             return False
-        frames = sys._current_frames()
+        frames = current_frames()  # (not sys._current_frames() itself: see stacks.current_frames)
         # A step that ended between the two lists is left out: the frame read may already be another step's.
         still = {(slot, seq) for slot, _ident, seq, _began in self.monitor.flagged_steps()}
         try:

@@ -11,8 +11,10 @@ its call site, shown with its source text).
 from __future__ import annotations
 
 import asyncio
+import gc
 import linecache
 import os
+import sys
 import sysconfig
 
 import hybrid
@@ -28,6 +30,21 @@ STACK_LIMIT = 48
 TRACE_FRAMES = 5
 
 Frame = tuple[str, int, str]  # (file, line, function)
+
+
+def current_frames() -> dict:
+    """``sys._current_frames()`` with the collector off while it runs. CPython before 3.11.9 / 3.12.3 holds its
+    thread-list lock there while making frame objects; a collection they trigger can run finalizers, which can
+    hand the GIL to a thread that starts or ends a thread and so waits for that lock holding the GIL: a deadlock
+    of the whole process (CPython gh-106883; seen here as a server frozen while a spare thread started during a
+    takeover). The fix CPython made: no collection during the call. (Left off if the app turned it off.)"""
+    if not gc.isenabled():
+        return sys._current_frames()
+    gc.disable()
+    try:
+        return sys._current_frames()
+    finally:
+        gc.enable()
 
 
 def app_stack(frame) -> tuple[Frame, ...]:
