@@ -276,6 +276,22 @@ cdef Py_ssize_t _get_int(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos, i
     return index
 
 
+cdef bytes _get_string(const unsigned char *p, Py_ssize_t n, Py_ssize_t *pos):
+    """RFC 7541 section 5.2 at ``p[pos[0]]`` (a name or a value: length, then Huffman or raw octets); moves
+    ``pos`` past it."""
+    cdef uint64_t length
+    cdef Py_ssize_t q = pos[0]
+    cdef Py_ssize_t taken = _get_int(p, n, q, 7, &length)
+    if length > <uint64_t>(n - q - taken):
+        raise HPACKDecodingError("Truncated header block")
+    if p[q] & 0x80:
+        out = _huffman_decode(p + q + taken, <Py_ssize_t>length)
+    else:
+        out = PyBytes_FromStringAndSize(<char *>p + q + taken, <Py_ssize_t>length)
+    pos[0] = q + taken + <Py_ssize_t>length
+    return out
+
+
 cdef bytes _huffman_decode(const unsigned char *src, Py_ssize_t n):
     cdef unsigned char stack[512]
     cdef unsigned char *out = stack
@@ -376,8 +392,8 @@ cdef class Decoder:
     cdef tuple _literal(self, const unsigned char *p, Py_ssize_t n, Py_ssize_t pos, bint should_index):
         """A literal field at ``p[pos]``: (the header tuple, octets taken)."""
         cdef unsigned char c = p[pos]
-        cdef uint64_t number, length
-        cdef Py_ssize_t q, taken
+        cdef uint64_t number
+        cdef Py_ssize_t q
         cdef bint never = False
         cdef bytes name, value
         cdef Py_ssize_t indexed_name = (c & 0x3F) if should_index else (c & 0x0F)
@@ -388,22 +404,8 @@ cdef class Decoder:
             name = <bytes>(self.header_table.get(<Py_ssize_t>number)[0])
         else:
             q = pos + 1
-            taken = _get_int(p, n, q, 7, &length)
-            if length > <uint64_t>(n - q - taken):
-                raise HPACKDecodingError("Truncated header block")
-            if p[q] & 0x80:
-                name = _huffman_decode(p + q + taken, <Py_ssize_t>length)
-            else:
-                name = PyBytes_FromStringAndSize(<char *>p + q + taken, <Py_ssize_t>length)
-            q += taken + <Py_ssize_t>length
-        taken = _get_int(p, n, q, 7, &length)
-        if length > <uint64_t>(n - q - taken):
-            raise HPACKDecodingError("Truncated header block")
-        if p[q] & 0x80:
-            value = _huffman_decode(p + q + taken, <Py_ssize_t>length)
-        else:
-            value = PyBytes_FromStringAndSize(<char *>p + q + taken, <Py_ssize_t>length)
-        q += taken + <Py_ssize_t>length
+            name = _get_string(p, n, &q)
+        value = _get_string(p, n, &q)
         header = _tuple_new(NeverIndexedHeaderTuple if never else HeaderTuple, (name, value))
         if should_index:
             self.header_table.add(name, value)
