@@ -105,9 +105,16 @@ def test_sigterm_under_load_is_graceful(launch, mode):
         )
 
     for load in (fresh, kept):
+        # A refusal is a defect when connect() was refused before the signal was sent. One that began before the
+        # signal but returned after it is not: on a loaded 2-core machine the client thread can be descheduled
+        # between taking t0 and its SYN, which then reaches a listener the signal has closed (CI saw an 8 ms gap).
+        early = [r for r in load.refused if r.t1 < t_sig]
+        assert not early, (
+            f"refused before the signal ({early[0].rid} refused {t_sig - early[0].t1:.4f} s before it): "
+            + load.summary()
+        )
         before = [r for r in load.records if r.t1 < t_sig]
         assert len(before) > 20 and all(r.kind == ANSWERED for r in before), "before the signal: " + load.summary()
-        assert not [r for r in load.refused if r.t0 < t_sig], "refused before the signal: " + load.summary()
     assert sum(r.reused for r in kept.answered) > 20, "keep-alive connections were not reused: " + kept.summary()
 
     started = lifespan_loops(srv.markers, "startup")
