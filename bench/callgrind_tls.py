@@ -14,38 +14,17 @@ import argparse
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from bench.procs import free_port, stop, wait_listening
 from bench.scenarios.tls import make_certificate
 from bench.tlsclient import run as run_client
 
 APP = "bench.apps.plaintext:app"
 READY_TIMEOUT = 240.0  # the server imports everything under valgrind: slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(proc: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("server not ready in time")
 
 
 def _total(path: Path) -> int:
@@ -58,7 +37,7 @@ def _total(path: Path) -> int:
 
 def count(n: int, folder: Path, cert: str, key: str, *, plain: bool, mode: str, connections: int,
           extra: list[str]) -> int:
-    port = _free_port()
+    port = free_port()
     out = folder / f"callgrind.{'plain' if plain else 'tls'}.{mode}.{n}"
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m", "hybrid", APP,
            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *extra]
@@ -67,14 +46,10 @@ def count(n: int, folder: Path, cert: str, key: str, *, plain: bool, mode: str, 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONHASHSEED": "0"})
     try:
-        _wait_ready(proc, port)
+        wait_listening(proc, port, READY_TIMEOUT, interval=0.5)
         run_client(port, n, connections, mode, plain, timeout=60.0)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=READY_TIMEOUT)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc, READY_TIMEOUT)  # (SIGINT: callgrind writes its counts as the server exits)
     return _total(out)
 
 

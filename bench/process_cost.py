@@ -33,6 +33,7 @@ import tempfile
 import time
 
 from bench import env
+from bench.procs import free_port, stop, wait_listening
 from bench.wrk import JSON_BODY
 
 START_TIMEOUT = 600.0  # an app imported under valgrind on a loaded machine takes minutes
@@ -103,34 +104,6 @@ def server_argv(server: str, app: str, port: int, extra: list[str]) -> list[str]
             "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning", *extra]
 
 
-def wait_listening(proc: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the server did not listen within {START_TIMEOUT:.0f} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def callgrind_totals(path: str) -> int:
     with open(path) as f:
         for line in f:
@@ -145,7 +118,7 @@ def run_callgrind(args, argv: list[str], request: bytes, port: int, log) -> dict
     proc = subprocess.Popen(cmd, cwd=env.REPO_ROOT, stdout=log, stderr=log,
                             env={**os.environ, "PYTHONHASHSEED": "0"})
     try:
-        wait_listening(proc, port)
+        wait_listening(proc, port, START_TIMEOUT)
         drive(port, request, args.warmup, args.connections)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
         n = args.requests
@@ -162,7 +135,7 @@ def run_strace(args, argv: list[str], request: bytes, port: int, log) -> dict:
     proc = subprocess.Popen(argv, cwd=env.REPO_ROOT, stdout=log, stderr=log)
     out = tempfile.mktemp(prefix="process_cost.strace.")
     try:
-        wait_listening(proc, port)
+        wait_listening(proc, port, START_TIMEOUT)
         drive(port, request, args.warmup, args.connections)
         tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(proc.pid), "-o", out],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

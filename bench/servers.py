@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import env
-
-HOST = "127.0.0.1"
+from bench.procs import HOST, free_port
 
 
 @dataclass(frozen=True)
@@ -81,12 +80,6 @@ class ServerFailed(Exception):
     def __init__(self, message: str, unsupported: bool = False):
         super().__init__(message)
         self.unsupported = unsupported
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def build_argv(spec: ServerSpec, app: str, port: int, workers: int = 1, extra: str = "") -> list[str]:
