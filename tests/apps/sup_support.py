@@ -158,17 +158,6 @@ class LostRequests(AssertionError):
     """Requests lost after the server accepted their connection (a distinct type, so a test can xfail on it alone)."""
 
 
-# A fresh connection whose handshake completes in the microseconds between the server's last accept() and the
-# listener's close() is reset: no server can answer it (the kernel completed the handshake for a socket about to
-# close). Only those are excused, and only when the server closed its listeners: a lost request must have started
-# within CLOSE_WINDOW before the "Stopped accepting connections" line arrived and ended at most CLOSE_WINDOW
-# before it. (Connections left queued in the kernel at shutdown are guarded deterministically by
-# tests/test_correctness.py::test_sigterm_answers_connections_queued_in_the_kernel; this load cannot tell them
-# from a close-instant reset.)
-CLOSE_WINDOW = 0.005
-CLOSE_RESETS_MAX = 2
-
-
 def request_bytes(target: str, close: bool) -> bytes:
     conn = "Connection: close\r\n" if close else ""
     return f"GET {target} HTTP/1.1\r\nHost: localhost\r\n{conn}\r\n".encode()
@@ -344,19 +333,12 @@ class Load:
     def pids(self) -> set[int]:
         return {r.pid for r in self.answered}
 
-    def assert_none_lost(self, what: str = "", closed_at: float | None = None) -> None:
-        """Every request sent has an outcome, and none was lost once its connection was established.
-
-        ``closed_at``: when the server reported closing its listeners (a shutdown, not a swap). A fresh connection
-        reset at that instant is excused (at most CLOSE_RESETS_MAX), nothing else."""
+    def assert_none_lost(self, what: str = "") -> None:
+        """Every request sent has an outcome, and none was lost once its connection was established. Nothing is
+        excused, a shutdown's close included: the server refuses new handshakes before its last accept()
+        (hybrid/listen_close.py), so none completes between that accept and the listener's close."""
         assert len(self.records) == self.sent, f"{self.sent} requests sent, {len(self.records)} outcomes"
-        lost = self.lost
-        if closed_at is not None:
-            at_close = [r for r in lost if not r.reused and closed_at - CLOSE_WINDOW <= r.t0 <= closed_at
-                        and r.t1 >= closed_at - CLOSE_WINDOW]
-            if len(at_close) <= CLOSE_RESETS_MAX:
-                lost = [r for r in lost if r not in at_close]
-        if lost:
+        if self.lost:
             raise LostRequests(f"{what}: requests lost after the server accepted their connection: " + self.summary())
 
     def summary(self) -> str:
