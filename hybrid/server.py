@@ -1,4 +1,5 @@
-"""One server process: listeners, connection sets, SyncWorker threads, the monitor, signals, shutdown.
+"""One server process: connection sets, SyncWorker threads, the monitor, signals, shutdown (its listening sockets:
+hybrid/listeners.py).
 
 The main thread does no serving: it binds, starts the threads, then waits for a signal. Shutdown order (see
 docs/architecture.md): stop accepting, close idle connections, let in-flight requests finish (bounded by
@@ -14,7 +15,6 @@ import random
 import resource
 import signal
 import socket
-import stat
 import sys
 import threading
 import time
@@ -34,87 +34,16 @@ from hybrid.connection import Connection, ConnectionSet
 from hybrid.door import close_the_door
 from hybrid.importer import load_app
 from hybrid.limits import ConcurrencyLimit, ConnectionLimit
+from hybrid.listeners import bind_listeners, close_listeners, describe_listeners, start_listening
 from hybrid.logs import access_logger, flush_access_log, log_http_access, logger
 from hybrid.main_wait import MainWait
 from hybrid.monitor import ThreadManager
 from hybrid.proxy_headers import ProxyTrust
 from hybrid.request_id import REQUEST_ID_KEY, RequestIds, request_id_of
-from hybrid.shutdown import EXIT_STARTUP_FAILED, STREAMS_DEFAULT, ShutdownClock, StartupAborted
+from hybrid.shutdown import EXIT_STARTUP_FAILED, STREAMS_DEFAULT, ShutdownClock, StartupAborted, StartupError
 from hybrid.stream_end import CANCEL_WAIT, end_worker_streams, worker_streams
 from hybrid.tls import TLSConnection, create_ssl_context, tls_io_path
 from hybrid.uvicorn_compat import header_block, parse_header
-
-
-class StartupError(Exception):
-    """The server could not start (bind, app import, lifespan startup); the message says why."""
-
-
-def bind_listeners(config: ServerConfig) -> list[socket.socket]:
-    """Bind (not listen: nothing is accepted, not even by the kernel, before lifespan startup completes; see
-    start_listening). An inherited --fd socket is used as it is."""
-    if config.fd is not None:
-        sock = socket.socket(fileno=config.fd)
-        if sock.type != socket.SOCK_STREAM:
-            raise StartupError(f"--fd {config.fd} is not a stream socket")
-    elif config.uds is not None:
-        path = config.uds
-        try:
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                os.unlink(path)  # a stale socket file from an earlier run
-        except FileNotFoundError:
-            pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            sock.close()
-            raise StartupError(f"Cannot bind unix socket {path!r}: {exc.strerror}") from None
-        os.chmod(path, 0o666)
-    else:
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((config.host, config.port))
-        except OSError as exc:
-            sock.close()
-            raise StartupError(f"Cannot bind {config.host}:{config.port}: {exc.strerror}") from None
-    if config.fd is not None:
-        start_listening(config, [sock])
-    sock.setblocking(False)
-    return [sock]
-
-
-def start_listening(config: ServerConfig, sockets: list[socket.socket]) -> None:
-    """After lifespan startup: clients may connect from now on (again, harmlessly, on a socket already listening:
-    a supervisor's, which the first ready worker starts)."""
-    for sock in sockets:
-        try:
-            sock.listen(config.backlog)
-        except OSError as exc:
-            raise StartupError(f"Cannot listen on {config.bind_description}: {exc.strerror}") from None
-
-
-def describe_listeners(config: ServerConfig, sockets: list[socket.socket]) -> str:
-    if config.uds is None and config.fd is None:
-        host, port = sockets[0].getsockname()[:2]
-        host = f"[{host}]" if ":" in host else host
-        return f"{'https' if config.tls else 'http'}://{host}:{port}"
-    return config.bind_description
-
-
-def close_listeners(config: ServerConfig, sockets: list[socket.socket], *, owner: bool) -> None:
-    """Close our copies of the listening sockets; ``owner`` (who bound them) also removes a unix socket's file."""
-    for sock in sockets:
-        if config.fd is None:
-            sock.close()
-        else:
-            sock.detach()  # an inherited descriptor belongs to whoever passed it
-    if owner and config.uds is not None:
-        try:
-            os.unlink(config.uds)
-        except OSError:
-            pass
 
 
 def raise_fd_limit() -> None:

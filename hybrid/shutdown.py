@@ -79,6 +79,11 @@ def wait_until(ready, deadline: float, abort) -> str:
     return "ready"
 
 
+class StartupError(Exception):
+    """The server could not start (bind, app import, lifespan startup): exit EXIT_STARTUP_FAILED; the message
+    says why."""
+
+
 class StartupAborted(Exception):
     """Startup did not finish: past --timeout-startup (exit 3) or stopped by a signal (exit 4)."""
 

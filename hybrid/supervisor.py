@@ -27,15 +27,9 @@ from dataclasses import dataclass, field
 
 from hybrid.banner import plural, startup_banner
 from hybrid.config import ServerConfig
+from hybrid.listeners import bind_listeners, close_listeners, describe_listeners
 from hybrid.restart_backoff import RestartBackoff
-from hybrid.server import (
-    EXIT_STARTUP_FAILED,
-    StartupError,
-    bind_listeners,
-    close_listeners,
-    describe_listeners,
-)
-from hybrid.shutdown import EXIT_CUT_SHORT
+from hybrid.shutdown import EXIT_CUT_SHORT, EXIT_STARTUP_FAILED, StartupError
 
 logger = logging.getLogger("hybrid.error")
 
