@@ -177,7 +177,9 @@ class SyncWorker:
                 continue
             conn = conn_set.conns.get(fd)
             if conn is not None and conn.cycle is None and conn.registered:
-                conn.on_readable(self)
+                conn.on_readable(self)  # (a connection still served through its loop only leaves the set)
+            elif conn is not None and conn.async_mode and conn.registered:
+                conn.leave_set()  # (a request awaiting: Connection._go_async)
             elif fd == conn_set.wake_fd:
                 self._serve_resumed(conn_set)
             if self.conn_set is not conn_set:
