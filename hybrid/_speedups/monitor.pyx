@@ -273,8 +273,8 @@ cdef class Monitor:
         # look, microseconds, ~100 times a second). Releasing the GIL here, once per step of app code, handed
         # it to any thread waiting for it: with FastAPI's `def` endpoints that is an anyio worker, woken by the
         # step that queued its job; on a busy core it took the GIL and the CPU (a futex wake-up, a preemption)
-        # at every leave, ~2 thread switches per request. Blocking on the lock still releases the GIL (a thread
-        # holding the lock may be waiting for the GIL: add_slot's Python calls).
+        # at every leave, ~2 thread switches per request. Waiting for the lock still releases the GIL: a Python
+        # thread holding it (add_slot, flagged_steps) allocates, and a collection there can switch threads.
         if pthread_mutex_trylock(&self._lock) != 0:
             with nogil:
                 pthread_mutex_lock(&self._lock)
