@@ -177,7 +177,9 @@ class SyncWorker:
                 continue
             conn = conn_set.conns.get(fd)
             if conn is not None and conn.cycle is None and conn.registered:
-                conn.on_readable(self)
+                conn.on_readable(self)  # (a connection still served through its loop only leaves the set)
+            elif conn is not None and conn.async_mode and conn.registered:
+                conn.leave_set()  # (a request awaiting: Connection._go_async)
             elif fd == conn_set.wake_fd:
                 self._serve_resumed(conn_set)
             if self.conn_set is not conn_set:
@@ -247,8 +249,8 @@ class SyncWorker:
         head_deadline = now - config.timeout_request_head
         body_deadline = now - config.timeout_request_body
         for conn in list(conn_set.conns.values()):
-            if conn.cycle is not None or not conn.registered:
-                continue
+            if conn.cycle is not None or conn.async_mode or not conn.registered:
+                continue  # (async_mode: still its serving thread's, maybe one that lost this set to us)
             if conn.handshake_deadline and conn.handshake_deadline < now:
                 conn.close()  # a TLS client silent or trickling past --timeout-tls-handshake
             elif conn.head_since and conn.head_since < head_deadline:
@@ -281,7 +283,7 @@ class SyncWorker:
             return
         deadline = time.monotonic() - grace
         for conn in list(conn_set.conns.values()):
-            if conn.cycle is None and conn.registered and conn.last_active < deadline:
+            if conn.cycle is None and not conn.async_mode and conn.registered and conn.last_active < deadline:
                 conn.close()
         # Again until the loop stops: a connection whose response was served through the loop (its head sent
         # before the shutdown, so without connection: close) rejoins the set later and is closed once idle too.

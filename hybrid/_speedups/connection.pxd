@@ -29,6 +29,8 @@ cdef class Connection:
     cpdef _serve(self)
     cpdef _start(self, request)
     cpdef _settle(self)
+    cpdef leave_set(self)
+    cdef _unregister(self)
     cpdef _complete(self, task)
     cpdef answer_error(self, exc, cycle=*)
     cpdef close(self)

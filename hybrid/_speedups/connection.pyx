@@ -9,8 +9,8 @@ set itself is a ConnectionSet, hybrid/connection.py):
    this thread, on this thread's own event loop. A plain request finishes inside that first step: ``send`` wrote the
    head and body with one ``send`` call and the connection simply stays in the set for its next request.
 3. If the app awaits something that is not ready (a slow body, a database, ``asyncio.sleep``) the task is pending:
-   the connection leaves the epoll set and is served by this thread's loop until the response is done
-   (``Connection._go_async``), then goes back into a set.
+   this thread's loop serves the connection until the response is done (``Connection._go_async``); it stays in
+   its set, marked, and leaves it only if the set reports it readable meanwhile.
 4. A stream or a WebSocket upgrade is handed to the async pool instead (``_hand_off``, hybrid/async_pool.py).
 
 Ownership: a connection belongs to exactly one of: an epoll set (idle or waiting for bytes), the thread serving
@@ -43,6 +43,10 @@ from hybrid._speedups.h1 cimport Data, H1Protocol, Request
 from hybrid._speedups.monitor cimport mark_enter, mark_leave
 from hybrid._speedups.tls_io cimport ssl_object, tls_recv, tls_send
 
+
+cdef extern from "<sys/epoll.h>" nogil:
+    int EPOLL_CTL_DEL
+    int _epoll_ctl "epoll_ctl" (int epfd, int op, int fd, void *event)
 
 cdef extern from "<sys/socket.h>" nogil:
     ssize_t c_recv "recv" (int fd, void *buf, size_t n, int flags)
@@ -158,6 +162,9 @@ cdef class Connection:
 
     cpdef on_readable(self, worker):
         """The set owner saw this idle connection readable: read, parse and serve what is complete."""
+        if self.async_mode:  # (its thread's loop still serves it: see _go_async)
+            self.leave_set()
+            return
         try:
             if self._plain:
                 data = _recv_plain(self.fd)
@@ -241,6 +248,7 @@ cdef class Connection:
     cpdef want_read(self):
         """The pending app waits for bytes: let this thread's loop watch the socket."""
         if not self.reading and not self.disconnected:
+            self._unregister()  # (the loop reads it now: the set must not report it too)
             self.reading = True
             self.loop.add_reader(self.fd, self._on_readable_async)
         self._arm_body_timer()
@@ -544,13 +552,37 @@ cdef class Connection:
         self._settle()
 
     def _go_async(self):
-        # The app awaits: this thread's loop serves the connection until the response is done, so the set
-        # must not report it to anyone (its next pipelined bytes are read by us, into the backlog).
-        # The socket is watched only once the app waits in receive(): a client's next bytes (or its EOF) wait
-        # in the kernel until then, and a response to a client that left fails at its write.
-        if self.registered:
-            self.home.remove(self)
+        # The app awaits: this thread's loop serves the connection until the response is done (its next
+        # pipelined bytes are read by us, into the backlog). The socket is watched only once the app waits in
+        # receive(): a client's next bytes (or its EOF) wait in the kernel until then, and a response to a
+        # client that left fails at its write.
+        # The connection stays in its set meanwhile, marked: no client sends more while it waits for a
+        # response (wrk, browsers, proxies), so taking it out and putting it back cost two epoll_ctl per
+        # request, each a GIL release that let another thread in (an anyio worker of a `def` endpoint) in
+        # the middle of the serving thread's batch. It leaves the set only when the set reports it readable
+        # meanwhile (pipelined bytes, an EOF: leave_set, from on_readable) or the app reads a body not yet
+        # arrived (want_read); _settle unmarks it, or puts it back.
         self.async_mode = True
+
+    cpdef leave_set(self):
+        """The set reported readable a connection its thread's loop still serves (``async_mode``): it leaves
+        the set (level-triggered, it would be reported again and again) and goes back into one in _settle.
+        Called by the set's owner, which may be a spare that took the set over while the serving thread was
+        stuck: the connection stays the serving thread's."""
+        if self.async_mode:
+            self._unregister()
+
+    cdef _unregister(self):
+        # ConnectionSet.remove in one piece, the GIL held throughout (select.epoll releases it): a spare that
+        # owns the set after a takeover runs this while the serving thread may be in _settle, deciding from
+        # `registered` whether to put the connection back; a half-done removal between the two lost it.
+        if not self.registered:
+            return
+        home = self.home
+        self.registered = False
+        home.conns.pop(self.fd, None)
+        if not home.epoll.closed:
+            _epoll_ctl(home.fd, EPOLL_CTL_DEL, self.fd, NULL)  # (ENOENT: the monitor took it out at a takeover)
 
     def _on_task_done(self, task):
         task._hy_worker.pending -= 1
@@ -567,7 +599,8 @@ cdef class Connection:
                 log_app_exception(logger, exc)
             return
         self._complete(task)
-        # Still unregistered and owned by this thread: serve pipelined requests first, then go back to a set.
+        # Still owned by this thread (in its set but marked, or out of it): serve pipelined requests first, then
+        # back to being an idle connection of a set.
         self._serve()
         self._settle()
 

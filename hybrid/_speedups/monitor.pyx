@@ -62,6 +62,7 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_mutex_init(pthread_mutex_t*, void*)
     int pthread_mutex_destroy(pthread_mutex_t*)
     int pthread_mutex_lock(pthread_mutex_t*)
+    int pthread_mutex_trylock(pthread_mutex_t*)
     int pthread_mutex_unlock(pthread_mutex_t*)
 
 
@@ -268,8 +269,15 @@ cdef class Monitor:
         cdef Slot* s
         self._check(slot)
         s = &self._slots[slot]
-        with nogil:
-            pthread_mutex_lock(&self._lock)
+        # Taken without letting go of the GIL when it is free (nearly always: the monitor holds it for a tick's
+        # look, microseconds, ~100 times a second). Releasing the GIL here, once per step of app code, handed
+        # it to any thread waiting for it: with FastAPI's `def` endpoints that is an anyio worker, woken by the
+        # step that queued its job; on a busy core it took the GIL and the CPU (a futex wake-up, a preemption)
+        # at every leave, ~2 thread switches per request. Waiting for the lock still releases the GIL: a Python
+        # thread holding it (add_slot, flagged_steps) allocates, and a collection there can switch threads.
+        if pthread_mutex_trylock(&self._lock) != 0:
+            with nogil:
+                pthread_mutex_lock(&self._lock)
         if s.flagged:  # (rare: a blocking step; the ordinary one pays this one test)
             s.flagged = 0
             s.left_entered = s.entered_at
