@@ -106,6 +106,17 @@ async def app(scope, receive, send):
         except OSError as exc:
             outcome = type(exc).__name__
         print(f"h2 app: until-disconnect {tag} saw http.disconnect; send: {outcome}", flush=True)
+    elif path == "/resp-headers":  # ?case: response headers the server must normalize (or refuse) for HTTP/2
+        case = scope["query_string"]
+        headers = {
+            b"normalize": [(b"X-Upper", b"  v \t"), (b"Connection", b"close"), (b"transfer-encoding", b"chunked"),
+                           (b"keep-alive", b"5"), (b"te", b"Trailers")],
+            b"te": [(b"te", b"gzip")],
+            b"pseudo": [(b":path", b"/x")],
+            b"empty": [(b"", b"v")],
+        }[case]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"headers"})
     elif path == "/raise":
         raise RuntimeError("boom")
     elif path == "/raise-late":
