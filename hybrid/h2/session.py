@@ -307,10 +307,11 @@ class H2Session:
             pass
 
     def consumed(self, sid: int, flow: int) -> None:
-        """The app received ``flow`` bytes of a stream's body: open the windows again (h2 batches updates)."""
+        """The app received ``flow`` bytes of a stream's body: open the windows again (h2 batches updates; the
+        WINDOW_UPDATEs of every stream consumed in this loop iteration leave in one write)."""
         if flow and not self.closed:
             self._ack(sid, flow)
-            self._flush()
+            self._flush_soon()
 
     def _window_opened(self, sid: int) -> None:
         if sid == 0:
