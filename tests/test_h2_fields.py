@@ -142,3 +142,15 @@ def test_response_headers_are_normalized_or_refused(srv, case, expected):
         assert got == expected, got
     finally:
         client.close()
+
+
+def test_configured_headers_are_normalized_and_unsendable_ones_left_out():
+    """--header fields go out lower-cased; one HTTP/2 cannot carry (TE other than trailers) is left out rather
+    than failing every response."""
+    with Server(APP, "--port", "0", "--header", "X-Cfg: a", "--header", "te: gzip") as server:
+        client = H2Client(server.addr)
+        try:
+            got, body = client.response(client.request("/"))
+            assert body == b"hello h2" and got[b"x-cfg"] == b"a" and b"te" not in got, got
+        finally:
+            client.close()

@@ -113,7 +113,12 @@ class H2Session:
         extra = [parse_header(h) for h in config.headers]
         if self.server.server_header:
             extra.insert(0, (b"server", b"hybrid"))
-        self.extra_headers = response_fields(extra)
+        self.extra_headers = []
+        for header in extra:  # (a --header HTTP/2 cannot carry, e.g. "te: gzip", is left out, as h2 refused it)
+            try:
+                self.extra_headers += response_fields((header,))
+            except ValueError:
+                pass
         self.date_header = self.server.date_header
         self.stream = SocketStream(handoff.sock, self.loop, handoff.initial)
         self.h2 = h2 = H2Connection(H2Configuration(**H2_CONFIG))
