@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import pytest
 from h2.exceptions import ProtocolError
-from h2.utilities import HeaderValidationFlags, normalize_inbound_headers, validate_headers
-from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields
+from h2.utilities import (
+    HeaderValidationFlags,
+    normalize_inbound_headers,
+    normalize_outbound_headers,
+    validate_headers,
+    validate_outbound_headers,
+)
+from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -90,3 +96,35 @@ def test_check_trailers_agrees_with_h2(block):
 def test_a_valid_request_passes_both(block):
     assert h2_verdict(block) is not None
     request_fields(block)
+
+
+OUT_NAMES = [b"x-a", b"X-A", b" x-b ", b"te", b"TE", b"connection", b"Keep-Alive", b"authorization", b"cookie",
+             b":status", b":path", b":x", b""]
+OUT_VALUES = [b"v", b" v ", b"trailers", b"gzip", b"a=1", b"a-long-cookie-value-over-20", b"\tx"]
+RESPONSE_FLAGS = HeaderValidationFlags(is_client=False, is_trailer=False, is_response_header=True,
+                                       is_push_promise=False)
+
+
+def h2_outbound(block):
+    """h2's outbound normalization then validation of a response head (:status first, as the session sends)."""
+    try:
+        out = list(validate_outbound_headers(normalize_outbound_headers([(b":status", b"200"), *block],
+                                                                        RESPONSE_FLAGS), RESPONSE_FLAGS))
+    except (ProtocolError, IndexError):  # (h2 fails an empty name with an IndexError)
+        return None
+    return [(n, v, getattr(h, "indexable", True)) for h in out for n, v in [h]][1:]
+
+
+def test_response_fields_agree_with_h2():
+    """Every pair of an app's response fields: the same refusals, names, values, order and HPACK indexing."""
+    pairs = [(n, v) for n in OUT_NAMES for v in OUT_VALUES]
+    for first in pairs:
+        for second in ((), *[(p,) for p in pairs[::7]]):
+            block = [first, *second]
+            expected = h2_outbound(block)
+            try:
+                got = [(h[0], h[1], getattr(h, "indexable", True)) for h in response_fields(block)]
+            except ValueError:
+                assert expected is None, f"h2 sent what h2fields refused: {block!r}"
+                continue
+            assert got == expected, block
