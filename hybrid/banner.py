@@ -16,7 +16,7 @@ def compiled_extensions() -> tuple[bool, list[str]]:
     import importlib
     import importlib.machinery
 
-    names = ("accesslog", "connection", "cycle", "h1", "hpack_codec", "loopcall", "monitor", "steps",
+    names = ("accesslog", "connection", "cycle", "h1", "h2fields", "hpack_codec", "loopcall", "monitor", "steps",
              "stream_connection", "streams", "task", "tls_io", "wsframe", "wsmask")
     compiled = []
     for name in names:

@@ -243,7 +243,7 @@ def _add_uvicorn_options(s: Sections) -> None:
     """uvicorn's remaining options, so its command lines work unchanged (docs/uvicorn.md)."""
     s.add_argument("--header", dest="headers", action="append", default=[], metavar="NAME:VALUE",
                    help="Send this header in every HTTP response (repeatable; a 'server' or 'date' one replaces "
-                        "hybrid's).")
+                        "hybrid's; over HTTP/2 its name is lower-cased, and one HTTP/2 cannot carry is left out).")
     s.add_argument("--interface", choices=INTERFACES, default="auto",
                    help="The app's interface: asgi3, asgi2 (adapted to ASGI 3), auto (asgi2 for a class or a "
                         "plain function of scope alone, else asgi3); wsgi is refused (default auto).")

@@ -193,13 +193,13 @@ class SyncWorker:
         if streams:
             from hybrid.h2.onworker import run_stream
 
+            if len(streams) > 1:  # armed while some wait: if an app's step blocks, the spare taking over runs them
+                os.eventfd_write(conn_set.wake_fd, 1)  # (once a batch: only take_ready reads it, so it stays armed)
             while streams:
                 try:
                     stream = streams.popleft()
                 except IndexError:  # (a spare that took the set over emptied it)
                     break
-                if streams:  # (armed while some wait: if this app's step blocks, the spare taking over runs them)
-                    os.eventfd_write(conn_set.wake_fd, 1)
                 run_stream(self, stream)
                 if self.conn_set is not conn_set:  # a step blocked and the set was taken over: the spare goes on
                     os.eventfd_write(conn_set.wake_fd, 1)

@@ -37,12 +37,14 @@ from h2.events import (
     RequestReceived,
     StreamEnded,
     StreamReset,
+    TrailersReceived,
     WindowUpdated,
 )
 from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
+from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
 from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
@@ -60,8 +62,10 @@ CONNECTION_WINDOW = 1 << 20  # the connection's receive window: 16 streams' defa
 READ_SIZE = 65536
 SMALL = 16384  # a DATA frame under this is written with the iteration's other frames (_flush_soon)
 HIGH_WATER = 262144  # bytes waiting to be sent past which the session stops reading
-CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
-                                 b"upgrade"))  # RFC 9113 section 8.2.2: never sent over HTTP/2
+# h2's header validation and normalization (seven Python generators a block, ~30% of its cost) are off: the same
+# RFC 9113 section 8.2/8.3 checks are made in one compiled pass (hybrid/_speedups/h2fields.pyx).
+H2_CONFIG = dict(client_side=False, header_encoding=None, validate_inbound_headers=False,
+                 normalize_inbound_headers=False, validate_outbound_headers=False, normalize_outbound_headers=False)
 
 _date = [0, b""]
 
@@ -106,12 +110,18 @@ class H2Session:
         self.stall = config.timeout_write_stall
         self.body_limit = config.limit_request_body
         self.body_timeout = config.timeout_request_body
-        self.extra_headers = [parse_header(h) for h in config.headers]
+        extra = [parse_header(h) for h in config.headers]
         if self.server.server_header:
-            self.extra_headers.insert(0, (b"server", b"hybrid"))
+            extra.insert(0, (b"server", b"hybrid"))
+        self.extra_headers = []
+        for header in extra:  # (a --header HTTP/2 cannot carry, e.g. "te: gzip", is left out, as h2 refused it)
+            try:
+                self.extra_headers += response_fields((header,))
+            except ValueError:
+                pass
         self.date_header = self.server.date_header
         self.stream = SocketStream(handoff.sock, self.loop, handoff.initial)
-        self.h2 = h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        self.h2 = h2 = H2Connection(H2Configuration(**H2_CONFIG))
         # HPACK compiled (hybrid/_speedups/hpack_codec.pyx: hpack's interface and errors), before any frame.
         h2.encoder, h2.decoder = Encoder(), Decoder()
         h2.local_settings.max_concurrent_streams = MAX_STREAMS
@@ -213,9 +223,17 @@ class H2Session:
                     return self._calm("empty DATA frame flood")
                 self._data(event)
             elif kind is RequestReceived:
-                stream = self._request(event)
+                try:
+                    stream = self._request(event)
+                except FieldError as exc:  # a malformed request: GOAWAY PROTOCOL_ERROR, as h2's check did
+                    return self._malformed(exc)
                 if stream is not None:
                     starting.append(stream)
+            elif kind is TrailersReceived:
+                try:
+                    check_trailers(event.headers)
+                except FieldError as exc:
+                    return self._malformed(exc)
             elif kind is StreamEnded:
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
@@ -250,10 +268,11 @@ class H2Session:
     def _request(self, event) -> H2Stream | None:
         sid = event.stream_id
         h2 = self.h2
+        method, path, _, fields = request_fields(event.headers)  # (FieldError: checked even if refused)
         if (self.goaway_last is not None and sid > self.goaway_last) or len(self.streams) >= MAX_STREAMS:
             h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)  # (safe to retry: no app code ran)
             return None
-        scope = build_scope(self, event.headers)
+        scope = build_scope(self, method, path, fields)
         if scope is None:  # CONNECT (RFC 8441 WebSockets over HTTP/2 are not served)
             h2.send_headers(sid, [(b":status", b"501")], end_stream=True)
             return None
@@ -293,10 +312,11 @@ class H2Session:
             pass
 
     def consumed(self, sid: int, flow: int) -> None:
-        """The app received ``flow`` bytes of a stream's body: open the windows again (h2 batches updates)."""
+        """The app received ``flow`` bytes of a stream's body: open the windows again (h2 batches updates; the
+        WINDOW_UPDATEs of every stream consumed in this loop iteration leave in one write)."""
         if flow and not self.closed:
             self._ack(sid, flow)
-            self._flush()
+            self._flush_soon()
 
     def _window_opened(self, sid: int) -> None:
         if sid == 0:
@@ -414,10 +434,7 @@ class H2Session:
 
     def send_headers(self, stream: H2Stream, end: bool) -> None:
         headers = [(b":status", b"%d" % stream.status)]
-        for name, value in stream.headers:
-            name = name.lower()
-            if name not in CONNECTION_SPECIFIC:
-                headers.append((name, value))
+        headers.extend(stream.headers)  # (normalized by the app's send: response_fields)
         headers.extend(self.extra_headers)
         if self.date_header:
             headers.append((b"date", _date_value()))
@@ -429,7 +446,7 @@ class H2Session:
 
     def send_trailers(self, stream: H2Stream, headers) -> None:
         try:
-            self.h2.send_headers(stream.id, [(n.lower(), v) for n, v in headers], end_stream=True)
+            self.h2.send_headers(stream.id, headers, end_stream=True)  # (normalized by the app's send)
         except H2Error as exc:
             raise ClientDisconnected(f"Stream closed: {exc}") from None
         self._flush()
@@ -522,6 +539,11 @@ class H2Session:
                 self.close()
 
     # -- ending --------------------------------------------------------------------------------------------
+
+    def _malformed(self, exc: FieldError) -> None:
+        logger.debug("HTTP/2 protocol error from %s: %s", self.client_addr, exc)
+        self._goaway(ErrorCodes.PROTOCOL_ERROR, b"")
+        self.close()
 
     def _calm(self, why: str) -> None:
         logger.warning("Closed an HTTP/2 connection from %s: %s (GOAWAY ENHANCE_YOUR_CALM)", self.client_addr, why)

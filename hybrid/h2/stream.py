@@ -16,6 +16,7 @@ from collections import deque
 from time import perf_counter
 from urllib.parse import unquote
 
+from hybrid._speedups.h2fields import response_fields
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.h2 import crossing
 from hybrid.request_id import REQUEST_ID_KEY, lazy_request_id
@@ -25,30 +26,12 @@ NO_BODY_STATUS = (204, 304)
 MIN_BODY_RATE = 500  # bytes a second a body must average once it took --timeout-request-body (as HTTP/1.1)
 
 
-def build_scope(session, headers) -> dict | None:
-    """The ASGI ``http`` scope of a request's header list (bytes pairs, already checked by h2: pseudo-headers
-    first, lowercase names, no connection-specific fields); None for a request with no :path (CONNECT)."""
-    method = path = authority = None
-    fields = []
-    cookies = []
-    for name, value in headers:
-        if name[:1] == b":":
-            if name == b":method":
-                method = value.decode("ascii")
-            elif name == b":path":
-                path = value
-            elif name == b":authority":
-                authority = value
-        elif name == b"cookie":
-            cookies.append(value)  # RFC 9113 section 8.2.3: split cookie fields are joined with "; "
-        else:
-            fields.append((name, value))
-    if method is None or path is None or method == "CONNECT":
+def build_scope(session, method: bytes, path: bytes | None, fields: list) -> dict | None:
+    """The ASGI ``http`` scope of a request whose header block ``request_fields`` checked and split (fields: the
+    regular ones, cookies joined, :authority as Host); None for CONNECT (no :path, or RFC 8441's)."""
+    if path is None or method == b"CONNECT":
         return None
-    if cookies:
-        fields.append((b"cookie", b"; ".join(cookies)))
-    if authority is not None and not any(name == b"host" for name, _ in fields):
-        fields.insert(0, (b"host", authority))  # RFC 9113 section 8.3.1: :authority stands for Host
+    method = method.decode("latin-1")
     raw_path, _, query = path.partition(b"?")
     text = raw_path.decode("latin-1")
     if "%" in text:
@@ -212,7 +195,7 @@ class H2Stream:
             if self.status is not None:
                 raise RuntimeError("http.response.start sent twice")
             self.status = int(message["status"])
-            self.headers = message.get("headers", ())
+            self.headers = response_fields(message.get("headers", ()))  # (ValueError for what h2 refused)
             self.trailers = bool(message.get("trailers", False))
             return
         if kind == "http.response.body":
@@ -253,12 +236,13 @@ class H2Stream:
                 raise RuntimeError("http.response.trailers without trailers=True or before the last body")
             if self.gone:
                 raise ClientDisconnected("The client reset the stream")
+            headers = response_fields(message.get("headers", ()))
             self.trailers = False
             if not message.get("more_trailers", False):
                 if self.remote:
-                    self.session.pool.h2_inbox.post(crossing.write_trailers, self, message.get("headers", ()))
+                    self.session.pool.h2_inbox.post(crossing.write_trailers, self, headers)
                     return
-                self.session.send_trailers(self, message.get("headers", ()))
+                self.session.send_trailers(self, headers)
                 self.session.stream_done(self)
             return
         raise RuntimeError(f"Unexpected ASGI message {kind!r} on an HTTP request")

@@ -93,6 +93,30 @@ async def app(scope, receive, send):
             await send({"type": "http.response.body", "body": b"data: %d\n\n" % i, "more_body": True})
             await asyncio.sleep(0.05)
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/until-disconnect":  # ?tag: reads the request, waits for http.disconnect, then tries to send
+        tag = scope["query_string"].decode()
+        print(f"h2 app: until-disconnect {tag} waits", flush=True)  # (the tests' cue: the app is in receive())
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        try:  # ASGI: a send after the disconnect is a no-op or raises an OSError (hybrid: ClientDisconnected)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"late", "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            outcome = "no-op"
+        except OSError as exc:
+            outcome = type(exc).__name__
+        print(f"h2 app: until-disconnect {tag} saw http.disconnect; send: {outcome}", flush=True)
+    elif path == "/resp-headers":  # ?case: response headers the server must normalize (or refuse) for HTTP/2
+        case = scope["query_string"]
+        headers = {
+            b"normalize": [(b"X-Upper", b"  v \t"), (b"Connection", b"close"), (b"transfer-encoding", b"chunked"),
+                           (b"keep-alive", b"5"), (b"te", b"Trailers")],
+            b"te": [(b"te", b"gzip")],
+            b"pseudo": [(b":path", b"/x")],
+            b"empty": [(b"", b"v")],
+        }[case]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"headers"})
     elif path == "/raise":
         raise RuntimeError("boom")
     elif path == "/raise-late":
