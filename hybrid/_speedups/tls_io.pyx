@@ -51,6 +51,7 @@ ctypedef int (*ssl_get_fd_t)(void *ssl) nogil
 ctypedef int (*ssl_state_t)(const void *ssl) nogil
 ctypedef void (*err_clear_t)() nogil
 ctypedef void (*ssl_set_int_t)(void *ssl, int yes) nogil
+ctypedef int (*ssl_shutdown_t)(void *ssl) nogil
 ctypedef unsigned long (*version_num_t)() nogil
 
 cdef ssl_io_t _SSL_read_ex = NULL
@@ -62,6 +63,7 @@ cdef ssl_state_t _SSL_get_shutdown = NULL
 cdef err_clear_t _ERR_clear_error = NULL
 cdef ssl_set_int_t _SSL_set_read_ahead = NULL
 cdef ssl_state_t _SSL_has_pending = NULL
+cdef ssl_shutdown_t _SSL_shutdown = NULL
 
 # openssl/ssl.h, fixed since OpenSSL 0.9: what SSL_want says an SSL object waits for, and SSL_get_shutdown's
 # bit for a close_notify (or fatal alert) received.
@@ -90,7 +92,7 @@ cdef void *_raw_ssl(object sslobj):
 
 cdef _setup():
     global _SSL_read_ex, _SSL_write_ex, _SSL_get_error, _SSL_get_fd, _SSL_want, _SSL_get_shutdown
-    global _ERR_clear_error, _SSL_set_read_ahead, _SSL_has_pending, _ready
+    global _ERR_clear_error, _SSL_set_read_ahead, _SSL_has_pending, _SSL_shutdown, _ready
     if os.environ.get("HYBRID_TLS_DIRECT", "1") == "0":
         return "turned off (HYBRID_TLS_DIRECT=0)"
     if sys.implementation.name != "cpython" or not (3, 8) <= sys.version_info[:2] <= (3, 13):
@@ -109,6 +111,7 @@ cdef _setup():
         _ERR_clear_error = <err_clear_t>_resolve(handle, b"ERR_clear_error")
         _SSL_set_read_ahead = <ssl_set_int_t>_resolve(handle, b"SSL_set_read_ahead")  # (functions since 1.1.0)
         _SSL_has_pending = <ssl_state_t>_resolve(handle, b"SSL_has_pending")
+        _SSL_shutdown = <ssl_shutdown_t>_resolve(handle, b"SSL_shutdown")
     except LookupError as exc:
         return f"OpenSSL's {exc} not visible through _ssl"
     if version != ssl.OPENSSL_VERSION_NUMBER:
@@ -209,11 +212,17 @@ cdef object _drain(void *s, size_t n):
     return b"".join(parts)
 
 
+# HYBRID_TLS_READ_AHEAD=0: leave it off (ssl's default), to compare.
+cdef bint _read_ahead_allowed = os.environ.get("HYBRID_TLS_READ_AHEAD", "1") != "0"
+
+
 def set_read_ahead(object sock, bint on):
     """Let OpenSSL read(2) as much as the kernel has (on), or only one record's header and then its body (off,
     ``ssl``'s default: two read(2) per record). On only while tls_recv reads the connection: it decrypts all
     that was read ahead; the async pool's reads through ``SSLSocket.recv`` do not (they see ``pending()``, the
     decrypted bytes only). Nothing happens where the direct path is off."""
+    if on and not _read_ahead_allowed:
+        return
     sslobj = ssl_object(sock)
     if sslobj is not None:
         _SSL_set_read_ahead(_raw_ssl(sslobj), on)
@@ -233,6 +242,31 @@ cdef Py_ssize_t tls_send(object sslobj, bytes data) except -1:
     if want == SSL_WRITING or want == SSL_READING:
         return 0
     _failed(s, "write")
+
+
+def take_read_ahead(object sock):
+    """Read-ahead off, and the bytes it had read, decrypted (b"" if none): before the socket goes where reads
+    are ``SSLSocket.recv`` (the pool's HTTP/2 after a handshake that read the client's first frames ahead)."""
+    sslobj = ssl_object(sock)
+    if sslobj is None:
+        return b""
+    cdef void *s = _raw_ssl(sslobj)
+    _SSL_set_read_ahead(s, 0)
+    if not _SSL_has_pending(s):
+        return b""
+    return _drain(s, 0)
+
+
+def close_notify(object sock):
+    """Our close_notify, one SSL_shutdown: True when sent this way (else the caller falls back to
+    ``SSLSocket.unwrap``). ``unwrap`` calls SSL_shutdown a second time to read the peer's alert, which a
+    closing server does not wait for: a read(2) that says EAGAIN, and an SSLWantReadError raised."""
+    sslobj = ssl_object(sock)
+    if sslobj is None:
+        return False
+    if _SSL_shutdown(_raw_ssl(sslobj)) < 0:  # (a peer gone, a full send buffer: no alert, as with unwrap)
+        _ERR_clear_error()
+    return True
 
 
 cdef int _failed(void *s, str what) except -1:
