@@ -123,13 +123,53 @@ def test_records_read_ahead_together_are_all_served(pki):  # noqa: F811 (the fix
         assert [head.split(b"\r\n")[0] for head in answers] == [b"HTTP/1.1 200 OK"] * 3
 
 
+def test_http2_frames_read_ahead_with_the_handshake_reach_http2(pki):  # noqa: F811 (the fixture)
+    """ALPN h2: the client's Finished and its first HTTP/2 frames in one segment. The handshake's read(2) takes
+    them all ahead; the pool's HTTP/2 session must get those frames (it reads through SSLSocket.recv, so what
+    OpenSSL holds is not seen by epoll) and answer the request."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    with Server(APP, *tls_args(pki)) as server:
+        client = MemoryTLS(pki, server.addr, alpn="h2", hold_finished=True)
+        try:
+            assert client.tls.selected_alpn_protocol() == "h2"
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+            conn.initiate_connection()
+            conn.send_headers(1, [(b":method", b"GET"), (b":path", b"/info"), (b":scheme", b"https"),
+                                  (b":authority", b"127.0.0.1")], end_stream=True)
+            client.send(conn.data_to_send())
+            deadline = time.monotonic() + 10
+            status, ended = None, False
+            while not ended:
+                assert time.monotonic() < deadline, f"no complete HTTP/2 response in 10 s (status {status})"
+                try:
+                    data = client.tls.read(65536)
+                except ssl.SSLWantReadError:
+                    client._receive()
+                    continue
+                assert data, "the server closed the connection"
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        status = dict(event.headers)[b":status"]
+                    elif isinstance(event, h2.events.StreamEnded) and event.stream_id == 1:
+                        ended = True
+                client.send(conn.data_to_send())
+        finally:
+            client.sock.close()
+        assert status == b"200"
+
+
 class MemoryTLS:
     """A TLS client over memory BIOs, so that several records can leave in one send()."""
 
-    def __init__(self, pki, addr) -> None:  # noqa: F811 (pki: the fixture's value)
+    def __init__(self, pki, addr, alpn: str = "http/1.1", hold_finished: bool = False) -> None:  # noqa: F811
         self.sock = socket.create_connection(addr, timeout=10)
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = client_context(pki).wrap_bio(self.incoming, self.outgoing, server_hostname="127.0.0.1")
+        ctx = client_context(pki)
+        ctx.set_alpn_protocols([alpn])
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="127.0.0.1")
         self.buf = b""
         while True:
             try:
@@ -138,7 +178,8 @@ class MemoryTLS:
             except ssl.SSLWantReadError:
                 self._flush()
                 self._receive()
-        self._flush()
+        if not hold_finished:  # (held: the client's Finished leaves with what is sent next, in one send())
+            self._flush()
 
     def _flush(self) -> None:
         if self.outgoing.pending:
