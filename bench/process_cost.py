@@ -14,8 +14,15 @@ hybrid runs with ``--blocking-threshold 30`` here (or the monitor would take ove
 each kind. Time-based work (the monitor's ticks, the main thread's wake-ups) is counted too: it is per second,
 not per request, so the slower the client the more of it lands on each request.
 
-    .venv/bin/python -m bench.process_cost --server hybrid|uvicorn --app bench.apps.starlette_app:app
-        [--path /] [--post] [--requests 2000] [--connections 64] (--callgrind | --strace) [-- extra server args]
+``--cpu``: natively, user + system CPU of the process tree over N requests (clock ticks: take N >= 10,000).
+``--tls``: HTTPS with a throwaway self-signed certificate; ``--new-connections``: one connection per request
+(``Connection: close``), one at a time, so the numbers are per connection (handshake, request, close).
+``--server granian`` runs the peers' granian (``BENCH_PEERS_VENV`` names the peers' venv when this checkout
+has none).
+
+    .venv/bin/python -m bench.process_cost --server hybrid|uvicorn|granian --app bench.apps.starlette_app:app
+        [--path /] [--post] [--requests 2000] [--connections 64] [--tls] [--new-connections]
+        (--callgrind | --strace | --cpu) [-- extra server args]
 """
 
 from __future__ import annotations
