@@ -57,10 +57,18 @@ class TracedServer(Server):
 
     def stop_traced(self) -> None:
         """SIGTERM to the server itself (strace's child, by its PID); strace ends with it."""
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        children = [stat.parent.name for stat in Path("/proc").glob("[0-9]*/stat")
+                    if _parent(stat) == self.proc.pid]
         assert len(children) == 1, f"strace's children: {children}"
         subprocess.run(["kill", "-TERM", children[0]], check=True, timeout=10)
         self.proc.wait(30)
+
+
+def _parent(stat: Path) -> int | None:
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):  # (a process gone meanwhile)
+        return None
 
 
 def _calls_on(trace: str, client_port: int) -> list[tuple[str, int]]:
