@@ -12,7 +12,8 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-PEERS_VENV = BENCH_DIR / ".venv-peers"
+# (BENCH_PEERS_VENV: another checkout's, e.g. from a git worktree that has none of its own)
+PEERS_VENV = Path(os.environ.get("BENCH_PEERS_VENV") or BENCH_DIR / ".venv-peers")
 PEERS_REQUIREMENTS = BENCH_DIR / "requirements-peers.txt"
 RESULTS_DIR = BENCH_DIR / "results"
 DOCS_DIR = REPO_ROOT / "docs"

@@ -14,8 +14,15 @@ hybrid runs with ``--blocking-threshold 30`` here (or the monitor would take ove
 each kind. Time-based work (the monitor's ticks, the main thread's wake-ups) is counted too: it is per second,
 not per request, so the slower the client the more of it lands on each request.
 
-    .venv/bin/python -m bench.process_cost --server hybrid|uvicorn --app bench.apps.starlette_app:app
-        [--path /] [--post] [--requests 2000] [--connections 64] (--callgrind | --strace) [-- extra server args]
+``--cpu``: natively, user + system CPU of the process tree over N requests (clock ticks: take N >= 10,000).
+``--tls``: HTTPS with a throwaway self-signed certificate; ``--new-connections``: one connection per request
+(``Connection: close``), one at a time, so the numbers are per connection (handshake, request, close).
+``--server granian`` runs the peers' granian (``BENCH_PEERS_VENV`` names the peers' venv when this checkout
+has none).
+
+    .venv/bin/python -m bench.process_cost --server hybrid|uvicorn|granian --app bench.apps.starlette_app:app
+        [--path /] [--post] [--requests 2000] [--connections 64] [--tls] [--new-connections]
+        (--callgrind | --strace | --cpu) [-- extra server args]
 """
 
 from __future__ import annotations
@@ -27,13 +34,17 @@ import re
 import selectors
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from bench import env
 from bench.procs import free_port, stop, wait_listening
+from bench.scenarios.tls import CERT_FLAGS, make_certificate
+from bench.servers import cpu_times
 from bench.wrk import JSON_BODY
 
 START_TIMEOUT = 600.0  # an app imported under valgrind on a loaded machine takes minutes
@@ -48,20 +59,45 @@ def request_bytes(path: str, post: bool) -> bytes:
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-def drive(port: int, request: bytes, n: int, connections: int) -> float:
-    """Send exactly n requests over `connections` keep-alive connections, one in flight on each; every response
-    must be a 200 with a Content-Length. Returns the seconds it took."""
+def client_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # (the bench's throwaway self-signed certificate)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def connect(port: int, count: int, tls: ssl.SSLContext | None = None) -> list[socket.socket]:
+    """``count`` keep-alive connections (over TLS with ``tls``: each handshaken here)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            socks.append(tls.wrap_socket(s) if tls is not None else s)
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+def drive(port: int, request: bytes, n: int, connections: int, tls: ssl.SSLContext | None = None,
+          socks: list[socket.socket] | None = None) -> float:
+    """Send exactly n requests over `connections` keep-alive connections (or over ``socks``, opened before), one
+    in flight on each; every response must be a 200 with a Content-Length. Over TLS with ``tls``. Returns the
+    seconds it took; the connections are closed after."""
+    if socks is None:
+        socks = connect(port, min(connections, n), tls)
     sel = selectors.DefaultSelector()
-    socks: dict[socket.socket, bytes] = {}
+    bufs: dict[socket.socket, bytes] = {}
     sent = done = 0
     t0 = time.monotonic()
     try:
-        for _ in range(min(connections, n)):
-            s = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for s in socks[:n]:
             s.sendall(request)
             sent += 1
-            socks[s] = b""
+            bufs[s] = b""
             sel.register(s, selectors.EVENT_READ)
         while done < n:
             events = sel.select(IO_TIMEOUT)
@@ -69,10 +105,15 @@ def drive(port: int, request: bytes, n: int, connections: int) -> float:
                 raise RuntimeError(f"no response for {IO_TIMEOUT:.0f} s ({done} of {n} done)")
             for key, _ in events:
                 s = key.fileobj
-                data = s.recv(65536)
+                try:
+                    data = s.recv(65536)
+                except ssl.SSLWantReadError:  # (part of a record)
+                    continue
+                while tls is not None and data and s.pending():  # (decrypted already: select will not say so)
+                    data += s.recv(65536)
                 if not data:
                     raise RuntimeError("the server closed a keep-alive connection")
-                buf = socks[s] + data
+                buf = bufs[s] + data
                 while (end := buf.find(b"\r\n\r\n")) >= 0:
                     head = buf[:end].lower()
                     if not head.startswith(b"http/1.1 200"):
@@ -88,7 +129,7 @@ def drive(port: int, request: bytes, n: int, connections: int) -> float:
                     if sent < n:
                         s.sendall(request)
                         sent += 1
-                socks[s] = buf
+                bufs[s] = buf
     finally:
         for s in socks:
             s.close()
@@ -96,10 +137,31 @@ def drive(port: int, request: bytes, n: int, connections: int) -> float:
     return time.monotonic() - t0
 
 
-def server_argv(server: str, app: str, port: int, extra: list[str]) -> list[str]:
+def drive_new_connections(port: int, request: bytes, n: int, tls: ssl.SSLContext | None) -> float:
+    """n connections one after another: connect (and handshake), one request with ``Connection: close``, read
+    the response to the server's close. Returns the seconds it took."""
+    request = request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+    t0 = time.monotonic()
+    for _ in range(n):
+        with connect(port, 1, tls)[0] as s:
+            s.sendall(request)
+            response = b""
+            while chunk := s.recv(65536):
+                response += chunk
+            if not response.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"unexpected response {response[:60]!r}")
+    return time.monotonic() - t0
+
+
+def server_argv(server: str, app: str, port: int, extra: list[str], cert: tuple[str, str] | None = None) -> list[str]:
+    if cert is not None:  # each server's names for its certificate options (bench/scenarios/tls.py)
+        extra = [*CERT_FLAGS[server].format(cert=cert[0], key=cert[1]).split(), *extra]
     if server == "hybrid":
         return [env.hybrid_python(), "-m", "hybrid", app, "--host", "127.0.0.1", "--port", str(port),
                 "--no-access-log", *extra]
+    if server == "granian":  # (one worker process: its Rust threads and the Python one)
+        return [str(env.peers_bin("granian")), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+                "--http", "1", "--loop", "uvloop", "--no-access-log", "--log-level", "warning", *extra, app]
     return [str(env.peers_python()), "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
             "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning", *extra]
 
@@ -112,6 +174,15 @@ def callgrind_totals(path: str) -> int:
     raise RuntimeError(f"no totals in {path}")
 
 
+def prepare(args, port: int, request: bytes, n: int):
+    """The load of one measured segment, as a call; keep-alive connections (and their handshakes) are opened
+    now, outside it."""
+    if args.new_connections:
+        return lambda: drive_new_connections(port, request, n, args.tls)
+    socks = connect(port, min(args.connections, n), args.tls)
+    return lambda: drive(port, request, n, args.connections, args.tls, socks)
+
+
 def run_callgrind(args, argv: list[str], request: bytes, port: int, log) -> dict:
     out = tempfile.mkdtemp(prefix="process_cost.")
     cmd = ["valgrind", "--tool=callgrind", "--separate-threads=no", f"--callgrind-out-file={out}/cg.%p", *argv]
@@ -119,11 +190,11 @@ def run_callgrind(args, argv: list[str], request: bytes, port: int, log) -> dict
                             env={**os.environ, "PYTHONHASHSEED": "0"})
     try:
         wait_listening(proc, port, START_TIMEOUT)
-        drive(port, request, args.warmup, args.connections)
+        prepare(args, port, request, args.warmup)()
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
         n = args.requests
-        for count in (n, 2 * n):
-            drive(port, request, count, args.connections)
+        for count in (n, 2 * n):  # (each opens its connections: the same handshakes in both, cancelled)
+            prepare(args, port, request, count)()
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
     finally:
         stop(proc)
@@ -131,16 +202,36 @@ def run_callgrind(args, argv: list[str], request: bytes, port: int, log) -> dict
     return {"instructions_per_request": round((two - one) / n), "dumps": out, "at_n": one, "at_2n": two}
 
 
+def process_tree(root: int) -> list[int]:
+    """root and its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
 def run_strace(args, argv: list[str], request: bytes, port: int, log) -> dict:
     proc = subprocess.Popen(argv, cwd=env.REPO_ROOT, stdout=log, stderr=log)
     out = tempfile.mktemp(prefix="process_cost.strace.")
     try:
         wait_listening(proc, port, START_TIMEOUT)
-        drive(port, request, args.warmup, args.connections)
-        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(proc.pid), "-o", out],
+        prepare(args, port, request, args.warmup)()
+        load = prepare(args, port, request, args.requests)  # (keep-alive: handshakes before strace attaches)
+        pids = [f"-p{pid}" for pid in process_tree(proc.pid)]  # (granian serves from a child process)
+        tracer = subprocess.Popen(["strace", "-c", "-f", *pids, "-o", out],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # (attached to every thread)
-        seconds = drive(port, request, args.requests, args.connections)
+        seconds = load()
         tracer.send_signal(signal.SIGINT)
         tracer.wait(30)
     finally:
@@ -157,33 +248,59 @@ def run_strace(args, argv: list[str], request: bytes, port: int, log) -> dict:
             "seconds": round(seconds, 2)}
 
 
+def run_cpu(args, argv: list[str], request: bytes, port: int, log) -> dict:
+    proc = subprocess.Popen(argv, cwd=env.REPO_ROOT, stdout=log, stderr=log)
+    try:
+        wait_listening(proc, port)
+        prepare(args, port, request, args.warmup)()
+        load = prepare(args, port, request, args.requests)
+        user0, sys0 = cpu_times(proc.pid)
+        seconds = load()
+        user1, sys1 = cpu_times(proc.pid)
+    finally:
+        stop(proc)
+    n = args.requests
+    return {"cpu_us_per_request": round((user1 - user0 + sys1 - sys0) / n * 1e6, 1),
+            "user_us": round((user1 - user0) / n * 1e6, 1), "sys_us": round((sys1 - sys0) / n * 1e6, 1),
+            "seconds": round(seconds, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", choices=("hybrid", "uvicorn"), default="hybrid")
+    parser.add_argument("--server", choices=("hybrid", "uvicorn", "granian"), default="hybrid")
     parser.add_argument("--app", default="bench.apps.starlette_app:app")
     parser.add_argument("--path", default="/")
     parser.add_argument("--post", action="store_true", help="POST the json scenario's 1 KB body")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--tls", action="store_true", help="HTTPS, with a throwaway self-signed certificate")
+    parser.add_argument("--new-connections", action="store_true",
+                        help="one connection per request (Connection: close), one at a time: per-connection cost")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--callgrind", action="store_true")
     mode.add_argument("--strace", action="store_true")
+    mode.add_argument("--cpu", action="store_true", help="CPU time of the process tree (clock ticks: N >= 10,000)")
     parser.add_argument("extra", nargs="*", help="more server arguments (after --)")
     args = parser.parse_args()
     port = free_port()
     extra = list(args.extra)
     if args.callgrind and args.server == "hybrid" and "--blocking-threshold" not in extra:
         extra += ["--blocking-threshold", "30"]
-    argv = server_argv(args.server, args.app, port, extra)
+    cert = make_certificate(Path(tempfile.mkdtemp(prefix="process_cost.cert."))) if args.tls else None
+    args.tls = client_context() if args.tls else None
+    argv = server_argv(args.server, args.app, port, extra, cert)
     request = request_bytes(args.path, args.post)
     with tempfile.NamedTemporaryFile("w+b", prefix="process_cost.log.", delete=False) as log:
         try:
-            result = (run_callgrind if args.callgrind else run_strace)(args, argv, request, port, log)
+            run = run_callgrind if args.callgrind else run_strace if args.strace else run_cpu
+            result = run(args, argv, request, port, log)
         except Exception as exc:
             sys.exit(f"{args.server}: {exc} (server log: {log.name})")
     method = "POST" if args.post else "GET"
-    print(f"{args.server} {args.app} {method} {args.path}, {args.requests} requests, {args.connections} connections:")
+    how = "one new connection each" if args.new_connections else f"{args.connections} connections"
+    scheme = "HTTPS" if args.tls else "HTTP"
+    print(f"{args.server} {args.app} {scheme} {method} {args.path}, {args.requests} requests, {how}:")
     for key, value in result.items():
         print(f"  {key}: {value}")
 

@@ -25,6 +25,7 @@ import select
 import ssl
 import time
 
+from hybrid._speedups.tls_io import set_read_ahead, take_read_ahead
 from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, resolve, stall_tick, unsent_bytes
 from hybrid.tls_info import send_close_notify
@@ -122,6 +123,7 @@ class TLSConnection(Connection):
         super().__init__(server, sock, home, client_addr, server_addr)
         self.handshake_deadline = 0.0 if handshaken else time.monotonic() + server.config.timeout_tls_handshake
         self.want_write = False
+        set_read_ahead(sock, True)  # (the handshake's records too: a ClientHello in one read(2), not two)
 
     def _handshake_step(self) -> bool:
         """One non-blocking step of the handshake; True once it is done (then read the request, if any)."""
@@ -146,9 +148,21 @@ class TLSConnection(Connection):
         if self.sock.selected_alpn_protocol() == "h2":  # (offered only with --http auto): to the pool's HTTP/2
             from hybrid.h2.handoff import hand_off
 
-            hand_off(self, b"")
+            hand_off(self, take_read_ahead(self.sock))  # (the client's first frames may be read ahead already)
             return False
         return True
+
+    # Read-ahead (one read(2) per request instead of a record's header and then its body) is on while this
+    # worker reads the connection: tls_recv decrypts every record read ahead. The pool reads through
+    # SSLSocket.recv, which would leave records read ahead unseen by epoll: off before every handoff.
+
+    def _hand_off(self, request):
+        set_read_ahead(self.sock, False)
+        Connection._hand_off(self, request)
+
+    def _hand_off_websocket(self, request):
+        set_read_ahead(self.sock, False)
+        Connection._hand_off_websocket(self, request)
 
     def _watch_writable(self, on: bool) -> None:
         if on != self.want_write and self.registered:

@@ -119,6 +119,10 @@ def send_close_notify(sock) -> None:
     """Send our close_notify on a non-blocking SSLSocket that is about to close. Best effort: OpenSSL writes the
     alert and would then wait for the peer's, which we do not (RFC 8446 section 6.1 lets the initiator close
     without it); a full send buffer or a peer already gone just means no alert."""
+    from hybrid._speedups.tls_io import close_notify
+
+    if close_notify(sock):  # (one SSL_shutdown from compiled code, where tls_io.pyx can)
+        return
     try:
         sock.unwrap()
     except (OSError, ValueError):  # SSLWantReadError (sent, the peer's not read: expected), reset, closed

@@ -50,6 +50,8 @@ ctypedef int (*ssl_get_error_t)(void *ssl, int ret) nogil
 ctypedef int (*ssl_get_fd_t)(void *ssl) nogil
 ctypedef int (*ssl_state_t)(const void *ssl) nogil
 ctypedef void (*err_clear_t)() nogil
+ctypedef void (*ssl_set_int_t)(void *ssl, int yes) nogil
+ctypedef int (*ssl_shutdown_t)(void *ssl) nogil
 ctypedef unsigned long (*version_num_t)() nogil
 
 cdef ssl_io_t _SSL_read_ex = NULL
@@ -59,12 +61,17 @@ cdef ssl_get_fd_t _SSL_get_fd = NULL
 cdef ssl_state_t _SSL_want = NULL
 cdef ssl_state_t _SSL_get_shutdown = NULL
 cdef err_clear_t _ERR_clear_error = NULL
+cdef ssl_set_int_t _SSL_set_read_ahead = NULL
+cdef ssl_state_t _SSL_has_pending = NULL
+cdef ssl_shutdown_t _SSL_shutdown = NULL
 
 # openssl/ssl.h, fixed since OpenSSL 0.9: what SSL_want says an SSL object waits for, and SSL_get_shutdown's
 # bit for a close_notify (or fatal alert) received.
 DEF SSL_WRITING = 2
 DEF SSL_READING = 3
 DEF SSL_RECEIVED_SHUTDOWN = 2
+# How much one tls_recv decrypts of what was read ahead before it turns read-ahead off for the rest.
+DEF DRAIN_AHEAD_MAX = 262144
 
 cdef type _SSLSocketType = _ssl._SSLSocket
 cdef bint _ready = False
@@ -85,7 +92,7 @@ cdef void *_raw_ssl(object sslobj):
 
 cdef _setup():
     global _SSL_read_ex, _SSL_write_ex, _SSL_get_error, _SSL_get_fd, _SSL_want, _SSL_get_shutdown
-    global _ERR_clear_error, _ready
+    global _ERR_clear_error, _SSL_set_read_ahead, _SSL_has_pending, _SSL_shutdown, _ready
     if os.environ.get("HYBRID_TLS_DIRECT", "1") == "0":
         return "turned off (HYBRID_TLS_DIRECT=0)"
     if sys.implementation.name != "cpython" or not (3, 8) <= sys.version_info[:2] <= (3, 13):
@@ -102,6 +109,9 @@ cdef _setup():
         _SSL_want = <ssl_state_t>_resolve(handle, b"SSL_want")
         _SSL_get_shutdown = <ssl_state_t>_resolve(handle, b"SSL_get_shutdown")
         _ERR_clear_error = <err_clear_t>_resolve(handle, b"ERR_clear_error")
+        _SSL_set_read_ahead = <ssl_set_int_t>_resolve(handle, b"SSL_set_read_ahead")  # (functions since 1.1.0)
+        _SSL_has_pending = <ssl_state_t>_resolve(handle, b"SSL_has_pending")
+        _SSL_shutdown = <ssl_shutdown_t>_resolve(handle, b"SSL_shutdown")
     except LookupError as exc:
         return f"OpenSSL's {exc} not visible through _ssl"
     if version != ssl.OPENSSL_VERSION_NUMBER:
@@ -145,20 +155,77 @@ cdef object ssl_object(object sock):
 # before every call. The queue is only read, and then emptied, when a call really failed.
 
 cdef object tls_recv(object sslobj):
-    """One SSL_read_ex (at most one record, as ``SSLSocket.recv``): the bytes, b"" at the end of the stream
-    (close_notify or an alert received), None when nothing can be read now. OSError on a failure (a ragged EOF
-    among them)."""
+    """What the client sent so far, decrypted: the bytes, b"" at the end of the stream (close_notify or an alert
+    received), None when nothing can be read now. OSError on a failure (a ragged EOF among them).
+
+    With read-ahead on (``set_read_ahead``) one read(2) may bring several records: they are all decrypted here,
+    as long as OpenSSL holds bytes (``SSL_has_pending``), because epoll only sees the kernel's buffer. What may
+    stay is the start of one record whose rest has not arrived (its read(2) said EAGAIN): epoll says when it
+    does, as without read-ahead."""
     cdef void *s = _raw_ssl(sslobj)
     cdef size_t n = 0
-    if _SSL_read_ex(s, _tls_buffer, sizeof(_tls_buffer), &n) == 1:
+    if _SSL_read_ex(s, _tls_buffer, sizeof(_tls_buffer), &n) != 1:
+        want = _SSL_want(s)
+        if want == SSL_READING or want == SSL_WRITING:
+            return None
+        if _SSL_get_shutdown(s) & SSL_RECEIVED_SHUTDOWN:
+            _ERR_clear_error()
+            return b""
+        _failed(s, "read")
+    if not _SSL_has_pending(s):  # (the common case: one record, one read(2))
         return PyBytes_FromStringAndSize(_tls_buffer, n)
-    cdef int want = _SSL_want(s)
-    if want == SSL_READING or want == SSL_WRITING:
-        return None
-    if _SSL_get_shutdown(s) & SSL_RECEIVED_SHUTDOWN:
-        _ERR_clear_error()
-        return b""
-    _failed(s, "read")
+    return _drain(s, n)
+
+
+cdef object _drain(void *s, size_t n):
+    # The records read ahead, after the n bytes in _tls_buffer. Bounded: after DRAIN_AHEAD_MAX bytes read-ahead
+    # is turned off for the rest (OpenSSL then reads only what completes the record it is in: at most one more
+    # read(2) per record already buffered), so a client sending without a pause cannot hold the thread here.
+    cdef list parts = []
+    cdef size_t total = n
+    cdef size_t done
+    cdef bint ahead_off = False
+    cdef int want
+    try:
+        while _SSL_has_pending(s):
+            if n == sizeof(_tls_buffer):
+                parts.append(PyBytes_FromStringAndSize(_tls_buffer, n))
+                n = 0
+            if total >= DRAIN_AHEAD_MAX and not ahead_off:
+                _SSL_set_read_ahead(s, 0)
+                ahead_off = True
+            done = 0
+            if _SSL_read_ex(s, _tls_buffer + n, sizeof(_tls_buffer) - n, &done) != 1:
+                want = _SSL_want(s)
+                if want == SSL_READING or want == SSL_WRITING:
+                    break  # the rest of a record is not here yet
+                if _SSL_get_shutdown(s) & SSL_RECEIVED_SHUTDOWN:
+                    _ERR_clear_error()  # (what came before the close_notify is served; the EOF is seen next)
+                    break
+                _failed(s, "read")
+            n += done
+            total += done
+    finally:
+        if ahead_off:
+            _SSL_set_read_ahead(s, 1)
+    parts.append(PyBytes_FromStringAndSize(_tls_buffer, n))
+    return b"".join(parts)
+
+
+# HYBRID_TLS_READ_AHEAD=0: leave it off (ssl's default), to compare.
+cdef bint _read_ahead_allowed = os.environ.get("HYBRID_TLS_READ_AHEAD", "1") != "0"
+
+
+def set_read_ahead(object sock, bint on):
+    """Let OpenSSL read(2) as much as the kernel has (on), or only one record's header and then its body (off,
+    ``ssl``'s default: two read(2) per record). On only while tls_recv reads the connection: it decrypts all
+    that was read ahead; the async pool's reads through ``SSLSocket.recv`` do not (they see ``pending()``, the
+    decrypted bytes only). Nothing happens where the direct path is off."""
+    if on and not _read_ahead_allowed:
+        return
+    sslobj = ssl_object(sock)
+    if sslobj is not None:
+        _SSL_set_read_ahead(_raw_ssl(sslobj), on)
 
 
 cdef Py_ssize_t tls_send(object sslobj, bytes data) except -1:
@@ -175,6 +242,31 @@ cdef Py_ssize_t tls_send(object sslobj, bytes data) except -1:
     if want == SSL_WRITING or want == SSL_READING:
         return 0
     _failed(s, "write")
+
+
+def take_read_ahead(object sock):
+    """Read-ahead off, and the bytes it had read, decrypted (b"" if none): before the socket goes where reads
+    are ``SSLSocket.recv`` (the pool's HTTP/2 after a handshake that read the client's first frames ahead)."""
+    sslobj = ssl_object(sock)
+    if sslobj is None:
+        return b""
+    cdef void *s = _raw_ssl(sslobj)
+    _SSL_set_read_ahead(s, 0)
+    if not _SSL_has_pending(s):
+        return b""
+    return _drain(s, 0)
+
+
+def close_notify(object sock):
+    """Our close_notify, one SSL_shutdown: True when sent this way (else the caller falls back to
+    ``SSLSocket.unwrap``). ``unwrap`` calls SSL_shutdown a second time to read the peer's alert, which a
+    closing server does not wait for: a read(2) that says EAGAIN, and an SSLWantReadError raised."""
+    sslobj = ssl_object(sock)
+    if sslobj is None:
+        return False
+    if _SSL_shutdown(_raw_ssl(sslobj)) < 0:  # (a peer gone, a full send buffer: no alert, as with unwrap)
+        _ERR_clear_error()
+    return True
 
 
 cdef int _failed(void *s, str what) except -1:
