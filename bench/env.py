@@ -12,7 +12,8 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-PEERS_VENV = BENCH_DIR / ".venv-peers"
+# (HYBRID_PEERS_VENV: a worktree may use another checkout's peers, read-only)
+PEERS_VENV = Path(os.environ.get("HYBRID_PEERS_VENV") or BENCH_DIR / ".venv-peers")
 PEERS_REQUIREMENTS = BENCH_DIR / "requirements-peers.txt"
 RESULTS_DIR = BENCH_DIR / "results"
 DOCS_DIR = REPO_ROOT / "docs"

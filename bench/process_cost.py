@@ -33,6 +33,7 @@ import tempfile
 import time
 
 from bench import env
+from bench.servers import children_of
 from bench.wrk import JSON_BODY
 
 START_TIMEOUT = 600.0  # an app imported under valgrind on a loaded machine takes minutes
@@ -99,6 +100,10 @@ def server_argv(server: str, app: str, port: int, extra: list[str]) -> list[str]
     if server == "hybrid":
         return [env.hybrid_python(), "-m", "hybrid", app, "--host", "127.0.0.1", "--port", str(port),
                 "--no-access-log", *extra]
+    if server == "granian":  # (as bench/servers.py starts it; its worker is a child process)
+        return [str(env.peers_bin("granian")), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+                "--http", "1", "--loop", "uvloop", "--no-access-log", "--log-level", "warning", "--workers", "1",
+                "--backpressure", "16384", *extra, app]
     return [str(env.peers_python()), "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
             "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning", *extra]
 
@@ -141,20 +146,28 @@ def callgrind_totals(path: str) -> int:
 
 def run_callgrind(args, argv: list[str], request: bytes, port: int, log) -> dict:
     out = tempfile.mkdtemp(prefix="process_cost.")
-    cmd = ["valgrind", "--tool=callgrind", "--separate-threads=no", f"--callgrind-out-file={out}/cg.%p", *argv]
+    cmd = ["valgrind", "--tool=callgrind", "--separate-threads=no", "--trace-children=yes",
+           f"--callgrind-out-file={out}/cg.%p", *argv]
     proc = subprocess.Popen(cmd, cwd=env.REPO_ROOT, stdout=log, stderr=log,
                             env={**os.environ, "PYTHONHASHSEED": "0"})
     try:
         wait_listening(proc, port)
         drive(port, request, args.warmup, args.connections)
-        subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
+        pids = [proc.pid, *children_of(proc.pid)]  # (granian serves in a child process)
+        for pid in pids:
+            subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
         n = args.requests
         for count in (n, 2 * n):
             drive(port, request, count, args.connections)
-            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+            for pid in pids:
+                subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
     finally:
         stop(proc)
-    one, two = (callgrind_totals(p) for p in sorted(glob.glob(f"{out}/cg.{proc.pid}.*"))[:2])
+    one = two = 0
+    for pid in pids:
+        first, second = sorted(glob.glob(f"{out}/cg.{pid}.*"))[:2]
+        one += callgrind_totals(first)
+        two += callgrind_totals(second)
     return {"instructions_per_request": round((two - one) / n), "dumps": out, "at_n": one, "at_2n": two}
 
 
@@ -164,7 +177,8 @@ def run_strace(args, argv: list[str], request: bytes, port: int, log) -> dict:
     try:
         wait_listening(proc, port)
         drive(port, request, args.warmup, args.connections)
-        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(proc.pid), "-o", out],
+        pids = [proc.pid, *children_of(proc.pid)]  # (granian serves in a child process)
+        tracer = subprocess.Popen(["strace", "-c", "-f", *(a for pid in pids for a in ("-p", str(pid))), "-o", out],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # (attached to every thread)
         seconds = drive(port, request, args.requests, args.connections)
@@ -186,7 +200,7 @@ def run_strace(args, argv: list[str], request: bytes, port: int, log) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", choices=("hybrid", "uvicorn"), default="hybrid")
+    parser.add_argument("--server", choices=("hybrid", "uvicorn", "granian"), default="hybrid")
     parser.add_argument("--app", default="bench.apps.starlette_app:app")
     parser.add_argument("--path", default="/")
     parser.add_argument("--post", action="store_true", help="POST the json scenario's 1 KB body")
