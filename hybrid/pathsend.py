@@ -36,6 +36,7 @@ import stat
 
 from hybrid._speedups.cycle import ClientDisconnected
 from hybrid.connection import resolve, stall_tick, unsent_bytes
+from hybrid.pathsend_small import read_small
 
 logger = logging.getLogger("hybrid.error")
 
@@ -90,6 +91,17 @@ async def send_path(cycle, message: dict) -> None:
     if cycle.head_sent or cycle.held is not None or cycle.response_complete:
         raise RuntimeError("ASGI: 'http.response.pathsend' sent after a response body")
     path = message.get("path")
+    if cycle.status != 204 and cycle.status != 304 and cycle.request.method != b"HEAD":
+        data = read_small(cycle.headers, path)
+        if data is not None:  # a small file: read whole, then head and body in one write (pathsend_small.py)
+            conn = cycle.conn
+            out = _framed(cycle, conn, data)
+            rest = conn.send_now(out)
+            if rest is not None:  # (a full send queue, or a pool connection's stream over its high-water mark)
+                await cycle._finish_write(rest, out, len(data))
+            conn.proto.send_body_elsewhere(len(data))
+            _complete(cycle, conn)
+            return
     fd, size = _open(path)
     try:
         status = cycle.status
@@ -126,10 +138,25 @@ async def send_path(cycle, message: dict) -> None:
         proto.send_body_elsewhere(body)
     finally:
         os.close(fd)
+    _complete(cycle, conn)
+
+
+def _complete(cycle, conn) -> None:
     cycle.response_complete = True
     cycle.wake()
     if cycle.task is not None:
         conn.response_complete(cycle)  # (a pending task: the connection need not wait for its end)
+
+
+def _framed(cycle, conn, data: bytes) -> bytes:
+    """A small file's head and body, joined (as an inline body below 64 KiB is)."""
+    out = conn.proto.send_response(cycle.status, cycle.headers, len(data)) + data
+    cycle.head_sent = True
+    if conn.disconnected:
+        raise ClientDisconnected("Client disconnected")
+    cycle.wrote = True
+    cycle.sent += len(data)
+    return out
 
 
 def _send_head(conn, head: bytes, more: bool):
