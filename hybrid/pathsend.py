@@ -36,7 +36,7 @@ import stat
 
 from hybrid._speedups.cycle import ClientDisconnected
 from hybrid.connection import resolve, stall_tick, unsent_bytes
-from hybrid.pathsend_small import read_small
+from hybrid.pathsend_small import SMALL_DIGITS, declared, read_small
 
 logger = logging.getLogger("hybrid.error")
 
@@ -91,8 +91,11 @@ async def send_path(cycle, message: dict) -> None:
     if cycle.head_sent or cycle.held is not None or cycle.response_complete:
         raise RuntimeError("ASGI: 'http.response.pathsend' sent after a response body")
     path = message.get("path")
-    if cycle.status != 204 and cycle.status != 304 and cycle.request.method != b"HEAD":
-        data = read_small(cycle.headers, path)
+    status = cycle.status
+    value = declared(cycle.headers)
+    if (value and len(value) <= SMALL_DIGITS and status != 204 and status != 304
+            and cycle.request.method != b"HEAD"):
+        data = read_small(value, path)
         if data is not None:  # a small file: read whole, then head and body in one write (pathsend_small.py)
             conn = cycle.conn
             out = _framed(cycle, conn, data)
@@ -104,9 +107,12 @@ async def send_path(cycle, message: dict) -> None:
             return
     fd, size = _open(path)
     try:
-        status = cycle.status
         if status != 204 and status != 304:
-            _checked_length(cycle.headers, size, path)
+            if value is False:
+                _checked_length(cycle.headers, size, path)
+            elif value is not None and value != b"%d" % size:
+                raise RuntimeError(f"ASGI pathsend: Content-Length {value.decode('latin-1')!r} but {path!r} "
+                                   f"has {size} bytes")
         conn = cycle.conn
         proto = conn.proto
         head = proto.send_response(status, cycle.headers, size)

@@ -24,25 +24,31 @@ import os
 import stat
 
 SMALL_FILE = 8 * 1024
+SMALL_DIGITS = len(str(SMALL_FILE))  # (a longer Content-Length is not a small file: no call to find that out)
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # (O_NONBLOCK: opening a FIFO must not hang)
 _NOT_A_FILE = (errno.EISDIR, errno.ESPIPE, errno.EINVAL)  # a directory; a FIFO or socket; a device without pread
 
 
-def read_small(headers, path) -> bytes | None:
-    """The whole file at ``path`` when the app declared one Content-Length of at most SMALL_FILE and the file
-    has exactly that many bytes; a one-line RuntimeError when it has not (or cannot be read); None when this is
-    not a small file's response (no or several Content-Lengths, Transfer-Encoding, larger): pathsend.py's general
-    path then answers it, with its own checks."""
+def declared(headers):
+    """The app's Content-Length as sent (stripped) when it sent exactly one; None when none; False when the
+    general check must decide (several, or a Transfer-Encoding). One pass, shared with pathsend.py's check."""
     value = None
     for name, field in headers:
         lower = name.lower()
         if lower == b"content-length":
             if value is not None:
-                return None
+                return False
             value = field.strip()
         elif lower == b"transfer-encoding":
-            return None
-    if value is None or len(value) > 6 or not value.isdigit() or type(path) is not str:
+            return False
+    return value
+
+
+def read_small(value: bytes, path) -> bytes | None:
+    """The whole file at ``path`` when ``value`` (the app's one Content-Length) is at most SMALL_FILE and the
+    file has exactly that many bytes; a one-line RuntimeError when it has not (or cannot be read); None when it
+    is not a small file (larger, not a plain number): pathsend.py's general path then answers, with its checks."""
+    if not value.isdigit() or type(path) is not str:
         return None
     size = int(value)
     if size > SMALL_FILE:
@@ -58,7 +64,7 @@ def read_small(headers, path) -> bytes | None:
             if exc.errno in _NOT_A_FILE:
                 raise RuntimeError(f"ASGI pathsend: {path!r} is not a regular file") from None
             raise RuntimeError(f"ASGI pathsend: cannot read {path!r}: {exc.strerror}") from None
-        if len(data) != size or b"%d" % size != value:  # (the latter: "016384" is not the file's length)
+        if len(data) != size or b"%d" % size != value:  # (the latter: "01000" is not the file's length)
             _mismatch(fd, value, path)
     finally:
         os.close(fd)
