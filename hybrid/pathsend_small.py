@@ -12,9 +12,10 @@ the way: what counts is what a read finds, so a directory or a FIFO fails its re
 special file that reads back exactly the declared length is sent as read.
 
 Why 8 KiB: the copies (page cache to Python, then into the socket) cost more than the system call they save as
-the file grows. Measured on a loaded 2-core VM of the kind we run on (CPU per file sent over loopback, head of
-~200 bytes, median of 5 x 4,000): 2 KiB 16.6 µs against sendfile's 19.0, 4 KiB 17.5 against 19.2, 8 KiB 19.0
-against 19.2, 16 KiB 22.6 against 19.6. Larger files keep ``sendfile``.
+the file grows; 8 KiB is where they break even. ``python -m bench.small_file_cost`` on a loaded 2-core VM of the
+kind we run on (CPU per file sent over loopback, median of 5 x 3,000): 2 KiB 16.3 µs against sendfile's 19.1,
+4 KiB 17.6 against 19.4, 8 KiB 19.1 against 18.9, 16 KiB 23.7 against 20.0, 64 KiB 55.5 against 28.1. Larger
+files keep ``sendfile``.
 """
 
 from __future__ import annotations
