@@ -118,3 +118,17 @@ def test_small_files_over_tls(files, pki):  # noqa: F811 (the fixture)
             name = "tls-changes"
             (files / name).write_bytes(_content(1000, 9))
             assert client.get(f"{base(srv)}/stale/{name}?to=999").status_code == 500
+
+
+def test_tls_close_after_a_small_file_is_clean(files, pki):  # noqa: F811 (the fixture)
+    # Connection: close after a small file: the response is complete, so the server ends TLS with close_notify
+    # (a cut response would not): a client that refuses ragged EOFs reads the whole body and a clean end.
+    with Server(APP, *tls_args(pki), env={"FILES_DIR": str(files)}) as srv:
+        raw = _raw(srv)
+        with client_context(pki).wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False) as sock:
+            sock.sendall(build_request("GET", "/raw/f1000?cl=1000", headers=[("Connection", "close")]))
+            data = b""
+            while chunk := sock.recv(65536):  # (an end without close_notify raises SSLEOFError here)
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == _content(1000, 1000)
