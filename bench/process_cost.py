@@ -44,7 +44,7 @@ from pathlib import Path
 from bench import env
 from bench.procs import free_port, stop, wait_listening
 from bench.scenarios.tls import CERT_FLAGS, make_certificate
-from bench.servers import cpu_times
+from bench.servers import children_of, cpu_times
 from bench.wrk import JSON_BODY
 
 START_TIMEOUT = 600.0  # an app imported under valgrind on a loaded machine takes minutes
@@ -159,9 +159,10 @@ def server_argv(server: str, app: str, port: int, extra: list[str], cert: tuple[
     if server == "hybrid":
         return [env.hybrid_python(), "-m", "hybrid", app, "--host", "127.0.0.1", "--port", str(port),
                 "--no-access-log", *extra]
-    if server == "granian":  # (one worker process: its Rust threads and the Python one)
+    if server == "granian":  # (as bench/servers.py starts it; its worker is a child process)
         return [str(env.peers_bin("granian")), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-                "--http", "1", "--loop", "uvloop", "--no-access-log", "--log-level", "warning", *extra, app]
+                "--http", "1", "--loop", "uvloop", "--no-access-log", "--log-level", "warning", "--workers", "1",
+                "--backpressure", "16384", *extra, app]
     return [str(env.peers_python()), "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
             "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning", *extra]
 
@@ -185,39 +186,29 @@ def prepare(args, port: int, request: bytes, n: int):
 
 def run_callgrind(args, argv: list[str], request: bytes, port: int, log) -> dict:
     out = tempfile.mkdtemp(prefix="process_cost.")
-    cmd = ["valgrind", "--tool=callgrind", "--separate-threads=no", f"--callgrind-out-file={out}/cg.%p", *argv]
+    cmd = ["valgrind", "--tool=callgrind", "--separate-threads=no", "--trace-children=yes",
+           f"--callgrind-out-file={out}/cg.%p", *argv]
     proc = subprocess.Popen(cmd, cwd=env.REPO_ROOT, stdout=log, stderr=log,
                             env={**os.environ, "PYTHONHASHSEED": "0"})
     try:
         wait_listening(proc, port, START_TIMEOUT)
         prepare(args, port, request, args.warmup)()
-        subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
+        pids = [proc.pid, *children_of(proc.pid)]  # (granian serves in a child process)
+        for pid in pids:
+            subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
         n = args.requests
         for count in (n, 2 * n):  # (each opens its connections: the same handshakes in both, cancelled)
             prepare(args, port, request, count)()
-            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+            for pid in pids:
+                subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
     finally:
         stop(proc)
-    one, two = (callgrind_totals(p) for p in sorted(glob.glob(f"{out}/cg.{proc.pid}.*"))[:2])
+    one = two = 0
+    for pid in pids:
+        first, second = sorted(glob.glob(f"{out}/cg.{pid}.*"))[:2]
+        one += callgrind_totals(first)
+        two += callgrind_totals(second)
     return {"instructions_per_request": round((two - one) / n), "dumps": out, "at_n": one, "at_2n": two}
-
-
-def process_tree(root: int) -> list[int]:
-    """root and its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return tree
 
 
 def run_strace(args, argv: list[str], request: bytes, port: int, log) -> dict:
@@ -227,7 +218,7 @@ def run_strace(args, argv: list[str], request: bytes, port: int, log) -> dict:
         wait_listening(proc, port, START_TIMEOUT)
         prepare(args, port, request, args.warmup)()
         load = prepare(args, port, request, args.requests)  # (keep-alive: handshakes before strace attaches)
-        pids = [f"-p{pid}" for pid in process_tree(proc.pid)]  # (granian serves from a child process)
+        pids = [f"-p{pid}" for pid in (proc.pid, *children_of(proc.pid))]  # (granian serves from a child process)
         tracer = subprocess.Popen(["strace", "-c", "-f", *pids, "-o", out],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # (attached to every thread)

@@ -5,6 +5,8 @@ FILES_DIR (env) is the directory the files live in.
   ``/pool/fr/NAME`` the same (the tests route ``/pool/*`` to the async pool with ``--async-path``).
 - ``/raw/NAME?cl=N``: the raw ASGI messages: a start with ``content-length: N`` if given (none otherwise),
   then pathsend. Answers HEAD the same way (the server must send the head only).
+- ``/stale/NAME?to=N``: what a file changed after the app took its size looks like: the app stats the file,
+  truncates or extends it to N bytes, then sends the size it saw as ``content-length`` and pathsend.
 - ``/ext``: the scope's extension names, as text (one per line).
 - ``/sleep?s=S``: blocks its thread in ``time.sleep`` (a handler that blocks), then answers ``slept``.
 - ``/text``: a short text answer (keep-alive after a file).
@@ -43,6 +45,13 @@ async def app(scope, receive, send):
             headers.append((b"content-length", cl.encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.pathsend", "path": os.path.join(FILES_DIR, path[5:])})
+    elif path.startswith("/stale/"):
+        target = os.path.join(FILES_DIR, path[7:])
+        seen = os.stat(target).st_size
+        os.truncate(target, int(_query(scope)["to"]))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % seen)]})
+        await send({"type": "http.response.pathsend", "path": target})
     elif path == "/ext":
         await _text(send, "\n".join(sorted(scope["extensions"])).encode())
     elif path == "/sleep":
