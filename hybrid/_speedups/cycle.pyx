@@ -300,11 +300,14 @@ cdef class RequestCycle:
                     body = held + body if body else held  # one body after all
                 # The whole body known at once: frame it with Content-Length; otherwise chunked (and for the
                 # trailers of a client that takes them).
-                out = proto.send_response(self.status, self.headers,
-                                          -1 if more or (self.trailers and self.request.te_trailers) else len(body))
+                if not frame_more and len(body) < 65536:  # (the usual response: head and body in one bytes)
+                    out = proto.send_response(self.status, self.headers, len(body), body)
+                else:
+                    out = proto.send_response(self.status, self.headers,
+                                              -1 if more or (self.trailers and self.request.te_trailers) else len(body))
+                    out = (out + proto.send_body(body, frame_more) if len(body) < 65536
+                           else [out, proto.send_body(body, frame_more)])
                 self.head_sent = True
-                out = (out + proto.send_body(body, frame_more) if len(body) < 65536
-                       else [out, proto.send_body(body, frame_more)])
         else:
             if more and not self.stream_known:  # a second more_body=True message: a real stream
                 self.stream_known = True

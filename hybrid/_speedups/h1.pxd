@@ -27,6 +27,7 @@ cdef class H1Protocol:
     # parsing
     cdef object _parser
     cdef list _events
+    cdef bytes _head_data  # the buffer being fed, when a request head starts it
     cdef list _url_parts
     cdef Py_ssize_t _url_len
     cdef list _headers
@@ -78,7 +79,7 @@ cdef class H1Protocol:
     cdef _check_transfer_coding(self, str http_version)
     cdef _finish_response(self)
     cpdef list feed(self, data)
-    cpdef bytes send_response(self, int status, headers, long long content_length=*)
+    cpdef bytes send_response(self, int status, headers, long long content_length=*, bytes body=*)
     cdef _app_transfer_coding(self, Request req, int status, list values, bint has_length, list out)
     cpdef bytes send_body(self, bytes data, bint more)
     cpdef bytes send_trailers(self, fields, bint first, bint more)

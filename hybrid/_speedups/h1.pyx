@@ -25,7 +25,8 @@ takes switches protocols.
 
 from http import HTTPStatus
 
-from libc.string cimport memchr
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memchr, memcmp, memcpy
 from libc.stdio cimport snprintf
 from libc.time cimport gmtime_r, time, time_t, tm
 
@@ -102,7 +103,7 @@ cdef str HTTP_11 = "1.1"
 cdef str HTTP_10 = "1.0"
 
 # Status lines are built once; the reason phrase is informational (RFC 9112 section 4).
-cdef dict _STATUS_LINES = {}
+cdef list _STATUS_LINES = [None] * 600  # (indexed by status, 100 to 599)
 for _status in range(100, 600):
     try:
         _phrase = HTTPStatus(_status).phrase
@@ -142,6 +143,29 @@ cdef inline bytes _current_date_line():
     return _date_line
 
 
+cdef inline char* _put(char* p, bytes data) noexcept:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    memcpy(p, PyBytes_AS_STRING(data), n)
+    return p + n
+
+
+cdef inline str _fast_version(bytes data):
+    # The version of the request whose line starts ``data``, read from its end (" HTTP/1.1" CRLF) when it is one
+    # of the two usual ones; None: ask the parser. llhttp ends a request line at its first LF and takes no bare
+    # LF there, so the bytes before the first LF are that line.
+    if data is None:
+        return None
+    cdef const char* p = data
+    cdef const char* lf = <const char*>memchr(p, 10, len(data))
+    if lf == NULL or lf - p < 11 or (lf - 1)[0] != 13 or memcmp(lf - 10, b" HTTP/1.", 8) != 0:
+        return None
+    if (lf - 2)[0] == 49:  # "1"
+        return HTTP_11
+    if (lf - 2)[0] == 48:  # "0"
+        return HTTP_10
+    return None
+
+
 cdef object _new_parser(H1Protocol proto):
     parser = HttpRequestParser(proto)
     # llhttp rejects HTTP/1.2 and later 1.x; RFC 9110 section 2.5 says serve them as 1.1. The version is checked
@@ -176,6 +200,8 @@ cdef class H1Protocol:
         if self._input_closed:
             return []  # after a request that closes the connection: ignored, never parsed (RFC 9112 section 9.6)
         self._progress = False
+        # A head that starts this buffer has its request line at its start (_fast_version).
+        self._head_data = data if not self._in_message and type(data) is bytes else None
         cdef Py_ssize_t upgrade_at = -1
         try:
             self._parser.feed_data(data)
@@ -345,7 +371,10 @@ cdef class H1Protocol:
             return
         cdef Request req = Request.__new__(Request)
         parser = self._parser
-        version = parser.get_http_version()
+        version = _fast_version(self._head_data)
+        self._head_data = None  # (a second head in the same buffer does not start it)
+        if version is None:
+            version = parser.get_http_version()  # (formats a new string: ~2k instructions)
         if version == HTTP_11 or (version[:2] == "1." and version != HTTP_10):
             # HTTP/1.2 and later 1.x are served as 1.1, the highest minor version we implement (RFC 9110 2.5).
             req.http_version = HTTP_11
@@ -454,19 +483,21 @@ cdef class H1Protocol:
         """The interim ``100 Continue`` response (RFC 9110 section 10.1.1)."""
         return CONTINUE_RESPONSE
 
-    cpdef bytes send_response(self, int status, headers, long long content_length=-1):
+    cpdef bytes send_response(self, int status, headers, long long content_length=-1, bytes body=None):
         """Return the head of the response to the oldest unanswered request.
 
         ``content_length`` >= 0 means the caller already holds the whole body of that size: a Content-Length
         header is added unless the application sent framing headers itself. Otherwise the body is chunked
-        (HTTP/1.1) or delimited by closing the connection (HTTP/1.0).
+        (HTTP/1.1) or delimited by closing the connection (HTTP/1.0). ``body``: that whole body, framed after
+        the head in the same bytes (``send_body(body, False)`` included: the response is complete).
         """
         cdef Request req
-        cdef list out
-        cdef bytes name, value
-        cdef Py_ssize_t n
+        cdef list tail = []  # the lines after the app's fields
+        cdef bytes name, value, piece
+        cdef Py_ssize_t n, size
         cdef bint has_length = False, has_server = False, has_date = False, has_close = False
         cdef list te_values = None
+        cdef char* p
         if not self._unanswered:
             raise LocalProtocolError("No request is waiting for a response")
         if status < 200 or status > 999:
@@ -477,10 +508,10 @@ cdef class H1Protocol:
         self._resp_remaining = -1
         self._resp_chunked = False
         self._resp_no_body = req.method == b"HEAD" or status == 204 or status == 304
-        line = _STATUS_LINES.get(status)
-        if line is None:
-            line = f"HTTP/1.1 {status} \r\n".encode("latin-1")
-        out = [line]
+        line = _STATUS_LINES[status] if status < 600 else f"HTTP/1.1 {status} \r\n".encode("latin-1")
+        if type(headers) is not list and type(headers) is not tuple:
+            headers = list(headers)  # (read twice below: measured, then copied)
+        size = len(line) + 2
         for pair in headers:
             name, value = pair
             if _has_forbidden_byte(name) or _has_forbidden_byte(value) or not _is_token(name):
@@ -503,39 +534,71 @@ cdef class H1Protocol:
                 has_server = True
             elif n == 4 and _lower_is(name, b"date"):
                 has_date = True
-            out.append(name)
-            out.append(b": ")
-            out.append(value)
-            out.append(b"\r\n")
+            size += n + len(value) + 4
         if te_values is not None:
-            self._app_transfer_coding(req, status, te_values, has_length, out)
+            self._app_transfer_coding(req, status, te_values, has_length, tail)
         elif not has_length and status != 204 and status != 304:
             if self._resp_no_body and content_length <= 0:
                 # HEAD whose app sent no body: say nothing rather than a length of 0 that GET's body need not
                 # have (RFC 9110 sections 8.6, 9.3.2). A body it did send is the GET's: its length is true.
                 pass
             elif content_length >= 0:
-                out.append(_length_line(content_length))
+                tail.append(_length_line(content_length))
                 self._resp_remaining = content_length
             elif req.http_version == HTTP_11:
-                out.append(CHUNKED_LINE)
+                tail.append(CHUNKED_LINE)
                 self._resp_chunked = True
             else:
                 self._resp_close = True
         if self._server_header and not has_server:
-            out.append(SERVER_LINE)
+            tail.append(SERVER_LINE)
         if self._date_header and not has_date:
-            out.append(_current_date_line())
+            tail.append(_current_date_line())
         if self._extra_headers is not None:
-            out.append(self._extra_headers)
+            tail.append(self._extra_headers)
         if self._resp_close and not has_close:
-            out.append(CLOSE_LINE)
+            tail.append(CLOSE_LINE)
         elif req.http_version == HTTP_10:
-            out.append(KEEP_ALIVE_LINE)
-        out.append(b"\r\n")
+            tail.append(KEEP_ALIVE_LINE)
+        for piece in tail:
+            size += len(piece)
+        # One allocation for the head (and a Content-Length body): no list of pieces, no join, no concatenation.
+        cdef bint inline_body = body is not None and not self._resp_no_body and not self._resp_chunked
+        out = PyBytes_FromStringAndSize(NULL, size + (len(body) if inline_body else 0))
+        p = _put(PyBytes_AS_STRING(out), line)
+        for pair in headers:  # (the same fields: no Python code ran since they were measured)
+            name, value = pair
+            n = len(name)
+            if te_values is not None and n == 17 and _lower_is(name, b"transfer-encoding"):
+                continue
+            p = _put(p, name)
+            p[0] = 58  # ": "
+            p[1] = 32
+            p = _put(p + 2, value)
+            p[0] = 13
+            p[1] = 10
+            p += 2
+        for piece in tail:
+            p = _put(p, piece)
+        p[0] = 13
+        p[1] = 10
         self._unanswered.pop(0)
         self._responding = req
-        return b"".join(out)
+        if body is None:
+            return out
+        if not inline_body:
+            return out + self.send_body(body, False)
+        n = len(body)
+        if self._resp_remaining >= 0:  # (as send_body: a body longer than the app's own Content-Length)
+            if n > self._resp_remaining:
+                raise LocalProtocolError(
+                    f"Response body longer than its Content-Length ({n} more bytes than "
+                    f"the {self._resp_remaining} still expected)"
+                )
+            self._resp_remaining -= n
+        memcpy(p + 2, PyBytes_AS_STRING(body), n)
+        self._finish_response()
+        return out
 
     cdef _app_transfer_coding(self, Request req, int status, list values, bint has_length, list out):
         # The app set Transfer-Encoding: it sends the body raw (already in its codings), we frame it, with
@@ -629,7 +692,7 @@ cdef class H1Protocol:
     def send_error(self, int status, str reason):
         """A complete plain-text error response that closes the connection (for malformed requests)."""
         body = reason.encode("utf-8", "replace") + b"\n"
-        out = [_STATUS_LINES.get(status) or _STATUS_LINES[500],
+        out = [(_STATUS_LINES[status] if 100 <= status < 600 else None) or _STATUS_LINES[500],
                b"content-type: text/plain; charset=utf-8\r\n",
                b"content-length: %d\r\n" % len(body)]
         if self._server_header:
