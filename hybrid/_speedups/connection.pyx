@@ -438,7 +438,8 @@ cdef class Connection:
             app = server.concurrency.admit(app)
             cycle.admitted = app is server.app
         monitor = worker.monitor  # (SyncWorker.enter_app / leave_app, as C calls)
-        mark_enter(monitor, worker.slot, self.fd if self.registered else -1)
+        cdef int slot = worker.slot
+        mark_enter(monitor, slot, self.fd if self.registered else -1)
         # Timed only while other requests are pending in this loop: they are who a blocking first step delays.
         cdef double started = _perf_counter() if worker.pending else 0.0
         try:
@@ -447,7 +448,7 @@ cdef class Connection:
             task = self.loop.create_future()
             task.set_exception(exc)
         finally:
-            if mark_leave(monitor, worker.slot):
+            if mark_leave(monitor, slot):
                 worker.left_blocked(self, None)  # (rare: taken over, or its stack read: the first step blocked)
         if started and _perf_counter() - started > _BLOCKED_STEP:
             worker.step_blocked(task, cycle, _perf_counter() - started)

@@ -419,7 +419,8 @@ cdef class H1Protocol:
         has_body = self._chunked or self._content_length > 0
         req.upgrade = None
         self._resume_head = None
-        if parser.should_upgrade():
+        if self._upgrade is not None and parser.should_upgrade():  # (llhttp upgrades only with an Upgrade field;
+            # CONNECT was refused above)
             if (self._websocket and not has_body and method == b"GET"
                     and self._upgrade is not None and _has_token(self._upgrade, b"websocket")):
                 req.upgrade = self._upgrade  # the server will switch protocols after this head
@@ -582,7 +583,7 @@ cdef class H1Protocol:
             p = _put(p, piece)
         p[0] = 13
         p[1] = 10
-        self._unanswered.pop(0)
+        del self._unanswered[0]
         self._responding = req
         if body is None:
             return out

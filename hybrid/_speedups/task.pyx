@@ -16,11 +16,14 @@ The step follows CPython's ``Task.__step`` / ``__wakeup`` (3.11-3.13 semantics).
   connection's fd, so a takeover knows which connection was being served.
 """
 
+import _asyncio
 import asyncio
 import contextvars
 import inspect
+import sys
 from asyncio import exceptions as _exc
 
+from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
@@ -36,10 +39,12 @@ cdef extern from "Python.h":
         Py_ssize_t offset
     ctypedef struct PyMemberDescrObject:
         PyMemberDef *d_member
+    ctypedef int (*initproc)(PyObject *, PyObject *, PyObject *)
+    ctypedef struct TypeInit "PyTypeObject":
+        initproc tp_init
 
 
 _Future = asyncio.Future  # the C Future
-_Future_init = _Future.__init__
 _new_task = _Future.__new__
 _copy_context = contextvars.copy_context
 _Future_cancel = _Future.cancel
@@ -47,6 +52,16 @@ _Future_set_result = _Future.set_result
 _Future_set_exception = _Future.set_exception
 _enter_task = asyncio.tasks._enter_task
 _leave_task = asyncio.tasks._leave_task
+# asyncio's C _enter_task/_leave_task keep each loop's current task in this dict (3.11 to 3.13; 3.14 keeps it in
+# the thread state): a step sets and clears it directly, not through two Python-level calls (~0.8k instructions).
+cdef object _CURRENT_TASKS = (asyncio.tasks._current_tasks if sys.version_info < (3, 14)
+                              and _enter_task is _asyncio._enter_task and _leave_task is _asyncio._leave_task
+                              and asyncio.tasks._current_tasks is _asyncio._current_tasks else None)
+cdef TypeInit *_FUTURE_TYPE = <TypeInit*><PyObject*>_Future
+cdef tuple _NO_ARGS = ()
+# (loop, {"loop": loop}) of the last task made: Future.__init__'s keywords, made once per loop (one tuple, so a
+# thread switch never pairs one loop with another's keywords)
+cdef tuple _init_kwargs = (None, None)
 _register_task = asyncio.tasks._register_task
 _current_task = asyncio.tasks.current_task
 _CancelledError = _exc.CancelledError
@@ -211,9 +226,33 @@ cdef inline void _store(task, Py_ssize_t i, value) noexcept:
     field[0] = <PyObject*>value
 
 
+cdef int _future_init(task, loop) except -1:
+    # Future.__init__(task, loop=loop) without a keyword dict per call (the slot wrapper's call builds one)
+    global _init_kwargs
+    cached = _init_kwargs
+    if cached[0] is not loop:
+        cached = _init_kwargs = (loop, {"loop": loop})
+    kwargs = cached[1]
+    return _FUTURE_TYPE.tp_init(<PyObject*>task, <PyObject*>_NO_ARGS, <PyObject*>kwargs)
+
+
+cdef inline int _enter(loop, task) except -1:
+    if _CURRENT_TASKS is None or PyDict_GetItem(_CURRENT_TASKS, loop) != NULL:
+        _enter_task(loop, task)  # (asyncio's own, and its error when another task is current)
+        return 0
+    return PyDict_SetItem(_CURRENT_TASKS, loop, task)
+
+
+cdef inline int _leave(loop, task) except -1:
+    if _CURRENT_TASKS is None or PyDict_GetItem(_CURRENT_TASKS, loop) != <PyObject*>task:
+        _leave_task(loop, task)  # (asyncio's own, and its error when the task is not current)
+        return 0
+    return PyDict_DelItem(_CURRENT_TASKS, loop)
+
+
 cdef _init(task, coro, loop, context, worker, name):
     """The fields of a new task (RequestTask.__init__ and start_request_task), in __slots__ order."""
-    _Future_init(task, loop=loop)
+    _future_init(task, loop)
     _store(task, 0, coro)  # _coro
     _store(task, 1, context)  # _context
     _store(task, 2, None)  # _fut_waiter
@@ -243,7 +282,7 @@ cdef _run_step(task, coro, loop, exc):
     """The step itself: the coroutine runs with ``task`` as the loop's current task."""
     cdef PyObject *sent = NULL
     cdef int returned = 0
-    _enter_task(loop, task)
+    _enter(loop, task)
     try:
         if exc is None:
             returned = send_to(coro, None, &sent)
@@ -266,7 +305,7 @@ cdef _run_step(task, coro, loop, exc):
         else:
             _wait_for(task, loop, result)
     finally:
-        _leave_task(loop, task)
+        _leave(loop, task)
 
 
 cdef _returned(task, value):
