@@ -506,11 +506,10 @@ cdef class Connection:
             cycle.flushing.cancel()
             cycle.flushing = None
             self.loop.remove_writer(self.fd)
-        exc = None
-        if task.cancelled():
+        try:
+            exc = task.exception()  # (one call: a cancelled task raises here, no cancelled() first)
+        except asyncio.CancelledError:
             exc = asyncio.CancelledError("the request task was cancelled")
-        else:
-            exc = task.exception()
         if exc is not None and not isinstance(exc, ClientDisconnected) and not (
             server.draining and isinstance(exc, asyncio.CancelledError)  # streams cut at the graceful timeout
         ):
