@@ -45,6 +45,7 @@ from bench import env
 from bench.procs import free_port, stop, wait_listening
 from bench.scenarios.tls import CERT_FLAGS, make_certificate
 from bench.servers import children_of, cpu_times
+from bench.tlsclient import client_context
 from bench.wrk import JSON_BODY
 
 START_TIMEOUT = 600.0  # an app imported under valgrind on a loaded machine takes minutes
@@ -57,14 +58,6 @@ def request_bytes(path: str, post: bool) -> bytes:
     body = JSON_BODY if isinstance(JSON_BODY, bytes) else JSON_BODY.encode()
     return (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-
-
-def client_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # (the bench's throwaway self-signed certificate)
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 def connect(port: int, count: int, tls: ssl.SSLContext | None = None) -> list[socket.socket]:

@@ -25,7 +25,7 @@ import time
 HOST = "127.0.0.1"
 
 
-def _context() -> ssl.SSLContext:
+def client_context() -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # (the bench's throwaway self-signed certificate)
@@ -65,7 +65,7 @@ def _exchange(sock, request: bytes) -> None:
 
 def run(port: int, n: int, connections: int = 4, mode: str = "keepalive", plain: bool = False,
         timeout: float = 30.0, duration: float | None = None) -> dict:
-    ctx = None if plain else _context()
+    ctx = None if plain else client_context()
     t0 = time.monotonic()
     end = t0 + duration if duration is not None else float("inf")
     done = 0
