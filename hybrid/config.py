@@ -80,6 +80,7 @@ class ServerConfig:
     max_threads: int | None = None
     blocking_threshold: float = 0.001
     blocking_stacks: bool = True
+    gc_threshold: int = 2000  # (hybrid/gc_policy.py: CPython 3.13's youngest-generation threshold)
     lifespan: str = "auto"
     root_path: str = ""
     timeout_keep_alive: float = 5.0
@@ -190,6 +191,10 @@ class ServerConfig:
             fail("uds", "'--uds' and '--fd' cannot be used together")
         if self.fd is not None and (not isinstance(self.fd, int) or self.fd < 0):
             fail("fd", f"{self.fd!r} is not a file descriptor number")
+        if isinstance(self.gc_threshold, bool) or not isinstance(self.gc_threshold, int) or \
+                not 0 <= self.gc_threshold <= 10_000_000:
+            fail("gc-threshold", f"{self.gc_threshold!r} must be a whole number from 0 (the interpreter's own) "
+                                 "to 10000000")
         if not isinstance(self.backlog, int) or self.backlog < 1:
             fail("backlog", f"{self.backlog!r} must be a positive whole number")
         if not isinstance(self.threads, int) or self.threads < 1:

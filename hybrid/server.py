@@ -32,6 +32,7 @@ from hybrid.blocking_sites import BlockingSites
 from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, ConnectionSet
 from hybrid.door import close_the_door
+from hybrid.gc_policy import apply_gc_threshold
 from hybrid.importer import load_app
 from hybrid.limits import ConcurrencyLimit, ConnectionLimit
 from hybrid.listeners import bind_listeners, close_listeners, describe_listeners, start_listening
@@ -100,6 +101,7 @@ class Server:
             jitter = max(1, config.limit_max_requests // 10) if jitter is None else jitter
             self.max_requests = config.limit_max_requests + random.randint(0, jitter)
         self.app_ref = app if app is not None else config.app  # (as given: the banner names it)
+        apply_gc_threshold(config.gc_threshold)  # (before the import: an app's own gc.set_threshold wins)
         self.app = load_app(app if app is not None else config.app, factory=config.factory and app is None,
                             app_dir=config.app_dir, interface=config.interface)
         # --header: written once per response head; a 'server' or 'date' among them replaces hybrid's own.

@@ -1,0 +1,26 @@
+"""The young generation's collection threshold in a server process (``--gc-threshold``, docs/performance.md).
+
+Why: CPython (before 3.13) collects its youngest generation after 700 net allocations of container objects. A
+server with many requests in flight at once (64 keep-alive clients, each request awaiting a thread hop) keeps
+every request's objects alive across those collections: they find nothing to free (0-4 objects per 1,000
+requests, measured) and only move the live objects up a generation, to be scanned again there. With a Starlette
+``FileResponse`` over 64 connections that was 49.5k instructions per request in the collector alone (granian,
+which feeds requests to the same app one at a time, 19.6k); at 2,000, CPython 3.13's own default, 2.6k.
+
+Set before the app is imported, so an app that calls ``gc.set_threshold`` itself keeps its own setting; only the
+youngest generation's threshold changes, and only upwards (an interpreter that already uses more keeps it).
+"""
+
+from __future__ import annotations
+
+import gc
+
+# CPython 3.13's default for the youngest generation (3.11 and 3.12: 700).
+DEFAULT_GC_THRESHOLD = 2000
+
+
+def apply_gc_threshold(threshold: int) -> None:
+    """Raise the youngest generation's threshold to ``threshold`` (0: leave the interpreter's setting)."""
+    current = gc.get_threshold()
+    if threshold and current[0] < threshold:
+        gc.set_threshold(threshold, *current[1:])
