@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gc-threshold", type=_positive_int, default=2000,
                    help="Collect the youngest generation of Python objects after this many net allocations "
                         "(CPython 3.13's default 2000; 3.11 and 3.12 use 700, which under many requests in flight "
-                        "scans their live objects over and over). Set before the app is imported, so an app's own "
-                        "gc.set_threshold wins; 0 leaves the interpreter's (default 2000).")
+                        "scans their live objects over and over). Set once the app is imported, unless the app set "
+                        "thresholds itself; 0 leaves the interpreter's (default 2000).")
     s.add_argument("--blocking-stacks", action=argparse.BooleanOptionalAction, default=True,
                    help="Read the stack of a blocked handler while it blocks and log where it blocked, once per "
                         "route and code location, with counters (default on; docs/blocking.md).")

@@ -7,8 +7,10 @@ requests, measured) and only move the live objects up a generation, to be scanne
 ``FileResponse`` over 64 connections that was 49.5k instructions per request in the collector alone (granian,
 which feeds requests to the same app one at a time, 19.6k); at 2,000, CPython 3.13's own default, 2.6k.
 
-Set before the app is imported, so an app that calls ``gc.set_threshold`` itself keeps its own setting; only the
-youngest generation's threshold changes, and only upwards (an interpreter that already uses more keeps it).
+Set once the app is imported, and only if the import left the thresholds as they were: an app that calls
+``gc.set_threshold`` itself keeps its own setting, also with ``hybrid.run(app)``, where the app was imported
+before the server started. Only the youngest generation's threshold changes, and only upwards (an interpreter
+that already uses more keeps it).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import gc
 DEFAULT_GC_THRESHOLD = 2000
 
 
-def apply_gc_threshold(threshold: int) -> None:
-    """Raise the youngest generation's threshold to ``threshold`` (0: leave the interpreter's setting)."""
+def apply_gc_threshold(threshold: int, before: tuple[int, ...]) -> None:
+    """Raise the youngest generation's threshold to ``threshold`` (0: leave the interpreter's setting), unless
+    the app changed the thresholds (``before``: ``gc.get_threshold()`` before it was imported)."""
     current = gc.get_threshold()
-    if threshold and current[0] < threshold:
+    if threshold and current == before and current[0] < threshold:
         gc.set_threshold(threshold, *current[1:])

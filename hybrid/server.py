@@ -9,6 +9,7 @@ hybrid/shutdown.py).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -101,9 +102,10 @@ class Server:
             jitter = max(1, config.limit_max_requests // 10) if jitter is None else jitter
             self.max_requests = config.limit_max_requests + random.randint(0, jitter)
         self.app_ref = app if app is not None else config.app  # (as given: the banner names it)
-        apply_gc_threshold(config.gc_threshold)  # (before the import: an app's own gc.set_threshold wins)
+        gc_before = gc.get_threshold()
         self.app = load_app(app if app is not None else config.app, factory=config.factory and app is None,
                             app_dir=config.app_dir, interface=config.interface)
+        apply_gc_threshold(config.gc_threshold, gc_before)  # (an app's own gc.set_threshold wins)
         # --header: written once per response head; a 'server' or 'date' among them replaces hybrid's own.
         self.extra_headers = header_block(config.headers)
         self.extra_header_pairs = [parse_header(h) for h in config.headers]  # (WebSocket handshake responses)

@@ -1,5 +1,6 @@
 """--gc-threshold: the youngest generation is collected after 2,000 net allocations (CPython 3.13's default), not
-3.11's 700, in every server process; an app's own gc.set_threshold wins (hybrid/gc_policy.py).
+3.11's 700, in every server process, once the app is imported; an app's own gc.set_threshold wins
+(hybrid/gc_policy.py).
 
 Why it matters: with many requests in flight, each holding its objects across an await, a collection of the
 youngest generation finds nothing to free and scans every live object (docs/performance.md)."""
