@@ -22,7 +22,15 @@ import time
 from hybrid._speedups.h1 import H1Error
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.async_pool import PoolConnection
-from hybrid.connection import Connection, accept_into, accepted_addresses, resolve, still_sending, unsent_bytes
+from hybrid.connection import (
+    Connection,
+    accept_into,
+    accepted_addresses,
+    resolve,
+    still_sending,
+    unread_bytes,
+    unsent_bytes,
+)
 
 logger = logging.getLogger("hybrid.error")
 
@@ -120,6 +128,8 @@ class AsyncConnection(PoolConnection):
                         elif still_sending(self, self.stream.write_buffer_size() + unsent_bytes(self.fd),
                                            time.monotonic(), config.timeout_write_stall):
                             continue  # (the keep-alive time starts once the client has the last response)
+                        elif self.stream.buffered() or unread_bytes(self.fd):
+                            continue  # (a request came while the loop could not read it: serve it, not reset it)
                         else:
                             self.close()
                         return

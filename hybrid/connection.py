@@ -9,10 +9,13 @@ where its docstring follows one request from the readable socket to the write.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import select
 import socket
+import struct
+import termios
 import threading
 from collections import deque
 
@@ -30,7 +33,7 @@ from hybrid._speedups.connection import (
 
 __all__ = ["DISCARD_LIMIT", "MAX_BACKLOG_EVENTS", "MIN_BODY_RATE", "RECV_SIZE", "WOULD_BLOCK", "Connection",
            "ConnectionSet", "accept_into", "accepted_addresses", "resolve", "stall_tick", "still_sending",
-           "unsent_bytes"]
+           "unread_bytes", "unsent_bytes"]
 
 logger = logging.getLogger("hybrid.error")
 
@@ -75,6 +78,19 @@ def still_sending(conn: Connection, queued: int, now: float, stall: float) -> bo
         conn.last_active = now
         return True
     return conn.last_active >= now - stall
+
+
+_INQ = struct.Struct("i")
+
+
+def unread_bytes(fd: int) -> int:
+    """Bytes the client sent that nobody has read yet (FIONREAD). A connection past its keep-alive time with some
+    is not idle: its request came while its thread could not read (blocked with no takeover, a process stopped);
+    closing it would reset the client and lose the request. The set reports it readable and serves it."""
+    try:
+        return _INQ.unpack(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 class ConnectionSet:

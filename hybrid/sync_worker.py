@@ -27,6 +27,7 @@ from hybrid.connection import (
     accept_into,
     accepted_addresses,
     still_sending,
+    unread_bytes,
     unsent_bytes,
 )
 from hybrid.loops import new_event_loop
@@ -258,7 +259,8 @@ class SyncWorker:
             elif conn.discard_since and conn.discard_since < body_deadline:
                 conn.close()  # an unread body still arriving: the response went out long ago
             elif conn.last_active < idle_deadline and not still_sending(conn, unsent_bytes(conn.fd), now,
-                                                                        config.timeout_write_stall):
+                                                                        config.timeout_write_stall) \
+                    and not unread_bytes(conn.fd):  # (a request came while this thread could not read: serve it)
                 conn.close()
         self.loop.call_later(1.0, self._sweep, conn_set)
 
