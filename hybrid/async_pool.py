@@ -279,6 +279,7 @@ class PoolConnection(StreamConnection):
         self.server.forget(self)
         # (TLS close_notify unless a response is cut short: see hybrid/tls_info.py)
         self.pool.close_later(self.stream, notify=not self.proto.mid_response)
+        self.proto.release()  # (no reference cycle left for the collector)
 
 
 class AsyncPool:

@@ -709,4 +709,5 @@ cdef class Connection:
             self.sock.close()
         finally:
             self.sock = None
+            self.proto.release()  # (no reference cycle left for the collector)
             self.server.forget(self)

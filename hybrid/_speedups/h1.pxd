@@ -78,6 +78,7 @@ cdef class H1Protocol:
     cdef _check_transfer_coding(self, str http_version)
     cdef _finish_response(self)
     cpdef list feed(self, data)
+    cpdef release(self)
     cpdef bytes send_response(self, int status, headers, long long content_length=*)
     cdef _app_transfer_coding(self, Request req, int status, list values, bint has_length, list out)
     cpdef bytes send_body(self, bytes data, bint more)

@@ -229,6 +229,13 @@ cdef class H1Protocol:
                            else "Request trailer section too large")
         return self._take_events()
 
+    cpdef release(self):
+        """The connection is closed for good: drop the parser, whose callbacks are this protocol's bound methods (a
+        reference cycle, else freed only by a full garbage collection once the connection lived long). Nothing
+        is parsed after this; responses can still be framed."""
+        self._parser = None
+        self._input_closed = True
+
     cdef list _take_events(self):
         events = self._events
         self._events = []
