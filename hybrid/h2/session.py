@@ -49,6 +49,7 @@ from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.h2 import crossing
+from hybrid.h2.connect import connect_stream, is_extended_connect
 from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
 from hybrid.h2.stream import H2Stream, build_scope
 from hybrid.logs import log_http_access
@@ -126,6 +127,12 @@ class H2Session:
         h2.encoder, h2.decoder = Encoder(), Decoder()
         h2.local_settings.max_concurrent_streams = MAX_STREAMS
         h2.local_settings.max_header_list_size = MAX_HEADER_LIST
+        # RFC 8441: extended CONNECT opens WebSockets (connect.py); with --ws none the setting is not sent at all.
+        self.websockets = config.ws != "none"
+        if self.websockets:
+            h2.local_settings.enable_connect_protocol = 1
+        else:
+            del h2.local_settings[SettingCodes.ENABLE_CONNECT_PROTOCOL]  # (h2 reads it nowhere else)
         h2.local_settings.acknowledge()  # (in force from the start: h2 sends them in its first SETTINGS)
         h2.initiate_connection()
         # h2 would end the whole connection on stream MAX_STREAMS + 1 (TooManyStreamsError); RFC 9113 section
@@ -259,24 +266,32 @@ class H2Session:
             elif kind is ConnectionTerminated:
                 self.peer_goaway = True
         # Apps start after the whole read is handled: a stream the same read resets never runs its app.
+        remote = False
         for stream in starting:
             if not stream.gone:
-                self._start(stream)
-        if starting and self.home is not None:
+                remote = self._start(stream) or remote
+        if remote:
             self.home.wake_h2()  # (the streams of one read reach the workers together: one wake-up)
 
     def _request(self, event) -> H2Stream | None:
         sid = event.stream_id
         h2 = self.h2
-        method, path, _, fields = request_fields(event.headers)  # (FieldError: checked even if refused)
+        try:
+            method, path, _, fields = request_fields(event.headers)  # (FieldError: checked even if refused)
+        except FieldError:
+            if not is_extended_connect(event.headers):
+                raise
+            h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)  # a stream error (RFC 8441 section 4)
+            return None
         if (self.goaway_last is not None and sid > self.goaway_last) or len(self.streams) >= MAX_STREAMS:
             h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)  # (safe to retry: no app code ran)
             return None
-        scope = build_scope(self, method, path, fields)
-        if scope is None:  # CONNECT (RFC 8441 WebSockets over HTTP/2 are not served)
-            h2.send_headers(sid, [(b":status", b"501")], end_stream=True)
+        if method == b"CONNECT":  # a WebSocket (RFC 8441), or refused (connect.py)
+            stream = connect_stream(self, sid, event.headers, path, fields)
+        else:
+            stream = H2Stream(self, sid, build_scope(self, method, path, fields))
+        if stream is None:
             return None
-        stream = H2Stream(self, sid, scope)
         self.streams[sid] = stream
         return stream
 
@@ -329,15 +344,19 @@ class H2Session:
 
     # -- apps ----------------------------------------------------------------------------------------------
 
-    def _start(self, stream: H2Stream) -> None:
+    def _start(self, stream: H2Stream) -> bool:
+        """Start the stream's app; True when it went to a worker (the read's streams wake it once)."""
         self.server.requests += 1
+        if stream.is_websocket:
+            return stream.start()  # on this loop, as an HTTP/1.1 WebSocket after its handoff (websocket.py)
         if self.home is not None and not crossing.wants_pool(self.server, stream.scope):
             crossing.dispatch(self, stream)  # on a worker thread, where a blocking step is taken over
-            return
+            return True
         # A stream (SSE, --async-path, a route learned as streaming) runs here, as over HTTP/1.1: on a worker's
         # loop it would stop while another handler of that thread blocks.
         stream.task = self.pool.start_app(stream.scope, stream.receive, stream.send, stream,
                                           lambda task: self._app_done(stream, task))
+        return False
 
     def _app_done(self, stream: H2Stream, task) -> None:
         self.pool.tasks.discard(task)
