@@ -19,6 +19,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from h2.errors import ErrorCodes
+from h2.exceptions import H2Error
 
 from hybrid.asgi.http import ASGI_VERSION
 from hybrid.request_id import REQUEST_ID_KEY
@@ -35,10 +36,6 @@ def is_extended_connect(headers) -> bool:
     return connect and protocol
 
 
-def malformed_connect(session, sid: int) -> None:
-    session.h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)
-
-
 def connect_stream(session, sid: int, headers, path: bytes | None, fields: list):
     """The stream a CONNECT opens (an ``H2WebSocket``, not started yet), or None once it was answered."""
     protocol = None
@@ -52,7 +49,10 @@ def connect_stream(session, sid: int, headers, path: bytes | None, fields: list)
         return None
     if protocol != b"websocket":
         h2.send_headers(sid, [(b":status", b"501"), (b"content-length", b"0")], end_stream=True)
-        h2.reset_stream(sid, ErrorCodes.NO_ERROR)
+        try:
+            h2.reset_stream(sid, ErrorCodes.NO_ERROR)
+        except H2Error:
+            pass  # (the client had ended its side too: the stream is closed already)
         return None
     from hybrid.h2.websocket import H2WebSocket  # (wsproto is imported on the first WebSocket only)
 
