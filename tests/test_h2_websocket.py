@@ -5,6 +5,7 @@ real socket, WebSocket frames from wsproto's client frame layer: masked) against
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 
@@ -60,6 +61,10 @@ class WS:
         if isinstance(event, h2.events.StreamReset):
             raise AssertionError(f"stream reset with {event.error_code!r}")
         return dict(event.headers)
+
+    def accepted(self) -> None:
+        status = self.response()[b":status"]
+        assert status == b"200", status
 
     def send_bytes(self, data: bytes, end: bool = False) -> None:
         """Within the stream's and connection's windows, waiting for the server's WINDOW_UPDATEs."""
@@ -166,7 +171,7 @@ def test_large_message_flow_control(srv):
     """A 200 KiB message is more than three stream windows: both directions wait for WINDOW_UPDATEs."""
     client = h2_client(srv)
     ws = WS(client, "/echo")
-    ws.response()
+    ws.accepted()
     data = bytes(range(256)) * 800
     ws.send(BytesMessage(data=data))
     assert ws.next_event(timeout=10) == BytesMessage(data=data)
@@ -197,7 +202,7 @@ def test_denials(srv):
 def test_server_close_code(srv):
     client = h2_client(srv)
     ws = WS(client, "/close?code=4001&reason=later")
-    ws.response()
+    ws.accepted()
     event = ws.next_event()
     assert isinstance(event, CloseConnection) and (event.code, event.reason) == (4001, "later")
     ws.send(event.response())
@@ -207,7 +212,7 @@ def test_server_close_code(srv):
 def test_reset_mid_message_is_a_disconnect(srv):
     client = h2_client(srv)
     ws = WS(client, "/echo")
-    ws.response()
+    ws.accepted()
     ws.send(TextMessage(data="first part", message_finished=False))
     client.conn.reset_stream(ws.sid, h2.errors.ErrorCodes.CANCEL)
     client.flush()
@@ -220,7 +225,7 @@ def test_reset_mid_message_is_a_disconnect(srv):
 def test_oversized_message_closes_1009(srv):
     client = h2_client(srv)
     ws = WS(client, "/echo")
-    ws.response()
+    ws.accepted()
     proto = FrameProtocol(client=True, extensions=[])
     ws.send_bytes(proto.send_data(b"x" * (MAX_SIZE + 1)))  # one frame, more than --ws-max-size
     event = ws.next_event(timeout=10)
@@ -230,7 +235,7 @@ def test_oversized_message_closes_1009(srv):
 def test_unmasked_frame_closes_1002(srv):
     client = h2_client(srv)
     ws = WS(client, "/echo")
-    ws.response()
+    ws.accepted()
     ws.send_bytes(bytes([0x81, 5]) + b"hello")  # a text frame without a mask
     event = ws.next_event()
     assert isinstance(event, CloseConnection) and event.code == 1002
@@ -264,7 +269,7 @@ def test_two_websockets_and_a_get_multiplexed_each_app_once(srv):
     before = stats(client)["runs"]
     one, two = WS(client, "/multi-a"), WS(client, "/multi-b")
     get = client.request("/plain")
-    one.response()
+    one.accepted()
     two.response()
     _headers, body = client.response(get)
     assert body.startswith(b"plain http")
@@ -299,7 +304,7 @@ def test_shutdown_closes_1001():
     with Server(APP, "--port", "0") as server:
         client = h2_client(server)
         ws = WS(client, "/echo")
-        ws.response()
+        ws.accepted()
         ws.send(TextMessage(data="hi"))
         assert ws.next_event() == TextMessage(data="hi")
         server.signal(signal.SIGTERM)
@@ -312,3 +317,56 @@ def test_shutdown_closes_1001():
         assert closed
         assert any(f.stream_id == ws.sid and "END_STREAM" in f.flags for f in frames), frames
         assert server.wait(15) == 0, server.output
+
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromium-driver are not "
+                    "installed (.ci/system-deps installs them; it needs root or sudo)")
+def test_chromium_opens_websocket_over_h2(tmp_path):
+    """A real browser: a page over HTTPS (ALPN h2), then a WebSocket from it. Chromium uses RFC 8441 on the
+    page's h2 connection once its SETTINGS enable it: the app's scope says http_version "2"."""
+    import trustme
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    chain, key = tmp_path / "chain.pem", tmp_path / "key.pem"
+    chain.write_bytes(b"".join(p.bytes() for p in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(key))
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--ignore-certificate-errors"):
+        options.add_argument(arg)
+    with Server(APP, "--port", "0", "--ssl-certfile", str(chain), "--ssl-keyfile", str(key)) as server:
+        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        try:
+            browser.set_script_timeout(15)
+            browser.get(f"https://127.0.0.1:{server.port}/page")
+            assert browser.execute_script(
+                "return performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"
+            scope = browser.execute_async_script("""
+                const done = arguments[arguments.length - 1];
+                const ws = new WebSocket(`wss://${location.host}/scope`);
+                ws.onmessage = (e) => { done(e.data); ws.close(1000); };
+                ws.onerror = () => done("error");
+            """)
+            assert scope != "error"
+            scope = json.loads(scope)
+            assert scope["http_version"] == "2" and scope["scheme"] == "wss" and scope["path"] == "/scope"
+            echo = browser.execute_async_script("""
+                const done = arguments[arguments.length - 1];
+                const ws = new WebSocket(`wss://${location.host}/echo`);
+                ws.onopen = () => ws.send("x".repeat(100000));
+                ws.onmessage = (e) => { done(e.data.length); ws.close(1000); };
+                ws.onerror = () => done("error");
+            """)
+            assert echo == 100000
+        finally:
+            browser.quit()
+        assert server.stop() == 0, server.output
