@@ -270,7 +270,7 @@ def test_two_websockets_and_a_get_multiplexed_each_app_once(srv):
     one, two = WS(client, "/multi-a"), WS(client, "/multi-b")
     get = client.request("/plain")
     one.accepted()
-    two.response()
+    two.accepted()
     _headers, body = client.response(get)
     assert body.startswith(b"plain http")
     for i in range(5):
