@@ -15,7 +15,7 @@ import pytest
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
 from wsproto.connection import Connection, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Message, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
 from wsproto.frame_protocol import FrameProtocol
 
 from tests.h2client import H2Client, read_frames
@@ -243,6 +243,62 @@ def test_unmasked_frame_closes_1002(srv):
     event = ws.next_event()
     assert isinstance(event, CloseConnection) and event.code == 1002, event
     assert isinstance(ws.ended(), h2.events.StreamEnded)  # our side ends after the close frame
+
+
+def test_app_errors_500_before_accept_1011_after(srv):
+    client = h2_client(srv)
+    before = WS(client, "/error")
+    assert before.response()[b":status"] == b"500"
+    after = WS(client, "/error-after")
+    after.accepted()
+    event = after.next_event()
+    assert isinstance(event, CloseConnection) and event.code == 1011, event
+
+
+def test_ping_flood_from_a_client_that_reads_nothing_is_bounded(srv):
+    """The client's window for our DATA is 0, so no Pong can leave: the server stops parsing (and opening its
+    window) once 64 KiB of Pongs wait, as over HTTP/1.1 it stops reading a peer that does not read."""
+    client = h2_client(srv, settings={SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    ws = WS(client, "/sink")
+    ws.accepted()
+    conn = client.conn
+    pings = ws.ws.send(Ping(payload=b"p" * 125)) * 16  # 2 KiB of masked pings
+    sent = 0
+    while sent < 1 << 20:
+        if conn.local_flow_control_window(ws.sid) < len(pings):
+            try:
+                client.pump(1.0)  # (WINDOW_UPDATEs; nothing else can come)
+            except TimeoutError:
+                break
+            continue
+        conn.send_data(ws.sid, pings)
+        client.flush()
+        sent += len(pings)
+    assert sent < 300_000, f"the server read {sent} bytes of pings it could not answer"
+    assert sent > 65536  # (it did read and answer into its buffer first)
+
+
+def test_keepalive_and_close_timeout():
+    """--ws-ping-timeout: a client that answers no Ping is closed with 1011; --ws-close-timeout: one that
+    answers no close frame has its stream reset."""
+    with Server(APP, "--port", "0", "--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.3",
+                "--ws-close-timeout", "0.5") as server:
+        client = h2_client(server)
+        ws = WS(client, "/sink")
+        ws.accepted()
+        assert isinstance(ws.next_event(), Ping)  # (not answered)
+        event = ws.next_event()
+        assert isinstance(event, CloseConnection) and event.code == 1011, event
+        started = time.monotonic()
+        end = ws.ended(timeout=5)
+        assert isinstance(end, h2.events.StreamEnded | h2.events.StreamReset), end
+        assert time.monotonic() - started < 3
+        mute = WS(client, "/close?code=4001")
+        mute.accepted()
+        event = mute.next_event()
+        assert isinstance(event, CloseConnection) and event.code == 4001
+        end = mute.ended(timeout=5)  # (no answer to the close)
+        assert isinstance(end, h2.events.StreamReset) and end.error_code == h2.errors.ErrorCodes.CANCEL, end
 
 
 def test_plain_connect_and_unknown_protocol_answered(srv):
