@@ -16,7 +16,9 @@ from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
+from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import FrameProtocol
+from wsproto.handshake import client_extensions_handshake
 
 from tests.h2client import H2Client, read_frames
 from tests.support import Server
@@ -299,6 +301,28 @@ def test_keepalive_and_close_timeout():
         assert isinstance(event, CloseConnection) and event.code == 4001
         end = mute.ended(timeout=5)  # (no answer to the close)
         assert isinstance(end, h2.events.StreamReset) and end.error_code == h2.errors.ErrorCodes.CANCEL, end
+
+
+def test_permessage_deflate_negotiated_and_bounded(srv):
+    """RFC 7692 over h2: negotiated from sec-websocket-extensions as over HTTP/1.1; a compressed message is
+    echoed, and one that inflates past --ws-max-size closes with 1009 (inflation bounded: ws_deflate.py)."""
+    client = h2_client(srv)
+    for data, code in ((b"abc" * 50000, None), (b"\0" * (MAX_SIZE * 4), 1009)):
+        ws = WS(client, "/echo", headers=[(b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")])
+        headers = ws.response()
+        assert headers[b":status"] == b"200"
+        accepted = headers[b"sec-websocket-extensions"].decode()
+        assert accepted.startswith("permessage-deflate")
+        ws.ws = Connection(ConnectionType.CLIENT, extensions=client_extensions_handshake([accepted],
+                                                                                          [PerMessageDeflate()]))
+        frames = ws.ws.send(BytesMessage(data=data))
+        assert len(frames) < len(data) // 100  # (compressed)
+        ws.send_bytes(frames)
+        event = ws.next_event(timeout=10)
+        if code is None:
+            assert event == BytesMessage(data=data)
+        else:
+            assert isinstance(event, CloseConnection) and event.code == code, event
 
 
 def test_plain_connect_and_unknown_protocol_answered(srv):
