@@ -122,8 +122,8 @@ def main() -> None:
             client.echo()
         if args.callgrind:
             subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
-            for _ in range(2):
-                for _ in range(n):
+            for count in (n, 2 * n):  # (each dump counts from the one before: I(N), then I(2N))
+                for _ in range(count):
                     client.echo()
                 subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
         else:
