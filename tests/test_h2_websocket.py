@@ -453,3 +453,24 @@ def test_chromium_opens_websocket_over_h2(tmp_path):
         finally:
             browser.quit()
         assert server.stop() == 0, server.output
+
+
+def test_idle_clock_starts_when_the_websocket_ends():
+    """An open WebSocket keeps its connection (no idle close while it lasts, past --timeout-keep-alive); once it
+    ended, the connection closes after --timeout-keep-alive (GOAWAY NO_ERROR), not sooner and not much later."""
+    with Server(APP, "--port", "0", "--timeout-keep-alive", "1.5") as server:
+        client = h2_client(server)
+        ws = WS(client, "/echo")
+        ws.accepted()
+        time.sleep(2.0)  # (longer than --timeout-keep-alive)
+        ws.send(TextMessage(data="still here"))
+        assert ws.next_event() == TextMessage(data="still here")
+        ws.send(CloseConnection(code=1000))
+        assert isinstance(ws.next_event(), CloseConnection)
+        client.conn.end_stream(ws.sid)
+        client.flush()
+        started = time.monotonic()
+        event = client.goaway(timeout=6)
+        took = time.monotonic() - started
+        assert event.error_code == h2.errors.ErrorCodes.NO_ERROR
+        assert 1.2 < took < 3.5, took

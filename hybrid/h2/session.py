@@ -211,7 +211,9 @@ class H2Session:
             return max(0.0, self.partial_since + self.head_timeout - now)
         if not self.streams:
             return max(0.0, self.idle_since + self.keep_alive - now)
-        return 1.0  # streams are open: look again in a second (one may end and the idle clock start)
+        # Streams are open: look again one keep-alive later. Never too late: the idle clock starts after now, so
+        # its end is after that look, which then waits for it (and an open WebSocket costs a wake-up per 5 s, not 1).
+        return max(self.keep_alive, 1.0)
 
     def _arm(self) -> None:
         if self.watchdog is not None:
