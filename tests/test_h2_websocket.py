@@ -474,3 +474,17 @@ def test_idle_clock_starts_when_the_websocket_ends():
         took = time.monotonic() - started
         assert event.error_code == h2.errors.ErrorCodes.NO_ERROR
         assert 1.2 < took < 3.5, took
+
+
+def test_echo_under_mode_async():
+    """--mode async: no workers; the session and the WebSocket share the one loop as before."""
+    with Server(APP, "--port", "0", "--mode", "async") as server:
+        client = h2_client(server)
+        ws = WS(client, "/scope")
+        ws.accepted()
+        assert json.loads(ws.next_event().data)["http_version"] == "2"
+        echo = WS(client, "/echo")
+        echo.accepted()
+        echo.send(BytesMessage(data=b"x" * 100_000))
+        assert echo.next_event(timeout=10) == BytesMessage(data=b"x" * 100_000)
+        assert server.stop() == 0, server.output
