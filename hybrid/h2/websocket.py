@@ -250,7 +250,7 @@ class H2WebSocket(WebSocketSession):
             await session._drain()
 
     async def send(self, message: dict) -> None:
-        if self.status == 200 and self.state in (CLOSING, CLOSED) and get_ident() == self.thread:
+        if self.ws is not None and self.state in (CLOSING, CLOSED) and get_ident() == self.thread:
             kind = message["type"]
             if kind == "websocket.close":
                 return  # already closing or closed: nothing more to say
