@@ -46,7 +46,10 @@ class H1Client:
             for event in self.ws.events():
                 if isinstance(event, kind):
                     return event
-            self.ws.receive_data(self.sock.recv(65536))
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            self.ws.receive_data(data)
 
     def echo(self) -> None:
         self.sock.sendall(self.ws.send(TextMessage(data=MESSAGE)))
@@ -70,7 +73,10 @@ class H2Client:
 
     def _until(self, match):
         while True:
-            events = self.conn.receive_data(self.sock.recv(65536))
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            events = self.conn.receive_data(data)
             found = None
             for event in events:
                 if isinstance(event, h2.events.DataReceived):
@@ -107,7 +113,9 @@ def main() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    argv = server_argv("hybrid", APP, port, ["--blocking-threshold", "30"] if args.callgrind else [])
+    # (No keepalive pings: under valgrind a run outlasts --ws-ping-interval, and the clients answer none.)
+    extra = ["--ws-ping-interval", "0", *(["--blocking-threshold", "30"] if args.callgrind else [])]
+    argv = server_argv("hybrid", APP, port, extra)
     out = tempfile.mkdtemp(prefix="ws_cost.")
     if args.callgrind:
         argv = ["valgrind", "--tool=callgrind", "--separate-threads=no", f"--callgrind-out-file={out}/cg.%p", *argv]
