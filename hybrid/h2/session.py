@@ -14,9 +14,9 @@ Defences (each closes with GOAWAY, the code says why): reset, PING and SETTINGS 
 ENHANCE_YOUR_CALM); more than MAX_STREAMS streams at once (the extra ones refused: REFUSED_STREAM); header
 lists over MAX_HEADER_LIST (the HPACK decoder: the connection ends, COMPRESSION_ERROR/PROTOCOL_ERROR) and CONTINUATION
 floods (h2 keeps at most 64 frames of one header block); a frame or header block still incomplete after
---timeout-request-head; no stream open for --timeout-keep-alive; a client that takes no bytes (socket or
-stream window) for --timeout-write-stall. Reading stops while more than HIGH_WATER bytes wait to be sent, so
-a client that floods without reading the answers cannot grow our buffers.
+--timeout-request-head; no stream open for --timeout-keep-alive (both: timeouts.py); a client that takes no
+bytes (socket or stream window) for --timeout-write-stall. Reading stops while more than HIGH_WATER bytes wait
+to be sent, so a client that floods without reading the answers cannot grow our buffers.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from hybrid.h2 import crossing
 from hybrid.h2.connect import connect_stream, is_extended_connect
 from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
 from hybrid.h2.stream import H2Stream, build_scope
+from hybrid.h2.timeouts import H2Timeouts
 from hybrid.logs import log_http_access
 from hybrid.mailbox import Mailbox
 
@@ -84,7 +85,7 @@ def _incomplete(buf) -> bool:
     return bool(buf._data) or bool(buf._headers_buffer)
 
 
-class H2Session:
+class H2Session(H2Timeouts):
     """One HTTP/2 connection handed to the pool (``H2Handoff``)."""
 
     in_pool = True  # (shutdown waits for worker connections, then drains the pool's)
@@ -204,44 +205,6 @@ class H2Session:
                     logger.info("Closed an HTTP/2 connection whose client read nothing for %g s "
                                 "(--timeout-write-stall).", self.stall)
                     return
-
-    def _read_timeout(self) -> float:
-        now = time.monotonic()
-        if self.partial_since:
-            return max(0.0, self.partial_since + self.head_timeout - now)
-        if not self.streams:
-            return max(0.0, self.idle_since + self.keep_alive - now)
-        # Streams are open: look again one keep-alive later. Never too late: the idle clock starts after now, so
-        # its end is after that look, which then waits for it (and an open WebSocket costs a wake-up per 5 s, not 1).
-        return max(self.keep_alive, 1.0)
-
-    def _arm(self) -> None:
-        if self.watchdog is not None:
-            self.watchdog.cancel()
-        delay = self._read_timeout()
-        self.watch_at = time.monotonic() + delay
-        self.watchdog = self.loop.call_later(delay, self._watch)
-
-    def _watch(self) -> None:
-        """The timeouts of the reading side, checked when the next one may have run out: GOAWAY and close, or
-        look again."""
-        self.watchdog = None
-        if self.closed:
-            return
-        if self._timed_out():
-            self.close()
-        else:
-            self._arm()
-
-    def _timed_out(self) -> bool:
-        now = time.monotonic()
-        if self.partial_since and now - self.partial_since >= self.head_timeout:
-            self._goaway(ErrorCodes.PROTOCOL_ERROR, b"incomplete frame past --timeout-request-head")
-            return True
-        if not self.streams and now - self.idle_since >= self.keep_alive:
-            self._goaway(ErrorCodes.NO_ERROR, b"idle")
-            return True
-        return False
 
     def _handle(self, events) -> None:
         starting = []
