@@ -488,3 +488,19 @@ def test_echo_under_mode_async():
         echo.send(BytesMessage(data=b"x" * 100_000))
         assert echo.next_event(timeout=10) == BytesMessage(data=b"x" * 100_000)
         assert server.stop() == 0, server.output
+
+
+def test_app_send_waits_for_the_window_then_write_stall_resets():
+    """The app's sends respect the client's window: a client that opens none gets no DATA, the app's send waits
+    (64 KiB of frames buffered at most), and after --timeout-write-stall the stream is reset CANCEL."""
+    with Server(APP, "--port", "0", "--timeout-write-stall", "1") as server:
+        client = h2_client(server, settings={SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        ws = WS(client, "/produce")  # (sends 64 KiB messages until its send fails)
+        ws.accepted()
+        started = time.monotonic()
+        end = ws.ended(timeout=8)
+        took = time.monotonic() - started
+        assert isinstance(end, h2.events.StreamReset) and end.error_code == h2.errors.ErrorCodes.CANCEL, end
+        assert 0.8 < took < 5, took
+        assert not [e for e in client.events if isinstance(e, h2.events.DataReceived) and e.stream_id == ws.sid]
+        assert server.stop() == 0, server.output
