@@ -216,6 +216,11 @@ def test_server_close_code(srv):
 
 def test_reset_mid_message_is_a_disconnect(srv):
     client = h2_client(srv)
+    mark = WS(client, "/echo")  # (a clean close first: the last disconnect is not a 1006 from an earlier test)
+    mark.accepted()
+    mark.send(CloseConnection(code=4321, reason="mark"))
+    assert isinstance(mark.next_event(), CloseConnection)
+    assert stats(client)["last"] == [4321, "mark"]
     ws = WS(client, "/echo")
     ws.accepted()
     ws.send(TextMessage(data="first part", message_finished=False))
@@ -224,6 +229,28 @@ def test_reset_mid_message_is_a_disconnect(srv):
     deadline = time.monotonic() + 5
     while stats(client)["last"] != [1006, ""]:
         assert time.monotonic() < deadline, stats(client)
+        time.sleep(0.05)
+
+
+def test_connection_lost_is_a_disconnect(srv):
+    """The whole connection dies (the client closes its socket mid-message): the app gets websocket.disconnect
+    1006, as for a lost HTTP/1.1 peer."""
+    client = h2_client(srv)
+    mark = WS(client, "/echo")  # (a clean close first: the last disconnect is not a 1006 from an earlier test)
+    mark.accepted()
+    mark.send(CloseConnection(code=4321, reason="mark"))
+    assert isinstance(mark.next_event(), CloseConnection)
+    assert stats(client)["last"] == [4321, "mark"]
+    ws = WS(client, "/echo")
+    ws.accepted()
+    ws.send(TextMessage(data="ok"))
+    assert ws.next_event() == TextMessage(data="ok")
+    ws.send(BytesMessage(data=b"half", message_finished=False))
+    client.close()
+    other = h2_client(srv)
+    deadline = time.monotonic() + 5
+    while stats(other)["last"] != [1006, ""]:
+        assert time.monotonic() < deadline, stats(other)
         time.sleep(0.05)
 
 
