@@ -113,7 +113,7 @@ class H2WebSocket(WebSocketSession):
             self.session._ack(self.id, flow)  # (nobody parses it any more: keep the windows open)
             return
         self.body.append((data, flow))
-        self._feed()
+        self._feed(False)  # (the session's read writes what this queued, WINDOW_UPDATEs too, once handled)
 
     def on_end(self) -> None:
         self.ended = True
@@ -154,17 +154,19 @@ class H2WebSocket(WebSocketSession):
 
     # -- reading -------------------------------------------------------------------------------------------------
 
-    def _feed(self) -> None:
+    def _feed(self, flush: bool = True) -> None:
         """Parse what came, within the bounds (module doc); the window opens for what was parsed."""
         if self.feeding or self.ws is None:
             return
         self.feeding = True
+        acked = False
         try:
             body = self.body
             while body and self.state != CLOSED and len(self.incoming) < QUEUE_HIGH \
                     and len(self.out) <= WRITE_HIGH_WATER:
                 data, flow = body.popleft()
-                self.session.consumed(self.id, flow)
+                self.session._ack(self.id, flow)
+                acked = True
                 if not self.failed:
                     self._receive(data)
             if self.ended and not body and self.state != CLOSED:
@@ -180,6 +182,8 @@ class H2WebSocket(WebSocketSession):
                 self.session._release_body(self)
         finally:
             self.feeding = False
+        if acked and flush:
+            self.session._flush_soon()
 
     async def receive(self) -> dict:
         message = await super().receive()
@@ -194,7 +198,7 @@ class H2WebSocket(WebSocketSession):
             return False
         if data:
             self.out += data
-            self._pump()
+            self._pump(not self.feeding)  # (what the reader answers goes with the read's other frames)
         return not self.gone
 
     def _send_frame(self, first: int, payload: bytes) -> int:
@@ -208,11 +212,15 @@ class H2WebSocket(WebSocketSession):
         else:
             self.out += frame_header(first, len(payload))
             self.out += payload
-        self._pump()
+        # Written at once, as over HTTP/1.1: deferred to the iteration's end, an echo cost one more loop
+        # iteration (an epoll_wait) per message. The price: the messages of several WebSockets of one
+        # connection sent in one iteration leave in one write each.
+        self._pump(True)
         return len(self.out)
 
-    def _pump(self) -> None:
-        """Hand h2 what the windows allow of ``out``, then END_STREAM once it is all sent."""
+    def _pump(self, now: bool = False) -> None:
+        """Hand h2 what the windows allow of ``out``, then END_STREAM once it is all sent; written ``now``, or
+        with this loop iteration's other frames."""
         if self.gone or self.session.closed:
             return
         h2 = self.session.h2
@@ -232,7 +240,10 @@ class H2WebSocket(WebSocketSession):
         except H2Error:
             self.session._reset(self, ErrorCodes.INTERNAL_ERROR)
             return
-        self.session._flush_soon()
+        if now:
+            self.session._flush()
+        else:
+            self.session._flush_soon()
         if len(out) <= WRITE_HIGH_WATER:
             self._wake_out()
             if self.body and not self.feeding:
