@@ -309,6 +309,10 @@ async def app(scope, receive, send):
     if path == "/asyncio":
         return await _json(send, await _asyncio_checks())
 
+    if path == "/current-task":  # answered in the request's first step
+        task = asyncio.current_task()
+        return await _json(send, {"task": type(task).__name__, "done": task is not None and task.done()})
+
     if path == "/bg-start":
 
         async def bg():
