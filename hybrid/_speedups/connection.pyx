@@ -35,7 +35,7 @@ from libc.errno cimport EAGAIN, EINTR, errno
 
 from hybrid._speedups.accesslog cimport log_access
 from hybrid.h2.handoff import hand_off as hand_off_h2, is_h2c_preface
-from hybrid._speedups.cycle cimport RequestCycle
+from hybrid._speedups.cycle cimport RequestCycle, scope_from, scope_template
 from hybrid._speedups.h1 cimport Data, H1Protocol, Request
 from hybrid._speedups.monitor cimport mark_enter, mark_leave
 from hybrid._speedups.tls_io cimport ssl_object, tls_recv, tls_send
@@ -341,7 +341,10 @@ cdef class Connection:
             return
         server.requests += 1
         self.discard_budget = DISCARD_LIMIT
-        cdef RequestCycle cycle = RequestCycle(self, req, build_scope(self, req, server.root_path, worker.state))
+        cdef dict base = self._scope_base
+        if base is None:  # (made at the first request, after any subclass's __init__ set its addresses)
+            base = self._scope_base = scope_template(self, server.root_path)
+        cdef RequestCycle cycle = RequestCycle(self, req, scope_from(base, self, req, worker.state, None))
         self.cycle = cycle
         if server.lifecycle is not None:
             server.lifecycle_started(self, cycle)

@@ -56,6 +56,34 @@ class ClientDisconnected(OSError):
 def build_scope(conn, Request req, str root_path, dict state, request_id=None):
     """The ``http`` scope. The request id is ``request_id`` if given, else worked out from the headers when
     something first reads it (request_id.py)."""
+    return scope_from(scope_template(conn, root_path), conn, req, state, request_id)
+
+
+cpdef dict scope_template(conn, str root_path):
+    """A scope's entries that are the same for every request of ``conn``, in the scope's order, the others None.
+    A Connection makes it once and copies it per request (``scope_from``): one ``PyDict_Copy`` and eight stores
+    instead of a fourteen-entry dict and the connection's attributes read per request."""
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": None,
+        "server": conn.server_addr,
+        "client": conn.client_addr,
+        "scheme": conn.scheme,
+        "method": None,
+        "root_path": root_path,
+        "path": None,
+        "raw_path": None,
+        "query_string": None,
+        "headers": None,
+        "state": None,
+        "extensions": None,
+    }
+
+
+cpdef dict scope_from(dict template, conn, Request req, dict state, request_id):
+    """The ``http`` scope of ``req``: a fresh top-level dict (apps mutate it), copied from ``conn``'s
+    ``scope_template``; the per-request entries (and the extensions dict) new each time."""
     cdef bytes raw_path = req.path
     cdef str path = raw_path.decode("latin-1")
     if path.find("%") >= 0:
@@ -63,7 +91,9 @@ def build_scope(conn, Request req, str root_path, dict state, request_id=None):
     method = _METHODS.get(req.method)
     if method is None:
         method = req.method.decode("ascii")
-    scheme = conn.scheme
+    cdef dict scope = PyDict_Copy(template)
+    scheme = scope["scheme"]
+    cdef str root_path = scope["root_path"]
     rid = _lazy_id(conn.server.request_ids, req.headers) if request_id is None else {"id": request_id}
     # Each extension only where it is honoured (docs/extensions.md): no 1xx to HTTP/1.0, trailers only where the
     # client takes them; pathsend on every HTTP connection (hybrid/pathsend.py). (Built in one literal: a later insert cost a lookup on every request.)
@@ -76,22 +106,15 @@ def build_scope(conn, Request req, str root_path, dict state, request_id=None):
         extensions = {REQUEST_ID_KEY: rid, PATHSEND: _NO_PARAMS}
     if scheme is not HTTP and scheme == "https" and conn.sock is not None:  # (None: a handoff's scope for its request id only)
         extensions["tls"] = tls_extension(conn)
-    scope = {
-        "type": "http",
-        "asgi": ASGI_VERSION,
-        "http_version": req.http_version,
-        "server": conn.server_addr,
-        "client": conn.client_addr,
-        "scheme": scheme,
-        "method": method,
-        "root_path": root_path,
-        "path": root_path + path if root_path else path,
-        "raw_path": root_path.encode() + raw_path if root_path else raw_path,
-        "query_string": req.query,
-        "headers": req.headers,
-        "state": PyDict_Copy(state),  # (state.copy() went through an unbound-method call: ~0.7k instructions)
-        "extensions": extensions,
-    }
+    # (Stores into keys the copy has: the scope's order stays the template's.)
+    PyDict_SetItem(scope, "http_version", req.http_version)
+    PyDict_SetItem(scope, "method", method)
+    PyDict_SetItem(scope, "path", root_path + path if root_path else path)
+    PyDict_SetItem(scope, "raw_path", root_path.encode() + raw_path if root_path else raw_path)
+    PyDict_SetItem(scope, "query_string", req.query)
+    PyDict_SetItem(scope, "headers", req.headers)
+    PyDict_SetItem(scope, "state", PyDict_Copy(state))  # (state.copy() went through an unbound-method call: ~0.7k instructions)
+    PyDict_SetItem(scope, "extensions", extensions)
     if req.forwarded and conn.proxy is not None:
         conn.proxy.apply(scope)
     return scope
