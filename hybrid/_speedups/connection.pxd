@@ -13,6 +13,7 @@ cdef class Connection:
     cdef bint _plain  # a plain socket.socket: recv/send straight from C (a TLSConnection's SSLSocket is not)
     cdef object _tls  # an SSLSocket's _ssl object, read and written straight from C (tls_io.pyx); else None
     cdef dict _scope_base  # the scope's per-connection entries, copied per request (cycle.pyx, scope_template)
+    cdef object _request_ids  # the server's RequestIds, read with _scope_base
     cdef public double last_active, head_since, discard_since
     cdef public double handshake_deadline  # a TLSConnection still handshaking is closed past this (monotonic)
     cdef public Py_ssize_t discard_budget

@@ -344,7 +344,9 @@ cdef class Connection:
         cdef dict base = self._scope_base
         if base is None:  # (made at the first request, after any subclass's __init__ set its addresses)
             base = self._scope_base = scope_template(self, server.root_path)
-        cdef RequestCycle cycle = RequestCycle(self, req, scope_from(base, self, req, worker.state, None))
+            self._request_ids = server.request_ids
+        cdef RequestCycle cycle = RequestCycle(self, req, scope_from(base, self, req, worker.state, self._request_ids,
+                                                                     None))
         self.cycle = cycle
         if server.lifecycle is not None:
             server.lifecycle_started(self, cycle)

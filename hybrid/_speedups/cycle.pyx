@@ -14,6 +14,15 @@ from urllib.parse import unquote
 
 from hybrid._speedups.h1 cimport H1Protocol, Request
 from cpython.dict cimport PyDict_Copy, PyDict_SetItem
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
 
 from hybrid.request_id import REQUEST_ID_KEY, LazyRequestId
 from hybrid.tls_info import tls_extension
@@ -56,7 +65,7 @@ class ClientDisconnected(OSError):
 def build_scope(conn, Request req, str root_path, dict state, request_id=None):
     """The ``http`` scope. The request id is ``request_id`` if given, else worked out from the headers when
     something first reads it (request_id.py)."""
-    return scope_from(scope_template(conn, root_path), conn, req, state, request_id)
+    return scope_from(scope_template(conn, root_path), conn, req, state, conn.server.request_ids, request_id)
 
 
 cpdef dict scope_template(conn, str root_path):
@@ -81,9 +90,10 @@ cpdef dict scope_template(conn, str root_path):
     }
 
 
-cpdef dict scope_from(dict template, conn, Request req, dict state, request_id):
+cpdef dict scope_from(dict template, conn, Request req, dict state, ids, request_id):
     """The ``http`` scope of ``req``: a fresh top-level dict (apps mutate it), copied from ``conn``'s
-    ``scope_template``; the per-request entries (and the extensions dict) new each time."""
+    ``scope_template``; the per-request entries (and the extensions dict) new each time. ``ids``: the server's
+    RequestIds, for a request id worked out from the headers (``request_id`` None)."""
     cdef bytes raw_path = req.path
     cdef str path = raw_path.decode("latin-1")
     if path.find("%") >= 0:
@@ -94,7 +104,7 @@ cpdef dict scope_from(dict template, conn, Request req, dict state, request_id):
     cdef dict scope = PyDict_Copy(template)
     scheme = scope["scheme"]
     cdef str root_path = scope["root_path"]
-    rid = _lazy_id(conn.server.request_ids, req.headers) if request_id is None else {"id": request_id}
+    rid = _lazy_id(ids, req.headers) if request_id is None else {"id": request_id}
     # Each extension only where it is honoured (docs/extensions.md): no 1xx to HTTP/1.0, trailers only where the
     # client takes them; pathsend on every HTTP connection (hybrid/pathsend.py). (Built in one literal: a later insert cost a lookup on every request.)
     cdef dict extensions
@@ -120,12 +130,26 @@ cpdef dict scope_from(dict template, conn, Request req, dict state, request_id):
     return scope
 
 
+# Where LazyRequestId's two slots live in the object: a new one's are stored there directly (through setattr each
+# store was a type lookup and a descriptor call), and it is made by dict's tp_new (``dict.__new__`` was a method
+# call by name).
+assert LazyRequestId.__slots__ == ("_ids", "_headers")
+cdef Py_ssize_t _IDS_OFFSET = (<PyMemberDescrObject*><PyObject*>LazyRequestId.__dict__["_ids"]).d_member.offset
+cdef Py_ssize_t _HEADERS_OFFSET = (<PyMemberDescrObject*><PyObject*>LazyRequestId.__dict__["_headers"]).d_member.offset
+cdef type _LAZY = LazyRequestId
+cdef PyTypeObject* _LAZY_TYPE = <PyTypeObject*>LazyRequestId
+cdef tuple _NO_ARGS = ()
+
+
 cdef object _lazy_id(ids, headers):
     # request_id.lazy_request_id, built without a Python-level call (every request has one)
-    value = dict.__new__(LazyRequestId)
+    value = _LAZY_TYPE.tp_new(_LAZY, <PyObject*>_NO_ARGS, NULL)
     PyDict_SetItem(value, "id", None)  # (dict's own storage: the class's __setitem__ would fill it now)
-    value._ids = ids
-    value._headers = headers
+    # (a new object's slots are NULL: nothing to release)
+    Py_INCREF(ids)
+    (<PyObject**>((<char*><PyObject*>value) + _IDS_OFFSET))[0] = <PyObject*>ids
+    Py_INCREF(headers)
+    (<PyObject**>((<char*><PyObject*>value) + _HEADERS_OFFSET))[0] = <PyObject*>headers
     return value
 
 
