@@ -35,7 +35,7 @@ from libc.errno cimport EAGAIN, EINTR, errno
 
 from hybrid._speedups.accesslog cimport log_access
 from hybrid.h2.handoff import hand_off as hand_off_h2, is_h2c_preface
-from hybrid._speedups.cycle cimport RequestCycle
+from hybrid._speedups.cycle cimport RequestCycle, scope_from, scope_template
 from hybrid._speedups.h1 cimport Data, H1Protocol, Request
 from hybrid._speedups.monitor cimport mark_enter, mark_leave
 from hybrid._speedups.tls_io cimport ssl_object, tls_recv, tls_send
@@ -332,24 +332,29 @@ cdef class Connection:
         cdef Request req = request
         worker = self.worker
         server = self.server
+        cdef dict base = self._scope_base
+        if base is None:
+            base = self._first_request(server)
         if req.upgrade is not None:
             self._hand_off_websocket(req)  # (set only under --ws wsproto) to the pool before any app code
             return
-        if req.wants_stream or (server.router.active and server.router.wants_pool(
+        router = self._router
+        if req.wants_stream or (router.active and router.wants_pool(
                 req.method.decode("latin-1"), req.path.decode("latin-1"))):
             self._hand_off(req)  # a stream: to the async pool before any app code runs
             return
         server.requests += 1
         self.discard_budget = DISCARD_LIMIT
-        cdef RequestCycle cycle = RequestCycle(self, req, build_scope(self, req, server.root_path, worker.state))
+        cdef RequestCycle cycle = RequestCycle(self, req, scope_from(base, self, req, worker.state, self._request_ids,
+                                                                     None))
         self.cycle = cycle
-        if server.lifecycle is not None:
+        if self._lifecycle is not None:
             server.lifecycle_started(self, cycle)
         self._route_body()
-        app = server.app
-        if server.concurrency is not None:  # --limit-concurrency: past it, a built-in app answers 503
-            app = server.concurrency.admit(app)
-            cycle.admitted = app is server.app
+        app = self._app
+        if self._concurrency is not None:  # --limit-concurrency: past it, a built-in app answers 503
+            app = self._concurrency.admit(app)
+            cycle.admitted = app is self._app
         monitor = worker.monitor  # (SyncWorker.enter_app / leave_app, as C calls)
         cdef int slot = worker.slot
         mark_enter(monitor, slot, self.fd if self.registered else -1)
@@ -376,6 +381,16 @@ cdef class Connection:
                 self._release(cycle)  # the app goes on after its response (background tasks): not our business
             else:
                 self._go_async()
+
+    cdef dict _first_request(self, server):
+        # At the first request, not in __init__: after any subclass's __init__ set its addresses.
+        self._request_ids = server.request_ids
+        self._router = server.router
+        self._app = server.app
+        self._concurrency = server.concurrency
+        self._lifecycle = server.lifecycle
+        self._scope_base = scope_template(self, server.root_path)
+        return self._scope_base
 
     def response_complete(self, cycle):
         """RequestCycle.send wrote the last body message of a request whose task is pending (past its first
