@@ -167,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Largest request head (request line and headers) in bytes; a larger one is answered 431 "
                         "(default 16384).")
     s.add_argument("--ws", choices=WS_PROTOCOLS, default="wsproto",
-                   help="WebSocket protocol implementation: wsproto (served by the async pool), or none to decline "
-                        "upgrades, so upgrade requests reach the app as plain HTTP (default wsproto).")
+                   help="WebSocket protocol implementation: wsproto (served by the async pool, over HTTP/1.1 "
+                        "upgrades and HTTP/2 extended CONNECT, RFC 8441), or none to decline upgrades, so upgrade "
+                        "requests reach the app as plain HTTP, and not to offer RFC 8441 (default wsproto).")
     s.add_argument("--ws-max-size", type=_positive_int, default=16 * 1024 * 1024,
                    help="Largest incoming WebSocket message in bytes; a larger one closes with 1009 (default 16 MiB).")
     s.add_argument("--ws-ping-interval", type=_seconds, default=20.0,

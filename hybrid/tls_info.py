@@ -3,7 +3,8 @@
 - ``tls_extension(conn)``: the ASGI TLS extension (``scope["extensions"]["tls"]``, asgi.readthedocs.io
   specs/tls.html) for an ``https`` or ``wss`` scope: the server's certificate, the client's certificate chain and
   its subject as an RFC 4514 string, the TLS version and the cipher suite as their IANA numbers. Worked out once
-  per connection (the session does not change: renegotiation is off) and copied into each scope.
+  per connection (the session does not change: renegotiation is off) and copied into each scope (HTTP/1.1
+  scopes, the pool's too, copy it in compiled code after the first: ``_tls_scope``, hybrid/_speedups/cycle.pyx).
 - ``send_close_notify(sock)``: the TLS ``close_notify`` alert before a socket closes (RFC 8446 section 6.1), so the
   client can tell a complete close from a cut (a "ragged EOF"). Never sent when a response is cut short: a
   close-delimited body must not look whole.

@@ -218,3 +218,23 @@ def test_ipv4_server_tuple(server):
     host, port = scope["server"]
     socket.inet_aton(host)
     assert port == server.port
+
+
+def test_scope_mutation_does_not_reach_next_request(server):
+    """Each request's scope is a fresh dict (Connection keeps a per-connection template and copies it): an app
+    that overwrites every entry and adds one leaves the next request on the same connection untouched."""
+    with server.connect() as c:
+        first = c.request("GET", "/scope/x?q=1")
+        assert first.status == 200, first
+        r = c.request("GET", "/scope-mutate")
+        assert r.status == 200 and r.body == b"mutated", r
+        after = c.request("GET", "/scope/x?q=1")
+        assert after.status == 200, after
+        port = c.sock.getsockname()[1]
+    before, again = json.loads(first.body), json.loads(after.body)
+    assert "added" not in again
+    for key in ("type", "asgi", "http_version", "server", "client", "scheme", "method", "root_path", "path",
+                "raw_path", "query_string", "_types"):
+        assert again[key] == before[key], key
+    assert sorted(again["extensions"]) == sorted(before["extensions"])  # (the request id differs per request)
+    assert again["client"][1] == port

@@ -385,7 +385,8 @@ CHROMEDRIVER = shutil.which("chromedriver")
                     "installed (.ci/system-deps installs them; it needs root or sudo)")
 def test_demo_page_over_h2_in_headless_chromium(pki):
     """The demo page over HTTPS in a real browser: the page, its fetch and its SSE clock travel over h2 (ALPN),
-    and its WebSocket still works (no RFC 8441: Chromium opens an HTTP/1.1 connection for it)."""
+    and its WebSocket still works (over the same h2 connection since RFC 8441 is served: tests/test_h2_websocket.py
+    checks that Chromium does so)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By

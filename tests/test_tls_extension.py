@@ -72,6 +72,22 @@ def test_tls_extension_with_a_client_certificate(pki, mtls):
     assert pooled == tls
 
 
+def test_tls_extension_is_fresh_per_scope(pki, mtls):
+    # Worked out once per connection, copied into each scope (compiled since issue 22): an app that changes its
+    # scope's copy, the chain list included, leaves the next request's on the same connection as it was.
+    ctx = client_context(pki)
+    with socket.create_connection(("127.0.0.1", mtls.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"GET /tls HTTP/1.1\r\nHost: x\r\n\r\nGET /tls-mutate HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = _read_all(s)
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in data.split(b"HTTP/1.1 200")[1:]]
+    assert len(bodies) == 3 and bodies[1] == b"changed"
+    first, after = json.loads(bodies[0]), json.loads(bodies[2])
+    assert first["client_cert_chain"] and first["client_cert_name"].startswith("OU=")
+    assert after == first
+
+
 def test_tls_extension_numbers_match_the_session(pki, mtls):
     ctx = client_context(pki)
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2

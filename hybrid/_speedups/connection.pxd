@@ -12,6 +12,10 @@ cdef class Connection:
     cdef public bint registered, disconnected, async_mode, reading
     cdef bint _plain  # a plain socket.socket: recv/send straight from C (a TLSConnection's SSLSocket is not)
     cdef object _tls  # an SSLSocket's _ssl object, read and written straight from C (tls_io.pyx); else None
+    cdef dict _scope_base  # the scope's per-connection entries, copied per request (cycle.pyx, scope_template)
+    # What _start reads of the server for every request and the server never changes once it serves: read at
+    # the connection's first request (_first_request) instead of as Python attributes per request.
+    cdef object _request_ids, _router, _app, _concurrency, _lifecycle
     cdef public double last_active, head_since, discard_since
     cdef public double handshake_deadline  # a TLSConnection still handshaking is closed past this (monotonic)
     cdef public Py_ssize_t discard_budget
@@ -28,6 +32,7 @@ cdef class Connection:
     cpdef send_now(self, data)
     cpdef _serve(self)
     cpdef _start(self, request)
+    cdef dict _first_request(self, server)
     cpdef _settle(self)
     cpdef leave_set(self)
     cdef _unregister(self)

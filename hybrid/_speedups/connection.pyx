@@ -23,13 +23,10 @@ connection.pxd; then PoolConnection and ``--mode async``'s AsyncConnection in Py
 """
 
 import asyncio
-import fcntl
 import logging
 import os
 import socket
 import ssl
-import struct
-import termios
 import time
 from collections import deque
 
@@ -38,7 +35,7 @@ from libc.errno cimport EAGAIN, EINTR, errno
 
 from hybrid._speedups.accesslog cimport log_access
 from hybrid.h2.handoff import hand_off as hand_off_h2, is_h2c_preface
-from hybrid._speedups.cycle cimport RequestCycle
+from hybrid._speedups.cycle cimport RequestCycle, scope_from, scope_template
 from hybrid._speedups.h1 cimport Data, H1Protocol, Request
 from hybrid._speedups.monitor cimport mark_enter, mark_leave
 from hybrid._speedups.tls_io cimport ssl_object, tls_recv, tls_send
@@ -60,6 +57,8 @@ from hybrid._speedups.task import BLOCKED_STEP, start_request_task
 _current_task = asyncio.current_task
 from hybrid.asgi.errors import log_app_exception
 from hybrid.request_id import request_id_of
+from hybrid.body_timeout import MIN_BODY_RATE, arm as _arm_body, stall_check as _body_stall_check  # (re-exported)
+from hybrid.write_wait import finish_write as _finish_write, resolve, stall_tick, unsent_bytes  # (re-exported)
 
 logger = logging.getLogger("hybrid.error")
 
@@ -80,33 +79,10 @@ cdef extern from *:
 MAX_BACKLOG_EVENTS = 64  # pipelined events buffered while a request is pending, before reading pauses
 # Unread request body a connection will read and drop after the response, to stay usable; past it, close.
 DISCARD_LIMIT = 4 << 20
-# --timeout-request-body also bounds a trickled body: once it has taken that long, it must average this many
-# bytes a second (Apache's mod_reqtimeout uses the same rate).
-MIN_BODY_RATE = 500
-_OUTQ = struct.Struct("i")
 
 # Nothing to read or write now: a plain socket raises the first two, a TLSConnection's SSLSocket the last two
 # (caught only when raised, so the plain-text path pays nothing for them).
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-
-
-def unsent_bytes(fd):
-    """Bytes in the socket's kernel send queue not yet acknowledged by the peer (SIOCOUTQ)."""
-    try:
-        return _OUTQ.unpack(fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-    except OSError:
-        return 0
-
-
-def stall_tick(stall):
-    """How often a write waiting on a slow client looks at its progress (--timeout-write-stall ``stall``)."""
-    return min(stall / 4, 1.0)
-
-
-def resolve(future):
-    """A reader/writer callback: the awaited socket is ready (at most once)."""
-    if not future.done():
-        future.set_result(None)
 
 
 cdef object _recv_plain(int fd):
@@ -254,11 +230,7 @@ cdef class Connection:
         self._arm_body_timer()
 
     def _arm_body_timer(self):
-        cdef RequestCycle cycle = self.cycle
-        if self.body_timer is None and cycle is not None and not cycle.body_complete:
-            if not cycle.body_since:
-                cycle.body_since = _monotonic()
-            self.body_timer = self.loop.call_later(self.server.config.timeout_request_body, self._body_stall_check)
+        _arm_body(self)  # (hybrid/body_timeout.py)
 
     def cancel_body_timer(self):
         # A pending timer holds the connection (its callback is a bound method) until it fires, 30 s by default.
@@ -267,30 +239,7 @@ cdef class Connection:
             self.body_timer = None
 
     def _body_stall_check(self):
-        """--timeout-request-body: a client that stops sending a body the app waits for gets 408 and is closed
-        (else a Content-Length it never fills would hold the connection forever); so does one that trickles it,
-        averaging less than MIN_BODY_RATE bytes a second once the body has taken that long (slowloris: a byte
-        every few seconds never stalls)."""
-        self.body_timer = None
-        cdef RequestCycle cycle = self.cycle
-        if cycle is None or cycle.body_complete or self.sock is None or self.disconnected:
-            return
-        cdef double limit = self.server.config.timeout_request_body
-        cdef double now = _monotonic()
-        cdef double idle = now - self.last_active
-        cdef double elapsed = now - cycle.body_since
-        if not self.reading:  # the app is not asking for more (backpressure): nothing to judge
-            self.body_timer = self.loop.call_later(max(limit, 0.05), self._body_stall_check)
-            return
-        if idle < limit and (elapsed < limit or cycle.received >= MIN_BODY_RATE * elapsed):
-            # Progress meanwhile: look again when the stall bound or the first rate check is due, then each second.
-            due = min(limit - idle, limit - elapsed) if elapsed < limit else min(limit - idle, 1.0)
-            self.body_timer = self.loop.call_later(max(due, 0.05), self._body_stall_check)
-            return
-        self.error = H1Error(408, "Request body timeout")
-        cycle.fail_body()  # the app sees http.disconnect; nothing was written, so the client gets the 408
-        self.disconnected = True
-        self._stop_reading()
+        _body_stall_check(self)  # --timeout-request-body (hybrid/body_timeout.py)
 
     def _on_readable_async(self):
         if not self.read_now():
@@ -345,54 +294,10 @@ cdef class Connection:
             return None
         return memoryview(data)[sent:]
 
-    async def finish_write(self, rest):
-        """The kernel did not take everything: this thread's loop sends the rest as the client reads. A client
-        that takes nothing for --timeout-write-stall seconds is cut off (its response would pin the request and
-        its buffers forever); a slow but steady reader is not. The ClientDisconnected raised when cut off
-        carries ``unsent``: how many of ``rest``'s bytes the kernel never took (for the access log)."""
-        loop, sock, fd = self.loop, self.sock, self.fd
-        cdef double stall = self.server.config.timeout_write_stall
-        cdef double progress = loop.time()
-        try:
-            queued = unsent_bytes(fd)
-            while rest:
-                writable = loop.create_future()
-                loop.add_writer(fd, resolve, writable)
-                try:
-                    async with asyncio.timeout(stall_tick(stall)):
-                        await writable
-                except TimeoutError:
-                    # Not writable yet is not the same as stalled: the kernel reports writable only once half of
-                    # a large send queue has gone. Progress is the queue shrinking; a stall is measured from the
-                    # last progress, so it is cut within a tick of --timeout-write-stall.
-                    now_queued = unsent_bytes(fd)
-                    if now_queued < queued:
-                        progress = loop.time()
-                    elif loop.time() - progress >= stall:
-                        raise
-                    queued = now_queued
-                    continue
-                finally:
-                    if self.sock is sock:  # (closed meanwhile: the fd number may be another connection's now)
-                        loop.remove_writer(fd)
-                try:
-                    rest = rest[sock.send(rest):]
-                except (BlockingIOError, InterruptedError):
-                    pass
-                queued = unsent_bytes(fd)
-                progress = loop.time()
-        except TimeoutError:
-            self.disconnected = True
-            logger.info("Closed a connection whose client read none of the response for %g s "
-                        "(--timeout-write-stall).", self.server.config.timeout_write_stall)
-            cut = ClientDisconnected("Client stopped reading the response")
-        except OSError as exc:
-            self.disconnected = True
-            cut = ClientDisconnected(f"Client disconnected: {exc}")
-        else:
-            return
-        cut.unsent = len(rest)
-        raise cut from None
+    def finish_write(self, rest):
+        """The kernel did not take everything: an awaitable that sends the rest as the client reads, bounded by
+        --timeout-write-stall (hybrid/write_wait.py)."""
+        return _finish_write(self, rest)
 
     # -- serving ------------------------------------------------------------------------------------------
 
@@ -427,26 +332,32 @@ cdef class Connection:
         cdef Request req = request
         worker = self.worker
         server = self.server
+        cdef dict base = self._scope_base
+        if base is None:
+            base = self._first_request(server)
         if req.upgrade is not None:
             self._hand_off_websocket(req)  # (set only under --ws wsproto) to the pool before any app code
             return
-        if req.wants_stream or (server.router.active and server.router.wants_pool(
+        router = self._router
+        if req.wants_stream or (router.active and router.wants_pool(
                 req.method.decode("latin-1"), req.path.decode("latin-1"))):
             self._hand_off(req)  # a stream: to the async pool before any app code runs
             return
         server.requests += 1
         self.discard_budget = DISCARD_LIMIT
-        cdef RequestCycle cycle = RequestCycle(self, req, build_scope(self, req, server.root_path, worker.state))
+        cdef RequestCycle cycle = RequestCycle(self, req, scope_from(base, self, req, worker.state, self._request_ids,
+                                                                     None))
         self.cycle = cycle
-        if server.lifecycle is not None:
+        if self._lifecycle is not None:
             server.lifecycle_started(self, cycle)
         self._route_body()
-        app = server.app
-        if server.concurrency is not None:  # --limit-concurrency: past it, a built-in app answers 503
-            app = server.concurrency.admit(app)
-            cycle.admitted = app is server.app
+        app = self._app
+        if self._concurrency is not None:  # --limit-concurrency: past it, a built-in app answers 503
+            app = self._concurrency.admit(app)
+            cycle.admitted = app is self._app
         monitor = worker.monitor  # (SyncWorker.enter_app / leave_app, as C calls)
-        mark_enter(monitor, worker.slot, self.fd if self.registered else -1)
+        cdef int slot = worker.slot
+        mark_enter(monitor, slot, self.fd if self.registered else -1)
         # Timed only while other requests are pending in this loop: they are who a blocking first step delays.
         cdef double started = _perf_counter() if worker.pending else 0.0
         try:
@@ -455,7 +366,7 @@ cdef class Connection:
             task = self.loop.create_future()
             task.set_exception(exc)
         finally:
-            if mark_leave(monitor, worker.slot):
+            if mark_leave(monitor, slot):
                 worker.left_blocked(self, None)  # (rare: taken over, or its stack read: the first step blocked)
         if started and _perf_counter() - started > _BLOCKED_STEP:
             worker.step_blocked(task, cycle, _perf_counter() - started)
@@ -470,6 +381,16 @@ cdef class Connection:
                 self._release(cycle)  # the app goes on after its response (background tasks): not our business
             else:
                 self._go_async()
+
+    cdef dict _first_request(self, server):
+        # At the first request, not in __init__: after any subclass's __init__ set its addresses.
+        self._request_ids = server.request_ids
+        self._router = server.router
+        self._app = server.app
+        self._concurrency = server.concurrency
+        self._lifecycle = server.lifecycle
+        self._scope_base = scope_template(self, server.root_path)
+        return self._scope_base
 
     def response_complete(self, cycle):
         """RequestCycle.send wrote the last body message of a request whose task is pending (past its first
@@ -633,11 +554,10 @@ cdef class Connection:
             cycle.flushing.cancel()
             cycle.flushing = None
             self.loop.remove_writer(self.fd)
-        exc = None
-        if task.cancelled():
+        try:
+            exc = task.exception()  # (one call: a cancelled task raises here, no cancelled() first)
+        except asyncio.CancelledError:
             exc = asyncio.CancelledError("the request task was cancelled")
-        else:
-            exc = task.exception()
         if exc is not None and not isinstance(exc, ClientDisconnected) and not (
             server.draining and isinstance(exc, asyncio.CancelledError)  # streams cut at the graceful timeout
         ):

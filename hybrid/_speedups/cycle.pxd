@@ -1,5 +1,10 @@
 # Typed declarations of cycle.pyx: one request/response exchange (ASGI HTTP).
 
+from hybrid._speedups.h1 cimport Request
+
+cpdef dict scope_template(conn, str root_path)
+cpdef dict scope_from(dict template, conn, Request req, dict state, ids, request_id)
+
 cdef class RequestCycle:
     cdef public object conn, request, scope, headers, waiter, task, held, hold_timer, flushing
     cdef public list body

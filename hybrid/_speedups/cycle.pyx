@@ -13,7 +13,16 @@ from time import perf_counter
 from urllib.parse import unquote
 
 from hybrid._speedups.h1 cimport H1Protocol, Request
-from cpython.dict cimport PyDict_SetItem
+from cpython.dict cimport PyDict_Copy, PyDict_SetItem
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
 
 from hybrid.request_id import REQUEST_ID_KEY, LazyRequestId
 from hybrid.tls_info import tls_extension
@@ -53,9 +62,49 @@ class ClientDisconnected(OSError):
     """The client went away; raised by ``send`` when the response can no longer be delivered."""
 
 
+cdef dict _tls_scope(conn):
+    # The tls extension's per-scope copy in C (hybrid/tls_info.py works it out once per connection and keeps it
+    # on the SSLSocket): the Python call, its ** merge and list() were 1.7k more instructions per HTTPS request.
+    info = conn.sock.__dict__.get("_hybrid_tls_info")
+    if type(info) is not dict:
+        return tls_extension(conn)  # (the connection's first request: work it out)
+    cdef dict ext = (<dict>info).copy()
+    ext["client_cert_chain"] = list(ext["client_cert_chain"])  # (fresh per scope: an app may change it)
+    return ext
+
+
 def build_scope(conn, Request req, str root_path, dict state, request_id=None):
     """The ``http`` scope. The request id is ``request_id`` if given, else worked out from the headers when
     something first reads it (request_id.py)."""
+    return scope_from(scope_template(conn, root_path), conn, req, state, conn.server.request_ids, request_id)
+
+
+cpdef dict scope_template(conn, str root_path):
+    """A scope's entries that are the same for every request of ``conn``, in the scope's order, the others None.
+    A Connection makes it once and copies it per request (``scope_from``): one ``PyDict_Copy`` and eight stores
+    instead of a fourteen-entry dict and the connection's attributes read per request."""
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": None,
+        "server": conn.server_addr,
+        "client": conn.client_addr,
+        "scheme": conn.scheme,
+        "method": None,
+        "root_path": root_path,
+        "path": None,
+        "raw_path": None,
+        "query_string": None,
+        "headers": None,
+        "state": None,
+        "extensions": None,
+    }
+
+
+cpdef dict scope_from(dict template, conn, Request req, dict state, ids, request_id):
+    """The ``http`` scope of ``req``: a fresh top-level dict (apps mutate it), copied from ``conn``'s
+    ``scope_template``; the per-request entries (and the extensions dict) new each time. ``ids``: the server's
+    RequestIds, for a request id worked out from the headers (``request_id`` None)."""
     cdef bytes raw_path = req.path
     cdef str path = raw_path.decode("latin-1")
     if path.find("%") >= 0:
@@ -63,8 +112,10 @@ def build_scope(conn, Request req, str root_path, dict state, request_id=None):
     method = _METHODS.get(req.method)
     if method is None:
         method = req.method.decode("ascii")
-    scheme = conn.scheme
-    rid = _lazy_id(conn.server.request_ids, req.headers) if request_id is None else {"id": request_id}
+    cdef dict scope = PyDict_Copy(template)
+    scheme = scope["scheme"]
+    cdef str root_path = scope["root_path"]
+    rid = _lazy_id(ids, req.headers) if request_id is None else {"id": request_id}
     # Each extension only where it is honoured (docs/extensions.md): no 1xx to HTTP/1.0, trailers only where the
     # client takes them; pathsend on every HTTP connection (hybrid/pathsend.py). (Built in one literal: a later insert cost a lookup on every request.)
     cdef dict extensions
@@ -75,34 +126,41 @@ def build_scope(conn, Request req, str root_path, dict state, request_id=None):
     else:
         extensions = {REQUEST_ID_KEY: rid, PATHSEND: _NO_PARAMS}
     if scheme is not HTTP and scheme == "https" and conn.sock is not None:  # (None: a handoff's scope for its request id only)
-        extensions["tls"] = tls_extension(conn)
-    scope = {
-        "type": "http",
-        "asgi": ASGI_VERSION,
-        "http_version": req.http_version,
-        "server": conn.server_addr,
-        "client": conn.client_addr,
-        "scheme": scheme,
-        "method": method,
-        "root_path": root_path,
-        "path": root_path + path if root_path else path,
-        "raw_path": root_path.encode() + raw_path if root_path else raw_path,
-        "query_string": req.query,
-        "headers": req.headers,
-        "state": state.copy(),
-        "extensions": extensions,
-    }
+        extensions["tls"] = _tls_scope(conn)
+    # (Stores into keys the copy has: the scope's order stays the template's.)
+    PyDict_SetItem(scope, "http_version", req.http_version)
+    PyDict_SetItem(scope, "method", method)
+    PyDict_SetItem(scope, "path", root_path + path if root_path else path)
+    PyDict_SetItem(scope, "raw_path", root_path.encode() + raw_path if root_path else raw_path)
+    PyDict_SetItem(scope, "query_string", req.query)
+    PyDict_SetItem(scope, "headers", req.headers)
+    PyDict_SetItem(scope, "state", PyDict_Copy(state))  # (state.copy() went through an unbound-method call: ~0.7k instructions)
+    PyDict_SetItem(scope, "extensions", extensions)
     if req.forwarded and conn.proxy is not None:
         conn.proxy.apply(scope)
     return scope
 
 
+# Where LazyRequestId's two slots live in the object: a new one's are stored there directly (through setattr each
+# store was a type lookup and a descriptor call), and it is made by dict's tp_new (``dict.__new__`` was a method
+# call by name).
+assert LazyRequestId.__slots__ == ("_ids", "_headers")
+cdef Py_ssize_t _IDS_OFFSET = (<PyMemberDescrObject*><PyObject*>LazyRequestId.__dict__["_ids"]).d_member.offset
+cdef Py_ssize_t _HEADERS_OFFSET = (<PyMemberDescrObject*><PyObject*>LazyRequestId.__dict__["_headers"]).d_member.offset
+cdef type _LAZY = LazyRequestId
+cdef PyTypeObject* _LAZY_TYPE = <PyTypeObject*>LazyRequestId
+cdef tuple _NO_ARGS = ()
+
+
 cdef object _lazy_id(ids, headers):
     # request_id.lazy_request_id, built without a Python-level call (every request has one)
-    value = dict.__new__(LazyRequestId)
+    value = _LAZY_TYPE.tp_new(_LAZY, <PyObject*>_NO_ARGS, NULL)
     PyDict_SetItem(value, "id", None)  # (dict's own storage: the class's __setitem__ would fill it now)
-    value._ids = ids
-    value._headers = headers
+    # (a new object's slots are NULL: nothing to release)
+    Py_INCREF(ids)
+    (<PyObject**>((<char*><PyObject*>value) + _IDS_OFFSET))[0] = <PyObject*>ids
+    Py_INCREF(headers)
+    (<PyObject**>((<char*><PyObject*>value) + _HEADERS_OFFSET))[0] = <PyObject*>headers
     return value
 
 
@@ -222,7 +280,8 @@ cdef class RequestCycle:
             raise ValueError(f"ASGI: invalid response status {status!r}: must be an int from 200 to 999")
         headers = message.get("headers", ())
         conn = self.conn
-        echo = conn.server.request_ids.echo
+        server = conn.server
+        echo = server.request_ids.echo
         if echo is not None and not any(name.lower() == echo for name, _ in headers):
             # --request-id-header: the response carries the request's id (unless the app set it itself)
             headers = [*headers, (echo, self.scope["extensions"][REQUEST_ID_KEY]["id"].encode("latin-1"))]
@@ -233,7 +292,7 @@ cdef class RequestCycle:
             # ASGI http.response.trailers: the body's last message does not end the response, the trailers do;
             # chunked even when the whole body comes at once, where the client said it takes them (TE).
             self.trailers = True
-        if conn.draining or (self.continue_pending and not self.body_complete):
+        if server.draining or (self.continue_pending and not self.body_complete):  # (Connection.draining, inline)
             # Draining; or the client still waits for 100 Continue and may never send the body: the
             # connection cannot tell where the next request starts, so it closes after this response.
             conn.proto.close_after_response()
@@ -300,11 +359,14 @@ cdef class RequestCycle:
                     body = held + body if body else held  # one body after all
                 # The whole body known at once: frame it with Content-Length; otherwise chunked (and for the
                 # trailers of a client that takes them).
-                out = proto.send_response(self.status, self.headers,
-                                          -1 if more or (self.trailers and self.request.te_trailers) else len(body))
+                if not frame_more and len(body) < 65536:  # (the usual response: head and body in one bytes)
+                    out = proto.send_response(self.status, self.headers, len(body), body)
+                else:
+                    out = proto.send_response(self.status, self.headers,
+                                              -1 if more or (self.trailers and self.request.te_trailers) else len(body))
+                    out = (out + proto.send_body(body, frame_more) if len(body) < 65536
+                           else [out, proto.send_body(body, frame_more)])
                 self.head_sent = True
-                out = (out + proto.send_body(body, frame_more) if len(body) < 65536
-                       else [out, proto.send_body(body, frame_more)])
         else:
             if more and not self.stream_known:  # a second more_body=True message: a real stream
                 self.stream_known = True

@@ -1,32 +1,15 @@
-# Typed declarations of the sans-I/O HTTP/1.1 protocol (h1.pyx): events and the protocol object.
+# Typed declarations of the sans-I/O HTTP/1.1 protocol (h1.pyx): the parsing half, over its response half
+# (h1_response.pxd); its events are h1_events.pxd's (cimported from here too).
 
-cdef class Request:
-    cdef readonly bytes method
-    cdef readonly bytes target
-    cdef readonly bytes path
-    cdef readonly bytes query
-    cdef readonly list headers
-    cdef readonly str http_version
-    cdef readonly bint keep_alive
-    cdef readonly bint expect_continue
-    cdef readonly object upgrade
-    cdef readonly bint wants_stream
-    cdef readonly bint forwarded  # a Forwarded or X-Forwarded-For/-Proto/-Host field is present
-    cdef readonly bint te_trailers  # an HTTP/1.1 request whose TE says the client takes trailers
+from hybrid._speedups.h1_events cimport Data, EndOfMessage, Request
+from hybrid._speedups.h1_response cimport H1Response
 
 
-cdef class Data:
-    cdef readonly bytes data
-
-
-cdef class EndOfMessage:
-    pass
-
-
-cdef class H1Protocol:
+cdef class H1Protocol(H1Response):
     # parsing
     cdef object _parser
     cdef list _events
+    cdef bytes _head_data  # the buffer being fed, when a request head starts it
     cdef list _url_parts
     cdef Py_ssize_t _url_len
     cdef list _headers
@@ -54,32 +37,16 @@ cdef class H1Protocol:
     cdef int _host_count
     cdef bint _bad_host
     cdef object _error
-    cdef list _unanswered
     # limits and options
     cdef Py_ssize_t _max_head
     cdef Py_ssize_t _max_target
     cdef Py_ssize_t _max_headers
     cdef long long _max_body
-    cdef bint _server_header
-    cdef bint _date_header
     cdef bint _websocket
-    cdef bytes _extra_headers  # --header lines, or None
-    # the response being written
-    cdef Request _responding
-    cdef bint _resp_chunked
-    cdef bint _resp_no_body
-    cdef bint _resp_close
-    cdef long long _resp_remaining
-    cdef bint _closing
 
     cdef _fail(self, int status, str reason)
     cdef list _take_events(self)
     cdef _raise_parser_error(self, exc, data)
     cdef _check_transfer_coding(self, str http_version)
-    cdef _finish_response(self)
     cpdef list feed(self, data)
     cpdef release(self)
-    cpdef bytes send_response(self, int status, headers, long long content_length=*)
-    cdef _app_transfer_coding(self, Request req, int status, list values, bint has_length, list out)
-    cpdef bytes send_body(self, bytes data, bint more)
-    cpdef bytes send_trailers(self, fields, bint first, bint more)

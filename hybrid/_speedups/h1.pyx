@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""H1Protocol: a sans-I/O HTTP/1.1 server protocol over httptools (llhttp).
+"""H1Protocol: a sans-I/O HTTP/1.1 server protocol over httptools (llhttp). This module is its parsing half;
+the responses are its base class's (H1Response, h1_response.pyx), the events are h1_events.pyx's.
 
 Bytes go in through ``feed()`` and come out as events: ``Request`` (the head), ``Data`` (body pieces) and
 ``EndOfMessage``. Responses go the other way: ``send_response()`` and ``send_body()`` return the bytes to write,
@@ -23,25 +24,12 @@ parsed by resuming a fresh parser with the same framing (``_resume_head``), and 
 takes switches protocols.
 """
 
-from http import HTTPStatus
+from libc.string cimport memchr, memcmp
 
-from libc.string cimport memchr
-from libc.stdio cimport snprintf
-from libc.time cimport gmtime_r, time, time_t, tm
+from hybrid._speedups.h1_bytes cimport _has_token, _is_token, _origin_form, _valid_host
 
-from hybrid._speedups.h1_bytes cimport (
-    _chunk,
-    _digits,
-    _has_forbidden_byte,
-    _has_token,
-    _is_token,
-    _length_line,
-    _lower_is,
-    _origin_form,
-    _valid_host,
-)
-from hybrid._speedups.h1_ext cimport _early_hints, _trailer_fields
-from hybrid._speedups.h1_te cimport _app_codings
+from hybrid._speedups import h1_events as _events
+from hybrid._speedups.h1_response import CONTINUE_RESPONSE, LocalProtocolError  # (this module's names too)
 
 from httptools import (
     HttpParserCallbackError,
@@ -67,79 +55,27 @@ class H1Error(Exception):
         self.events = []
 
 
-class LocalProtocolError(Exception):
-    """The application asked for a response that HTTP/1.1 cannot express (bad status, header or length)."""
-
-
-cdef class Request:
-    """A request head. ``path`` and ``query`` are the raw (still percent-encoded) parts of ``target``."""
-
-    def __repr__(self):
-        return f"<Request {self.method!r} {self.target!r} HTTP/{self.http_version}>"
-
-
-cdef class Data:
-    """A piece of a request body."""
-
-    def __init__(self, bytes data):
-        self.data = data
-
-    def __repr__(self):
-        return f"<Data {len(self.data)} bytes>"
-
-
-cdef class EndOfMessage:
-    """The request body (possibly empty) is complete."""
-
-    def __repr__(self):
-        return "<EndOfMessage>"
-
-
 # One EndOfMessage serves every request: it carries no data.
 cdef EndOfMessage END_OF_MESSAGE = EndOfMessage()
 
 cdef str HTTP_11 = "1.1"
 cdef str HTTP_10 = "1.0"
 
-# Status lines are built once; the reason phrase is informational (RFC 9112 section 4).
-cdef dict _STATUS_LINES = {}
-for _status in range(100, 600):
-    try:
-        _phrase = HTTPStatus(_status).phrase
-    except ValueError:
-        _phrase = ""
-    _STATUS_LINES[_status] = f"HTTP/1.1 {_status} {_phrase}\r\n".encode("latin-1")
-
-CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
-cdef bytes SERVER_LINE = b"server: hybrid\r\n"
-cdef bytes CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
-cdef bytes CLOSE_LINE = b"connection: close\r\n"
-cdef bytes KEEP_ALIVE_LINE = b"connection: keep-alive\r\n"
-cdef bytes LAST_CHUNK = b"0\r\n\r\n"
-
-# The Date header changes once per second; cache it (shared by all threads, replaced atomically under the GIL).
-cdef time_t _date_second = 0
-cdef bytes _date_line = b""
-
-
-# IMF-fixdate (RFC 9110 section 5.6.7) names, in English whatever the process locale (strftime's %a and %b are not)
-cdef const char* _DAYS = b"SunMonTueWedThuFriSat"
-cdef const char* _MONTHS = b"JanFebMarAprMayJunJulAugSepOctNovDec"
-
-
-cdef inline bytes _current_date_line():
-    global _date_second, _date_line
-    cdef time_t now = time(NULL)
-    cdef tm t
-    cdef char buf[48]
-    cdef int n
-    if now != _date_second:
-        gmtime_r(&now, &t)
-        n = snprintf(buf, sizeof(buf), b"date: %.3s, %02d %.3s %04d %02d:%02d:%02d GMT\r\n", _DAYS + 3 * t.tm_wday,
-                     t.tm_mday, _MONTHS + 3 * t.tm_mon, t.tm_year + 1900, t.tm_hour, t.tm_min, t.tm_sec)
-        _date_line = buf[:n]
-        _date_second = now
-    return _date_line
+cdef inline str _fast_version(bytes data):
+    # The version of the request whose line starts ``data``, read from its end (" HTTP/1.1" CRLF) when it is one
+    # of the two usual ones; None: ask the parser. llhttp ends a request line at its first LF and takes no bare
+    # LF there, so the bytes before the first LF are that line.
+    if data is None:
+        return None
+    cdef const char* p = data
+    cdef const char* lf = <const char*>memchr(p, 10, len(data))
+    if lf == NULL or lf - p < 11 or (lf - 1)[0] != 13 or memcmp(lf - 10, b" HTTP/1.", 8) != 0:
+        return None
+    if (lf - 2)[0] == 49:  # "1"
+        return HTTP_11
+    if (lf - 2)[0] == 48:  # "0"
+        return HTTP_10
+    return None
 
 
 cdef object _new_parser(H1Protocol proto):
@@ -150,12 +86,11 @@ cdef object _new_parser(H1Protocol proto):
     return parser
 
 
-cdef class H1Protocol:
+cdef class H1Protocol(H1Response):
     """One HTTP/1.1 server connection's protocol state. Build it with ``_create_h1_protocol()``."""
 
     def __cinit__(self):
         self._events = []
-        self._unanswered = []
         self._parser = _new_parser(self)
         self._in_head = True
         self.trailing_data = b""
@@ -176,6 +111,8 @@ cdef class H1Protocol:
         if self._input_closed:
             return []  # after a request that closes the connection: ignored, never parsed (RFC 9112 section 9.6)
         self._progress = False
+        # A head that starts this buffer has its request line at its start (_fast_version).
+        self._head_data = data if not self._in_message and type(data) is bytes else None
         cdef Py_ssize_t upgrade_at = -1
         try:
             self._parser.feed_data(data)
@@ -352,7 +289,10 @@ cdef class H1Protocol:
             return
         cdef Request req = Request.__new__(Request)
         parser = self._parser
-        version = parser.get_http_version()
+        version = _fast_version(self._head_data)
+        self._head_data = None  # (a second head in the same buffer does not start it)
+        if version is None:
+            version = parser.get_http_version()  # (formats a new string: ~2k instructions)
         if version == HTTP_11 or (version[:2] == "1." and version != HTTP_10):
             # HTTP/1.2 and later 1.x are served as 1.1, the highest minor version we implement (RFC 9110 2.5).
             req.http_version = HTTP_11
@@ -397,7 +337,8 @@ cdef class H1Protocol:
         has_body = self._chunked or self._content_length > 0
         req.upgrade = None
         self._resume_head = None
-        if parser.should_upgrade():
+        if self._upgrade is not None and parser.should_upgrade():  # (llhttp upgrades only with an Upgrade field;
+            # CONNECT was refused above)
             if (self._websocket and not has_body and method == b"GET"
                     and self._upgrade is not None and _has_token(self._upgrade, b"websocket")):
                 req.upgrade = self._upgrade  # the server will switch protocols after this head
@@ -457,200 +398,6 @@ cdef class H1Protocol:
 
     # -- responses -----------------------------------------------------------------------------------------
 
-    def send_continue(self):
-        """The interim ``100 Continue`` response (RFC 9110 section 10.1.1)."""
-        return CONTINUE_RESPONSE
-
-    cpdef bytes send_response(self, int status, headers, long long content_length=-1):
-        """Return the head of the response to the oldest unanswered request.
-
-        ``content_length`` >= 0 means the caller already holds the whole body of that size: a Content-Length
-        header is added unless the application sent framing headers itself. Otherwise the body is chunked
-        (HTTP/1.1) or delimited by closing the connection (HTTP/1.0).
-        """
-        cdef Request req
-        cdef list out
-        cdef bytes name, value
-        cdef Py_ssize_t n
-        cdef bint has_length = False, has_server = False, has_date = False, has_close = False
-        cdef list te_values = None
-        if not self._unanswered:
-            raise LocalProtocolError("No request is waiting for a response")
-        if status < 200 or status > 999:
-            raise LocalProtocolError(f"Invalid response status {status!r}: must be between 200 and 999")
-        # The request stays unanswered until its head is built: a bad header leaves room for a 500.
-        req = self._unanswered[0]
-        self._resp_close = self._closing or not req.keep_alive
-        self._resp_remaining = -1
-        self._resp_chunked = False
-        self._resp_no_body = req.method == b"HEAD" or status == 204 or status == 304
-        line = _STATUS_LINES.get(status)
-        if line is None:
-            line = f"HTTP/1.1 {status} \r\n".encode("latin-1")
-        out = [line]
-        for pair in headers:
-            name, value = pair
-            if _has_forbidden_byte(name) or _has_forbidden_byte(value) or not _is_token(name):
-                raise LocalProtocolError(f"Invalid response header {name!r}: {value!r}")
-            n = len(name)
-            if n == 14 and _lower_is(name, b"content-length"):
-                self._resp_remaining = _digits(value)
-                if self._resp_remaining < 0:
-                    # (1*DIGIT, RFC 9110 section 8.6: int() would also take " 13", "+13" or "1_3")
-                    raise LocalProtocolError(f"Invalid Content-Length {value!r}")
-                has_length = True
-            elif n == 17 and _lower_is(name, b"transfer-encoding"):
-                te_values = [value] if te_values is None else te_values + [value]
-                continue  # (framing is ours: the header is rebuilt below)
-            elif n == 10 and _lower_is(name, b"connection"):
-                if value.lower().find(b"close") >= 0:
-                    self._resp_close = True
-                    has_close = True
-            elif n == 6 and _lower_is(name, b"server"):
-                has_server = True
-            elif n == 4 and _lower_is(name, b"date"):
-                has_date = True
-            out.append(name)
-            out.append(b": ")
-            out.append(value)
-            out.append(b"\r\n")
-        if te_values is not None:
-            self._app_transfer_coding(req, status, te_values, has_length, out)
-        elif not has_length and status != 204 and status != 304:
-            if self._resp_no_body and content_length <= 0:
-                # HEAD whose app sent no body: say nothing rather than a length of 0 that GET's body need not
-                # have (RFC 9110 sections 8.6, 9.3.2). A body it did send is the GET's: its length is true.
-                pass
-            elif content_length >= 0:
-                out.append(_length_line(content_length))
-                self._resp_remaining = content_length
-            elif req.http_version == HTTP_11:
-                out.append(CHUNKED_LINE)
-                self._resp_chunked = True
-            else:
-                self._resp_close = True
-        if self._server_header and not has_server:
-            out.append(SERVER_LINE)
-        if self._date_header and not has_date:
-            out.append(_current_date_line())
-        if self._extra_headers is not None:
-            out.append(self._extra_headers)
-        if self._resp_close and not has_close:
-            out.append(CLOSE_LINE)
-        elif req.http_version == HTTP_10:
-            out.append(KEEP_ALIVE_LINE)
-        out.append(b"\r\n")
-        self._unanswered.pop(0)
-        self._responding = req
-        return b"".join(out)
-
-    cdef _app_transfer_coding(self, Request req, int status, list values, bint has_length, list out):
-        # The app set Transfer-Encoding: it sends the body raw (already in its codings), we frame it, with
-        # chunked last in the header (RFC 9112 section 6.1: else the client reads to close and desynchronises).
-        codings = _app_codings(values)
-        if codings is None or has_length:
-            raise LocalProtocolError(f"Invalid response Transfer-Encoding {values!r}" if codings is None else
-                                     "Both Content-Length and Transfer-Encoding in a response")
-        if status == 204:
-            return  # (MUST NOT send it, RFC 9112 section 6.1)
-        if req.http_version == HTTP_10:
-            # HTTP/1.0 has no Transfer-Encoding: the body is delimited by closing; a coding would go unannounced.
-            if codings and not self._resp_no_body:
-                raise LocalProtocolError(f"Transfer-Encoding {codings.decode('latin-1')!r} for an HTTP/1.0 client")
-            self._resp_close = not self._resp_no_body or self._resp_close
-            return
-        out.append(b"transfer-encoding: " + codings + b", chunked\r\n" if codings else CHUNKED_LINE)
-        self._resp_chunked = not self._resp_no_body  # (HEAD and 304 announce the GET's framing, send no body)
-
-    cpdef bytes send_body(self, bytes data, bint more):
-        """Return the bytes for one piece of response body; ``more=False`` ends the response."""
-        cdef Py_ssize_t n = len(data)
-        if self._responding is None:
-            raise LocalProtocolError("Response body sent before the response head")
-        if self._resp_no_body:
-            out = b""
-        elif self._resp_chunked:
-            if n:
-                out = _chunk(data, not more)
-            else:
-                out = b"" if more else LAST_CHUNK
-        else:
-            if self._resp_remaining >= 0:
-                if n > self._resp_remaining:
-                    raise LocalProtocolError(
-                        f"Response body longer than its Content-Length ({n} more bytes than "
-                        f"the {self._resp_remaining} still expected)"
-                    )
-                self._resp_remaining -= n
-            out = data
-        if not more:
-            self._finish_response()
-        return out
-
-    def send_body_elsewhere(self, long long n):
-        """End the response whose whole body, ``n`` bytes, the caller wrote itself (a file, by sendfile(2)):
-        the bookkeeping of send_body without its bytes (hybrid/pathsend.py)."""
-        if self._responding is None:
-            raise LocalProtocolError("Response body sent before the response head")
-        if not self._resp_no_body and self._resp_remaining >= 0:
-            self._resp_remaining -= n
-        self._finish_response()
-
-    cpdef bytes send_trailers(self, fields, bint first, bint more):
-        """End the body of a response whose app declared trailers (ASGI ``http.response.trailers``): the last
-        chunk and the trailer section (RFC 9112 section 7.1.2), its fields only to a client that sent
-        ``TE: trailers``; b"" when the response is not chunked. ``first``: the first trailers message; ``more``:
-        more follow (the section ends with the last)."""
-        if self._responding is None:
-            raise LocalProtocolError("Trailers sent before the response head")
-        lines = _trailer_fields(fields)  # (checked whether or not they go out: the app's error shows either way)
-        out = b""
-        if self._resp_chunked:
-            out = (b"0\r\n" if first else b"") + (lines if self._responding.te_trailers else b"")
-            if not more:
-                out += b"\r\n"
-        if not more:
-            self._finish_response()
-        return out
-
-    def send_early_hint(self, links):
-        """A 103 Early Hints response (RFC 8297) for the oldest unanswered request, before its final response;
-        b"" for an HTTP/1.0 client (no 1xx to it, RFC 9110 section 15.2) or no links."""
-        if self._responding is not None or not self._unanswered:
-            raise LocalProtocolError("Early hints after the final response started")
-        hints = _early_hints(links)
-        return hints if (<Request>self._unanswered[0]).http_version == HTTP_11 else b""
-
-    cdef _finish_response(self):
-        if self._resp_remaining > 0 and not self._resp_no_body:
-            # The body fell short of its Content-Length: the client cannot find the next response.
-            self._resp_close = True
-        if self._resp_close:
-            self._closing = True
-        self._responding = None
-
-    def close_after_response(self):
-        """Answer the current and later requests with ``connection: close`` (the server is shutting down)."""
-        self._closing = True
-
-    def send_error(self, int status, str reason):
-        """A complete plain-text error response that closes the connection (for malformed requests)."""
-        body = reason.encode("utf-8", "replace") + b"\n"
-        out = [_STATUS_LINES.get(status) or _STATUS_LINES[500],
-               b"content-type: text/plain; charset=utf-8\r\n",
-               b"content-length: %d\r\n" % len(body)]
-        if self._server_header:
-            out.append(SERVER_LINE)
-        if self._date_header:
-            out.append(_current_date_line())
-        if self._extra_headers is not None:
-            out.append(self._extra_headers)
-        out.append(CLOSE_LINE)
-        out.append(b"\r\n")
-        out.append(body)
-        self._closing = True
-        return b"".join(out)
-
     @property
     def keep_alive(self):
         """Whether the connection may carry another request once the current response is complete."""
@@ -659,15 +406,14 @@ cdef class H1Protocol:
         )
 
     @property
-    def mid_response(self):
-        """A response head went out and its body is not complete: closing now cuts it short."""
-        return self._responding is not None
-
-    @property
     def head_in_progress(self):
         """Part of a request head has arrived, but not all of it (a slow or stalled client)."""
         return self._in_message and self._in_head and self._error is None
 
+
+
+# The events by their Python names too (``from hybrid._speedups.h1 import Request``); C code cimports them.
+globals().update(Request=_events.Request, Data=_events.Data, EndOfMessage=_events.EndOfMessage)
 
 
 def _create_h1_protocol(*, max_incomplete_event_size=None, max_target_size=8192, max_header_count=100,

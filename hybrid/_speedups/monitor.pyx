@@ -148,6 +148,10 @@ cdef class Monitor:
     cdef int _size
     cdef double _threshold
     cdef double _tick
+    # Never held across a Python allocation: a collection can start at any allocation of a container, and its
+    # gc.callbacks hook (gc_callback) takes this lock, so a thread that allocated under it waited for itself,
+    # and then every leave(), takeover and spare start waited forever (tests/test_monitor_gc.py). Python values
+    # are made before taking it or after letting it go.
     cdef pthread_mutex_t _lock
     cdef bint _stopping
     cdef readonly long takeovers
@@ -189,7 +193,8 @@ cdef class Monitor:
     def add_slot(self, int wake_fd, int epoll_fd=-1):
         """Register the calling thread; with ``epoll_fd`` it starts owning that set, else it starts as a spare."""
         cdef int i
-        cdef int stat_fd = -1, sched_fd = -1, syscall_fd = -1
+        cdef int stat_fd = -1, sched_fd = -1, syscall_fd = -1, found = -1
+        cdef unsigned long ident = threading.get_ident()
         task = f"/proc/self/task/{threading.get_native_id()}"
         try:
             stat_fd = os.open(task + "/stat", os.O_RDONLY | os.O_CLOEXEC)
@@ -205,7 +210,6 @@ cdef class Monitor:
                 syscall_fd = -1
         with nogil:
             pthread_mutex_lock(&self._lock)
-        try:
             for i in range(self._size):
                 if self._slots[i].state == FREE:
                     self._slots[i].wake_fd = wake_fd
@@ -217,17 +221,18 @@ cdef class Monitor:
                     self._slots[i].sched_fd = sched_fd
                     self._slots[i].syscall_fd = syscall_fd
                     self._slots[i].seen_entered = 0
-                    self._slots[i].ident = threading.get_ident()
+                    self._slots[i].ident = ident
                     self._slots[i].flagged = 0
-                    return i
+                    found = i
+                    break
+            pthread_mutex_unlock(&self._lock)
+        if found < 0:
             if stat_fd >= 0:
                 close(stat_fd)
                 close(sched_fd)
             if syscall_fd >= 0:
                 close(syscall_fd)
-            return -1
-        finally:
-            pthread_mutex_unlock(&self._lock)
+        return found
 
     cdef inline int _check(self, int slot) except -1:
         if <unsigned int>slot >= <unsigned int>self._size:  # (negative slots wrap to huge: one comparison)
@@ -301,21 +306,21 @@ cdef class Monitor:
     def add_watch(self):
         """Register the calling thread's loop (the async pool) to be watched only: a step of it older than the
         report bound is flagged for the stack sampler. Returns the slot, or -1 if the table is full."""
-        cdef int i
+        cdef int i, found = -1
+        cdef unsigned long ident = threading.get_ident()
         with nogil:
             pthread_mutex_lock(&self._lock)
-        try:
             for i in range(self._size - 1, -1, -1):
                 if self._slots[i].state == FREE:
                     self._slots[i].state = WATCHED
                     self._slots[i].entered_at = 0
                     self._slots[i].flagged_at = 0
                     self._slots[i].epoll_fd = -1
-                    self._slots[i].ident = threading.get_ident()
-                    return i
-            return -1
-        finally:
+                    self._slots[i].ident = ident
+                    found = i
+                    break
             pthread_mutex_unlock(&self._lock)
+        return found
 
     def step_clock(self, int slot):
         """The address of ``slot``'s step start, for a compiled loop that marks its steps without a call
@@ -331,21 +336,31 @@ cdef class Monitor:
 
     def flagged_steps(self):
         """[(slot, thread ident, seq, began)] of the flagged steps still in progress."""
-        cdef int i
+        cdef int i, n = 0
         cdef Slot* s
-        out = []
-        with nogil:
-            pthread_mutex_lock(&self._lock)
+        # Copied out under the lock, made into Python tuples after it (see _lock: no allocation under it).
+        cdef Slot* found = <Slot*>calloc(self._size, sizeof(Slot))
+        cdef int* slots = <int*>calloc(self._size, sizeof(int))
+        if found == NULL or slots == NULL:
+            free(found)
+            free(slots)
+            raise MemoryError()
         try:
-            for i in range(self._size):
-                s = &self._slots[i]
-                if s.entered_at == 0 or s.state == FREE:
-                    continue
-                if s.flagged or (s.state == WATCHED and s.flagged_at == s.entered_at):
-                    out.append((i, s.ident, s.flag_seq, s.entered_at))
-            return out
+            with nogil:
+                pthread_mutex_lock(&self._lock)
+                for i in range(self._size):
+                    s = &self._slots[i]
+                    if s.entered_at == 0 or s.state == FREE:
+                        continue
+                    if s.flagged or (s.state == WATCHED and s.flagged_at == s.entered_at):
+                        found[n] = s[0]
+                        slots[n] = i
+                        n += 1
+                pthread_mutex_unlock(&self._lock)
+            return [(slots[i], found[i].ident, found[i].flag_seq, found[i].entered_at) for i in range(n)]
         finally:
-            pthread_mutex_unlock(&self._lock)
+            free(found)
+            free(slots)
 
     cdef void _flag(self, Slot* s, double began) noexcept nogil:
         """Under the lock: mark the step in ``s`` (that began at ``began``) for the sampler and wake it (once per
@@ -384,6 +399,7 @@ cdef class Monitor:
         Decided under the lock, so the monitor can never hand a set to a thread that is leaving.
         """
         cdef int i, spares = 0
+        cdef bint ok
         self._check(slot)
         with nogil:
             pthread_mutex_lock(&self._lock)
@@ -401,6 +417,7 @@ cdef class Monitor:
     def owned_set(self, int slot):
         """The epoll fd this slot owns now (-1 for none): a woken spare reads its new set here. A thread without
         a slot (-1: retired, or not registered yet) owns none."""
+        cdef int fd
         if slot == -1:
             return -1
         self._check(slot)

@@ -16,21 +16,35 @@ The step follows CPython's ``Task.__step`` / ``__wakeup`` (3.11-3.13 semantics).
   connection's fd, so a takeover knows which connection was being served.
 """
 
+import _asyncio
 import asyncio
 import contextvars
 import inspect
+import sys
 from asyncio import exceptions as _exc
 
+from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_XDECREF
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from hybrid._speedups.coro_send cimport send_to
 from hybrid._speedups.monitor cimport mark_enter, mark_leave
 
 
+cdef extern from "Python.h":
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    ctypedef int (*initproc)(PyObject *, PyObject *, PyObject *)
+    ctypedef struct TypeInit "PyTypeObject":
+        initproc tp_init
+
+
 _Future = asyncio.Future  # the C Future
-_Future_init = _Future.__init__
 _new_task = _Future.__new__
 _copy_context = contextvars.copy_context
 _Future_cancel = _Future.cancel
@@ -38,6 +52,16 @@ _Future_set_result = _Future.set_result
 _Future_set_exception = _Future.set_exception
 _enter_task = asyncio.tasks._enter_task
 _leave_task = asyncio.tasks._leave_task
+# asyncio's C _enter_task/_leave_task keep each loop's current task in this dict (3.11 to 3.13; 3.14 keeps it in
+# the thread state): a step sets and clears it directly, not through two Python-level calls (~0.8k instructions).
+cdef object _CURRENT_TASKS = (asyncio.tasks._current_tasks if sys.version_info < (3, 14)
+                              and _enter_task is _asyncio._enter_task and _leave_task is _asyncio._leave_task
+                              and asyncio.tasks._current_tasks is _asyncio._current_tasks else None)
+cdef TypeInit *_FUTURE_TYPE = <TypeInit*><PyObject*>_Future
+cdef tuple _NO_ARGS = ()
+# (loop, {"loop": loop}) of the last task made: Future.__init__'s keywords, made once per loop (one tuple, so a
+# thread switch never pairs one loop with another's keywords)
+cdef tuple _init_kwargs = (None, None)
 _register_task = asyncio.tasks._register_task
 _current_task = asyncio.tasks.current_task
 _CancelledError = _exc.CancelledError
@@ -186,36 +210,79 @@ cdef inline _after_step(task):
         conn._release_later(task._hy_cycle)
 
 
+# Where each of RequestTask's slots lives in the object: a new task's fields are stored there directly. Through
+# setattr each store was a type lookup and a descriptor call (about 1.8k instructions per request for the eleven).
+cdef Py_ssize_t _SLOT_OFFSETS[11]
+assert len(RequestTask.__slots__) == 11
+for _i, _name in enumerate(RequestTask.__slots__):
+    _SLOT_OFFSETS[_i] = (<PyMemberDescrObject*><PyObject*>RequestTask.__dict__[_name]).d_member.offset
+
+
+cdef inline void _store(task, Py_ssize_t i, value) noexcept:
+    # the slot's old value is NULL (a new task): nothing to release
+    cdef PyObject **field = <PyObject**>((<char*><PyObject*>task) + _SLOT_OFFSETS[i])
+    Py_INCREF(value)
+    Py_XDECREF(field[0])
+    field[0] = <PyObject*>value
+
+
+cdef int _future_init(task, loop) except -1:
+    # Future.__init__(task, loop=loop) without a keyword dict per call (the slot wrapper's call builds one)
+    global _init_kwargs
+    cached = _init_kwargs
+    if cached[0] is not loop:
+        cached = _init_kwargs = (loop, {"loop": loop})
+    kwargs = cached[1]
+    return _FUTURE_TYPE.tp_init(<PyObject*>task, <PyObject*>_NO_ARGS, <PyObject*>kwargs)
+
+
+cdef inline int _enter(loop, task) except -1:
+    if _CURRENT_TASKS is None or PyDict_GetItem(_CURRENT_TASKS, loop) != NULL:
+        _enter_task(loop, task)  # (asyncio's own, and its error when another task is current)
+        return 0
+    return PyDict_SetItem(_CURRENT_TASKS, loop, task)
+
+
+cdef inline int _leave(loop, task) except -1:
+    if _CURRENT_TASKS is None or PyDict_GetItem(_CURRENT_TASKS, loop) != <PyObject*>task:
+        _leave_task(loop, task)  # (asyncio's own, and its error when the task is not current)
+        return 0
+    return PyDict_DelItem(_CURRENT_TASKS, loop)
+
+
 cdef _init(task, coro, loop, context, worker, name):
-    """The fields of a new task (RequestTask.__init__ and start_request_task)."""
-    _Future_init(task, loop=loop)
-    task._coro = coro
-    task._context = context
-    task._fut_waiter = None
-    task._must_cancel = False
-    task._num_cancels_requested = 0
-    task._name = name
-    task._hy_worker = worker
-    task._hy_cycle = None
-    task._hy_conn = None
-    task._hy_release = False
-    task._registered = False
+    """The fields of a new task (RequestTask.__init__ and start_request_task), in __slots__ order."""
+    _future_init(task, loop)
+    _store(task, 0, coro)  # _coro
+    _store(task, 1, context)  # _context
+    _store(task, 2, None)  # _fut_waiter
+    _store(task, 3, False)  # _must_cancel
+    _store(task, 4, 0)  # _num_cancels_requested
+    _store(task, 5, name)  # _name
+    _store(task, 6, worker)  # _hy_worker
+    _store(task, 7, None)  # _hy_cycle
+    _store(task, 8, None)  # _hy_conn
+    _store(task, 9, False)  # _hy_release
+    _store(task, 10, False)  # _registered
 
 
 cdef _step(task, exc):
     """One step of the task's coroutine (asyncio's Task.__step)."""
-    cdef PyObject *sent = NULL
-    cdef int returned = 0
     if task.done():
         raise _exc.InvalidStateError(f"_step(): already done: {task!r}, {exc!r}")
     if task._must_cancel:
         if not isinstance(exc, _CancelledError):
             exc = task._make_cancelled_error()
         task._must_cancel = False
-    coro = task._coro
     task._fut_waiter = None
-    loop = task.get_loop()
-    _enter_task(loop, task)
+    _run_step(task, task._coro, task.get_loop(), exc)
+
+
+cdef _run_step(task, coro, loop, exc):
+    """The step itself: the coroutine runs with ``task`` as the loop's current task."""
+    cdef PyObject *sent = NULL
+    cdef int returned = 0
+    _enter(loop, task)
     try:
         if exc is None:
             returned = send_to(coro, None, &sent)
@@ -238,7 +305,7 @@ cdef _step(task, exc):
         else:
             _wait_for(task, loop, result)
     finally:
-        _leave_task(loop, task)
+        _leave(loop, task)
 
 
 cdef _returned(task, value):
@@ -276,17 +343,18 @@ cdef _wait_for(task, loop, result):
     loop.call_soon(task._step, error, context=task._context)
 
 
-def _first_step(task):
-    _step(task, None)
-
-
 def start_request_task(coro, loop, worker):
     """Create the task and run its first step now, in a fresh context, before returning (the caller marks the
     step for the monitor). A task still pending after it is registered with asyncio like any other."""
     task = _new_task(RequestTask)  # (no keyword parsing: this runs for every request)
     context = _copy_context()
     _init(task, coro, loop, context, worker, None)
-    context.run(_first_step, task)
+    # context.run(), without its Python-level call: a new task is neither done nor cancelled, nor waiting
+    PyContext_Enter(context)
+    try:
+        _run_step(task, coro, loop, None)
+    finally:
+        PyContext_Exit(context)
     if not task.done():
         task._register()
     return task

@@ -14,9 +14,9 @@ Defences (each closes with GOAWAY, the code says why): reset, PING and SETTINGS 
 ENHANCE_YOUR_CALM); more than MAX_STREAMS streams at once (the extra ones refused: REFUSED_STREAM); header
 lists over MAX_HEADER_LIST (the HPACK decoder: the connection ends, COMPRESSION_ERROR/PROTOCOL_ERROR) and CONTINUATION
 floods (h2 keeps at most 64 frames of one header block); a frame or header block still incomplete after
---timeout-request-head; no stream open for --timeout-keep-alive; a client that takes no bytes (socket or
-stream window) for --timeout-write-stall. Reading stops while more than HIGH_WATER bytes wait to be sent, so
-a client that floods without reading the answers cannot grow our buffers.
+--timeout-request-head; no stream open for --timeout-keep-alive (both: timeouts.py); a client that takes no
+bytes (socket or stream window) for --timeout-write-stall. Reading stops while more than HIGH_WATER bytes wait
+to be sent, so a client that floods without reading the answers cannot grow our buffers.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.h2 import crossing
+from hybrid.h2.connect import connect_stream, is_extended_connect
 from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
 from hybrid.h2.stream import H2Stream, build_scope
+from hybrid.h2.timeouts import H2Timeouts
 from hybrid.logs import log_http_access
 from hybrid.mailbox import Mailbox
 
@@ -83,7 +85,7 @@ def _incomplete(buf) -> bool:
     return bool(buf._data) or bool(buf._headers_buffer)
 
 
-class H2Session:
+class H2Session(H2Timeouts):
     """One HTTP/2 connection handed to the pool (``H2Handoff``)."""
 
     in_pool = True  # (shutdown waits for worker connections, then drains the pool's)
@@ -126,6 +128,12 @@ class H2Session:
         h2.encoder, h2.decoder = Encoder(), Decoder()
         h2.local_settings.max_concurrent_streams = MAX_STREAMS
         h2.local_settings.max_header_list_size = MAX_HEADER_LIST
+        # RFC 8441: extended CONNECT opens WebSockets (connect.py); with --ws none the setting is not sent at all.
+        self.websockets = config.ws != "none"
+        if self.websockets:
+            h2.local_settings.enable_connect_protocol = 1
+        else:
+            del h2.local_settings[SettingCodes.ENABLE_CONNECT_PROTOCOL]  # (h2 reads it nowhere else)
         h2.local_settings.acknowledge()  # (in force from the start: h2 sends them in its first SETTINGS)
         h2.initiate_connection()
         # h2 would end the whole connection on stream MAX_STREAMS + 1 (TooManyStreamsError); RFC 9113 section
@@ -145,8 +153,11 @@ class H2Session:
         self.closed = False
         self.flush_pending = False
         self.reader = None
+        self.watchdog = None  # the timer that checks the timeouts below (_watch)
+        self.watch_at = 0.0
         self._flush()
         self.reader = self.loop.create_task(self._run())
+        self._arm()
 
     # -- reading -----------------------------------------------------------------------------------------
 
@@ -164,13 +175,9 @@ class H2Session:
         stream = self.stream
         h2 = self.h2
         while not self.closed:
-            try:
-                async with asyncio.timeout(self._read_timeout()):
-                    data = await stream.read(READ_SIZE)
-            except TimeoutError:
-                if self._timed_out():
-                    return
-                continue
+            # (No asyncio.timeout around the read: on Python 3.11 each costs 3 getpid system calls, ~30 us here;
+            # the watchdog timer bounds the waits instead.)
+            data = await stream.read(READ_SIZE)
             if not data:
                 return
             try:
@@ -181,7 +188,10 @@ class H2Session:
                 return
             self._handle(events)
             if _incomplete(h2.incoming_buffer):
-                self.partial_since = self.partial_since or time.monotonic()
+                if not self.partial_since:
+                    self.partial_since = now = time.monotonic()
+                    if self.watch_at > now + self.head_timeout:
+                        self._arm()  # (the head's bound ends before the watchdog would look)
             else:
                 self.partial_since = 0.0
             self._flush()
@@ -195,24 +205,6 @@ class H2Session:
                     logger.info("Closed an HTTP/2 connection whose client read nothing for %g s "
                                 "(--timeout-write-stall).", self.stall)
                     return
-
-    def _read_timeout(self) -> float:
-        now = time.monotonic()
-        if self.partial_since:
-            return max(0.0, self.partial_since + self.head_timeout - now)
-        if not self.streams:
-            return max(0.0, self.idle_since + self.keep_alive - now)
-        return 1.0  # streams are open: look again in a second (one may end and the idle clock start)
-
-    def _timed_out(self) -> bool:
-        now = time.monotonic()
-        if self.partial_since and now - self.partial_since >= self.head_timeout:
-            self._goaway(ErrorCodes.PROTOCOL_ERROR, b"incomplete frame past --timeout-request-head")
-            return True
-        if not self.streams and now - self.idle_since >= self.keep_alive:
-            self._goaway(ErrorCodes.NO_ERROR, b"idle")
-            return True
-        return False
 
     def _handle(self, events) -> None:
         starting = []
@@ -259,24 +251,32 @@ class H2Session:
             elif kind is ConnectionTerminated:
                 self.peer_goaway = True
         # Apps start after the whole read is handled: a stream the same read resets never runs its app.
+        remote = False
         for stream in starting:
             if not stream.gone:
-                self._start(stream)
-        if starting and self.home is not None:
+                remote = self._start(stream) or remote
+        if remote:
             self.home.wake_h2()  # (the streams of one read reach the workers together: one wake-up)
 
     def _request(self, event) -> H2Stream | None:
         sid = event.stream_id
         h2 = self.h2
-        method, path, _, fields = request_fields(event.headers)  # (FieldError: checked even if refused)
+        try:
+            method, path, _, fields = request_fields(event.headers)  # (FieldError: checked even if refused)
+        except FieldError:
+            if not is_extended_connect(event.headers):
+                raise
+            h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)  # a stream error (RFC 8441 section 4)
+            return None
         if (self.goaway_last is not None and sid > self.goaway_last) or len(self.streams) >= MAX_STREAMS:
             h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)  # (safe to retry: no app code ran)
             return None
-        scope = build_scope(self, method, path, fields)
-        if scope is None:  # CONNECT (RFC 8441 WebSockets over HTTP/2 are not served)
-            h2.send_headers(sid, [(b":status", b"501")], end_stream=True)
+        if method == b"CONNECT":  # a WebSocket (RFC 8441), or refused (connect.py)
+            stream = connect_stream(self, sid, event.headers, path, fields)
+        else:
+            stream = H2Stream(self, sid, build_scope(self, method, path, fields))
+        if stream is None:
             return None
-        stream = H2Stream(self, sid, scope)
         self.streams[sid] = stream
         return stream
 
@@ -329,15 +329,19 @@ class H2Session:
 
     # -- apps ----------------------------------------------------------------------------------------------
 
-    def _start(self, stream: H2Stream) -> None:
+    def _start(self, stream: H2Stream) -> bool:
+        """Start the stream's app; True when it went to a worker (the read's streams wake it once)."""
         self.server.requests += 1
+        if stream.is_websocket:
+            return stream.start()  # on this loop, as an HTTP/1.1 WebSocket after its handoff (websocket.py)
         if self.home is not None and not crossing.wants_pool(self.server, stream.scope):
             crossing.dispatch(self, stream)  # on a worker thread, where a blocking step is taken over
-            return
+            return True
         # A stream (SSE, --async-path, a route learned as streaming) runs here, as over HTTP/1.1: on a worker's
         # loop it would stop while another handler of that thread blocks.
         stream.task = self.pool.start_app(stream.scope, stream.receive, stream.send, stream,
                                           lambda task: self._app_done(stream, task))
+        return False
 
     def _app_done(self, stream: H2Stream, task) -> None:
         self.pool.tasks.discard(task)
@@ -577,6 +581,9 @@ class H2Session:
         if self.closed:
             return
         self.closed = True
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         self._flush_quietly()
         for stream in list(self.streams.values()):
             stream.on_gone()

@@ -26,11 +26,9 @@ NO_BODY_STATUS = (204, 304)
 MIN_BODY_RATE = 500  # bytes a second a body must average once it took --timeout-request-body (as HTTP/1.1)
 
 
-def build_scope(session, method: bytes, path: bytes | None, fields: list) -> dict | None:
+def build_scope(session, method: bytes, path: bytes, fields: list) -> dict:
     """The ASGI ``http`` scope of a request whose header block ``request_fields`` checked and split (fields: the
-    regular ones, cookies joined, :authority as Host); None for CONNECT (no :path, or RFC 8441's)."""
-    if path is None or method == b"CONNECT":
-        return None
+    regular ones, cookies joined, :authority as Host); CONNECT never comes here (connect.py)."""
     method = method.decode("latin-1")
     raw_path, _, query = path.partition(b"?")
     text = raw_path.decode("latin-1")
@@ -63,6 +61,7 @@ class H2Stream:
     """One request on an HTTP/2 connection; its app runs once, as its own task on a worker's loop (or the
     pool's, --mode async)."""
 
+    is_websocket = False  # (an H2WebSocket is the other kind of stream: hybrid/h2/websocket.py)
     __slots__ = ("session", "id", "scope", "body", "body_bytes", "ended", "delivered_end", "gone", "waiter",
                  "window_waiter", "status", "headers", "trailers", "sent_headers", "complete", "task", "head", "sent",
                  "started", "remote", "inbox", "app_loop", "app_task", "ops", "writer", "chunks")

@@ -126,6 +126,12 @@ async def app(scope, receive, send):
         info["_header_types"] = sorted({(type(n).__name__, type(v).__name__) for n, v in scope["headers"]})
         return await _json(send, info)
 
+    if path == "/scope-mutate":  # an app may change its scope: the next request's must not see it
+        for key in list(scope):
+            scope[key] = "mutated"
+        scope["added"] = "mutated"
+        return await _respond(send, body=b"mutated")
+
     if path == "/nolength":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"nolength-body"})
@@ -308,6 +314,10 @@ async def app(scope, receive, send):
 
     if path == "/asyncio":
         return await _json(send, await _asyncio_checks())
+
+    if path == "/current-task":  # answered in the request's first step
+        task = asyncio.current_task()
+        return await _json(send, {"task": type(task).__name__, "done": task is not None and task.done()})
 
     if path == "/bg-start":
 

@@ -98,6 +98,12 @@ async def app(scope, receive, send):
             await send({"type": "http.response.trailers", "headers": []})
     elif path == "/tls":
         await _plain(send, scope, json.dumps(scope["extensions"].get("tls")).encode())
+    elif path == "/tls-mutate":
+        # an app that changes its scope's tls extension: the next request's must not see it
+        tls = scope["extensions"]["tls"]
+        tls["client_cert_chain"].clear()
+        tls["client_cert_name"] = "changed"
+        await _plain(send, scope, b"changed")
     elif path == "/cut":
         # a response cut short: the app fails mid-body (an HTTP/1.0 client reads it to the close)
         await send({"type": START, "status": 200, "headers": [(b"content-type", b"text/plain")]})
