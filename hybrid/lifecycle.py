@@ -107,8 +107,31 @@ class ClientDisconnected:
     fd: int
 
 
+@_quick_init
+@dataclass(frozen=True, slots=True)
+class WebSocketOpened:
+    """A WebSocket over HTTP/2 (RFC 8441) started, before its app ran: one stream of the connection ``fd``. (An
+    HTTP/1.1 WebSocket is a ``HandedOff`` of kind "websocket", ended by its ``ConnectionClosed``.)"""
+
+    t_ns: int
+    fd: int
+    stream_id: int
+    request_id: str
+
+
+@_quick_init
+@dataclass(frozen=True, slots=True)
+class WebSocketClosed:
+    """That WebSocket is over, whatever ended it (close handshake, RST_STREAM, connection lost, app error,
+    shutdown): exactly once per ``WebSocketOpened``."""
+
+    t_ns: int
+    fd: int
+    stream_id: int
+
+
 LifecycleEvent = (ConnectionOpened | ConnectionClosed | RequestStarted | HandedOff | TakenOver | ResponseCompleted
-                  | ClientDisconnected)
+                  | ClientDisconnected | WebSocketOpened | WebSocketClosed)
 
 
 class FanOut:
@@ -199,6 +222,7 @@ class MetricsCollector:
         self._in_flight: dict[int, int] = {}
         self._pool_kind: dict[int, object] = {}
         self._pool_gauges = {"stream": self.streams, "websocket": self.websockets}
+        self._h2_websockets: set[tuple[int, int]] = set()  # (fd, stream id) of the HTTP/2 WebSockets open
         # Labelled children, looked up once each (``labels()`` takes a lock and builds a key every call).
         self._started_for: dict = {}
         self._completed_for: dict = {}
@@ -209,7 +233,8 @@ class MetricsCollector:
         self._by_type = {
             ConnectionOpened: self._opened, ConnectionClosed: self._closed, RequestStarted: self._started,
             HandedOff: self._handed_off, TakenOver: self._taken_over, ResponseCompleted: self._completed,
-            ClientDisconnected: self._disconnected,
+            ClientDisconnected: self._disconnected, WebSocketOpened: self._ws_opened,
+            WebSocketClosed: self._ws_closed,
         }
 
     def start(self, host: str, port: int):
@@ -336,6 +361,18 @@ class MetricsCollector:
         if gauge is not None and event.fd not in self._pool_kind:
             self._pool_kind[event.fd] = gauge
             gauge.inc()
+
+    def _ws_opened(self, event: WebSocketOpened) -> None:
+        key = (event.fd, event.stream_id)
+        if key not in self._h2_websockets:
+            self._h2_websockets.add(key)
+            self.websockets.inc()
+
+    def _ws_closed(self, event: WebSocketClosed) -> None:
+        key = (event.fd, event.stream_id)
+        if key in self._h2_websockets:  # (set operations: atomic under the GIL; only the pool's loop calls these)
+            self._h2_websockets.discard(key)
+            self.websockets.dec()
 
     def _taken_over(self, event: TakenOver) -> None:
         self.takeovers.inc()

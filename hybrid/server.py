@@ -228,6 +228,12 @@ class Server:
     def lifecycle_handed_off(self, fd: int, scope: dict, kind: str) -> None:
         self.lifecycle.event(lifecycle.HandedOff(monotonic_ns(), fd, request_id_of(scope), kind))
 
+    def lifecycle_ws_opened(self, fd: int, stream_id: int, scope: dict) -> None:
+        self.lifecycle.event(lifecycle.WebSocketOpened(monotonic_ns(), fd, stream_id, request_id_of(scope)))
+
+    def lifecycle_ws_closed(self, fd: int, stream_id: int) -> None:
+        self.lifecycle.event(lifecycle.WebSocketClosed(monotonic_ns(), fd, stream_id))
+
     def lifecycle_taken_over(self, thread: str, set_fd: int) -> None:
         self.lifecycle.event(lifecycle.TakenOver(monotonic_ns(), thread, set_fd))
 

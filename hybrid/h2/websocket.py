@@ -99,12 +99,17 @@ class H2WebSocket(WebSocketSession):
         self.end_sent = False
         self.room_out = None  # the app's send, waiting for ``out`` to shrink
         self.feeding = False
+        self.counted = False  # a WebSocketOpened went to the lifecycle collector: _forget sends its one close
 
     # -- from the session --------------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Run the app (the session counted the request): on the pool's loop, like any long stream."""
         self.pool.websockets.add(self)
+        server = self.server
+        if server.lifecycle is not None:  # (counted as an HTTP/1.1 WebSocket is at its handoff: before the app)
+            self.counted = True
+            server.lifecycle_ws_opened(self.session.fd, self.id, self.scope)
         self.task = self.pool.start_app(self.scope, self.receive, self.send, self, self._on_app_done)
         self.open_timer = self.loop.call_later(self.config.ws_open_timeout, self._open_timed_out)
 
@@ -430,6 +435,7 @@ class H2WebSocket(WebSocketSession):
         for at most --ws-close-timeout, then the stream is reset."""
         self._stop_timers()
         self.state = CLOSED
+        self._uncount()  # (over, as an HTTP/1.1 one whose socket closes here; the stream may wait for END_STREAM)
         if self.disconnect is None:
             self._set_disconnect(1006, "")
         if not self.gone:
@@ -453,6 +459,13 @@ class H2WebSocket(WebSocketSession):
                 timer.cancel()
                 setattr(self, name, None)
 
+    def _uncount(self) -> None:
+        """The lifecycle collector hears the WebSocket's end once, whichever ending comes first: the close
+        handshake done (_finish) or the stream gone (_forget: reset, connection lost, denial, shutdown)."""
+        if self.counted:
+            self.counted = False
+            self.server.lifecycle_ws_closed(self.session.fd, self.id)
+
     def _forget(self) -> None:
         """Both sides ended (or the stream is gone): the session forgets the stream."""
         if self.sock is None:
@@ -460,6 +473,7 @@ class H2WebSocket(WebSocketSession):
         self.sock = None
         self._stop_timers()
         session = self.session
+        self._uncount()
         if session.streams.get(self.id) is self:
             del session.streams[self.id]
             session._release_body(self)
