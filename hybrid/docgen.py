@@ -106,14 +106,16 @@ The line is only built when the access logger is enabled for INFO.
 `ConnectionOpened`, `ConnectionClosed`, `RequestStarted`, `HandedOff` (to the async pool: `kind` stream or
 websocket), `TakenOver` (a spare took a blocked thread's connections), `ResponseCompleted` (status, body
 bytes, duration), `ClientDisconnected`, and `WebSocketOpened`/`WebSocketClosed` for a WebSocket over HTTP/2 (one
-stream of the connection `fd`: `stream_id`; one of each per WebSocket, whatever ends it): frozen dataclasses stamped with `time.monotonic_ns()`, delivered inline on
-the thread where it happened (be quick, thread-safe, never raise). Without a collector no event is built.
+stream of the connection `fd`: `stream_id`; one of each per WebSocket, whatever ends it): frozen dataclasses
+stamped with `time.monotonic_ns()`, delivered inline on the thread where it happened (be quick, thread-safe, never
+raise). Without a collector no event is built.
 `--metrics-port PORT` attaches a collector that counts them in Prometheus metrics (`hybrid_connections_*`,
 `hybrid_requests_started_total{where}`, `hybrid_responses_total{where,status}`,
 `hybrid_request_duration_seconds{where}`, `hybrid_handoffs_total{kind}`, `hybrid_takeovers_total`,
 `hybrid_client_disconnects_total`, `hybrid_response_body_bytes_total`), with gauges `hybrid_requests_in_flight`
-(open streams included), `hybrid_streams_open`, `hybrid_websockets_open` (over HTTP/1.1 and HTTP/2), `hybrid_threads{state}` (serving, blocked
-in a handler after a takeover, spare; sampled twice a second), the counter `hybrid_blocked_loop_steps_total`
+(open streams included), `hybrid_streams_open`, `hybrid_websockets_open` (over HTTP/1.1 and HTTP/2),
+`hybrid_threads{state}` (serving, blocked in a handler after a takeover, spare; sampled twice a second), the counter
+`hybrid_blocked_loop_steps_total`
 (async code that blocked a loop other requests waited on) and `hybrid_blocked_seconds_total{route,location}` (where
 handlers blocked: docs/blocking.md), served at `http://HOST:PORT/metrics`
 (needs `pip install 'hybrid-asgi[metrics]'`). With worker processes (`--workers`, `--reload`, `--limit-max-requests`)
