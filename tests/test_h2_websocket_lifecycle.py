@@ -94,8 +94,11 @@ def test_websockets_open_gauge_up_and_down_for_each_ending():
         assert one.sid != two.sid
         client.close()
         _back_to_zero(port, "the connection lost")
+        # the HTTP/2 connection's own close is counted too (ConnectionClosed when the session ends)
+        wait_until("hybrid_connections_open back to 0", lambda: _metrics(port)["hybrid_connections_open"] == 0,
+                   timeout=5)
         m = _metrics(port)
-    assert m["hybrid_websockets_open"] == 0, m
+    assert m["hybrid_websockets_open"] == 0 and m["hybrid_connections_closed_total"] == 1, m
 
 
 def test_collector_sees_one_open_and_one_close_per_websocket_including_shutdown(tmp_path):
@@ -112,7 +115,7 @@ def test_collector_sees_one_open_and_one_close_per_websocket_including_shutdown(
         client = h2_client(srv)
         closed = WS(client, "/echo", headers=[(b"x-request-id", b"ws-closed")])
         closed.accepted()
-        closed.send(CloseConnection(code=1000))
+        closed.send_bytes(closed.ws.send(CloseConnection(code=1000)), end=True)
         assert isinstance(closed.next_event(), CloseConnection)
         assert isinstance(closed.ended(), h2.events.StreamEnded)
         ws = WS(client, "/echo", headers=[(b"x-request-id", b"ws-shutdown")])
@@ -133,3 +136,5 @@ def test_collector_sees_one_open_and_one_close_per_websocket_including_shutdown(
     assert [f.get("request_id") for name, f in seen if name == "WebSocketOpened"] == ["ws-closed", "ws-shutdown"]
     opened = next(f for name, f in events() if name == "ConnectionOpened")
     assert {f["fd"] for _, f in seen} == {opened["fd"]}, "the HTTP/2 connection's fd"
+    ends = [name for name, f in events() if f.get("fd") == opened["fd"] and name.endswith("Closed")]
+    assert ends == ["WebSocketClosed", "WebSocketClosed", "ConnectionClosed"], ends  # the connection's end, once

@@ -590,6 +590,8 @@ class H2Session(H2Timeouts):
         self.streams.clear()
         if self.reader is not None and self.reader is not asyncio.current_task():
             self.reader.cancel()
+        if self.server.lifecycle is not None:  # (the worker's ConnectionOpened is ended here, after its streams')
+            self.server.lifecycle_closed(self.fd)
         self.sock = None
         self.server.forget(self)
         self.pool.h2_sessions.discard(self)
