@@ -11,7 +11,6 @@ acknowledged (WINDOW_UPDATE) only once the app has received them, so a slow app 
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from time import perf_counter
 from urllib.parse import unquote
@@ -19,6 +18,7 @@ from urllib.parse import unquote
 from hybrid._speedups.h2fields import response_fields
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.h2 import crossing
+from hybrid.h2.bound import wait_bounded
 from hybrid.request_id import REQUEST_ID_KEY, lazy_request_id
 
 ASGI = {"version": "3.0", "spec_version": "2.4"}
@@ -171,13 +171,12 @@ class H2Stream:
                 continue
             limit = self.session.body_timeout
             try:
-                async with asyncio.timeout(limit):
-                    await self.waiter
-            except TimeoutError:
-                self._stalled()  # nothing for --timeout-request-body: 408, the stream reset
-                continue
+                arrived = await wait_bounded(self.app_loop, self.waiter, limit)
             finally:
                 self.waiter = None
+            if not arrived:
+                self._stalled()  # nothing for --timeout-request-body: 408, the stream reset
+                continue
             elapsed = perf_counter() - self.started
             if elapsed >= limit and self.body_bytes < MIN_BODY_RATE * elapsed and not self.ended:
                 self._stalled()  # a trickle (slowloris), as over HTTP/1.1
@@ -248,9 +247,10 @@ class H2Stream:
 
     async def wait_window(self, timeout: float) -> None:
         """Until a WINDOW_UPDATE (or a reset) for this stream or the connection; TimeoutError past ``timeout``."""
-        self.window_waiter = self.session.loop.create_future()
+        loop = self.session.loop
+        self.window_waiter = loop.create_future()
         try:
-            async with asyncio.timeout(timeout):
-                await self.window_waiter
+            if not await wait_bounded(loop, self.window_waiter, timeout):
+                raise TimeoutError
         finally:
             self.window_waiter = None

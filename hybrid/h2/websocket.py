@@ -22,7 +22,6 @@ bounded inflation (ws_deflate.py).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from threading import get_ident
@@ -43,6 +42,7 @@ from hybrid.asgi.websocket import SMALL_FRAME, WebSocketSession
 from hybrid.asgi.ws_deflate import BoundedDeflate
 from hybrid.asgi.ws_handshake import _header_list
 from hybrid.asgi.ws_states import CLOSED, CLOSING, CONNECTING, OPEN, QUEUE_HIGH, RESPONDING, WRITE_HIGH_WATER
+from hybrid.h2.bound import wait_bounded
 
 logger = logging.getLogger("hybrid.error")
 
@@ -152,8 +152,8 @@ class H2WebSocket(WebSocketSession):
     async def wait_window(self, timeout: float) -> None:  # (session.send_data: a denial response's body)
         self.window_waiter = self.loop.create_future()
         try:
-            async with asyncio.timeout(timeout):
-                await self.window_waiter
+            if not await wait_bounded(self.loop, self.window_waiter, timeout):
+                raise TimeoutError
         finally:
             self.window_waiter = None
 
@@ -267,14 +267,13 @@ class H2WebSocket(WebSocketSession):
         while not self.gone and len(self.out) > WRITE_HIGH_WATER:
             self.room_out = self.loop.create_future()
             try:
-                async with asyncio.timeout(session.stall):
-                    await self.room_out
-            except TimeoutError:
+                room = await wait_bounded(self.loop, self.room_out, session.stall)
+            finally:
+                self.room_out = None
+            if not room:
                 logger.info("Reset an HTTP/2 WebSocket whose client opened no window for %g s "
                             "(--timeout-write-stall).", session.stall)
                 session._reset(self, ErrorCodes.CANCEL)
-            finally:
-                self.room_out = None
         if self.gone:
             raise ClientDisconnected("the WebSocket peer went away")
         if session.stream.write_buffer_size() > WRITE_HIGH_WATER * 4:
