@@ -392,6 +392,13 @@ class AsyncPool:
             if pending:
                 await asyncio.wait(pending, timeout=self._cleanup_budget())  # (cancelled apps unwind at once)
         await self._websockets_closed(sessions, started, timeout)
+        if self.h2_sessions:
+            # HTTP/2 connections whose streams all ended on our side but wait for a client's END_STREAM (a
+            # WebSocket's, bounded by --ws-close-timeout): closed now, not left to die with the loop unreported.
+            for session in list(self.h2_sessions):
+                session.close()
+            if self.closing:  # (their sockets flush and close: briefly, as above)
+                await asyncio.wait(set(self.closing), timeout=self._cleanup_budget())
         self.drained.set()
         self._stopped.set_result(None)
 

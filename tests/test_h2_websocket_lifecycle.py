@@ -138,3 +138,26 @@ def test_collector_sees_one_open_and_one_close_per_websocket_including_shutdown(
     assert {f["fd"] for _, f in seen} == {opened["fd"]}, "the HTTP/2 connection's fd"
     ends = [name for name, f in events() if f.get("fd") == opened["fd"] and name.endswith("Closed")]
     assert ends == ["WebSocketClosed", "WebSocketClosed", "ConnectionClosed"], ends  # the connection's end, once
+
+
+def test_shutdown_closes_an_http2_connection_whose_stream_waits_for_end_stream(tmp_path):
+    """The client answers the close handshake but never ends its side of the stream (the server waits
+    --ws-close-timeout for that END_STREAM). SIGTERM: the connection is closed and reported before the loop stops,
+    not destroyed with it."""
+    out = tmp_path / "events.jsonl"
+    script = tmp_path / "serve.py"
+    script.write_text(SCRIPT.format(repo=str(REPO), out=str(out)))
+    srv = Server()
+    srv.__class__ = type("ScriptServer", (Server,), {"cmd": property(lambda self: [sys.executable, str(script)])})
+    with srv:
+        client = h2_client(srv)
+        ws = WS(client, "/echo")
+        ws.accepted()
+        ws.send(CloseConnection(code=1000))  # (no END_STREAM)
+        assert isinstance(ws.next_event(), CloseConnection)
+        assert isinstance(ws.ended(), h2.events.StreamEnded)
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(15) == 0, srv.output
+    names = [name for name, _ in (json.loads(line) for line in out.read_text().splitlines())]
+    assert names.count("WebSocketClosed") == 1 and names[-1] == "ConnectionClosed", names
+    assert "Task was destroyed" not in srv.output and "Traceback" not in srv.output, srv.output

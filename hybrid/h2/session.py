@@ -588,7 +588,7 @@ class H2Session(H2Timeouts):
         for stream in list(self.streams.values()):
             stream.on_gone()
         self.streams.clear()
-        if self.reader is not None and self.reader is not asyncio.current_task():
+        if self.reader is not None and self.reader is not asyncio.current_task(self.loop):  # (no getpid)
             self.reader.cancel()
         if self.server.lifecycle is not None:  # (the worker's ConnectionOpened is ended here, after its streams')
             self.server.lifecycle_closed(self.fd)
