@@ -15,7 +15,7 @@ SECTIONS = {
     "Development": ("--reload", "--reload-dir", "--reload-include", "--reload-exclude", "--reload-delay"),
     "Production (processes and threads)": (
         "--workers", "--threads", "--max-threads", "--blocking-threshold", "--blocking-stacks", "--mode",
-        "--async-path", "--timeout-worker-healthcheck", "--timeout-notify", "--metrics-port"),
+        "--async-path", "--timeout-worker-healthcheck", "--timeout-notify", "--metrics-port", "--gc-threshold"),
     "Logging": ("--log-level", "--log-config", "--access-log", "--access-log-format", "--use-colors",
                 "--request-id-header"),
     "HTTP": ("--root-path", "--header", "--server-header", "--date-header", "--proxy-headers", "--proxy-forwarded",
