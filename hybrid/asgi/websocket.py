@@ -187,11 +187,17 @@ class WebSocketSession(WebSocketHandshake, WebSocketReader, WebSocketClosing, We
                 self._lost()
                 raise ClientDisconnected(f"the WebSocket peer went away: {exc}") from None
 
-    def _on_app_done(self, task) -> None:
+    def _app_outcome(self, task):
+        """The app's task ended: forget it, log what it raised (a disconnect is not the app's error); the
+        exception, or None (over HTTP/2 too, hybrid/h2/websocket.py)."""
         self.pool.tasks.discard(task)
         exc = None if task.cancelled() else task.exception()
         if exc is not None and not isinstance(exc, ClientDisconnected):
             log_app_exception(logger, exc)
+        return exc
+
+    def _on_app_done(self, task) -> None:
+        exc = self._app_outcome(task)
         state = self.state
         if state == CONNECTING:
             if exc is None and not task.cancelled():

@@ -36,9 +36,10 @@ class WebSocketClosing:
             return
         self.close_timer = self.loop.call_later(self.config.ws_close_timeout, self._close_timed_out)
 
-    def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection (RFC 6455 section 7.1.7): a close frame with ``code``, no more parsing; the socket
-        closes as soon as the peer closes its side (it sees our FIN), or after --ws-close-timeout."""
+    def _fail_close_frame(self, code: int, reason: str) -> None:
+        """The transport-independent half of failing (RFC 6455 section 7.1.7): the app's disconnect, no more pings,
+        our close frame with ``code``, no more parsing. ``_fail`` then ends the transport's side (over HTTP/2 too,
+        hybrid/h2/websocket.py)."""
         self._set_disconnect(code, reason)
         self._cancel_pings()
         if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
@@ -48,6 +49,11 @@ class WebSocketClosing:
                 pass
         self.state = CLOSING
         self.failed = True
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 section 7.1.7): a close frame with ``code``, no more parsing; the socket
+        closes as soon as the peer closes its side (it sees our FIN), or after --ws-close-timeout."""
+        self._fail_close_frame(code, reason)
         if not self.stream.write_buffer_size() and self.sock is not None:
             try:
                 # The plain socket's shutdown: SSLSocket.shutdown() would drop the TLS session, and later reads

@@ -28,15 +28,12 @@ from threading import get_ident
 
 from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import CloseConnection
+from wsproto.connection import Connection, ConnectionType
 from wsproto.handshake import server_extensions_handshake
-from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 from wsproto.utilities import split_comma_header
 
 from hybrid._speedups.h2fields import response_fields
 from hybrid._speedups.wsframe import encode_frame, frame_header
-from hybrid.asgi.errors import log_app_exception
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.asgi.websocket import SMALL_FRAME, WebSocketSession
 from hybrid.asgi.ws_deflate import BoundedDeflate
@@ -383,10 +380,7 @@ class H2WebSocket(WebSocketSession):
     # -- ending ------------------------------------------------------------------------------------------------
 
     def _on_app_done(self, task) -> None:
-        self.pool.tasks.discard(task)
-        exc = None if task.cancelled() else task.exception()
-        if exc is not None and not isinstance(exc, ClientDisconnected):
-            log_app_exception(logger, exc)
+        exc = self._app_outcome(task)
         state = self.state
         if state == CONNECTING and not self.gone:
             if exc is None and not task.cancelled():
@@ -409,15 +403,7 @@ class H2WebSocket(WebSocketSession):
     def _fail(self, code: int, reason: str) -> None:
         """Fail the WebSocket (RFC 6455 section 7.1.7): our close frame, then END_STREAM (the socket's SHUT_WR
         over HTTP/1.1); what still comes is dropped until the client ends its side, or --ws-close-timeout."""
-        self._set_disconnect(code, reason)
-        self._cancel_pings()
-        if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-            try:
-                self._write(self.ws.send(CloseConnection(code=code, reason=reason[:120] or None)))
-            except WSLocalProtocolError:
-                pass
-        self.state = CLOSING
-        self.failed = True
+        self._fail_close_frame(code, reason)
         self.end_pending = True
         self._pump()
         if self.close_timer is None and not self.gone:
