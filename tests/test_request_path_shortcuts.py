@@ -60,6 +60,26 @@ def test_a_pipelined_head_is_not_read_from_the_first_line():
     assert _versions(keep + _head("1.1"), []) == ["1.0", "1.1"]
 
 
+def _status(data: bytes, cuts: list[int]):
+    proto = h1._create_h1_protocol()
+    prev = 0
+    try:
+        for cut in sorted(set(cuts)) + [len(data)]:
+            proto.feed(data[prev:cut])
+            prev = cut
+    except h1.H1Error as err:
+        return err.status_code
+    return None
+
+
+@pytest.mark.parametrize("line", [b"CONNECT HTTP/1.1", b"GET HTTP/1.1", b"GET  HTTP/1.0"])
+def test_a_line_without_a_target_is_not_read_as_a_version(line):
+    # " HTTP/1.1" there is the target, not the version: the first line's shortcut must answer what the parser
+    # answers when the head comes in pieces (the fuzzer found 400 whole against 505 cut).
+    data = line + b"\r\nHost: x\r\n\r\n"
+    assert _status(data, []) == _status(data, [3]) == _status(data, list(range(1, len(data))))
+
+
 def test_a_head_continued_from_an_earlier_read():
     # The request line came in an earlier buffer: this one's first line is a header field, not the version.
     head = b"GET / HTTP/1.0\r\nHost: x\r\nX-A: HTTP/1.1\r\n\r\n"

@@ -71,6 +71,10 @@ cdef inline str _fast_version(bytes data):
     cdef const char* lf = <const char*>memchr(p, 10, len(data))
     if lf == NULL or lf - p < 11 or (lf - 1)[0] != 13 or memcmp(lf - 10, b" HTTP/1.", 8) != 0:
         return None
+    # " HTTP/1.x" is the version only after a method and a target ("method SP target SP version"): in
+    # "CONNECT HTTP/1.1" it is the target, and llhttp reads no version there (the fuzzer found 400 vs 505).
+    if (lf - 11)[0] == 32 or memchr(p, 32, (lf - 11) - p) == NULL:
+        return None
     if (lf - 2)[0] == 49:  # "1"
         return HTTP_11
     if (lf - 2)[0] == 48:  # "0"
