@@ -116,9 +116,9 @@ def _write(session, stream, body: bytes, end: bool, reply) -> bool:
     """True if the write goes on in a task (a window or the socket must open first)."""
     if not stream.sent_headers:
         stream.sent_headers = True
-        session.send_headers(stream, end and not body)
-        if end and not body:
-            session.stream_done(stream)
+        if session.send_start(stream, body, end):  # (HEADERS and the whole body in one step: most responses)
+            if end:
+                session.stream_done(stream)
             return False
     if (body or end) and not session.send_data_now(stream, body, end):
         stream.writer = session.loop.create_task(_write_later(session, stream, body, end, reply))

@@ -45,6 +45,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
+from hybrid._speedups.h2write import send_response
 from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
@@ -436,17 +437,42 @@ class H2Session(H2Timeouts):
 
     # -- writing -------------------------------------------------------------------------------------------
 
-    def send_headers(self, stream: H2Stream, end: bool) -> None:
+    def _response_headers(self, stream: H2Stream) -> list:
         headers = [(b":status", b"%d" % stream.status)]
         headers.extend(stream.headers)  # (normalized by the app's send: response_fields)
         headers.extend(self.extra_headers)
         if self.date_header:
             headers.append((b"date", _date_value()))
+        return headers
+
+    def send_headers(self, stream: H2Stream, end: bool) -> None:
         try:
-            self.h2.send_headers(stream.id, headers, end_stream=end)
+            self.h2.send_headers(stream.id, self._response_headers(stream), end_stream=end)
         except H2Error as exc:  # (the stream closed under the app: h2 says so, the app hears a disconnect)
             raise ClientDisconnected(f"Stream closed: {exc}") from None
         self._flush_soon()
+
+    def send_start(self, stream: H2Stream, body: bytes, end: bool) -> bool:
+        """The response's HEADERS, with ``body`` in the same step when it fits the windows, one frame and the
+        write bound (HIGH_WATER): serialized at once into h2's output (h2write.pyx says how h2's state follows).
+        True when all of it (``end`` included) is queued; False: the HEADERS are, ``body`` (not empty) is not."""
+        headers = self._response_headers(stream)
+        try:
+            done = send_response(self.h2, stream.id, headers, body, end,
+                                 self.stream.write_buffer_size() <= HIGH_WATER)
+            if not done:  # (a state h2 must judge: its own calls, which raise what they raise)
+                self.h2.send_headers(stream.id, headers, end_stream=end and not body)
+                done = 2 if end and not body else 1
+        except H2Error as exc:  # (the stream closed under the app: h2 says so, the app hears a disconnect)
+            raise ClientDisconnected(f"Stream closed: {exc}") from None
+        if done == 2:
+            size = len(body)
+            stream.sent += size
+            if size >= SMALL:
+                self._flush()  # (a large body: its bytes count against HIGH_WATER at once)
+                return True
+        self._flush_soon()
+        return done == 2
 
     def send_trailers(self, stream: H2Stream, headers) -> None:
         try:
