@@ -27,7 +27,6 @@ import time
 from email.utils import formatdate
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -45,6 +44,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
+from hybrid._speedups.h2read import H2Conn
 from hybrid._speedups.h2write import send_response
 from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
@@ -124,7 +124,7 @@ class H2Session(H2Timeouts):
                 pass
         self.date_header = self.server.date_header
         self.stream = SocketStream(handoff.sock, self.loop, handoff.initial)
-        self.h2 = h2 = H2Connection(H2Configuration(**H2_CONFIG))
+        self.h2 = h2 = H2Conn(H2Configuration(**H2_CONFIG))  # (h2's, the request's HEADERS read in C: h2read.pyx)
         # HPACK compiled (hybrid/_speedups/hpack_codec.pyx: hpack's interface and errors), before any frame.
         h2.encoder, h2.decoder = Encoder(), Decoder()
         h2.local_settings.max_concurrent_streams = MAX_STREAMS
