@@ -5,9 +5,10 @@ the same stream states as ``H2Connection``.
 
 The byte streams are a client's frames made by hand (hyperframe, hpack), well-formed and not: requests with and
 without END_STREAM, padded or with priority fields, header blocks continued in CONTINUATION frames, DATA,
-WINDOW_UPDATE, RST_STREAM, PING, SETTINGS, a HEADERS frame on an even or an old stream id, an undecodable HPACK
-block, an oversized frame; between them the server answers some streams (closing them). The reference keeps
-H2Conn's stream-table policy (``_open_streams``, checked on its own below), so what is compared is the reading.
+WINDOW_UPDATE, RST_STREAM, PING, SETTINGS, a HEADERS frame on an even or an old stream id, an undecodable
+HPACK block, a request with a 1xx :status, an oversized frame; between them the server answers some streams
+(closing them). The reference keeps H2Conn's stream-table policy (``_open_streams``, checked on its own
+below), so what is compared is the reading.
 Derandomized Hypothesis (tests/conftest.py).
 """
 
@@ -54,8 +55,10 @@ def server(cls):
     return conn
 
 
-request = st.tuples(st.just("request"), st.booleans(),
-                    st.sampled_from(["plain", "plain", "plain", "padded", "priority", "continued"]))
+request = st.tuples(
+    st.just("request"), st.booleans(),
+    st.sampled_from(["plain", "plain", "plain", "padded", "priority", "continued", "informational"]),
+)
 op = st.one_of(
     request, request, request, request,  # (requests most often: the path H2Conn reads itself)
     st.tuples(st.just("data"), st.integers(0, 9), st.integers(0, 300), st.booleans()),
@@ -80,7 +83,7 @@ def frames_for(ops):
         if kind == "request":
             end, shape = args
             f = HeadersFrame(next_sid)
-            extra = [("x-big", "v" * 300)] if shape == "continued" else []
+            extra = {"continued": [("x-big", "v" * 300)], "informational": [(":status", "103")]}.get(shape, [])
             data = block(extra)
             if end:
                 f.flags.add("END_STREAM")
@@ -165,6 +168,7 @@ H2LOAD = [("request", True, "plain")] * 8 + [("answer", 0), ("window", 1, 300), 
 @given(ops=st.lists(op, min_size=1, max_size=25), cuts=st.lists(st.integers(0, 4000), max_size=3),
        whole_preface=st.booleans())
 @example(ops=H2LOAD, cuts=[], whole_preface=False)
+@example(ops=[("request", True, "plain"), ("request", True, "informational")], cuts=[], whole_preface=False)
 def test_same_events_bytes_and_errors_as_h2(ops, cuts, whole_preface):
     ours, ref = server(H2Conn), server(Reference)
     steps = frames_for(ops)

@@ -19,10 +19,15 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from h2.connection import AllowedStreamIDs, ConnectionState, H2Connection, _decode_headers
 from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError
 from h2.errors import ErrorCodes
+from h2.stream import StreamInputs
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import RstStreamFrame
 
+from hybrid._speedups.h2machine cimport Steps
+
 cdef object SERVER_OPEN = ConnectionState.SERVER_OPEN
+cdef Steps RECV_HEADERS = Steps(StreamInputs.RECV_HEADERS)
+cdef Steps RECV_END_STREAM = Steps(StreamInputs.RECV_END_STREAM)
 cdef object ODD = AllowedStreamIDs.ODD
 
 cdef enum:
@@ -31,6 +36,17 @@ cdef enum:
     END_HEADERS = 0x4
     PADDED = 0x8
     PRIORITY = 0x20
+
+
+cdef bint _informational(list headers):
+    """h2's is_informational_response: a :status 1xx among the leading pseudo-headers (h2 then steps another
+    input, which a request's stream refuses: its path raises its error)."""
+    for name, value in headers:
+        if not (<bytes>name).startswith(b":"):
+            return False
+        if name == b":status":
+            return (<bytes>value).startswith(b"1")
+    return False
 
 
 class H2Conn(H2Connection):
@@ -98,8 +114,24 @@ class H2Conn(H2Connection):
                                       f"{value} open")
         headers = _decode_headers(self.decoder, block)
         stream = self._begin_new_stream(sid, ODD)
-        frames, events = stream.receive_headers(headers, bool(end_stream), self.config.header_encoding)
-        self._prepare_for_sending(frames)
+        config = self.config
+        if (config.header_encoding or config.validate_inbound_headers or config.normalize_inbound_headers
+                or _informational(headers)):
+            frames, events = stream.receive_headers(headers, bool(end_stream), config.header_encoding)
+            self._prepare_for_sending(frames)
+            return events
+        # h2's H2Stream.receive_headers for a request on a new (idle) stream, its steps in its order: RECV_HEADERS
+        # (RequestReceived), RECV_END_STREAM (StreamEnded, linked to it), the content-length; the fields as
+        # decoded (with validation, normalization and decoding off, h2's processing is list()). It sends no frame.
+        machine = stream.state_machine
+        events = RECV_HEADERS.step(machine)
+        event = events[0]
+        if end_stream:
+            ended = RECV_END_STREAM.step(machine)
+            event.stream_ended = ended[0]
+            events += ended
+        stream._initialize_content_length(headers)
+        event.headers = list(headers)
         return events
 
     def _receive_frame(self, frame):

@@ -9,9 +9,9 @@ frame received on the stream) sees what it would have seen:
 
 - the connection's state machine: in SERVER_OPEN, SEND_HEADERS and SEND_DATA lead to SERVER_OPEN and run
   nothing, so they are skipped there; in any other state nothing is done here (0) and h2 decides (it raises);
-- the stream's state machine: the very ``process_input`` calls h2 makes (SEND_HEADERS, SEND_DATA,
-  SEND_END_STREAM), in h2's order, before the header block is encoded (as h2: an invalid state raises its
-  error with the HPACK context untouched);
+- the stream's state machine: the inputs h2 gives it (SEND_HEADERS, SEND_DATA, SEND_END_STREAM), in h2's
+  order, through h2's own transition table (h2machine.pyx), before the header block is encoded (as h2: an
+  invalid state raises its error with the HPACK context untouched);
 - flow control: a DATA frame is written only if it fits the stream's window, the connection's window and
   the peer's frame size (h2's own checks); both windows shrink by its length, as h2's do;
 - HPACK: the block is encoded by the connection's own encoder (hpack_codec), cut into HEADERS + CONTINUATION
@@ -25,10 +25,12 @@ from libc.string cimport memcpy
 from h2.connection import ConnectionState
 from h2.stream import StreamInputs
 
+from hybrid._speedups.h2machine cimport Steps
+
 cdef object SERVER_OPEN = ConnectionState.SERVER_OPEN
-cdef object SEND_HEADERS = StreamInputs.SEND_HEADERS
-cdef object SEND_DATA = StreamInputs.SEND_DATA
-cdef object SEND_END_STREAM = StreamInputs.SEND_END_STREAM
+cdef Steps SEND_HEADERS = Steps(StreamInputs.SEND_HEADERS)
+cdef Steps SEND_DATA = Steps(StreamInputs.SEND_DATA)
+cdef Steps SEND_END_STREAM = Steps(StreamInputs.SEND_END_STREAM)
 
 cdef enum:
     DATA = 0x0
@@ -75,13 +77,13 @@ def send_response(conn, unsigned long sid, list headers, bytes body, bint end, b
     cdef bint data_frame = with_body and size > 0 and size <= stream.outbound_flow_control_window \
         and size <= conn.outbound_flow_control_window and size <= conn.max_outbound_frame_size
     cdef bint headers_end = end and size == 0
-    machine.process_input(SEND_HEADERS)
+    SEND_HEADERS.step(machine)  # (after it, SEND_DATA and SEND_END_STREAM are valid: OPEN or HALF_CLOSED_REMOTE)
     if headers_end:
-        machine.process_input(SEND_END_STREAM)
+        SEND_END_STREAM.step(machine)
     elif data_frame:
-        machine.process_input(SEND_DATA)
+        SEND_DATA.step(machine)
         if end:
-            machine.process_input(SEND_END_STREAM)
+            SEND_END_STREAM.step(machine)
     cdef bytes block = conn.encoder.encode(headers)
     cdef Py_ssize_t blen = PyBytes_GET_SIZE(block)
     cdef Py_ssize_t max_frame = stream.max_outbound_frame_size
