@@ -1,4 +1,4 @@
 cdef class Steps:
     cdef list row
     cdef object inp
-    cdef object step(self, object machine)
+    cpdef object step(self, object machine)

@@ -24,7 +24,7 @@ cdef class Steps:
             if each is inp:
                 self.row[int(state)] = entry
 
-    cdef object step(self, object machine):
+    cpdef object step(self, object machine):
         state = machine.state
         entry = self.row[<Py_ssize_t>state]
         if entry is None:
