@@ -55,10 +55,15 @@ class H2Conn(H2Connection):
     def __init__(self, *args, **kwargs):
         H2Connection.__init__(self, *args, **kwargs)
         self._scan_at = 32
+        # Read once: H2Session never changes its configuration after making the connection.
+        config = self.config
+        self._server = not config.client_side
+        self._lean = not (config.header_encoding or config.validate_inbound_headers
+                          or config.normalize_inbound_headers)
 
     def receive_data(self, data):
         buf = self.incoming_buffer
-        if buf._preamble_len or buf._data or buf._headers_buffer or self.config.client_side:
+        if buf._preamble_len or buf._data or buf._headers_buffer or not self._server:
             return H2Connection.receive_data(self, data)  # (the preamble, a frame cut by the last read)
         if not isinstance(data, bytes):
             data = bytes(data)
@@ -108,16 +113,14 @@ class H2Conn(H2Connection):
     def _request_headers(self, sid, block, end_stream):
         """h2's ``_receive_headers_frame`` for a HEADERS frame that opens stream ``sid`` (checked by the caller:
         odd, above every stream seen, the connection open), without the frame object."""
-        value = self.open_inbound_streams
+        value = self._open_streams(1)  # (open_inbound_streams, without the property's own call)
         if value + 1 > self.local_settings.max_concurrent_streams:
             raise TooManyStreamsError(f"Max inbound streams is {self.local_settings.max_concurrent_streams}, "
                                       f"{value} open")
         headers = _decode_headers(self.decoder, block)
         stream = self._begin_new_stream(sid, ODD)
-        config = self.config
-        if (config.header_encoding or config.validate_inbound_headers or config.normalize_inbound_headers
-                or _informational(headers)):
-            frames, events = stream.receive_headers(headers, bool(end_stream), config.header_encoding)
+        if not self._lean or _informational(headers):
+            frames, events = stream.receive_headers(headers, bool(end_stream), self.config.header_encoding)
             self._prepare_for_sending(frames)
             return events
         # h2's H2Stream.receive_headers for a request on a new (idle) stream, its steps in its order: RECV_HEADERS
