@@ -156,7 +156,8 @@ def answer(conn, sid):
 
 def table(conn):
     return (conn.highest_inbound_stream_id, conn.state_machine.state, conn.outbound_flow_control_window,
-            sorted((sid, s.state_machine.state, s.state_machine.stream_closed_by, s.outbound_flow_control_window)
+            sorted((sid, s.state_machine.state, s.state_machine.stream_closed_by, s.outbound_flow_control_window,
+                    s.inbound_flow_control_window, s.max_outbound_frame_size, s._expected_content_length)
                    for sid, s in conn.streams.items()),
             dict(conn._closed_streams))
 

@@ -7,7 +7,7 @@ stream it holds (so a connection with 100 streams in flight paid 100 steps per n
 bytes into frames here; a HEADERS frame that opens a new stream, whole (END_HEADERS, no padding, no priority
 fields), within the frame size, on an open connection goes straight to what h2's ``_receive_headers_frame``
 does for it, in its order and with its own calls: the HPACK block decoded (``_decode_headers``: its errors),
-the stream created (``_begin_new_stream``: its id checks), ``receive_headers`` on it (the stream's state
+the stream created (as ``_begin_new_stream`` makes it; its id checks made first), ``receive_headers`` on it (the stream's state
 machine, the RequestReceived/StreamEnded events, content-length). Every other frame, and every byte once a
 header block is left open, goes through h2's own FrameBuffer and ``_receive_frame``, one frame at a time, so
 their order and errors are h2's. The connection's state machine is not stepped for that HEADERS frame: in
@@ -16,10 +16,10 @@ SERVER_OPEN, RECV_HEADERS leads to SERVER_OPEN and runs nothing (any other state
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
-from h2.connection import AllowedStreamIDs, ConnectionState, H2Connection, _decode_headers
+from h2.connection import ConnectionState, H2Connection, _decode_headers
 from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError
 from h2.errors import ErrorCodes
-from h2.stream import StreamInputs
+from h2.stream import H2Stream, StreamInputs
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import RstStreamFrame
 
@@ -28,7 +28,6 @@ from hybrid._speedups.h2machine cimport Steps
 cdef object SERVER_OPEN = ConnectionState.SERVER_OPEN
 cdef Steps RECV_HEADERS = Steps(StreamInputs.RECV_HEADERS)
 cdef Steps RECV_END_STREAM = Steps(StreamInputs.RECV_END_STREAM)
-cdef object ODD = AllowedStreamIDs.ODD
 
 cdef enum:
     HEADERS = 0x1
@@ -118,7 +117,13 @@ class H2Conn(H2Connection):
             raise TooManyStreamsError(f"Max inbound streams is {self.local_settings.max_concurrent_streams}, "
                                       f"{value} open")
         headers = _decode_headers(self.decoder, block)
-        stream = self._begin_new_stream(sid, ODD)
+        # h2's _begin_new_stream, its checks made by the caller (odd, above the highest inbound id) and its
+        # debug logging (to h2's no-op logger) left out: the stream with both windows and the frame size.
+        stream = H2Stream(sid, config=self.config, inbound_window_size=self.local_settings.initial_window_size,
+                          outbound_window_size=self.remote_settings.initial_window_size)
+        stream.max_outbound_frame_size = self.max_outbound_frame_size
+        self.streams[sid] = stream
+        self.highest_inbound_stream_id = sid
         if not self._lean or _informational(headers):
             frames, events = stream.receive_headers(headers, bool(end_stream), self.config.header_encoding)
             self._prepare_for_sending(frames)
