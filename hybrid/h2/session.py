@@ -143,6 +143,9 @@ class H2Session(H2Timeouts):
         h2.decoder.max_header_list_size = MAX_HEADER_LIST
         h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.streams: dict[int, H2Stream] = {}
+        # Streams still held because their app runs on after a whole response, the client's side ended too: closed
+        # for the client (RFC 9113 section 5.1.2), so they do not count against MAX_STREAMS (stream_done).
+        self.answered: set[int] = set()
         self.resets = Budget(RESET_BUDGET)
         self.pings = Budget(PING_BUDGET)
         self.settings = Budget(SETTINGS_BUDGET)
@@ -235,6 +238,7 @@ class H2Session(H2Timeouts):
                 self._window_opened(event.stream_id)
             elif kind is StreamReset:
                 stream = self.streams.pop(event.stream_id, None)
+                self.answered.discard(event.stream_id)
                 if stream is not None:
                     self._release_body(stream)
                     stream.on_gone()
@@ -269,7 +273,8 @@ class H2Session(H2Timeouts):
                 raise
             h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)  # a stream error (RFC 8441 section 4)
             return None
-        if (self.goaway_last is not None and sid > self.goaway_last) or len(self.streams) >= MAX_STREAMS:
+        if ((self.goaway_last is not None and sid > self.goaway_last)
+                or len(self.streams) - len(self.answered) >= MAX_STREAMS):
             h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)  # (safe to retry: no app code ran)
             return None
         if method == b"CONNECT":  # a WebSocket (RFC 8441), or refused (connect.py)
@@ -398,8 +403,11 @@ class H2Session(H2Timeouts):
         if self.streams.get(stream.id) is not stream:
             return
         if stream.task is not None and not stream.gone:
+            if stream.ended and stream.complete:  # (the client may open another stream in its place at once)
+                self.answered.add(stream.id)
             return  # the app still runs (after its response): the stream ends with it
         del self.streams[stream.id]
+        self.answered.discard(stream.id)
         self._release_body(stream)
         if not stream.ended and not stream.gone and not self.closed:
             self._reset(stream, ErrorCodes.NO_ERROR)
@@ -426,6 +434,7 @@ class H2Session(H2Timeouts):
 
     def _reset(self, stream: H2Stream, code) -> None:
         self.streams.pop(stream.id, None)
+        self.answered.discard(stream.id)
         self._release_body(stream)
         stream.on_gone()
         try:
@@ -614,6 +623,7 @@ class H2Session(H2Timeouts):
         for stream in list(self.streams.values()):
             stream.on_gone()
         self.streams.clear()
+        self.answered.clear()
         if self.reader is not None and self.reader is not asyncio.current_task(self.loop):  # (no getpid)
             self.reader.cancel()
         if self.server.lifecycle is not None:  # (the worker's ConnectionOpened is ended here, after its streams')
