@@ -235,7 +235,7 @@ def run_strace(args, argv: list[str], request: bytes, port: int, log) -> dict:
 def run_cpu(args, argv: list[str], request: bytes, port: int, log) -> dict:
     proc = subprocess.Popen(argv, cwd=env.REPO_ROOT, stdout=log, stderr=log)
     try:
-        wait_listening(proc, port)
+        wait_listening(proc, port, START_TIMEOUT)
         prepare(args, port, request, args.warmup)()
         load = prepare(args, port, request, args.requests)
         user0, sys0 = cpu_times(proc.pid)
