@@ -111,6 +111,9 @@ class ConnectionSet:
         # eventfd, in the set, wakes whoever owns the set when it polls, and tells the monitor the set has work.
         # (Posting them to "the owner" instead could pick a thread blocked in a handler, mid-takeover, or none.)
         self.resumed: deque[Connection] = deque()
+        # Responses held by the connections the owner served in its current batch, written when it ends
+        # (Connection.send_last, flush_held; hybrid/held_write.py).
+        self.held: list = []
         self.h2_streams: deque = deque()  # HTTP/2 streams whose apps the owner runs (hybrid/h2/crossing.py)
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.epoll.register(self.wake_fd, select.EPOLLIN)

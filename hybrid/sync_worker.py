@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 
+from hybrid._speedups.connection import flush_held
 from hybrid._speedups.h1 import H1Error
 from hybrid._speedups.monitor import LEFT_FLAGGED, LEFT_LOST
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
@@ -164,6 +165,7 @@ class SyncWorker:
 
     def _own(self, conn_set: ConnectionSet) -> None:
         self.conn_set = conn_set
+        flush_held(conn_set.held)  # (a takeover: what the stuck thread held for the set's idle connections)
         self.loop.add_reader(conn_set.fd, self._on_ready, conn_set)
         self.loop.call_later(1.0, self._sweep, conn_set)
 
@@ -171,20 +173,25 @@ class SyncWorker:
         if conn_set is not self.conn_set:  # a takeover gave this set away while this loop was stuck
             self.loop.remove_reader(conn_set.fd)
             return
-        for fd, _events in conn_set.epoll.poll(0, POLL_BATCH):
-            listener = conn_set.listeners.get(fd)
-            if listener is not None:
-                self._accept(conn_set, listener)
-                continue
-            conn = conn_set.conns.get(fd)
-            if conn is not None and conn.cycle is None and conn.registered:
-                conn.on_readable(self)  # (a connection still served through its loop only leaves the set)
-            elif conn is not None and conn.async_mode and conn.registered:
-                conn.leave_set()  # (a request awaiting: Connection._go_async)
-            elif fd == conn_set.wake_fd:
-                self._serve_resumed(conn_set)
-            if self.conn_set is not conn_set:
-                return  # lost the set mid-batch: its new owner sees the rest (level-triggered)
+        held = conn_set.held  # responses held until the batch ends (hybrid/held_write.py)
+        try:
+            for fd, _events in conn_set.epoll.poll(0, POLL_BATCH):
+                listener = conn_set.listeners.get(fd)
+                if listener is not None:
+                    self._accept(conn_set, listener)
+                    continue
+                conn = conn_set.conns.get(fd)
+                if conn is not None and conn.cycle is None and conn.registered:
+                    conn.on_readable(self, held)  # (one still served through its loop only leaves the set)
+                elif conn is not None and conn.async_mode and conn.registered:
+                    conn.leave_set()  # (a request awaiting: Connection._go_async)
+                elif fd == conn_set.wake_fd:
+                    self._serve_resumed(conn_set)
+                if self.conn_set is not conn_set:
+                    return  # lost the set mid-batch: its new owner sees the rest (level-triggered)
+        finally:
+            if held:
+                flush_held(held)
 
     def _serve_resumed(self, conn_set: ConnectionSet) -> None:
         """Connections given back to the set with requests already read (``ConnectionSet.add_ready``), and

@@ -106,6 +106,31 @@ cdef Py_ssize_t _send_plain(int fd, bytes data) except -1:
     raise OSError(errno, os.strerror(errno))
 
 
+def flush_held(list batch):
+    """Write the responses held during a batch of ready connections (``Connection.send_last``), one ``send``
+    each; the rest of one the kernel did not take is written as the client reads (hybrid/held_write.py)."""
+    cdef Connection conn
+    while batch:
+        conn = batch.pop()  # (pop: the owner and a thread whose set was taken over may flush the same list)
+        data = conn.held_out
+        conn.held_out = None
+        if data is None or conn.sock is None:
+            continue
+        try:
+            rest = conn.send_now(data)
+        except ClientDisconnected:
+            if conn.cycle is None:
+                conn.close()
+            continue
+        if rest is not None:
+            _held_rest(conn, rest)
+
+
+cdef _held_rest(conn, rest):
+    from hybrid.held_write import write_rest
+    write_rest(conn, rest)
+
+
 cdef class Connection:
     """One HTTP/1.1 connection of a SyncWorker's epoll set (see the module docstring for its path)."""
 
@@ -136,8 +161,9 @@ cdef class Connection:
 
     # -- reading ------------------------------------------------------------------------------------------
 
-    cpdef on_readable(self, worker):
-        """The set owner saw this idle connection readable: read, parse and serve what is complete."""
+    cpdef on_readable(self, worker, list batch=None):
+        """The set owner saw this idle connection readable: read, parse and serve what is complete. ``batch``:
+        the owner's list of held responses (``send_last``), flushed when its batch of ready connections ends."""
         if self.async_mode:  # (its thread's loop still serves it: see _go_async)
             self.leave_set()
             return
@@ -164,7 +190,11 @@ cdef class Connection:
         self._feed(data)
         # A head trickling in byte by byte keeps the connection active; --timeout-request-head bounds it.
         self.head_since = (self.head_since or now) if self.proto.head_in_progress else 0.0
-        self._serve()
+        self._batch = batch
+        try:
+            self._serve()
+        finally:
+            self._batch = None  # (a later step of a request that awaits writes at once)
         self._settle()
 
     cdef object _recv_other(self):
@@ -271,6 +301,9 @@ cdef class Connection:
 
     cpdef send_now(self, data):
         """Write without waiting; returns the part the kernel did not take (None when all was sent)."""
+        if self.held_out is not None:  # (a held response goes first: hybrid/held_write.py)
+            held, self.held_out = self.held_out, None
+            data = held + data if type(data) is bytes else [held, *data] if type(data) is list else [held, data]
         try:
             if type(data) is list:
                 if self._plain:
@@ -293,6 +326,18 @@ cdef class Connection:
         if sent == len(data):
             return None
         return memoryview(data)[sent:]
+
+    cpdef send_last(self, data):
+        """A response's last bytes (RequestCycle.send). Served from the set owner's batch, a plain keep-alive
+        connection with no request queued behind this one holds them until the batch ends (``flush_held``), so
+        the batch's apps run back to back and its sends leave together (hybrid/held_write.py says why)."""
+        cdef list batch = self._batch
+        if (batch is not None and self._plain and self.held_out is None and type(data) is bytes
+                and not self.backlog and self.proto.keep_alive):
+            self.held_out = data
+            batch.append(self)
+            return None
+        return self.send_now(data)
 
     def finish_write(self, rest):
         """The kernel did not take everything: an awaitable that sends the rest as the client reads, bounded by
@@ -616,6 +661,11 @@ cdef class Connection:
     cpdef close(self):
         if self.sock is None:
             return
+        if self.held_out is not None:  # (not held for a response that closes; best effort all the same)
+            try:
+                self.send_now(b"")
+            except (OSError, ClientDisconnected):
+                pass
         self.home.remove(self)
         self._stop_reading()
         if self.body_timer is not None:
