@@ -30,6 +30,7 @@ from hybrid._speedups.connection import (
     stall_tick,
     unsent_bytes,
 )
+from hybrid._speedups.held import HeldBatch
 
 __all__ = ["DISCARD_LIMIT", "MAX_BACKLOG_EVENTS", "MIN_BODY_RATE", "RECV_SIZE", "WOULD_BLOCK", "Connection",
            "ConnectionSet", "accept_into", "accepted_addresses", "resolve", "stall_tick", "still_sending",
@@ -112,8 +113,8 @@ class ConnectionSet:
         # (Posting them to "the owner" instead could pick a thread blocked in a handler, mid-takeover, or none.)
         self.resumed: deque[Connection] = deque()
         # Responses held by the connections the owner served in its current batch, written when it ends
-        # (Connection.send_last, flush_held; hybrid/held_write.py).
-        self.held: list = []
+        # (Connection.send_last, hybrid/_speedups/held.pyx; hybrid/held_write.py).
+        self.held = HeldBatch()
         self.h2_streams: deque = deque()  # HTTP/2 streams whose apps the owner runs (hybrid/h2/crossing.py)
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.epoll.register(self.wake_fd, select.EPOLLIN)

@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 
-from hybrid._speedups.connection import flush_held
 from hybrid._speedups.h1 import H1Error
 from hybrid._speedups.monitor import LEFT_FLAGGED, LEFT_LOST
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
@@ -165,7 +164,7 @@ class SyncWorker:
 
     def _own(self, conn_set: ConnectionSet) -> None:
         self.conn_set = conn_set
-        flush_held(conn_set.held)  # (a takeover: what the stuck thread held for the set's idle connections)
+        conn_set.held.flush()  # (a takeover: what the stuck thread held for the set's idle connections)
         self.loop.add_reader(conn_set.fd, self._on_ready, conn_set)
         self.loop.call_later(1.0, self._sweep, conn_set)
 
@@ -191,7 +190,7 @@ class SyncWorker:
                     return  # lost the set mid-batch: its new owner sees the rest (level-triggered)
         finally:
             if held:
-                flush_held(held)
+                held.flush()
 
     def _serve_resumed(self, conn_set: ConnectionSet) -> None:
         """Connections given back to the set with requests already read (``ConnectionSet.add_ready``), and

@@ -2,6 +2,7 @@
 # pool's StreamConnection, stream_connection.pyx) extend it with direct calls.
 
 from hybrid._speedups.h1 cimport H1Protocol
+from hybrid._speedups.held cimport HeldBatch
 
 
 cdef class Connection:
@@ -22,10 +23,10 @@ cdef class Connection:
     # A response's last bytes held until the end of the set owner's batch (send_last, flush_held), and that
     # batch's list while on_readable runs (None otherwise).
     cdef public object held_out
-    cdef list _batch
+    cdef HeldBatch _batch
     cdef dict __dict__  # (subclasses and tests may add attributes)
 
-    cpdef on_readable(self, worker, list batch=*)
+    cpdef on_readable(self, worker, HeldBatch batch=*)
     cdef object _recv_other(self)
     cpdef _feed(self, data)
     cpdef _route_body(self)

@@ -106,31 +106,6 @@ cdef Py_ssize_t _send_plain(int fd, bytes data) except -1:
     raise OSError(errno, os.strerror(errno))
 
 
-def flush_held(list batch):
-    """Write the responses held during a batch of ready connections (``Connection.send_last``), one ``send``
-    each; the rest of one the kernel did not take is written as the client reads (hybrid/held_write.py)."""
-    cdef Connection conn
-    while batch:
-        conn = batch.pop()  # (pop: the owner and a thread whose set was taken over may flush the same list)
-        data = conn.held_out
-        conn.held_out = None
-        if data is None or conn.sock is None:
-            continue
-        try:
-            rest = conn.send_now(data)
-        except ClientDisconnected:
-            if conn.cycle is None:
-                conn.close()
-            continue
-        if rest is not None:
-            _held_rest(conn, rest)
-
-
-cdef _held_rest(conn, rest):
-    from hybrid.held_write import write_rest
-    write_rest(conn, rest)
-
-
 cdef class Connection:
     """One HTTP/1.1 connection of a SyncWorker's epoll set (see the module docstring for its path)."""
 
@@ -161,7 +136,7 @@ cdef class Connection:
 
     # -- reading ------------------------------------------------------------------------------------------
 
-    cpdef on_readable(self, worker, list batch=None):
+    cpdef on_readable(self, worker, HeldBatch batch=None):
         """The set owner saw this idle connection readable: read, parse and serve what is complete. ``batch``:
         the owner's list of held responses (``send_last``), flushed when its batch of ready connections ends."""
         if self.async_mode:  # (its thread's loop still serves it: see _go_async)
@@ -329,13 +304,13 @@ cdef class Connection:
 
     cpdef send_last(self, data):
         """A response's last bytes (RequestCycle.send). Served from the set owner's batch, a plain keep-alive
-        connection with no request queued behind this one holds them until the batch ends (``flush_held``), so
-        the batch's apps run back to back and its sends leave together (hybrid/held_write.py says why)."""
-        cdef list batch = self._batch
+        connection with no request queued behind this one holds them until the batch ends (held.pyx), so the
+        batch's apps run back to back and its sends leave together (hybrid/held_write.py says why)."""
+        cdef HeldBatch batch = self._batch
         if (batch is not None and self._plain and self.held_out is None and type(data) is bytes
                 and not self.backlog and self.proto.keep_alive):
             self.held_out = data
-            batch.append(self)
+            batch.add(self)
             return None
         return self.send_now(data)
 
