@@ -451,11 +451,26 @@ cdef class Connection:
         scope = cycle.scope
         self.server.router.learn(scope["method"], scope["path"])
 
+    def _send_held(self):
+        """Before a handoff (the pool writes next), a response held in this batch goes out: a request the app
+        read past its response (receive() after it) may be a stream or an upgrade. If the kernel does not take
+        all of it the connection closes: the pool cannot write what this thread holds."""
+        try:
+            rest = self.send_now(b"")
+        except ClientDisconnected:
+            rest = b"-"
+        if rest is not None:
+            self.close()
+            return False
+        return True
+
     def _hand_off(self, request):
         """Give this connection to the async pool (StreamingHandoff) and forget it: from here on the pool owns
         the socket, the protocol state and the events read past this request's head. No app code has run."""
         from hybrid.async_pool import StreamingHandoff
 
+        if self.held_out is not None and not self._send_held():
+            return
         if self.registered:
             self.home.remove(self)
         self._stop_reading()
@@ -472,6 +487,8 @@ cdef class Connection:
         from hybrid.async_pool import WebSocketHandoff
         from hybrid.asgi.websocket import build_websocket_scope
 
+        if self.held_out is not None and not self._send_held():
+            return
         if self.registered:
             self.home.remove(self)
         self._stop_reading()
