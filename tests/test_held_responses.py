@@ -34,15 +34,16 @@ def _read_response(sock: socket.socket, buf: bytes = b"") -> tuple[bytes, bytes,
 
 
 def test_a_blocking_handler_delays_held_responses_only_until_the_takeover():
-    # The threshold is long enough that /sleep?s=0.3 (which makes the next two requests ready together, one
-    # batch) is not taken over, and short next to /sleep?s=4, whose step the monitor sees blocked.
-    with Server(APP, "--port", "0", "--blocking-threshold", "0.6") as srv:
+    # /sleep?s=0.15 holds the thread while the next two requests arrive, so they are one batch; it ends before
+    # the monitor's early takeover (a quarter of the threshold while the set has ready connections). The
+    # threshold is short next to /sleep?s=4, whose step the monitor then sees blocked.
+    with Server(APP, "--port", "0", "--blocking-threshold", "1.0") as srv:
         first = socket.create_connection(srv.addr, timeout=10)
         fast = socket.create_connection(srv.addr, timeout=10)
         slow = socket.create_connection(srv.addr, timeout=10)
         try:
-            first.sendall(build_request("GET", "/sleep?s=0.3"))
-            time.sleep(0.1)  # (the thread is in that handler now)
+            first.sendall(build_request("GET", "/sleep?s=0.15"))
+            time.sleep(0.05)  # (the thread is in that handler now)
             sent = time.monotonic()
             fast.sendall(build_request("GET", "/fast"))
             slow.sendall(build_request("GET", "/sleep?s=4"))
@@ -52,7 +53,7 @@ def test_a_blocking_handler_delays_held_responses_only_until_the_takeover():
             took = time.monotonic() - sent
             assert body == b"fast" and after == b""
             # Served in the batch before /sleep?s=4 blocked, held: sent by the spare that took the set over
-            # (threshold 0.6 s plus a tick), not when the handler returns 4 s later.
+            # (threshold 1 s plus a tick), not when the handler returns 4 s later.
             assert took < 2.5, f"/fast answered after {took:.2f} s\n{srv.output[-2000:]}"
             fast.sendall(build_request("GET", "/fast"))  # the connection is whole: nothing twice, nothing left
             _, body, after = _read_response(fast)
