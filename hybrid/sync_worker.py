@@ -171,7 +171,14 @@ class SyncWorker:
         if conn_set is not self.conn_set:  # a takeover gave this set away while this loop was stuck
             self.loop.remove_reader(conn_set.fd)
             return
-        for fd, _events in conn_set.epoll.poll(0, POLL_BATCH):
+        # The batch is kept in the set: if a handler blocks mid-batch, the spare that takes the set over serves
+        # the rest of it first. A new poll would put them behind the connections served earlier in the batch
+        # (their clients' next requests keep their old places in epoll's ready list): each takeover cost them
+        # a round (docs/performance.md, "Blocking mix: where the slowest fast requests waited").
+        batch = conn_set.batch
+        if batch is None:
+            batch = conn_set.batch = iter(conn_set.epoll.poll(0, POLL_BATCH))
+        for fd, _events in batch:
             listener = conn_set.listeners.get(fd)
             if listener is not None:
                 self._accept(conn_set, listener)
@@ -184,7 +191,8 @@ class SyncWorker:
             elif fd == conn_set.wake_fd:
                 self._serve_resumed(conn_set)
             if self.conn_set is not conn_set:
-                return  # lost the set mid-batch: its new owner sees the rest (level-triggered)
+                return  # lost the set mid-batch: its new owner serves the rest (conn_set.batch) first
+        conn_set.batch = None
 
     def _serve_resumed(self, conn_set: ConnectionSet) -> None:
         """Connections given back to the set with requests already read (``ConnectionSet.add_ready``), and
