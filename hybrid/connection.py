@@ -111,8 +111,8 @@ class ConnectionSet:
         # eventfd, in the set, wakes whoever owns the set when it polls, and tells the monitor the set has work.
         # (Posting them to "the owner" instead could pick a thread blocked in a handler, mid-takeover, or none.)
         self.resumed: deque[Connection] = deque()
-        # The owner's current batch of ready events (an iterator), None between batches: a spare that takes the
-        # set over mid-batch serves the rest first (SyncWorker._on_ready).
+        # The owner's last batch of ready events (an iterator): a spare that takes the set over mid-batch serves
+        # the rest first (SyncWorker._own); after a whole batch it is exhausted.
         self.batch = None
         self.h2_streams: deque = deque()  # HTTP/2 streams whose apps the owner runs (hybrid/h2/crossing.py)
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
