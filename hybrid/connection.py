@@ -115,6 +115,9 @@ class ConnectionSet:
         # Responses held by the connections the owner served in its current batch, written when it ends
         # (Connection.send_last, hybrid/_speedups/held.pyx; hybrid/held_write.py).
         self.held = HeldBatch()
+        # The owner's last batch of ready events (an iterator): a spare that takes the set over mid-batch serves
+        # the rest first (SyncWorker._own); after a whole batch it is exhausted.
+        self.batch = None
         self.h2_streams: deque = deque()  # HTTP/2 streams whose apps the owner runs (hybrid/h2/crossing.py)
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.epoll.register(self.wake_fd, select.EPOLLIN)
