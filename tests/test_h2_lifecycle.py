@@ -14,6 +14,7 @@ import pytest
 
 from tests.h2client import H2Client
 from tests.support import Server, wait_until
+from tests.test_h2 import alpn_socket, pki  # noqa: F401 - (pki: the fixture, a CA and a certificate)
 from tests.test_lifecycle import OPS, _free_port, _metrics, _script_server, _wait_events
 
 pytestmark = pytest.mark.timeout(60)
@@ -148,3 +149,33 @@ def test_async_mode_opens_and_closes_each_connection_once():
     assert m['hybrid_responses_total{status="2xx",where="pool"}'] == 5 + N, m
     assert m['hybrid_responses_total{status="5xx",where="pool"}'] == 1, m
     assert m["hybrid_requests_in_flight"] == 0 and m["hybrid_client_disconnects_total"] == 1, m
+
+
+def test_async_mode_tls_connections_opened_and_closed_once(pki):  # noqa: F811 - (the fixture)
+    port = _free_port()
+    args = ("--ssl-certfile", pki["chain"], "--ssl-keyfile", pki["key"], "--mode", "async")
+    with Server(OPS, "--port", "0", *args, "--metrics-port", str(port)) as srv:
+        client = H2Client(sock=alpn_socket(pki, srv, ["h2"]))  # ALPN h2: from the handshake to an HTTP/2 session
+        sids = [client.request("/plain") for _ in range(3)]
+        for sid in sids:
+            assert client.response(sid)[1] == b"ok"
+        with alpn_socket(pki, srv, ["http/1.1"]) as sock:
+            sock.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            got = b""
+            while chunk := sock.recv(4096):
+                got += chunk
+            assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"ok"), got
+        with socket.create_connection(srv.addr, timeout=5) as raw:  # no TLS: its handshake fails
+            raw.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            try:
+                raw.recv(4096)  # (until the server closes it: an alert at most)
+            except ConnectionResetError:
+                pass
+        m = _metrics(port)
+        assert m["hybrid_connections_opened_total"] == 3 and m["hybrid_connections_open"] == 1, m
+        client.close()
+        m = wait_until("every connection closed", lambda: (m := _metrics(port))
+                       and m["hybrid_connections_closed_total"] == 3 and m, timeout=5)
+    assert m["hybrid_connections_opened_total"] == 3 and m["hybrid_connections_open"] == 0, m
+    assert m['hybrid_requests_started_total{where="pool"}'] == 4 and m["hybrid_requests_in_flight"] == 0, m
+    assert m['hybrid_responses_total{status="2xx",where="pool"}'] == 4, m
