@@ -183,3 +183,22 @@ def test_async_mode_tls_connections_opened_and_closed_once(pki):  # noqa: F811 -
     assert m["hybrid_connections_opened_total"] == 3 and m["hybrid_connections_open"] == 0, m
     assert m['hybrid_requests_started_total{where="pool"}'] == 4 and m["hybrid_requests_in_flight"] == 0, m
     assert m['hybrid_responses_total{status="2xx",where="pool"}'] == 4, m
+
+
+def test_h2_body_over_limit_reported_as_its_413():
+    port = _free_port()
+    with Server(OPS, "--port", "0", "--limit-request-body", "10", "--metrics-port", str(port)) as srv:
+        client = H2Client(srv.addr)
+        sid = client.request("/read-body", method="POST", body=b"x" * 100)
+        assert client.response(sid)[0][b":status"] == b"413"
+        m = wait_until("its response counted", lambda: (m := _metrics(port))
+                       and _responses(m, "worker") + _responses(m, "pool") and m, timeout=5)
+        client.close()
+        wait_until("its access log line", lambda: '"POST /read-body HTTP/2" 413' in srv.output, timeout=5)
+    assert m["hybrid_requests_in_flight"] == 0, m
+    # The body came in the read of the head (the server answered before the app, as HTTP/1.1 does when a
+    # Content-Length is over the limit: no RequestStarted), or after the app started on a worker
+    started = _get(m, 'hybrid_requests_started_total{where="worker"}')
+    answered = {w: _get(m, f'hybrid_responses_total{{status="4xx",where="{w}"}}') for w in ("worker", "pool")}
+    assert (started, answered) in [(0, {"worker": 0, "pool": 1}), (1, {"worker": 1, "pool": 0})], m
+    assert _responses(m, "worker") + _responses(m, "pool") == 1, m

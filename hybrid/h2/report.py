@@ -7,7 +7,8 @@ connection's fd and the stream id: many streams share one connection, and its ``
 them. A stream reset before its response went out whole still gets its ``ResponseCompleted``, with ``complete``
 False (its in-flight count must end, and no connection close will end it; MetricsCollector does not count it as a
 response, as it counts no HTTP/1.1 response cut short): ``status`` is what the app had sent, 0 when no response
-head went out. A stream whose app never started (reset while queued) gets neither.
+head went out. A stream whose app never started (reset while queued) gets neither, unless the server answered it
+(a 413): then its ResponseCompleted alone, as HTTP/1.1 reports an answer made before the app.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ def started(server, stream, where: str) -> None:
 
 def ended(session, stream, where: str, ran: bool = True) -> None:
     """The stream's app ended and what it sent was applied: its access log line and its ResponseCompleted.
-    ``ran``: False for an app that never started (no RequestStarted went out for it)."""
+    ``ran``: False for an app that never started (no RequestStarted went out for it): reported only if the server
+    answered it itself (a 413 for a body over --limit-request-body), as HTTP/1.1's ``Server.server_answered``."""
     server = session.server
     status = stream.status
     if server.access_log and status is not None:
         log_http_access(session, stream, where)
-    if not ran or server.lifecycle is None:
-        return
+    if server.lifecycle is None or not (ran or status is not None):
+        return  # (an app that never started, and no answer from the server either: nothing happened to report)
     status = status or 0  # (0: no response head went out: the client reset the stream, or left, first)
     complete = stream.complete  # (the app's last body message, or the server's 500/408/413, went to h2)
     seconds = perf_counter() - stream.started

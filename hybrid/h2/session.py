@@ -293,6 +293,8 @@ class H2Session(H2Timeouts):
                 self.h2.send_headers(stream.id, [(b":status", b"413"), (b"content-length", b"0")],
                                      end_stream=True)
             self._reset(stream, ErrorCodes.NO_ERROR if stream.sent_headers else ErrorCodes.CANCEL)
+            if stream.task is None and not stream.remote:  # (in the read that opened it: its app never runs)
+                report.ended(self, stream, "pool", ran=False)
 
     def body_stalled(self, stream: H2Stream) -> None:
         """--timeout-request-body: the app waits for a body the client stopped sending (or trickles): 408 if
