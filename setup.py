@@ -23,7 +23,7 @@ if os.environ.get("HYBRID_SANITIZE"):
     extra_compile_args = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
     extra_link_args = ["-fsanitize=address,undefined"]
 
-MODULES = ("accesslog", "connection", "cycle", "h1", "h1_events", "h1_response", "h2fields", "hpack_codec", "loopcall",
+MODULES = ("accesslog", "connection", "cycle", "h1", "h1_events", "h1_response", "h2fields", "held", "hpack_codec", "loopcall",
            "monitor", "steps", "stream_connection", "streams", "task", "tls_io", "wsframe", "wsmask")
 suffix = ".pyx" if cythonize is not None else ".c"
 missing = [m for m in MODULES if not Path(f"hybrid/_speedups/{m}{suffix}").is_file()]

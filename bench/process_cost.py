@@ -14,7 +14,8 @@ hybrid runs with ``--blocking-threshold 30`` here (or the monitor would take ove
 each kind. Time-based work (the monitor's ticks, the main thread's wake-ups) is counted too: it is per second,
 not per request, so the slower the client the more of it lands on each request.
 
-``--cpu``: natively, user + system CPU of the process tree over N requests (clock ticks: take N >= 10,000).
+``--cpu``: natively, user + system CPU of the process tree over N requests (clock ticks: take N >= 10,000);
+``--pin``: the server on CPU 0 and this client on CPU 1, as the bench pins them (2 cores or more).
 ``--tls``: HTTPS with a throwaway self-signed certificate; ``--new-connections``: one connection per request
 (``Connection: close``), one at a time, so the numbers are per connection (handshake, request, close).
 ``--server granian`` runs the peers' granian (``BENCH_PEERS_VENV`` names the peers' venv when this checkout
@@ -22,7 +23,7 @@ has none).
 
     .venv/bin/python -m bench.process_cost --server hybrid|uvicorn|granian --app bench.apps.starlette_app:app
         [--path /] [--post] [--requests 2000] [--connections 64] [--tls] [--new-connections]
-        (--callgrind | --strace | --cpu) [-- extra server args]
+        (--callgrind | --strace | --cpu [--pin]) [-- extra server args]
 """
 
 from __future__ import annotations
@@ -235,7 +236,7 @@ def run_strace(args, argv: list[str], request: bytes, port: int, log) -> dict:
 def run_cpu(args, argv: list[str], request: bytes, port: int, log) -> dict:
     proc = subprocess.Popen(argv, cwd=env.REPO_ROOT, stdout=log, stderr=log)
     try:
-        wait_listening(proc, port)
+        wait_listening(proc, port, START_TIMEOUT)
         prepare(args, port, request, args.warmup)()
         load = prepare(args, port, request, args.requests)
         user0, sys0 = cpu_times(proc.pid)
@@ -265,8 +266,11 @@ def main() -> None:
     mode.add_argument("--callgrind", action="store_true")
     mode.add_argument("--strace", action="store_true")
     mode.add_argument("--cpu", action="store_true", help="CPU time of the process tree (clock ticks: N >= 10,000)")
+    parser.add_argument("--pin", action="store_true", help="the server on CPU 0, this client on CPU 1")
     parser.add_argument("extra", nargs="*", help="more server arguments (after --)")
     args = parser.parse_args()
+    if args.pin:
+        os.sched_setaffinity(0, {1})
     port = free_port()
     extra = list(args.extra)
     if args.callgrind and args.server == "hybrid" and "--blocking-threshold" not in extra:
@@ -274,6 +278,8 @@ def main() -> None:
     cert = make_certificate(Path(tempfile.mkdtemp(prefix="process_cost.cert."))) if args.tls else None
     args.tls = client_context() if args.tls else None
     argv = server_argv(args.server, args.app, port, extra, cert)
+    if args.pin:
+        argv = ["taskset", "-c", "0", *argv]
     request = request_bytes(args.path, args.post)
     with tempfile.NamedTemporaryFile("w+b", prefix="process_cost.log.", delete=False) as log:
         try:

@@ -91,11 +91,13 @@ class _LoopDriver:
             loop.remove_reader(self.theirs.fileno())
 
     def _on_ready(self) -> None:
-        conns = self.conn_set.conns
+        conns, held = self.conn_set.conns, self.conn_set.held
         for fd, _events in self.conn_set.epoll.poll(0, 64):
             conn = conns.get(fd)
             if conn is not None and conn.cycle is None and conn.registered:
-                conn.on_readable(self.worker)
+                conn.on_readable(self.worker, held)
+        if held:  # (the batch's held responses leave at its end, as in SyncWorker._on_ready)
+            held.flush()
 
     def _on_response(self) -> None:
         data = self.theirs.recv(65536)
@@ -201,10 +203,14 @@ def main() -> None:
     conn = Connection(server, ours, conn_set, ("127.0.0.1", 1), ("127.0.0.1", 2))
     conn_set.add(conn)
 
+    held = conn_set.held
+
     def run_inline(n: int) -> None:
         for _ in range(n):
             theirs.send(request)
-            conn.on_readable(worker)
+            conn.on_readable(worker, held)  # (a batch of one: its response is held, then flushed)
+            if held:
+                held.flush()
             if conn.cycle is not None:
                 raise SystemExit("the request awaits past its first step: run it with --loop")
             if not theirs.recv(65536):

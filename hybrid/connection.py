@@ -30,6 +30,7 @@ from hybrid._speedups.connection import (
     stall_tick,
     unsent_bytes,
 )
+from hybrid._speedups.held import HeldBatch
 
 __all__ = ["DISCARD_LIMIT", "MAX_BACKLOG_EVENTS", "MIN_BODY_RATE", "RECV_SIZE", "WOULD_BLOCK", "Connection",
            "ConnectionSet", "accept_into", "accepted_addresses", "resolve", "stall_tick", "still_sending",
@@ -111,6 +112,9 @@ class ConnectionSet:
         # eventfd, in the set, wakes whoever owns the set when it polls, and tells the monitor the set has work.
         # (Posting them to "the owner" instead could pick a thread blocked in a handler, mid-takeover, or none.)
         self.resumed: deque[Connection] = deque()
+        # Responses held by the connections the owner served in its current batch, written when it ends
+        # (Connection.send_last, hybrid/_speedups/held.pyx; hybrid/held_write.py).
+        self.held = HeldBatch()
         # The owner's last batch of ready events (an iterator): a spare that takes the set over mid-batch serves
         # the rest first (SyncWorker._own); after a whole batch it is exhausted.
         self.batch = None

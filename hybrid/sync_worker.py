@@ -164,6 +164,7 @@ class SyncWorker:
 
     def _own(self, conn_set: ConnectionSet) -> None:
         self.conn_set = conn_set
+        conn_set.held.flush()  # (a takeover: what the stuck thread held for the set's idle connections)
         if conn_set.batch is not None:  # the rest of a batch cut by this takeover: before the next poll
             self.loop.call_soon(self._on_ready, conn_set, conn_set.batch)
         self.loop.add_reader(conn_set.fd, self._on_ready, conn_set)
@@ -175,26 +176,31 @@ class SyncWorker:
         if conn_set is not self.conn_set:  # a takeover gave this set away while this loop was stuck
             self.loop.remove_reader(conn_set.fd)
             return
+        held = conn_set.held  # responses held until the batch ends (hybrid/held_write.py)
         if batch is None:
             # Kept in the set: if a handler blocks mid-batch, the spare that takes the set over serves the rest
             # first (``_own``). A new poll would list them behind the connections served earlier in the batch
             # (their clients' next requests keep their old places in epoll's ready list): each takeover cost them
             # a round (docs/performance.md, "Blocking mix: where the slowest fast requests waited").
             batch = conn_set.batch = iter(conn_set.epoll.poll(0, POLL_BATCH))
-        for fd, _events in batch:
-            listener = conn_set.listeners.get(fd)
-            if listener is not None:
-                self._accept(conn_set, listener)
-                continue
-            conn = conn_set.conns.get(fd)
-            if conn is not None and conn.cycle is None and conn.registered:
-                conn.on_readable(self)  # (a connection still served through its loop only leaves the set)
-            elif conn is not None and conn.async_mode and conn.registered:
-                conn.leave_set()  # (a request awaiting: Connection._go_async)
-            elif fd == conn_set.wake_fd:
-                self._serve_resumed(conn_set)
-            if self.conn_set is not conn_set:
-                return  # lost the set mid-batch: its new owner serves the rest (conn_set.batch) first
+        try:
+            for fd, _events in batch:
+                listener = conn_set.listeners.get(fd)
+                if listener is not None:
+                    self._accept(conn_set, listener)
+                    continue
+                conn = conn_set.conns.get(fd)
+                if conn is not None and conn.cycle is None and conn.registered:
+                    conn.on_readable(self, held)  # (one still served through its loop only leaves the set)
+                elif conn is not None and conn.async_mode and conn.registered:
+                    conn.leave_set()  # (a request awaiting: Connection._go_async)
+                elif fd == conn_set.wake_fd:
+                    self._serve_resumed(conn_set)
+                if self.conn_set is not conn_set:
+                    return  # lost the set mid-batch: its new owner serves the rest (conn_set.batch) first
+        finally:
+            if held:
+                held.flush()
 
     def _serve_resumed(self, conn_set: ConnectionSet) -> None:
         """Connections given back to the set with requests already read (``ConnectionSet.add_ready``), and

@@ -2,6 +2,7 @@
 # pool's StreamConnection, stream_connection.pyx) extend it with direct calls.
 
 from hybrid._speedups.h1 cimport H1Protocol
+from hybrid._speedups.held cimport HeldBatch
 
 
 cdef class Connection:
@@ -19,9 +20,13 @@ cdef class Connection:
     cdef public double last_active, head_since, discard_since
     cdef public double handshake_deadline  # a TLSConnection still handshaking is closed past this (monotonic)
     cdef public Py_ssize_t discard_budget
+    # A response's last bytes held until the end of the set owner's batch (send_last, flush_held), and that
+    # batch's list while on_readable runs (None otherwise).
+    cdef public object held_out
+    cdef HeldBatch _batch
     cdef dict __dict__  # (subclasses and tests may add attributes)
 
-    cpdef on_readable(self, worker)
+    cpdef on_readable(self, worker, HeldBatch batch=*)
     cdef object _recv_other(self)
     cpdef _feed(self, data)
     cpdef _route_body(self)
@@ -30,6 +35,7 @@ cdef class Connection:
     cpdef _stop_reading(self)
     cpdef _lost(self)
     cpdef send_now(self, data)
+    cpdef send_last(self, data)
     cpdef _serve(self)
     cpdef _start(self, request)
     cdef dict _first_request(self, server)

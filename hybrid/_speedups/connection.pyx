@@ -136,8 +136,9 @@ cdef class Connection:
 
     # -- reading ------------------------------------------------------------------------------------------
 
-    cpdef on_readable(self, worker):
-        """The set owner saw this idle connection readable: read, parse and serve what is complete."""
+    cpdef on_readable(self, worker, HeldBatch batch=None):
+        """The set owner saw this idle connection readable: read, parse and serve what is complete. ``batch``:
+        the owner's list of held responses (``send_last``), flushed when its batch of ready connections ends."""
         if self.async_mode:  # (its thread's loop still serves it: see _go_async)
             self.leave_set()
             return
@@ -164,7 +165,11 @@ cdef class Connection:
         self._feed(data)
         # A head trickling in byte by byte keeps the connection active; --timeout-request-head bounds it.
         self.head_since = (self.head_since or now) if self.proto.head_in_progress else 0.0
-        self._serve()
+        self._batch = batch
+        try:
+            self._serve()
+        finally:
+            self._batch = None  # (a later step of a request that awaits writes at once)
         self._settle()
 
     cdef object _recv_other(self):
@@ -271,6 +276,9 @@ cdef class Connection:
 
     cpdef send_now(self, data):
         """Write without waiting; returns the part the kernel did not take (None when all was sent)."""
+        if self.held_out is not None:  # (a held response goes first: hybrid/held_write.py)
+            held, self.held_out = self.held_out, None
+            data = held + data if type(data) is bytes else [held, *data] if type(data) is list else [held, data]
         try:
             if type(data) is list:
                 if self._plain:
@@ -293,6 +301,18 @@ cdef class Connection:
         if sent == len(data):
             return None
         return memoryview(data)[sent:]
+
+    cpdef send_last(self, data):
+        """A response's last bytes (RequestCycle.send). Served from the set owner's batch, a plain keep-alive
+        connection with no request queued behind this one holds them until the batch ends (held.pyx), so the
+        batch's apps run back to back and its sends leave together (hybrid/held_write.py says why)."""
+        cdef HeldBatch batch = self._batch
+        if (batch is not None and self._plain and self.held_out is None and type(data) is bytes
+                and not self.backlog and self.proto.keep_alive):
+            self.held_out = data
+            batch.add(self)
+            return None
+        return self.send_now(data)
 
     def finish_write(self, rest):
         """The kernel did not take everything: an awaitable that sends the rest as the client reads, bounded by
@@ -431,11 +451,26 @@ cdef class Connection:
         scope = cycle.scope
         self.server.router.learn(scope["method"], scope["path"])
 
+    def _send_held(self):
+        """Before a handoff (the pool writes next), a response held in this batch goes out: a request the app
+        read past its response (receive() after it) may be a stream or an upgrade. If the kernel does not take
+        all of it the connection closes: the pool cannot write what this thread holds."""
+        try:
+            rest = self.send_now(b"")
+        except ClientDisconnected:
+            rest = b"-"
+        if rest is not None:
+            self.close()
+            return False
+        return True
+
     def _hand_off(self, request):
         """Give this connection to the async pool (StreamingHandoff) and forget it: from here on the pool owns
         the socket, the protocol state and the events read past this request's head. No app code has run."""
         from hybrid.async_pool import StreamingHandoff
 
+        if self.held_out is not None and not self._send_held():
+            return
         if self.registered:
             self.home.remove(self)
         self._stop_reading()
@@ -452,6 +487,8 @@ cdef class Connection:
         from hybrid.async_pool import WebSocketHandoff
         from hybrid.asgi.websocket import build_websocket_scope
 
+        if self.held_out is not None and not self._send_held():
+            return
         if self.registered:
             self.home.remove(self)
         self._stop_reading()
@@ -616,6 +653,11 @@ cdef class Connection:
     cpdef close(self):
         if self.sock is None:
             return
+        if self.held_out is not None:  # (not held for a response that closes; best effort all the same)
+            try:
+                self.send_now(b"")
+            except (OSError, ClientDisconnected):
+                pass
         self.home.remove(self)
         self._stop_reading()
         if self.body_timer is not None:

@@ -380,7 +380,7 @@ cdef class RequestCycle:
                 self.sent -= len(body)  # (never written: the access log counts what was sent)
                 raise ClientDisconnected("Client disconnected")
             self.wrote = True
-            rest = conn.send_now(out)
+            rest = conn.send_now(out) if frame_more else conn.send_last(out)
             if rest is not None:  # the client reads slower than we send: wait (backpressure)
                 await self._finish_write(rest, out, len(body))
         if not frame_more and self.task is not None:
