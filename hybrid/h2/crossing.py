@@ -83,8 +83,9 @@ def write_trailers(stream, headers) -> None:
     _pump(stream)
 
 
-def app_ended(stream, exc) -> None:
-    stream.ops.append((DONE, exc, True, None))
+def app_ended(stream, exc, ran: bool = True) -> None:
+    """The stream's app ended (``ran``: False for one reset while queued, that never started: report.py)."""
+    stream.ops.append((DONE, exc, ran, None))
     _pump(stream)
 
 
@@ -96,7 +97,7 @@ def _pump(stream) -> None:
     while ops and stream.writer is None:
         kind, arg, end, reply = ops.popleft()
         if kind == DONE:
-            session.app_finished(stream, arg)
+            session.app_finished(stream, arg, end)  # (a DONE's third item: whether the app ran)
             continue
         try:
             if stream.gone or session.closed:

@@ -47,13 +47,12 @@ from hybrid._speedups.h2read import H2Conn
 from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
-from hybrid.h2 import crossing
+from hybrid.h2 import crossing, report
 from hybrid.h2.connect import connect_stream, is_extended_connect
 from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
 from hybrid.h2.stream import H2Stream, build_scope
 from hybrid.h2.timeouts import H2Timeouts
 from hybrid.h2.writing import HIGH_WATER, H2Writing
-from hybrid.logs import log_http_access
 from hybrid.mailbox import Mailbox
 
 logger = logging.getLogger("hybrid.error")
@@ -283,9 +282,12 @@ class H2Session(H2Timeouts, H2Writing):
             self._release_body(stream)
             if not stream.sent_headers:
                 stream.sent_headers = stream.complete = True
+                stream.status = 413  # (the access log's and ResponseCompleted's, as for HTTP/1.1)
                 self.h2.send_headers(stream.id, [(b":status", b"413"), (b"content-length", b"0")],
                                      end_stream=True)
             self._reset(stream, ErrorCodes.NO_ERROR if stream.sent_headers else ErrorCodes.CANCEL)
+            if stream.task is None and not stream.remote:  # (in the read that opened it: its app never runs)
+                report.ended(self, stream, "pool", ran=False)
 
     def body_stalled(self, stream: H2Stream) -> None:
         """--timeout-request-body: the app waits for a body the client stopped sending (or trickles): 408 if
@@ -332,6 +334,8 @@ class H2Session(H2Timeouts, H2Writing):
             return True
         # A stream (SSE, --async-path, a route learned as streaming) runs here, as over HTTP/1.1: on a worker's
         # loop it would stop while another handler of that thread blocks.
+        if self.server.lifecycle is not None:
+            report.started(self.server, stream, "pool")
         stream.task = self.pool.start_app(stream.scope, stream.receive, stream.send, stream,
                                           lambda task: self._app_done(stream, task))
         return False
@@ -342,11 +346,10 @@ class H2Session(H2Timeouts, H2Writing):
         try:
             self._end_stream(stream, None if task.cancelled() else task.exception())
         finally:
-            if self.server.access_log and stream.status is not None:
-                log_http_access(self, stream, "pool")
+            report.ended(self, stream, "pool")
 
-    def app_finished(self, stream: H2Stream, exc) -> None:
-        """A remote app (crossing.py) ended, after all it sent was applied."""
+    def app_finished(self, stream: H2Stream, exc, ran: bool = True) -> None:
+        """A remote app (crossing.py) ended, after all it sent was applied (``ran``: False if it never started)."""
         proxy = stream.task
         stream.task = None
         if proxy is not None:
@@ -356,8 +359,7 @@ class H2Session(H2Timeouts, H2Writing):
         try:
             self._end_stream(stream, exc)
         finally:
-            if self.server.access_log and stream.status is not None:
-                log_http_access(self, stream, "worker")
+            report.ended(self, stream, "worker", ran)
 
     def _end_stream(self, stream: H2Stream, exc) -> None:
         if exc is not None and not (stream.gone and isinstance(exc, ClientDisconnected)):
@@ -369,6 +371,7 @@ class H2Session(H2Timeouts, H2Writing):
                 logger.error("ASGI callable returned without starting response.")
             stream.sent_headers = stream.complete = True
             stream.status = 500
+            stream.sent = 21  # (its body, as the access log and ResponseCompleted count an app's)
             try:
                 self.h2.send_headers(stream.id, [(b":status", b"500"), (b"content-length", b"21"),
                                                  (b"content-type", b"text/plain; charset=utf-8")])
