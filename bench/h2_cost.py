@@ -5,7 +5,11 @@ the counters are zeroed, then ``h2load -n N`` runs twice, each followed by a dum
 instructions per request (h2load's connections, opened in each run, are in it as well). Two numbers per shape,
 which agree within a few percent when nothing else moved.
 
-    .venv/bin/python -m bench.h2_cost [--shape 8x8|1x100 ...] [--requests 2000] [--app ...] [-- server args]
+    .venv/bin/python -m bench.h2_cost [--shape 8x8|1x100 ...] [--requests 2000] [--app ...] [--data FILE]
+        [-- server args]
+
+``--json``: a JSON POST instead of a GET, as the json scenario's (bench.apps.json_echo:app, its 1 KB body:
+h2load -d, each request's body in a DATA frame after its HEADERS). ``--data FILE`` posts any file.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 
 from bench import env
@@ -25,16 +30,16 @@ SHAPES = {"8x8": (8, 8), "1x100": (1, 100)}  # connections, streams in flight on
 H2LOAD_TIMEOUT = 900.0  # a run of 2,000 requests under valgrind takes a minute or two on a loaded machine
 
 
-def h2load(port: int, n: int, shape: str) -> None:
+def h2load(port: int, n: int, shape: str, data: str | None = None) -> None:
     connections, streams = SHAPES[shape]
     argv = ["h2load", "-n", str(n), "-c", str(connections), "-m", str(streams), "-t", "1",
-            f"http://127.0.0.1:{port}/"]
+            *(["-d", data] if data else []), f"http://127.0.0.1:{port}/"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=H2LOAD_TIMEOUT, check=True).stdout
     if f"{n} succeeded" not in out:
         raise RuntimeError(f"h2load did not complete {n} requests:\n{out}")
 
 
-def measure(shape: str, n: int, warmup: int, app: str, extra: list[str]) -> list[int]:
+def measure(shape: str, n: int, warmup: int, app: str, extra: list[str], data: str | None = None) -> list[int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -47,14 +52,15 @@ def measure(shape: str, n: int, warmup: int, app: str, extra: list[str]) -> list
                             env={**os.environ, "PYTHONHASHSEED": "0"})
     try:
         wait_listening(proc, port, START_TIMEOUT)
-        h2load(port, warmup, shape)
+        h2load(port, warmup, shape, data)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
         for _ in range(2):  # (each dump counts from the one before)
-            h2load(port, n, shape)
+            h2load(port, n, shape, data)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
     finally:
         stop(proc)
         log.close()
+    print(f"(callgrind dumps in {out})", file=sys.stderr, flush=True)
     dumps = sorted(glob.glob(f"{out}/cg.{proc.pid}.*"), key=lambda p: int(p.rsplit(".", 1)[1]))[:2]
     return [round(callgrind_totals(path) / n) for path in dumps]
 
@@ -65,10 +71,21 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--app", default="bench.apps.plaintext:app")
+    parser.add_argument("--data", help="POST this file's bytes as each request's body (h2load -d), e.g. with "
+                        "--app bench.apps.json_echo:app")
+    parser.add_argument("--json", action="store_true",
+                        help="POST the json scenario's 1 KB body to bench.apps.json_echo:app")
     parser.add_argument("extra", nargs="*", help="server options (after --)")
     args = parser.parse_args()
+    if args.json:
+        from bench.wrk import JSON_BODY
+
+        args.app = "bench.apps.json_echo:app"
+        with tempfile.NamedTemporaryFile("wb", prefix="h2_cost.", suffix=".json", delete=False) as f:
+            f.write(JSON_BODY if isinstance(JSON_BODY, bytes) else JSON_BODY.encode())
+        args.data = f.name
     for shape in args.shape or ["8x8", "1x100"]:
-        per_request = measure(shape, args.requests, args.warmup, args.app, args.extra)
+        per_request = measure(shape, args.requests, args.warmup, args.app, args.extra, args.data)
         print(json.dumps({"shape": shape, "instructions_per_request": per_request}), flush=True)
 
 

@@ -57,11 +57,16 @@ def server(cls):
 
 request = st.tuples(
     st.just("request"), st.booleans(),
-    st.sampled_from(["plain", "plain", "plain", "padded", "priority", "continued", "informational"]),
+    st.sampled_from(["plain", "plain", "plain", "padded", "priority", "continued", "informational", "sized"]),
 )
 op = st.one_of(
     request, request, request, request,  # (requests most often: the path H2Conn reads itself)
     st.tuples(st.just("data"), st.integers(0, 9), st.integers(0, 300), st.booleans()),
+    # DATA read in C: padded (h2's path, padding charged), a run of full frames past the windows
+    # (FLOW_CONTROL_ERROR), a stream never opened, one with a content-length (sized) overrun or cut short.
+    st.tuples(st.just("data"), st.integers(0, 9), st.integers(0, 300), st.booleans(), st.integers(0, 255)),
+    st.tuples(st.just("flood"), st.integers(0, 9), st.integers(1, 6)),
+    st.tuples(st.just("data_unknown"), st.integers(0, 3)),
     st.tuples(st.just("window"), st.integers(0, 9), st.integers(1, 70000)),
     st.tuples(st.just("reset"), st.integers(0, 9)),
     st.tuples(st.just("trailers"), st.integers(0, 9)),
@@ -83,7 +88,8 @@ def frames_for(ops):
         if kind == "request":
             end, shape = args
             f = HeadersFrame(next_sid)
-            extra = {"continued": [("x-big", "v" * 300)], "informational": [(":status", "103")]}.get(shape, [])
+            extra = {"continued": [("x-big", "v" * 300)], "informational": [(":status", "103")],
+                     "sized": [("content-length", "20")]}.get(shape, [])
             data = block(extra)
             if end:
                 f.flags.add("END_STREAM")
@@ -105,7 +111,10 @@ def frames_for(ops):
                 steps.append(f.serialize())
             sids.append(next_sid)
             next_sid += 2
-        elif kind in ("data", "window", "reset", "trailers", "answer"):
+        elif kind == "data_unknown":  # on stream 0 (by hand: hyperframe refuses it), or an odd id never opened
+            zero = b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x"
+            steps.append(DataFrame(next_sid + 2 * (args[0] - 1), data=b"x").serialize() if args[0] else zero)
+        elif kind in ("data", "window", "reset", "trailers", "answer", "flood"):
             if not sids:
                 continue
             sid = sids[args[0] % len(sids)]
@@ -113,6 +122,12 @@ def frames_for(ops):
                 f = DataFrame(sid, data=b"d" * args[1])
                 if args[2]:
                     f.flags.add("END_STREAM")
+                if len(args) > 3:
+                    f.flags.add("PADDED")
+                    f.pad_length = args[3]
+            elif kind == "flood":  # full frames: the fourth runs past a 65,535-byte window
+                steps.append(DataFrame(sid, data=b"f" * 16384).serialize() * args[1])
+                continue
             elif kind == "window":
                 f = WindowUpdateFrame(sid if args[1] % 3 else 0, window_increment=args[1])
             elif kind == "reset":
@@ -156,6 +171,7 @@ def answer(conn, sid):
 
 def table(conn):
     return (conn.highest_inbound_stream_id, conn.state_machine.state, conn.outbound_flow_control_window,
+            conn.inbound_flow_control_window,
             sorted((sid, s.state_machine.state, s.state_machine.stream_closed_by, s.outbound_flow_control_window,
                     s.inbound_flow_control_window, s.max_outbound_frame_size, s._expected_content_length)
                    for sid, s in conn.streams.items()),
@@ -165,10 +181,24 @@ def table(conn):
 H2LOAD = [("request", True, "plain")] * 8 + [("answer", 0), ("window", 1, 300), ("request", True, "plain"),
                                            ("request", False, "plain"), ("data", 9, 10, True)]
 
+# h2load -d: requests with a content-length, each body a DATA frame with END_STREAM, some in the same read.
+H2LOAD_POST = ([("request", False, "sized")] * 4 + [("data", i, 20, True) for i in range(4)]
+               + [("answer", 0), ("request", False, "sized"), ("data", 4, 20, True)])
+
 
 @given(ops=st.lists(op, min_size=1, max_size=25), cuts=st.lists(st.integers(0, 4000), max_size=3),
        whole_preface=st.booleans())
 @example(ops=H2LOAD, cuts=[], whole_preface=False)
+@example(ops=H2LOAD_POST, cuts=[], whole_preface=False)
+@example(ops=[("request", False, "sized"), ("data", 0, 30, False)], cuts=[], whole_preface=False)  # > length
+@example(ops=[("request", False, "sized"), ("data", 0, 10, True)], cuts=[], whole_preface=False)  # < length
+@example(ops=[("request", True, "plain"), ("data", 0, 5, False)], cuts=[], whole_preface=False)  # client ended
+@example(ops=[("request", True, "plain"), ("answer", 0), ("data", 0, 5, False)], cuts=[], whole_preface=False)
+@example(ops=[("request", False, "plain"), ("answer", 0), ("data", 0, 5, True)], cuts=[], whole_preface=False)
+@example(ops=[("request", False, "plain"), ("flood", 0, 5)], cuts=[], whole_preface=False)  # the stream's window
+@example(ops=[("request", False, "plain"), ("request", False, "plain"), ("flood", 0, 3), ("flood", 1, 3)],
+         cuts=[], whole_preface=False)  # the connection's window
+@example(ops=[("request", False, "plain"), ("data", 0, 9, True, 200)], cuts=[], whole_preface=False)  # padded
 @example(ops=[("request", True, "plain"), ("request", True, "informational")], cuts=[], whole_preface=False)
 def test_same_events_bytes_and_errors_as_h2(ops, cuts, whole_preface):
     ours, ref = server(H2Conn), server(Reference)

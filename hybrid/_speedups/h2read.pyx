@@ -19,7 +19,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from h2.connection import ConnectionState, H2Connection, _decode_headers
 from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError
 from h2.errors import ErrorCodes
-from h2.stream import H2Stream, StreamInputs
+from h2.stream import H2Stream, StreamInputs, StreamState
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import RstStreamFrame
 
@@ -28,8 +28,13 @@ from hybrid._speedups.h2machine cimport Steps
 cdef object SERVER_OPEN = ConnectionState.SERVER_OPEN
 cdef Steps RECV_HEADERS = Steps(StreamInputs.RECV_HEADERS)
 cdef Steps RECV_END_STREAM = Steps(StreamInputs.RECV_END_STREAM)
+cdef Steps RECV_DATA = Steps(StreamInputs.RECV_DATA)
+# The states whose RECV_DATA h2 steps without error (OPEN, HALF_CLOSED_LOCAL); any other goes to h2's path.
+cdef object S_OPEN = StreamState.OPEN
+cdef object S_HALF_CLOSED_LOCAL = StreamState.HALF_CLOSED_LOCAL
 
 cdef enum:
+    DATA = 0x0
     HEADERS = 0x1
     END_STREAM = 0x1
     END_HEADERS = 0x4
@@ -89,6 +94,11 @@ class H2Conn(H2Connection):
                         and length <= limit and sid & 1 and sid > self.highest_inbound_stream_id
                         and self.state_machine.state is SERVER_OPEN and sid not in self.streams):
                     events.extend(self._request_headers(sid, raw[pos + 9:end], flags & END_STREAM))
+                elif (kind == DATA and not (flags & PADDED) and length <= limit
+                        and self.state_machine.state is SERVER_OPEN
+                        and (stream := self.streams.get(sid)) is not None
+                        and ((state := stream.state_machine.state) is S_OPEN or state is S_HALF_CLOSED_LOCAL)):
+                    events.extend(self._request_data(stream, raw[pos + 9:end], bool(flags & END_STREAM)))
                 else:  # h2's own reading, for exactly this frame
                     buf.add_data(raw[pos:end])
                     for frame in buf:
@@ -140,6 +150,27 @@ class H2Conn(H2Connection):
             events += ended
         stream._initialize_content_length(headers)
         event.headers = list(headers)
+        return events
+
+    def _request_data(self, stream, data, end_stream):
+        """h2's ``_receive_data_frame`` + ``H2Stream.receive_data`` for an unpadded DATA frame on a stream the
+        client may still send on (checked by the caller: h2 holds it, OPEN or HALF_CLOSED_LOCAL, the connection
+        open), without the frame object, in h2's order: the connection's inbound window charged (its
+        FlowControlError), the stream's RECV_DATA step (DataReceived), its window charged, the content-length
+        tracked (InvalidBodyLengthError), then END_STREAM's step. The flow-controlled length is the data's (no
+        padding here: a padded frame takes h2's path, which charges its padding). It sends no frame."""
+        n = len(data)
+        self._inbound_flow_control_window_manager.window_consumed(n)
+        events = RECV_DATA.step(stream.state_machine)
+        event = events[0]
+        stream._inbound_window_manager.window_consumed(n)
+        stream._track_content_length(n, end_stream)
+        if end_stream:
+            ended = RECV_END_STREAM.step(stream.state_machine)
+            event.stream_ended = ended[0]
+            events += ended
+        event.data = data
+        event.flow_controlled_length = n
         return events
 
     def _receive_frame(self, frame):
