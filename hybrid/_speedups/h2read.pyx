@@ -8,10 +8,13 @@ bytes into frames here; a HEADERS frame that opens a new stream, whole (END_HEAD
 fields), within the frame size, on an open connection goes straight to what h2's ``_receive_headers_frame``
 does for it, in its order and with its own calls: the HPACK block decoded (``_decode_headers``: its errors),
 the stream created (as ``_begin_new_stream`` makes it; its id checks made first), ``receive_headers`` on it (the stream's state
-machine, the RequestReceived/StreamEnded events, content-length). Every other frame, and every byte once a
+machine, the RequestReceived/StreamEnded events, content-length). An unpadded DATA frame within the frame size
+on a stream h2 holds in OPEN or HALF_CLOSED_LOCAL goes to what ``_receive_data_frame`` and ``H2Stream.receive_data``
+do for it (``_request_data``: both inbound windows charged, FlowControlError past them; RECV_DATA and END_STREAM
+stepped; the content-length tracked). Every other frame, and every byte once a
 header block is left open, goes through h2's own FrameBuffer and ``_receive_frame``, one frame at a time, so
 their order and errors are h2's. The connection's state machine is not stepped for that HEADERS frame: in
-SERVER_OPEN, RECV_HEADERS leads to SERVER_OPEN and runs nothing (any other state takes h2's path).
+SERVER_OPEN, RECV_HEADERS and RECV_DATA lead to SERVER_OPEN and run nothing (any other state takes h2's path).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
