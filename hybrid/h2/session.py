@@ -334,6 +334,7 @@ class H2Session(H2Timeouts, H2Writing):
             return True
         # A stream (SSE, --async-path, a route learned as streaming) runs here, as over HTTP/1.1: on a worker's
         # loop it would stop while another handler of that thread blocks.
+        stream.scope["state"] = self.pool.state.copy()  # (the pool loop's lifespan state)
         if self.server.lifecycle is not None:
             report.started(self.server, stream, "pool")
         stream.task = self.pool.start_app(stream.scope, stream.receive, stream.send, stream,

@@ -49,7 +49,7 @@ def build_scope(session, method: bytes, path: bytes, fields: list) -> dict:
         "raw_path": root.encode() + raw_path if root else raw_path,
         "query_string": query,
         "headers": fields,
-        "state": session.pool.state.copy(),
+        "state": None,  # (set where the app runs: the pool's copy in _start, a worker's in onworker.run_stream)
         "extensions": {"http.response.trailers": {}, REQUEST_ID_KEY: lazy_request_id(server.request_ids, fields)},
     }
     if session.proxy is not None:  # a trusted proxy's X-Forwarded-* / Forwarded (--forwarded-allow-ips)
