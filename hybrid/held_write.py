@@ -13,8 +13,7 @@ served from the owner's batch (``on_readable``) with no request queued behind it
 write of that connection sends the held bytes first (``send_now``), and so does ``close`` (over TLS before its
 close_notify: nothing may follow that alert). A takeover flushes the set's held responses as soon as the spare
 owns the set (``SyncWorker._own``), so a handler that blocks delays them no longer than any other ready
-connection of its
-set; the thread that blocked flushes what it still holds when its batch ends.
+connection of its set; the thread that blocked flushes what it still holds when its batch ends.
 
 This module is the rare rest: the kernel did not take all of a held response (a client that stopped reading,
 its buffers full). The connection is idle by then; it is marked as served through its loop (``async_mode``:
