@@ -23,8 +23,9 @@ if os.environ.get("HYBRID_SANITIZE"):
     extra_compile_args = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
     extra_link_args = ["-fsanitize=address,undefined"]
 
-MODULES = ("accesslog", "connection", "cycle", "h1", "h1_events", "h1_response", "h2fields", "held", "hpack_codec", "loopcall",
-           "monitor", "steps", "stream_connection", "streams", "task", "tls_io", "wsframe", "wsmask")
+MODULES = ("accesslog", "connection", "cycle", "h1", "h1_events", "h1_response", "h2fields", "h2machine", "h2read",
+           "h2write", "held", "hpack_codec", "loopcall", "monitor", "steps", "stream_connection", "streams", "task",
+           "tls_io", "wsframe", "wsmask")
 suffix = ".pyx" if cythonize is not None else ".c"
 missing = [m for m in MODULES if not Path(f"hybrid/_speedups/{m}{suffix}").is_file()]
 if missing:

@@ -18,6 +18,7 @@ import logging
 import socket
 import ssl
 import time
+from time import monotonic_ns
 
 from hybrid._speedups.h1 import H1Error
 from hybrid._speedups.streams import SocketStream, StreamClosed
@@ -31,6 +32,7 @@ from hybrid.connection import (
     unread_bytes,
     unsent_bytes,
 )
+from hybrid.lifecycle import ConnectionOpened
 
 logger = logging.getLogger("hybrid.error")
 
@@ -137,9 +139,12 @@ class AsyncConnection(PoolConnection):
                     data = await self.stream.read()
                     self.last_active = time.monotonic()  # body progress (--timeout-request-body)
                 if not data:
-                    self._lost()
+                    # Between requests the client may leave: no ClientDisconnected then, as in the threaded
+                    # mode (its epoll set closes such a connection; only a request's reader or writer reports).
                     if self.cycle is None:
                         self.close()
+                    else:
+                        self._lost()
                     return
                 self._feed(data)
                 if self.cycle is None:
@@ -154,9 +159,10 @@ class AsyncConnection(PoolConnection):
                 if self.error is not None or cycle is None or not cycle.wants_body:
                     return
         except (StreamClosed, OSError):
-            self._lost()
             if self.cycle is None:
                 self.close()
+            else:
+                self._lost()
         finally:
             if self.reader is asyncio.current_task(self.loop):
                 self.reader = None
@@ -211,6 +217,8 @@ class AsyncAcceptor:
     def adopt(self, sock: socket.socket, addr) -> None:
         """An accepted socket becomes an AsyncConnection (on the pool loop)."""
         client, local = accepted_addresses(sock, addr, self.server.config.uds)
+        if self.server.lifecycle is not None:  # (at accept, before a TLS handshake, as SyncWorker.adopt does)
+            self.server.lifecycle.event(ConnectionOpened(monotonic_ns(), sock.fileno(), client, local))
         if self.server.ssl_context is not None:
             task = self.pool.loop.create_task(self._tls_handshake(sock, client, local))
             self.handshakes.add(task)
@@ -227,8 +235,14 @@ class AsyncAcceptor:
         """--mode async with TLS: the handshake as a task on the pool loop, bounded by --timeout-tls-handshake
         (hybrid mode steps it from the epoll set instead: hybrid/tls.py)."""
         loop = self.pool.loop
-        sock = self.server.ssl_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        fd = sock.fileno()
+        fd = raw.fileno()
+        try:
+            sock = self.server.ssl_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        except OSError:  # the client reset before its socket could be wrapped
+            if self.server.lifecycle is not None:
+                self.server.lifecycle_closed(fd)
+            raw.close()
+            return
         try:
             async with asyncio.timeout(self.server.config.timeout_tls_handshake):
                 while True:
@@ -247,6 +261,8 @@ class AsyncAcceptor:
                         remove(fd)
         except (TimeoutError, ssl.SSLError, OSError) as exc:
             logger.debug("TLS handshake with %s failed: %r", client, exc)
+            if self.server.lifecycle is not None:
+                self.server.lifecycle_closed(fd)
             sock.close()
             return
         from hybrid.h2.handoff import hand_off_tls

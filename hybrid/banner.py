@@ -16,8 +16,9 @@ def compiled_extensions() -> tuple[bool, list[str]]:
     import importlib
     import importlib.machinery
 
-    names = ("accesslog", "connection", "cycle", "h1", "h1_events", "h1_response", "h2fields", "hpack_codec",
-             "loopcall", "monitor", "steps", "stream_connection", "streams", "task", "tls_io", "wsframe", "wsmask")
+    names = ("accesslog", "connection", "cycle", "h1", "h1_events", "h1_response", "h2fields", "h2machine", "h2read",
+             "h2write", "hpack_codec", "loopcall", "monitor", "steps", "stream_connection", "streams", "task", "tls_io",
+             "wsframe", "wsmask")
     compiled = []
     for name in names:
         module = importlib.import_module(f"hybrid._speedups.{name}")

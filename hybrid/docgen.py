@@ -106,7 +106,12 @@ The line is only built when the access logger is enabled for INFO.
 `ConnectionOpened`, `ConnectionClosed`, `RequestStarted`, `HandedOff` (to the async pool: `kind` stream or
 websocket), `TakenOver` (a spare took a blocked thread's connections), `ResponseCompleted` (status, body
 bytes, duration), `ClientDisconnected`, and `WebSocketOpened`/`WebSocketClosed` for a WebSocket over HTTP/2 (one
-stream of the connection `fd`: `stream_id`; one of each per WebSocket, whatever ends it): frozen dataclasses
+stream of the connection `fd`: `stream_id`; one of each per WebSocket, whatever ends it). An HTTP/2 request's
+`RequestStarted` and `ResponseCompleted` carry its `stream_id` too (0 for HTTP/1.1): every stream whose app started
+ends with exactly one `ResponseCompleted`, with `complete=False` when the client reset it (or left) before the
+response went out whole (`status`: what the app had sent, 0 if nothing; HTTP/1.1 sends none then, its
+`ConnectionClosed` ends the request). Under `--mode async` a connection is opened at its accept and closed once, as
+in the threaded mode; its requests' `where` is `pool`. Events are frozen dataclasses
 stamped with `time.monotonic_ns()`, delivered inline on the thread where it happened (be quick, thread-safe, never
 raise). Without a collector no event is built.
 `--metrics-port PORT` attaches a collector that counts them in Prometheus metrics (`hybrid_connections_*`,

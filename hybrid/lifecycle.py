@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Protocol, runtime_checkable
 
 
@@ -30,7 +30,10 @@ def _quick_init(cls):
     a 6-field event, this about 1 µs. Everything else (frozen, eq, repr, hash, match) stays the dataclass's."""
     names = [f.name for f in fields(cls)]
     namespace = {f"_set_{name}": cls.__dict__[name].__set__ for name in names}
-    source = f"def __init__(self, {', '.join(names)}):\n" + "".join(
+    # (a field with a default keeps it: added fields leave the callers that predate them working)
+    params = [f.name if f.default is MISSING else f"{f.name}=_default_{f.name}" for f in fields(cls)]
+    namespace.update({f"_default_{f.name}": f.default for f in fields(cls) if f.default is not MISSING})
+    source = f"def __init__(self, {', '.join(params)}):\n" + "".join(
         f"    _set_{name}(self, {name})\n" for name in names)
     exec(source, namespace)  # noqa: S102 - as dataclasses itself builds __init__
     namespace["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
@@ -63,6 +66,7 @@ class RequestStarted:
     method: str
     path: str
     where: str  # "worker" or "pool" (handed off before any app code ran)
+    stream_id: int = 0  # HTTP/2: the request's stream on the connection ``fd`` (0: HTTP/1.1)
 
 
 @_quick_init
@@ -96,6 +100,10 @@ class ResponseCompleted:
     bytes: int  # response body bytes the app sent
     duration_ns: int  # from the request head to the response's end
     where: str
+    stream_id: int = 0  # HTTP/2: as RequestStarted's (each started stream ends with one ResponseCompleted)
+    # False: an HTTP/2 stream reset (or its connection lost) before its response went out whole; ``status`` is
+    # what the app had sent, 0 if nothing. (HTTP/1.1 sends no ResponseCompleted then: its ConnectionClosed ends it.)
+    complete: bool = True
 
 
 @_quick_init
@@ -259,10 +267,16 @@ class MetricsCollector:
             gauge.dec()
 
     def _started(self, event: RequestStarted) -> None:
-        self.request_started(event.fd, event.where)
+        sid = event.stream_id
+        self.request_started((event.fd, sid) if sid else event.fd, event.where)
 
     def _completed(self, event: ResponseCompleted) -> None:
-        self.response_completed(event.fd, event.status, event.bytes, event.duration_ns / 1e9, event.where)
+        sid = event.stream_id
+        key = (event.fd, sid) if sid else event.fd
+        if not event.complete:
+            self.request_ended(key)
+            return
+        self.response_completed(key, event.status, event.bytes, event.duration_ns / 1e9, event.where)
 
     def _tally(self) -> _Tally:
         try:
@@ -273,10 +287,11 @@ class MetricsCollector:
                 self._tallies.append((tally, _Tally()))
             return tally
 
-    def request_started(self, fd: int, where: str) -> None:
-        first = fd not in self._in_flight  # (counted once per fd until its response completes)
+    def request_started(self, key, where: str) -> None:
+        """``key``: the connection's fd, or (fd, stream id) for an HTTP/2 stream (many share one connection)."""
+        first = key not in self._in_flight  # (counted once per key until its response completes)
         if first:
-            self._in_flight[fd] = 1
+            self._in_flight[key] = 1
         if self.batched:
             tally = self._tally()
             started = tally.started
@@ -291,10 +306,10 @@ class MetricsCollector:
             child = self._started_for[where] = self.started.labels(where)
         child.inc()
 
-    def response_completed(self, fd: int, status: int, sent: int, seconds: float, where: str) -> None:
-        finished = self._in_flight.pop(fd, None) is not None
+    def response_completed(self, key, status: int, sent: int, seconds: float, where: str) -> None:
+        finished = self._in_flight.pop(key, None) is not None
         if where != "worker":  # a stream's end (its socket may go back to a serving thread, not close)
-            gauge = self._pool_kind.pop(fd, None)
+            gauge = self._pool_kind.pop(key, None)
             if gauge is not None:
                 gauge.dec()
         if self.batched:
@@ -317,6 +332,16 @@ class MetricsCollector:
         children[0].inc()
         self.sent.inc(sent)
         children[1].observe(seconds)
+
+    def request_ended(self, key) -> None:
+        """A request ended without a whole response (an HTTP/2 stream reset by the client): out of flight, and
+        not a response, as an HTTP/1.1 request whose client left is ended by its ConnectionClosed."""
+        if self._in_flight.pop(key, None) is None:
+            return
+        if self.batched:
+            self._tally().in_flight -= 1
+        else:
+            self.in_flight.dec()
 
     def _children(self, where: str, status_class: int) -> tuple:
         key = (where, status_class)

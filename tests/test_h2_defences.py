@@ -223,6 +223,25 @@ def test_streams_past_max_concurrent_are_refused(srv):
         client.close()
 
 
+def test_answered_streams_whose_app_runs_on_do_not_count_against_the_limit():
+    """A stream answered whole whose app runs on after its response (BackgroundTasks) is closed for the client
+    (RFC 9113 section 5.1.2): with 100 such streams the client may open another at once, which is answered, not
+    refused (seen under h2load -c 1 -m 100 when an app's end crossed back after its response left)."""
+    with Server("tests.apps.after_response:app", "--port", "0") as server:
+        client = H2Client(server.addr)
+        try:
+            client.wait_for(lambda e: isinstance(e, h2.events.RemoteSettingsChanged))
+            sids = [client.request("/inline?t=3") for _ in range(100)]
+            for sid in sids:  # every response whole; the apps sleep 3 s on
+                headers, body = client.response(sid)
+                assert headers[b":status"] == b"200" and body == b"answered"
+            extra = client.request("/inline")  # (h2's client counts 0 streams open now)
+            headers, body = client.response(extra, timeout=2.5)  # (AssertionError if reset: REFUSED_STREAM)
+            assert headers[b":status"] == b"200" and body == b"answered"
+        finally:
+            client.close()
+
+
 def test_idle_connection_and_slow_headers_time_out():
     """No stream for --timeout-keep-alive: GOAWAY NO_ERROR, closed. A header block still incomplete after
     --timeout-request-head (shorter here than keep-alive): GOAWAY, closed."""

@@ -205,7 +205,9 @@ cdef class Encoder:
                     sensitive = bool(header[2])
                 else:
                     sensitive = False
-                self._add(&b, _to_bytes(header[0]), _to_bytes(header[1]), sensitive, huff)
+                name, value = header[0], header[1]  # (bytes as they are: no Python call for each, as _to_bytes)
+                self._add(&b, name if type(name) is bytes else _to_bytes(name),
+                          value if type(value) is bytes else _to_bytes(value), sensitive, huff)
             return PyBytes_FromStringAndSize(<char *>b.p, b.n)
         finally:
             free(b.p)

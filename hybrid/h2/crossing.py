@@ -83,8 +83,9 @@ def write_trailers(stream, headers) -> None:
     _pump(stream)
 
 
-def app_ended(stream, exc) -> None:
-    stream.ops.append((DONE, exc, True, None))
+def app_ended(stream, exc, ran: bool = True) -> None:
+    """The stream's app ended (``ran``: False for one reset while queued, that never started: report.py)."""
+    stream.ops.append((DONE, exc, ran, None))
     _pump(stream)
 
 
@@ -96,7 +97,7 @@ def _pump(stream) -> None:
     while ops and stream.writer is None:
         kind, arg, end, reply = ops.popleft()
         if kind == DONE:
-            session.app_finished(stream, arg)
+            session.app_finished(stream, arg, end)  # (a DONE's third item: whether the app ran)
             continue
         try:
             if stream.gone or session.closed:
@@ -116,9 +117,9 @@ def _write(session, stream, body: bytes, end: bool, reply) -> bool:
     """True if the write goes on in a task (a window or the socket must open first)."""
     if not stream.sent_headers:
         stream.sent_headers = True
-        session.send_headers(stream, end and not body)
-        if end and not body:
-            session.stream_done(stream)
+        if session.send_start(stream, body, end):  # (HEADERS and the whole body in one step: most responses)
+            if end:
+                session.stream_done(stream)
             return False
     if (body or end) and not session.send_data_now(stream, body, end):
         stream.writer = session.loop.create_task(_write_later(session, stream, body, end, reply))

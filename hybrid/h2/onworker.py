@@ -10,7 +10,7 @@ request's cycle, it has the scope).
 from __future__ import annotations
 
 from hybrid.asgi.task import start_request_task
-from hybrid.h2 import crossing
+from hybrid.h2 import crossing, report
 
 
 def run_stream(worker, stream) -> None:
@@ -18,9 +18,11 @@ def run_stream(worker, stream) -> None:
     stream.app_loop = worker.loop
     stream.inbox = worker.inbox  # (before the check below: a reset from now on reaches this loop)
     if stream.gone:  # reset (or the connection lost) while queued: the app never starts
-        session.pool.h2_inbox.post(crossing.app_ended, stream, None)
+        session.pool.h2_inbox.post(crossing.app_ended, stream, None, False)
         return
     server = worker.server
+    if server.lifecycle is not None:  # (on this thread, before the app, as for HTTP/1.1)
+        report.started(server, stream, "worker")
     scope = stream.scope
     scope["state"] = worker.state.copy()  # (this loop's lifespan state, as for HTTP/1.1)
     app = server.app

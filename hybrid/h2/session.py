@@ -24,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from email.utils import formatdate
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -45,15 +43,16 @@ from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
+from hybrid._speedups.h2read import H2Conn
 from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
-from hybrid.h2 import crossing
+from hybrid.h2 import crossing, report
 from hybrid.h2.connect import connect_stream, is_extended_connect
 from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
 from hybrid.h2.stream import H2Stream, build_scope
 from hybrid.h2.timeouts import H2Timeouts
-from hybrid.logs import log_http_access
+from hybrid.h2.writing import HIGH_WATER, H2Writing
 from hybrid.mailbox import Mailbox
 
 logger = logging.getLogger("hybrid.error")
@@ -62,22 +61,10 @@ MAX_STREAMS = 100  # SETTINGS_MAX_CONCURRENT_STREAMS we advertise (h2's default)
 MAX_HEADER_LIST = 65536  # SETTINGS_MAX_HEADER_LIST_SIZE (h2's default), enforced by the HPACK decoder
 CONNECTION_WINDOW = 1 << 20  # the connection's receive window: 16 streams' default windows
 READ_SIZE = 65536
-SMALL = 16384  # a DATA frame under this is written with the iteration's other frames (_flush_soon)
-HIGH_WATER = 262144  # bytes waiting to be sent past which the session stops reading
 # h2's header validation and normalization (seven Python generators a block, ~30% of its cost) are off: the same
 # RFC 9113 section 8.2/8.3 checks are made in one compiled pass (hybrid/_speedups/h2fields.pyx).
 H2_CONFIG = dict(client_side=False, header_encoding=None, validate_inbound_headers=False,
                  normalize_inbound_headers=False, validate_outbound_headers=False, normalize_outbound_headers=False)
-
-_date = [0, b""]
-
-
-def _date_value() -> bytes:
-    now = int(time.time())
-    if _date[0] != now:
-        _date[0], _date[1] = now, formatdate(now, usegmt=True).encode()
-    return _date[1]
-
 
 def _incomplete(buf) -> bool:
     """A frame, or a header block (HEADERS + CONTINUATIONs), is still incomplete: what --timeout-request-head
@@ -85,7 +72,7 @@ def _incomplete(buf) -> bool:
     return bool(buf._data) or bool(buf._headers_buffer)
 
 
-class H2Session(H2Timeouts):
+class H2Session(H2Timeouts, H2Writing):
     """One HTTP/2 connection handed to the pool (``H2Handoff``)."""
 
     in_pool = True  # (shutdown waits for worker connections, then drains the pool's)
@@ -123,7 +110,7 @@ class H2Session(H2Timeouts):
                 pass
         self.date_header = self.server.date_header
         self.stream = SocketStream(handoff.sock, self.loop, handoff.initial)
-        self.h2 = h2 = H2Connection(H2Configuration(**H2_CONFIG))
+        self.h2 = h2 = H2Conn(H2Configuration(**H2_CONFIG))  # (h2's, the request's HEADERS read in C: h2read.pyx)
         # HPACK compiled (hybrid/_speedups/hpack_codec.pyx: hpack's interface and errors), before any frame.
         h2.encoder, h2.decoder = Encoder(), Decoder()
         h2.local_settings.max_concurrent_streams = MAX_STREAMS
@@ -142,6 +129,9 @@ class H2Session(H2Timeouts):
         h2.decoder.max_header_list_size = MAX_HEADER_LIST
         h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.streams: dict[int, H2Stream] = {}
+        # Streams still held because their app runs on after a whole response, the client's side ended too: closed
+        # for the client (RFC 9113 section 5.1.2), so they do not count against MAX_STREAMS (stream_done).
+        self.answered: set[int] = set()
         self.resets = Budget(RESET_BUDGET)
         self.pings = Budget(PING_BUDGET)
         self.settings = Budget(SETTINGS_BUDGET)
@@ -234,6 +224,7 @@ class H2Session(H2Timeouts):
                 self._window_opened(event.stream_id)
             elif kind is StreamReset:
                 stream = self.streams.pop(event.stream_id, None)
+                self.answered.discard(event.stream_id)
                 if stream is not None:
                     self._release_body(stream)
                     stream.on_gone()
@@ -268,7 +259,8 @@ class H2Session(H2Timeouts):
                 raise
             h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)  # a stream error (RFC 8441 section 4)
             return None
-        if (self.goaway_last is not None and sid > self.goaway_last) or len(self.streams) >= MAX_STREAMS:
+        if ((self.goaway_last is not None and sid > self.goaway_last)
+                or len(self.streams) - len(self.answered) >= MAX_STREAMS):
             h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)  # (safe to retry: no app code ran)
             return None
         if method == b"CONNECT":  # a WebSocket (RFC 8441), or refused (connect.py)
@@ -290,9 +282,12 @@ class H2Session(H2Timeouts):
             self._release_body(stream)
             if not stream.sent_headers:
                 stream.sent_headers = stream.complete = True
+                stream.status = 413  # (the access log's and ResponseCompleted's, as for HTTP/1.1)
                 self.h2.send_headers(stream.id, [(b":status", b"413"), (b"content-length", b"0")],
                                      end_stream=True)
             self._reset(stream, ErrorCodes.NO_ERROR if stream.sent_headers else ErrorCodes.CANCEL)
+            if stream.task is None and not stream.remote:  # (in the read that opened it: its app never runs)
+                report.ended(self, stream, "pool", ran=False)
 
     def body_stalled(self, stream: H2Stream) -> None:
         """--timeout-request-body: the app waits for a body the client stopped sending (or trickles): 408 if
@@ -339,6 +334,8 @@ class H2Session(H2Timeouts):
             return True
         # A stream (SSE, --async-path, a route learned as streaming) runs here, as over HTTP/1.1: on a worker's
         # loop it would stop while another handler of that thread blocks.
+        if self.server.lifecycle is not None:
+            report.started(self.server, stream, "pool")
         stream.task = self.pool.start_app(stream.scope, stream.receive, stream.send, stream,
                                           lambda task: self._app_done(stream, task))
         return False
@@ -349,11 +346,10 @@ class H2Session(H2Timeouts):
         try:
             self._end_stream(stream, None if task.cancelled() else task.exception())
         finally:
-            if self.server.access_log and stream.status is not None:
-                log_http_access(self, stream, "pool")
+            report.ended(self, stream, "pool")
 
-    def app_finished(self, stream: H2Stream, exc) -> None:
-        """A remote app (crossing.py) ended, after all it sent was applied."""
+    def app_finished(self, stream: H2Stream, exc, ran: bool = True) -> None:
+        """A remote app (crossing.py) ended, after all it sent was applied (``ran``: False if it never started)."""
         proxy = stream.task
         stream.task = None
         if proxy is not None:
@@ -363,8 +359,7 @@ class H2Session(H2Timeouts):
         try:
             self._end_stream(stream, exc)
         finally:
-            if self.server.access_log and stream.status is not None:
-                log_http_access(self, stream, "worker")
+            report.ended(self, stream, "worker", ran)
 
     def _end_stream(self, stream: H2Stream, exc) -> None:
         if exc is not None and not (stream.gone and isinstance(exc, ClientDisconnected)):
@@ -376,6 +371,7 @@ class H2Session(H2Timeouts):
                 logger.error("ASGI callable returned without starting response.")
             stream.sent_headers = stream.complete = True
             stream.status = 500
+            stream.sent = 21  # (its body, as the access log and ResponseCompleted count an app's)
             try:
                 self.h2.send_headers(stream.id, [(b":status", b"500"), (b"content-length", b"21"),
                                                  (b"content-type", b"text/plain; charset=utf-8")])
@@ -397,8 +393,11 @@ class H2Session(H2Timeouts):
         if self.streams.get(stream.id) is not stream:
             return
         if stream.task is not None and not stream.gone:
+            if stream.ended and stream.complete:  # (the client may open another stream in its place at once)
+                self.answered.add(stream.id)
             return  # the app still runs (after its response): the stream ends with it
         del self.streams[stream.id]
+        self.answered.discard(stream.id)
         self._release_body(stream)
         if not stream.ended and not stream.gone and not self.closed:
             self._reset(stream, ErrorCodes.NO_ERROR)
@@ -425,6 +424,7 @@ class H2Session(H2Timeouts):
 
     def _reset(self, stream: H2Stream, code) -> None:
         self.streams.pop(stream.id, None)
+        self.answered.discard(stream.id)
         self._release_body(stream)
         stream.on_gone()
         try:
@@ -433,114 +433,6 @@ class H2Session(H2Timeouts):
             pass
         self._flush()
         self._maybe_idle()
-
-    # -- writing -------------------------------------------------------------------------------------------
-
-    def send_headers(self, stream: H2Stream, end: bool) -> None:
-        headers = [(b":status", b"%d" % stream.status)]
-        headers.extend(stream.headers)  # (normalized by the app's send: response_fields)
-        headers.extend(self.extra_headers)
-        if self.date_header:
-            headers.append((b"date", _date_value()))
-        try:
-            self.h2.send_headers(stream.id, headers, end_stream=end)
-        except H2Error as exc:  # (the stream closed under the app: h2 says so, the app hears a disconnect)
-            raise ClientDisconnected(f"Stream closed: {exc}") from None
-        self._flush_soon()
-
-    def send_trailers(self, stream: H2Stream, headers) -> None:
-        try:
-            self.h2.send_headers(stream.id, headers, end_stream=True)  # (normalized by the app's send)
-        except H2Error as exc:
-            raise ClientDisconnected(f"Stream closed: {exc}") from None
-        self._flush()
-
-    async def send_data(self, stream: H2Stream, data: bytes, end: bool) -> None:
-        """Send ``data`` within the stream's and the connection's windows, waiting for WINDOW_UPDATEs; a
-        window shut for --timeout-write-stall resets the stream (the app's send raises ClientDisconnected)."""
-        h2 = self.h2
-        sid = stream.id
-        size = len(data)
-        pos = 0
-        while pos < size or (end and not size):
-            if stream.gone or self.closed:
-                raise ClientDisconnected("The client reset the stream or left")
-            try:
-                n = min(size - pos, h2.local_flow_control_window(sid), h2.max_outbound_frame_size)
-                if n <= 0 and size:
-                    try:
-                        await stream.wait_window(self.stall)
-                    except TimeoutError:
-                        logger.info("Reset an HTTP/2 stream whose client opened no window for %g s "
-                                    "(--timeout-write-stall).", self.stall)
-                        self._reset(stream, ErrorCodes.CANCEL)
-                        raise ClientDisconnected("Client stopped reading the response") from None
-                    continue
-                h2.send_data(sid, data[pos:pos + n], end_stream=end and pos + n == size)
-                stream.sent += n
-            except H2Error as exc:
-                raise ClientDisconnected(f"Stream closed: {exc}") from None
-            pos += n
-            if n >= SMALL:
-                self._flush()  # (a large body: its bytes count against HIGH_WATER at once)
-                # Let the other streams' tasks run between large frames: a big body whose windows and socket
-                # never make it wait would otherwise hold the loop until its last byte.
-                await asyncio.sleep(0)
-            else:
-                self._flush_soon()
-            if not size:
-                break
-            if self.stream.write_buffer_size() > HIGH_WATER:
-                await self._drain()
-
-    def send_data_now(self, stream: H2Stream, data: bytes, end: bool) -> bool:
-        """``send_data`` when it need not wait: the body fits the windows and one frame, and the socket's
-        buffer is under HIGH_WATER; False (nothing sent) otherwise. (crossing.py: no task for most responses.)"""
-        h2 = self.h2
-        size = len(data)
-        if self.stream.write_buffer_size() > HIGH_WATER:
-            return False
-        try:
-            if size and size > min(h2.local_flow_control_window(stream.id), h2.max_outbound_frame_size):
-                return False
-            h2.send_data(stream.id, data, end_stream=end)
-        except H2Error as exc:
-            raise ClientDisconnected(f"Stream closed: {exc}") from None
-        stream.sent += size
-        if size >= SMALL:
-            self._flush()
-        else:
-            self._flush_soon()
-        return True
-
-    async def _drain(self) -> None:
-        try:
-            async with asyncio.timeout(self.stall):
-                await self.stream.drain()
-        except TimeoutError:
-            logger.info("Closed an HTTP/2 connection whose client read nothing for %g s (--timeout-write-stall).",
-                        self.stall)
-            self.close()
-            raise ClientDisconnected("Client stopped reading") from None
-        except (StreamClosed, OSError) as exc:
-            self.close()
-            raise ClientDisconnected(f"Client disconnected: {exc}") from None
-
-    def _flush_soon(self) -> None:
-        """Write what h2 queued once this loop iteration's tasks have run: the responses of many streams
-        answered in one iteration leave in one write."""
-        if not self.flush_pending:
-            self.flush_pending = True
-            self.loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self.flush_pending = False
-        data = self.h2.data_to_send()
-        if data and not self.closed:
-            try:
-                self.stream.write(data)
-            except (StreamClosed, OSError):
-                self.close()
 
     # -- ending --------------------------------------------------------------------------------------------
 
@@ -588,6 +480,7 @@ class H2Session(H2Timeouts):
         for stream in list(self.streams.values()):
             stream.on_gone()
         self.streams.clear()
+        self.answered.clear()
         if self.reader is not None and self.reader is not asyncio.current_task(self.loop):  # (no getpid)
             self.reader.cancel()
         if self.server.lifecycle is not None:  # (the worker's ConnectionOpened is ended here, after its streams')

@@ -220,9 +220,9 @@ class H2Stream:
                 return
             if not self.sent_headers:
                 self.sent_headers = True
-                session.send_headers(self, end and not body)
-                if end and not body:
-                    session.stream_done(self)
+                if session.send_start(self, body, end):  # (HEADERS and the whole body in one step)
+                    if end:
+                        session.stream_done(self)
                     return
             if body or end:
                 await session.send_data(self, body, end)

@@ -1,0 +1,4 @@
+cdef class Steps:
+    cdef list row
+    cdef object inp
+    cpdef object step(self, object machine)

@@ -1,0 +1,183 @@
+# cython: language_level=3
+"""h2's connection with its frame reading compiled for the frame that starts every request (issue 26).
+
+Why: per request h2 built a hyperframe object for the HEADERS frame (its Flags set, a memoryview per field),
+made its repr() for a trace log that is off, dispatched it, and counted the open streams by walking every
+stream it holds (so a connection with 100 streams in flight paid 100 steps per new one). ``H2Conn`` cuts the
+bytes into frames here; a HEADERS frame that opens a new stream, whole (END_HEADERS, no padding, no priority
+fields), within the frame size, on an open connection goes straight to what h2's ``_receive_headers_frame``
+does for it, in its order and with its own calls: the HPACK block decoded (``_decode_headers``: its errors),
+the stream created (as ``_begin_new_stream`` makes it; its id checks made first), ``receive_headers`` on it (the stream's state
+machine, the RequestReceived/StreamEnded events, content-length). Every other frame, and every byte once a
+header block is left open, goes through h2's own FrameBuffer and ``_receive_frame``, one frame at a time, so
+their order and errors are h2's. The connection's state machine is not stepped for that HEADERS frame: in
+SERVER_OPEN, RECV_HEADERS leads to SERVER_OPEN and runs nothing (any other state takes h2's path).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+
+from h2.connection import ConnectionState, H2Connection, _decode_headers
+from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError
+from h2.errors import ErrorCodes
+from h2.stream import H2Stream, StreamInputs
+from hyperframe.exceptions import InvalidPaddingError
+from hyperframe.frame import RstStreamFrame
+
+from hybrid._speedups.h2machine cimport Steps
+
+cdef object SERVER_OPEN = ConnectionState.SERVER_OPEN
+cdef Steps RECV_HEADERS = Steps(StreamInputs.RECV_HEADERS)
+cdef Steps RECV_END_STREAM = Steps(StreamInputs.RECV_END_STREAM)
+
+cdef enum:
+    HEADERS = 0x1
+    END_STREAM = 0x1
+    END_HEADERS = 0x4
+    PADDED = 0x8
+    PRIORITY = 0x20
+
+
+cdef bint _informational(list headers):
+    """h2's is_informational_response: a :status 1xx among the leading pseudo-headers (h2 then steps another
+    input, which a request's stream refuses: its path raises its error)."""
+    for name, value in headers:
+        if not (<bytes>name).startswith(b":"):
+            return False
+        if name == b":status":
+            return (<bytes>value).startswith(b"1")
+    return False
+
+
+class H2Conn(H2Connection):
+    """A server-side ``H2Connection`` whose ``receive_data`` reads a request's HEADERS frame in C."""
+
+    def __init__(self, *args, **kwargs):
+        H2Connection.__init__(self, *args, **kwargs)
+        self._scan_at = 32
+        # Read once: H2Session never changes its configuration after making the connection.
+        config = self.config
+        self._server = not config.client_side
+        self._lean = not (config.header_encoding or config.validate_inbound_headers
+                          or config.normalize_inbound_headers)
+
+    def receive_data(self, data):
+        buf = self.incoming_buffer
+        if buf._preamble_len or buf._data or buf._headers_buffer or not self._server:
+            return H2Connection.receive_data(self, data)  # (the preamble, a frame cut by the last read)
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        cdef bytes raw = <bytes>data
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(raw)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(raw), pos = 0, end, length
+        cdef unsigned long sid
+        cdef int kind, flags
+        events = []
+        max_frame = self.max_inbound_frame_size
+        buf.max_frame_size = max_frame
+        cdef Py_ssize_t limit = max_frame
+        try:
+            while pos + 9 <= n:
+                length = (<Py_ssize_t>p[pos] << 16) | (<Py_ssize_t>p[pos + 1] << 8) | p[pos + 2]
+                end = pos + 9 + length
+                if end > n:
+                    break
+                kind = p[pos + 3]
+                flags = p[pos + 4]
+                sid = ((<unsigned long>p[pos + 5] & 0x7f) << 24) | (<unsigned long>p[pos + 6] << 16) \
+                    | (<unsigned long>p[pos + 7] << 8) | p[pos + 8]
+                if (kind == HEADERS and (flags & (END_HEADERS | PADDED | PRIORITY)) == END_HEADERS
+                        and length <= limit and sid & 1 and sid > self.highest_inbound_stream_id
+                        and self.state_machine.state is SERVER_OPEN and sid not in self.streams):
+                    events.extend(self._request_headers(sid, raw[pos + 9:end], flags & END_STREAM))
+                else:  # h2's own reading, for exactly this frame
+                    buf.add_data(raw[pos:end])
+                    for frame in buf:
+                        events.extend(self._receive_frame(frame))
+                    if buf._headers_buffer:  # a header block goes on in CONTINUATIONs: all of it is h2's
+                        pos = end
+                        break
+                pos = end
+            if pos < n:
+                buf.add_data(raw[pos:])
+                for frame in buf:
+                    events.extend(self._receive_frame(frame))
+        except InvalidPaddingError as e:  # (h2's receive_data, as it is)
+            self._terminate_connection(ErrorCodes.PROTOCOL_ERROR)
+            raise ProtocolError("Received frame with invalid padding.") from e
+        except ProtocolError as e:
+            self._terminate_connection(e.error_code)
+            raise
+        return events
+
+    def _request_headers(self, sid, block, end_stream):
+        """h2's ``_receive_headers_frame`` for a HEADERS frame that opens stream ``sid`` (checked by the caller:
+        odd, above every stream seen, the connection open), without the frame object."""
+        value = self._open_streams(1)  # (open_inbound_streams, without the property's own call)
+        if value + 1 > self.local_settings.max_concurrent_streams:
+            raise TooManyStreamsError(f"Max inbound streams is {self.local_settings.max_concurrent_streams}, "
+                                      f"{value} open")
+        headers = _decode_headers(self.decoder, block)
+        # h2's _begin_new_stream, its checks made by the caller (odd, above the highest inbound id) and its
+        # debug logging (to h2's no-op logger) left out: the stream with both windows and the frame size.
+        stream = H2Stream(sid, config=self.config, inbound_window_size=self.local_settings.initial_window_size,
+                          outbound_window_size=self.remote_settings.initial_window_size)
+        stream.max_outbound_frame_size = self.max_outbound_frame_size
+        self.streams[sid] = stream
+        self.highest_inbound_stream_id = sid
+        if not self._lean or _informational(headers):
+            frames, events = stream.receive_headers(headers, bool(end_stream), self.config.header_encoding)
+            self._prepare_for_sending(frames)
+            return events
+        # h2's H2Stream.receive_headers for a request on a new (idle) stream, its steps in its order: RECV_HEADERS
+        # (RequestReceived), RECV_END_STREAM (StreamEnded, linked to it), the content-length; the fields as
+        # decoded (with validation, normalization and decoding off, h2's processing is list()). It sends no frame.
+        machine = stream.state_machine
+        events = RECV_HEADERS.step(machine)
+        event = events[0]
+        if end_stream:
+            ended = RECV_END_STREAM.step(machine)
+            event.stream_ended = ended[0]
+            events += ended
+        stream._initialize_content_length(headers)
+        event.headers = list(headers)
+        return events
+
+    def _receive_frame(self, frame):
+        """h2's ``_receive_frame`` without the repr() of every frame for a trace log that is off."""
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except StreamClosedError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                f = RstStreamFrame(e.stream_id)
+                f.error_code = e.error_code
+                self._prepare_for_sending([f])
+                events = e._events
+            else:
+                raise
+        except StreamIDTooLowError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                f = RstStreamFrame(e.stream_id)
+                f.error_code = ErrorCodes.STREAM_CLOSED
+                self._prepare_for_sending([f])
+                events = []
+            elif self._stream_is_closed_by_end(e.stream_id):
+                raise StreamClosedError(e.stream_id) from e
+            else:
+                raise
+        else:
+            self._prepare_for_sending(frames)
+        return events
+
+    def _open_streams(self, remainder):
+        """h2 walks every stream it holds for each new one, to count the open ones and forget the closed ones.
+        A server opens no streams of its own (no push), and the only limit h2 would check the inbound count
+        against is deleted (H2Session refuses past MAX_STREAMS itself): so the walk is made only once the table
+        doubled since the last one (closed streams are forgotten in amortized O(1); the table holds at most twice
+        the streams the last walk kept + 33), and otherwise the count is the table's size, never below the true
+        one. (A closed stream h2 still holds answers a late frame as h2 answers it between its own walks.)"""
+        streams = self.streams
+        if remainder != 1 or len(streams) >= self._scan_at:
+            count = H2Connection._open_streams(self, remainder)
+            self._scan_at = 2 * len(streams) + 32
+            return count
+        return len(streams)

@@ -1,0 +1,231 @@
+"""hybrid/_speedups/h2read.pyx against h2's own reading (issue 26): ``H2Conn.receive_data`` reads a request's
+HEADERS frame in C and hands every other frame to h2, so fed the same bytes, cut anywhere, it must give the
+same events (their repr: type, stream, headers, flags), queue the same bytes, raise the same errors and leave
+the same stream states as ``H2Connection``.
+
+The byte streams are a client's frames made by hand (hyperframe, hpack), well-formed and not: requests with and
+without END_STREAM, padded or with priority fields, header blocks continued in CONTINUATION frames, DATA,
+WINDOW_UPDATE, RST_STREAM, PING, SETTINGS, a HEADERS frame on an even or an old stream id, an undecodable
+HPACK block, a request with a 1xx :status, an oversized frame; between them the server answers some streams
+(closing them). The reference keeps H2Conn's stream-table policy (``_open_streams``, checked on its own
+below), so what is compared is the reading.
+Derandomized Hypothesis (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import hpack
+from h2.exceptions import H2Error
+from hybrid._speedups.h2read import H2Conn
+from hybrid._speedups.hpack_codec import Decoder, Encoder
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from hybrid.h2.session import H2_CONFIG
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize()
+
+
+class Reference(h2.connection.H2Connection):
+    """h2's reading, with H2Conn's stream-table policy."""
+
+    _open_streams = H2Conn._open_streams
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._scan_at = 32
+
+
+def server(cls):
+    conn = cls(h2.config.H2Configuration(**H2_CONFIG))
+    conn.encoder, conn.decoder = Encoder(), Decoder()
+    conn.initiate_connection()
+    conn.data_to_send()
+    return conn
+
+
+request = st.tuples(
+    st.just("request"), st.booleans(),
+    st.sampled_from(["plain", "plain", "plain", "padded", "priority", "continued", "informational"]),
+)
+op = st.one_of(
+    request, request, request, request,  # (requests most often: the path H2Conn reads itself)
+    st.tuples(st.just("data"), st.integers(0, 9), st.integers(0, 300), st.booleans()),
+    st.tuples(st.just("window"), st.integers(0, 9), st.integers(1, 70000)),
+    st.tuples(st.just("reset"), st.integers(0, 9)),
+    st.tuples(st.just("trailers"), st.integers(0, 9)),
+    st.tuples(st.just("answer"), st.integers(0, 9)),
+    st.sampled_from([("ping",), ("settings",), ("even",), ("bad_hpack",), ("oversized",)]),
+)
+
+
+def frames_for(ops):
+    """[(bytes to feed, or None for the server's answer), stream index]"""
+    encoder = hpack.Encoder()
+    sids, steps, next_sid = [], [], 1
+
+    def block(extra=()):
+        return encoder.encode([(":method", "POST"), (":path", "/"), (":scheme", "http"), (":authority", "t"),
+                               *extra])
+
+    for kind, *args in ops:
+        if kind == "request":
+            end, shape = args
+            f = HeadersFrame(next_sid)
+            extra = {"continued": [("x-big", "v" * 300)], "informational": [(":status", "103")]}.get(shape, [])
+            data = block(extra)
+            if end:
+                f.flags.add("END_STREAM")
+            if shape == "padded":
+                f.flags.add("PADDED")
+                f.pad_length = 3
+            if shape == "priority":
+                f.flags.add("PRIORITY")
+                f.depends_on, f.stream_weight = 0, 15
+            if shape == "continued":
+                f.data = data[:40]
+                c1, c2 = ContinuationFrame(next_sid), ContinuationFrame(next_sid)
+                c1.data, c2.data = data[40:100], data[100:]
+                c2.flags.add("END_HEADERS")
+                steps.append(f.serialize() + c1.serialize() + c2.serialize())
+            else:
+                f.data = data
+                f.flags.add("END_HEADERS")
+                steps.append(f.serialize())
+            sids.append(next_sid)
+            next_sid += 2
+        elif kind in ("data", "window", "reset", "trailers", "answer"):
+            if not sids:
+                continue
+            sid = sids[args[0] % len(sids)]
+            if kind == "data":
+                f = DataFrame(sid, data=b"d" * args[1])
+                if args[2]:
+                    f.flags.add("END_STREAM")
+            elif kind == "window":
+                f = WindowUpdateFrame(sid if args[1] % 3 else 0, window_increment=args[1])
+            elif kind == "reset":
+                f = RstStreamFrame(sid, error_code=8)
+            elif kind == "trailers":
+                f = HeadersFrame(sid, data=encoder.encode([("x-t", "1")]))
+                f.flags.add("END_HEADERS")
+                f.flags.add("END_STREAM")
+            else:
+                steps.append(sid)
+                continue
+            steps.append(f.serialize())
+        elif kind == "ping":
+            steps.append(PingFrame(0, opaque_data=b"12345678").serialize())
+        elif kind == "settings":
+            steps.append(SettingsFrame(0, settings={4: 1000}).serialize())
+        elif kind == "even":
+            steps.append(HeadersFrame(next_sid + 1, data=block(), flags=["END_HEADERS"]).serialize())
+        elif kind == "bad_hpack":
+            steps.append(HeadersFrame(next_sid, data=b"\xff\xff\xff\xff", flags=["END_HEADERS"]).serialize())
+        else:
+            steps.append(b"\x00\x40\x01\x01\x04\x00\x00\x00" + bytes([next_sid]) + b"\x00" * 16385)
+    return steps
+
+
+def feed(conn, data):
+    try:
+        return ("events", repr(conn.receive_data(data)))
+    except H2Error as exc:
+        return ("raised", type(exc), exc.error_code if hasattr(exc, "error_code") else None)
+
+
+def answer(conn, sid):
+    try:
+        conn.send_headers(sid, [(b":status", b"200")])
+        conn.send_data(sid, b"ok", end_stream=True)
+        return "answered"
+    except H2Error as exc:
+        return ("raised", type(exc))
+
+
+def table(conn):
+    return (conn.highest_inbound_stream_id, conn.state_machine.state, conn.outbound_flow_control_window,
+            sorted((sid, s.state_machine.state, s.state_machine.stream_closed_by, s.outbound_flow_control_window,
+                    s.inbound_flow_control_window, s.max_outbound_frame_size, s._expected_content_length)
+                   for sid, s in conn.streams.items()),
+            dict(conn._closed_streams))
+
+
+H2LOAD = [("request", True, "plain")] * 8 + [("answer", 0), ("window", 1, 300), ("request", True, "plain"),
+                                           ("request", False, "plain"), ("data", 9, 10, True)]
+
+
+@given(ops=st.lists(op, min_size=1, max_size=25), cuts=st.lists(st.integers(0, 4000), max_size=3),
+       whole_preface=st.booleans())
+@example(ops=H2LOAD, cuts=[], whole_preface=False)
+@example(ops=[("request", True, "plain"), ("request", True, "informational")], cuts=[], whole_preface=False)
+def test_same_events_bytes_and_errors_as_h2(ops, cuts, whole_preface):
+    ours, ref = server(H2Conn), server(Reference)
+    steps = frames_for(ops)
+    # The preface alone, or with the first frames (the first read of a connection carries both).
+    stream = PREFACE if whole_preface else b""
+    reads = []
+    for step in steps:
+        if isinstance(step, int):
+            reads.append(stream)
+            reads.append(step)
+            stream = b""
+        else:
+            stream += step
+    reads.append(stream)
+    if not whole_preface:
+        reads.insert(0, PREFACE)
+    # Cut the byte runs anywhere (a frame split across reads).
+    pieces = []
+    for read in reads:
+        if isinstance(read, int):
+            pieces.append(read)
+            continue
+        points = sorted({c % (len(read) + 1) for c in cuts}) if read else []
+        last = 0
+        for point in [*points, len(read)]:
+            pieces.append(read[last:point])
+            last = point
+    for piece in pieces:
+        if isinstance(piece, int):
+            assert answer(ours, piece) == answer(ref, piece)
+        else:
+            got, want = feed(ours, piece), feed(ref, piece)
+            assert got == want
+        assert ours.data_to_send() == ref.data_to_send()
+        assert table(ours) == table(ref)
+        if not isinstance(piece, int) and got[0] == "raised":
+            break
+
+
+def test_the_stream_table_stays_bounded_and_the_count_never_low():
+    """The walk over every stream happens once the table doubled: closed streams are still forgotten (the table
+    stays within twice the most streams open at once + 33: the walk's threshold, plus the new stream) and the
+    count is never below the open streams."""
+    conn = server(H2Conn)
+    conn.receive_data(PREFACE)
+    encoder = hpack.Encoder()
+    request = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")]
+    open_ids, peak = [], 0
+    for sid in range(1, 2001, 2):
+        frame = HeadersFrame(sid, data=encoder.encode(request), flags=["END_HEADERS", "END_STREAM"])
+        conn.receive_data(frame.serialize())
+        open_ids.append(sid)
+        peak = max(peak, len(open_ids))
+        assert conn.open_inbound_streams >= len(open_ids)
+        if len(open_ids) > 10:  # ten in flight: answer the oldest
+            done = open_ids.pop(0)
+            conn.send_headers(done, [(b":status", b"204")], end_stream=True)
+        assert len(conn.streams) <= 2 * peak + 33
+    conn.data_to_send()
