@@ -7,12 +7,13 @@ its same ~100k interpreter instructions 1.5x slower per instruction than granian
 requests back to back while another thread does the I/O). Held, a batch's apps run back to back and its sends
 leave together at the batch's end, before its loop does anything else.
 
-What may be held: only a plain keep-alive connection's complete response (its last ``http.response.body``,
-head and body in one ``bytes``) served from the owner's batch (``on_readable``) with no request queued behind
-it, one per connection. Any other write of that connection sends the held bytes first (``send_now``), and so
-does ``close``. A takeover flushes the set's held responses as soon as the spare owns the set
-(``SyncWorker._own``), so a handler that blocks delays them no longer than any other ready connection of its
-set; the thread that blocked flushes what it still holds when its batch ends.
+What may be held: only a keep-alive connection's complete response (its last ``http.response.body``,
+head and body in one ``bytes``; over TLS the plaintext, encrypted by the connection's TLS write when it goes)
+served from the owner's batch (``on_readable``) with no request queued behind it, one per connection. Any other
+write of that connection sends the held bytes first (``send_now``), and so does ``close`` (over TLS before its
+close_notify: nothing may follow that alert). A takeover flushes the set's held responses as soon as the spare
+owns the set (``SyncWorker._own``), so a handler that blocks delays them no longer than any other ready
+connection of its set; the thread that blocked flushes what it still holds when its batch ends.
 
 This module is the rare rest: the kernel did not take all of a held response (a client that stopped reading,
 its buffers full). The connection is idle by then; it is marked as served through its loop (``async_mode``:

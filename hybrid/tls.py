@@ -25,6 +25,7 @@ import select
 import ssl
 import time
 
+from hybrid._speedups.cycle import ClientDisconnected
 from hybrid._speedups.tls_io import set_read_ahead, take_read_ahead
 from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, resolve, stall_tick, unsent_bytes
@@ -171,15 +172,19 @@ class TLSConnection(Connection):
 
     def close(self) -> None:
         # close_notify first (RFC 8446 section 6.1), unless a response is cut short: a client reading a body
-        # to the close must see the cut, not a clean end.
+        # to the close must see the cut, not a clean end. A response held for the batch's end goes before it:
+        # nothing may follow a close_notify.
+        if self.sock is not None and self.held_out is not None:
+            try:
+                self.send_now(b"")
+            except (OSError, ClientDisconnected):
+                pass
         if self.sock is not None and not self.handshake_deadline and not self.proto.mid_response:
             send_close_notify(self.sock)
         Connection.close(self)
 
     async def finish_write(self, rest) -> None:
         """Send the rest as the client reads (asyncio's sock_sendall refuses SSLSockets)."""
-        from hybrid.asgi.http import ClientDisconnected
-
         view = memoryview(rest)
         loop = self.loop
         stall = self.server.config.timeout_write_stall

@@ -303,11 +303,12 @@ cdef class Connection:
         return memoryview(data)[sent:]
 
     cpdef send_last(self, data):
-        """A response's last bytes (RequestCycle.send). Served from the set owner's batch, a plain keep-alive
-        connection with no request queued behind this one holds them until the batch ends (held.pyx), so the
-        batch's apps run back to back and its sends leave together (hybrid/held_write.py says why)."""
+        """A response's last bytes (RequestCycle.send). Served from the set owner's batch, a keep-alive
+        connection (plain or TLS: the plaintext is held, written with the TLS write at the end) with no request
+        queued behind this one holds them until the batch ends (held.pyx), so the batch's apps run back to back
+        and its sends leave together (hybrid/held_write.py says why)."""
         cdef HeldBatch batch = self._batch
-        if (batch is not None and self._plain and self.held_out is None and type(data) is bytes
+        if (batch is not None and self.held_out is None and type(data) is bytes
                 and not self.backlog and self.proto.keep_alive):
             self.held_out = data
             batch.add(self)
