@@ -12,17 +12,21 @@ def plural(n: int, word: str) -> str:
 
 
 def compiled_extensions() -> tuple[bool, list[str]]:
-    """Whether every module of hybrid._speedups is a compiled extension (not a pure-Python stand-in)."""
-    import importlib
+    """Whether every module of hybrid._speedups is a compiled extension (not a pure-Python stand-in).
+
+    Each is found, not imported: importing would run the HTTP/2 modules' ``import h2`` at every start, and with
+    --app-dir an app's own ``h2.py`` (or any module named like a library hybrid uses) would shadow it and stop a
+    server that never speaks HTTP/2."""
     import importlib.machinery
+    import importlib.util
 
     names = ("accesslog", "connection", "cycle", "h1", "h1_events", "h1_response", "h2fields", "h2machine", "h2read",
-             "h2write", "hpack_codec", "loopcall", "monitor", "steps", "stream_connection", "streams", "task", "tls_io",
-             "wsframe", "wsmask")
+             "h2write", "held", "hpack_codec", "loopcall", "monitor", "steps", "stream_connection", "streams", "task",
+             "tls_io", "wsframe", "wsmask")  # (setup.py's MODULES: tests/test_build.py checks they are the same)
     compiled = []
     for name in names:
-        module = importlib.import_module(f"hybrid._speedups.{name}")
-        if (getattr(module, "__file__", "") or "").endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        spec = importlib.util.find_spec(f"hybrid._speedups.{name}")
+        if spec is not None and (spec.origin or "").endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
             compiled.append(name)
     return len(compiled) == len(names), compiled
 

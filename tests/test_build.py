@@ -21,7 +21,23 @@ def test_import_without_compiled_modules_says_how_to_build(tmp_path):
     assert "compiled modules are missing" in last and "pip install -e ." in last, proc.stderr
 
 
+def test_the_banner_checks_every_module_setup_builds():
+    """The startup banner says "compiled extensions" only if every module setup.py builds is compiled: its list
+    must be setup.py's (a module added to one and not the other went unchecked: `held`, 2026-12-06)."""
+    import ast
+
+    from hybrid.banner import compiled_extensions
+
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    modules = next(ast.literal_eval(node.value) for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                   and any(isinstance(t, ast.Name) and t.id == "MODULES" for t in node.targets))
+    every, compiled = compiled_extensions()
+    assert every and sorted(compiled) == sorted(modules)
+
+
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
+@pytest.mark.skipif(os.environ.get("HYBRID_CMAKE_TEST") == "later",
+                    reason="CI runs it on its own, beside Autobahn (.ci/run): a minute of compiling")
 @pytest.mark.timeout(300)
 def test_cmake_builds_the_extensions(tmp_path):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
