@@ -33,6 +33,24 @@ def _read_response(sock: socket.socket, buf: bytes = b"") -> tuple[bytes, bytes,
     return head, rest[:length], rest[length:]
 
 
+def ask_unread_then_read_all(sock, size: int, count: int) -> None:
+    """``count`` requests for a ``size``-byte blob, one at a time and nothing read (each its own batch, so each
+    response is held and sent alone until the socket buffers are full and a send takes only part of one); then
+    every response must arrive whole and in order, and the connection serve one more request."""
+    for _ in range(count):
+        sock.sendall(build_request("GET", f"/blob?n={size}"))
+        time.sleep(0.01)  # (each request its own batch, none queued behind another)
+    buf = b""
+    for i in range(count):
+        head, body, buf = _read_response(sock, buf)
+        assert head.startswith(b"HTTP/1.1 200 "), (i, head[:100])
+        assert body == blob(size), f"response {i}: {len(body)} bytes, differs from the blob"
+    assert buf == b""
+    sock.sendall(build_request("GET", "/fast"))
+    _, body, after = _read_response(sock)
+    assert body == b"fast" and after == b""
+
+
 def test_a_blocking_handler_delays_held_responses_only_until_the_takeover():
     # /sleep?s=0.15 holds the thread while the next two requests arrive, so they are one batch; it ends before
     # the monitor's early takeover (a quarter of the threshold while the set has ready connections). The
@@ -76,17 +94,6 @@ def test_a_held_response_the_kernel_did_not_take_is_written_before_the_next():
         sock.settimeout(15)
         sock.connect(srv.addr)
         try:
-            for _ in range(count):
-                sock.sendall(build_request("GET", f"/blob?n={size}"))
-                time.sleep(0.01)  # (each request its own batch, none queued behind another)
-            buf = b""
-            for i in range(count):
-                head, body, buf = _read_response(sock, buf)
-                assert head.startswith(b"HTTP/1.1 200 "), (i, head[:100])
-                assert body == blob(size), f"response {i}: {len(body)} bytes, differs from the blob"
-            assert buf == b""
-            sock.sendall(build_request("GET", "/fast"))
-            _, body, after = _read_response(sock)
-            assert body == b"fast" and after == b""
+            ask_unread_then_read_all(sock, size, count)
         finally:
             sock.close()

@@ -16,9 +16,8 @@ import time
 
 import pytest
 
-from tests.apps.slowread import blob
 from tests.support import Server, build_request
-from tests.test_held_responses import _read_response
+from tests.test_held_responses import _read_response, ask_unread_then_read_all
 from tests.test_tls import client_context, pki, tls_args  # noqa: F401 (pki: a fixture)
 
 pytestmark = pytest.mark.timeout(90)
@@ -100,17 +99,6 @@ def test_a_held_https_response_the_kernel_did_not_take_is_written_before_the_nex
     with Server(APP, *tls_args(pki), env=PATHS[path]) as srv:
         sock = _connect(pki, srv, rcvbuf=16 << 10)
         try:
-            for _ in range(count):
-                sock.sendall(build_request("GET", f"/blob?n={size}"))
-                time.sleep(0.01)  # (each request its own batch, none queued behind another)
-            buf = b""
-            for i in range(count):
-                head, body, buf = _read_response(sock, buf)
-                assert head.startswith(b"HTTP/1.1 200 "), (i, head[:100])
-                assert body == blob(size), f"response {i}: {len(body)} bytes, differs from the blob"
-            assert buf == b""
-            sock.sendall(build_request("GET", "/fast"))
-            _, body, after = _read_response(sock)
-            assert body == b"fast" and after == b""
+            ask_unread_then_read_all(sock, size, count)
         finally:
             sock.close()
