@@ -33,6 +33,28 @@ def _read_response(sock: socket.socket, buf: bytes = b"") -> tuple[bytes, bytes,
     return head, rest[:length], rest[length:]
 
 
+def check_held_until_takeover(srv, first, fast, slow) -> None:
+    """On a server with --blocking-threshold 1.0: /sleep?s=0.15 on ``first`` holds the thread while /fast and
+    /sleep?s=4 arrive (one batch); /fast is served before /sleep?s=4 blocks, held, and must be sent by the spare
+    that takes the set over (threshold 1 s plus a tick), not when the handler returns 4 s later."""
+    first.sendall(build_request("GET", "/sleep?s=0.15"))
+    time.sleep(0.05)  # (the thread is in that handler now)
+    sent = time.monotonic()
+    fast.sendall(build_request("GET", "/fast"))
+    slow.sendall(build_request("GET", "/sleep?s=4"))
+    _, body, _ = _read_response(first)
+    assert body == b"slept"
+    _, body, after = _read_response(fast)
+    took = time.monotonic() - sent
+    assert body == b"fast" and after == b""
+    assert took < 2.5, f"/fast answered after {took:.2f} s\n{srv.output[-2000:]}"
+    fast.sendall(build_request("GET", "/fast"))  # the connection is whole: nothing twice, nothing left
+    _, body, after = _read_response(fast)
+    assert body == b"fast" and after == b""
+    _, body, _ = _read_response(slow)
+    assert body == b"slept"
+
+
 def ask_unread_then_read_all(sock, size: int, count: int) -> None:
     """``count`` requests for a ``size``-byte blob, one at a time and nothing read (each its own batch, so each
     response is held and sent alone until the socket buffers are full and a send takes only part of one); then
@@ -60,24 +82,7 @@ def test_a_blocking_handler_delays_held_responses_only_until_the_takeover():
         fast = socket.create_connection(srv.addr, timeout=10)
         slow = socket.create_connection(srv.addr, timeout=10)
         try:
-            first.sendall(build_request("GET", "/sleep?s=0.15"))
-            time.sleep(0.05)  # (the thread is in that handler now)
-            sent = time.monotonic()
-            fast.sendall(build_request("GET", "/fast"))
-            slow.sendall(build_request("GET", "/sleep?s=4"))
-            _, body, _ = _read_response(first)
-            assert body == b"slept"
-            _, body, after = _read_response(fast)
-            took = time.monotonic() - sent
-            assert body == b"fast" and after == b""
-            # Served in the batch before /sleep?s=4 blocked, held: sent by the spare that took the set over
-            # (threshold 1 s plus a tick), not when the handler returns 4 s later.
-            assert took < 2.5, f"/fast answered after {took:.2f} s\n{srv.output[-2000:]}"
-            fast.sendall(build_request("GET", "/fast"))  # the connection is whole: nothing twice, nothing left
-            _, body, after = _read_response(fast)
-            assert body == b"fast" and after == b""
-            _, body, _ = _read_response(slow)
-            assert body == b"slept"
+            check_held_until_takeover(srv, first, fast, slow)
         finally:
             for sock in (first, fast, slow):
                 sock.close()

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.support import Server, build_request
-from tests.test_held_responses import _read_response, ask_unread_then_read_all
+from tests.test_held_responses import _read_response, ask_unread_then_read_all, check_held_until_takeover
 from tests.test_tls import client_context, pki, tls_args  # noqa: F401 (pki: a fixture)
 
 pytestmark = pytest.mark.timeout(90)
@@ -69,22 +69,7 @@ def test_a_blocking_handler_delays_held_https_responses_only_until_the_takeover(
     with Server(APP, *tls_args(pki, "--blocking-threshold", "1.0")) as srv:
         first, fast, slow = (_connect(pki, srv) for _ in range(3))
         try:
-            first.sendall(build_request("GET", "/sleep?s=0.15"))
-            time.sleep(0.05)
-            sent = time.monotonic()
-            fast.sendall(build_request("GET", "/fast"))
-            slow.sendall(build_request("GET", "/sleep?s=4"))
-            _, body, _ = _read_response(first)
-            assert body == b"slept"
-            _, body, after = _read_response(fast)
-            took = time.monotonic() - sent
-            assert body == b"fast" and after == b""
-            assert took < 2.5, f"/fast answered after {took:.2f} s\n{srv.output[-2000:]}"
-            fast.sendall(build_request("GET", "/fast"))
-            _, body, after = _read_response(fast)
-            assert body == b"fast" and after == b""
-            _, body, _ = _read_response(slow)
-            assert body == b"slept"
+            check_held_until_takeover(srv, first, fast, slow)
         finally:
             for sock in (first, fast, slow):
                 sock.close()
