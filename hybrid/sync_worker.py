@@ -18,6 +18,7 @@ import threading
 import time
 
 from hybrid._speedups.h1 import H1Error
+from hybrid._speedups.held import LoopHeld
 from hybrid._speedups.monitor import LEFT_FLAGGED, LEFT_LOST
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
 from hybrid.asgi.task import RequestTask, child_task_factory
@@ -67,6 +68,7 @@ class SyncWorker:
         self.ident = 0  # threading.get_ident() of the thread (the stack sampler's key)
         self.wake_fd = -1
         self.inbox: Mailbox | None = None  # what the pool posts to this loop (HTTP/2 streams' apps run here)
+        self.loop_held: LoopHeld | None = None  # responses completed in this loop's callbacks (held.pyx)
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
         self.monitor = server.monitor
@@ -103,6 +105,7 @@ class SyncWorker:
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         loop.add_reader(self.wake_fd, self._on_wake)
         self.ident = threading.get_ident()
+        self.loop_held = LoopHeld(loop)
         self.slot = self.monitor.add_slot(self.wake_fd)
         self.ready.set()
         self._retire_later()

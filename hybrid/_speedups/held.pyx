@@ -2,11 +2,17 @@
 """The responses a set's owner holds to the end of its batch of ready connections (``Connection.send_last``;
 why, and what may be held: hybrid/held_write.py). One per ConnectionSet (``ConnectionSet.held``).
 
+A response completed in a step the loop resumed (a FastAPI ``def`` endpoint or a ``FileResponse``'s ``os.stat``
+came back from anyio's thread) joins the same batch, and its thread's ``LoopHeld`` flushes it at the end of that
+loop iteration's callbacks (``send_resumed``).
+
 Compiled, and two lists that take turns instead of one that grows and empties: appending to an empty list and
 emptying it again allocated and freed its items for every batch (glibc's realloc, 0.5k instructions per request
 with one connection). ``flush`` swaps the lists before it writes, so a thread that flushes the same set at once
 (the one a takeover left stuck in a handler, and the spare) never walks entries the other is refilling.
 """
+
+from cpython.pythread cimport PyThread_get_thread_ident
 
 from hybrid._speedups.connection cimport Connection
 
@@ -59,3 +65,69 @@ cdef class HeldBatch:
                 from hybrid.held_write import write_rest
                 write_rest(conn, rest)
         self.spare = conns
+
+
+cdef class LoopHeld:
+    """One per serving thread (``SyncWorker.loop_held``): the sets' batches that responses completed in this
+    loop's callbacks were held in, flushed by one ``call_soon`` made when the first of an iteration is held.
+
+    Why that is soon enough: uvloop runs the callbacks made ready during one idle phase in the next one, and while
+    any is ready its poll does not wait (timeout 0), so the flush runs after at most one poll of I/O events (the
+    set's own ``_on_ready`` ends with a flush of the same batch too) and never after the loop went to sleep.
+    A takeover finds these responses in the set's batch and sends them at once (``SyncWorker._own``)."""
+
+    def __cinit__(self, loop):
+        self.loop = loop
+        self.targets = []
+        self._flush = self.flush  # (the bound method made once, not per iteration)
+
+    cdef int hold(self, HeldBatch batch, conn) except -1:
+        batch.add(conn)
+        for target in self.targets:
+            if target is batch:
+                break
+        else:
+            self.targets.append(batch)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self._flush)
+        return 0
+
+    def flush(self):
+        self.scheduled = False
+        targets = self.targets
+        while targets:
+            (<HeldBatch>targets.pop()).flush()
+
+
+cdef object send_resumed(conn, data):
+    """``Connection.send_last`` outside the owner's batch of ready connections: held as there (a keep-alive
+    connection's whole response, nothing queued behind it) when this thread serves it and still owns its set,
+    until this loop iteration's callbacks are over; else sent now. Not held: a pool connection, a step on another
+    thread, a thread that lost the set to a takeover (the spare flushed the set's batch when it took it)."""
+    cdef Connection c = <Connection>conn
+    worker = c.worker
+    if (c.held_out is None and type(data) is bytes and not c.backlog and c.proto.keep_alive
+            and worker is not None and c.sock is not None):
+        held = worker.loop_held
+        if (held is not None and worker.conn_set is c.home
+                and worker.ident == PyThread_get_thread_ident()):
+            c.held_out = data
+            (<LoopHeld>held).hold(c.home.held, c)
+            return None
+    return c.send_now(data)
+
+
+cdef bint send_held_first(conn) except -1:
+    """Before a handoff (the pool writes next), a held response goes out: a request the app read past its
+    response (receive() after it) may be a stream or an upgrade. If the kernel does not take all of it the
+    connection closes (False): the pool cannot write what this thread holds."""
+    cdef Connection c = <Connection>conn
+    try:
+        rest = c.send_now(b"")
+    except ClientDisconnected:
+        rest = b"-"
+    if rest is not None:
+        c.close()
+        return False
+    return True
