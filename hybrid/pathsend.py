@@ -102,7 +102,7 @@ async def send_path(cycle, message: dict) -> None:
         if data is not None:  # a small file: read whole, then head and body in one write (pathsend_small.py)
             conn = cycle.conn
             out = _framed(cycle, conn, data)
-            rest = conn.send_now(out)
+            rest = conn.send_last(out)  # (held to the batch's or loop iteration's end, as a body is)
             if rest is not None:  # (a full send queue, or a pool connection's stream over its high-water mark)
                 await cycle._finish_write(rest, out, len(data))
             conn.proto.send_body_elsewhere(len(data))

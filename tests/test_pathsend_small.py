@@ -132,3 +132,20 @@ def test_tls_close_after_a_small_file_is_clean(files, pki):  # noqa: F811 (the f
                 data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and body == _content(1000, 1000)
+
+
+def test_a_small_file_is_held_to_the_end_of_its_step(files):
+    # Read whole, a small file's response is the connection's last write of the request and is held as a body
+    # is (hybrid/held_write.py): /raw/...&then=0.6 blocks 0.6 s in the step that sent it (no takeover at a 10 s
+    # threshold), so the file leaves after that, head and body together, and keep-alive goes on.
+    with Server(APP, "--port", "0", "--blocking-threshold", "10", env={"FILES_DIR": str(files)}) as s:
+        with _raw(s) as sock:
+            sent = time.monotonic()
+            sock.sendall(build_request("GET", "/raw/f1000?cl=1000&then=0.6"))
+            ((head, body),) = _read_responses(sock, 1)
+            waited = time.monotonic() - sent
+            assert head.startswith(b"HTTP/1.1 200") and body == _content(1000, 1000)
+            assert waited >= 0.5, f"the file arrived {waited:.3f} s after the request: not held"
+            sock.sendall(build_request("GET", "/text"))
+            ((head, body),) = _read_responses(sock, 1)
+            assert body == b"text"
