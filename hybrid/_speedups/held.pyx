@@ -100,22 +100,42 @@ cdef class LoopHeld:
             (<HeldBatch>targets.pop()).flush()
 
 
-cdef object send_resumed(conn, data):
-    """``Connection.send_last`` outside the owner's batch of ready connections: held as there (a keep-alive
-    connection's whole response, nothing queued behind it) when this thread serves it and still owns its set,
-    until this loop iteration's callbacks are over; else sent now. Not held: a pool connection, a step on another
-    thread, a thread that lost the set to a takeover (the spare flushed the set's batch when it took it)."""
-    cdef Connection c = <Connection>conn
+cdef object _loop_held(Connection c):
+    """This thread's LoopHeld when a response of ``c`` completed now may be held to the loop iteration's end (a
+    keep-alive connection, nothing queued behind it, served by this thread, which still owns its set); else
+    None. Not held: a pool connection, a step on another thread, a thread that lost the set to a takeover (the
+    spare flushed the set's batch when it took it)."""
     worker = c.worker
-    if (c.held_out is None and type(data) is bytes and not c.backlog and c.proto.keep_alive
-            and worker is not None and c.sock is not None):
-        held = worker.loop_held
-        if (held is not None and worker.conn_set is c.home
-                and worker.ident == PyThread_get_thread_ident()):
+    if c.held_out is not None or c.backlog or c.sock is None or worker is None or not c.proto.keep_alive:
+        return None
+    held = worker.loop_held
+    if held is None or worker.conn_set is not c.home or worker.ident != PyThread_get_thread_ident():
+        return None
+    return held
+
+
+cdef object send_resumed(conn, data):
+    """``Connection.send_last`` outside the owner's batch of ready connections: held as there until this loop
+    iteration's callbacks are over when it may be (``_loop_held``), else sent now."""
+    cdef Connection c = <Connection>conn
+    if type(data) is bytes:
+        held = _loop_held(c)
+        if held is not None:
             c.held_out = data
             (<LoopHeld>held).hold(c.home.held, c)
             return None
     return c.send_now(data)
+
+
+def will_hold(conn):
+    """Whether ``conn.send_last`` would hold a whole response completed now (hybrid/pathsend_small.py reads a
+    larger file whole then: held, its one write costs less than sendfile's calls)."""
+    if not isinstance(conn, Connection):
+        return False
+    cdef Connection c = <Connection>conn
+    if c._batch is not None:
+        return c.held_out is None and not c.backlog and c.proto.keep_alive
+    return _loop_held(c) is not None
 
 
 cdef bint send_held_first(conn) except -1:
