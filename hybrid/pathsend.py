@@ -38,8 +38,8 @@ import ssl
 import stat
 
 from hybrid._speedups.cycle import ClientDisconnected
-from hybrid.connection import resolve, stall_tick, unsent_bytes
 from hybrid._speedups.held import will_hold
+from hybrid.connection import resolve, stall_tick, unsent_bytes
 from hybrid.pathsend_small import HELD_DIGITS, HELD_FILE, SMALL_FILE, declared, read_small
 
 logger = logging.getLogger("hybrid.error")
