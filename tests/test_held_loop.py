@@ -51,7 +51,8 @@ def test_a_resumed_steps_response_leaves_although_the_loop_then_sleeps():
                 _, body, after = _read_response(sock)
                 took = time.monotonic() - sent
                 assert body == b"fast" and after == b""
-                assert took < 1.0, f"response {i} arrived after {took:.2f} s"
+                # (unflushed, it would leave only when keep-alive's 5 s close sends it first)
+                assert took < 2.5, f"response {i} arrived after {took:.2f} s"
                 time.sleep(0.2)  # (the loop goes to sleep in epoll between requests)
         finally:
             sock.close()
