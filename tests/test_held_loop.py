@@ -115,3 +115,23 @@ def test_a_resumed_steps_held_response_the_kernel_did_not_take_is_written_before
             ask_unread_then_read_all(sock, size, count, prefix="/later")
         finally:
             sock.close()
+
+
+def test_a_handoff_read_before_the_flush_sends_the_held_response_first():
+    # /later/then-sleep's response is held while its step sleeps 0.3 s; meanwhile the client's next request, a
+    # stream (Accept: text/event-stream, handed to the async pool), arrives. The loop's poll reads it before the
+    # iteration's flush runs: the handoff must send the held response first, then the pool answers the stream.
+    from tests.apps.slowread import blob
+
+    with Server(APP, "--port", "0", "--blocking-threshold", "10") as srv:
+        sock = _connect(srv)
+        try:
+            sock.sendall(build_request("GET", "/later/then-sleep?s=0.3"))
+            time.sleep(0.1)  # (in that step now)
+            sock.sendall(build_request("GET", "/blob?n=100", headers=[("Accept", "text/event-stream")]))
+            _, body, buf = _read_response(sock)
+            assert body == b"fast", body[:100]
+            _, body, after = _read_response(sock, buf)
+            assert body == blob(100) and after == b""
+        finally:
+            sock.close()
