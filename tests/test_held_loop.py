@@ -5,8 +5,8 @@ The app's ``/later/...`` routes await ``asyncio.sleep(0)`` first, so their respo
 (as a FastAPI ``def`` endpoint's does when anyio's thread hands its result back). What is checked, over plain TCP
 and TLS: such a response is held to the end of its step; it leaves although nothing else happens on the loop
 afterwards (the loop then sleeps in epoll); a handler that blocks in the same loop iteration delays it only until
-the takeover; one the kernel takes only in part arrives whole, before the next. Real server processes over
-127.0.0.1, every wait bounded.
+the takeover; one the kernel takes only in part arrives whole, before the next; a stream handoff read before
+the flush sends it first. Real server processes over 127.0.0.1, every wait bounded.
 """
 
 from __future__ import annotations
