@@ -10,7 +10,8 @@ with it the next streams, goes to a spare within --blocking-threshold.
 Crossing the threads (each side batched per loop iteration by a Mailbox, ``hybrid/mailbox.py``):
 - pool -> app loop: a body chunk, the end of the body, a reset, a window, the reply to a send (``H2Stream``'s
   waiters live on the app's loop; ``stream.inbox`` is that loop's Mailbox);
-- app loop -> pool: each send (below), a consumed body chunk (WINDOW_UPDATE), the app's end.
+- app loop -> pool: each send (below), a consumed body chunk (WINDOW_UPDATE), the app's end; a response
+  completed in the app's first step and that app's end cross together (``finish``: one post, not two).
 The sends of one stream and its end are applied in order (``stream.ops``): one posting thread, one deque.
 
 Backpressure: a send with more to come waits until the pool handed it to h2 within the windows and the
@@ -80,6 +81,14 @@ def write(stream, body: bytes, end: bool, reply) -> None:
 
 def write_trailers(stream, headers) -> None:
     stream.ops.append((TRAILERS, headers, True, None))
+    _pump(stream)
+
+
+def finish(stream, body: bytes, exc) -> None:
+    """The app's last body and its end, crossed in one post (onworker.run_stream)."""
+    ops = stream.ops
+    ops.append((WRITE, body, True, None))
+    ops.append((DONE, exc, True, None))
     _pump(stream)
 
 

@@ -64,7 +64,7 @@ class H2Stream:
     is_websocket = False  # (an H2WebSocket is the other kind of stream: hybrid/h2/websocket.py)
     __slots__ = ("session", "id", "scope", "body", "body_bytes", "ended", "delivered_end", "gone", "waiter",
                  "window_waiter", "status", "headers", "trailers", "sent_headers", "complete", "task", "head", "sent",
-                 "started", "remote", "inbox", "app_loop", "app_task", "ops", "writer", "chunks")
+                 "started", "remote", "inbox", "app_loop", "app_task", "ops", "writer", "chunks", "first_step", "last_body")
 
     def __init__(self, session, stream_id: int, scope: dict) -> None:
         self.session = session
@@ -91,6 +91,8 @@ class H2Stream:
         self.ops = None  # (remote: the app's sends and its end, in order, on the pool's side; crossing.py)
         self.writer = None  # (remote: the pool task finishing a send that waits for windows)
         self.chunks = 0  # (remote: body messages with more to come; the second makes the route a streaming one)
+        self.first_step = False  # (remote: the app's first step runs now, onworker.run_stream)
+        self.last_body = None  # (remote: the last body the first step sent, to cross with the app's end)
         self.sent = 0  # body bytes handed to h2 (the access log's bytes)
         self.started = perf_counter()  # (the access log's duration)
 
@@ -216,6 +218,9 @@ class H2Stream:
                     self.chunks += 1
                     if self.chunks == 2:  # a stream, as over HTTP/1.1: the route's next requests run on the pool
                         session.server.router.learn(self.scope["method"], self.scope["path"])
+                elif end and self.first_step:  # (crosses after the step, with the app's end if it ended: one post)
+                    self.last_body = body
+                    return
                 await crossing.send_body(self, body, end, more)
                 return
             if not self.sent_headers:
