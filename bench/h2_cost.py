@@ -22,9 +22,9 @@ import argparse
 import glob
 import json
 import os
+import signal
 import socket
 import subprocess
-import signal
 import sys
 import tempfile
 import time

@@ -26,6 +26,7 @@ from collections import deque
 
 from h2.errors import ErrorCodes
 
+from hybrid._speedups.h2scope import wants_event_stream
 from hybrid.asgi.http import ClientDisconnected
 
 WRITE, TRAILERS, DONE = 0, 1, 2
@@ -36,9 +37,8 @@ WRITE, TRAILERS, DONE = 0, 1, 2
 def wants_pool(server, scope) -> bool:
     """The stream's app runs on the pool's loop, as an HTTP/1.1 request would be handed to the pool before any
     app code: Accept includes text/event-stream, or --async-path / a learned streaming route matches."""
-    for name, value in scope["headers"]:
-        if name == b"accept" and b"text/event-stream" in value:
-            return True
+    if wants_event_stream(scope["headers"]):
+        return True
     router = server.router
     return router.active and router.wants_pool(scope["method"], scope["path"])
 

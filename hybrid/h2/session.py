@@ -44,13 +44,14 @@ from hyperframe.frame import GoAwayFrame
 
 from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
 from hybrid._speedups.h2read import H2Conn
+from hybrid._speedups.h2scope import build_scope
 from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.h2 import crossing, report
 from hybrid.h2.connect import connect_stream, is_extended_connect
 from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
-from hybrid.h2.stream import H2Stream, build_scope
+from hybrid.h2.stream import H2Stream
 from hybrid.h2.timeouts import H2Timeouts
 from hybrid.h2.writing import HIGH_WATER, H2Writing
 from hybrid.mailbox import Mailbox
