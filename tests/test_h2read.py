@@ -200,6 +200,8 @@ H2LOAD_POST = ([("request", False, "sized")] * 4 + [("data", i, 20, True) for i 
          cuts=[], whole_preface=False)  # the connection's window
 @example(ops=[("request", False, "plain"), ("data", 0, 9, True, 200)], cuts=[], whole_preface=False)  # padded
 @example(ops=[("request", True, "plain"), ("request", True, "informational")], cuts=[], whole_preface=False)
+@example(ops=[("settings",), ("request", True, "plain"), ("request", False, "plain")], cuts=[],
+         whole_preface=False)  # the peer's window for new streams (the second request: read in C)
 def test_same_events_bytes_and_errors_as_h2(ops, cuts, whole_preface):
     ours, ref = server(H2Conn), server(Reference)
     steps = frames_for(ops)
