@@ -119,7 +119,8 @@ def _pump(stream) -> None:
         except ClientDisconnected as exc:
             _reply(stream, reply, exc)
             continue
-        _reply(stream, reply, None)
+        if reply is not None:  # (the last body has none)
+            stream.inbox.post(_settle, reply, None)
 
 
 def _write(session, stream, body: bytes, end: bool, reply) -> bool:

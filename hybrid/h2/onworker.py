@@ -33,7 +33,8 @@ def run_stream(worker, stream) -> None:
     limit = server.concurrency
     if limit is not None:  # --limit-concurrency: past it, a built-in app answers 503
         app = limit.admit(app)
-    worker.enter_app(-1)
+    monitor = worker.monitor  # (SyncWorker.enter_app / leave_app, without their Python calls)
+    monitor.enter(worker.slot, -1)
     stream.first_step = True
     try:
         task = start_request_task(app(scope, stream.receive, stream.send), worker.loop, worker)
@@ -42,7 +43,8 @@ def run_stream(worker, stream) -> None:
         task.set_exception(exc)
     finally:
         stream.first_step = False
-        worker.leave_app(None, stream)
+        if monitor.leave(worker.slot):  # (rare: the step blocked)
+            worker.left_blocked(None, stream)
     if limit is not None and app is server.app:
         task.add_done_callback(limit.release)
     body = stream.last_body

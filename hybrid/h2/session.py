@@ -400,10 +400,12 @@ class H2Session(H2Timeouts, H2Writing):
             return  # the app still runs (after its response): the stream ends with it
         del self.streams[stream.id]
         self.answered.discard(stream.id)
-        self._release_body(stream)
+        if stream.body:
+            self._release_body(stream)
         if not stream.ended and not stream.gone and not self.closed:
             self._reset(stream, ErrorCodes.NO_ERROR)
-        self._maybe_idle()
+        if not self.streams:
+            self._maybe_idle()
 
     def _maybe_idle(self) -> None:
         if not self.streams:

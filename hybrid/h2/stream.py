@@ -72,7 +72,8 @@ class H2Stream:
 
     def on_end(self) -> None:
         self.ended = True
-        self._wake()
+        if self.inbox is not None or self.waiter is not None:  # (most requests: neither, ended in their HEADERS)
+            self._wake()
 
     def on_gone(self) -> None:
         self.gone = True
