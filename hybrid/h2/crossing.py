@@ -3,9 +3,10 @@
 Why (docs/architecture.md, "HTTP/2"): the frames of a connection have one owner, the session on the pool's
 loop; an app run there stalls every stream, SSE and WebSocket of the pool while one of its steps blocks. So a
 stream's app runs where HTTP/1.1 requests run: ``dispatch`` queues the stream in the connection's home epoll set
-(``ConnectionSet.wake_h2``), and whichever thread owns that set runs the app's first step at once, marked for the
-monitor (``onworker.run_stream``). A handler that blocks there is taken over like an HTTP/1.1 one: the set, and
-with it the next streams, goes to a spare within --blocking-threshold.
+(``ConnectionSet.wake_h2``, once per loop iteration of the pool: ``wake_soon``), and whichever thread owns that
+set runs the app's first step at once, marked for the monitor (``onworker.run_stream``). A handler that blocks
+there is taken over like an HTTP/1.1 one: the set, and with it the next streams, goes to a spare within
+--blocking-threshold.
 
 Crossing the threads (each side batched per loop iteration by a Mailbox, ``hybrid/mailbox.py``):
 - pool -> app loop: a body chunk, the end of the body, a reset, a window, the reply to a send (``H2Stream``'s
@@ -45,7 +46,7 @@ def wants_pool(server, scope) -> bool:
 
 def dispatch(session, stream) -> None:
     """Run ``stream``'s app on a worker: queued in the connection's home set (the session wakes its owner once
-    per read: ``ConnectionSet.wake_h2``); the pool keeps a future standing for it in ``pool.tasks`` (a graceful
+    per loop iteration: ``wake_soon``); the pool keeps a future standing for it in ``pool.tasks`` (a graceful
     shutdown waits for it, and cancels it at its bound)."""
     stream.remote = True
     stream.ops = deque()
@@ -54,6 +55,21 @@ def dispatch(session, stream) -> None:
     stream.task = standin
     session.pool.tasks.add(standin)
     session.home.h2_streams.append(stream)
+
+
+def wake_soon(session) -> None:
+    """Streams were queued in the session's home set: its owner is woken once the reads that became ready with
+    this one were handled too (their steps are queued already), so connections ready together cost one wake-up
+    of a worker, not one each (each is an eventfd write, a GIL handoff and a poll)."""
+    homes = session.pool.h2_wakes
+    if not homes:
+        session.loop.call_soon(_wake_homes, homes)
+    homes.add(session.home)
+
+
+def _wake_homes(homes: set) -> None:
+    while homes:
+        homes.pop().wake_h2()
 
 
 class Standin(asyncio.Future):

@@ -248,7 +248,7 @@ class H2Session(H2Timeouts, H2Writing):
             if not stream.gone:
                 remote = self._start(stream) or remote
         if remote:
-            self.home.wake_h2()  # (the streams of one read reach the workers together: one wake-up)
+            crossing.wake_soon(self)  # (the streams of this iteration's reads reach the workers together)
 
     def _request(self, event) -> H2Stream | None:
         sid = event.stream_id
