@@ -69,7 +69,11 @@ def wake_soon(session) -> None:
 
 def _wake_homes(homes: set) -> None:
     while homes:
-        homes.pop().wake_h2()
+        home = homes.pop()  # (popped first: a failed wake must not leave the set non-empty, never scheduled again)
+        try:
+            home.wake_h2()
+        except OSError:  # its eventfd is closed: the server is going away, its owner serves nothing more
+            pass
 
 
 class Standin(asyncio.Future):
