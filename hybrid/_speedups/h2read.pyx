@@ -19,8 +19,15 @@ SERVER_OPEN, RECV_HEADERS and RECV_DATA lead to SERVER_OPEN and run nothing (any
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
-from h2.connection import ConnectionState, H2Connection, _decode_headers
-from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError
+from h2.connection import ConnectionState, H2Connection
+from h2.exceptions import (
+    DenialOfServiceError,
+    ProtocolError,
+    StreamClosedError,
+    StreamIDTooLowError,
+    TooManyStreamsError,
+)
+from hpack.exceptions import HPACKError, OversizedHeaderListError
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from h2.stream import H2Stream, StreamInputs, StreamState
@@ -64,6 +71,17 @@ cdef object _setting(settings, code, default):
     if default is None:
         raise KeyError(code)
     return default
+
+
+cdef object _decode_headers(decoder, bytes block):
+    """h2's ``_decode_headers`` (h2/connection.py), its errors translated the same way, without its Python
+    frame."""
+    try:
+        return decoder.decode(block, raw=True)
+    except OversizedHeaderListError as e:
+        raise DenialOfServiceError(f"Oversized header block: {e}") from e
+    except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as e:
+        raise ProtocolError(f"Error decoding header block: {e}") from e
 
 
 cdef bint _informational(list headers):
