@@ -175,13 +175,23 @@ def answer(conn, sid):
         return ("raised", type(exc))
 
 
+def stream_vars(conn, stream):
+    """Every attribute of h2's stream object, its state machine's and its inbound window manager's (the config:
+    the connection's own), so a stream made in C is h2's to the last field."""
+    fields = dict(vars(stream))
+    assert fields.pop("config") is conn.config
+    fields["state_machine"] = (type(stream.state_machine), vars(stream.state_machine))
+    fields["_inbound_window_manager"] = (type(stream._inbound_window_manager), vars(stream._inbound_window_manager))
+    return type(stream), fields
+
+
 def table(conn):
     return (conn.highest_inbound_stream_id, conn.state_machine.state, conn.outbound_flow_control_window,
             conn.inbound_flow_control_window,
             sorted((sid, s.state_machine.state, s.state_machine.stream_closed_by, s.outbound_flow_control_window,
                     s.inbound_flow_control_window, s.max_outbound_frame_size, s._expected_content_length)
                    for sid, s in conn.streams.items()),
-            dict(conn._closed_streams))
+            dict(conn._closed_streams), sorted((sid, stream_vars(conn, s)) for sid, s in conn.streams.items()))
 
 
 H2LOAD = [("request", True, "plain")] * 8 + [("answer", 0), ("window", 1, 300), ("request", True, "plain"),

@@ -30,7 +30,8 @@ from h2.exceptions import (
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from h2.stream import H2Stream, StreamInputs, StreamState
+from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
+from h2.windows import LARGEST_FLOW_CONTROL_WINDOW, WindowManager
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import RstStreamFrame
 
@@ -71,6 +72,51 @@ cdef object _setting(settings, code, default):
     if default is None:
         raise KeyError(code)
     return default
+
+
+cdef object S_IDLE = StreamState.IDLE
+cdef object _stream_new = H2Stream.__new__
+cdef object _machine_new = H2StreamStateMachine.__new__
+cdef object _window_new = WindowManager.__new__
+
+
+cdef object _new_stream(sid, config, inbound, outbound, max_frame):
+    """``H2Stream(sid, config=config, inbound_window_size=inbound, outbound_window_size=outbound)`` with its
+    ``max_outbound_frame_size`` set, as h2's ``_begin_new_stream`` makes it: the same attributes, and its state
+    machine's and window manager's, with the values their ``__init__``s give them, without those three Python
+    frames per request. A window over h2's largest goes to h2's constructor (its assertion)."""
+    if inbound > LARGEST_FLOW_CONTROL_WINDOW:
+        stream = H2Stream(sid, config=config, inbound_window_size=inbound, outbound_window_size=outbound)
+        stream.max_outbound_frame_size = max_frame
+        return stream
+    # (attributes set one by one, in __init__'s order: the instances keep CPython's shared-key layout, which
+    # h2's attribute reads are specialized for; a dict assigned whole made every later read slower)
+    machine = _machine_new(H2StreamStateMachine)
+    machine.state = S_IDLE
+    machine.stream_id = sid
+    machine.client = None
+    machine.headers_sent = None
+    machine.trailers_sent = None
+    machine.headers_received = None
+    machine.trailers_received = None
+    machine.stream_closed_by = None
+    stream = _stream_new(H2Stream)
+    stream.state_machine = machine
+    stream.stream_id = sid
+    stream.max_outbound_frame_size = None
+    stream.request_method = None
+    stream.outbound_flow_control_window = outbound
+    window = _window_new(WindowManager)
+    window.max_window_size = inbound
+    window.current_window_size = inbound
+    window._bytes_processed = 0
+    stream._inbound_window_manager = window
+    stream._expected_content_length = None
+    stream._actual_content_length = 0
+    stream._authority = None
+    stream.config = config
+    stream.max_outbound_frame_size = max_frame
+    return stream
 
 
 cdef object _decode_headers(decoder, bytes block):
@@ -172,9 +218,8 @@ class H2Conn(H2Connection):
         headers = _decode_headers(self.decoder, block)
         # h2's _begin_new_stream, its checks made by the caller (odd, above the highest inbound id) and its
         # debug logging (to h2's no-op logger) left out: the stream with both windows and the frame size.
-        stream = H2Stream(sid, config=self.config, inbound_window_size=_setting(local, INITIAL_WINDOW_SIZE, None),
-                          outbound_window_size=_setting(self.remote_settings, INITIAL_WINDOW_SIZE, None))
-        stream.max_outbound_frame_size = self.max_outbound_frame_size
+        stream = _new_stream(sid, self.config, _setting(local, INITIAL_WINDOW_SIZE, None),
+                             _setting(self.remote_settings, INITIAL_WINDOW_SIZE, None), self.max_outbound_frame_size)
         self.streams[sid] = stream
         self.highest_inbound_stream_id = sid
         if not self._lean or _informational(headers):
