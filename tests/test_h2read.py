@@ -38,13 +38,18 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize()
 
 
 class Reference(h2.connection.H2Connection):
-    """h2's reading, with H2Conn's stream-table policy."""
-
-    _open_streams = H2Conn._open_streams
+    """h2's reading, with H2Conn's stream-table policy (walking with h2's own ``_open_streams``)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._scan_at = 32
+
+    def _open_streams(self, remainder):
+        if remainder != 1 or len(self.streams) >= self._scan_at:
+            count = h2.connection.H2Connection._open_streams(self, remainder)
+            self._scan_at = 2 * len(self.streams) + 32
+            return count
+        return len(self.streams)
 
 
 def server(cls):
@@ -279,3 +284,35 @@ def test_the_stream_table_stays_bounded_and_the_count_never_low():
             conn.send_headers(done, [(b":status", b"204")], end_stream=True)
         assert len(conn.streams) <= 2 * peak + 33
     conn.data_to_send()
+
+
+def test_the_walk_over_the_streams_is_h2s():
+    """The walk (``_open_streams`` once the table doubled) against h2's own on the same streams: the count of
+    open ones for either parity, the closed ones moved to ``_closed_streams`` in order with how each closed,
+    the oldest forgotten past its size limit (3 here)."""
+    conns = [server(H2Conn), server(H2Conn)]
+    request = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")]
+    for conn in conns:
+        encoder = hpack.Encoder()  # (one per connection: its table follows what it sent)
+        conn._closed_streams._size_limit = 3
+        conn._scan_at = 10**9  # (no walk while they are made)
+        conn.receive_data(PREFACE)
+        for sid in range(1, 80, 2):  # open, half-closed either way, closed by an end or by a reset
+            conn.receive_data(HeadersFrame(sid, data=encoder.encode(request),
+                                           flags=["END_HEADERS"] + (["END_STREAM"] if sid % 3 else [])).serialize())
+            if sid % 7 == 0:
+                conn.reset_stream(sid)
+            elif sid % 5 == 0:
+                conn.send_headers(sid, [(b":status", b"204")], end_stream=True)
+            elif sid % 11 == 0:
+                conn.send_headers(sid, [(b":status", b"200")])
+        conn.data_to_send()
+    ours, ref = conns
+    closed = sum(1 for s in ours.streams.values() if s.closed)
+    assert closed > 3 and any(s.open for s in ours.streams.values())
+    for remainder in (1, 0, 1):
+        ours._scan_at = 0  # (walk now)
+        assert ours._open_streams(remainder) == h2.connection.H2Connection._open_streams(ref, remainder)
+        assert list(ours.streams) == list(ref.streams)
+        assert list(ours._closed_streams.items()) == list(ref._closed_streams.items())
+        assert table(ours) == table(ref)

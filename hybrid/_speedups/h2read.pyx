@@ -30,7 +30,8 @@ from h2.exceptions import (
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
+from h2.stream import STREAM_OPEN, H2Stream, H2StreamStateMachine, StreamInputs, StreamState
+from h2.utilities import SizeLimitDict
 from h2.windows import LARGEST_FLOW_CONTROL_WINDOW, WindowManager
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import RstStreamFrame
@@ -75,6 +76,38 @@ cdef object _setting(settings, code, default):
 
 
 cdef object S_IDLE = StreamState.IDLE
+cdef object S_CLOSED = StreamState.CLOSED
+cdef list _STREAM_OPEN = list(STREAM_OPEN)  # (h2's table: open in any sense, by state)
+cdef object _odict_setitem = SizeLimitDict.__mro__[1].__setitem__  # (OrderedDict's)
+
+
+cdef Py_ssize_t _walk(conn, int remainder) except -1:
+    """h2's ``H2Connection._open_streams``: the open streams with ``stream_id % 2 == remainder`` counted, the
+    closed ones moved to ``_closed_streams`` (how each was closed, the oldest forgotten past its size limit), in
+    its order, with the stream's ``open``/``closed``/``closed_by`` and the dict's ``__setitem__`` read here,
+    not through a Python frame each per stream."""
+    cdef Py_ssize_t count = 0
+    cdef list to_delete = []
+    streams = conn.streams
+    for stream_id, stream in streams.items():
+        state = stream.state_machine.state
+        if _STREAM_OPEN[<Py_ssize_t>state] and stream_id % 2 == remainder:
+            count += 1
+        elif state == S_CLOSED:
+            to_delete.append(stream_id)
+    closed = conn._closed_streams
+    exact = type(closed) is SizeLimitDict
+    for stream_id in to_delete:
+        stream = streams.pop(stream_id)
+        if not exact:
+            closed[stream_id] = stream.state_machine.stream_closed_by
+            continue
+        _odict_setitem(closed, stream_id, stream.state_machine.stream_closed_by)
+        limit = closed._size_limit
+        if limit is not None:
+            while len(closed) > limit:
+                closed.popitem(last=False)
+    return count
 cdef object _stream_new = H2Stream.__new__
 cdef object _machine_new = H2StreamStateMachine.__new__
 cdef object _window_new = WindowManager.__new__
@@ -293,10 +326,11 @@ class H2Conn(H2Connection):
         against is deleted (H2Session refuses past MAX_STREAMS itself): so the walk is made only once the table
         doubled since the last one (closed streams are forgotten in amortized O(1); the table holds at most twice
         the streams the last walk kept + 33), and otherwise the count is the table's size, never below the true
-        one. (A closed stream h2 still holds answers a late frame as h2 answers it between its own walks.)"""
+        one. (A closed stream h2 still holds answers a late frame as h2 answers it between its own walks.) The
+        walk is h2's, compiled (``_walk``)."""
         streams = self.streams
         if remainder != 1 or len(streams) >= self._scan_at:
-            count = H2Connection._open_streams(self, remainder)
+            count = _walk(self, remainder)
             self._scan_at = 2 * len(streams) + 32
             return count
         return len(streams)
