@@ -94,7 +94,11 @@ def frames_for(ops):
             end, shape = args
             f = HeadersFrame(next_sid)
             extra = {"continued": [("x-big", "v" * 300)], "informational": [(":status", "103")],
-                     "sized": [("content-length", "20")]}.get(shape, [])
+                     "sized": [("content-length", "20")],
+                     # (examples only) content-lengths h2 refuses, or accepts twice when they agree
+                     "bad_length": [("content-length", "2x")], "signed_length": [("content-length", "+20")],
+                     "two_lengths": [("content-length", "20"), ("content-length", "21")],
+                     "same_lengths": [("content-length", "20"), ("content-length", "20")]}.get(shape, [])
             data = block(extra)
             if end:
                 f.flags.add("END_STREAM")
@@ -225,6 +229,14 @@ H2LOAD_POST = ([("request", False, "sized")] * 4 + [("data", i, 20, True) for i 
 @example(ops=[("request", True, "plain"), ("bomb",)], cuts=[], whole_preface=False)  # header list over the limit
 @example(ops=[("settings",), ("request", True, "plain"), ("request", False, "plain")], cuts=[],
          whole_preface=False)  # the peer's window for new streams (the second request: read in C)
+# (a connection's first request takes h2's path: each of these is a second one, read in C)
+@example(ops=[("request", True, "plain"), ("request", False, "bad_length")], cuts=[], whole_preface=False)
+@example(ops=[("request", True, "plain"), ("request", False, "signed_length")], cuts=[], whole_preface=False)
+@example(ops=[("request", True, "plain"), ("request", False, "two_lengths")], cuts=[], whole_preface=False)
+@example(ops=[("request", True, "plain"), ("request", False, "same_lengths"), ("data", 1, 20, True)], cuts=[],
+         whole_preface=False)
+@example(ops=[("request", True, "plain"), ("request", False, "same_lengths"), ("data", 1, 19, True)], cuts=[],
+         whole_preface=False)
 def test_same_events_bytes_and_errors_as_h2(ops, cuts, whole_preface):
     ours, ref = server(H2Conn), server(Reference)
     steps = frames_for(ops)

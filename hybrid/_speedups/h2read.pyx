@@ -22,6 +22,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from h2.connection import ConnectionState, H2Connection
 from h2.exceptions import (
     DenialOfServiceError,
+    InvalidBodyLengthError,
     ProtocolError,
     StreamClosedError,
     StreamIDTooLowError,
@@ -152,6 +153,41 @@ cdef object _new_stream(sid, config, inbound, outbound, max_frame):
     return stream
 
 
+cdef object _content_length(stream, headers):
+    """h2's ``H2Stream._initialize_content_length`` (the same checks, errors and messages), without its Python
+    frame: the expected body length from the request's content-length fields."""
+    if stream.request_method == b"HEAD":
+        stream._expected_content_length = 0
+        return
+    content_length = None
+    for n, v in headers:
+        if n == b"content-length":
+            if not v.isdigit():  # (RFC 9110's 1*DIGIT)
+                raise ProtocolError(f"Invalid content-length header: {v!r}")
+            try:
+                parsed = int(v, 10)
+            except ValueError as err:
+                raise ProtocolError(f"Invalid content-length header: {v!r}") from err
+            if content_length is None:
+                content_length = parsed
+            elif parsed != content_length:
+                raise ProtocolError(f"Conflicting content-length headers: {content_length} and {parsed}")
+    stream._expected_content_length = content_length
+
+
+cdef object _track_length(stream, n, bint end_stream):
+    """h2's ``H2Stream._track_content_length``, without its Python frame: the body received so far against
+    the content-length (InvalidBodyLengthError past it, or short of it at END_STREAM)."""
+    actual = stream._actual_content_length + n
+    stream._actual_content_length = actual
+    expected = stream._expected_content_length
+    if expected is not None:
+        if expected < actual:
+            raise InvalidBodyLengthError(expected, actual)
+        if end_stream and expected != actual:
+            raise InvalidBodyLengthError(expected, actual)
+
+
 cdef object _decode_headers(decoder, bytes block):
     """h2's ``_decode_headers`` (h2/connection.py), its errors translated the same way, without its Python
     frame."""
@@ -269,7 +305,7 @@ class H2Conn(H2Connection):
             ended = RECV_END_STREAM.step(machine)
             event.stream_ended = ended[0]
             events += ended
-        stream._initialize_content_length(headers)
+        _content_length(stream, headers)
         event.headers = list(headers)
         return events
 
@@ -285,7 +321,7 @@ class H2Conn(H2Connection):
         events = RECV_DATA.step(stream.state_machine)
         event = events[0]
         stream._inbound_window_manager.window_consumed(n)
-        stream._track_content_length(n, end_stream)
+        _track_length(stream, n, end_stream)
         if end_stream:
             ended = RECV_END_STREAM.step(stream.state_machine)
             event.stream_ended = ended[0]
