@@ -7,8 +7,9 @@ stream it holds (so a connection with 100 streams in flight paid 100 steps per n
 bytes into frames here; a HEADERS frame that opens a new stream, whole (END_HEADERS, no padding, no priority
 fields), within the frame size, on an open connection goes straight to what h2's ``_receive_headers_frame``
 does for it, in its order and with its own calls: the HPACK block decoded (``_decode_headers``: its errors),
-the stream created (as ``_begin_new_stream`` makes it; its id checks made first), ``receive_headers`` on it (the stream's state
-machine, the RequestReceived/StreamEnded events, content-length). An unpadded DATA frame within the frame size
+the stream created (as ``_begin_new_stream`` makes it, without its three ``__init__`` frames; its id checks
+made first), ``receive_headers`` on it (the stream's state machine, the RequestReceived/StreamEnded events, the
+content-length). An unpadded DATA frame within the frame size
 on a stream h2 holds in OPEN or HALF_CLOSED_LOCAL goes to what ``_receive_data_frame`` and ``H2Stream.receive_data``
 do for it (``_request_data``: both inbound windows charged, FlowControlError past them; RECV_DATA and END_STREAM
 stepped; the content-length tracked). Every other frame, and every byte once a
