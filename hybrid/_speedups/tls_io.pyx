@@ -53,6 +53,8 @@ ctypedef void (*err_clear_t)() nogil
 ctypedef void (*ssl_set_int_t)(void *ssl, int yes) nogil
 ctypedef int (*ssl_shutdown_t)(void *ssl) nogil
 ctypedef unsigned long (*version_num_t)() nogil
+ctypedef void *(*ssl_get_ctx_t)(const void *ssl) nogil
+ctypedef int (*ctx_set_str_t)(void *ctx, const char *s) nogil
 
 cdef ssl_io_t _SSL_read_ex = NULL
 cdef ssl_io_t _SSL_write_ex = NULL
@@ -64,6 +66,8 @@ cdef err_clear_t _ERR_clear_error = NULL
 cdef ssl_set_int_t _SSL_set_read_ahead = NULL
 cdef ssl_state_t _SSL_has_pending = NULL
 cdef ssl_shutdown_t _SSL_shutdown = NULL
+cdef ssl_get_ctx_t _SSL_get_SSL_CTX = NULL
+cdef ctx_set_str_t _SSL_CTX_set_ciphersuites = NULL
 
 # openssl/ssl.h, fixed since OpenSSL 0.9: what SSL_want says an SSL object waits for, and SSL_get_shutdown's
 # bit for a close_notify (or fatal alert) received.
@@ -93,6 +97,7 @@ cdef void *_raw_ssl(object sslobj):
 cdef _setup():
     global _SSL_read_ex, _SSL_write_ex, _SSL_get_error, _SSL_get_fd, _SSL_want, _SSL_get_shutdown
     global _ERR_clear_error, _SSL_set_read_ahead, _SSL_has_pending, _SSL_shutdown, _ready
+    global _SSL_get_SSL_CTX, _SSL_CTX_set_ciphersuites
     if os.environ.get("HYBRID_TLS_DIRECT", "1") == "0":
         return "turned off (HYBRID_TLS_DIRECT=0)"
     if sys.implementation.name != "cpython" or not (3, 8) <= sys.version_info[:2] <= (3, 13):
@@ -112,6 +117,8 @@ cdef _setup():
         _SSL_set_read_ahead = <ssl_set_int_t>_resolve(handle, b"SSL_set_read_ahead")  # (functions since 1.1.0)
         _SSL_has_pending = <ssl_state_t>_resolve(handle, b"SSL_has_pending")
         _SSL_shutdown = <ssl_shutdown_t>_resolve(handle, b"SSL_shutdown")
+        _SSL_get_SSL_CTX = <ssl_get_ctx_t>_resolve(handle, b"SSL_get_SSL_CTX")
+        _SSL_CTX_set_ciphersuites = <ctx_set_str_t>_resolve(handle, b"SSL_CTX_set_ciphersuites")  # (1.1.1+)
     except LookupError as exc:
         return f"OpenSSL's {exc} not visible through _ssl"
     if version != ssl.OPENSSL_VERSION_NUMBER:
@@ -266,6 +273,26 @@ def close_notify(object sock):
         return False
     if _SSL_shutdown(_raw_ssl(sslobj)) < 0:  # (a peer gone, a full send buffer: no alert, as with unwrap)
         _ERR_clear_error()
+    return True
+
+
+def set_tls13_suites(object ctx, str suites):
+    """The TLS 1.3 cipher suites of a server SSLContext, in preference order (``ssl`` has no call for them:
+    ``set_ciphers`` is TLS 1.2's list). Set on the context's ``SSL_CTX``, found through an SSL object made from
+    it (whose layout the self-test proved); connections wrapped afterwards get them. True when set, False
+    where the direct path is off (the context keeps OpenSSL's order). ValueError if OpenSSL refuses the list."""
+    if not _ready:
+        return False
+    probe = ctx.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+    sslobj = getattr(probe, "_sslobj", None)
+    if type(sslobj) is not _SSLSocketType:
+        return False
+    cdef void *sctx = _SSL_get_SSL_CTX(_raw_ssl(sslobj))
+    if sctx == NULL:
+        return False
+    if _SSL_CTX_set_ciphersuites(sctx, suites.encode()) != 1:
+        _ERR_clear_error()
+        raise ValueError(f"OpenSSL refused the TLS 1.3 suites {suites!r}")
     return True
 
 
