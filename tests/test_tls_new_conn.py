@@ -4,8 +4,11 @@ Real server process, Python ssl clients on 127.0.0.1; every wait bounded."""
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
+import sys
+import time
 
 import pytest
 
@@ -69,3 +72,51 @@ def test_one_session_ticket_resumes(srv, pki):  # noqa: F811
             assert sock.session_reused, "the session ticket did not resume a session"
             session = sock.session
         assert len(tickets) == 1  # (each handshake, resumed too, brings the client a fresh ticket)
+
+
+def test_first_handshake_step_at_accept(pki, tmp_path):  # noqa: F811
+    """A ClientHello already in the socket when it is accepted is answered at once: between the accept4 and the
+    server's flight, the serving thread polls no epoll set. Deterministic with --limit-connections 1: while a
+    first connection holds the limit, the second waits in the listen backlog with its ClientHello sent."""
+    from tests.test_tls_syscalls import TracedServer, _strace_works
+
+    if not _strace_works():
+        pytest.skip("strace missing or not allowed to trace here")
+
+    class Traced(TracedServer):
+        @property
+        def cmd(self) -> list[str]:
+            return ["strace", "-f", "-qq", "-yy", "-e", "trace=accept4,read,write,epoll_wait,epoll_pwait",
+                    "-o", str(self.trace), sys.executable, "-m", "hybrid", *self.args]
+
+    trace = tmp_path / "strace.txt"
+    server = Traced(trace, APP, *tls_args(pki, "--limit-connections", "1"))
+    server.start(timeout=60)
+    try:
+        ctx = client_context(pki)
+        first = ctx.wrap_socket(socket.create_connection(server.addr, timeout=10), server_hostname="127.0.0.1")
+        second = socket.create_connection(server.addr, timeout=10)  # (the kernel's backlog: not accepted yet)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        second.sendall(outgoing.read())  # the ClientHello, before the server can accept this connection
+        port = second.getsockname()[1]
+        time.sleep(0.2)  # (it reaches the socket's receive queue)
+        first.close()  # the limit frees: the listener is polled again, the second connection accepted
+        assert second.recv(65536), "no ServerHello"  # (bounded: the socket's 10 s timeout)
+        second.close()
+    finally:
+        server.stop_traced()
+        server.stop()
+    lines = trace.read_text().splitlines()
+    conn = re.compile(r"<TCP:\[[^\]]*->127\.0\.0\.1:" + str(port) + r"\]>")
+    accepted = next(i for i, line in enumerate(lines) if line.split(" ", 1)[1].startswith("accept4(")
+                    and conn.search(line.split(") = ", 1)[-1]))
+    thread = lines[accepted].split(" ", 1)[0]
+    flight = next(i for i in range(accepted, len(lines)) if lines[i].split(" ", 1)[1].startswith("write(")
+                  and conn.search(lines[i]))
+    between = [m.group(1) for line in lines[accepted + 1:flight] if line.split(" ", 1)[0] == thread
+               and (m := re.match(r"\d+ +(\w+)\(", line))]  # (its calls, "resumed" halves left out)
+    assert "epoll_wait" not in between and "epoll_pwait" not in between, between
+    assert between == ["read"], between  # (the ClientHello, then the flight)
