@@ -76,8 +76,9 @@ def test_one_session_ticket_resumes(srv, pki):  # noqa: F811
 
 def test_first_handshake_step_at_accept(pki, tmp_path):  # noqa: F811
     """A ClientHello already in the socket when it is accepted is answered at once: between the accept4 and the
-    server's flight, the serving thread polls no epoll set. Deterministic with --limit-connections 1: while a
-    first connection holds the limit, the second waits in the listen backlog with its ClientHello sent."""
+    server's flight, the serving thread polls no epoll set, and wrapping the socket re-reads nothing the accept
+    told (no SO_TYPE, no getpeername, the non-blocking mode set once). Deterministic with --limit-connections 1:
+    while a first connection holds the limit, the second waits in the listen backlog with its ClientHello sent."""
     from tests.test_tls_syscalls import TracedServer, _strace_works
 
     if not _strace_works():
@@ -86,7 +87,8 @@ def test_first_handshake_step_at_accept(pki, tmp_path):  # noqa: F811
     class Traced(TracedServer):
         @property
         def cmd(self) -> list[str]:
-            return ["strace", "-f", "-qq", "-yy", "-e", "trace=accept4,read,write,epoll_wait,epoll_pwait",
+            calls = "accept4,read,write,epoll_wait,epoll_pwait,getsockopt,getpeername,ioctl"
+            return ["strace", "-f", "-qq", "-yy", "-e", f"trace={calls}",
                     "-o", str(self.trace), sys.executable, "-m", "hybrid", *self.args]
 
     trace = tmp_path / "strace.txt"
@@ -119,4 +121,5 @@ def test_first_handshake_step_at_accept(pki, tmp_path):  # noqa: F811
     between = [m.group(1) for line in lines[accepted + 1:flight] if line.split(" ", 1)[0] == thread
                and (m := re.match(r"\d+ +(\w+)\(", line))]  # (its calls, "resumed" halves left out)
     assert "epoll_wait" not in between and "epoll_pwait" not in between, between
-    assert between == ["read"], between  # (the ClientHello, then the flight)
+    assert "getsockopt" not in between and "getpeername" not in between, between
+    assert between == ["ioctl", "read"], between  # (the accepted socket made non-blocking; the ClientHello)
