@@ -74,6 +74,7 @@ _FAST = _self_test()
 
 def wrap_accepted(ctx: ssl.SSLContext, sock: socket.socket) -> ssl.SSLSocket:
     """A server-side SSLSocket over an accepted, non-blocking TCP socket, not handshaken (``sock`` is detached)."""
-    if _FAST and type(sock) is socket.socket and sock.family != socket.AF_UNIX:
+    # (timeout 0.0: Python made the fd non-blocking, so the new object's 0.0 without an ioctl is true)
+    if _FAST and type(sock) is socket.socket and sock.gettimeout() == 0.0 and sock.family != socket.AF_UNIX:
         return _build(ctx, sock)
     return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)

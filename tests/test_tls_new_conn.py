@@ -113,10 +113,11 @@ def test_first_handshake_step_at_accept(pki, tmp_path):  # noqa: F811
         server.stop()
     lines = trace.read_text().splitlines()
     conn = re.compile(r"<TCP:\[[^\]]*->127\.0\.0\.1:" + str(port) + r"\]>")
-    accepted = next(i for i, line in enumerate(lines) if line.split(" ", 1)[1].startswith("accept4(")
-                    and conn.search(line.split(") = ", 1)[-1]))
+    accepted = next(i for i, line in enumerate(lines)  # (its return: "resumed" if another thread's call came between)
+                    if re.match(r"\d+ +(accept4\(|<\.\.\. accept4 resumed>)", line)
+                    and conn.search(line.rsplit(") = ", 1)[-1]))
     thread = lines[accepted].split(" ", 1)[0]
-    flight = next(i for i in range(accepted, len(lines)) if lines[i].split(" ", 1)[1].startswith("write(")
+    flight = next(i for i in range(accepted, len(lines)) if re.match(r"\d+ +write\(", lines[i])
                   and conn.search(lines[i]))
     between = [m.group(1) for line in lines[accepted + 1:flight] if line.split(" ", 1)[0] == thread
                and (m := re.match(r"\d+ +(\w+)\(", line))]  # (its calls, "resumed" halves left out)
