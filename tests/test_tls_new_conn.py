@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import struct
 import sys
 import time
 
@@ -124,3 +125,19 @@ def test_first_handshake_step_at_accept(pki, tmp_path):  # noqa: F811
     assert "epoll_wait" not in between and "epoll_pwait" not in between, between
     assert "getsockopt" not in between and "getpeername" not in between, between
     assert between == ["ioctl", "read"], between  # (the accepted socket made non-blocking; the ClientHello)
+
+
+def test_connection_reset_after_a_response_is_closed(pki):  # noqa: F811
+    """A client that resets its keep-alive connection (RST, no close_notify) after a response: the server must
+    close its side at once. It used to keep the connection, epoll reporting it readable ~15,000 times a second
+    while OpenSSL's failed read said "waiting to read" (SSL_want), until the keep-alive sweep. Seen here with
+    --limit-connections 1: the next client is served only once the reset connection is closed."""
+    with Server(APP, *tls_args(pki, "--limit-connections", "1", "--timeout-keep-alive", "30")) as server:
+        ctx = client_context(pki)
+        for _ in range(2):  # (the second time the server must have closed the first reset connection)
+            raw = socket.create_connection(server.addr, timeout=3)
+            sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+            sock.sendall(b"GET /info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200"), "no response within 3 s"
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+            sock.close()
