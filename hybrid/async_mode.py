@@ -33,7 +33,6 @@ from hybrid.connection import (
     unsent_bytes,
 )
 from hybrid.lifecycle import ConnectionOpened
-from hybrid.tls_wrap import wrap_accepted
 
 logger = logging.getLogger("hybrid.error")
 
@@ -238,7 +237,7 @@ class AsyncAcceptor:
         loop = self.pool.loop
         fd = raw.fileno()
         try:
-            sock = wrap_accepted(self.server.ssl_context, raw)  # (ssl's wrap_socket, less its system calls)
+            sock = self.server.ssl_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
         except OSError:  # the client reset before its socket could be wrapped
             if self.server.lifecycle is not None:
                 self.server.lifecycle_closed(fd)

@@ -30,7 +30,6 @@ from hybrid._speedups.tls_io import set_read_ahead, set_tls13_suites, take_read_
 from hybrid.config import ConfigError, ServerConfig
 from hybrid.connection import Connection, resolve, stall_tick, unsent_bytes
 from hybrid.tls_info import send_close_notify
-from hybrid.tls_wrap import wrap_accepted
 
 logger = logging.getLogger("hybrid.error")
 
@@ -132,7 +131,7 @@ class TLSConnection(Connection):
 
     def __init__(self, server, sock, home, client_addr, server_addr, *, handshaken: bool = False) -> None:
         if not handshaken:
-            sock = wrap_accepted(server.ssl_context, sock)  # (ssl's wrap_socket, less its system calls)
+            sock = server.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         super().__init__(server, sock, home, client_addr, server_addr)
         self.handshake_deadline = 0.0 if handshaken else time.monotonic() + server.config.timeout_tls_handshake
         self.want_write = False
