@@ -10,6 +10,10 @@ which agree within a few percent when nothing else moved.
 
 ``--json``: a JSON POST instead of a GET, as the json scenario's (bench.apps.json_echo:app, its 1 KB body:
 h2load -d, each request's body in a DATA frame after its HEADERS). ``--data FILE`` posts any file.
+
+``--switches``: the server runs natively; context switches of its threads (``/proc/PID/task/*/status``: voluntary
+ones are a thread going to sleep, each then costs a wake-up) over ``h2load -n N``, per request. ``--strace``: the
+same load under ``strace -c -f``, system calls per request. (Both after the warm-up; h2load's connections included.)
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import argparse
 import glob
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 from bench import env
 from bench.process_cost import START_TIMEOUT, callgrind_totals, server_argv, stop, wait_listening
@@ -65,6 +71,60 @@ def measure(shape: str, n: int, warmup: int, app: str, extra: list[str], data: s
     return [round(callgrind_totals(path) / n) for path in dumps]
 
 
+def _switches(pid: int) -> dict[str, tuple[int, int]]:
+    """Each thread's (voluntary, involuntary) context switches, by thread name."""
+    out: dict[str, tuple[int, int]] = {}
+    for status in glob.glob(f"/proc/{pid}/task/*/status"):
+        try:
+            with open(status) as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:  # (a thread that ended)
+            continue
+        key = f"{fields['Name'].strip()}/{status.split('/')[4]}"
+        out[key] = (int(fields["voluntary_ctxt_switches"]), int(fields["nonvoluntary_ctxt_switches"]))
+    return out
+
+
+def native(shape: str, n: int, warmup: int, app: str, extra: list[str], data: str | None, mode: str) -> dict:
+    """The server without valgrind: context switches (``switches``) or system calls (``strace``) per request."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(server_argv("hybrid", app, port, extra), cwd=env.REPO_ROOT, stdout=log, stderr=log)
+    trace = tempfile.mktemp(prefix="h2_cost.strace.")
+    try:
+        wait_listening(proc, port, START_TIMEOUT)
+        h2load(port, warmup, shape, data)
+        if mode == "switches":
+            before = _switches(proc.pid)
+            h2load(port, n, shape, data)
+            after = _switches(proc.pid)
+            each = {name: [after[name][i] - before.get(name, (0, 0))[i] for i in (0, 1)] for name in after}
+            voluntary = sum(v for v, _ in each.values())
+            return {"voluntary_per_request": round(voluntary / n, 3),
+                    "involuntary_per_request": round(sum(i for _, i in each.values()) / n, 3),
+                    "threads": {k: v for k, v in each.items() if v[0] or v[1]}}
+        tracer = subprocess.Popen(["strace", "-c", "-f", f"-p{proc.pid}", "-o", trace],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # (attached to every thread)
+        h2load(port, n, shape, data)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(30)
+    finally:
+        stop(proc)
+        log.close()
+    calls = {}
+    with open(trace) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                calls[parts[-1]] = int(parts[3])
+    os.unlink(trace)
+    return {"syscalls_per_request": round(sum(calls.values()) / n, 3),
+            "each": {k: round(v / n, 3) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", action="append", choices=sorted(SHAPES))
@@ -75,6 +135,9 @@ def main() -> None:
                         "--app bench.apps.json_echo:app")
     parser.add_argument("--json", action="store_true",
                         help="POST the json scenario's 1 KB body to bench.apps.json_echo:app")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--switches", action="store_true", help="context switches per request, natively")
+    mode.add_argument("--strace", action="store_true", help="system calls per request (strace -c -f), natively")
     parser.add_argument("extra", nargs="*", help="server options (after --)")
     args = parser.parse_args()
     if args.json:
@@ -85,6 +148,11 @@ def main() -> None:
             f.write(JSON_BODY if isinstance(JSON_BODY, bytes) else JSON_BODY.encode())
         args.data = f.name
     for shape in args.shape or ["8x8", "1x100"]:
+        if args.switches or args.strace:
+            result = native(shape, args.requests, args.warmup, args.app, args.extra, args.data,
+                            "switches" if args.switches else "strace")
+            print(json.dumps({"shape": shape, **result}), flush=True)
+            continue
         per_request = measure(shape, args.requests, args.warmup, args.app, args.extra, args.data)
         print(json.dumps({"shape": shape, "instructions_per_request": per_request}), flush=True)
 

@@ -11,7 +11,9 @@ counters are zeroed, N requests are sent and the counters dumped, then 2N and du
 count does not depend on the machine's load (wall-clock req/s do). Under valgrind a step takes ~50x longer, so
 hybrid runs with ``--blocking-threshold 30`` here (or the monitor would take over its "blocked" thread).
 ``--strace``: the process runs natively; ``strace -c -f`` is attached for N requests; system calls per request,
-each kind. Time-based work (the monitor's ticks, the main thread's wake-ups) is counted too: it is per second,
+each kind. strace stops the thread at every system call, so hybrid runs with ``--blocking-threshold 30`` here too
+(at 1 ms the monitor took traced steps for blocked ones: takeovers' thread starts and wake-ups in the counts).
+Time-based work (the monitor's ticks, the main thread's wake-ups) is counted too: it is per second,
 not per request, so the slower the client the more of it lands on each request.
 
 ``--cpu``: natively, user + system CPU of the process tree over N requests (clock ticks: take N >= 10,000);
@@ -273,7 +275,7 @@ def main() -> None:
         os.sched_setaffinity(0, {1})
     port = free_port()
     extra = list(args.extra)
-    if args.callgrind and args.server == "hybrid" and "--blocking-threshold" not in extra:
+    if (args.callgrind or args.strace) and args.server == "hybrid" and "--blocking-threshold" not in extra:
         extra += ["--blocking-threshold", "30"]
     cert = make_certificate(Path(tempfile.mkdtemp(prefix="process_cost.cert."))) if args.tls else None
     args.tls = client_context() if args.tls else None

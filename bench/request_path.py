@@ -24,7 +24,10 @@ import cProfile
 import os
 import pstats
 import socket
+import threading
 import time
+
+from hybrid._speedups.held import LoopHeld
 
 from hybrid.asgi.task import child_task_factory
 from hybrid.config import ServerConfig
@@ -48,6 +51,8 @@ class _Worker:
         self.slot = self.monitor.add_slot(-1)
         self.pending = 0  # requests of this loop still running after their first step
         self.name = "bench-worker"
+        self.ident = threading.get_ident()
+        self.loop_held = LoopHeld(self.loop)  # (responses of resumed steps held to the loop iteration's end)
 
     def step_blocked(self, task, cycle, took: float) -> None:
         pass

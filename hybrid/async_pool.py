@@ -304,6 +304,7 @@ class AsyncPool:
         self.websockets: set[WebSocketSession] = set()
         self.h2_sessions: set = set()  # HTTP/2 connections (hybrid/h2/session.py)
         self.h2_inbox = None  # (a Mailbox: what workers running HTTP/2 streams' apps post here; h2/crossing.py)
+        self.h2_wakes: set = set()  # home sets with HTTP/2 streams queued in this loop iteration (crossing.wake_soon)
         self.drained = threading.Event()  # (set by _drain at shutdown: streams done, lifespan shutdown next)
         self.handoffs = 0
         self.ready = threading.Event()

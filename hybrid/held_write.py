@@ -9,7 +9,9 @@ leave together at the batch's end, before its loop does anything else.
 
 What may be held: only a keep-alive connection's complete response (its last ``http.response.body``,
 head and body in one ``bytes``; over TLS the plaintext, encrypted by the connection's TLS write when it goes)
-served from the owner's batch (``on_readable``) with no request queued behind it, one per connection. Any other
+served from the owner's batch (``on_readable``) with no request queued behind it, one per connection; or one
+completed in a step the loop resumed (a FastAPI ``def`` endpoint, a ``FileResponse``'s ``os.stat``), held in
+the same set's batch to the end of that loop iteration (held.pyx, ``LoopHeld``). Any other
 write of that connection sends the held bytes first (``send_now``), and so does ``close`` (over TLS before its
 close_notify: nothing may follow that alert). A takeover flushes the set's held responses as soon as the spare
 owns the set (``SyncWorker._own``), so a handler that blocks delays them no longer than any other ready

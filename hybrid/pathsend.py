@@ -38,8 +38,9 @@ import ssl
 import stat
 
 from hybrid._speedups.cycle import ClientDisconnected
+from hybrid._speedups.held import will_hold
 from hybrid.connection import resolve, stall_tick, unsent_bytes
-from hybrid.pathsend_small import SMALL_DIGITS, declared, read_small
+from hybrid.pathsend_small import HELD_DIGITS, HELD_FILE, SMALL_FILE, declared, read_small
 
 logger = logging.getLogger("hybrid.error")
 
@@ -96,13 +97,13 @@ async def send_path(cycle, message: dict) -> None:
     path = message.get("path")
     status = cycle.status
     value = declared(cycle.headers)
-    if (value and len(value) <= SMALL_DIGITS and status != 204 and status != 304
+    if (value and len(value) <= HELD_DIGITS and status != 204 and status != 304
             and cycle.request.method != b"HEAD"):
-        data = read_small(value, path)
+        conn = cycle.conn
+        data = read_small(value, path, HELD_FILE if will_hold(conn) else SMALL_FILE)
         if data is not None:  # a small file: read whole, then head and body in one write (pathsend_small.py)
-            conn = cycle.conn
             out = _framed(cycle, conn, data)
-            rest = conn.send_now(out)
+            rest = conn.send_last(out)  # (held to the batch's or loop iteration's end, as a body is)
             if rest is not None:  # (a full send queue, or a pool connection's stream over its high-water mark)
                 await cycle._finish_write(rest, out, len(data))
             conn.proto.send_body_elsewhere(len(data))

@@ -15,7 +15,10 @@ Why 8 KiB: the copies (page cache to Python, then into the socket) cost more tha
 the file grows; 8 KiB is where they break even. ``python -m bench.small_file_cost`` on a loaded 2-core VM of the
 kind we run on (CPU per file sent over loopback, median of 5 x 3,000): 2 KiB 16.3 µs against sendfile's 19.1,
 4 KiB 17.6 against 19.4, 8 KiB 19.1 against 18.9, 16 KiB 23.7 against 20.0, 64 KiB 55.5 against 28.1. Larger
-files keep ``sendfile``.
+files keep ``sendfile``, except one of at most ``HELD_FILE`` (16 KiB) whose response will be held
+(``held.will_hold``: its write waits for the end of the batch or loop iteration, hybrid/held_write.py): held,
+the read and copy cost less than sendfile's calls sent at once (Starlette's 16 KiB ``FileResponse``, pinned, CPU
+per request: docs/performance.md, "Held responses outside a batch").
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import os
 import stat
 
 SMALL_FILE = 8 * 1024
-SMALL_DIGITS = len(str(SMALL_FILE))  # (a longer Content-Length is not a small file: no call to find that out)
+HELD_FILE = 16 * 1024  # (the limit when the response will be held)
+HELD_DIGITS = len(str(HELD_FILE))  # (a longer Content-Length is not a small file: no call to find that out)
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # (O_NONBLOCK: opening a FIFO must not hang)
 _NOT_A_FILE = (errno.EISDIR, errno.ESPIPE, errno.EINVAL)  # a directory; a FIFO or socket; a device without pread
 
@@ -45,14 +49,14 @@ def declared(headers):
     return value
 
 
-def read_small(value: bytes, path) -> bytes | None:
-    """The whole file at ``path`` when ``value`` (the app's one Content-Length) is at most SMALL_FILE and the
+def read_small(value: bytes, path, limit: int = SMALL_FILE) -> bytes | None:
+    """The whole file at ``path`` when ``value`` (the app's one Content-Length) is at most ``limit`` and the
     file has exactly that many bytes; a one-line RuntimeError when it has not (or cannot be read); None when it
     is not a small file (larger, not a plain number): pathsend.py's general path then answers, with its checks."""
     if not value.isdigit() or type(path) is not str:
         return None
     size = int(value)
-    if size > SMALL_FILE:
+    if size > limit:
         return None
     try:
         fd = os.open(path, _OPEN_FLAGS)

@@ -18,6 +18,7 @@ import threading
 import time
 
 from hybrid._speedups.h1 import H1Error
+from hybrid._speedups.held import LoopHeld
 from hybrid._speedups.monitor import LEFT_FLAGGED, LEFT_LOST
 from hybrid.asgi.lifespan import Lifespan, LifespanFailure
 from hybrid.asgi.task import RequestTask, child_task_factory
@@ -67,6 +68,7 @@ class SyncWorker:
         self.ident = 0  # threading.get_ident() of the thread (the stack sampler's key)
         self.wake_fd = -1
         self.inbox: Mailbox | None = None  # what the pool posts to this loop (HTTP/2 streams' apps run here)
+        self.loop_held: LoopHeld | None = None  # responses completed in this loop's callbacks (held.pyx)
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
         self.monitor = server.monitor
@@ -103,6 +105,7 @@ class SyncWorker:
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         loop.add_reader(self.wake_fd, self._on_wake)
         self.ident = threading.get_ident()
+        self.loop_held = LoopHeld(loop)
         self.slot = self.monitor.add_slot(self.wake_fd)
         self.ready.set()
         self._retire_later()
@@ -205,29 +208,38 @@ class SyncWorker:
     def _serve_resumed(self, conn_set: ConnectionSet) -> None:
         """Connections given back to the set with requests already read (``ConnectionSet.add_ready``), and
         HTTP/2 streams whose apps run here (``ConnectionSet.wake_h2``)."""
-        resumed = conn_set.take_ready()
         streams = conn_set.h2_streams
-        if streams:
-            from hybrid.h2.onworker import run_stream
+        # With streams waiting behind the first, the wake-up's eventfd is read only once they ran: set, it tells
+        # the monitor the set has work, so if an app's step blocks, the spare taking over runs the rest. (Armed
+        # again by a write instead, it cost a write, a read and one more poll of the set a batch.)
+        armed = len(streams) > 1
+        resumed = conn_set.resumed if armed else conn_set.take_ready()
+        while True:
+            if streams:
+                from hybrid.h2.onworker import run_stream
 
-            if len(streams) > 1:  # armed while some wait: if an app's step blocks, the spare taking over runs them
-                os.eventfd_write(conn_set.wake_fd, 1)  # (once a batch: only take_ready reads it, so it stays armed)
-            while streams:
-                try:
-                    stream = streams.popleft()
-                except IndexError:  # (a spare that took the set over emptied it)
-                    break
-                run_stream(self, stream)
-                if self.conn_set is not conn_set:  # a step blocked and the set was taken over: the spare goes on
-                    os.eventfd_write(conn_set.wake_fd, 1)
+                while streams:
+                    try:
+                        stream = streams.popleft()
+                    except IndexError:  # (a spare that took the set over emptied it)
+                        break
+                    run_stream(self, stream)
+                    if self.conn_set is not conn_set:  # a step blocked, the set was taken over: the spare goes on
+                        os.eventfd_write(conn_set.wake_fd, 1)
+                        return
+            while resumed:
+                conn = resumed.popleft()
+                if conn.cycle is None and conn.registered and conn.home is conn_set:  # (else served, or gone)
+                    conn.resume(self)
+                if self.conn_set is not conn_set:  # lost the set to a takeover: its new owner serves the rest
+                    if resumed:
+                        os.eventfd_write(conn_set.wake_fd, 1)
                     return
-        while resumed:
-            conn = resumed.popleft()
-            if conn.cycle is None and conn.registered and conn.home is conn_set:  # (else served meanwhile, or gone)
-                conn.resume(self)
-            if self.conn_set is not conn_set:  # lost the set to a takeover: its new owner serves the rest
-                if resumed:
-                    os.eventfd_write(conn_set.wake_fd, 1)
+            if not armed:
+                return
+            armed = False
+            conn_set.take_ready()  # (then what was queued before this read: its write may have come before it)
+            if not streams and not resumed:
                 return
 
     def _accept(self, conn_set: ConnectionSet, listener: socket.socket, batch: int = ACCEPT_BATCH,

@@ -186,6 +186,38 @@ def wait_for_line(server: Server, text: str, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
+def test_app_exception_after_whole_response_keeps_it(srv):
+    """A response completed in the app's first step, then the app raises: the last body and the app's end cross to
+    the pool together (onworker.run_stream): the response is whole (END_STREAM, no reset), the error is logged,
+    the access log has the 200 once the end was applied."""
+    client = H2Client(srv.addr)
+    try:
+        sid = client.request("/raise-after-response")
+        headers, body = client.response(sid)
+        assert headers[b":status"] == b"200" and body == b"answered"
+        headers, _ = client.response(client.request("/"))  # (after it: a reset of sid would have come first)
+        assert headers[b":status"] == b"200"
+        assert not any(isinstance(e, h2.events.StreamReset) and e.stream_id == sid for e in client.events)
+    finally:
+        client.close()
+    wait_for_line(srv, "boom after the response (intentional)")
+    wait_for_line(srv, '"GET /raise-after-response HTTP/2" 200')
+
+
+def test_response_leaves_before_an_app_that_runs_on(srv):
+    """An app that answers whole in its first step, then awaits 3 s more (BackgroundTasks): its response leaves at
+    once, not with the app's end (onworker.run_stream posts it alone when the step did not end the app)."""
+    client = H2Client(srv.addr)
+    try:
+        started = time.monotonic()
+        headers, body = client.response(client.request("/answer-then-sleep?3"), timeout=10)
+        took = time.monotonic() - started
+        assert headers[b":status"] == b"200" and body == b"answered"
+        assert took < 1.5, f"the response waited {took:.2f} s for the app's end"
+    finally:
+        client.close()
+
+
 def test_app_exception_after_start_resets_stream(srv):
     client = H2Client(srv.addr)
     try:

@@ -148,6 +148,12 @@ def frames_for(ops):
             steps.append(HeadersFrame(next_sid + 1, data=block(), flags=["END_HEADERS"]).serialize())
         elif kind == "bad_hpack":
             steps.append(HeadersFrame(next_sid, data=b"\xff\xff\xff\xff", flags=["END_HEADERS"]).serialize())
+        elif kind == "bomb":  # (examples only) a small block naming a 4 KB dynamic-table entry 20 times: > 64 KiB
+            big = [("x-bomb", "b" * 4000)]
+            steps.append(HeadersFrame(next_sid, data=block(big), flags=["END_HEADERS", "END_STREAM"]).serialize())
+            sids.append(next_sid)
+            next_sid += 2
+            steps.append(HeadersFrame(next_sid, data=block(big * 20), flags=["END_HEADERS"]).serialize())
         else:
             steps.append(b"\x00\x40\x01\x01\x04\x00\x00\x00" + bytes([next_sid]) + b"\x00" * 16385)
     return steps
@@ -200,6 +206,10 @@ H2LOAD_POST = ([("request", False, "sized")] * 4 + [("data", i, 20, True) for i 
          cuts=[], whole_preface=False)  # the connection's window
 @example(ops=[("request", False, "plain"), ("data", 0, 9, True, 200)], cuts=[], whole_preface=False)  # padded
 @example(ops=[("request", True, "plain"), ("request", True, "informational")], cuts=[], whole_preface=False)
+@example(ops=[("request", True, "plain"), ("bad_hpack",)], cuts=[], whole_preface=False)  # HPACK error, in C
+@example(ops=[("request", True, "plain"), ("bomb",)], cuts=[], whole_preface=False)  # header list over the limit
+@example(ops=[("settings",), ("request", True, "plain"), ("request", False, "plain")], cuts=[],
+         whole_preface=False)  # the peer's window for new streams (the second request: read in C)
 def test_same_events_bytes_and_errors_as_h2(ops, cuts, whole_preface):
     ours, ref = server(H2Conn), server(Reference)
     steps = frames_for(ops)

@@ -55,12 +55,13 @@ def check_held_until_takeover(srv, first, fast, slow) -> None:
     assert body == b"slept"
 
 
-def ask_unread_then_read_all(sock, size: int, count: int) -> None:
+def ask_unread_then_read_all(sock, size: int, count: int, prefix: str = "") -> None:
     """``count`` requests for a ``size``-byte blob, one at a time and nothing read (each its own batch, so each
     response is held and sent alone until the socket buffers are full and a send takes only part of one); then
-    every response must arrive whole and in order, and the connection serve one more request."""
+    every response must arrive whole and in order, and the connection serve one more request. ``prefix``
+    "/later": each held to the end of the loop iteration that completed it instead."""
     for _ in range(count):
-        sock.sendall(build_request("GET", f"/blob?n={size}"))
+        sock.sendall(build_request("GET", f"{prefix}/blob?n={size}"))
         time.sleep(0.01)  # (each request its own batch, none queued behind another)
     buf = b""
     for i in range(count):

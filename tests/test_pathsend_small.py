@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from hybrid.pathsend_small import SMALL_FILE
+from hybrid.pathsend_small import HELD_FILE, SMALL_FILE
 from tests.support import Server, build_request
 from tests.test_pathsend import _closed, _content, _header, _raw, _read_head, _read_responses
 from tests.test_tls import base, client_context, pki, tls_args  # noqa: F401 (pki: a fixture)
@@ -20,7 +20,7 @@ from tests.test_tls import base, client_context, pki, tls_args  # noqa: F401 (pk
 pytestmark = pytest.mark.timeout(60)
 
 APP = "tests.apps.files:app"
-SIZES = (0, 1000, SMALL_FILE, SMALL_FILE + 1, 64 * 1024)  # the first three read whole, the others by sendfile
+SIZES = (0, 1000, SMALL_FILE, SMALL_FILE + 1, 64 * 1024)  # up to SMALL_FILE (HELD_FILE when held) read whole
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +132,23 @@ def test_tls_close_after_a_small_file_is_clean(files, pki):  # noqa: F811 (the f
                 data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and body == _content(1000, 1000)
+
+
+@pytest.mark.parametrize("size", [1000, SMALL_FILE + 1, HELD_FILE])
+def test_a_small_file_is_held_to_the_end_of_its_step(files, size):
+    # Read whole, a small file's response is the connection's last write of the request and is held as a body
+    # is (hybrid/held_write.py); one that will be held is read whole up to HELD_FILE. /raw/...&then=0.6 blocks
+    # 0.6 s in the step that sent it (no takeover at a 10 s threshold), so the file leaves after that, head and
+    # body together, and keep-alive goes on.
+    (files / f"held{size}").write_bytes(_content(size, size))
+    with Server(APP, "--port", "0", "--blocking-threshold", "10", env={"FILES_DIR": str(files)}) as s:
+        with _raw(s) as sock:
+            sent = time.monotonic()
+            sock.sendall(build_request("GET", f"/raw/held{size}?cl={size}&then=0.6"))
+            ((head, body),) = _read_responses(sock, 1)
+            waited = time.monotonic() - sent
+            assert head.startswith(b"HTTP/1.1 200") and body == _content(size, size)
+            assert waited >= 0.5, f"the file arrived {waited:.3f} s after the request: not held"
+            sock.sendall(build_request("GET", "/text"))
+            ((head, body),) = _read_responses(sock, 1)
+            assert body == b"text"

@@ -37,6 +37,7 @@ from hybrid._speedups.accesslog cimport log_access
 from hybrid.h2.handoff import hand_off as hand_off_h2, is_h2c_preface
 from hybrid._speedups.cycle cimport RequestCycle, scope_from, scope_template
 from hybrid._speedups.h1 cimport Data, H1Protocol, Request
+from hybrid._speedups.held cimport send_held_first, send_resumed
 from hybrid._speedups.monitor cimport mark_enter, mark_leave
 from hybrid._speedups.tls_io cimport ssl_object, tls_recv, tls_send
 
@@ -306,10 +307,12 @@ cdef class Connection:
         """A response's last bytes (RequestCycle.send). Served from the set owner's batch, a keep-alive
         connection (plain or TLS: the plaintext is held, written with the TLS write at the end) with no request
         queued behind this one holds them until the batch ends (held.pyx), so the batch's apps run back to back
-        and its sends leave together (hybrid/held_write.py says why)."""
+        and its sends leave together (hybrid/held_write.py says why); in a step the loop resumed, to the end of
+        that loop iteration's callbacks (held.pyx, send_resumed)."""
         cdef HeldBatch batch = self._batch
-        if (batch is not None and self.held_out is None and type(data) is bytes
-                and not self.backlog and self.proto.keep_alive):
+        if batch is None:
+            return send_resumed(self, data)
+        if self.held_out is None and type(data) is bytes and not self.backlog and self.proto.keep_alive:
             self.held_out = data
             batch.add(self)
             return None
@@ -452,25 +455,12 @@ cdef class Connection:
         scope = cycle.scope
         self.server.router.learn(scope["method"], scope["path"])
 
-    def _send_held(self):
-        """Before a handoff (the pool writes next), a response held in this batch goes out: a request the app
-        read past its response (receive() after it) may be a stream or an upgrade. If the kernel does not take
-        all of it the connection closes: the pool cannot write what this thread holds."""
-        try:
-            rest = self.send_now(b"")
-        except ClientDisconnected:
-            rest = b"-"
-        if rest is not None:
-            self.close()
-            return False
-        return True
-
     def _hand_off(self, request):
         """Give this connection to the async pool (StreamingHandoff) and forget it: from here on the pool owns
         the socket, the protocol state and the events read past this request's head. No app code has run."""
         from hybrid.async_pool import StreamingHandoff
 
-        if self.held_out is not None and not self._send_held():
+        if self.held_out is not None and not send_held_first(self):  # (held.pyx)
             return
         if self.registered:
             self.home.remove(self)
@@ -488,7 +478,7 @@ cdef class Connection:
         from hybrid.async_pool import WebSocketHandoff
         from hybrid.asgi.websocket import build_websocket_scope
 
-        if self.held_out is not None and not self._send_held():
+        if self.held_out is not None and not send_held_first(self):  # (held.pyx)
             return
         if self.registered:
             self.home.remove(self)

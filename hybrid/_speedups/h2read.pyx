@@ -19,9 +19,17 @@ SERVER_OPEN, RECV_HEADERS and RECV_DATA lead to SERVER_OPEN and run nothing (any
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
-from h2.connection import ConnectionState, H2Connection, _decode_headers
-from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError
+from h2.connection import ConnectionState, H2Connection
+from h2.exceptions import (
+    DenialOfServiceError,
+    ProtocolError,
+    StreamClosedError,
+    StreamIDTooLowError,
+    TooManyStreamsError,
+)
+from hpack.exceptions import HPACKError, OversizedHeaderListError
 from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
 from h2.stream import H2Stream, StreamInputs, StreamState
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import RstStreamFrame
@@ -43,6 +51,37 @@ cdef enum:
     END_HEADERS = 0x4
     PADDED = 0x8
     PRIORITY = 0x20
+
+
+cdef object INITIAL_WINDOW_SIZE = SettingCodes.INITIAL_WINDOW_SIZE
+cdef object MAX_CONCURRENT_STREAMS = SettingCodes.MAX_CONCURRENT_STREAMS
+cdef object NO_STREAM_LIMIT = 2**32 + 1  # (h2's Settings.max_concurrent_streams without the setting)
+
+
+cdef object _setting(settings, code, default):
+    """``settings[code]`` (``default`` None: its KeyError) or ``settings.get(code, default)``, read from h2's
+    ``Settings`` storage as its ``__getitem__`` does (the first of the values in flight; None: not in force):
+    the properties went through three Python calls, and a missing setting through a KeyError caught, per
+    request."""
+    values = settings._settings.get(code)
+    if values is not None:
+        value = values[0]
+        if value is not None:
+            return value
+    if default is None:
+        raise KeyError(code)
+    return default
+
+
+cdef object _decode_headers(decoder, bytes block):
+    """h2's ``_decode_headers`` (h2/connection.py), its errors translated the same way, without its Python
+    frame."""
+    try:
+        return decoder.decode(block, raw=True)
+    except OversizedHeaderListError as e:
+        raise DenialOfServiceError(f"Oversized header block: {e}") from e
+    except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as e:
+        raise ProtocolError(f"Error decoding header block: {e}") from e
 
 
 cdef bint _informational(list headers):
@@ -126,14 +165,15 @@ class H2Conn(H2Connection):
         """h2's ``_receive_headers_frame`` for a HEADERS frame that opens stream ``sid`` (checked by the caller:
         odd, above every stream seen, the connection open), without the frame object."""
         value = self._open_streams(1)  # (open_inbound_streams, without the property's own call)
-        if value + 1 > self.local_settings.max_concurrent_streams:
-            raise TooManyStreamsError(f"Max inbound streams is {self.local_settings.max_concurrent_streams}, "
-                                      f"{value} open")
+        local = self.local_settings
+        limit = _setting(local, MAX_CONCURRENT_STREAMS, NO_STREAM_LIMIT)
+        if value + 1 > limit:
+            raise TooManyStreamsError(f"Max inbound streams is {limit}, {value} open")
         headers = _decode_headers(self.decoder, block)
         # h2's _begin_new_stream, its checks made by the caller (odd, above the highest inbound id) and its
         # debug logging (to h2's no-op logger) left out: the stream with both windows and the frame size.
-        stream = H2Stream(sid, config=self.config, inbound_window_size=self.local_settings.initial_window_size,
-                          outbound_window_size=self.remote_settings.initial_window_size)
+        stream = H2Stream(sid, config=self.config, inbound_window_size=_setting(local, INITIAL_WINDOW_SIZE, None),
+                          outbound_window_size=_setting(self.remote_settings, INITIAL_WINDOW_SIZE, None))
         stream.max_outbound_frame_size = self.max_outbound_frame_size
         self.streams[sid] = stream
         self.highest_inbound_stream_id = sid

@@ -3,14 +3,16 @@
 Why (docs/architecture.md, "HTTP/2"): the frames of a connection have one owner, the session on the pool's
 loop; an app run there stalls every stream, SSE and WebSocket of the pool while one of its steps blocks. So a
 stream's app runs where HTTP/1.1 requests run: ``dispatch`` queues the stream in the connection's home epoll set
-(``ConnectionSet.wake_h2``), and whichever thread owns that set runs the app's first step at once, marked for the
-monitor (``onworker.run_stream``). A handler that blocks there is taken over like an HTTP/1.1 one: the set, and
-with it the next streams, goes to a spare within --blocking-threshold.
+(``ConnectionSet.wake_h2``, once per loop iteration of the pool: ``wake_soon``), and whichever thread owns that
+set runs the app's first step at once, marked for the monitor (``onworker.run_stream``). A handler that blocks
+there is taken over like an HTTP/1.1 one: the set, and with it the next streams, goes to a spare within
+--blocking-threshold.
 
 Crossing the threads (each side batched per loop iteration by a Mailbox, ``hybrid/mailbox.py``):
 - pool -> app loop: a body chunk, the end of the body, a reset, a window, the reply to a send (``H2Stream``'s
   waiters live on the app's loop; ``stream.inbox`` is that loop's Mailbox);
-- app loop -> pool: each send (below), a consumed body chunk (WINDOW_UPDATE), the app's end.
+- app loop -> pool: each send (below), a consumed body chunk (WINDOW_UPDATE), the app's end; a response
+  completed in the app's first step and that app's end cross together (``finish``: one post, not two).
 The sends of one stream and its end are applied in order (``stream.ops``): one posting thread, one deque.
 
 Backpressure: a send with more to come waits until the pool handed it to h2 within the windows and the
@@ -25,6 +27,7 @@ from collections import deque
 
 from h2.errors import ErrorCodes
 
+from hybrid._speedups.h2scope import wants_event_stream
 from hybrid.asgi.http import ClientDisconnected
 
 WRITE, TRAILERS, DONE = 0, 1, 2
@@ -35,16 +38,15 @@ WRITE, TRAILERS, DONE = 0, 1, 2
 def wants_pool(server, scope) -> bool:
     """The stream's app runs on the pool's loop, as an HTTP/1.1 request would be handed to the pool before any
     app code: Accept includes text/event-stream, or --async-path / a learned streaming route matches."""
-    for name, value in scope["headers"]:
-        if name == b"accept" and b"text/event-stream" in value:
-            return True
+    if wants_event_stream(scope["headers"]):
+        return True
     router = server.router
     return router.active and router.wants_pool(scope["method"], scope["path"])
 
 
 def dispatch(session, stream) -> None:
     """Run ``stream``'s app on a worker: queued in the connection's home set (the session wakes its owner once
-    per read: ``ConnectionSet.wake_h2``); the pool keeps a future standing for it in ``pool.tasks`` (a graceful
+    per loop iteration: ``wake_soon``); the pool keeps a future standing for it in ``pool.tasks`` (a graceful
     shutdown waits for it, and cancels it at its bound)."""
     stream.remote = True
     stream.ops = deque()
@@ -53,6 +55,25 @@ def dispatch(session, stream) -> None:
     stream.task = standin
     session.pool.tasks.add(standin)
     session.home.h2_streams.append(stream)
+
+
+def wake_soon(session) -> None:
+    """Streams were queued in the session's home set: its owner is woken once the reads that became ready with
+    this one were handled too (their steps are queued already), so connections ready together cost one wake-up
+    of a worker, not one each (each is an eventfd write, a GIL handoff and a poll)."""
+    homes = session.pool.h2_wakes
+    if not homes:
+        session.loop.call_soon(_wake_homes, homes)
+    homes.add(session.home)
+
+
+def _wake_homes(homes: set) -> None:
+    while homes:
+        home = homes.pop()  # (popped first: a failed wake must not leave the set non-empty, never scheduled again)
+        try:
+            home.wake_h2()
+        except OSError:  # its eventfd is closed: the server is going away, its owner serves nothing more
+            pass
 
 
 class Standin(asyncio.Future):
@@ -83,6 +104,14 @@ def write_trailers(stream, headers) -> None:
     _pump(stream)
 
 
+def finish(stream, body: bytes, exc) -> None:
+    """The app's last body and its end, crossed in one post (onworker.run_stream)."""
+    ops = stream.ops
+    ops.append((WRITE, body, True, None))
+    ops.append((DONE, exc, True, None))
+    _pump(stream)
+
+
 def app_ended(stream, exc, ran: bool = True) -> None:
     """The stream's app ended (``ran``: False for one reset while queued, that never started: report.py)."""
     stream.ops.append((DONE, exc, ran, None))
@@ -110,7 +139,8 @@ def _pump(stream) -> None:
         except ClientDisconnected as exc:
             _reply(stream, reply, exc)
             continue
-        _reply(stream, reply, None)
+        if reply is not None:  # (the last body has none)
+            stream.inbox.post(_settle, reply, None)
 
 
 def _write(session, stream, body: bytes, end: bool, reply) -> bool:

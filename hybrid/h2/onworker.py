@@ -5,6 +5,10 @@
 HTTP/1.1 request's, so a step that blocks is taken over (the set, and the streams queued after it, go to a
 spare) and reported with the stream's route (``left_blocked``, ``step_blocked``: the stream stands for the
 request's cycle, it has the scope).
+
+One crossing per response: the last body a first step sends (most responses) is kept on the stream
+(``H2Stream.last_body``) until the step returns, then posted to the pool with the app's end when the step ended
+the app (``crossing.finish``), alone when the app goes on (its response must not wait for the app's end).
 """
 
 from __future__ import annotations
@@ -29,16 +33,28 @@ def run_stream(worker, stream) -> None:
     limit = server.concurrency
     if limit is not None:  # --limit-concurrency: past it, a built-in app answers 503
         app = limit.admit(app)
-    worker.enter_app(-1)
+    monitor = worker.monitor  # (SyncWorker.enter_app / leave_app, without their Python calls)
+    monitor.enter(worker.slot, -1)
+    stream.first_step = True
     try:
         task = start_request_task(app(scope, stream.receive, stream.send), worker.loop, worker)
     except BaseException as exc:  # noqa: BLE001 - the app object could not even be called
         task = worker.loop.create_future()
         task.set_exception(exc)
     finally:
-        worker.leave_app(None, stream)
+        stream.first_step = False
+        if monitor.leave(worker.slot):  # (rare: the step blocked)
+            worker.left_blocked(None, stream)
     if limit is not None and app is server.app:
         task.add_done_callback(limit.release)
+    body = stream.last_body
+    if body is not None:
+        stream.last_body = None
+        if task.done():  # the response and the app's end in one post
+            exc = None if task.cancelled() else task.exception()
+            session.pool.h2_inbox.post(crossing.finish, stream, body, exc)
+            return
+        session.pool.h2_inbox.post(crossing.write, stream, body, True, None)
     if task.done():
         _ended(stream, task)
     else:

@@ -44,13 +44,14 @@ from hyperframe.frame import GoAwayFrame
 
 from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
 from hybrid._speedups.h2read import H2Conn
+from hybrid._speedups.h2scope import build_scope
 from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.h2 import crossing, report
 from hybrid.h2.connect import connect_stream, is_extended_connect
 from hybrid.h2.guard import EMPTY_DATA_BUDGET, PING_BUDGET, RESET_BUDGET, SETTINGS_BUDGET, Budget
-from hybrid.h2.stream import H2Stream, build_scope
+from hybrid.h2.stream import H2Stream
 from hybrid.h2.timeouts import H2Timeouts
 from hybrid.h2.writing import HIGH_WATER, H2Writing
 from hybrid.mailbox import Mailbox
@@ -247,7 +248,7 @@ class H2Session(H2Timeouts, H2Writing):
             if not stream.gone:
                 remote = self._start(stream) or remote
         if remote:
-            self.home.wake_h2()  # (the streams of one read reach the workers together: one wake-up)
+            crossing.wake_soon(self)  # (the streams of this iteration's reads reach the workers together)
 
     def _request(self, event) -> H2Stream | None:
         sid = event.stream_id
@@ -399,10 +400,12 @@ class H2Session(H2Timeouts, H2Writing):
             return  # the app still runs (after its response): the stream ends with it
         del self.streams[stream.id]
         self.answered.discard(stream.id)
-        self._release_body(stream)
+        if stream.body:
+            self._release_body(stream)
         if not stream.ended and not stream.gone and not self.closed:
             self._reset(stream, ErrorCodes.NO_ERROR)
-        self._maybe_idle()
+        if not self.streams:
+            self._maybe_idle()
 
     def _maybe_idle(self) -> None:
         if not self.streams:

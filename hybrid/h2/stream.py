@@ -4,7 +4,7 @@ The session (session.py) feeds it frames' contents (``on_data``, ``on_end``, ``o
 goes back through the session, which owns the ``h2`` connection and the socket. The app runs on a worker
 thread's loop (``onworker.py``; on the pool's own loop only under ``--mode async``): then what the session tells
 the stream reaches that loop through its Mailbox, and ``send`` posts its messages to the pool's
-(``crossing.py``). Request body bytes are
+(``crossing.py``). Its scope is built in C (``hybrid/_speedups/h2scope.pyx``). Request body bytes are
 acknowledged (WINDOW_UPDATE) only once the app has received them, so a slow app holds at most one stream window
 (64 KiB) of its body in memory.
 """
@@ -13,48 +13,14 @@ from __future__ import annotations
 
 from collections import deque
 from time import perf_counter
-from urllib.parse import unquote
 
 from hybrid._speedups.h2fields import response_fields
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.h2 import crossing
 from hybrid.h2.bound import wait_bounded
-from hybrid.request_id import REQUEST_ID_KEY, lazy_request_id
 
-ASGI = {"version": "3.0", "spec_version": "2.4"}
 NO_BODY_STATUS = (204, 304)
 MIN_BODY_RATE = 500  # bytes a second a body must average once it took --timeout-request-body (as HTTP/1.1)
-
-
-def build_scope(session, method: bytes, path: bytes, fields: list) -> dict:
-    """The ASGI ``http`` scope of a request whose header block ``request_fields`` checked and split (fields: the
-    regular ones, cookies joined, :authority as Host); CONNECT never comes here (connect.py)."""
-    method = method.decode("latin-1")
-    raw_path, _, query = path.partition(b"?")
-    text = raw_path.decode("latin-1")
-    if "%" in text:
-        text = unquote(text, encoding="utf-8", errors="surrogateescape")
-    server = session.server
-    root = server.root_path
-    scope = {
-        "type": "http",
-        "asgi": ASGI,
-        "http_version": "2",
-        "server": session.server_addr,
-        "client": session.client_addr,
-        "scheme": session.scheme,
-        "method": method,
-        "root_path": root,
-        "path": root + text if root else text,
-        "raw_path": root.encode() + raw_path if root else raw_path,
-        "query_string": query,
-        "headers": fields,
-        "state": None,  # (set where the app runs: the pool's copy in _start, a worker's in onworker.run_stream)
-        "extensions": {"http.response.trailers": {}, REQUEST_ID_KEY: lazy_request_id(server.request_ids, fields)},
-    }
-    if session.proxy is not None:  # a trusted proxy's X-Forwarded-* / Forwarded (--forwarded-allow-ips)
-        session.proxy.apply(scope)
-    return scope
 
 
 class H2Stream:
@@ -64,7 +30,8 @@ class H2Stream:
     is_websocket = False  # (an H2WebSocket is the other kind of stream: hybrid/h2/websocket.py)
     __slots__ = ("session", "id", "scope", "body", "body_bytes", "ended", "delivered_end", "gone", "waiter",
                  "window_waiter", "status", "headers", "trailers", "sent_headers", "complete", "task", "head", "sent",
-                 "started", "remote", "inbox", "app_loop", "app_task", "ops", "writer", "chunks")
+                 "started", "remote", "inbox", "app_loop", "app_task", "ops", "writer", "chunks", "first_step",
+                 "last_body")
 
     def __init__(self, session, stream_id: int, scope: dict) -> None:
         self.session = session
@@ -91,6 +58,8 @@ class H2Stream:
         self.ops = None  # (remote: the app's sends and its end, in order, on the pool's side; crossing.py)
         self.writer = None  # (remote: the pool task finishing a send that waits for windows)
         self.chunks = 0  # (remote: body messages with more to come; the second makes the route a streaming one)
+        self.first_step = False  # (remote: the app's first step runs now, onworker.run_stream)
+        self.last_body = None  # (remote: the last body the first step sent, to cross with the app's end)
         self.sent = 0  # body bytes handed to h2 (the access log's bytes)
         self.started = perf_counter()  # (the access log's duration)
 
@@ -103,7 +72,8 @@ class H2Stream:
 
     def on_end(self) -> None:
         self.ended = True
-        self._wake()
+        if self.inbox is not None or self.waiter is not None:  # (most requests: neither, ended in their HEADERS)
+            self._wake()
 
     def on_gone(self) -> None:
         self.gone = True
@@ -216,6 +186,9 @@ class H2Stream:
                     self.chunks += 1
                     if self.chunks == 2:  # a stream, as over HTTP/1.1: the route's next requests run on the pool
                         session.server.router.learn(self.scope["method"], self.scope["path"])
+                elif end and self.first_step:  # (crosses after the step, with the app's end if it ended: one post)
+                    self.last_body = body
+                    return
                 await crossing.send_body(self, body, end, more)
                 return
             if not self.sent_headers:

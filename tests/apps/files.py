@@ -4,7 +4,8 @@ FILES_DIR (env) is the directory the files live in.
 - ``/fr/NAME``: Starlette's ``FileResponse`` for FILES_DIR/NAME (it sends pathsend when the scope offers it);
   ``/pool/fr/NAME`` the same (the tests route ``/pool/*`` to the async pool with ``--async-path``).
 - ``/raw/NAME?cl=N``: the raw ASGI messages: a start with ``content-length: N`` if given (none otherwise),
-  then pathsend. Answers HEAD the same way (the server must send the head only).
+  then pathsend. Answers HEAD the same way (the server must send the head only). ``&then=S``: then blocks its
+  thread S seconds in the same step (a held response leaves after it).
 - ``/stale/NAME?to=N``: what a file changed after the app took its size looks like: the app stats the file,
   truncates or extends it to N bytes, then sends the size it saw as ``content-length`` and pathsend.
 - ``/ext``: the scope's extension names, as text (one per line).
@@ -45,6 +46,8 @@ async def app(scope, receive, send):
             headers.append((b"content-length", cl.encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.pathsend", "path": os.path.join(FILES_DIR, path[5:])})
+        if "then" in _query(scope):
+            time.sleep(float(_query(scope)["then"]))
     elif path.startswith("/stale/"):
         target = os.path.join(FILES_DIR, path[7:])
         seen = os.stat(target).st_size

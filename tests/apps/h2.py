@@ -119,6 +119,14 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"headers"})
     elif path == "/raise":
         raise RuntimeError("boom")
+    elif path == "/raise-after-response":  # a whole response, then an error, in the app's first step
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"answered"})
+        raise RuntimeError("boom after the response (intentional)")
+    elif path == "/answer-then-sleep":  # a whole response in the first step, then the app runs on ?seconds
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"answered"})
+        await asyncio.sleep(float(scope["query_string"] or 1))
     elif path == "/raise-late":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
