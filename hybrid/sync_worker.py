@@ -264,6 +264,12 @@ class SyncWorker:
             conn_set.add(conn)
         except (OSError, ValueError):  # the set is closed: the server is going away
             conn.close()
+            return
+        if conn.handshake_deadline:
+            # TLS: a client sends its ClientHello right after its ACK, so it is usually here already: its first
+            # handshake step now, not after one more epoll round (two epoll calls and a loop iteration per new
+            # connection); when it is not here yet, one read(2) that says EAGAIN and the set waits as before.
+            conn.on_readable(self)
 
     def _sweep(self, conn_set: ConnectionSet) -> None:
         """Once a second: close keep-alive connections idle longer than --timeout-keep-alive and TLS handshakes

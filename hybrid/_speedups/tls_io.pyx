@@ -53,6 +53,9 @@ ctypedef void (*err_clear_t)() nogil
 ctypedef void (*ssl_set_int_t)(void *ssl, int yes) nogil
 ctypedef int (*ssl_shutdown_t)(void *ssl) nogil
 ctypedef unsigned long (*version_num_t)() nogil
+ctypedef void *(*ssl_get_ctx_t)(const void *ssl) nogil
+ctypedef int (*bio_test_flags_t)(const void *bio, int flags) nogil
+ctypedef int (*ctx_set_str_t)(void *ctx, const char *s) nogil
 
 cdef ssl_io_t _SSL_read_ex = NULL
 cdef ssl_io_t _SSL_write_ex = NULL
@@ -64,12 +67,20 @@ cdef err_clear_t _ERR_clear_error = NULL
 cdef ssl_set_int_t _SSL_set_read_ahead = NULL
 cdef ssl_state_t _SSL_has_pending = NULL
 cdef ssl_shutdown_t _SSL_shutdown = NULL
+cdef ssl_get_ctx_t _SSL_get_SSL_CTX = NULL
+cdef ssl_get_ctx_t _SSL_get_rbio = NULL
+cdef ssl_get_ctx_t _SSL_get_wbio = NULL
+cdef bio_test_flags_t _BIO_test_flags = NULL
+cdef ctx_set_str_t _SSL_CTX_set_ciphersuites = NULL
 
 # openssl/ssl.h, fixed since OpenSSL 0.9: what SSL_want says an SSL object waits for, and SSL_get_shutdown's
 # bit for a close_notify (or fatal alert) received.
 DEF SSL_WRITING = 2
 DEF SSL_READING = 3
 DEF SSL_RECEIVED_SHUTDOWN = 2
+# openssl/bio.h: the socket BIO's last read (write) said EAGAIN; what SSL_get_error checks for WANT_READ (WRITE).
+DEF BIO_FLAGS_READ = 1
+DEF BIO_FLAGS_WRITE = 2
 # How much one tls_recv decrypts of what was read ahead before it turns read-ahead off for the rest.
 DEF DRAIN_AHEAD_MAX = 262144
 
@@ -93,6 +104,7 @@ cdef void *_raw_ssl(object sslobj):
 cdef _setup():
     global _SSL_read_ex, _SSL_write_ex, _SSL_get_error, _SSL_get_fd, _SSL_want, _SSL_get_shutdown
     global _ERR_clear_error, _SSL_set_read_ahead, _SSL_has_pending, _SSL_shutdown, _ready
+    global _SSL_get_SSL_CTX, _SSL_CTX_set_ciphersuites, _SSL_get_rbio, _SSL_get_wbio, _BIO_test_flags
     if os.environ.get("HYBRID_TLS_DIRECT", "1") == "0":
         return "turned off (HYBRID_TLS_DIRECT=0)"
     if sys.implementation.name != "cpython" or not (3, 8) <= sys.version_info[:2] <= (3, 13):
@@ -112,6 +124,11 @@ cdef _setup():
         _SSL_set_read_ahead = <ssl_set_int_t>_resolve(handle, b"SSL_set_read_ahead")  # (functions since 1.1.0)
         _SSL_has_pending = <ssl_state_t>_resolve(handle, b"SSL_has_pending")
         _SSL_shutdown = <ssl_shutdown_t>_resolve(handle, b"SSL_shutdown")
+        _SSL_get_SSL_CTX = <ssl_get_ctx_t>_resolve(handle, b"SSL_get_SSL_CTX")
+        _SSL_CTX_set_ciphersuites = <ctx_set_str_t>_resolve(handle, b"SSL_CTX_set_ciphersuites")  # (1.1.1+)
+        _SSL_get_rbio = <ssl_get_ctx_t>_resolve(handle, b"SSL_get_rbio")
+        _SSL_get_wbio = <ssl_get_ctx_t>_resolve(handle, b"SSL_get_wbio")
+        _BIO_test_flags = <bio_test_flags_t>_resolve(handle, b"BIO_test_flags")
     except LookupError as exc:
         return f"OpenSSL's {exc} not visible through _ssl"
     if version != ssl.OPENSSL_VERSION_NUMBER:
@@ -149,10 +166,22 @@ cdef object ssl_object(object sock):
     return sslobj
 
 
-# Why a call failed: "not now" is read from the SSL object's own state (SSL_want: it waits to read or to write,
-# which OpenSSL resets at the start of every SSL_read/SSL_write) rather than from SSL_get_error, which looks at
-# the thread's error queue first and so needs it emptied (ERR_clear_error, 16 slots: about 800 instructions)
-# before every call. The queue is only read, and then emptied, when a call really failed.
+# Why a call failed: "not now" is read from the SSL object's own state (SSL_want: it waits to read or to write)
+# and its socket BIO's (that wait was an EAGAIN), SSL_get_error's own test, rather than from SSL_get_error, which
+# looks at the thread's error queue first and so needs it emptied (ERR_clear_error, 16 slots: about 800
+# instructions) before every call. The queue is only read, and then emptied, when a call really failed.
+
+cdef inline bint _not_now(void *s):
+    # SSL_want says what the failed call waited for, and the socket BIO whether that wait was an EAGAIN: after
+    # a reset or an EOF OpenSSL's state stays "reading" (and later calls fail at once, reading nothing), so
+    # SSL_want alone made a dead connection look idle, and level-triggered epoll reported it again and again.
+    cdef int want = _SSL_want(s)
+    if want == SSL_READING:
+        return _BIO_test_flags(_SSL_get_rbio(s), BIO_FLAGS_READ) != 0
+    if want == SSL_WRITING:
+        return _BIO_test_flags(_SSL_get_wbio(s), BIO_FLAGS_WRITE) != 0
+    return False
+
 
 cdef object tls_recv(object sslobj):
     """What the client sent so far, decrypted: the bytes, b"" at the end of the stream (close_notify or an alert
@@ -165,8 +194,7 @@ cdef object tls_recv(object sslobj):
     cdef void *s = _raw_ssl(sslobj)
     cdef size_t n = 0
     if _SSL_read_ex(s, _tls_buffer, sizeof(_tls_buffer), &n) != 1:
-        want = _SSL_want(s)
-        if want == SSL_READING or want == SSL_WRITING:
+        if _not_now(s):
             return None
         if _SSL_get_shutdown(s) & SSL_RECEIVED_SHUTDOWN:
             _ERR_clear_error()
@@ -185,7 +213,6 @@ cdef object _drain(void *s, size_t n):
     cdef size_t total = n
     cdef size_t done
     cdef bint ahead_off = False
-    cdef int want
     try:
         while _SSL_has_pending(s):
             if n == sizeof(_tls_buffer):
@@ -196,8 +223,7 @@ cdef object _drain(void *s, size_t n):
                 ahead_off = True
             done = 0
             if _SSL_read_ex(s, _tls_buffer + n, sizeof(_tls_buffer) - n, &done) != 1:
-                want = _SSL_want(s)
-                if want == SSL_READING or want == SSL_WRITING:
+                if _not_now(s):
                     break  # the rest of a record is not here yet
                 if _SSL_get_shutdown(s) & SSL_RECEIVED_SHUTDOWN:
                     _ERR_clear_error()  # (what came before the close_notify is served; the EOF is seen next)
@@ -238,8 +264,7 @@ cdef Py_ssize_t tls_send(object sslobj, bytes data) except -1:
     cdef size_t n = 0
     if _SSL_write_ex(s, PyBytes_AS_STRING(data), size, &n) == 1:
         return n
-    cdef int want = _SSL_want(s)
-    if want == SSL_WRITING or want == SSL_READING:
+    if _not_now(s):
         return 0
     _failed(s, "write")
 
@@ -266,6 +291,26 @@ def close_notify(object sock):
         return False
     if _SSL_shutdown(_raw_ssl(sslobj)) < 0:  # (a peer gone, a full send buffer: no alert, as with unwrap)
         _ERR_clear_error()
+    return True
+
+
+def set_tls13_suites(object ctx, str suites):
+    """The TLS 1.3 cipher suites of a server SSLContext, in preference order (``ssl`` has no call for them:
+    ``set_ciphers`` is TLS 1.2's list). Set on the context's ``SSL_CTX``, found through an SSL object made from
+    it (whose layout the self-test proved); connections wrapped afterwards get them. True when set, False
+    where the direct path is off (the context keeps OpenSSL's order). ValueError if OpenSSL refuses the list."""
+    if not _ready:
+        return False
+    probe = ctx.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+    sslobj = getattr(probe, "_sslobj", None)
+    if type(sslobj) is not _SSLSocketType:
+        return False
+    cdef void *sctx = _SSL_get_SSL_CTX(_raw_ssl(sslobj))
+    if sctx == NULL:
+        return False
+    if _SSL_CTX_set_ciphersuites(sctx, suites.encode()) != 1:
+        _ERR_clear_error()
+        raise ValueError(f"OpenSSL refused the TLS 1.3 suites {suites!r}")
     return True
 
 
