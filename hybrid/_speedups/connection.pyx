@@ -229,6 +229,13 @@ cdef class Connection:
 
     cpdef want_read(self):
         """The pending app waits for bytes: let this thread's loop watch the socket."""
+        cycle = self.cycle
+        if self.async_mode and self.registered and cycle is not None and (<RequestCycle>cycle).body_complete:
+            # The whole body is read, so the app waits only for a disconnect (Django's listen_for_disconnect, on
+            # every request). The set already watches the socket: an EOF (or pipelined bytes) makes it readable
+            # there, and leave_set then hands it to this loop (_watch_for_app). Taken out of the set and given
+            # to the loop here, it cost four epoll_ctl per request (out, add_reader, remove_reader, back in).
+            return
         if not self.reading and not self.disconnected:
             self._unregister()  # (the loop reads it now: the set must not report it too)
             self.reading = True
@@ -520,6 +527,17 @@ cdef class Connection:
         stuck: the connection stays the serving thread's."""
         if self.async_mode:
             self._unregister()
+            cycle = self.cycle
+            if cycle is not None and (<RequestCycle>cycle).waiter is not None:
+                # The app waits in receive() with its whole body read (want_read left it in the set): this
+                # thread's loop reads the socket now, so an EOF reaches the app as http.disconnect. Through the
+                # loop (call_soon is thread-safe): the set's owner may be a spare that took it over.
+                self.loop.call_soon(self._watch_for_app, cycle)
+
+    def _watch_for_app(self, cycle):
+        # (still the same request, still waiting, still out of the set: else _settle or receive() saw to it)
+        if cycle is self.cycle and (<RequestCycle>cycle).waiter is not None and not self.registered:
+            self.want_read()
 
     cdef _unregister(self):
         # ConnectionSet.remove in one piece, the GIL held throughout (select.epoll releases it): a spare that

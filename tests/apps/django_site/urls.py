@@ -10,4 +10,6 @@ urlpatterns = [
     path("stream/", views.stream),
     path("sync-stream/", views.sync_stream),
     path("boom/", views.boom),
+    path("wait/", views.wait),
+    path("waited/", views.waited),
 ]

@@ -44,5 +44,27 @@ def sync_stream(request):
     return StreamingHttpResponse((f"line {i}\n" for i in range(1000)), content_type="text/plain")
 
 
+# How each wait/ view ended, by its id: "cancelled" when Django's listen_for_disconnect saw the client leave.
+WAITED = {}
+
+
+@csrf_exempt
+async def wait(request):
+    """Waits ?t= seconds, unless the client leaves first (tests/test_disconnect_watch.py)."""
+    rid = request.GET["id"]
+    WAITED[rid] = "waiting"
+    try:
+        await asyncio.sleep(float(request.GET.get("t", "0")))
+    except asyncio.CancelledError:
+        WAITED[rid] = "cancelled"
+        raise
+    WAITED[rid] = "finished"
+    return HttpResponse(b"waited", content_type="text/plain")
+
+
+async def waited(request):
+    return JsonResponse(WAITED)
+
+
 def boom(request):
     raise ValueError("django view boom (intentional)")
