@@ -80,7 +80,7 @@ class ServerConfig:
     max_threads: int | None = None
     blocking_threshold: float = 0.001
     blocking_stacks: bool = True
-    gc_threshold: int = 2000  # (hybrid/gc_policy.py: CPython 3.13's youngest-generation threshold)
+    gc_threshold: int = 10000  # (hybrid/gc_policy.py: above what 64 requests in flight hold, not 3.13's 2000)
     lifespan: str = "auto"
     root_path: str = ""
     timeout_keep_alive: float = 5.0
