@@ -220,6 +220,9 @@ async def _in_pool(cycle, job, *args) -> None:
     reading = conn.reading
     if reading:
         conn._stop_reading()
+    # (an app waiting only for http.disconnect is watched by the set, not the loop: Connection.want_read; the
+    # set's report of an EOF must not start a read meanwhile, Connection._watch_for_app)
+    conn.in_pool_job = True
 
     def start() -> None:
         nonlocal task
@@ -247,7 +250,11 @@ async def _in_pool(cycle, job, *args) -> None:
                 raise asyncio.CancelledError from None
             await ended
         raise
-    if reading and not conn.disconnected and conn.sock is not None:
+    finally:
+        conn.in_pool_job = False
+    # (or the set reported it meanwhile, taking it out, while the app waits in receive: the loop reads it now)
+    waiting = cycle.waiter is not None and not conn.registered
+    if (reading or waiting) and not conn.disconnected and conn.sock is not None:
         conn.want_read()
 
 

@@ -536,7 +536,9 @@ cdef class Connection:
 
     def _watch_for_app(self, cycle):
         # (still the same request, still waiting, still out of the set: else _settle or receive() saw to it)
-        if cycle is self.cycle and (<RequestCycle>cycle).waiter is not None and not self.registered:
+        # (and no file is being written by the async pool: it may use a TLS connection's SSLSocket, pathsend.py)
+        if cycle is self.cycle and (<RequestCycle>cycle).waiter is not None and not self.registered and \
+                not getattr(self, "in_pool_job", False):
             self.want_read()
 
     cdef _unregister(self):
