@@ -86,6 +86,20 @@ class TracedServer(Server):
         return ["strace", "-f", "-qq", "-yy", "-e", "trace=epoll_ctl", "-o", str(self.trace),
                 sys.executable, "-m", "hybrid", *self.args]
 
+    def stop_traced(self) -> None:
+        """SIGTERM to the server itself (strace's child, by its PID): stopping strace alone would leave it."""
+        children = [stat.parent.name for stat in Path("/proc").glob("[0-9]*/stat") if _parent(stat) == self.proc.pid]
+        for pid in children:
+            subprocess.run(["kill", "-TERM", pid], check=False, timeout=10)
+        self.proc.wait(30)
+
+
+def _parent(stat: Path) -> int | None:
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):  # (a process gone meanwhile)
+        return None
+
 
 @pytest.mark.skipif(not _strace_works(), reason="strace missing or not allowed to trace here")
 def test_a_django_request_costs_no_epoll_ctl(tmp_path):
@@ -104,6 +118,7 @@ def test_a_django_request_costs_no_epoll_ctl(tmp_path):
             calls = [line for line in trace.read_text().splitlines()
                      if re.search(r"epoll_ctl\(.*->127\.0\.0\.1:" + str(port) + r"\]>", line)]
     finally:
+        srv.stop_traced()
         srv.stop()
     # One: the connection joining its set at accept. Taken out of the set and watched by the loop for each
     # request's disconnect, it was 4 a request.
