@@ -169,6 +169,24 @@ def check_trailers(headers):
         _regular(name, value)
 
 
+cdef inline bint _space(unsigned char c):
+    return c == 0x20 or 0x09 <= c <= 0x0d  # (what bytes.strip() strips: SP, HT, LF, VT, FF, CR)
+
+
+cdef bint _plain(bytes field, bint name):
+    """``field`` is what ``.lower().strip()`` (a name) or ``.strip()`` (a value) would leave it: most are, and
+    the three method calls per field cost more than the rest of the normalization."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(field)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(field), i
+    if n and (_space(p[0]) or _space(p[n - 1])):
+        return False
+    if name:
+        for i in range(n):
+            if 0x41 <= p[i] <= 0x5a:
+                return False
+    return True
+
+
 def response_fields(headers):
     """An app's response headers (or trailers) as they go out: names lower-cased, names and values stripped of
     surrounding whitespace, connection-specific fields dropped (section 8.2.2), authorization fields and short
@@ -177,8 +195,10 @@ def response_fields(headers):
     cdef list out = []
     cdef bytes name, value
     for header in headers:
-        name = bytes(header[0]).lower().strip()
-        value = bytes(header[1]).strip()
+        raw = header[0]
+        name = <bytes>raw if type(raw) is bytes and _plain(<bytes>raw, True) else bytes(raw).lower().strip()
+        raw = header[1]
+        value = <bytes>raw if type(raw) is bytes and _plain(<bytes>raw, False) else bytes(raw).strip()
         if not name or PyBytes_AS_STRING(name)[0] == b":":
             raise ValueError(f"ASGI: invalid HTTP/2 response header name {name!r}")
         if name in CONNECTION_SPECIFIC:
