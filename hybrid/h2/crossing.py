@@ -105,7 +105,17 @@ def write_trailers(stream, headers) -> None:
 
 
 def finish(stream, body: bytes, exc) -> None:
-    """The app's last body and its end, crossed in one post (onworker.run_stream)."""
+    """The app's last body and its end, crossed in one post (onworker.run_stream). Most responses: nothing of
+    the stream's waits before them and the body fits the windows, so the response and the app's end are applied
+    here in one step (``H2Session.end_whole``); otherwise, or if only the HEADERS went, in order by ``_pump``."""
+    session = stream.session
+    if exc is None and not stream.ops and stream.writer is None and not stream.sent_headers:
+        try:
+            if not stream.gone and not session.closed and session.end_whole(stream, body):
+                return
+        except ClientDisconnected:  # (as _pump: the stream closed under the app; its end still applies)
+            session.app_finished(stream, None)
+            return
     ops = stream.ops
     ops.append((WRITE, body, True, None))
     ops.append((DONE, exc, True, None))

@@ -363,6 +363,36 @@ class H2Session(H2Timeouts, H2Writing):
         finally:
             report.ended(self, stream, "worker", ran)
 
+    def end_whole(self, stream: H2Stream, body: bytes) -> bool:
+        """``crossing.finish`` for a remote app that ended without error after its whole response, nothing
+        sent before (most requests): its HEADERS and last body queued (``send_start``), then what
+        ``app_finished``, ``_end_stream`` and ``stream_done`` do for it, without their calls. False: the HEADERS
+        are queued, the body is not (it must wait for a window): the caller goes on in order."""
+        stream.sent_headers = True
+        if not self.send_start(stream, body, True):
+            return False
+        proxy = stream.task
+        stream.task = None
+        if proxy is not None:
+            self.pool.tasks.discard(proxy)
+            if not proxy.done():
+                proxy.set_result(None)
+        sid = stream.id
+        streams = self.streams
+        if streams.get(sid) is stream:
+            del streams[sid]
+            self.answered.discard(sid)
+            if stream.body:
+                self._release_body(stream)
+            if not stream.ended:  # (a body the app did not read: RST_STREAM NO_ERROR, RFC 9113 section 8.1)
+                self._reset(stream, ErrorCodes.NO_ERROR)
+            if not streams:
+                self._maybe_idle()
+        server = self.server
+        if server.access_log or server.lifecycle is not None:
+            report.ended(self, stream, "worker")
+        return True
+
     def _end_stream(self, stream: H2Stream, exc) -> None:
         if exc is not None and not (stream.gone and isinstance(exc, ClientDisconnected)):
             logger.error("Exception in ASGI application", exc_info=exc)
