@@ -95,6 +95,7 @@ class H2Session(H2Timeouts, H2Writing):
             pool.h2_inbox = Mailbox(self.loop)
         trust = self.server.proxy_trust  # (decided once per connection, as for HTTP/1.1)
         self.proxy = trust.for_peer(self.client_addr) if trust is not None else None
+        self.scope_base = None  # (what every scope of this connection shares: h2scope.build_scope makes it once)
         self.keep_alive = config.timeout_keep_alive
         self.head_timeout = config.timeout_request_head
         self.stall = config.timeout_write_stall
