@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 
 from h2.config import H2Configuration
 from h2.errors import ErrorCodes
@@ -44,7 +45,7 @@ from hyperframe.frame import GoAwayFrame
 
 from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
 from hybrid._speedups.h2read import H2Conn
-from hybrid._speedups.h2scope import build_scope
+from hybrid._speedups.h2scope import build_scope, wants_event_stream
 from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
@@ -221,7 +222,11 @@ class H2Session(H2Timeouts, H2Writing):
             elif kind is StreamEnded:
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
-                    stream.on_end()
+                    if type(stream) is H2Stream and stream.inbox is None and stream.waiter is None:
+                        # (H2Stream.on_end for most requests, ended in their HEADERS: no one waits)
+                        stream.ended = True
+                    else:
+                        stream.on_end()
             elif kind is WindowUpdated:
                 self._window_opened(event.stream_id)
             elif kind is StreamReset:
@@ -328,12 +333,27 @@ class H2Session(H2Timeouts, H2Writing):
 
     def _start(self, stream: H2Stream) -> bool:
         """Start the stream's app; True when it went to a worker (the read's streams wake it once)."""
-        self.server.requests += 1
+        server = self.server
+        server.requests += 1
         if stream.is_websocket:
             return stream.start()  # on this loop, as an HTTP/1.1 WebSocket after its handoff (websocket.py)
-        if self.home is not None and not crossing.wants_pool(self.server, stream.scope):
-            crossing.dispatch(self, stream)  # on a worker thread, where a blocking step is taken over
-            return True
+        home = self.home
+        if home is not None:
+            # As an HTTP/1.1 request would be handed to the pool before any app code (Accept includes
+            # text/event-stream, or --async-path / a learned streaming route matches), the app runs here (below);
+            # any other is queued in the connection's home set (the session wakes its owner once per loop
+            # iteration: crossing.wake_soon) and held in pool.h2_remote until its end is applied (a graceful
+            # shutdown makes a future stand for each: crossing.stand_in).
+            scope = stream.scope
+            router = server.router
+            if not (wants_event_stream(scope["headers"])
+                    or (router.active and router.wants_pool(scope["method"], scope["path"]))):
+                stream.remote = True  # on a worker thread, where a blocking step is taken over
+                stream.ops = deque()
+                stream.task = crossing.RUNNING
+                self.pool.h2_remote.add(stream)
+                home.h2_streams.append(stream)
+                return True
         # A stream (SSE, --async-path, a route learned as streaming) runs here, as over HTTP/1.1: on a worker's
         # loop it would stop while another handler of that thread blocks.
         stream.scope["state"] = self.pool.state.copy()  # (the pool loop's lifespan state)
@@ -356,9 +376,12 @@ class H2Session(H2Timeouts, H2Writing):
         proxy = stream.task
         stream.task = None
         if proxy is not None:
-            self.pool.tasks.discard(proxy)
-            if not proxy.done():
-                proxy.set_result(None)
+            pool = self.pool
+            pool.h2_remote.discard(stream)
+            if proxy is not crossing.RUNNING:  # (a shutdown's stand-in: crossing.stand_in)
+                pool.tasks.discard(proxy)
+                if not proxy.done():
+                    proxy.set_result(None)
         try:
             self._end_stream(stream, exc)
         finally:
@@ -375,9 +398,12 @@ class H2Session(H2Timeouts, H2Writing):
         proxy = stream.task
         stream.task = None
         if proxy is not None:
-            self.pool.tasks.discard(proxy)
-            if not proxy.done():
-                proxy.set_result(None)
+            pool = self.pool
+            pool.h2_remote.discard(stream)
+            if proxy is not crossing.RUNNING:  # (a shutdown's stand-in: crossing.stand_in)
+                pool.tasks.discard(proxy)
+                if not proxy.done():
+                    proxy.set_result(None)
         sid = stream.id
         streams = self.streams
         if streams.get(sid) is stream:
