@@ -161,7 +161,9 @@ cdef object _content_length(stream, headers):
         stream._expected_content_length = 0
         return
     content_length = None
-    for n, v in headers:
+    for h in headers:  # (read by the tuple's slots: hpack's HeaderTuple unpacks through generic iteration)
+        n = (<tuple>h)[0]
+        v = (<tuple>h)[1]
         if n == b"content-length":
             if not v.isdigit():  # (RFC 9110's 1*DIGIT)
                 raise ProtocolError(f"Invalid content-length header: {v!r}")
@@ -203,7 +205,9 @@ cdef object _decode_headers(decoder, bytes block):
 cdef bint _informational(list headers):
     """h2's is_informational_response: a :status 1xx among the leading pseudo-headers (h2 then steps another
     input, which a request's stream refuses: its path raises its error)."""
-    for name, value in headers:
+    for h in headers:
+        name = (<tuple>h)[0]
+        value = (<tuple>h)[1]
         if not (<bytes>name).startswith(b":"):
             return False
         if name == b":status":
