@@ -16,6 +16,8 @@ event a keyword ``__init__`` (~3,500 instructions); a check that fails (h2's Pro
 h2's function itself, so its error is h2's.
 """
 
+from cpython.object cimport PyObject, PyTypeObject
+
 import dataclasses
 
 from h2.events import DataReceived, RequestReceived, StreamEnded, _ResponseSent, _TrailersSent
@@ -25,7 +27,17 @@ from h2.stream import H2StreamStateMachine, StreamClosedBy, StreamState, _transi
 cdef object CLOSED = StreamState.CLOSED
 cdef object BY_RECV_END = StreamClosedBy.RECV_END_STREAM
 cdef object BY_SEND_END = StreamClosedBy.SEND_END_STREAM
-cdef object _object_new = object.__new__
+cdef tuple _NO_ARGS = ()
+
+
+cdef object new_plain(type cls):
+    """``cls.__new__(cls)`` for a class that takes object's ``__new__`` (h2's events, streams, state machines,
+    window managers): its slot called directly, without ``object.__new__``'s Python-level wrapper (~350
+    instructions a call); any other ``__new__`` is called as Python calls it."""
+    cdef PyTypeObject *t = <PyTypeObject *>cls
+    if t.tp_new is (<PyTypeObject *>object).tp_new:
+        return t.tp_new(cls, <PyObject *>_NO_ARGS, NULL)
+    return cls.__new__(cls)
 
 cdef enum:
     PY = 0  # h2's own function
@@ -73,7 +85,7 @@ CODES[H2StreamStateMachine.send_end_stream] = SEND_END_STREAM
 cdef object _event(cls, tuple fields, stream_id):
     """``cls(stream_id=stream_id)`` for an h2 event dataclass: its attributes set in ``__init__``'s order (the
     instances keep CPython's shared-key layout)."""
-    event = _object_new(cls)
+    event = new_plain(cls)
     event.stream_id = stream_id
     for name, default in fields:
         setattr(event, name, default)
@@ -107,12 +119,12 @@ cdef object _fast(int code, machine, target):
                 return None
             machine.state = target
             machine.headers_sent = True
-            return [_object_new(_ResponseSent)]
+            return [new_plain(_ResponseSent)]
         if machine.trailers_sent:
             return None
         machine.state = target
         machine.trailers_sent = True
-        return [_object_new(_TrailersSent)]
+        return [new_plain(_TrailersSent)]
     if code == SEND_END_STREAM:
         machine.state = target
         machine.stream_closed_by = BY_SEND_END

@@ -38,7 +38,7 @@ from h2.windows import LARGEST_FLOW_CONTROL_WINDOW, WindowManager
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import RstStreamFrame
 
-from hybrid._speedups.h2machine cimport Steps
+from hybrid._speedups.h2machine cimport Steps, new_plain
 
 cdef object SERVER_OPEN = ConnectionState.SERVER_OPEN
 cdef Steps RECV_HEADERS = Steps(StreamInputs.RECV_HEADERS)
@@ -110,9 +110,6 @@ cdef Py_ssize_t _walk(conn, int remainder) except -1:
             while len(closed) > limit:
                 closed.popitem(last=False)
     return count
-cdef object _stream_new = H2Stream.__new__
-cdef object _machine_new = H2StreamStateMachine.__new__
-cdef object _window_new = WindowManager.__new__
 
 
 cdef object _new_stream(sid, config, inbound, outbound, max_frame):
@@ -126,7 +123,7 @@ cdef object _new_stream(sid, config, inbound, outbound, max_frame):
         return stream
     # (attributes set one by one, in __init__'s order: the instances keep CPython's shared-key layout, which
     # h2's attribute reads are specialized for; a dict assigned whole made every later read slower)
-    machine = _machine_new(H2StreamStateMachine)
+    machine = new_plain(H2StreamStateMachine)
     machine.state = S_IDLE
     machine.stream_id = sid
     machine.client = None
@@ -135,13 +132,13 @@ cdef object _new_stream(sid, config, inbound, outbound, max_frame):
     machine.headers_received = None
     machine.trailers_received = None
     machine.stream_closed_by = None
-    stream = _stream_new(H2Stream)
+    stream = new_plain(H2Stream)
     stream.state_machine = machine
     stream.stream_id = sid
     stream.max_outbound_frame_size = None
     stream.request_method = None
     stream.outbound_flow_control_window = outbound
-    window = _window_new(WindowManager)
+    window = new_plain(WindowManager)
     window.max_window_size = inbound
     window.current_window_size = inbound
     window._bytes_processed = 0
