@@ -67,7 +67,8 @@ cdef object _setting(settings, code, default):
     ``Settings`` storage as its ``__getitem__`` does (the first of the values in flight; None: not in force):
     the properties went through three Python calls, and a missing setting through a KeyError caught, per
     request."""
-    values = settings._settings.get(code)
+    storage = settings._settings
+    values = (<dict>storage).get(code) if type(storage) is dict else storage.get(code)  # (dict: no method call)
     if values is not None:
         value = values[0]
         if value is not None:
