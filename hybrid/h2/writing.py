@@ -31,6 +31,8 @@ SMALL = 16384  # a DATA frame under this is written with the iteration's other f
 HIGH_WATER = 262144  # bytes waiting to be sent past which the session stops reading
 
 _date = [0, b""]
+# (":status" values made once: a bytes %-format is ~700 instructions a response)
+_STATUS = {code: b"%d" % code for code in range(100, 600)}
 
 
 def _date_value() -> bytes:
@@ -64,7 +66,8 @@ class H2Writing:
         write bound (HIGH_WATER): serialized at once into h2's output (h2write.pyx says how h2's state follows).
         True when all of it (``end`` included) is queued; False: the HEADERS are, ``body`` (not empty) is not."""
         # (_response_headers, _date_value and _flush_soon inline: this runs for every response)
-        headers = [(b":status", b"%d" % stream.status), *stream.headers, *self.extra_headers]
+        status = stream.status
+        headers = [(b":status", _STATUS.get(status) or b"%d" % status), *stream.headers, *self.extra_headers]
         if self.date_header:
             now = int(time.time())
             if _date[0] != now:
