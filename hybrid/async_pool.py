@@ -377,10 +377,11 @@ class AsyncPool:
             session.shutdown()  # close 1001 (Going Away); their apps get websocket.disconnect and must return
         for session in list(self.h2_sessions):
             session.shutdown()  # GOAWAY with the last stream taken: those finish below, later ones are refused
-        from hybrid.h2.crossing import stand_in  # (only here: HTTP/2 needs nothing of the pool at import)
+        if self.h2_remote:  # (h2 imported only then: a server that served no HTTP/2 never imports it)
+            from hybrid.h2.crossing import stand_in
 
-        for stream in list(self.h2_remote):
-            stand_in(self, stream)  # (a future for each remote app, waited for and cancelled as a task is)
+            for stream in list(self.h2_remote):
+                stand_in(self, stream)  # (a future for each remote app, waited for and cancelled as a task is)
         if self.tasks:
             logger.info("Waiting up to %.0f s for %d open stream(s)", timeout, len(self.tasks))
             _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
