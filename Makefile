@@ -8,6 +8,10 @@ APP ?= hybrid.demo:app
 
 UV := $(VENV)/bin/uv pip install -q --python $(PY)
 
+# Two prerequisites at a time: `make test` installs the Debian peers (network and dpkg) while the venv installs and
+# the extensions compile, instead of after them (a fresh CI machine spends a minute or more in apt).
+MAKEFLAGS += -j2
+
 # Create the virtualenv and install hybrid (editable) with test tools; `make build` compiles the Cython extensions.
 # uv does the installs (pip only installs uv): several times faster than pip, and CI makes two virtualenvs.
 $(VENV)/.installed: pyproject.toml setup.py
