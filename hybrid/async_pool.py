@@ -305,6 +305,8 @@ class AsyncPool:
         self.h2_sessions: set = set()  # HTTP/2 connections (hybrid/h2/session.py)
         self.h2_inbox = None  # (a Mailbox: what workers running HTTP/2 streams' apps post here; h2/crossing.py)
         self.h2_wakes: set = set()  # home sets with HTTP/2 streams queued in this loop iteration (crossing.wake_soon)
+        # HTTP/2 streams whose apps run on workers (H2Session._start): a graceful shutdown waits for them too
+        self.h2_remote: set = set()
         self.drained = threading.Event()  # (set by _drain at shutdown: streams done, lifespan shutdown next)
         self.handoffs = 0
         self.ready = threading.Event()
@@ -375,6 +377,11 @@ class AsyncPool:
             session.shutdown()  # close 1001 (Going Away); their apps get websocket.disconnect and must return
         for session in list(self.h2_sessions):
             session.shutdown()  # GOAWAY with the last stream taken: those finish below, later ones are refused
+        if self.h2_remote:  # (h2 imported only then: a server that served no HTTP/2 never imports it)
+            from hybrid.h2.crossing import stand_in
+
+            for stream in list(self.h2_remote):
+                stand_in(self, stream)  # (a future for each remote app, waited for and cancelled as a task is)
         if self.tasks:
             logger.info("Waiting up to %.0f s for %d open stream(s)", timeout, len(self.tasks))
             _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
@@ -496,7 +503,7 @@ class AsyncPool:
         if sampler is not None:
             self.server.blocking_sites.record(coro.cycle, sampler.take(threading.get_ident(), began=started), took,
                                               "the async pool's loop")
-        waiting = len(self.tasks) - 1
+        waiting = len(self.tasks) + len(self.h2_remote) - 1
         if waiting > 0:
             self.server.blocked_loop(coro.cycle, took, waiting, "the async pool")
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trustme
 from h2.settings import SettingCodes
-from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from tests.h2client import H2Client, read_frames
 from tests.support import Server, wait_until
@@ -273,6 +273,27 @@ def test_sigterm_goaway_then_in_flight_finishes(srv):
             assert any(isinstance(f, DataFrame) and f.stream_id == sid and "END_STREAM" in f.flags for f in frames)
             assert not any(getattr(f, "stream_id", 0) == late and isinstance(f, HeadersFrame) for f in frames)
             assert closed
+        finally:
+            client.close()
+        assert server.wait(10) == 0
+
+
+def test_sigterm_bound_cancels_a_worker_app_and_resets_its_stream():
+    """An app on a worker still running at --timeout-graceful-shutdown: the shutdown waits for it (a future
+    made for it then: crossing.stand_in), then cancels it and resets its stream CANCEL; the server exits."""
+    with Server(APP, "--port", "0", "--timeout-graceful-shutdown", "1") as server:
+        client = H2Client(server.addr)
+        try:
+            sid = client.request("/sleep?30", headers=[], end=True)
+            time.sleep(0.3)  # (the app is in its sleep, on a worker)
+            server.signal(signal.SIGTERM)
+            started = time.monotonic()
+            frames, _ = read_frames(client.sock, 10, until=lambda f: isinstance(f, RstStreamFrame))
+            waited = time.monotonic() - started
+            reset = frames[-1]
+            assert isinstance(reset, RstStreamFrame) and reset.stream_id == sid, frames
+            assert reset.error_code == h2.errors.ErrorCodes.CANCEL
+            assert 0.3 < waited < 5, waited  # (at the bound, less what the shutdown did before: not at once)
         finally:
             client.close()
         assert server.wait(10) == 0

@@ -128,3 +128,15 @@ def test_response_fields_agree_with_h2():
                 assert expected is None, f"h2 sent what h2fields refused: {block!r}"
                 continue
             assert got == expected, block
+
+
+def test_response_fields_strip_and_lower_as_bytes_methods():
+    """A plain field is taken as it is (no ``.lower().strip()`` calls): each of the six bytes ``bytes.strip()``
+    strips, at either end, and an upper-case letter anywhere in a name still send a field through them."""
+    for ws in b" \t\n\r\x0b\x0c":
+        for field in (bytes([ws]) + b"x-a", b"x-a" + bytes([ws]), b"X-a", b"x-A", b"xY-a", b"x-Z", b"x-a", b"x@[`{"):
+            for kind in (bytes, bytearray):
+                got = response_fields([(kind(field), kind(field))])
+                assert got == [(field.lower().strip(), field.strip())], (field, kind)
+    plain = (b"x-a", b"v")
+    assert all(a is b for a, b in zip(response_fields([plain])[0], plain, strict=True))  # (no copy made)

@@ -66,7 +66,7 @@ def session_of(root: str, proxy, request_ids) -> types.SimpleNamespace:
     server = types.SimpleNamespace(root_path=root, request_ids=request_ids)
     trust = None if proxy is None else ProxyTrust(["127.0.0.1"], forwarded=proxy[0], forwarded_host=proxy[1])
     return types.SimpleNamespace(server=server, server_addr=("127.0.0.1", 8000), client_addr=("127.0.0.1", 5555),
-                                 scheme="http", proxy=trust)
+                                 scheme="http", proxy=trust, scope_base=None)
 
 
 @given(
@@ -80,6 +80,8 @@ def session_of(root: str, proxy, request_ids) -> types.SimpleNamespace:
 def test_build_scope_is_the_python_one(method, path, root, fields, proxy, with_ids):
     request_ids = RequestIds() if with_ids else None
     session = session_of(root, proxy, request_ids)
+    if with_ids:  # (then the scope below is built from the connection's parts made by this one, kept on it)
+        build_scope(session, b"GET", b"/", [])
     got = build_scope(session, method, path, list(fields))
     want = reference(session, method, path, list(fields))
     got_id = got["extensions"].pop(REQUEST_ID_KEY)

@@ -8,6 +8,8 @@ afterwards. Hypothesis draws the same examples each run (tests/conftest.py).
 
 from __future__ import annotations
 
+import random
+
 import hpack
 import pytest
 from hpack import HeaderTuple, NeverIndexedHeaderTuple
@@ -132,3 +134,17 @@ def test_decoder_bounds_header_list():
     with pytest.raises(hpack.OversizedHeaderListError):
         decoder.decode(BOMB, raw=True)
     assert len(hpack_codec.Decoder().decode(BOMB[:-38], raw=True)) == 63  # (the same bomb, just under the bound)
+
+
+def test_encoder_table_over_a_long_run():
+    """The encoder's dynamic table over thousands of fields from a small pool (repeats, names with new values,
+    entries evicted one by one and whole tables emptied, resizes): every block is hpack's, byte for byte."""
+    rng = random.Random(26)
+    pool = [b"content-type", b"x-a", b"x-b", b"date", b"server", b"set-cookie"]
+    ref, ours = hpack.Encoder(), hpack_codec.Encoder()
+    for i in range(3000):
+        if i % 500 == 499:
+            ref.header_table_size = ours.header_table_size = rng.choice([0, 128, 256, 4096])
+        headers = [(rng.choice(pool), b"v%d" % rng.randrange(40) * rng.choice([1, 1, 1, 20, 200]))
+                   for _ in range(rng.randrange(1, 6))]
+        assert ours.encode(headers) == ref.encode(headers), i

@@ -38,7 +38,8 @@ from h2.windows import LARGEST_FLOW_CONTROL_WINDOW, WindowManager
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import RstStreamFrame
 
-from hybrid._speedups.h2machine cimport Steps
+from hybrid._speedups.h2machine cimport Steps, new_plain
+from hybrid._speedups.hpack_codec cimport Decoder
 
 cdef object SERVER_OPEN = ConnectionState.SERVER_OPEN
 cdef Steps RECV_HEADERS = Steps(StreamInputs.RECV_HEADERS)
@@ -67,7 +68,8 @@ cdef object _setting(settings, code, default):
     ``Settings`` storage as its ``__getitem__`` does (the first of the values in flight; None: not in force):
     the properties went through three Python calls, and a missing setting through a KeyError caught, per
     request."""
-    values = settings._settings.get(code)
+    storage = settings._settings
+    values = (<dict>storage).get(code) if type(storage) is dict else storage.get(code)  # (dict: no method call)
     if values is not None:
         value = values[0]
         if value is not None:
@@ -110,9 +112,16 @@ cdef Py_ssize_t _walk(conn, int remainder) except -1:
             while len(closed) > limit:
                 closed.popitem(last=False)
     return count
-cdef object _stream_new = H2Stream.__new__
-cdef object _machine_new = H2StreamStateMachine.__new__
-cdef object _window_new = WindowManager.__new__
+
+
+cdef object _open_count(conn, remainder):
+    """``H2Conn._open_streams`` (its docstring says why), callable without a method call."""
+    streams = conn.streams
+    if remainder != 1 or len(streams) >= conn._scan_at:
+        count = _walk(conn, remainder)
+        conn._scan_at = 2 * len(streams) + 32
+        return count
+    return len(streams)
 
 
 cdef object _new_stream(sid, config, inbound, outbound, max_frame):
@@ -126,7 +135,7 @@ cdef object _new_stream(sid, config, inbound, outbound, max_frame):
         return stream
     # (attributes set one by one, in __init__'s order: the instances keep CPython's shared-key layout, which
     # h2's attribute reads are specialized for; a dict assigned whole made every later read slower)
-    machine = _machine_new(H2StreamStateMachine)
+    machine = new_plain(H2StreamStateMachine)
     machine.state = S_IDLE
     machine.stream_id = sid
     machine.client = None
@@ -135,13 +144,13 @@ cdef object _new_stream(sid, config, inbound, outbound, max_frame):
     machine.headers_received = None
     machine.trailers_received = None
     machine.stream_closed_by = None
-    stream = _stream_new(H2Stream)
+    stream = new_plain(H2Stream)
     stream.state_machine = machine
     stream.stream_id = sid
     stream.max_outbound_frame_size = None
     stream.request_method = None
     stream.outbound_flow_control_window = outbound
-    window = _window_new(WindowManager)
+    window = new_plain(WindowManager)
     window.max_window_size = inbound
     window.current_window_size = inbound
     window._bytes_processed = 0
@@ -161,7 +170,9 @@ cdef object _content_length(stream, headers):
         stream._expected_content_length = 0
         return
     content_length = None
-    for n, v in headers:
+    for h in headers:  # (read by the tuple's slots: hpack's HeaderTuple unpacks through generic iteration)
+        n = (<tuple>h)[0]
+        v = (<tuple>h)[1]
         if n == b"content-length":
             if not v.isdigit():  # (RFC 9110's 1*DIGIT)
                 raise ProtocolError(f"Invalid content-length header: {v!r}")
@@ -193,6 +204,8 @@ cdef object _decode_headers(decoder, bytes block):
     """h2's ``_decode_headers`` (h2/connection.py), its errors translated the same way, without its Python
     frame."""
     try:
+        if type(decoder) is Decoder:  # (ours, as H2Session installs it: called in C)
+            return (<Decoder>decoder).decode(block, True)
         return decoder.decode(block, raw=True)
     except OversizedHeaderListError as e:
         raise DenialOfServiceError(f"Oversized header block: {e}") from e
@@ -203,12 +216,70 @@ cdef object _decode_headers(decoder, bytes block):
 cdef bint _informational(list headers):
     """h2's is_informational_response: a :status 1xx among the leading pseudo-headers (h2 then steps another
     input, which a request's stream refuses: its path raises its error)."""
-    for name, value in headers:
+    for h in headers:
+        name = (<tuple>h)[0]
+        value = (<tuple>h)[1]
         if not (<bytes>name).startswith(b":"):
             return False
         if name == b":status":
             return (<bytes>value).startswith(b"1")
     return False
+
+
+cdef list _request_headers(conn, sid, bytes block, end_stream):
+    """h2's ``_receive_headers_frame`` for a HEADERS frame that opens stream ``sid`` (checked by the caller:
+    odd, above every stream seen, the connection open), without the frame object."""
+    value = _open_count(conn, 1)  # (open_inbound_streams, without the property's or the method's call)
+    local = conn.local_settings
+    limit = _setting(local, MAX_CONCURRENT_STREAMS, NO_STREAM_LIMIT)
+    if value + 1 > limit:
+        raise TooManyStreamsError(f"Max inbound streams is {limit}, {value} open")
+    headers = _decode_headers(conn.decoder, block)
+    # h2's _begin_new_stream, its checks made by the caller (odd, above the highest inbound id) and its
+    # debug logging (to h2's no-op logger) left out: the stream with both windows and the frame size.
+    stream = _new_stream(sid, conn.config, _setting(local, INITIAL_WINDOW_SIZE, None),
+                         _setting(conn.remote_settings, INITIAL_WINDOW_SIZE, None), conn.max_outbound_frame_size)
+    conn.streams[sid] = stream
+    conn.highest_inbound_stream_id = sid
+    if not conn._lean or _informational(headers):
+        frames, events = stream.receive_headers(headers, bool(end_stream), conn.config.header_encoding)
+        conn._prepare_for_sending(frames)
+        return events
+    # h2's H2Stream.receive_headers for a request on a new (idle) stream, its steps in its order: RECV_HEADERS
+    # (RequestReceived), RECV_END_STREAM (StreamEnded, linked to it), the content-length; the fields as
+    # decoded (with validation, normalization and decoding off, h2's processing is list()). It sends no frame.
+    machine = stream.state_machine
+    events = RECV_HEADERS.step(machine)
+    event = events[0]
+    if end_stream:
+        ended = RECV_END_STREAM.step(machine)
+        event.stream_ended = ended[0]
+        events += ended
+    _content_length(stream, headers)
+    event.headers = list(headers)
+    return events
+
+
+cdef list _request_data(conn, stream, data, end_stream):
+    """h2's ``_receive_data_frame`` + ``H2Stream.receive_data`` for an unpadded DATA frame on a stream the
+    client may still send on (checked by the caller: h2 holds it, OPEN or HALF_CLOSED_LOCAL, the connection
+    open), without the frame object, in h2's order: the connection's inbound window charged (its
+    FlowControlError), the stream's RECV_DATA step (DataReceived), its window charged, the content-length
+    tracked (InvalidBodyLengthError), then END_STREAM's step. The flow-controlled length is the data's (no
+    padding here: a padded frame takes h2's path, which charges its padding). It sends no frame."""
+    n = len(data)
+    conn._inbound_flow_control_window_manager.window_consumed(n)
+    events = RECV_DATA.step(stream.state_machine)
+    event = events[0]
+    stream._inbound_window_manager.window_consumed(n)
+    _track_length(stream, n, end_stream)
+    if end_stream:
+        ended = RECV_END_STREAM.step(stream.state_machine)
+        event.stream_ended = ended[0]
+        events += ended
+    event.data = data
+    event.flow_controlled_length = n
+    return events
 
 
 class H2Conn(H2Connection):
@@ -251,12 +322,12 @@ class H2Conn(H2Connection):
                 if (kind == HEADERS and (flags & (END_HEADERS | PADDED | PRIORITY)) == END_HEADERS
                         and length <= limit and sid & 1 and sid > self.highest_inbound_stream_id
                         and self.state_machine.state is SERVER_OPEN and sid not in self.streams):
-                    events.extend(self._request_headers(sid, raw[pos + 9:end], flags & END_STREAM))
+                    events.extend(_request_headers(self, sid, raw[pos + 9:end], flags & END_STREAM))
                 elif (kind == DATA and not (flags & PADDED) and length <= limit
                         and self.state_machine.state is SERVER_OPEN
                         and (stream := self.streams.get(sid)) is not None
                         and ((state := stream.state_machine.state) is S_OPEN or state is S_HALF_CLOSED_LOCAL)):
-                    events.extend(self._request_data(stream, raw[pos + 9:end], bool(flags & END_STREAM)))
+                    events.extend(_request_data(self, stream, raw[pos + 9:end], bool(flags & END_STREAM)))
                 else:  # h2's own reading, for exactly this frame
                     buf.add_data(raw[pos:end])
                     for frame in buf:
@@ -275,60 +346,6 @@ class H2Conn(H2Connection):
         except ProtocolError as e:
             self._terminate_connection(e.error_code)
             raise
-        return events
-
-    def _request_headers(self, sid, block, end_stream):
-        """h2's ``_receive_headers_frame`` for a HEADERS frame that opens stream ``sid`` (checked by the caller:
-        odd, above every stream seen, the connection open), without the frame object."""
-        value = self._open_streams(1)  # (open_inbound_streams, without the property's own call)
-        local = self.local_settings
-        limit = _setting(local, MAX_CONCURRENT_STREAMS, NO_STREAM_LIMIT)
-        if value + 1 > limit:
-            raise TooManyStreamsError(f"Max inbound streams is {limit}, {value} open")
-        headers = _decode_headers(self.decoder, block)
-        # h2's _begin_new_stream, its checks made by the caller (odd, above the highest inbound id) and its
-        # debug logging (to h2's no-op logger) left out: the stream with both windows and the frame size.
-        stream = _new_stream(sid, self.config, _setting(local, INITIAL_WINDOW_SIZE, None),
-                             _setting(self.remote_settings, INITIAL_WINDOW_SIZE, None), self.max_outbound_frame_size)
-        self.streams[sid] = stream
-        self.highest_inbound_stream_id = sid
-        if not self._lean or _informational(headers):
-            frames, events = stream.receive_headers(headers, bool(end_stream), self.config.header_encoding)
-            self._prepare_for_sending(frames)
-            return events
-        # h2's H2Stream.receive_headers for a request on a new (idle) stream, its steps in its order: RECV_HEADERS
-        # (RequestReceived), RECV_END_STREAM (StreamEnded, linked to it), the content-length; the fields as
-        # decoded (with validation, normalization and decoding off, h2's processing is list()). It sends no frame.
-        machine = stream.state_machine
-        events = RECV_HEADERS.step(machine)
-        event = events[0]
-        if end_stream:
-            ended = RECV_END_STREAM.step(machine)
-            event.stream_ended = ended[0]
-            events += ended
-        _content_length(stream, headers)
-        event.headers = list(headers)
-        return events
-
-    def _request_data(self, stream, data, end_stream):
-        """h2's ``_receive_data_frame`` + ``H2Stream.receive_data`` for an unpadded DATA frame on a stream the
-        client may still send on (checked by the caller: h2 holds it, OPEN or HALF_CLOSED_LOCAL, the connection
-        open), without the frame object, in h2's order: the connection's inbound window charged (its
-        FlowControlError), the stream's RECV_DATA step (DataReceived), its window charged, the content-length
-        tracked (InvalidBodyLengthError), then END_STREAM's step. The flow-controlled length is the data's (no
-        padding here: a padded frame takes h2's path, which charges its padding). It sends no frame."""
-        n = len(data)
-        self._inbound_flow_control_window_manager.window_consumed(n)
-        events = RECV_DATA.step(stream.state_machine)
-        event = events[0]
-        stream._inbound_window_manager.window_consumed(n)
-        _track_length(stream, n, end_stream)
-        if end_stream:
-            ended = RECV_END_STREAM.step(stream.state_machine)
-            event.stream_ended = ended[0]
-            events += ended
-        event.data = data
-        event.flow_controlled_length = n
         return events
 
     def _receive_frame(self, frame):
@@ -365,9 +382,4 @@ class H2Conn(H2Connection):
         the streams the last walk kept + 33), and otherwise the count is the table's size, never below the true
         one. (A closed stream h2 still holds answers a late frame as h2 answers it between its own walks.) The
         walk is h2's, compiled (``_walk``)."""
-        streams = self.streams
-        if remainder != 1 or len(streams) >= self._scan_at:
-            count = _walk(self, remainder)
-            self._scan_at = 2 * len(streams) + 32
-            return count
-        return len(streams)
+        return _open_count(self, remainder)

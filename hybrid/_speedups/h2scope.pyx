@@ -26,9 +26,29 @@ cdef inline str _latin1(const char *p, Py_ssize_t n):
     return PyUnicode_DecodeLatin1(p, n, NULL)
 
 
+cdef tuple _base(session):
+    """What every scope of a connection shares, read once (``session.scope_base``): a dict with every key in
+    the scope's order, copied per request (a dict copy clones the key table: no insertions, no resizes), and
+    the server's and connection's parts the rest needs."""
+    server = session.server
+    cdef str root = server.root_path
+    base = {"type": "http", "asgi": ASGI, "http_version": "2", "server": session.server_addr,
+            "client": session.client_addr, "scheme": session.scheme, "method": None, "root_path": root,
+            "path": None, "raw_path": None, "query_string": None, "headers": None,
+            "state": None,  # (set where the app runs: the pool's copy in _start, a worker's in onworker.run_stream)
+            "extensions": None}
+    return base, root, root.encode() if root else None, server.request_ids, session.proxy
+
+
 def build_scope(session, bytes method, bytes path, list fields):
     """The scope of a request whose header block ``request_fields`` checked and split (``fields``: the regular
     ones, cookies joined, :authority as Host)."""
+    cached = session.scope_base
+    if cached is None:
+        cached = session.scope_base = _base(session)
+    cdef dict base
+    cdef str root
+    base, root, root_raw, request_ids, proxy = <tuple>cached
     cdef const char *p = PyBytes_AS_STRING(path)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(path)
     cdef const char *q = <const char *>memchr(p, 0x3f, n)  # "?"
@@ -41,28 +61,16 @@ def build_scope(session, bytes method, bytes path, list fields):
     cdef str text = _latin1(p, cut)
     if memchr(p, 0x25, cut) != NULL:  # "%"
         text = unquote(text, encoding="utf-8", errors="surrogateescape")
-    server = session.server
-    cdef str root = server.root_path
     ids = LazyRequestId(_UNSET)
-    ids._ids = server.request_ids
+    ids._ids = request_ids
     ids._headers = fields
-    scope = {
-        "type": "http",
-        "asgi": ASGI,
-        "http_version": "2",
-        "server": session.server_addr,
-        "client": session.client_addr,
-        "scheme": session.scheme,
-        "method": _latin1(PyBytes_AS_STRING(method), PyBytes_GET_SIZE(method)),
-        "root_path": root,
-        "path": root + text if root else text,
-        "raw_path": root.encode() + raw_path if root else raw_path,
-        "query_string": query,
-        "headers": fields,
-        "state": None,  # (set where the app runs: the pool's copy in _start, a worker's in onworker.run_stream)
-        "extensions": {"http.response.trailers": {}, REQUEST_ID_KEY: ids},
-    }
-    proxy = session.proxy
+    scope = base.copy()
+    scope["method"] = _latin1(PyBytes_AS_STRING(method), PyBytes_GET_SIZE(method))
+    scope["path"] = root + text if root else text
+    scope["raw_path"] = root_raw + raw_path if root else raw_path
+    scope["query_string"] = query
+    scope["headers"] = fields
+    scope["extensions"] = {"http.response.trailers": {}, REQUEST_ID_KEY: ids}
     if proxy is not None:  # a trusted proxy's X-Forwarded-* / Forwarded (--forwarded-allow-ips)
         for name, _ in fields:
             if name in PROXY_NAMES:

@@ -25,3 +25,4 @@ cdef class Decoder:
     cdef public Py_ssize_t max_header_list_size
     cdef public Py_ssize_t max_allowed_table_size
     cdef tuple _literal(self, const unsigned char *p, Py_ssize_t n, Py_ssize_t pos, bint should_index)
+    cpdef decode(self, data, raw=*)

@@ -2,11 +2,11 @@
 
 Why (docs/architecture.md, "HTTP/2"): the frames of a connection have one owner, the session on the pool's
 loop; an app run there stalls every stream, SSE and WebSocket of the pool while one of its steps blocks. So a
-stream's app runs where HTTP/1.1 requests run: ``dispatch`` queues the stream in the connection's home epoll set
-(``ConnectionSet.wake_h2``, once per loop iteration of the pool: ``wake_soon``), and whichever thread owns that
-set runs the app's first step at once, marked for the monitor (``onworker.run_stream``). A handler that blocks
-there is taken over like an HTTP/1.1 one: the set, and with it the next streams, goes to a spare within
---blocking-threshold.
+stream's app runs where HTTP/1.1 requests run: ``H2Session._start`` queues the stream in the connection's home
+epoll set (``ConnectionSet.wake_h2``, once per loop iteration of the pool: ``wake_soon``), and whichever thread
+owns that set runs the app's first step at once, marked for the monitor (``onworker.run_stream``). A handler
+that blocks there is taken over like an HTTP/1.1 one: the set, and with it the next streams, goes to a spare
+within --blocking-threshold.
 
 Crossing the threads (each side batched per loop iteration by a Mailbox, ``hybrid/mailbox.py``):
 - pool -> app loop: a body chunk, the end of the body, a reset, a window, the reply to a send (``H2Stream``'s
@@ -23,11 +23,9 @@ response is complete; the pool finishes writing it, the stream stays open until 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 from h2.errors import ErrorCodes
 
-from hybrid._speedups.h2scope import wants_event_stream
 from hybrid.asgi.http import ClientDisconnected
 
 WRITE, TRAILERS, DONE = 0, 1, 2
@@ -35,26 +33,24 @@ WRITE, TRAILERS, DONE = 0, 1, 2
 
 # -- on the pool's loop --------------------------------------------------------------------------------------
 
-def wants_pool(server, scope) -> bool:
-    """The stream's app runs on the pool's loop, as an HTTP/1.1 request would be handed to the pool before any
-    app code: Accept includes text/event-stream, or --async-path / a learned streaming route matches."""
-    if wants_event_stream(scope["headers"]):
-        return True
-    router = server.router
-    return router.active and router.wants_pool(scope["method"], scope["path"])
+class _Running:
+    """``stream.task`` of a remote app: not None while it runs (stream_done), no task to cancel here."""
+
+    __slots__ = ()
 
 
-def dispatch(session, stream) -> None:
-    """Run ``stream``'s app on a worker: queued in the connection's home set (the session wakes its owner once
-    per loop iteration: ``wake_soon``); the pool keeps a future standing for it in ``pool.tasks`` (a graceful
-    shutdown waits for it, and cancels it at its bound)."""
-    stream.remote = True
-    stream.ops = deque()
-    standin = Standin(loop=session.loop)
-    standin.stream = stream
-    stream.task = standin
-    session.pool.tasks.add(standin)
-    session.home.h2_streams.append(stream)
+RUNNING = _Running()
+
+
+def stand_in(pool, stream) -> None:
+    """At a graceful shutdown: a future in ``pool.tasks`` for a remote app still running, so the shutdown waits
+    for it and, at its bound, cancels it like a task of its own. (Made then, not per stream: a Future is about
+    2,000 instructions a request to make, finish and free.)"""
+    if stream.task is RUNNING:
+        standin = Standin(loop=pool.loop)
+        standin.stream = stream
+        stream.task = standin
+        pool.tasks.add(standin)
 
 
 def wake_soon(session) -> None:
@@ -77,7 +73,8 @@ def _wake_homes(homes: set) -> None:
 
 
 class Standin(asyncio.Future):
-    """What the pool's tasks hold for a remote app: done when the app's end is applied (``app_finished``);
+    """What the pool's tasks hold for a remote app at shutdown: done when the app's end is applied
+    (``app_finished``);
     cancelling it (shutdown's bound) cancels the app. (No done callback per stream: it would cost a loop
     callback for every request.) The stream is reset at once: the pool's loop may end before the app's end
     comes back, and the connection must close with it."""
@@ -105,7 +102,17 @@ def write_trailers(stream, headers) -> None:
 
 
 def finish(stream, body: bytes, exc) -> None:
-    """The app's last body and its end, crossed in one post (onworker.run_stream)."""
+    """The app's last body and its end, crossed in one post (onworker.run_stream). Most responses: nothing of
+    the stream's waits before them and the body fits the windows, so the response and the app's end are applied
+    here in one step (``H2Session.end_whole``); otherwise, or if only the HEADERS went, in order by ``_pump``."""
+    session = stream.session
+    if exc is None and not stream.ops and stream.writer is None and not stream.sent_headers:
+        try:
+            if not stream.gone and not session.closed and session.end_whole(stream, body):
+                return
+        except ClientDisconnected:  # (as _pump: the stream closed under the app; its end still applies)
+            session.app_finished(stream, None)
+            return
     ops = stream.ops
     ops.append((WRITE, body, True, None))
     ops.append((DONE, exc, True, None))

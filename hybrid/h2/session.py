@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 
 from h2.config import H2Configuration
 from h2.errors import ErrorCodes
@@ -44,7 +45,7 @@ from hyperframe.frame import GoAwayFrame
 
 from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
 from hybrid._speedups.h2read import H2Conn
-from hybrid._speedups.h2scope import build_scope
+from hybrid._speedups.h2scope import build_scope, wants_event_stream
 from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
@@ -95,6 +96,7 @@ class H2Session(H2Timeouts, H2Writing):
             pool.h2_inbox = Mailbox(self.loop)
         trust = self.server.proxy_trust  # (decided once per connection, as for HTTP/1.1)
         self.proxy = trust.for_peer(self.client_addr) if trust is not None else None
+        self.scope_base = None  # (what every scope of this connection shares: h2scope.build_scope makes it once)
         self.keep_alive = config.timeout_keep_alive
         self.head_timeout = config.timeout_request_head
         self.stall = config.timeout_write_stall
@@ -220,7 +222,11 @@ class H2Session(H2Timeouts, H2Writing):
             elif kind is StreamEnded:
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
-                    stream.on_end()
+                    if type(stream) is H2Stream and stream.inbox is None and stream.waiter is None:
+                        # (H2Stream.on_end for most requests, ended in their HEADERS: no one waits)
+                        stream.ended = True
+                    else:
+                        stream.on_end()
             elif kind is WindowUpdated:
                 self._window_opened(event.stream_id)
             elif kind is StreamReset:
@@ -327,12 +333,27 @@ class H2Session(H2Timeouts, H2Writing):
 
     def _start(self, stream: H2Stream) -> bool:
         """Start the stream's app; True when it went to a worker (the read's streams wake it once)."""
-        self.server.requests += 1
+        server = self.server
+        server.requests += 1
         if stream.is_websocket:
             return stream.start()  # on this loop, as an HTTP/1.1 WebSocket after its handoff (websocket.py)
-        if self.home is not None and not crossing.wants_pool(self.server, stream.scope):
-            crossing.dispatch(self, stream)  # on a worker thread, where a blocking step is taken over
-            return True
+        home = self.home
+        if home is not None:
+            # As an HTTP/1.1 request would be handed to the pool before any app code (Accept includes
+            # text/event-stream, or --async-path / a learned streaming route matches), the app runs here (below);
+            # any other is queued in the connection's home set (the session wakes its owner once per loop
+            # iteration: crossing.wake_soon) and held in pool.h2_remote until its end is applied (a graceful
+            # shutdown makes a future stand for each: crossing.stand_in).
+            scope = stream.scope
+            router = server.router
+            if not (wants_event_stream(scope["headers"])
+                    or (router.active and router.wants_pool(scope["method"], scope["path"]))):
+                stream.remote = True  # on a worker thread, where a blocking step is taken over
+                stream.ops = deque()
+                stream.task = crossing.RUNNING
+                self.pool.h2_remote.add(stream)
+                home.h2_streams.append(stream)
+                return True
         # A stream (SSE, --async-path, a route learned as streaming) runs here, as over HTTP/1.1: on a worker's
         # loop it would stop while another handler of that thread blocks.
         stream.scope["state"] = self.pool.state.copy()  # (the pool loop's lifespan state)
@@ -355,13 +376,49 @@ class H2Session(H2Timeouts, H2Writing):
         proxy = stream.task
         stream.task = None
         if proxy is not None:
-            self.pool.tasks.discard(proxy)
-            if not proxy.done():
-                proxy.set_result(None)
+            pool = self.pool
+            pool.h2_remote.discard(stream)
+            if proxy is not crossing.RUNNING:  # (a shutdown's stand-in: crossing.stand_in)
+                pool.tasks.discard(proxy)
+                if not proxy.done():
+                    proxy.set_result(None)
         try:
             self._end_stream(stream, exc)
         finally:
             report.ended(self, stream, "worker", ran)
+
+    def end_whole(self, stream: H2Stream, body: bytes) -> bool:
+        """``crossing.finish`` for a remote app that ended without error after its whole response, nothing
+        sent before (most requests): its HEADERS and last body queued (``send_start``), then what
+        ``app_finished``, ``_end_stream`` and ``stream_done`` do for it, without their calls. False: the HEADERS
+        are queued, the body is not (it must wait for a window): the caller goes on in order."""
+        stream.sent_headers = True
+        if not self.send_start(stream, body, True):
+            return False
+        proxy = stream.task
+        stream.task = None
+        if proxy is not None:
+            pool = self.pool
+            pool.h2_remote.discard(stream)
+            if proxy is not crossing.RUNNING:  # (a shutdown's stand-in: crossing.stand_in)
+                pool.tasks.discard(proxy)
+                if not proxy.done():
+                    proxy.set_result(None)
+        sid = stream.id
+        streams = self.streams
+        if streams.get(sid) is stream:
+            del streams[sid]
+            self.answered.discard(sid)
+            if stream.body:
+                self._release_body(stream)
+            if not stream.ended:  # (a body the app did not read: RST_STREAM NO_ERROR, RFC 9113 section 8.1)
+                self._reset(stream, ErrorCodes.NO_ERROR)
+            if not streams:
+                self._maybe_idle()
+        server = self.server
+        if server.access_log or server.lifecycle is not None:
+            report.ended(self, stream, "worker")
+        return True
 
     def _end_stream(self, stream: H2Stream, exc) -> None:
         if exc is not None and not (stream.gone and isinstance(exc, ClientDisconnected)):

@@ -51,7 +51,7 @@ class H2Stream:
         self.sent_headers = False
         self.complete = False
         self.task = None  # (the pool's handle: the app's task, or for a remote app a future standing for it)
-        self.remote = False  # the app runs on a worker's loop (crossing.dispatch)
+        self.remote = False  # the app runs on a worker's loop (H2Session._start)
         self.inbox = None  # that worker loop's Mailbox, once it took the stream: the session's news go there
         self.app_loop = session.loop  # the loop the app runs on: receive's waiters live there
         self.app_task = None  # (remote: the app's task, touched on its own loop only)
