@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-from hybrid.listen_close import refuse_new_handshakes
+from hybrid.listen_close import HANDSHAKE_SETTLE, refuse_new_handshakes
 
 logger = logging.getLogger("hybrid.error")
 
@@ -90,9 +90,11 @@ def _hand_latecomers(server, late: list) -> None:
 def _latecomers(server) -> list:
     """Connections still queued on the listeners, accepted here (shutdown: right before they close)."""
     late = []
+    # (an inherited socket outlives us: it must keep taking connections)
+    filtered = [refuse_new_handshakes(listener) for listener in server.listeners if server.config.fd is None]
+    if any(filtered):
+        time.sleep(HANDSHAKE_SETTLE)  # (handshakes under way when the SYNs stopped: their last ACK lands first)
     for listener in server.listeners:
-        if server.config.fd is None:  # (an inherited socket outlives us: it must keep taking connections)
-            refuse_new_handshakes(listener)
         while len(late) < 1 << 16:
             try:
                 late.append(listener.accept())
