@@ -189,7 +189,7 @@ def versions() -> dict:
     hp = hybrid_python()
     pp = str(peers_python())
     out = {
-        "hybrid": _pkg_version(hp, "hybrid"),
+        "hybrid": _pkg_version(hp, "hybrid-asgi"),
         "hybrid_python": hp,
         "hybrid_venv_fastapi": _pkg_version(hp, "fastapi"),
         "hybrid_venv_uvloop": _pkg_version(hp, "uvloop"),
