@@ -6,16 +6,13 @@ and ``leave_set`` then gives the socket to the loop, so a client that leaves sti
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.straced import TracedServer, strace_works
 from tests.support import Server, build_request
 
 pytestmark = pytest.mark.timeout(120)
@@ -67,45 +64,11 @@ def test_a_client_that_leaves_cancels_the_waiting_django_view(server, pipelined)
         assert c.get("/").text == "django index"
 
 
-def _strace_works() -> bool:
-    if shutil.which("strace") is None:
-        return False
-    probe = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "true"], capture_output=True, timeout=30)
-    return probe.returncode == 0
-
-
-class TracedServer(Server):
-    """The server under strace, which writes every epoll_ctl with its fds' addresses (-yy)."""
-
-    def __init__(self, trace: Path, *args: str, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.trace = trace
-
-    @property
-    def cmd(self) -> list[str]:
-        return ["strace", "-f", "-qq", "-yy", "-e", "trace=epoll_ctl", "-o", str(self.trace),
-                sys.executable, "-m", "hybrid", *self.args]
-
-    def stop_traced(self) -> None:
-        """SIGTERM to the server itself (strace's child, by its PID): stopping strace alone would leave it."""
-        children = [stat.parent.name for stat in Path("/proc").glob("[0-9]*/stat") if _parent(stat) == self.proc.pid]
-        for pid in children:
-            subprocess.run(["kill", "-TERM", pid], check=False, timeout=10)
-        self.proc.wait(30)
-
-
-def _parent(stat: Path) -> int | None:
-    try:
-        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):  # (a process gone meanwhile)
-        return None
-
-
-@pytest.mark.skipif(not _strace_works(), reason="strace missing or not allowed to trace here")
+@pytest.mark.skipif(not strace_works(), reason="strace missing or not allowed to trace here")
 def test_a_django_request_costs_no_epoll_ctl(tmp_path):
     trace = tmp_path / "strace.txt"
     # (--blocking-threshold: strace slows every step; a takeover would move connections between sets)
-    srv = TracedServer(trace, APP, "--port", "0", "--no-access-log", "--blocking-threshold", "30")
+    srv = TracedServer(trace, "epoll_ctl", APP, "--port", "0", "--no-access-log", "--blocking-threshold", "30")
     srv.start(timeout=60)
     try:
         with srv.connect(timeout=30) as c:

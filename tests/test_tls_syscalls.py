@@ -11,16 +11,13 @@ size of their record: a 2 KB header."""
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import ssl
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.straced import TracedServer, strace_works
 from tests.support import Server
 from tests.test_tls import client_context, pki, tls_args  # noqa: F401 (pki: a fixture)
 from tests.test_tls_direct import _responses
@@ -32,43 +29,8 @@ PLAIN = b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n"
 SOCKET_CALLS = "read,write,recvfrom,sendto,recvmsg,sendmsg,readv,writev"
 
 
-def _strace_works() -> bool:
-    if shutil.which("strace") is None:
-        return False
-    probe = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "true"], capture_output=True, timeout=30)
-    return probe.returncode == 0
-
-
 pytestmark = [pytest.mark.timeout(120),
-              pytest.mark.skipif(not _strace_works(), reason="strace missing or not allowed to trace here")]
-
-
-class TracedServer(Server):
-    """A server started under strace, which writes every socket read and write, with its fd's addresses."""
-
-    def __init__(self, trace: Path, *args: str, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.trace = trace
-
-    @property
-    def cmd(self) -> list[str]:
-        return ["strace", "-f", "-qq", "-yy", "-e", f"trace={SOCKET_CALLS}", "-o", str(self.trace),
-                sys.executable, "-m", "hybrid", *self.args]
-
-    def stop_traced(self) -> None:
-        """SIGTERM to the server itself (strace's child, by its PID); strace ends with it."""
-        children = [stat.parent.name for stat in Path("/proc").glob("[0-9]*/stat")
-                    if _parent(stat) == self.proc.pid]
-        assert len(children) == 1, f"strace's children: {children}"
-        subprocess.run(["kill", "-TERM", children[0]], check=True, timeout=10)
-        self.proc.wait(30)
-
-
-def _parent(stat: Path) -> int | None:
-    try:
-        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):  # (a process gone meanwhile)
-        return None
+              pytest.mark.skipif(not strace_works(), reason="strace missing or not allowed to trace here")]
 
 
 def _calls_on(trace: str, client_port: int) -> list[tuple[str, int]]:
@@ -92,7 +54,7 @@ def _calls_on(trace: str, client_port: int) -> list[tuple[str, int]]:
 
 def test_one_read_and_one_write_per_https_request(pki, tmp_path):  # noqa: F811 (the fixture)
     trace = tmp_path / "strace.txt"
-    server = TracedServer(trace, APP, *tls_args(pki))
+    server = TracedServer(trace, SOCKET_CALLS, APP, *tls_args(pki))
     server.start(timeout=60)
     try:
         raw = socket.create_connection(server.addr, timeout=10)
