@@ -8,7 +8,6 @@ import re
 import socket
 import ssl
 import struct
-import sys
 import time
 
 import pytest
@@ -80,20 +79,13 @@ def test_first_handshake_step_at_accept(pki, tmp_path):  # noqa: F811
     server's flight, the serving thread polls no epoll set (only ssl's wrap_socket checks and the ClientHello's
     read come between). Deterministic with --limit-connections 1:
     while a first connection holds the limit, the second waits in the listen backlog with its ClientHello sent."""
-    from tests.test_tls_syscalls import TracedServer, _strace_works
+    from tests.straced import TracedServer, strace_works
 
-    if not _strace_works():
+    if not strace_works():
         pytest.skip("strace missing or not allowed to trace here")
-
-    class Traced(TracedServer):
-        @property
-        def cmd(self) -> list[str]:
-            calls = "accept4,read,write,epoll_wait,epoll_pwait,getsockopt,getpeername,ioctl"
-            return ["strace", "-f", "-qq", "-yy", "-e", f"trace={calls}",
-                    "-o", str(self.trace), sys.executable, "-m", "hybrid", *self.args]
-
+    calls = "accept4,read,write,epoll_wait,epoll_pwait,getsockopt,getpeername,ioctl"
     trace = tmp_path / "strace.txt"
-    server = Traced(trace, APP, *tls_args(pki, "--limit-connections", "1"))
+    server = TracedServer(trace, calls, APP, *tls_args(pki, "--limit-connections", "1"))
     server.start(timeout=60)
     try:
         ctx = client_context(pki)
