@@ -328,3 +328,27 @@ def test_the_walk_over_the_streams_is_h2s():
         assert list(ours.streams) == list(ref.streams)
         assert list(ours._closed_streams.items()) == list(ref._closed_streams.items())
         assert table(ours) == table(ref)
+
+
+@given(cut=st.integers(0, 60), bad=st.integers(-1, 23))
+def test_the_preamble_and_the_frames_after_it_in_one_read(cut, bad):
+    """The preamble is h2's to check (a wrong byte anywhere: its ProtocolError, and no GOAWAY queued), and the
+    frames that follow it in the same read (a connection's first requests) are read in C with the same events,
+    bytes and stream states as h2's, however the bytes are cut."""
+    encoder = hpack.Encoder()
+    block = encoder.encode([(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")])
+    raw = bytearray(PREFACE + b"".join(
+        HeadersFrame(sid, data=block, flags=["END_HEADERS", "END_STREAM"]).serialize() for sid in (1, 3, 5)))
+    if bad >= 0:
+        raw[bad] ^= 0x20
+    raw = bytes(raw)
+    ours, ref = server(H2Conn), server(Reference)
+    for piece in (raw[:cut], raw[cut:]):
+        got, want = feed(ours, piece), feed(ref, piece)
+        assert got == want
+        assert ours.data_to_send() == ref.data_to_send()
+        assert table(ours) == table(ref)
+        if got[0] == "raised":
+            break
+    if bad < 0:
+        assert table(ours)[4] and [s for s, *_ in table(ours)[4]] == [1, 3, 5]  # (the three requests were read)

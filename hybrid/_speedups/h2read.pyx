@@ -296,10 +296,22 @@ class H2Conn(H2Connection):
 
     def receive_data(self, data):
         buf = self.incoming_buffer
-        if buf._preamble_len or buf._data or buf._headers_buffer or not self._server:
-            return H2Connection.receive_data(self, data)  # (the preamble, a frame cut by the last read)
+        if buf._headers_buffer or not self._server:
+            return H2Connection.receive_data(self, data)  # (a header block continued: all of it is h2's)
+        if buf._preamble_len:
+            # The preamble is checked by h2's buffer (its ProtocolError, raised before h2's try, so no GOAWAY),
+            # then the frames after it, in the same read (a connection's first requests), are read here too.
+            k = min(<Py_ssize_t>buf._preamble_len, len(data))
+            buf.add_data(data[:k])
+            data = data[k:]
+            if not data:
+                buf.max_frame_size = self.max_inbound_frame_size  # (as h2's receive_data leaves it)
+                return []
         if not isinstance(data, bytes):
             data = bytes(data)
+        if buf._data:  # a frame cut by the last read: its bytes so far, then this read's, cut into frames here
+            data = bytes(buf._data) + data
+            del buf._data[:]
         cdef bytes raw = <bytes>data
         cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(raw)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(raw), pos = 0, end, length
