@@ -148,3 +148,38 @@ def test_encoder_table_over_a_long_run():
         headers = [(rng.choice(pool), b"v%d" % rng.randrange(40) * rng.choice([1, 1, 1, 20, 200]))
                    for _ in range(rng.randrange(1, 6))]
         assert ours.encode(headers) == ref.encode(headers), i
+
+
+def test_encoder_repeated_blocks_are_hpacks():
+    """A connection's responses repeat their fields: the encoder gives back the block it kept when nothing in its
+    table changed since, and that block must be what hpack encodes again (the same fields made never-indexed or
+    not, as tuples or HeaderTuples, str or bytes, a field more or less, resizes between them)."""
+    rng = random.Random(41)
+    base = [(b":status", b"200"), (b"content-type", b"text/plain"), (b"content-length", b"13")]
+    variants = [
+        base,
+        [*base, (b"date", b"Mon, 07 Dec 2026 06:00:00 GMT")],
+        [*base, (b"date", b"Mon, 07 Dec 2026 06:00:01 GMT")],
+        [*base, NeverIndexedHeaderTuple(b"authorization", b"secret")],
+        [*base, (b"authorization", b"secret")],  # (equal to the one before as tuples; indexed, not never-indexed)
+        [*base, HeaderTuple(b"authorization", b"secret")],
+        [*base, ("authorization", "secret")],
+        [*base, (b"x-s", b"1", True)],
+        [*base, (b"x-s", b"1")],
+        base[:2],
+        [(b":status", b"200")],
+        [(b":status", b"404"), (b"content-length", b"0")],
+    ]
+    ref, ours = hpack.Encoder(), hpack_codec.Encoder()
+    repeats = 0
+    for i in range(3000):
+        if i % 400 == 399:
+            ref.header_table_size = ours.header_table_size = rng.choice([0, 64, 256, 4096])
+        headers = rng.choice(variants)
+        last = None
+        for _ in range(rng.choice([1, 2, 3])):
+            block = ours.encode(list(headers))
+            assert block == ref.encode(list(headers)), (i, headers)
+            repeats += block is last  # (the kept block given back)
+            last = block
+    assert repeats > 1000  # (the kept block was given back, and checked, many times)

@@ -26,6 +26,7 @@ from h2.connection import ConnectionState
 from h2.stream import StreamInputs
 
 from hybrid._speedups.h2machine cimport Steps
+from hybrid._speedups.hpack_codec cimport Encoder
 
 cdef object SERVER_OPEN = ConnectionState.SERVER_OPEN
 cdef Steps SEND_HEADERS = Steps(StreamInputs.SEND_HEADERS)
@@ -84,7 +85,8 @@ def send_response(conn, unsigned long sid, list headers, bytes body, bint end, b
         SEND_DATA.step(machine)
         if end:
             SEND_END_STREAM.step(machine)
-    cdef bytes block = conn.encoder.encode(headers)
+    encoder = conn.encoder
+    cdef bytes block = (<Encoder>encoder).encode(headers) if type(encoder) is Encoder else encoder.encode(headers)
     cdef Py_ssize_t blen = PyBytes_GET_SIZE(block)
     cdef Py_ssize_t max_frame = stream.max_outbound_frame_size
     cdef Py_ssize_t frames = 1 if blen <= max_frame else (blen + max_frame - 1) // max_frame

@@ -8,6 +8,7 @@ cdef class _Table:
     cdef list entries  # the dynamic table, oldest first (index 62 is the last one)
     cdef Py_ssize_t size, maxsize
     cdef bint resized
+    cdef Py_ssize_t changes  # (counts every change of the entries: an encoder's repeat needs none since)
     cdef tuple get(self, Py_ssize_t index)
     cdef int add(self, bytes name, bytes value) except -1
     cdef int _shrink(self) except -1
@@ -17,6 +18,11 @@ cdef class _Table:
 cdef class Encoder:
     cdef _Table header_table
     cdef public list table_size_changes
+    cdef list _last  # the last block's fields, (name, value, sensitive) flattened, when encoding it changed nothing
+    cdef bytes _last_block
+    cdef bint _last_huffman
+    cdef Py_ssize_t _last_changes
+    cpdef bytes encode(self, headers, huffman=*)
     cdef int _add(self, Buf *b, bytes name, bytes value, bint sensitive, bint huffman) except -1
 
 

@@ -16,7 +16,8 @@ H2Connection (``encoder`` / ``decoder`` attributes).
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_SET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_SET_ITEM
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
@@ -78,6 +79,7 @@ cdef class _Table:
         self.size = 0
         self.maxsize = 4096
         self.resized = False
+        self.changes = 0
 
     cdef tuple get(self, Py_ssize_t index):
         cdef Py_ssize_t i = index - 1, n
@@ -92,6 +94,7 @@ cdef class _Table:
 
     cdef int add(self, bytes name, bytes value) except -1:
         cdef Py_ssize_t size = 32 + len(name) + len(value)
+        self.changes += 1
         if size > self.maxsize:  # (larger than the whole table: it empties it, RFC 7541 section 4.4)
             self.entries.clear()
             self.size = 0
@@ -115,6 +118,7 @@ cdef class _Table:
 
     cdef int set_maxsize(self, Py_ssize_t newmax) except -1:
         cdef Py_ssize_t old = self.maxsize
+        self.changes += 1
         self.maxsize = newmax
         self.resized = newmax != old
         if newmax <= 0:
@@ -209,31 +213,66 @@ cdef class Encoder:
         if self.header_table.resized:
             self.table_size_changes.append(value)
 
-    def encode(self, headers, huffman=True):
+    cpdef bytes encode(self, headers, huffman=True):
+        """hpack.Encoder.encode. A block that changed nothing (every field indexed, or a never-indexed literal) is
+        kept with its fields: the same fields again, with the table as it was, are the same bytes (a
+        connection's responses repeat their headers: ~5,000 instructions a response, not encoded again)."""
         cdef Buf b
-        cdef bint sensitive, huff = bool(huffman)
+        cdef bint sensitive, huff = bool(huffman), same
+        cdef _Table table = self.header_table
+        cdef list last = self._last, key
+        cdef Py_ssize_t i, n, changes
+        if (last is not None and type(headers) is list and not table.resized and table.changes == self._last_changes
+                and huff == self._last_huffman and 3 * PyList_GET_SIZE(headers) == PyList_GET_SIZE(last)):
+            same = True
+            for i in range(PyList_GET_SIZE(headers)):
+                header = <object>PyList_GET_ITEM(headers, i)
+                if not (isinstance(header, tuple) and PyTuple_GET_SIZE(header) == 2):  # (only pairs are kept)
+                    same = False
+                    break
+                name = <object>PyTuple_GET_ITEM(header, 0)
+                value = <object>PyTuple_GET_ITEM(header, 1)
+                sensitive = isinstance(header, HeaderTuple) and not header.indexable
+                if not (type(name) is bytes and type(value) is bytes and <bytes>name == <bytes>last[3 * i]
+                        and <bytes>value == <bytes>last[3 * i + 1] and sensitive == <bint>last[3 * i + 2]):
+                    same = False
+                    break
+            if same:
+                return self._last_block
+        self._last = None
         b.p = NULL
         b.n = b.cap = 0
         try:
-            if self.header_table.resized:  # (section 6.3: the size updates go first)
+            changes = table.changes
+            key = [] if type(headers) is list and not table.resized else None
+            if table.resized:  # (section 6.3: the size updates go first)
                 for size in self.table_size_changes:
                     if size < 0:
                         raise ValueError(f"Can only encode positive integers, got {size}")
                     _put_int(&b, size, 5, 0x20)
                 self.table_size_changes = []
-                self.header_table.resized = False
+                table.resized = False
             items = _dict_to_iterable(headers) if isinstance(headers, dict) else headers
             for header in items:
                 if isinstance(header, HeaderTuple):
                     sensitive = not header.indexable
                 elif len(header) > 2:
                     sensitive = bool(header[2])
+                    key = None  # (a triple: not kept)
                 else:
                     sensitive = False
                 name, value = header[0], header[1]  # (bytes as they are: no Python call for each, as _to_bytes)
+                if key is not None:
+                    if type(name) is bytes and type(value) is bytes and isinstance(header, tuple):
+                        key += (name, value, sensitive)
+                    else:
+                        key = None
                 self._add(&b, name if type(name) is bytes else _to_bytes(name),
                           value if type(value) is bytes else _to_bytes(value), sensitive, huff)
-            return PyBytes_FromStringAndSize(<char *>b.p, b.n)
+            block = PyBytes_FromStringAndSize(<char *>b.p, b.n)
+            if key is not None and table.changes == changes:  # (nothing added or evicted: repeatable)
+                self._last, self._last_block, self._last_huffman, self._last_changes = key, block, huff, changes
+            return block
         finally:
             free(b.p)
 
