@@ -183,3 +183,52 @@ def test_encoder_repeated_blocks_are_hpacks():
             repeats += block is last  # (the kept block given back)
             last = block
     assert repeats > 1000  # (the kept block was given back, and checked, many times)
+
+
+def test_decoder_repeated_blocks_are_hpacks():
+    """A client's requests repeat their header blocks: the decoder gives back the fields it kept (in a new list)
+    when the same bytes come with its table and bounds as they were; each result must be hpack's (a block
+    naming dynamic entry 62 between blocks that add entries, resize the table or lower the bounds)."""
+    rng = random.Random(62)
+    encoder = hpack.Encoder()
+    request = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "example.com")]
+    blocks = [
+        encoder.encode(request),  # (literals: the authority added)
+        encoder.encode(request),  # (every field indexed now: repeatable)
+        b"\xbe",  # dynamic entry 62, whichever entry is newest
+        b"\x82\xbe",
+        b"\x40\x01a\x01b",  # a literal added to the table: the entry 62 changes
+        b"\x40\x01a\x01c",
+        b"\x00\x01x\x01y",  # a literal not indexed: the table as it was
+        b"\x3f\xe1\x1f",  # a table size update (4096)
+        b"\x20",  # a table size update to 0: the table emptied
+    ]
+    ref, ours = hpack.Decoder(), hpack_codec.Decoder()
+    given_back = 0
+    for i in range(3000):
+        block = rng.choice(blocks)
+        last = None
+        for _ in range(rng.choice([1, 2, 3])):
+            change = rng.random()  # (between two decodes of the same block, now and then)
+            if change < 0.03:
+                ref.max_header_list_size = ours.max_header_list_size = rng.choice([40, 65536])
+            elif change < 0.06:
+                ref.max_allowed_table_size = ours.max_allowed_table_size = rng.choice([0, 4096])
+            elif change < 0.09:
+                ref.header_table_size = ours.header_table_size = rng.choice([0, 4096])
+            try:
+                fields = ours.decode(block, raw=True)
+                got = ("ok", [(type(h), tuple(h)) for h in fields])
+            except Exception as exc:  # noqa: BLE001 - the exception's class is the outcome compared
+                fields, got = None, ("raised", type(exc))
+            assert got == outcome(ref.decode, block, raw=True), (i, block)
+            if fields and last:
+                given_back += fields is not last and fields[0] is last[0]  # (kept fields, a new list)
+            last = fields
+    assert given_back > 300
+    # The bound is the decode's own, not the kept block's: the same block, under a lower bound now, is refused.
+    ref, ours = hpack.Decoder(), hpack_codec.Decoder()
+    assert outcome(ours.decode, b"\x82", raw=True) == outcome(ref.decode, b"\x82", raw=True)
+    ref.max_header_list_size = ours.max_header_list_size = 10
+    assert outcome(ours.decode, b"\x82", raw=True) == outcome(ref.decode, b"\x82", raw=True) == (
+        "raised", hpack.OversizedHeaderListError)

@@ -30,5 +30,8 @@ cdef class Decoder:
     cdef _Table header_table
     cdef public Py_ssize_t max_header_list_size
     cdef public Py_ssize_t max_allowed_table_size
+    cdef bytes _last_block  # the last block decoded raw that changed nothing in the table, and its fields
+    cdef list _last_headers
+    cdef Py_ssize_t _last_changes, _last_limit, _last_allowed
     cdef tuple _literal(self, const unsigned char *p, Py_ssize_t n, Py_ssize_t pos, bint should_index)
     cpdef decode(self, data, raw=*)

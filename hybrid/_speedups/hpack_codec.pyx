@@ -412,7 +412,17 @@ cdef class Decoder:
         self.header_table.set_maxsize(int(value))
 
     cpdef decode(self, data, raw=False):  # (cpdef: h2read calls it in C, no keyword call per request)
+        """hpack.Decoder.decode. A block decoded raw that changed nothing in the table (every field indexed or
+        a literal not indexed) is kept with its fields: the same bytes again, with the table and the bounds as
+        they were, are the same fields (a client's requests repeat their header blocks), in a new list."""
         cdef bytes block = data if type(data) is bytes else bytes(data)
+        cdef _Table table = self.header_table
+        if (raw and self._last_block is not None and table.changes == self._last_changes
+                and self.max_header_list_size == self._last_limit
+                and self.max_allowed_table_size == self._last_allowed and block == self._last_block):
+            return list(self._last_headers)
+        self._last_block = None
+        cdef Py_ssize_t changes = table.changes
         cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(block)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(block), pos = 0, inflated = 0, taken
         cdef unsigned char c
@@ -449,6 +459,10 @@ cdef class Decoder:
         if self.header_table.maxsize > self.max_allowed_table_size:
             raise InvalidTableSizeError("Encoder did not shrink table size to within the max")
         if raw:
+            if table.changes == changes:  # (nothing added, evicted or resized: repeatable)
+                self._last_block, self._last_headers, self._last_changes = block, headers, changes
+                self._last_limit, self._last_allowed = self.max_header_list_size, self.max_allowed_table_size
+                return list(headers)
             return headers
         try:
             return [_tuple_new(type(h), ((<bytes>(<tuple>h)[0]).decode("utf-8"),
