@@ -232,7 +232,8 @@ cdef class Encoder:
                     break
                 name = <object>PyTuple_GET_ITEM(header, 0)
                 value = <object>PyTuple_GET_ITEM(header, 1)
-                sensitive = isinstance(header, HeaderTuple) and not header.indexable
+                # (a plain tuple's type first: isinstance() of a tuple against HeaderTuple looks up __class__)
+                sensitive = type(header) is not tuple and isinstance(header, HeaderTuple) and not header.indexable
                 if not (type(name) is bytes and type(value) is bytes and <bytes>name == <bytes>last[3 * i]
                         and <bytes>value == <bytes>last[3 * i + 1] and sensitive == <bint>last[3 * i + 2]):
                     same = False
