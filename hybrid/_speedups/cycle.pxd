@@ -4,6 +4,7 @@ from hybrid._speedups.h1 cimport Request
 
 cpdef dict scope_template(conn, str root_path)
 cpdef dict scope_from(dict template, conn, Request req, dict state, ids, request_id)
+cdef object _lazy_id(ids, headers)  # a LazyRequestId (request_id.py), made in C (h2scope.pyx too)
 
 cdef class RequestCycle:
     cdef public object conn, request, scope, headers, waiter, task, held, hold_timer, flushing

@@ -102,22 +102,26 @@ cdef Py_ssize_t _walk(conn, int remainder) except -1:
         return H2Connection._open_streams(conn, remainder)
     cdef dict table = <dict>streams
     for stream_id, stream in table.items():
-        state = stream.state_machine.state
+        machine = stream.state_machine
+        state = machine.state
         if _STREAM_OPEN[<Py_ssize_t>state] and stream_id % 2 == remainder:
             count += 1
         elif state is S_CLOSED:
-            to_delete.append(stream_id)
+            to_delete.append((stream_id, machine))  # (its machine kept: read once)
+    if not to_delete:
+        return count
     closed = conn._closed_streams
-    exact = type(closed) is SizeLimitDict
-    for stream_id in to_delete:
-        stream = table.pop(stream_id)
-        if not exact:
-            closed[stream_id] = stream.state_machine.stream_closed_by
-            continue
-        PyODict_SetItem(closed, stream_id, stream.state_machine.stream_closed_by)
-        size_limit = closed._size_limit
-        if size_limit is not None:
-            limit = size_limit
+    if type(closed) is not SizeLimitDict:
+        for stream_id, machine in to_delete:
+            del table[stream_id]
+            closed[stream_id] = machine.stream_closed_by
+        return count
+    size_limit = closed._size_limit  # (read once: popping the oldest entries does not change it)
+    limit = size_limit if size_limit is not None else -1
+    for stream_id, machine in to_delete:
+        del table[stream_id]
+        PyODict_SetItem(closed, stream_id, machine.stream_closed_by)
+        if limit >= 0:
             while PyDict_Size(closed) > limit:
                 closed.popitem(last=False)
     return count

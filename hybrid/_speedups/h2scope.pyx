@@ -13,7 +13,9 @@ from libc.string cimport memchr
 
 from urllib.parse import unquote
 
-from hybrid.request_id import REQUEST_ID_KEY, LazyRequestId, _UNSET
+from hybrid._speedups.cycle cimport _lazy_id
+
+from hybrid.request_id import REQUEST_ID_KEY
 
 ASGI = {"version": "3.0", "spec_version": "2.4"}
 
@@ -61,9 +63,7 @@ def build_scope(session, bytes method, bytes path, list fields):
     cdef str text = _latin1(p, cut)
     if memchr(p, 0x25, cut) != NULL:  # "%"
         text = unquote(text, encoding="utf-8", errors="surrogateescape")
-    ids = LazyRequestId(_UNSET)
-    ids._ids = request_ids
-    ids._headers = fields
+    ids = _lazy_id(request_ids, fields)  # (cycle.pyx's: no Python-level class call, its slots stored directly)
     scope = base.copy()
     scope["method"] = _latin1(PyBytes_AS_STRING(method), PyBytes_GET_SIZE(method))
     scope["path"] = root + text if root else text
