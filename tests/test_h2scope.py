@@ -99,3 +99,33 @@ def test_build_scope_is_the_python_one(method, path, root, fields, proxy, with_i
 def test_wants_event_stream_is_the_python_scan(fields):
     want = any(name == b"accept" and b"text/event-stream" in value for name, value in fields)
     assert wants_event_stream(list(fields)) is want
+
+
+@given(method=st.sampled_from(["GET", "HEAD", "POST", "head"]), sid=st.integers(1, 2**31 - 1))
+def test_new_stream_is_the_streams_own_init(method, sid):
+    """``new_stream`` stores H2Stream's slots in place: every slot as ``H2Stream.__init__`` sets it (``body`` a
+    new, empty deque of its own; ``started`` the perf_counter of its making)."""
+    from collections import deque
+    from time import perf_counter
+
+    from hybrid._speedups.h2scope import new_stream
+    from hybrid.h2.stream import H2Stream
+
+    session = types.SimpleNamespace(loop=object())
+    scope = {"method": method}
+    before = perf_counter()
+    made = new_stream(H2Stream, session, sid, scope)
+    after = perf_counter()
+    want = H2Stream(session, sid, scope)
+    assert type(made) is H2Stream
+    for name in H2Stream.__slots__:
+        got, expected = getattr(made, name), getattr(want, name)
+        if name == "started":
+            assert before <= got <= after
+        elif name == "body":
+            assert type(got) is deque and not got and got is not expected and got is not new_stream(
+                H2Stream, session, sid, scope).body
+        else:
+            assert got == expected and type(got) is type(expected), name
+            if name in ("session", "scope", "app_loop"):
+                assert got is expected

@@ -8,9 +8,14 @@ over drawn paths, queries, root paths and fields). CONNECT never comes here (hyb
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.string cimport memchr
 
+from collections import deque
+from time import perf_counter
 from urllib.parse import unquote
 
 from hybrid._speedups.cycle cimport _lazy_id
@@ -18,6 +23,7 @@ from hybrid._speedups.cycle cimport _lazy_id
 from hybrid.request_id import REQUEST_ID_KEY
 
 ASGI = {"version": "3.0", "spec_version": "2.4"}
+cdef tuple _NO_ARGS = ()
 
 # The names a trusted proxy sets (hybrid/proxy_headers.py ProxyTrust.apply): without any of them apply() changes
 # nothing, so it is called only when one is there.
@@ -85,3 +91,72 @@ def wants_event_stream(list fields):
         if name == b"accept" and b"text/event-stream" in value:
             return True
     return False
+
+
+# -- the stream that carries the scope ---------------------------------------------------------------------------
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+
+# hybrid/h2/stream.py's H2Stream.__init__, slot by slot: what each slot starts as (a constant), or None for the
+# ones that depend on the arguments (set in new_stream). A slot added there and not here stops the import.
+cdef dict _STARTS = {"session": None, "id": None, "scope": None, "head": None, "body": None, "body_bytes": 0,
+                     "ended": False, "delivered_end": False, "gone": False, "waiter": None, "window_waiter": None,
+                     "status": None, "headers": (), "trailers": False, "sent_headers": False, "complete": False,
+                     "task": None, "remote": False, "inbox": None, "app_loop": None, "app_task": None, "ops": None,
+                     "writer": None, "chunks": 0, "first_step": False, "last_body": None, "sent": 0, "started": None}
+cdef type _STREAM = None
+cdef Py_ssize_t _N
+cdef Py_ssize_t _OFFSETS[32]
+cdef list _VALUES = []  # the slots' starting values, in _OFFSETS' order
+cdef Py_ssize_t _SESSION, _ID, _SCOPE, _HEAD, _BODY, _APP_LOOP, _STARTED
+
+
+cdef int _learn(type cls) except -1:
+    """The slots' offsets in an H2Stream (member descriptors), read once."""
+    global _STREAM, _N, _SESSION, _ID, _SCOPE, _HEAD, _BODY, _APP_LOOP, _STARTED
+    names = cls.__slots__
+    if set(names) != set(_STARTS) or len(names) > 32 or cls.__basicsize__ != object.__basicsize__ + 8 * len(names):
+        raise TypeError(f"{cls.__name__}'s slots are not the ones new_stream knows")
+    for i, name in enumerate(names):
+        _OFFSETS[i] = (<PyMemberDescrObject*><PyObject*>cls.__dict__[name]).d_member.offset
+        _VALUES.append(_STARTS[name])
+    _N = len(names)
+    where = {name: _OFFSETS[i] for i, name in enumerate(names)}
+    _SESSION, _ID, _SCOPE, _HEAD = where["session"], where["id"], where["scope"], where["head"]
+    _BODY, _APP_LOOP, _STARTED = where["body"], where["app_loop"], where["started"]
+    _STREAM = cls
+    return 0
+
+
+cdef inline void _put(obj, Py_ssize_t offset, value) noexcept:
+    cdef PyObject **field = <PyObject**>((<char*><PyObject*>obj) + offset)
+    cdef PyObject *old = field[0]
+    Py_INCREF(value)
+    field[0] = <PyObject*>value
+    Py_XDECREF(old)
+
+
+def new_stream(type cls, session, stream_id, dict scope):
+    """``cls(session, stream_id, scope)`` for hybrid/h2/stream.py's H2Stream: the same slots with the values its
+    ``__init__`` gives them, stored in place (the class call and its Python ``__init__`` were ~3,700
+    instructions a request; tests/test_h2scope.py compares the two)."""
+    cdef Py_ssize_t i
+    if cls is not _STREAM:
+        if _STREAM is not None:
+            return cls(session, stream_id, scope)
+        _learn(cls)
+    stream = (<PyTypeObject*>cls).tp_new(cls, <PyObject*>_NO_ARGS, NULL)  # (object's: every slot NULL)
+    for i in range(_N):
+        _put(stream, _OFFSETS[i], <object>PyList_GET_ITEM(_VALUES, i))
+    _put(stream, _SESSION, session)
+    _put(stream, _ID, stream_id)
+    _put(stream, _SCOPE, scope)
+    _put(stream, _HEAD, scope["method"] == "HEAD")
+    _put(stream, _BODY, deque())
+    _put(stream, _APP_LOOP, session.loop)
+    _put(stream, _STARTED, perf_counter())
+    return stream

@@ -45,7 +45,7 @@ from hyperframe.frame import GoAwayFrame
 
 from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
 from hybrid._speedups.h2read import H2Conn
-from hybrid._speedups.h2scope import build_scope, wants_event_stream
+from hybrid._speedups.h2scope import build_scope, new_stream, wants_event_stream
 from hybrid._speedups.hpack_codec import Decoder, Encoder
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid.asgi.http import ClientDisconnected
@@ -273,7 +273,7 @@ class H2Session(H2Timeouts, H2Writing):
         if method == b"CONNECT":  # a WebSocket (RFC 8441), or refused (connect.py)
             stream = connect_stream(self, sid, event.headers, path, fields)
         else:
-            stream = H2Stream(self, sid, build_scope(self, method, path, fields))
+            stream = new_stream(H2Stream, self, sid, build_scope(self, method, path, fields))  # (H2Stream(...), in C)
         if stream is None:
             return None
         self.streams[sid] = stream

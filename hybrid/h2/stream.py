@@ -34,6 +34,8 @@ class H2Stream:
                  "last_body")
 
     def __init__(self, session, stream_id: int, scope: dict) -> None:
+        # (The session makes its streams with h2scope.new_stream, these stores in C: a slot added or changed here
+        # must be there too; tests/test_h2scope.py compares the two.)
         self.session = session
         self.id = stream_id
         self.scope = scope  # (also what a blocked-loop warning names: Server.blocked_loop)
