@@ -109,6 +109,7 @@ def test_new_stream_is_the_streams_own_init(method, sid):
     from time import perf_counter
 
     from hybrid._speedups.h2scope import new_stream
+
     from hybrid.h2.stream import H2Stream
 
     session = types.SimpleNamespace(loop=object())
