@@ -23,6 +23,7 @@ response is complete; the pool finishes writing it, the stream stays open until 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from h2.errors import ErrorCodes
 
@@ -91,13 +92,22 @@ class Standin(asyncio.Future):
         return True
 
 
+def _ops(stream) -> deque:
+    """The stream's queue of sends, made when the first one must wait in it (most responses never do: the
+    whole response and the app's end are applied at once, ``finish``)."""
+    ops = stream.ops
+    if ops is None:
+        ops = stream.ops = deque()
+    return ops
+
+
 def write(stream, body: bytes, end: bool, reply) -> None:
-    stream.ops.append((WRITE, body, end, reply))
+    _ops(stream).append((WRITE, body, end, reply))
     _pump(stream)
 
 
 def write_trailers(stream, headers) -> None:
-    stream.ops.append((TRAILERS, headers, True, None))
+    _ops(stream).append((TRAILERS, headers, True, None))
     _pump(stream)
 
 
@@ -113,7 +123,7 @@ def finish(stream, body: bytes, exc) -> None:
         except ClientDisconnected:  # (as _pump: the stream closed under the app; its end still applies)
             session.app_finished(stream, None)
             return
-    ops = stream.ops
+    ops = _ops(stream)
     ops.append((WRITE, body, True, None))
     ops.append((DONE, exc, True, None))
     _pump(stream)
@@ -121,7 +131,7 @@ def finish(stream, body: bytes, exc) -> None:
 
 def app_ended(stream, exc, ran: bool = True) -> None:
     """The stream's app ended (``ran``: False for one reset while queued, that never started: report.py)."""
-    stream.ops.append((DONE, exc, ran, None))
+    _ops(stream).append((DONE, exc, ran, None))
     _pump(stream)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 
 from h2.config import H2Configuration
 from h2.errors import ErrorCodes
@@ -349,7 +348,6 @@ class H2Session(H2Timeouts, H2Writing):
             if not (wants_event_stream(scope["headers"])
                     or (router.active and router.wants_pool(scope["method"], scope["path"]))):
                 stream.remote = True  # on a worker thread, where a blocking step is taken over
-                stream.ops = deque()
                 stream.task = crossing.RUNNING
                 self.pool.h2_remote.add(stream)
                 home.h2_streams.append(stream)
