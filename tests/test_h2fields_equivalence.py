@@ -15,6 +15,7 @@ from h2.utilities import (
     validate_headers,
     validate_outbound_headers,
 )
+from hpack import HeaderTuple
 from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
 from hypothesis import given
 from hypothesis import strategies as st
@@ -140,3 +141,26 @@ def test_response_fields_strip_and_lower_as_bytes_methods():
                 assert got == [(field.lower().strip(), field.strip())], (field, kind)
     plain = (b"x-a", b"v")
     assert all(a is b for a, b in zip(response_fields([plain])[0], plain, strict=True))  # (no copy made)
+
+
+def test_the_same_block_again_is_answered_as_it_was():
+    """The HPACK decoder gives back the same header tuples for a repeated block: ``request_fields`` answers the
+    very same objects as it answered them last (a new list of fields each time: a scope's headers are the app's
+    to change), and anything else, a failing block included, is checked again."""
+    block = [HeaderTuple(b":method", b"GET"), HeaderTuple(b":path", b"/a"), HeaderTuple(b":scheme", b"http"),
+             HeaderTuple(b":authority", b"t"), HeaderTuple(b"cookie", b"a=1"), HeaderTuple(b"cookie", b"b=2")]
+    seen = [None]  # (a connection's)
+    first = request_fields(list(block), seen)
+    again = request_fields(list(block), seen)
+    assert again == first == (b"GET", b"/a", b"t", [(b"host", b"t"), (b"cookie", b"a=1; b=2")])
+    assert again[3] is not first[3]
+    again[3].append((b"x-app", b"changed"))
+    assert request_fields(list(block), seen) == first
+    other = [HeaderTuple(b":method", b"POST"), *block[1:]]  # (the same objects but one)
+    assert request_fields(other, seen)[0] == b"POST"
+    with pytest.raises(FieldError):
+        request_fields(block[:3], seen)  # (fewer of the same objects: no Host, refused)
+    bad = [*block[:4], HeaderTuple(b":method", b"GET")]
+    for _ in range(2):
+        with pytest.raises(FieldError):
+            request_fields(bad, seen)

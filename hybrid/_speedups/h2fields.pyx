@@ -75,10 +75,37 @@ cdef inline tuple _pair(object header):
     return <tuple>header if PyTuple_Check(header) else tuple(header)
 
 
-def request_fields(headers):
+def request_fields(headers, list seen=None):
     """A request's header block, as the HPACK decoder gives it: (method, path, authority, fields), fields being
     the regular (name, value) pairs with the cookie fields joined last (section 8.2.3) and :authority as Host
-    first when no Host came (section 8.3.1). FieldError for anything section 8.2 or 8.3 forbids."""
+    first when no Host came (section 8.3.1). FieldError for anything section 8.2 or 8.3 forbids.
+
+    ``seen``: a connection's one-item list, where the last block that passed is kept as (its header objects, the
+    answer). A client's requests repeat their blocks, and the HPACK decoder gives back the same header tuples for
+    the same bytes (hpack_codec.Decoder), so the very same objects again (tuples of bytes: immutable) are the
+    same answer, given without checking them again (with a new list of fields: a scope's are the app's)."""
+    cdef list before, given
+    cdef Py_ssize_t i, n
+    if seen is None or type(headers) is not list:
+        return _request_fields(headers)
+    last = seen[0]
+    if last is not None:
+        before = <list>(<tuple>last)[0]
+        given = <list>headers
+        n = len(given)
+        if n == len(before):
+            for i in range(n):
+                if given[i] is not before[i]:
+                    break
+            else:
+                method, path, authority, fields = <tuple>(<tuple>last)[1]
+                return method, path, authority, list(fields)
+    result = _request_fields(headers)
+    seen[0] = (list(headers), (result[0], result[1], result[2], list(result[3])))
+    return result
+
+
+cdef tuple _request_fields(headers):
     cdef int seen = 0, bit
     cdef bint regular = False
     cdef bytes name, value
@@ -152,7 +179,7 @@ def request_fields(headers):
                          f"{authority!r} / {host!r}")
     if cookies is not None:
         fields.append((b"cookie", b"; ".join(cookies)))
-    return method, path, authority, fields
+    return (method, path, authority, fields)
 
 
 def check_trailers(headers):

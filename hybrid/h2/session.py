@@ -95,6 +95,7 @@ class H2Session(H2Timeouts, H2Writing):
             pool.h2_inbox = Mailbox(self.loop)
         trust = self.server.proxy_trust  # (decided once per connection, as for HTTP/1.1)
         self.proxy = trust.for_peer(self.client_addr) if trust is not None else None
+        self.fields_seen = [None]  # (h2fields.request_fields: the last block that passed and its answer)
         self.scope_base = None  # (what every scope of this connection shares: h2scope.build_scope makes it once)
         self.keep_alive = config.timeout_keep_alive
         self.head_timeout = config.timeout_request_head
@@ -259,7 +260,8 @@ class H2Session(H2Timeouts, H2Writing):
         sid = event.stream_id
         h2 = self.h2
         try:
-            method, path, _, fields = request_fields(event.headers)  # (FieldError: checked even if refused)
+            # (FieldError: checked even if refused; the last block that passed kept for its repeats)
+            method, path, _, fields = request_fields(event.headers, self.fields_seen)
         except FieldError:
             if not is_extended_connect(event.headers):
                 raise
