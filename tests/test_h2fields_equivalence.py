@@ -15,7 +15,7 @@ from h2.utilities import (
     validate_headers,
     validate_outbound_headers,
 )
-from hpack import HeaderTuple
+from hpack import HeaderTuple, NeverIndexedHeaderTuple
 from hybrid._speedups.h2fields import FieldError, check_trailers, request_fields, response_fields
 from hypothesis import given
 from hypothesis import strategies as st
@@ -164,3 +164,26 @@ def test_the_same_block_again_is_answered_as_it_was():
     for _ in range(2):
         with pytest.raises(FieldError):
             request_fields(bad, seen)
+
+
+def test_the_same_response_headers_again_are_answered_as_they_were():
+    """An app that sends the same header tuples again (a constant list) gets the answer ``response_fields`` gave
+    them last, in a new list; a field that can change in place (a bytearray) or a list item is normalized again
+    every time."""
+    headers = [(b"Content-Type", b"text/plain "), (b"content-length", b"13"), (b"connection", b"close"),
+               (b"authorization", b"x")]
+    first = response_fields(headers)
+    again = response_fields(headers)
+    assert again == first == [(b"content-type", b"text/plain"), (b"content-length", b"13"), (b"authorization", b"x")]
+    assert again is not first and type(again[2]) is NeverIndexedHeaderTuple
+    again.append((b"x-app", b"changed"))
+    assert response_fields(tuple(headers)) == first
+    name = bytearray(b"X-One")
+    changing = [(name, b"1"), *headers[:2]]
+    assert response_fields(changing)[0] == (b"x-one", b"1")
+    name[:] = b"X-Two"
+    assert response_fields(changing)[0] == (b"x-two", b"1")
+    listed = [[b"x-list", b"1"]]
+    assert response_fields(listed) == [(b"x-list", b"1")]
+    listed[0][1] = b"2"
+    assert response_fields(listed) == [(b"x-list", b"2")]

@@ -214,11 +214,44 @@ cdef bint _plain(bytes field, bint name):
     return True
 
 
+# The last response headers normalized whose fields were all (bytes, bytes) tuples, as (those tuple objects, the
+# answer): an app that sends the same header tuples again (a constant list, most plain apps) gets the same
+# answer (immutable objects: the same values), in a new list, without normalizing them again. (One entry for every
+# thread: it is replaced whole, and read once a call.)
+cdef tuple _last_response = None
+
+
 def response_fields(headers):
     """An app's response headers (or trailers) as they go out: names lower-cased, names and values stripped of
     surrounding whitespace, connection-specific fields dropped (section 8.2.2), authorization fields and short
     cookies never indexed (HPACK, RFC 7541 section 7.1.3), as h2's normalization did. ValueError for what h2
     refused to send: a TE other than "trailers", a pseudo-header or an empty name from the app."""
+    global _last_response
+    cdef tuple before
+    cdef Py_ssize_t i, n
+    kind = type(headers)
+    if kind is not list and kind is not tuple:
+        return _response_fields(headers)
+    n = len(headers)
+    last = _last_response
+    if last is not None:
+        before = <tuple>(<tuple>last)[0]
+        if len(before) == n:
+            for i in range(n):
+                if headers[i] is not before[i]:
+                    break
+            else:
+                return list(<tuple>(<tuple>last)[1])
+    out = _response_fields(headers)
+    for header in headers:
+        if not (type(header) is tuple and len(<tuple>header) == 2 and type((<tuple>header)[0]) is bytes
+                and type((<tuple>header)[1]) is bytes):
+            return out  # (not kept: a field that could change in place, or one whose equal values differ)
+    _last_response = (tuple(headers), tuple(out))
+    return out
+
+
+cdef list _response_fields(headers):
     cdef list out = []
     cdef bytes name, value
     for header in headers:
