@@ -167,9 +167,9 @@ def test_the_same_block_again_is_answered_as_it_was():
 
 
 def test_the_same_response_headers_again_are_answered_as_they_were():
-    """An app that sends the same header tuples again (a constant list) gets the answer ``response_fields`` gave
-    them last, in a new list; a field that can change in place (a bytearray) or a list item is normalized again
-    every time."""
+    """An app that sends the same fields again (a constant list, or a new list of equal bytes) gets the answer
+    ``response_fields`` gave them last, in a new list; a field that can change in place (a bytearray) or a list
+    item is normalized again every time, and so is a field that differs in one byte."""
     headers = [(b"Content-Type", b"text/plain "), (b"content-length", b"13"), (b"connection", b"close"),
                (b"authorization", b"x")]
     first = response_fields(headers)
@@ -178,6 +178,10 @@ def test_the_same_response_headers_again_are_answered_as_they_were():
     assert again is not first and type(again[2]) is NeverIndexedHeaderTuple
     again.append((b"x-app", b"changed"))
     assert response_fields(tuple(headers)) == first
+    assert response_fields([(bytes(bytearray(n)), bytes(bytearray(v))) for n, v in headers]) == first  # (new objects)
+    assert response_fields([*headers[:3], (b"authorization", b"y")])[2] == (b"authorization", b"y")
+    assert response_fields([(b"Content-Type", b"text/plain"), *headers[1:]]) == first
+    assert response_fields([(b"Content-Type", b"text/html "), *headers[1:]])[0] == (b"content-type", b"text/html")
     name = bytearray(b"X-One")
     changing = [(name, b"1"), *headers[:2]]
     assert response_fields(changing)[0] == (b"x-one", b"1")

@@ -9,7 +9,7 @@ checks content-length against the DATA received.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.tuple cimport PyTuple_Check
+from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
 from hpack.struct import NeverIndexedHeaderTuple
 
@@ -214,11 +214,23 @@ cdef bint _plain(bytes field, bint name):
     return True
 
 
-# The last response headers normalized whose fields were all (bytes, bytes) tuples, as (those tuple objects, the
-# answer): an app that sends the same header tuples again (a constant list, most plain apps) gets the same
-# answer (immutable objects: the same values), in a new list, without normalizing them again. (One entry for every
-# thread: it is replaced whole, and read once a call.)
+# The last response headers normalized whose fields were all (bytes, bytes) tuples, as (those tuples, the
+# answer): an app that sends the same fields again (a constant list, or a framework's fresh list of the same
+# values) gets the same answer, in a new list, without normalizing them again (bytes are immutable: the same
+# values are the same answer). One entry for every thread: it is replaced whole, and read once a call.
 cdef tuple _last_response = None
+
+
+cdef inline bint _same_field(header, tuple before):
+    """``header`` is a (bytes, bytes) tuple equal to ``before``, one of the kept ones."""
+    if header is before:
+        return True
+    if type(header) is not tuple or PyTuple_GET_SIZE(header) != 2:
+        return False
+    name = <object>PyTuple_GET_ITEM(header, 0)
+    value = <object>PyTuple_GET_ITEM(header, 1)
+    return (type(name) is bytes and type(value) is bytes and <bytes>name == <bytes>before[0]
+            and <bytes>value == <bytes>before[1])
 
 
 def response_fields(headers):
@@ -238,7 +250,7 @@ def response_fields(headers):
         before = <tuple>(<tuple>last)[0]
         if len(before) == n:
             for i in range(n):
-                if headers[i] is not before[i]:
+                if not _same_field(headers[i], <tuple>before[i]):
                     break
             else:
                 return list(<tuple>(<tuple>last)[1])
