@@ -140,6 +140,34 @@ cdef class Steps:
             if each is inp:
                 self.row[int(state)] = (func, target, CODES.get(func, PY) if func is not None else PY)
 
+    cdef int run(self, object machine) except -1:
+        """``step`` when its events are not wanted (a response's own steps in h2write.pyx, which drops them as
+        h2's ``send_headers`` and ``send_data`` do): the same state changes, without making the events and their
+        list for the response's steps (its HEADERS, DATA and END_STREAM); any other entry is ``step``'s."""
+        state = machine.state
+        entry = self.row[<Py_ssize_t>state]
+        if entry is not None and type(machine) is H2StreamStateMachine:
+            func, target, code = <tuple>entry
+            if code == RESPONSE_SENT:
+                if not machine.headers_sent:
+                    if machine.client is False:
+                        machine.state = target
+                        machine.headers_sent = True
+                        return 0
+                elif not machine.trailers_sent:
+                    machine.state = target
+                    machine.trailers_sent = True
+                    return 0
+            elif code == SEND_END_STREAM:
+                machine.state = target
+                machine.stream_closed_by = BY_SEND_END
+                return 0
+            elif func is None:
+                machine.state = target
+                return 0
+        self.step(machine)
+        return 0
+
     cpdef object step(self, object machine):
         state = machine.state
         entry = self.row[<Py_ssize_t>state]

@@ -78,13 +78,13 @@ def send_response(conn, unsigned long sid, list headers, bytes body, bint end, b
     cdef bint data_frame = with_body and size > 0 and size <= stream.outbound_flow_control_window \
         and size <= conn.outbound_flow_control_window and size <= conn.max_outbound_frame_size
     cdef bint headers_end = end and size == 0
-    SEND_HEADERS.step(machine)  # (after it, SEND_DATA and SEND_END_STREAM are valid: OPEN or HALF_CLOSED_REMOTE)
+    SEND_HEADERS.run(machine)  # (after it, SEND_DATA and SEND_END_STREAM are valid: OPEN or HALF_CLOSED_REMOTE)
     if headers_end:
-        SEND_END_STREAM.step(machine)
+        SEND_END_STREAM.run(machine)
     elif data_frame:
-        SEND_DATA.step(machine)
+        SEND_DATA.run(machine)
         if end:
-            SEND_END_STREAM.step(machine)
+            SEND_END_STREAM.run(machine)
     encoder = conn.encoder
     cdef bytes block = (<Encoder>encoder).encode(headers) if type(encoder) is Encoder else encoder.encode(headers)
     cdef Py_ssize_t blen = PyBytes_GET_SIZE(block)
