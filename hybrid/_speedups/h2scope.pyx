@@ -4,7 +4,9 @@
 Why: the session builds one per stream on the pool's loop, from the fields ``h2fields.request_fields`` checked
 and split; in Python that was a dozen calls a request (decode, partition, the request id's lazy dict, the trusted
 proxy's header scan). The same dict comes out (tests/test_h2scope.py compares it with the Python it replaced,
-over drawn paths, queries, root paths and fields). CONNECT never comes here (hybrid/h2/connect.py).
+over drawn paths, queries, root paths and fields). CONNECT never comes here (hybrid/h2/connect.py). The stream
+object that carries the scope is made here too (``new_stream``: hybrid/h2/stream.py's H2Stream, its slots stored
+in place).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
