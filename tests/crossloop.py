@@ -28,7 +28,7 @@ P99_TARGET = 0.010       # issue 21: p99 under 10 ms (uvicorn about 1 ms)
 # slice lost by one of the servers in two rounds moves it by ~10 ms (seen: --mode async, one loop like uvicorn,
 # 17 ms against uvicorn's 6.7 ms in the same run). The bugs this catches cost hundreds of ms to seconds.
 SCHEDULER_SLACK = 0.010
-APP = "tests.apps.crossloop_patterns:app"
+APP = "bench.apps.crossloop_patterns:app"
 # Streams whose client left wait for their next message to notice (Starlette's StreamingResponse no longer
 # listens for http.disconnect under ASGI 2.4); a short graceful bound ends them at stop.
 HYBRID = (APP, "--port", "0", "--no-access-log", "--timeout-graceful-shutdown", "1")

@@ -1,0 +1,100 @@
+"""The bench's crossloop scenario (bench/scenarios/crossloop.py) and its client (bench/xloopclient.py): every
+pattern, run by the client as the suite runs it against a real hybrid, delivers each message to each subscriber and
+measures it; a server that loses messages shows as lost, not as a hang; the rows, the metrics and the ratios (p99,
+lower is better, against uvicorn) are what the table says."""
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench import results, xloopclient
+from bench.scenarios import Context, crossloop
+from bench.stats import summarise
+
+from .support import Server
+
+pytestmark = pytest.mark.timeout(60)
+
+HYBRID = ("--port", "0", "--no-access-log", "--timeout-graceful-shutdown", "1")
+
+
+def _client(srv: Server, variant: str, warmup: float = 0.2, duration: float = 0.6) -> dict:
+    ctx = Context(settings=type("S", (), {"client_cpus": None})())
+    argv = crossloop.client_argv(ctx, srv.port, variant, warmup, duration)
+    argv[0] = sys.executable  # the test's interpreter (the suite runs the repo's .venv's)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[:2] == ["start", "end"], p.stdout
+    return json.loads(lines[-1])
+
+
+@pytest.mark.parametrize("variant", list(crossloop.PATTERNS))
+def test_each_pattern_delivers_every_message_to_every_subscriber(variant):
+    with Server(crossloop.APP, *HYBRID) as srv:
+        data = _client(srv, variant)
+    n = crossloop.SUBSCRIBERS
+    assert data["ready"] == n and data["failures"] == 0 and data["publish_error"] is None, data
+    assert data["messages"] >= 5, data
+    assert data["deliveries"] == data["deliveries_due"] == n * data["messages"], data
+    assert data["lost"] == data["late"] == data["unexpected"] == 0, data
+    assert 0 < data["p50_ms"] <= data["p99_ms"] <= data["max_ms"] < 2000, data
+
+
+def test_a_lost_message_is_counted_and_the_run_stops(monkeypatch, capsys):
+    """tests/apps/xloop_lossy.py feeds every stream but the first, each event in two chunks."""
+    monkeypatch.setattr(xloopclient, "ROUND_TIMEOUT", 0.2)
+    with Server("tests.apps.xloop_lossy:app", *HYBRID) as srv:
+        run = xloopclient.Run(srv.port, "sse", "/events", "/publish/", 4, 0.0, 10.0)
+        data = asyncio.run(run.main())
+    assert capsys.readouterr().out.splitlines() == ["start", "end"]
+    assert data["stopped_after_bad_rounds"] and data["messages"] == xloopclient.MAX_BAD_ROUNDS, data
+    # the three others got every message, joined from two chunks; the first got none
+    assert data["deliveries"] == 3 * data["messages"] and data["lost"] == data["messages"], data
+    assert data["late"] == data["unexpected"] == 0 and data["failures"] == 0, data
+    metrics = crossloop.metrics_of(data, {"c0": 1.0, "c1": 1.0009, "t0": 0.0, "t1": 1.0})
+    assert metrics["errors"] == data["messages"] and metrics["lost"] == data["messages"]
+    assert metrics["cpu_us_per_delivery"] == pytest.approx(900 / data["deliveries"], abs=0.1)
+
+
+def test_dechunker_joins_pieces_split_anywhere():
+    wire = b"6\r\ndata: \r\n4\r\nm1\n\n\r\n7;ext=1\r\ndata: m\r\n3\r\n2\n\n\r\n0\r\n\r\n"
+    for step in (1, 2, 3, 7, len(wire)):
+        d = xloopclient.Dechunker()
+        out = b"".join(d.feed(wire[i:i + step]) for i in range(0, len(wire), step))
+        assert out == b"data: m1\n\ndata: m2\n\n" and d.done, step
+
+
+def test_rows_and_server_arguments():
+    by_row = {c.row: c for c in crossloop.cases(["hybrid", "uvicorn", "granian", "hypercorn"])
+              if c.variant == "ws-queue"}
+    assert list(by_row) == ["hybrid", "hybrid-async", "uvicorn", "granian", "hypercorn"]
+    assert by_row["hybrid"].extra == "--timeout-graceful-shutdown 1"
+    assert by_row["hybrid-async"].server == "hybrid" and by_row["hybrid-async"].extra.startswith("--mode async ")
+    assert by_row["uvicorn"].extra.startswith("--ws websockets ")
+    assert {c.row for c in crossloop.cases(["uvicorn"])} == {"uvicorn"}
+    assert len(crossloop.cases(["hybrid", "uvicorn"])) == 3 * len(crossloop.PATTERNS)
+
+
+def test_ratios_divide_p99_by_uvicorns_and_the_target_is_hybrids():
+    def case(row, p99, lost=0):
+        rounds = [{"p99_ms": p99, "lost": lost, "errors": lost}]
+        return {"server": row, "variant": "ws-queue", "status": "ok", "rounds": rounds, "summary": summarise(rounds)}
+
+    cases = {f"{row}/ws-queue": case(row, p99) for row, p99 in
+             (("hybrid", 4.0), ("hybrid-async", 3.0), ("uvicorn", 2.0), ("granian", 8.0))}
+    result = {"scenarios": {"crossloop": {"cases": cases}}}
+    row = results.ratios(result)["crossloop"]["variants"]["ws-queue"]
+    assert row["hybrid"]["vs_uvicorn"] == 2.0 and row["hybrid-async"]["vs_uvicorn"] == 1.5
+    assert row["hybrid"]["vs_granian"] == 0.5
+    (target,) = [t for t in results.targets(result) if t["id"].startswith("crossloop")]
+    assert target["met"] and "4.00 ms" in target["measured"] and "2.0x uvicorn" in target["measured"]
+    cases["hybrid/ws-queue"] = case("hybrid", 4.0, lost=1)
+    (target,) = [t for t in results.targets(result) if t["id"].startswith("crossloop")]
+    assert not target["met"]
+    cases["hybrid/ws-queue"] = case("hybrid", 12.0)
+    (target,) = [t for t in results.targets(result) if t["id"].startswith("crossloop")]
+    assert not target["met"]
