@@ -4,7 +4,10 @@ measures it; a server that loses messages shows as lost, not as a hang; the rows
 lower is better, against uvicorn) are what the table says."""
 
 import asyncio
+import base64
+import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -44,8 +47,9 @@ def test_each_pattern_delivers_every_message_to_every_subscriber(variant):
     assert 0 < data["p50_ms"] <= data["p99_ms"] <= data["max_ms"] < 2000, data
 
 
-def test_a_lost_message_is_counted_and_the_run_stops(monkeypatch, capsys):
-    """tests/apps/xloop_lossy.py feeds every stream but the first, each event in two chunks."""
+def test_a_lost_message_is_counted_and_the_run_stops_and_a_closed_publisher_reconnects(monkeypatch, capsys):
+    """tests/apps/xloop_lossy.py feeds every stream but the first, each event in two chunks, and closes the
+    publisher's connection after each answer."""
     monkeypatch.setattr(xloopclient, "ROUND_TIMEOUT", 0.2)
     with Server("tests.apps.xloop_lossy:app", *HYBRID) as srv:
         run = xloopclient.Run(srv.port, "sse", "/events", "/publish/", 4, 0.0, 10.0)
@@ -55,6 +59,7 @@ def test_a_lost_message_is_counted_and_the_run_stops(monkeypatch, capsys):
     # the three others got every message, joined from two chunks; the first got none
     assert data["deliveries"] == 3 * data["messages"] and data["lost"] == data["messages"], data
     assert data["late"] == data["unexpected"] == 0 and data["failures"] == 0, data
+    assert data["publish_error"] is None and data["publisher_reconnects"] == data["messages"] - 1, data
     metrics = crossloop.metrics_of(data, {"c0": 1.0, "c1": 1.0009, "t0": 0.0, "t1": 1.0})
     assert metrics["errors"] == data["messages"] and metrics["lost"] == data["messages"]
     assert metrics["cpu_us_per_delivery"] == pytest.approx(900 / data["deliveries"], abs=0.1)
@@ -68,6 +73,53 @@ def test_dechunker_joins_pieces_split_anywhere():
         assert out == b"data: m1\n\ndata: m2\n\n" and d.done, step
 
 
+class _Transport:
+    def __init__(self):
+        self.out = b""
+
+    def write(self, data):
+        self.out += data
+
+    def is_closing(self):
+        return False
+
+    def close(self):
+        pass
+
+
+def _subscriber(kind: str, wire: bytes, step: int, monkeypatch) -> tuple[xloopclient.Run, _Transport]:
+    """One subscriber fed ``wire`` ``step`` bytes per read at 1.0 s, message m7 published at 0.996 s."""
+    monkeypatch.setattr(xloopclient.time, "perf_counter", lambda: 1.0)
+    run = xloopclient.Run(1, kind, "/s", "/p/", 1, 0.0, 1.0)
+    run.changed, run.measuring, run.current, run.sent = asyncio.Event(), True, "m7", 0.996
+    sub = xloopclient.Subscriber(run, 0)
+    sub.transport = transport = _Transport()
+    for i in range(0, len(wire), step):
+        sub.data_received(wire[i:i + step])
+    return run, transport
+
+
+def test_a_subscriber_reads_messages_split_anywhere(monkeypatch):
+    sse = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+           b"d\r\ndata: ready\n\n\r\n6\r\ndata: \r\n4\r\nm7\n\n\r\n")
+    for step in range(1, len(sse) + 1):
+        run, _ = _subscriber("sse", sse, step, monkeypatch)
+        assert run.ready == {0} and run.got == {0} and run.failed_subs == set(), step
+        assert run.latencies == [pytest.approx(4.0)] and run.late == run.unexpected == 0, step
+    sub = xloopclient.Subscriber(xloopclient.Run(1, "ws", "/s", "/p/", 1, 0.0, 1.0), 0)
+    accept = base64.b64encode(hashlib.sha1(sub.key + xloopclient.WS_GUID).digest())
+    ws = (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+          b"sec-websocket-accept: " + accept + b"\r\n\r\n\x81\x05ready\x89\x02hi\x81\x02m5\x81\x02m7")
+    for step in range(1, len(ws) + 1):
+        monkeypatch.setattr(os, "urandom", lambda n, key=sub.key: base64.b64decode(key))
+        run, transport = _subscriber("ws", ws, step, monkeypatch)
+        assert run.ready == {0} and run.got == {0} and run.failed_subs == set(), step
+        assert run.latencies == [pytest.approx(4.0)] and run.late == 1, step  # m5: an earlier message
+        assert transport.out.endswith(b"\x8a\x82\x00\x00\x00\x00hi"), step  # the ping answered
+    run, _ = _subscriber("ws", ws.replace(accept, b"x" * len(accept)), len(ws), monkeypatch)
+    assert run.failed_subs == {0} and run.failures["protocol"] == 1 and not run.got
+
+
 def test_rows_and_server_arguments():
     by_row = {c.row: c for c in crossloop.cases(["hybrid", "uvicorn", "granian", "hypercorn"])
               if c.variant == "ws-queue"}
@@ -77,6 +129,7 @@ def test_rows_and_server_arguments():
     assert by_row["uvicorn"].extra.startswith("--ws websockets ")
     assert {c.row for c in crossloop.cases(["uvicorn"])} == {"uvicorn"}
     assert len(crossloop.cases(["hybrid", "uvicorn"])) == 3 * len(crossloop.PATTERNS)
+    assert crossloop.SCENARIO.primary == "p99_ms" and not crossloop.SCENARIO.higher_is_better
 
 
 def test_ratios_divide_p99_by_uvicorns_and_the_target_is_hybrids():
