@@ -11,8 +11,9 @@ A delivery's latency runs from just before the POST's write to the read that com
 subscriber lacks ROUND_TIMEOUT after its POST counts as lost (one arriving later as late, not as a delivery);
 after MAX_BAD_ROUNDS such rounds in a row the run stops (a server that hangs costs seconds, not minutes).
 
-Messages sent in the first WARMUP seconds are not counted; prints "start" when the measured window opens and "end"
-once its last round is over (the scenario samples the server's CPU time between the two), then one JSON line.
+Messages sent in the first WARMUP seconds are not measured (their lost deliveries are counted all the same);
+prints "start" when the measured window opens and "end" once its last round is over (the scenario samples the
+server's CPU time between the two), then one JSON line.
 """
 
 from __future__ import annotations
@@ -341,7 +342,7 @@ class Run:
         alive = len(self.ready - self.failed_subs)
         t_start = time.perf_counter() + self.warmup
         t_end = t_start + self.duration
-        messages = deliveries_due = lost = bad_rounds = 0
+        messages = deliveries_due = lost = lost_in_window = bad_rounds = 0
         post_ms: list[float] = []
         publish_error = None
         ru0 = w0 = None
@@ -360,20 +361,22 @@ class Run:
             self.sent = time.perf_counter()
             answer = publisher.post(self.publish + self.current, host)
             answer.add_done_callback(lambda _: self.changed.set())
-            expect = self.ready - self.failed_subs
-            by = self.sent + ROUND_TIMEOUT
-            await self._until(lambda: answer.done() and expect <= self.got, by)  # noqa: B023
+            live = lambda: self.ready - self.failed_subs  # noqa: E731 - (one failing meanwhile is not waited for)
+            await self._until(lambda: answer.done() and live() <= self.got, self.sent + ROUND_TIMEOUT)  # noqa: B023
             if not answer.done():
                 publish_error = f"{self.current}: no answer to the POST within {ROUND_TIMEOUT} s"
                 break
             if answer.exception() or answer.result() != 200:
                 publish_error = f"{self.current}: {answer.exception() or answer.result()!r}"
                 break
-            bad_rounds = bad_rounds + 1 if expect - self.got else 0  # a live subscriber went without
+            bad_rounds = bad_rounds + 1 if live() - self.got else 0  # a live subscriber went without
+            # Lost: every subscriber's, a failed one's too, and in the warm-up too (a round lost there can last
+            # past the window's start; a lost message is a defect whenever it happens).
+            lost += self.n - len(self.got)
             if self.measuring:
                 messages += 1
                 deliveries_due += self.n
-                lost += self.n - len(self.got)  # every subscriber's, a failed one's too
+                lost_in_window += self.n - len(self.got)
                 post_ms.append((time.perf_counter() - self.sent) * 1e3)
             alive = len(self.ready - self.failed_subs)
         if not self.measuring:  # nothing measured: still give the scenario its two lines
@@ -396,8 +399,8 @@ class Run:
         never_ready = self.n - len(self.ready | self.failed_subs)
         return {
             "subscribers": self.n, "ready": len(self.ready), "window_s": round(window, 3), "messages": messages,
-            "deliveries": len(lat), "deliveries_due": deliveries_due, "lost": lost, "late": self.late,
-            "unexpected": self.unexpected,
+            "deliveries": len(lat), "deliveries_due": deliveries_due, "lost": lost, "lost_in_window": lost_in_window,
+            "messages_sent": i, "late": self.late, "unexpected": self.unexpected,
             "p50_ms": pct(lat, 0.50), "p90_ms": pct(lat, 0.90), "p99_ms": pct(lat, 0.99),
             "p999_ms": pct(lat, 0.999), "max_ms": round(lat[-1], 3) if lat else None,
             "mean_ms": round(sum(lat) / len(lat), 3) if lat else None,
