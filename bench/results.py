@@ -270,7 +270,7 @@ def markdown(result: dict, heading_level: int = 2) -> str:
                 what = {"streaming": "failed streams (no connection, no byte, non-2xx, or ended before the run did)",
                         "websocket": "failed connections (no connection, no 101 with the right accept value, "
                                      "closed by the server, or an echo of the wrong length)",
-                        "crossloop": "lost deliveries, failed subscribers and unanswered POSTs"}[name]
+                        "crossloop": "lost deliveries, failed subscribers, failed or unanswered POSTs"}[name]
                 lines.append("")
                 lines.append(f"The {name} client's own CPU use (% of its core; well under 100 means it was not the "
                              f"limit): median "

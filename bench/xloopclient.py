@@ -8,8 +8,10 @@ or not) or ``ws`` (each opens a WebSocket on STREAM and reads text frames). Once
 ``ready`` message, the publisher sends ``POST PUBLISH + "m<i>"`` on one keep-alive connection and waits until every
 subscriber has ``m<i>`` and the POST's answer is in, then sends the next: one message in flight, as the tests do.
 A delivery's latency runs from just before the POST's write to the read that completes the message. A message a
-subscriber lacks ROUND_TIMEOUT after its POST counts as lost (one arriving later as late, not as a delivery);
-after MAX_BAD_ROUNDS such rounds in a row the run stops (a server that hangs costs seconds, not minutes).
+subscriber lacks ROUND_TIMEOUT after its POST counts as lost (one arriving later as late, not as a delivery); a
+POST answered with another status than 200 (or cut) counts as a publish failure, with no delivery due; after
+MAX_BAD_ROUNDS such rounds in a row the run stops, and at once when a POST gets no answer in ROUND_TIMEOUT (a
+server that hangs costs seconds, not minutes).
 
 Messages sent in the first WARMUP seconds are not measured (their lost deliveries are counted all the same);
 prints "start" when the measured window opens and "end" once its last round is over (the scenario samples the
@@ -255,6 +257,11 @@ class Publisher(asyncio.Protocol):
         self._settle(ConnectionError("publisher's connection closed"))
 
 
+def refused(answer: asyncio.Future) -> bool:
+    """A POST's answer (done) says the message was not published: another status than 200, or no answer."""
+    return answer.exception() is not None or answer.result() != 200
+
+
 class Run:
     def __init__(self, port: int, kind: str, stream: str, publish: str, subscribers: int, warmup: float,
                  duration: float) -> None:
@@ -344,7 +351,7 @@ class Run:
         t_end = t_start + self.duration
         messages = deliveries_due = lost = lost_in_window = bad_rounds = 0
         post_ms: list[float] = []
-        publish_error = None
+        publish_error, publish_failures = None, 0
         ru0 = w0 = None
         i = 0
         while alive and time.perf_counter() < t_end and bad_rounds < MAX_BAD_ROUNDS:
@@ -362,13 +369,18 @@ class Run:
             answer = publisher.post(self.publish + self.current, host)
             answer.add_done_callback(lambda _: self.changed.set())
             live = lambda: self.ready - self.failed_subs  # noqa: E731 - (one failing meanwhile is not waited for)
-            await self._until(lambda: answer.done() and live() <= self.got, self.sent + ROUND_TIMEOUT)  # noqa: B023
-            if not answer.done():
-                publish_error = f"{self.current}: no answer to the POST within {ROUND_TIMEOUT} s"
+            await self._until(lambda: answer.done() and (refused(answer) or live() <= self.got),  # noqa: B023
+                              self.sent + ROUND_TIMEOUT)
+            if not answer.done():  # a hang: stop here
+                publish_failures += 1
+                publish_error = publish_error or f"{self.current}: no answer to the POST within {ROUND_TIMEOUT} s"
                 break
-            if answer.exception() or answer.result() != 200:
-                publish_error = f"{self.current}: {answer.exception() or answer.result()!r}"
-                break
+            if refused(answer):  # counted; no delivery is due
+                publish_failures += 1
+                publish_error = publish_error or f"{self.current}: {answer.exception() or answer.result()!r}"
+                publisher.usable = publisher.usable and not answer.exception()
+                bad_rounds += 1
+                continue
             bad_rounds = bad_rounds + 1 if live() - self.got else 0  # a live subscriber went without
             # Lost: every subscriber's, a failed one's too, and in the warm-up too (a round lost there can last
             # past the window's start; a lost message is a defect whenever it happens).
@@ -407,6 +419,7 @@ class Run:
             "post_p50_ms": pct(sorted(post_ms), 0.5), "messages_per_s": round(messages / window, 1),
             "failures": sum(self.failures.values()) + never_ready,
             "failed_by": dict(self.failures, never_ready=never_ready), "publish_error": publish_error,
+            "publish_failures": publish_failures,
             "publisher_reconnects": reconnects, "stopped_after_bad_rounds": bad_rounds >= MAX_BAD_ROUNDS,
             "errors_seen": self.errors[:5], "client_cpu_pct": round(cpu / window * 100, 1),
         }

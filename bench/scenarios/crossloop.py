@@ -70,8 +70,8 @@ def metrics_of(data: dict, side: dict) -> dict:
         "lost": data["lost"],
         "cpu_us_per_delivery": round(cpu * 1e6 / n, 1) if n else None,
         "server_cpu_pct": round(cpu / wall * 100),
-        # A message not delivered, a subscriber that failed, or a POST not answered: any is a broken run.
-        "errors": data["lost"] + data["failures"] + (1 if data["publish_error"] else 0),
+        # A message not delivered, a subscriber that failed, or a POST failed or not answered: any is a broken run.
+        "errors": data["lost"] + data["failures"] + data["publish_failures"],
         **{k: v for k, v in data.items() if k not in ("p50_ms", "p99_ms", "max_ms", "deliveries", "lost")},
     }
 
@@ -82,7 +82,7 @@ def measure(ctx: Context, case: Case, server: RunningServer):
     duration = s.duration * SCALE
     argv = client_argv(ctx, server.port, case.variant, warmup, duration)
     data, side = run_client(argv, server, timeout=warmup + duration + 30, server_cpu=s.server_cpus)
-    if not data["deliveries"] and not data["lost"]:
+    if not data["deliveries"] and not data["lost"] and not data["publish_failures"]:
         detail = data["publish_error"] or "; ".join(data["errors_seen"]) or f"{data['ready']} ready"
         raise RuntimeError(f"no delivery measured: {detail}")
     cmd = " ".join(argv).replace(f" {server.port} ", " PORT ")
