@@ -37,7 +37,7 @@ def _client(srv: Server, variant: str, warmup: float = 0.2, duration: float = 0.
 
 @pytest.mark.parametrize("variant", list(crossloop.PATTERNS))
 def test_each_pattern_delivers_every_message_to_every_subscriber(variant):
-    # sse-event on one loop: across threads, with the server on both cores, about one message in 12,000 meets one of
+    # sse-event on one loop: across threads, with the server on both cores, about one message in 30,000 meets one of
     # the races docs/threading.md describes (the app's, not the client's), which would make this test flaky.
     mode = ("--mode", "async") if variant == "sse-event" else ()
     with Server(crossloop.APP, *HYBRID, *mode) as srv:
