@@ -176,3 +176,39 @@ def test_invalid_messages_from_another_loop_raise_in_the_route():
             assert texts(ws, 1) == ["still-open"]
         finally:
             ws.close()
+
+
+def test_order_across_loops_over_http2():
+    """The same over an HTTP/2 stream (RFC 8441): the handed-over messages go out in DATA before the handler's."""
+    from wsproto.events import TextMessage
+
+    from tests.test_h2_websocket import WS, h2_client
+
+    with Server(APP, "--port", "0", "--no-access-log") as srv:
+        client = h2_client(srv)
+        ws = WS(client, "/ws")
+        ws.accepted()
+        assert ws.next_event() == TextMessage(data="ready")
+        for n in range(10):
+            ws.send(TextMessage(data=f"hold:{n}"))
+            assert ws.next_event() == TextMessage(data=f"holding:{n}")
+            sent = [f"r{n}.{i}" for i in range(n % 3 + 1)]
+            post(srv, "/send?m=" + ",".join(sent))
+            assert [ws.next_event().data for _ in range(len(sent) + 1)] == [*sent, f"own:{n}"]
+        client.close()
+
+
+def test_order_across_loops_with_permessage_deflate():
+    """With an extension in use the pool's loop frames the handed-over messages through wsproto (compressed)."""
+    from websockets.sync.client import connect
+
+    with Server(APP, "--port", "0", "--no-access-log") as srv:
+        with connect(f"ws://{srv.host}:{srv.port}/ws", compression="deflate", open_timeout=5) as ws:
+            assert ws.response.headers["sec-websocket-extensions"].startswith("permessage-deflate")
+            assert ws.recv(timeout=5) == "ready"
+            for n in range(10):
+                ws.send(f"hold:{n}")
+                assert ws.recv(timeout=5) == f"holding:{n}"
+                sent = [f"r{n}.{i}" * 50 for i in range(n % 3 + 1)]
+                post(srv, "/send?m=" + ",".join(sent))
+                assert [ws.recv(timeout=5) for _ in range(len(sent) + 1)] == [*sent, f"own:{n}"]
