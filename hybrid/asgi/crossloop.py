@@ -53,9 +53,11 @@ class CrossLoopSend:
         the round trip (not a data message on an open connection, not of the expected types, or over the mark)."""
         if self.state != OPEN or message.get("type") != "websocket.send":
             return False
+        outbox = self.outbox
+        waiting = outbox.size + self._unsent()
         text = message.get("text")
         if text is not None:
-            if type(text) is not str:
+            if type(text) is not str or waiting + len(text) > WRITE_HIGH_WATER:  # (not encoded twice when over)
                 return False
             payload = text.encode("utf-8")  # (a lone surrogate raises here, as it would on the owner's loop)
         else:
@@ -64,8 +66,7 @@ class CrossLoopSend:
                 if not isinstance(payload, (bytearray, memoryview)):
                     return False
                 payload = bytes(payload)  # a copy now: the caller may reuse its buffer once send returns
-        outbox = self.outbox
-        if outbox.size + self._unsent() + len(payload) > WRITE_HIGH_WATER:
+        if waiting + len(payload) > WRITE_HIGH_WATER:
             return False
         if outbox.put((payload, text), len(payload)):
             self.pool.h2_inbox.post(self._flush_outbox)
