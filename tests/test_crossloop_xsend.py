@@ -136,12 +136,7 @@ def test_backpressure_from_another_loop():
                                                                               timeout=30)))
         flood.start()
         try:
-            last, still_since, deadline = -1, time.monotonic(), time.monotonic() + 10
-            while time.monotonic() < deadline and time.monotonic() - still_since < 1.0:
-                time.sleep(0.1)
-                sent = int(httpx.get(srv.url + "/progress", timeout=5).text.split("\n")[1])
-                if sent != last:
-                    last, still_since = sent, time.monotonic()
+            last = wait_until_held(srv)
             assert 0 < last * size <= bound, (last, bound)  # held: not the whole 32 MB accepted
             assert "r" not in answer
             for i in range(n):
@@ -150,6 +145,46 @@ def test_backpressure_from_another_loop():
         finally:
             flood.join(30)
             ws.close()
+    assert answer["r"].status_code == 200, answer
+
+
+def wait_until_held(srv: Server) -> int:
+    """The flood's sends that returned, once their count has not moved for a second (at most 10 s)."""
+    last, still_since, deadline = -1, time.monotonic(), time.monotonic() + 10
+    while time.monotonic() < deadline and time.monotonic() - still_since < 1.0:
+        time.sleep(0.1)
+        sent = int(httpx.get(srv.url + "/progress", timeout=5).text.split("\n")[1])
+        if sent != last:
+            last, still_since = sent, time.monotonic()
+    return last
+
+
+def test_backpressure_from_another_loop_over_http2():
+    """Over HTTP/2 the client's windows hold the output: a client that reads nothing (64 KiB windows, none
+    reopened) lets through the window, the high-water mark and a message, not the 8 MB the route sends."""
+    from wsproto.events import BytesMessage, TextMessage
+
+    from tests.test_h2_websocket import WS, h2_client
+
+    n, size = 512, 16384
+    with Server(APP, "--port", "0", "--no-access-log") as srv:
+        client = h2_client(srv)
+        ws = WS(client, "/ws")
+        ws.accepted()
+        assert ws.next_event() == TextMessage(data="ready")
+        answer: dict = {}
+        flood = threading.Thread(target=lambda: answer.update(r=httpx.post(f"{srv.url}/flood?n={n}&size={size}",
+                                                                              timeout=30)))
+        flood.start()
+        try:
+            last = wait_until_held(srv)
+            assert 0 < last * size <= 300_000, last
+            assert "r" not in answer
+            for i in range(n):  # (reading acknowledges the DATA: the windows open again)
+                assert ws.next_event(timeout=10) == BytesMessage(data=struct.pack("!I", i) + bytes(size - 4))
+        finally:
+            flood.join(30)
+            client.close()
     assert answer["r"].status_code == 200, answer
 
 
