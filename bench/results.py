@@ -213,7 +213,7 @@ def markdown(result: dict, heading_level: int = 2) -> str:
         cols = spec.measures
         primary_label = MEASURE_LABELS.get(spec.primary, spec.primary)
         base = spec.baseline_variant
-        against = [f"vs_{base}"] if base else ["vs_uvicorn", "vs_granian"]
+        against = [f"vs_{base}"] if base else [f"vs_{peer}" for peer in spec.versus]
         header = ["server", "variant"] + [MEASURE_LABELS.get(c, c) for c in cols] + \
                  [f"{primary_label} {a.replace('_', ' ')}" for a in against] + ["errors"]
         lines.append("| " + " | ".join(header) + " |")

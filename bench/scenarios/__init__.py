@@ -72,6 +72,8 @@ class Scenario:
     # Ratios against this variant of the same server (the access_log rows: against hybrid without a log), instead
     # of against the other servers.
     baseline_variant: str | None = None
+    # The peers the table's ratio columns divide by (results.ratios computes them against every peer).
+    versus: tuple[str, ...] = ("uvicorn", "granian")
 
 
 MEASURE_LABELS = {
