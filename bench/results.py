@@ -171,6 +171,11 @@ def _fmt(x) -> str:
     return f"{x:.2f}"
 
 
+def _first_line(error: str) -> str:
+    """An error's first line (a round's error is a repr: its newlines are backslash-n)."""
+    return error.replace("\\n", "\n").splitlines()[0][:200]
+
+
 def markdown(result: dict, heading_level: int = 2) -> str:
     h = "#" * heading_level
     lines = []
@@ -238,6 +243,11 @@ def markdown(result: dict, heading_level: int = 2) -> str:
             lines.append("")
             lines.append(f"CPU taken by other processes during the rounds (% of one core): median "
                          f"{other[len(other) // 2]}, max {other[-1]}.")
+        failed = [f"{key} {_first_line(err)}" for key, c in sc.get("cases", {}).items()
+                  for err in c.get("round_errors", [])]
+        if failed:  # (a round that raised has no numbers in the medians: say so rather than show fewer rounds)
+            lines.append("")
+            lines.append("Rounds that failed, left out of the medians: " + "; ".join(failed) + ".")
         if name == "fixed_load":
             lags = [r.get("generator_max_lag_ms") for c in sc.get("cases", {}).values() for r in c.get("rounds", [])
                     if isinstance(r.get("generator_max_lag_ms"), (int, float))]
