@@ -36,5 +36,4 @@ def percentile(sorted_values: list[float], p: float) -> float:
     least p% of them do not exceed (p99 of 100 values is the 99th, of 1,000 the 990th)."""
     if not sorted_values:
         raise ValueError("no values")
-    rank = math.ceil(round(p * len(sorted_values) / 100, 9))  # (rounded first: 99.9 * 1000 / 100 is not 999.0)
-    return sorted_values[max(0, rank - 1)]
+    return sorted_values[max(0, math.ceil(p * len(sorted_values) / 100) - 1)]

@@ -24,6 +24,8 @@ def test_percentile_is_the_nearest_rank():
     thousand = [float(x) for x in range(1, 1001)]
     assert [percentile(thousand, p) for p in (50, 99, 99.9, 100)] == [500, 990, 999, 1000]
     assert percentile([float(x) for x in range(1, 101)], 99) == 99
+    ten = [float(x) for x in range(1, 11)]
+    assert [percentile(ten, p) for p in (50, 51, 90, 99)] == [5, 6, 9, 10]  # (ranks 5, 5.1, 9, 9.9 rounded up)
     assert percentile([7.0], 99) == 7.0
     with pytest.raises(ValueError):
         percentile([], 50)
