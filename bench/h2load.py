@@ -37,14 +37,15 @@ class H2Load:
     streams: int  # concurrent streams on each connection (-m)
     duration: float  # seconds (h2load -D takes whole seconds)
     tls: bool = False
+    requests: int | None = None  # a count of requests (-n) instead of a duration (bench/h2_cost.py)
     data: str | None = None  # a file posted as each request's body (-d), with content_type
     content_type: str = "application/json"
     cpus: str | None = None
     path: str = "/"
 
     def argv(self, log_file: str | None = None) -> list[str]:
-        argv = ["h2load", "-D", str(max(1, round(self.duration))), "-c", str(self.connections),
-                "-m", str(self.streams), "-t", "1"]
+        amount = ["-n", str(self.requests)] if self.requests else ["-D", str(max(1, round(self.duration)))]
+        argv = ["h2load", *amount, "-c", str(self.connections), "-m", str(self.streams), "-t", "1"]
         if self.data:
             argv += ["-d", self.data, "-H", f"content-type: {self.content_type}"]
         if log_file:
@@ -56,13 +57,13 @@ class H2Load:
     def command(self) -> str:
         return " ".join(self.argv("LOG.tsv"))
 
-    def run(self) -> dict:
+    def run(self, timeout: float | None = None) -> dict:
         """Run it; the metrics of ``parse`` and of ``log_percentiles``. Raises if the run did not speak h2."""
         fd, log_file = tempfile.mkstemp(prefix="h2load-", suffix=".tsv")
         os.close(fd)
         try:
             out = subprocess.run(self.argv(log_file), capture_output=True, text=True,
-                                 timeout=self.duration + 60).stdout
+                                 timeout=timeout or self.duration + 60).stdout
             metrics = parse(out)
             expected = "h2" if self.tls else "h2c"
             if metrics.get("protocol") != expected:

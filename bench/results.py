@@ -215,6 +215,9 @@ def markdown(result: dict, heading_level: int = 2) -> str:
             lines.append(f"Offered load: {params.get('offered_rps'):,} req/s ({params.get('reference')}: "
                          f"{params.get('reference_rps'):,.0f}).")
             lines.append("")
+        if params.get("note"):  # (what a reader must know to read this run's rows: Scenario.upgrade leaves one)
+            lines.append(params["note"])
+            lines.append("")
         cols = spec.measures
         primary_label = MEASURE_LABELS.get(spec.primary, spec.primary)
         base = spec.baseline_variant

@@ -2,6 +2,7 @@
 command lines, driven against a real hybrid over h2c and over TLS with the real h2load; percentiles from h2load's
 per-request log; a run that did not speak h2, or whose requests failed, shows it; the report's rows."""
 
+import json
 import shutil
 import subprocess
 
@@ -171,3 +172,23 @@ def test_hypercorn_serves_more_than_1000_requests_on_one_connection(tmp_path):
         server.stop()
     m = h2load.parse(out)
     assert (m["protocol"], m["done"], m["ok"], m["errors"]) == ("h2c", 1500, 1500, 0), out
+
+
+def test_a_results_file_from_before_the_tls_and_json_variants_reads_as_h2c_rows(tmp_path):
+    def old(server, variant, rps, cpu):
+        numbers = {"rps": rps, "mean_ms": 1.9, "max_ms": 15.0, "cpu_us_per_request": cpu}
+        return {"server": server, "variant": variant, "status": "ok", "rounds": [dict(numbers)], "commands": [],
+                "summary": {k: {"median": v, "min": v, "max": v, "spread_pct": 0} for k, v in numbers.items()}}
+
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"date": "2026-12-07", "scenarios": {"h2": {"params": {}, "cases": {
+        "hybrid/8x8": old("hybrid", "8x8", 32292.0, 30.8), "granian/8x8": old("granian", "8x8", 40303.0, 24.8),
+        "hybrid/1x100": old("hybrid", "1x100", 30038.0, 30.2)}}}}))
+    result = report.read(path)
+    assert list(result["scenarios"]["h2"]["cases"]) == ["hybrid/h2c-8x8", "granian/h2c-8x8", "hybrid/h2c-1x100"]
+    result["ratios"] = results.ratios(result)
+    table = results.markdown(result)
+    assert "| **hybrid** | h2c-8x8 | 32,292 ±0% | – | – | 30.8 ±0% | – | 0.801x | – | 0 |" in table
+    assert "Measured before the TLS and JSON variants: no p50 and p99" in table
+    h2.upgrade(result["scenarios"]["h2"])  # (a result in today's names is left as it is)
+    assert results.markdown(result) == table
