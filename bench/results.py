@@ -145,6 +145,7 @@ def targets(result: dict) -> list[dict]:
                         f"backend's",
                         f"{h:,.0f} vs {best:,.0f} msg/s ({ratio(h, best)}x; websockets {_fmt(uw)}, wsproto "
                         f"{_fmt(up)}, granian {_fmt(g)}); server CPU {hc} vs {uwc} / {upc} µs/msg", h >= best))
+    t += _h2_targets(result)
     derived = result.get("scenarios", {}).get("scaling", {}).get("derived", {}).get("workers2_over_workers1", {})
     for load_ in ("plaintext", "json"):
         v = derived.get(f"hybrid/{load_}")
@@ -156,6 +157,36 @@ def targets(result: dict) -> list[dict]:
         else:
             t.append(_check(f"scaling-{load_}", f"scaling ({load_}): --workers 2 >= 1.8x --workers 1",
                             str(v or "n/a"), False))
+    return t
+
+
+# Issue 26: hybrid's HTTP/1.1 row of the same run whose CPU per request an h2 variant's may exceed by 30% at most
+# (JSON over TLS has no HTTP/1.1 row: that variant is checked for req/s only).
+_H2_OWN_HTTP1 = {("plaintext", "h2c"): ("plaintext", "hybrid/-", "cpu_us_per_req"),
+                 ("json", "h2c"): ("json", "hybrid/-", "cpu_us_per_req"),
+                 ("plaintext", "tls"): ("tls", "hybrid/https", "cpu_us_per_req")}
+
+
+def _h2_targets(result: dict) -> list[dict]:
+    """Issue 26, per h2 variant: hybrid's req/s >= granian's and >= 2x hypercorn's; its CPU per request <= its own
+    HTTP/1.1 one's + 30% (when that scenario ran in the same run)."""
+    t = []
+    cases = result.get("scenarios", {}).get("h2", {}).get("cases", {})
+    for v in [c["variant"] for c in cases.values() if c.get("server") == "hybrid"]:
+        h, g, hc = (med(result, "h2", f"{s}/{v}", "rps") for s in ("hybrid", "granian", "hypercorn"))
+        if h is not None and g is not None:
+            t.append(_check(f"h2-{v}-granian", f"h2 ({v}): hybrid req/s >= granian's",
+                            f"{ratio(h, g)}x ({h:,.0f} vs {g:,.0f} req/s)", h >= g))
+        if h is not None and hc is not None:
+            t.append(_check(f"h2-{v}-hypercorn", f"h2 ({v}): hybrid req/s >= 2x hypercorn's",
+                            f"{ratio(h, hc)}x ({h:,.0f} vs {hc:,.0f} req/s)", h >= 2 * hc))
+        parts = v.split("-")
+        own = _H2_OWN_HTTP1.get(("json" if parts[0] == "json" else "plaintext", parts[-2]))
+        mine, http1 = med(result, "h2", f"hybrid/{v}", "cpu_us_per_req"), own and med(result, *own)
+        if mine is not None and http1:
+            t.append(_check(f"h2-{v}-cpu", f"h2 ({v}): server CPU per request <= 1.3x hybrid's over HTTP/1.1 "
+                            f"({own[0]} scenario)", f"{ratio(mine, http1)}x ({mine:.1f} vs {http1:.1f} µs)",
+                            mine <= 1.3 * http1))
     return t
 
 
@@ -288,7 +319,7 @@ def markdown(result: dict, heading_level: int = 2) -> str:
         lines.append("")
     tg = result.get("targets", [])
     if tg:
-        lines.append(f"{h} Targets (issues 5, 9 and 10), measured in this run")
+        lines.append(f"{h} Targets (issues 5, 9, 10, 22 and 26), measured in this run")
         lines.append("")
         lines.append("| target | measured | met |")
         lines.append("|---|---|---|")

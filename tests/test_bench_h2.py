@@ -192,3 +192,27 @@ def test_a_results_file_from_before_the_tls_and_json_variants_reads_as_h2c_rows(
     assert "Measured before the TLS and JSON variants: no p50 and p99" in table
     h2.upgrade(result["scenarios"]["h2"])  # (a result in today's names is left as it is)
     assert results.markdown(result) == table
+
+
+def test_issue_26_targets_per_variant_against_granian_hypercorn_and_hybrids_own_http1_cpu():
+    cases = {}
+    for variant, (h, g, hc) in {"h2c-8x8": (40000.0, 32000.0, 2000.0), "json-h2c-1x100": (9000.0, 11000.0, 5000.0),
+                                "json-tls-8x8": (9000.0, 6000.0, 900.0)}.items():
+        for server, rps in (("hybrid", h), ("granian", g), ("hypercorn", hc)):
+            cases[f"{server}/{variant}"] = _case(server, variant, rps)
+    http1 = {"hybrid/-": _case("hybrid", "-", 99000.0)}
+    http1["hybrid/-"]["summary"]["cpu_us_per_req"]["median"] = 20.0  # h2's 30.0 is 1.5x: not met
+    json1 = {"hybrid/-": _case("hybrid", "-", 39000.0)}
+    json1["hybrid/-"]["summary"]["cpu_us_per_req"]["median"] = 25.0  # 30.0 is 1.2x: met
+    result = {"scenarios": {"plaintext": {"cases": http1}, "json": {"cases": json1}, "h2": {"cases": cases}}}
+    got = {t["id"]: (t["measured"], t["met"]) for t in results.targets(result) if t["id"].startswith("h2-")}
+    assert got == {
+        "h2-h2c-8x8-granian": ("1.25x (40,000 vs 32,000 req/s)", True),
+        "h2-h2c-8x8-hypercorn": ("20.0x (40,000 vs 2,000 req/s)", True),
+        "h2-h2c-8x8-cpu": ("1.5x (30.0 vs 20.0 µs)", False),
+        "h2-json-h2c-1x100-granian": ("0.818x (9,000 vs 11,000 req/s)", False),
+        "h2-json-h2c-1x100-hypercorn": ("1.8x (9,000 vs 5,000 req/s)", False),
+        "h2-json-h2c-1x100-cpu": ("1.2x (30.0 vs 25.0 µs)", True),
+        "h2-json-tls-8x8-granian": ("1.5x (9,000 vs 6,000 req/s)", True),
+        "h2-json-tls-8x8-hypercorn": ("10.0x (9,000 vs 900 req/s)", True),
+    }
