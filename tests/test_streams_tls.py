@@ -2,7 +2,7 @@
 uvloop, trustme certificates. One ``recv`` of an SSLSocket gives one TLS record's bytes at most, so the stream
 reads the records already in the socket in the same readiness: a burst of small records reaches the consumer as
 one batch (as one ``recv(2)`` does without TLS), bytes OpenSSL decrypted but the stream did not take are not left
-where epoll cannot see them, and an EOF right behind the bytes is seen after them.
+where epoll cannot see them, and an EOF or a bad record right behind the bytes is acted on after them.
 
 Every await is bounded, so a byte left behind fails the test instead of hanging it.
 """
@@ -10,6 +10,7 @@ Every await is bounded, so a byte left behind fails the test instead of hanging 
 import asyncio
 import fcntl
 import gc
+import os
 import socket
 import ssl
 import struct
@@ -160,4 +161,30 @@ def test_an_eof_right_behind_the_records_comes_after_their_bytes(loop, tls_pair,
 
     assert run(loop, by_callback() if how == "callback" else by_read()) == sent
     assert stream.at_eof()
+    stream.abort()
+
+
+def test_a_bad_record_behind_good_ones_is_an_error_after_their_bytes(loop, tls_pair):
+    # A forged application-data record (its tag cannot verify) right behind three good ones: OpenSSL reads and
+    # rejects it in the same readiness, so nothing is left in the socket to wake the stream again: the error must
+    # be acted on there, after the good bytes are delivered.
+    server, client = tls_pair
+    sent = _send_records(client, server, [400] * 3)
+    forged = b"\x17\x03\x03\x00\x30" + bytes(range(48))
+    with socket.socket(fileno=os.dup(client.fileno())) as raw:
+        raw.sendall(forged)
+    deadline = time.monotonic() + T
+    while _queued(server) < len(sent) + 22 * 3 + len(forged):
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    stream = SocketStream(server, loop)
+
+    async def main():
+        chunks = []
+        while data := await stream.read():
+            chunks.append(data)
+        return b"".join(chunks)
+
+    assert run(loop, main()) == sent
+    assert stream.peer_gone
     stream.abort()

@@ -54,18 +54,8 @@ cdef Py_ssize_t RECV_SIZE = 98304
 cdef Py_ssize_t RECV_MAX = 1048576
 cdef Py_ssize_t IOV_MAX = 1024
 cdef tuple WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-cdef object EOF_AFTER_DATA = object()
 
-
-cdef extern from "<sys/ioctl.h>" nogil:
-    int ioctl(int fd, unsigned long request, ...)
-    enum: FIONREAD
-
-
-cdef inline bint _queued(int fd):
-    """Bytes wait in the socket's receive queue."""
-    cdef int n = 0
-    return ioctl(fd, FIONREAD, &n) == 0 and n > 0
+include "streams_tls.pxi"
 
 
 class StreamClosed(ConnectionError):
@@ -133,7 +123,7 @@ cdef class SocketStream:
                 return
         else:
             try:
-                data = self._sock.recv(RECV_SIZE)
+                data, after = _tls_recv(self._sock, self._fd)
             except WOULD_BLOCK:
                 return
             except OSError as exc:
@@ -142,32 +132,6 @@ cdef class SocketStream:
             if not data:
                 self._on_eof()
                 return
-            # One recv decrypts one TLS record (16 KiB at most): the records already here are read now, up to
-            # RECV_SIZE, so that a burst of small records is one batch for the consumer, as one recv(2) is
-            # without TLS (h2load puts a few requests in each record: one batch a record cost HTTP/2 three times
-            # the system calls and wake-ups of h2c). While bytes wait in the socket (FIONREAD: one ioctl, where
-            # a recv that finds none raises SSLWantReadError).
-            while PyBytes_GET_SIZE(data) < RECV_SIZE and (self._sock.pending() or _queued(self._fd)):
-                try:
-                    more = self._sock.recv(RECV_SIZE - PyBytes_GET_SIZE(data))
-                except WOULD_BLOCK:
-                    break
-                except OSError as exc:
-                    after = exc
-                    break
-                if not more:
-                    after = EOF_AFTER_DATA
-                    break
-                data += more
-            # RECV_SIZE reached inside a record: what OpenSSL decrypted and holds is taken too (epoll would not
-            # tell of it).
-            try:
-                while after is None and self._sock.pending():
-                    data += self._sock.recv(self._sock.pending())
-            except WOULD_BLOCK:
-                pass
-            except OSError as exc:
-                after = exc
             self._rbuf += data
         if self._data_cb is not None:
             self._data_cb()
