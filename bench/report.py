@@ -22,7 +22,7 @@ from bench.scenarios import MEASURE_LABELS, ORDER, load
 IMG_DIR = env.DOCS_DIR / "img"
 DOC = env.DOCS_DIR / "benchmarks.md"
 COLORS = {"hybrid": "#d62728", "uvicorn": "#1f77b4", "granian": "#2ca02c", "hypercorn": "#9467bd",
-          "uvicorn-websockets": "#1f77b4", "uvicorn-wsproto": "#aec7e8"}
+          "uvicorn-websockets": "#1f77b4", "uvicorn-wsproto": "#aec7e8", "hybrid-async": "#ff9896"}
 
 
 def read(path: Path) -> dict:
@@ -88,6 +88,8 @@ def plot(result: dict) -> list[tuple[str, str]]:
             metrics += ["rtt_p99_ms", "cpu_us_per_msg"]
         elif name in ("access_log", "h2"):
             metrics.append("cpu_us_per_req")
+        elif name == "crossloop":
+            metrics += ["p50_ms", "cpu_us_per_delivery"]
         cases = [c for c in sc["cases"].values() if c.get("status") == "ok" and c.get("summary")]
         if not cases:
             continue

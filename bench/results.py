@@ -146,6 +146,17 @@ def targets(result: dict) -> list[dict]:
                         f"{h:,.0f} vs {best:,.0f} msg/s ({ratio(h, best)}x; websockets {_fmt(uw)}, wsproto "
                         f"{_fmt(up)}, granian {_fmt(g)}); server CPU {hc} vs {uwc} / {upc} µs/msg", h >= best))
     t += _h2_targets(result)
+    # Issue 21: a message a POST route publishes reaches the streams on another loop with p99 under 10 ms.
+    xloop = result.get("scenarios", {}).get("crossloop", {}).get("cases", {})
+    for v in variants({k: c for k, c in xloop.items() if c.get("server") == "hybrid"}):
+        hp, up = r("crossloop", f"hybrid/{v}", "p99_ms"), r("crossloop", f"uvicorn/{v}", "p99_ms")
+        if hp is None:
+            continue
+        lost = xloop[f"hybrid/{v}"]["summary"].get("lost", {}).get("max")
+        vs = f" ({ratio(hp, up)}x uvicorn's {up:.2f} ms)" if up is not None else ""
+        t.append(_check(f"crossloop-{v}", f"crossloop ({v}): hybrid delivery p99 < 10 ms, nothing lost",
+                        f"{hp:.2f} ms{vs}; --mode async {_fmt(r('crossloop', f'hybrid-async/{v}', 'p99_ms'))} ms; "
+                        f"lost {int(lost or 0)}", hp < 10 and not lost))
     derived = result.get("scenarios", {}).get("scaling", {}).get("derived", {}).get("workers2_over_workers1", {})
     for load_ in ("plaintext", "json"):
         v = derived.get(f"hybrid/{load_}")
@@ -296,13 +307,14 @@ def markdown(result: dict, heading_level: int = 2) -> str:
                 lines.append("")
                 lines.append(f"Saturated at this rate (achieved < offered; the backlog grows for the whole run, "
                              f"errors count requests unanswered at the end): {', '.join(sat)}.")
-        if name in ("streaming", "websocket"):
+        if name in ("streaming", "websocket", "crossloop"):
             client = [r.get("client_cpu_pct") for c in sc.get("cases", {}).values() for r in c.get("rounds", [])
                       if isinstance(r.get("client_cpu_pct"), (int, float))]
             if client:
-                what = "failed streams (no connection, no byte, non-2xx, or ended before the run did)" \
-                    if name == "streaming" else "failed connections (no connection, no 101 with the right accept " \
-                    "value, closed by the server, or an echo of the wrong length)"
+                what = {"streaming": "failed streams (no connection, no byte, non-2xx, or ended before the run did)",
+                        "websocket": "failed connections (no connection, no 101 with the right accept value, "
+                                     "closed by the server, or an echo of the wrong length)",
+                        "crossloop": "lost deliveries, failed subscribers, failed or unanswered POSTs"}[name]
                 lines.append("")
                 lines.append(f"The {name} client's own CPU use (% of its core; well under 100 means it was not the "
                              f"limit): median "
@@ -311,6 +323,12 @@ def markdown(result: dict, heading_level: int = 2) -> str:
             lines.append("")
             lines.append("uvicorn runs once per WebSocket backend (`--ws websockets`, `--ws wsproto`); \"vs uvicorn\" "
                          "divides by the better of the two for that message size.")
+        if name == "crossloop":
+            lines.append("")
+            lines.append("Latency: from the POST's write to the read that completes the message, per subscriber. "
+                         "hybrid serves the POST on a serving thread and the streams in its async pool (every "
+                         "delivery crosses loops); hybrid-async (`--mode async`) serves both on one loop, as the "
+                         "others do. uvicorn runs `--ws websockets`.")
         derived = sc.get("derived", {}).get("workers2_over_workers1")
         if derived:
             lines.append("")

@@ -115,10 +115,13 @@ MEASURE_LABELS = {
     "ctx_switches_per_s": "ctx switches/s",
     "takeovers": "takeovers",
     "monitor_wakeups_per_s": "monitor wake-ups/s",
+    "deliveries": "deliveries",
+    "lost": "lost",
+    "cpu_us_per_delivery": "server CPU µs/delivery",
 }
 
 ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling", "streaming", "websocket",
-         "tls", "access_log", "files", "h2"]
+         "tls", "access_log", "files", "h2", "crossloop"]
 
 
 def _busy_seconds() -> float:
