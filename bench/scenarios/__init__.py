@@ -72,6 +72,11 @@ class Scenario:
     # Ratios against this variant of the same server (the access_log rows: against hybrid without a log), instead
     # of against the other servers.
     baseline_variant: str | None = None
+    # The peers the table's ratio columns divide by (results.ratios computes them against every peer).
+    versus: tuple[str, ...] = ("uvicorn", "granian")
+    # Rewrites, in place, this scenario's result from an older results file into today's variant and metric names
+    # (bench.report applies it to every file it reads).
+    upgrade: Callable[[dict], None] | None = None
 
 
 MEASURE_LABELS = {
