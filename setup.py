@@ -24,8 +24,8 @@ if os.environ.get("HYBRID_SANITIZE"):
     extra_link_args = ["-fsanitize=address,undefined"]
 
 MODULES = ("accesslog", "connection", "cycle", "h1", "h1_events", "h1_response", "h2fields", "h2machine", "h2read",
-           "h2scope", "h2write", "held", "hpack_codec", "loopcall", "monitor", "steps", "stream_connection", "streams",
-           "task", "tls_io", "wsframe", "wsmask")
+           "h2scope", "h2write", "held", "hpack_codec", "loopcall", "monitor", "outbox", "steps", "stream_connection",
+           "streams", "task", "tls_io", "wsframe", "wsmask")
 suffix = ".pyx" if cythonize is not None else ".c"
 missing = [m for m in MODULES if not Path(f"hybrid/_speedups/{m}{suffix}").is_file()]
 if missing:

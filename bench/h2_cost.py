@@ -6,10 +6,12 @@ instructions per request (h2load's connections, opened in each run, are in it as
 which agree within a few percent when nothing else moved.
 
     .venv/bin/python -m bench.h2_cost [--shape 8x8|1x100 ...] [--requests 2000] [--app ...] [--data FILE]
-        [-- server args]
+        [--tls] [-- server args]
 
 ``--json``: a JSON POST instead of a GET, as the json scenario's (bench.apps.json_echo:app, its 1 KB body:
-h2load -d, each request's body in a DATA frame after its HEADERS). ``--data FILE`` posts any file.
+h2load -d, each request's body in a DATA frame after its HEADERS). ``--data FILE`` posts any file. ``--tls``: over
+HTTPS with ALPN h2 (the bench's throwaway certificate; h2load's TLS handshakes are in the counts, one per
+connection per run), instead of h2c.
 
 ``--switches``: the server runs natively; context switches of its threads (``/proc/PID/task/*/status``: voluntary
 ones are a thread going to sleep, each then costs a wake-up) over ``h2load -n N``, per request. ``--strace``: the
@@ -28,40 +30,42 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from bench import env
+from bench.h2load import H2Load
 from bench.process_cost import START_TIMEOUT, callgrind_totals, server_argv, stop, wait_listening
+from bench.scenarios.tls import make_certificate
 
 SHAPES = {"8x8": (8, 8), "1x100": (1, 100)}  # connections, streams in flight on each (bench/scenarios/h2.py)
 H2LOAD_TIMEOUT = 900.0  # a run of 2,000 requests under valgrind takes a minute or two on a loaded machine
 
 
-def h2load(port: int, n: int, shape: str, data: str | None = None) -> None:
+def h2load(port: int, n: int, shape: str, data: str | None = None, tls: bool = False) -> None:
     connections, streams = SHAPES[shape]
-    argv = ["h2load", "-n", str(n), "-c", str(connections), "-m", str(streams), "-t", "1",
-            *(["-d", data] if data else []), f"http://127.0.0.1:{port}/"]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=H2LOAD_TIMEOUT, check=True).stdout
-    if f"{n} succeeded" not in out:
-        raise RuntimeError(f"h2load did not complete {n} requests:\n{out}")
+    m = H2Load(port, connections, streams, 0, tls=tls, data=data, requests=n).run(timeout=H2LOAD_TIMEOUT)
+    if (m["ok"], m["errors"]) != (n, 0):  # (and run() raised unless h2 or h2c was spoken)
+        raise RuntimeError(f"h2load answered {m['ok']} of {n} requests with a 2xx, {m['errors']} errors")
 
 
-def measure(shape: str, n: int, warmup: int, app: str, extra: list[str], data: str | None = None) -> list[int]:
+def measure(shape: str, n: int, warmup: int, app: str, extra: list[str], data: str | None = None,
+            cert: tuple[str, str] | None = None) -> list[int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     out = tempfile.mkdtemp(prefix="h2_cost.")
     # (--blocking-threshold 30: under valgrind a step takes ~50x longer; the monitor must not take it over)
     argv = ["valgrind", "--tool=callgrind", "--separate-threads=no", f"--callgrind-out-file={out}/cg.%p",
-            *server_argv("hybrid", app, port, ["--blocking-threshold", "30", *extra])]
+            *server_argv("hybrid", app, port, ["--blocking-threshold", "30", *extra], cert)]
     log = open(os.path.join(out, "server.log"), "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(argv, cwd=env.REPO_ROOT, stdout=log, stderr=log,
                             env={**os.environ, "PYTHONHASHSEED": "0"})
     try:
         wait_listening(proc, port, START_TIMEOUT)
-        h2load(port, warmup, shape, data)
+        h2load(port, warmup, shape, data, cert is not None)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
         for _ in range(2):  # (each dump counts from the one before)
-            h2load(port, n, shape, data)
+            h2load(port, n, shape, data, cert is not None)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
     finally:
         stop(proc)
@@ -85,20 +89,21 @@ def _switches(pid: int) -> dict[str, tuple[int, int]]:
     return out
 
 
-def native(shape: str, n: int, warmup: int, app: str, extra: list[str], data: str | None, mode: str) -> dict:
+def native(shape: str, n: int, warmup: int, app: str, extra: list[str], data: str | None, mode: str,
+           cert: tuple[str, str] | None = None) -> dict:
     """The server without valgrind: context switches (``switches``) or system calls (``strace``) per request."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen(server_argv("hybrid", app, port, extra), cwd=env.REPO_ROOT, stdout=log, stderr=log)
+    proc = subprocess.Popen(server_argv("hybrid", app, port, extra, cert), cwd=env.REPO_ROOT, stdout=log, stderr=log)
     trace = tempfile.mktemp(prefix="h2_cost.strace.")
     try:
         wait_listening(proc, port, START_TIMEOUT)
-        h2load(port, warmup, shape, data)
+        h2load(port, warmup, shape, data, cert is not None)
         if mode == "switches":
             before = _switches(proc.pid)
-            h2load(port, n, shape, data)
+            h2load(port, n, shape, data, cert is not None)
             after = _switches(proc.pid)
             each = {name: [after[name][i] - before.get(name, (0, 0))[i] for i in (0, 1)] for name in after}
             voluntary = sum(v for v, _ in each.values())
@@ -108,7 +113,7 @@ def native(shape: str, n: int, warmup: int, app: str, extra: list[str], data: st
         tracer = subprocess.Popen(["strace", "-c", "-f", f"-p{proc.pid}", "-o", trace],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # (attached to every thread)
-        h2load(port, n, shape, data)
+        h2load(port, n, shape, data, cert is not None)
         tracer.send_signal(signal.SIGINT)
         tracer.wait(30)
     finally:
@@ -138,8 +143,11 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--switches", action="store_true", help="context switches per request, natively")
     mode.add_argument("--strace", action="store_true", help="system calls per request (strace -c -f), natively")
+    parser.add_argument("--tls", action="store_true", help="HTTPS with ALPN h2 instead of h2c: the bench's "
+                        "self-signed P-256 certificate (bench/scenarios/tls.py)")
     parser.add_argument("extra", nargs="*", help="server options (after --)")
     args = parser.parse_args()
+    cert = make_certificate(Path(tempfile.mkdtemp(prefix="h2_cost.tls."))) if args.tls else None
     if args.json:
         from bench.wrk import JSON_BODY
 
@@ -150,11 +158,11 @@ def main() -> None:
     for shape in args.shape or ["8x8", "1x100"]:
         if args.switches or args.strace:
             result = native(shape, args.requests, args.warmup, args.app, args.extra, args.data,
-                            "switches" if args.switches else "strace")
-            print(json.dumps({"shape": shape, **result}), flush=True)
+                            "switches" if args.switches else "strace", cert)
+            print(json.dumps({"shape": shape, "tls": args.tls, **result}), flush=True)
             continue
-        per_request = measure(shape, args.requests, args.warmup, args.app, args.extra, args.data)
-        print(json.dumps({"shape": shape, "instructions_per_request": per_request}), flush=True)
+        per_request = measure(shape, args.requests, args.warmup, args.app, args.extra, args.data, cert)
+        print(json.dumps({"shape": shape, "tls": args.tls, "instructions_per_request": per_request}), flush=True)
 
 
 if __name__ == "__main__":

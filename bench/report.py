@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,17 @@ from bench.scenarios import MEASURE_LABELS, ORDER, load
 IMG_DIR = env.DOCS_DIR / "img"
 DOC = env.DOCS_DIR / "benchmarks.md"
 COLORS = {"hybrid": "#d62728", "uvicorn": "#1f77b4", "granian": "#2ca02c", "hypercorn": "#9467bd",
-          "uvicorn-websockets": "#1f77b4", "uvicorn-wsproto": "#aec7e8"}
+          "uvicorn-websockets": "#1f77b4", "uvicorn-wsproto": "#aec7e8", "hybrid-async": "#ff9896"}
+
+
+def read(path: Path) -> dict:
+    """A results file, each scenario's part in today's names (its Scenario.upgrade)."""
+    result = json.loads(path.read_text())
+    specs = load([n for n in result.get("scenarios", {}) if n in ORDER])
+    for name, spec in specs.items():
+        if spec.upgrade:
+            spec.upgrade(result["scenarios"][name])
+    return result
 
 
 def newest_per_scenario() -> list[tuple[Path, dict]]:
@@ -33,7 +44,7 @@ def newest_per_scenario() -> list[tuple[Path, dict]]:
     taken: dict[str, Path] = {}
     loaded: dict[Path, dict] = {}
     for f in files:
-        result = json.loads(f.read_text())
+        result = read(f)
         for name, sc in result.get("scenarios", {}).items():
             if name not in taken and any(c.get("status") == "ok" for c in sc.get("cases", {}).values()):
                 taken[name] = f
@@ -75,8 +86,10 @@ def plot(result: dict) -> list[tuple[str, str]]:
             metrics += ["cpu_us_per_event", "rss_mb"]
         elif name == "websocket":
             metrics += ["rtt_p99_ms", "cpu_us_per_msg"]
-        elif name == "access_log":
+        elif name in ("access_log", "h2"):
             metrics.append("cpu_us_per_req")
+        elif name == "crossloop":
+            metrics += ["p50_ms", "cpu_us_per_delivery"]
         cases = [c for c in sc["cases"].values() if c.get("status") == "ok" and c.get("summary")]
         if not cases:
             continue
@@ -140,6 +153,10 @@ shows up as spread, so read ratios, not absolute numbers, and compare only withi
 """
 
 
+# A checkout's own path before its venvs (a run from another worktree than the report's).
+_VENV_PREFIX = re.compile(r"(?<!\S)/\S*?/(?=(?:bench/)?\.venv(?:-peers)?/)")
+
+
 def _rel(source: Path) -> Path:
     return source.relative_to(env.REPO_ROOT) if source.is_absolute() else source
 
@@ -166,7 +183,7 @@ def render(runs: list[tuple[Path, dict]], images: list[tuple[str, str]]) -> str:
     for name, sc in ((n, sc) for _, r in runs for n, sc in r["scenarios"].items()):
         for key, c in sc["cases"].items():
             for cmd in c.get("commands", [])[:3]:
-                cmd = cmd.replace(str(env.REPO_ROOT) + "/", "")
+                cmd = _VENV_PREFIX.sub("", cmd.replace(str(env.REPO_ROOT) + "/", ""))
                 if cmd not in seen:
                     seen.add(cmd)
                     parts.append(f"{name} {key}: {cmd}")
@@ -187,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.run([py, "-m", "bench.report", *argv], cwd=env.REPO_ROOT, env=environ).returncode
     if argv:
         source = Path(argv[0]).resolve()
-        runs = [(source, json.loads(source.read_text()))]
+        runs = [(source, read(source))]
     else:
         runs = newest_per_scenario()
     images = [image for _, result in runs for image in plot(result)]

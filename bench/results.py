@@ -145,6 +145,18 @@ def targets(result: dict) -> list[dict]:
                         f"backend's",
                         f"{h:,.0f} vs {best:,.0f} msg/s ({ratio(h, best)}x; websockets {_fmt(uw)}, wsproto "
                         f"{_fmt(up)}, granian {_fmt(g)}); server CPU {hc} vs {uwc} / {upc} µs/msg", h >= best))
+    t += _h2_targets(result)
+    # Issue 21: a message a POST route publishes reaches the streams on another loop with p99 under 10 ms.
+    xloop = result.get("scenarios", {}).get("crossloop", {}).get("cases", {})
+    for v in variants({k: c for k, c in xloop.items() if c.get("server") == "hybrid"}):
+        hp, up = r("crossloop", f"hybrid/{v}", "p99_ms"), r("crossloop", f"uvicorn/{v}", "p99_ms")
+        if hp is None:
+            continue
+        lost = xloop[f"hybrid/{v}"]["summary"].get("lost", {}).get("max")
+        vs = f" ({ratio(hp, up)}x uvicorn's {up:.2f} ms)" if up is not None else ""
+        t.append(_check(f"crossloop-{v}", f"crossloop ({v}): hybrid delivery p99 < 10 ms, nothing lost",
+                        f"{hp:.2f} ms{vs}; --mode async {_fmt(r('crossloop', f'hybrid-async/{v}', 'p99_ms'))} ms; "
+                        f"lost {int(lost or 0)}", hp < 10 and not lost))
     derived = result.get("scenarios", {}).get("scaling", {}).get("derived", {}).get("workers2_over_workers1", {})
     for load_ in ("plaintext", "json"):
         v = derived.get(f"hybrid/{load_}")
@@ -159,6 +171,36 @@ def targets(result: dict) -> list[dict]:
     return t
 
 
+# Issue 26: hybrid's HTTP/1.1 row of the same run whose CPU per request an h2 variant's may exceed by 30% at most
+# (JSON over TLS has no HTTP/1.1 row: that variant is checked for req/s only).
+_H2_OWN_HTTP1 = {("plaintext", "h2c"): ("plaintext", "hybrid/-", "cpu_us_per_req"),
+                 ("json", "h2c"): ("json", "hybrid/-", "cpu_us_per_req"),
+                 ("plaintext", "tls"): ("tls", "hybrid/https", "cpu_us_per_req")}
+
+
+def _h2_targets(result: dict) -> list[dict]:
+    """Issue 26, per h2 variant: hybrid's req/s >= granian's and >= 2x hypercorn's; its CPU per request <= its own
+    HTTP/1.1 one's + 30% (when that scenario ran in the same run)."""
+    t = []
+    cases = result.get("scenarios", {}).get("h2", {}).get("cases", {})
+    for v in [c["variant"] for c in cases.values() if c.get("server") == "hybrid"]:
+        h, g, hc = (med(result, "h2", f"{s}/{v}", "rps") for s in ("hybrid", "granian", "hypercorn"))
+        if h is not None and g is not None:
+            t.append(_check(f"h2-{v}-granian", f"h2 ({v}): hybrid req/s >= granian's",
+                            f"{ratio(h, g)}x ({h:,.0f} vs {g:,.0f} req/s)", h >= g))
+        if h is not None and hc is not None:
+            t.append(_check(f"h2-{v}-hypercorn", f"h2 ({v}): hybrid req/s >= 2x hypercorn's",
+                            f"{ratio(h, hc)}x ({h:,.0f} vs {hc:,.0f} req/s)", h >= 2 * hc))
+        parts = v.split("-")
+        own = _H2_OWN_HTTP1.get(("json" if parts[0] == "json" else "plaintext", parts[-2]))
+        mine, http1 = med(result, "h2", f"hybrid/{v}", "cpu_us_per_req"), own and med(result, *own)
+        if mine is not None and http1:
+            t.append(_check(f"h2-{v}-cpu", f"h2 ({v}): server CPU per request <= 1.3x hybrid's over HTTP/1.1 "
+                            f"({own[0]} scenario)", f"{ratio(mine, http1)}x ({mine:.1f} vs {http1:.1f} µs)",
+                            mine <= 1.3 * http1))
+    return t
+
+
 def _fmt(x) -> str:
     if x is None:
         return "–"
@@ -169,6 +211,11 @@ def _fmt(x) -> str:
     if abs(x) >= 10:
         return f"{x:.1f}"
     return f"{x:.2f}"
+
+
+def _first_line(error: str) -> str:
+    """An error's first line (a round's error is a repr: its newlines are backslash-n)."""
+    return error.replace("\\n", "\n").splitlines()[0][:200]
 
 
 def markdown(result: dict, heading_level: int = 2) -> str:
@@ -210,10 +257,13 @@ def markdown(result: dict, heading_level: int = 2) -> str:
             lines.append(f"Offered load: {params.get('offered_rps'):,} req/s ({params.get('reference')}: "
                          f"{params.get('reference_rps'):,.0f}).")
             lines.append("")
+        if params.get("note"):  # (what a reader must know to read this run's rows: Scenario.upgrade leaves one)
+            lines.append(params["note"])
+            lines.append("")
         cols = spec.measures
         primary_label = MEASURE_LABELS.get(spec.primary, spec.primary)
         base = spec.baseline_variant
-        against = [f"vs_{base}"] if base else ["vs_uvicorn", "vs_granian"]
+        against = [f"vs_{base}"] if base else [f"vs_{peer}" for peer in spec.versus]
         header = ["server", "variant"] + [MEASURE_LABELS.get(c, c) for c in cols] + \
                  [f"{primary_label} {a.replace('_', ' ')}" for a in against] + ["errors"]
         lines.append("| " + " | ".join(header) + " |")
@@ -238,6 +288,11 @@ def markdown(result: dict, heading_level: int = 2) -> str:
             lines.append("")
             lines.append(f"CPU taken by other processes during the rounds (% of one core): median "
                          f"{other[len(other) // 2]}, max {other[-1]}.")
+        failed = [f"{key} {_first_line(err)}" for key, c in sc.get("cases", {}).items()
+                  for err in c.get("round_errors", [])]
+        if failed:  # (a round that raised has no numbers in the medians: say so rather than show fewer rounds)
+            lines.append("")
+            lines.append("Rounds that failed, left out of the medians: " + "; ".join(failed) + ".")
         if name == "fixed_load":
             lags = [r.get("generator_max_lag_ms") for c in sc.get("cases", {}).values() for r in c.get("rounds", [])
                     if isinstance(r.get("generator_max_lag_ms"), (int, float))]
@@ -252,13 +307,14 @@ def markdown(result: dict, heading_level: int = 2) -> str:
                 lines.append("")
                 lines.append(f"Saturated at this rate (achieved < offered; the backlog grows for the whole run, "
                              f"errors count requests unanswered at the end): {', '.join(sat)}.")
-        if name in ("streaming", "websocket"):
+        if name in ("streaming", "websocket", "crossloop"):
             client = [r.get("client_cpu_pct") for c in sc.get("cases", {}).values() for r in c.get("rounds", [])
                       if isinstance(r.get("client_cpu_pct"), (int, float))]
             if client:
-                what = "failed streams (no connection, no byte, non-2xx, or ended before the run did)" \
-                    if name == "streaming" else "failed connections (no connection, no 101 with the right accept " \
-                    "value, closed by the server, or an echo of the wrong length)"
+                what = {"streaming": "failed streams (no connection, no byte, non-2xx, or ended before the run did)",
+                        "websocket": "failed connections (no connection, no 101 with the right accept value, "
+                                     "closed by the server, or an echo of the wrong length)",
+                        "crossloop": "lost deliveries, failed subscribers, failed or unanswered POSTs"}[name]
                 lines.append("")
                 lines.append(f"The {name} client's own CPU use (% of its core; well under 100 means it was not the "
                              f"limit): median "
@@ -267,6 +323,12 @@ def markdown(result: dict, heading_level: int = 2) -> str:
             lines.append("")
             lines.append("uvicorn runs once per WebSocket backend (`--ws websockets`, `--ws wsproto`); \"vs uvicorn\" "
                          "divides by the better of the two for that message size.")
+        if name == "crossloop":
+            lines.append("")
+            lines.append("Latency: from the POST's write to the read that completes the message, per subscriber. "
+                         "hybrid serves the POST on a serving thread and the streams in its async pool (every "
+                         "delivery crosses loops); hybrid-async (`--mode async`) serves both on one loop, as the "
+                         "others do. uvicorn runs `--ws websockets`.")
         derived = sc.get("derived", {}).get("workers2_over_workers1")
         if derived:
             lines.append("")
@@ -275,7 +337,7 @@ def markdown(result: dict, heading_level: int = 2) -> str:
         lines.append("")
     tg = result.get("targets", [])
     if tg:
-        lines.append(f"{h} Targets (issues 5, 9 and 10), measured in this run")
+        lines.append(f"{h} Targets (issues 5, 9, 10, 22 and 26), measured in this run")
         lines.append("")
         lines.append("| target | measured | met |")
         lines.append("|---|---|---|")

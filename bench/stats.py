@@ -1,7 +1,8 @@
-"""Medians, spread and ratios."""
+"""Medians, spread, percentiles and ratios."""
 
 from __future__ import annotations
 
+import math
 import statistics
 
 
@@ -28,3 +29,11 @@ def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
     return float(f"{a / b:.3g}")  # three significant digits: 0.00303x stays visible
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """The nearest-rank p-th percentile (0 < p <= 100) of values sorted ascending: the smallest value that at
+    least p% of them do not exceed (p99 of 100 values is the 99th, of 1,000 the 990th)."""
+    if not sorted_values:
+        raise ValueError("no values")
+    return sorted_values[max(0, math.ceil(p * len(sorted_values) / 100) - 1)]

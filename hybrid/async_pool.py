@@ -303,7 +303,9 @@ class AsyncPool:
         self.closing: set[asyncio.Task] = set()
         self.websockets: set[WebSocketSession] = set()
         self.h2_sessions: set = set()  # HTTP/2 connections (hybrid/h2/session.py)
-        self.h2_inbox = None  # (a Mailbox: what workers running HTTP/2 streams' apps post here; h2/crossing.py)
+        # (a Mailbox: what other threads post to this loop: workers running HTTP/2 streams' apps, h2/crossing.py;
+        # WebSocket sends from other loops, asgi/crossloop.py)
+        self.h2_inbox = None
         self.h2_wakes: set = set()  # home sets with HTTP/2 streams queued in this loop iteration (crossing.wake_soon)
         # HTTP/2 streams whose apps run on workers (H2Session._start): a graceful shutdown waits for them too
         self.h2_remote: set = set()

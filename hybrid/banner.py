@@ -21,7 +21,7 @@ def compiled_extensions() -> tuple[bool, list[str]]:
     import importlib.util
 
     names = ("accesslog", "connection", "cycle", "h1", "h1_events", "h1_response", "h2fields", "h2machine", "h2read",
-             "h2scope", "h2write", "held", "hpack_codec", "loopcall", "monitor", "steps", "stream_connection",
+             "h2scope", "h2write", "held", "hpack_codec", "loopcall", "monitor", "outbox", "steps", "stream_connection",
              "streams", "task", "tls_io", "wsframe", "wsmask")  # (setup.py's MODULES: tests/test_build.py checks it)
     compiled = []
     for name in names:

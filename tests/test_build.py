@@ -48,7 +48,7 @@ def test_cmake_builds_the_extensions(tmp_path):
     subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True, env=env, timeout=240)
     built = sorted(p.name.split(".")[0] for p in (build / "hybrid" / "_speedups").glob("*.so"))
     assert built == ["accesslog", "connection", "cycle", "h1", "h1_events", "h1_response", "h2fields", "h2machine",
-                     "h2read", "h2scope", "h2write", "held", "hpack_codec", "loopcall", "monitor", "steps",
+                     "h2read", "h2scope", "h2write", "held", "hpack_codec", "loopcall", "monitor", "outbox", "steps",
                      "stream_connection", "streams", "task", "tls_io", "wsframe", "wsmask"]
     # The standalone build is loadable and parses a request.
     shutil.copytree(ROOT / "hybrid", tmp_path / "pkg" / "hybrid", ignore=shutil.ignore_patterns("*.so", "__pycache__"))

@@ -72,6 +72,11 @@ class Scenario:
     # Ratios against this variant of the same server (the access_log rows: against hybrid without a log), instead
     # of against the other servers.
     baseline_variant: str | None = None
+    # The peers the table's ratio columns divide by (results.ratios computes them against every peer).
+    versus: tuple[str, ...] = ("uvicorn", "granian")
+    # Rewrites, in place, this scenario's result from an older results file into today's variant and metric names
+    # (bench.report applies it to every file it reads).
+    upgrade: Callable[[dict], None] | None = None
 
 
 MEASURE_LABELS = {
@@ -110,10 +115,13 @@ MEASURE_LABELS = {
     "ctx_switches_per_s": "ctx switches/s",
     "takeovers": "takeovers",
     "monitor_wakeups_per_s": "monitor wake-ups/s",
+    "deliveries": "deliveries",
+    "lost": "lost",
+    "cpu_us_per_delivery": "server CPU µs/delivery",
 }
 
 ORDER = ["plaintext", "json", "blocking_mix", "idle", "fixed_load", "framework", "scaling", "streaming", "websocket",
-         "tls", "access_log", "files", "h2"]
+         "tls", "access_log", "files", "h2", "crossloop"]
 
 
 def _busy_seconds() -> float:

@@ -40,6 +40,7 @@ cdef class SocketStream:
     cdef object _fill_waiter(self, Py_ssize_t n)
     cdef int _recv_into_buffer(self) except -1
     cdef _on_eof(self)
+    cdef _end_after_data(self, object after)
     cdef object _new_read_waiter(self)
     cdef object _new_drain_waiter(self)
     cdef _resume_reading(self)

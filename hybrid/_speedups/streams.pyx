@@ -37,7 +37,7 @@ from hybrid.tls_info import send_close_notify
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.string cimport strerror
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
 cdef extern from "<sys/socket.h>" nogil:
     ssize_t send(int fd, const void* buf, size_t n, int flags)
@@ -54,6 +54,8 @@ cdef Py_ssize_t RECV_SIZE = 98304
 cdef Py_ssize_t RECV_MAX = 1048576
 cdef Py_ssize_t IOV_MAX = 1024
 cdef tuple WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+include "streams_tls.pxi"
 
 
 class StreamClosed(ConnectionError):
@@ -115,14 +117,13 @@ cdef class SocketStream:
     def _on_readable(self):
         if not self._reading:
             return  # removed earlier in this loop iteration
+        after = None  # (TLS: an EOF or an error met behind the bytes read, handled once they are delivered)
         if not self._tls:
             if not self._recv_into_buffer():
                 return
         else:
             try:
-                data = self._sock.recv(RECV_SIZE)
-                while data and self._sock.pending():
-                    data += self._sock.recv(RECV_SIZE)
+                data, after = _tls_recv(self._sock, self._fd)
             except WOULD_BLOCK:
                 return
             except OSError as exc:
@@ -136,6 +137,8 @@ cdef class SocketStream:
             self._data_cb()
             if PyByteArray_GET_SIZE(self._rbuf) > self._read_limit:
                 self._pause_reading()  # (the consumer stopped taking: backpressure, as below)
+            if after is not None:
+                self._end_after_data(after)
             return
         waiter = self._read_waiter
         if waiter is not None and not waiter.done():
@@ -145,6 +148,15 @@ cdef class SocketStream:
                 waiter.set_result(None)
         elif PyByteArray_GET_SIZE(self._rbuf) > self._read_limit:
             self._pause_reading()
+        if after is not None:
+            self._end_after_data(after)
+
+    cdef _end_after_data(self, object after):
+        # The peer's close (or an error) read right behind bytes now buffered: readers get the bytes, then EOF.
+        if after is EOF_AFTER_DATA:
+            self._on_eof()
+        else:
+            self._lost(after)
 
     def set_data_callback(self, cb):
         """Read by callback instead of by a coroutine: ``cb()`` runs on the loop whenever bytes arrive, and once

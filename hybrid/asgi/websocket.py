@@ -29,10 +29,11 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import BytesMessage, RejectConnection, RejectData, TextMessage
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 
+from hybrid._speedups.outbox import Outbox
 from hybrid._speedups.streams import SocketStream, StreamClosed
 from hybrid._speedups.wsframe import FrameReader, encode_frame, frame_header
 from hybrid._speedups.wsmask import XorMasker
-from hybrid.asgi.crossloop import on_owner_loop
+from hybrid.asgi.crossloop import CrossLoopSend, on_owner_loop
 from hybrid.asgi.errors import log_app_exception
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.asgi.ws_close import WebSocketClosing
@@ -42,6 +43,7 @@ from hybrid.asgi.ws_reader import WebSocketReader
 from hybrid.asgi.ws_scope import build_websocket_scope, request_head  # noqa: F401 (connection.pyx imports it here)
 from hybrid.asgi.ws_states import CLOSED, CONNECTING, OPEN, QUEUE_HIGH, RESPONDING, WRITE_HIGH_WATER
 from hybrid.logs import log_websocket_access
+from hybrid.mailbox import Mailbox
 
 # Unmasking every client frame in Python was a quarter of the CPU per 64 KiB message: wsproto looks this name up
 # each time a frame starts, so the compiled masker (same interface) takes its place.
@@ -52,7 +54,7 @@ logger = logging.getLogger("hybrid.error")
 SMALL_FRAME = 4096      # up to this payload a frame goes out as one joined bytes; above it, header + payload
 
 
-class WebSocketSession(WebSocketHandshake, WebSocketReader, WebSocketClosing, WebSocketKeepalive):
+class WebSocketSession(WebSocketHandshake, WebSocketReader, WebSocketClosing, WebSocketKeepalive, CrossLoopSend):
     """One WebSocket connection in the pool: the wsproto protocol, the ASGI receive/send, the app's task."""
 
     in_pool = True  # (shutdown waits for worker connections, then drains the pool's)
@@ -63,6 +65,9 @@ class WebSocketSession(WebSocketHandshake, WebSocketReader, WebSocketClosing, We
         self.config = pool.config
         self.loop = pool.loop
         self.thread = get_ident()  # the pool loop's: app code on another loop is marshalled here (crossloop.py)
+        self.outbox = Outbox()  # data messages sent from other loops, not yet written (crossloop.py)
+        if pool.h2_inbox is None:  # (what other threads post to the pool's loop: the outbox's wake-up)
+            pool.h2_inbox = Mailbox(self.loop)
         self.sock = handoff.sock
         self.request = handoff.request
         self.client_addr = handoff.client
@@ -116,8 +121,12 @@ class WebSocketSession(WebSocketHandshake, WebSocketReader, WebSocketClosing, We
                 self.waiter = None
 
     async def send(self, message: dict) -> None:
-        if get_ident() != self.thread:  # a broadcast from a route on another loop
+        if get_ident() != self.thread:  # a broadcast from a route on another loop (crossloop.py)
+            if self._hand_over(message):
+                return
             return await on_owner_loop(self.loop, self.send(message))
+        if self.outbox:
+            self._flush_outbox()  # what other loops sent before goes first
         kind = message["type"]
         state = self.state
         if state == OPEN:
@@ -178,6 +187,10 @@ class WebSocketSession(WebSocketHandshake, WebSocketReader, WebSocketClosing, We
                 pass
         self._lost()
         raise ClientDisconnected("the WebSocket peer went away")
+
+    def _unsent(self) -> int:
+        """Bytes of ours not yet handed to the kernel (read from other threads too: crossloop.py)."""
+        return self.stream.write_buffer_size()
 
     async def _drain(self) -> None:
         if self.stream.write_buffer_size() > WRITE_HIGH_WATER:

@@ -24,6 +24,10 @@ class WebSocketClosing:
         """Start the close handshake: our close frame now, the peer's answer within --ws-close-timeout."""
         if self.state != OPEN:
             return
+        if self.outbox:
+            self._flush_outbox()  # messages other loops sent before the close go out before it (crossloop.py)
+            if self.state != OPEN:
+                return
         self.state = CLOSING
         self.discarding = True
         self._cancel_pings()

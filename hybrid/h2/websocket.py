@@ -33,6 +33,7 @@ from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import split_comma_header
 
 from hybrid._speedups.h2fields import response_fields
+from hybrid._speedups.outbox import Outbox
 from hybrid._speedups.wsframe import encode_frame, frame_header
 from hybrid.asgi.http import ClientDisconnected
 from hybrid.asgi.websocket import SMALL_FRAME, WebSocketSession
@@ -60,6 +61,7 @@ class H2WebSocket(WebSocketSession):
         self.config = self.pool.config
         self.loop = session.loop
         self.thread = get_ident()  # the pool loop's: app code on another loop is marshalled here (crossloop.py)
+        self.outbox = Outbox()  # data messages sent from other loops, not yet written (crossloop.py)
         self.sock = session.sock  # (not None while the stream is ours: what shutdown's wait looks at)
         self.client_addr = session.client_addr
         self.server_addr = session.server_addr
@@ -257,6 +259,13 @@ class H2WebSocket(WebSocketSession):
         waiter = self.room_out
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _unsent(self) -> int:
+        """Our output waiting for the client's windows; over the mark as well while the connection's socket is
+        behind (read from other threads: crossloop.py hands a send over only below the mark)."""
+        if self.session.stream.write_buffer_size() > WRITE_HIGH_WATER * 4:
+            return WRITE_HIGH_WATER + 1
+        return len(self.out)
 
     async def _drain(self) -> None:
         """The app's send waits while our output waits for the client (its windows, or the socket)."""

@@ -10,6 +10,9 @@ streams and WebSockets in the async pool.
   a message from one WebSocket client is broadcast from the WebSocket handler, and ``POST /tick/{msg}`` queues it
   for a background task the lifespan started, which broadcasts it.
 Every stream first sends ``ready`` once it is subscribed, so a client knows publishing can start.
+
+The tests (tests/test_crossloop_*.py) and the bench's crossloop scenario (bench/scenarios/crossloop.py) serve this
+one app; sse-starlette is imported by its route alone, as bench/.venv-peers, where the peers run, lacks it.
 """
 
 import asyncio
@@ -18,7 +21,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from sse_starlette.sse import EventSourceResponse
 
 TICKS: asyncio.Queue = asyncio.Queue()  # what the lifespan's background task pushes to every WebSocket
 
@@ -79,6 +81,8 @@ async def events():
 
 @app.get("/sse")
 async def sse():
+    from sse_starlette.sse import EventSourceResponse
+
     async def stream():
         q: asyncio.Queue = asyncio.Queue()
         SUBSCRIBERS.add(q)
