@@ -9,7 +9,6 @@ Every await is bounded, so a byte left behind fails the test instead of hanging 
 
 import asyncio
 import fcntl
-import gc
 import os
 import socket
 import ssl
@@ -20,10 +19,9 @@ import time
 
 import pytest
 import trustme
-import uvloop
 from hybrid._speedups.streams import SocketStream
 
-from tests.test_streams import RECV_SIZE, T, run, tcp_pair
+from tests.test_streams import RECV_SIZE, T, loop, run, tcp_pair  # noqa: F401 (loop: the fixture)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,17 +34,6 @@ def contexts():
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ca.configure_trust(client)
     return server, client
-
-
-@pytest.fixture
-def loop():
-    loop = uvloop.new_event_loop()
-    errors = []
-    loop.set_exception_handler(lambda _loop, context: errors.append(context))
-    yield loop
-    gc.collect()
-    loop.close()
-    assert not errors
 
 
 @pytest.fixture
@@ -89,7 +76,7 @@ def _send_records(client, server, sizes) -> bytes:
     return sent
 
 
-def test_a_burst_of_small_records_is_one_batch(loop, tls_pair):
+def test_a_burst_of_small_records_is_one_batch(loop, tls_pair):  # noqa: F811 (loop: the fixture)
     server, client = tls_pair
     sent = _send_records(client, server, [300] * 40)
     stream = SocketStream(server, loop)
@@ -106,7 +93,7 @@ def test_a_burst_of_small_records_is_one_batch(loop, tls_pair):
     stream.abort()
 
 
-def test_records_past_recv_size_are_all_read_even_inside_a_record(loop, tls_pair):
+def test_records_past_recv_size_are_all_read_even_inside_a_record(loop, tls_pair):  # noqa: F811 (loop: the fixture)
     # Ten 10,000-byte records: RECV_SIZE (98,304) ends inside the tenth, the last, whose rest OpenSSL then holds
     # decrypted, out of epoll's sight: nothing more comes, so a byte left there would never be read.
     server, client = tls_pair
@@ -124,7 +111,7 @@ def test_records_past_recv_size_are_all_read_even_inside_a_record(loop, tls_pair
 
 @pytest.mark.parametrize("end", ["close_notify", "fin"])
 @pytest.mark.parametrize("how", ["callback", "read"])
-def test_an_eof_right_behind_the_records_comes_after_their_bytes(loop, tls_pair, how, end):
+def test_an_eof_right_behind_the_records_comes_after_their_bytes(loop, tls_pair, how, end):  # noqa: F811 (loop: the fixture)
     server, client = tls_pair
     sent = _send_records(client, server, [500] * 5)
     if end == "close_notify":  # (in the socket with the records: read in the same readiness)
@@ -164,7 +151,7 @@ def test_an_eof_right_behind_the_records_comes_after_their_bytes(loop, tls_pair,
     stream.abort()
 
 
-def test_a_bad_record_behind_good_ones_is_an_error_after_their_bytes(loop, tls_pair):
+def test_a_bad_record_behind_good_ones_is_an_error_after_their_bytes(loop, tls_pair):  # noqa: F811 (loop: the fixture)
     # A forged application-data record (its tag cannot verify) right behind three good ones: OpenSSL reads and
     # rejects it in the same readiness, so nothing is left in the socket to wake the stream again: the error must
     # be acted on there, after the good bytes are delivered.
