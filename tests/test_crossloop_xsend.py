@@ -131,10 +131,7 @@ def test_backpressure_from_another_loop():
     assert bound < n * size // 2
     with Server(APP, "--port", "0", "--no-access-log") as srv:
         ws = RawWebSocket(srv, rcvbuf=65536)
-        answer: dict = {}
-        flood = threading.Thread(target=lambda: answer.update(r=httpx.post(f"{srv.url}/flood?n={n}&size={size}",
-                                                                              timeout=30)))
-        flood.start()
+        flood, answer = start_flood(srv, n, size)
         try:
             last = wait_until_held(srv)
             assert 0 < last * size <= bound, (last, bound)  # held: not the whole 32 MB accepted
@@ -146,6 +143,16 @@ def test_backpressure_from_another_loop():
             flood.join(30)
             ws.close()
     assert answer["r"].status_code == 200, answer
+
+
+def start_flood(srv: Server, n: int, size: int) -> tuple[threading.Thread, dict]:
+    """POST /flood (n messages of ``size`` bytes to the WebSocket, from the route's loop) on a thread of its own:
+    the thread, and the dict that gets its answer as ``r``."""
+    answer: dict = {}
+    flood = threading.Thread(target=lambda: answer.update(r=httpx.post(f"{srv.url}/flood?n={n}&size={size}",
+                                                                          timeout=30)))
+    flood.start()
+    return flood, answer
 
 
 def wait_until_held(srv: Server) -> int:
@@ -172,10 +179,7 @@ def test_backpressure_from_another_loop_over_http2():
         ws = WS(client, "/ws")
         ws.accepted()
         assert ws.next_event() == TextMessage(data="ready")
-        answer: dict = {}
-        flood = threading.Thread(target=lambda: answer.update(r=httpx.post(f"{srv.url}/flood?n={n}&size={size}",
-                                                                              timeout=30)))
-        flood.start()
+        flood, answer = start_flood(srv, n, size)
         try:
             last = wait_until_held(srv)
             assert 0 < last * size <= 300_000, last
