@@ -26,13 +26,14 @@ ROUND_TIMEOUT = 2.0
 # What these tests exist to catch: a wake-up lost across loops (the message waits for the loop's next event: a
 # hang, which ROUND_TIMEOUT fails at once) or put off until some timer fires (hundreds of ms to seconds). The
 # latency itself (issue 21: p99 under 10 ms, as uvicorn) is a benchmark's claim, pinned to cores and interleaved:
-# bench/scenarios/crossloop.py. Here the p99 is the 4th worst of 400 deliveries, 8 to a round: one round. On a
-# 2-core CI host shared with other work a server process loses whole scheduler periods, and one such stall in one
-# of the rounds sets the p99 (seen in CI, with 1,000 deliveries a test then: --mode async 85 ms beside uvicorn's
-# 20 ms, uvicorn's own bound 50 ms there; locally 5-16 ms). So the bound is the target, or twice uvicorn's p99 on
-# a machine that slows uvicorn too, plus one such stall. (A wake-up put off by 300 ms, injected into 5% of them,
-# still fails: ~20 of the 400 deliveries late.)
-P99_TARGET = 0.010
+# bench/scenarios/crossloop.py. On a 2-core CI host shared with other work a server process loses whole scheduler
+# periods (or a collection runs): one such stall delays every delivery of its round, 8 of them (seen in CI: --mode
+# async 85 ms beside uvicorn's 20 ms, and 170 ms once in a dry run). So the test reads the 97th percentile of 400
+# deliveries, the 13th worst: one stalled round cannot set it, two can; the bound is the target, or twice
+# uvicorn's on a machine that slows uvicorn too, plus one such stall. (A wake-up put off by 300 ms, injected into
+# 5% of them, still fails it: ~20 of the 400 deliveries late, 13 suffice.)
+TARGET = 0.010  # (the bench's p99 target, issue 21)
+QUANTILE = 0.97
 STALL_ALLOWANCE = 0.100
 APP = "bench.apps.crossloop_patterns:app"
 # Streams whose client left wait for their next message to notice (Starlette's StreamingResponse no longer
@@ -209,16 +210,18 @@ def measure(servers: list[Server], subscribe, stream_path: str, publisher) -> li
     return [sorted(lat) for lat in latencies]
 
 
-def p99(latencies: list[float]) -> float:
-    return latencies[max(0, int(len(latencies) * 0.99) - 1)]
+def late(latencies: list[float]) -> float:
+    """The QUANTILE of sorted latencies."""
+    return latencies[max(0, int(len(latencies) * QUANTILE) - 1)]
 
 
 def compare(name: str, ours: list[float], theirs: list[float]) -> None:
-    """Every message delivered, and hybrid's p99 under the target (or, on a machine so loaded that uvicorn's own
-    p99 is over half the target, twice uvicorn's), give or take one stall of a loaded host (STALL_ALLOWANCE)."""
+    """Every message delivered, and hybrid's 97th percentile under the target (or, on a machine so loaded that
+    uvicorn's own is over half the target, twice uvicorn's), give or take one stall of a loaded host
+    (STALL_ALLOWANCE)."""
     assert len(ours) == len(theirs) == CLIENTS * ROUNDS
-    bound = max(P99_TARGET, 2 * p99(theirs)) + STALL_ALLOWANCE
-    print(f"{name}: hybrid p50 {ours[len(ours) // 2] * 1e3:.2f} ms p99 {p99(ours) * 1e3:.2f} ms; "
-          f"uvicorn p50 {theirs[len(theirs) // 2] * 1e3:.2f} ms p99 {p99(theirs) * 1e3:.2f} ms")
-    assert p99(ours) < bound, (f"{name}: hybrid p99 {p99(ours) * 1e3:.2f} ms over {bound * 1e3:.1f} ms "
-                               f"(uvicorn p99 {p99(theirs) * 1e3:.2f} ms)")
+    bound = max(TARGET, 2 * late(theirs)) + STALL_ALLOWANCE
+    print(f"{name}: hybrid p50 {ours[len(ours) // 2] * 1e3:.2f} ms p97 {late(ours) * 1e3:.2f} ms; "
+          f"uvicorn p50 {theirs[len(theirs) // 2] * 1e3:.2f} ms p97 {late(theirs) * 1e3:.2f} ms")
+    assert late(ours) < bound, (f"{name}: hybrid p97 {late(ours) * 1e3:.2f} ms over {bound * 1e3:.1f} ms "
+                                f"(uvicorn p97 {late(theirs) * 1e3:.2f} ms)")
