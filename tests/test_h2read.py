@@ -77,6 +77,9 @@ op = st.one_of(
     st.tuples(st.just("trailers"), st.integers(0, 9)),
     st.tuples(st.just("answer"), st.integers(0, 9)),
     st.sampled_from([("ping",), ("settings",), ("even",), ("bad_hpack",), ("oversized",)]),
+    # The app took n body bytes (H2Conn.acknowledge_received_data): of a stream opened (0), of an id above every
+    # one seen (1), of stream 0 (2), or a negative count (3).
+    st.tuples(st.just("ack"), st.integers(0, 9), st.integers(0, 70000), st.integers(0, 3)),
 )
 
 
@@ -120,6 +123,10 @@ def frames_for(ops):
                 steps.append(f.serialize())
             sids.append(next_sid)
             next_sid += 2
+        elif kind == "ack":
+            index, size, mode = args
+            sid = (sids[index % len(sids)] if sids else 1) if mode in (0, 3) else (next_sid if mode == 1 else 0)
+            steps.append(("ack", sid, -1 if mode == 3 else size))
         elif kind == "data_unknown":  # on stream 0 (by hand: hyperframe refuses it), or an odd id never opened
             zero = b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x"
             steps.append(DataFrame(next_sid + 2 * (args[0] - 1), data=b"x").serialize() if args[0] else zero)
@@ -184,6 +191,16 @@ def answer(conn, sid):
         return ("raised", type(exc))
 
 
+def ack(conn, sid, size):
+    """The app took ``size`` bytes of stream ``sid``'s body: what acknowledging them did, and the connection's
+    window manager after it (the streams' are in ``table``)."""
+    try:
+        outcome = ("returned", conn.acknowledge_received_data(size, sid))
+    except (H2Error, ValueError) as exc:
+        outcome = ("raised", type(exc), str(exc))
+    return outcome, vars(conn._inbound_flow_control_window_manager)
+
+
 def stream_vars(conn, stream):
     """Every attribute of h2's stream object, its state machine's and its inbound window manager's (the config:
     the connection's own), so a stream made in C is h2's to the last field."""
@@ -215,6 +232,14 @@ H2LOAD_POST = ([("request", False, "sized")] * 4 + [("data", i, 20, True) for i 
        whole_preface=st.booleans())
 @example(ops=H2LOAD, cuts=[], whole_preface=False)
 @example(ops=H2LOAD_POST, cuts=[], whole_preface=False)
+@example(ops=[*H2LOAD_POST, *[("ack", i, 20, 0) for i in range(5)], ("ack", 9, 20, 1), ("ack", 0, 20, 2),
+              ("ack", 0, 20, 3)], cuts=[], whole_preface=False)  # none due; unknown, zero and negative
+@example(ops=[("request", False, "plain"), ("request", False, "plain"), ("flood", 0, 3), ("ack", 0, 40000, 0),
+              ("flood", 1, 3), ("ack", 1, 49152, 0), ("ack", 0, 9152, 0)], cuts=[], whole_preface=False)
+# (a stream's WINDOW_UPDATE, then the connection's too: each past half its window)
+@example(ops=[("request", False, "plain"), ("flood", 0, 3), *[("data", 0, 300, False)] * 54, ("data", 0, 183, False),
+              ("ack", 0, 2000, 0)], cuts=[], whole_preface=False)
+# (both windows exactly used up: 2,000 bytes taken are under half a window but over 1,024, so both are due)
 @example(ops=[("request", False, "sized"), ("data", 0, 30, False)], cuts=[], whole_preface=False)  # > length
 @example(ops=[("request", False, "sized"), ("data", 0, 10, True)], cuts=[], whole_preface=False)  # < length
 @example(ops=[("request", True, "plain"), ("data", 0, 5, False)], cuts=[], whole_preface=False)  # client ended
@@ -244,7 +269,7 @@ def test_same_events_bytes_and_errors_as_h2(ops, cuts, whole_preface):
     stream = PREFACE if whole_preface else b""
     reads = []
     for step in steps:
-        if isinstance(step, int):
+        if not isinstance(step, bytes):  # (the server's answer or an acknowledgement: between reads)
             reads.append(stream)
             reads.append(step)
             stream = b""
@@ -256,7 +281,7 @@ def test_same_events_bytes_and_errors_as_h2(ops, cuts, whole_preface):
     # Cut the byte runs anywhere (a frame split across reads).
     pieces = []
     for read in reads:
-        if isinstance(read, int):
+        if not isinstance(read, bytes):
             pieces.append(read)
             continue
         points = sorted({c % (len(read) + 1) for c in cuts}) if read else []
@@ -267,12 +292,14 @@ def test_same_events_bytes_and_errors_as_h2(ops, cuts, whole_preface):
     for piece in pieces:
         if isinstance(piece, int):
             assert answer(ours, piece) == answer(ref, piece)
+        elif isinstance(piece, tuple):
+            assert ack(ours, *piece[1:]) == ack(ref, *piece[1:])
         else:
             got, want = feed(ours, piece), feed(ref, piece)
             assert got == want
         assert ours.data_to_send() == ref.data_to_send()
         assert table(ours) == table(ref)
-        if not isinstance(piece, int) and got[0] == "raised":
+        if isinstance(piece, bytes) and got[0] == "raised":
             break
 
 

@@ -29,6 +29,7 @@ from h2.connection import ConnectionState, H2Connection
 from h2.exceptions import (
     DenialOfServiceError,
     InvalidBodyLengthError,
+    NoSuchStreamError,
     ProtocolError,
     StreamClosedError,
     StreamIDTooLowError,
@@ -41,7 +42,7 @@ from h2.stream import STREAM_OPEN, H2Stream, H2StreamStateMachine, StreamInputs,
 from h2.utilities import SizeLimitDict
 from h2.windows import LARGEST_FLOW_CONTROL_WINDOW, WindowManager
 from hyperframe.exceptions import InvalidPaddingError
-from hyperframe.frame import RstStreamFrame
+from hyperframe.frame import RstStreamFrame, WindowUpdateFrame
 
 from hybrid._speedups.h2machine cimport Steps, new_plain
 from hybrid._speedups.hpack_codec cimport Decoder
@@ -295,6 +296,29 @@ cdef list _request_data(conn, stream, data, end_stream):
     return events
 
 
+cdef object _processed(manager, size):
+    """h2's ``WindowManager.process_bytes`` (with its ``_maybe_update_window``), without its two Python frames:
+    ``size`` bytes the app took; the increment to send back now (None or 0: none is due yet)."""
+    processed = manager._bytes_processed + size
+    manager._bytes_processed = processed
+    if not processed:
+        return None
+    window = manager.current_window_size
+    most = manager.max_window_size
+    increment = 0
+    if (window == 0 and processed > min(1024, most // 4)) or processed >= most // 2:
+        increment = min(processed, most - window)
+        manager._bytes_processed = 0
+    manager.current_window_size = window + increment
+    return increment
+
+
+cdef object _window_update(sid, increment):
+    frame = WindowUpdateFrame(sid)
+    frame.window_increment = increment
+    return frame
+
+
 class H2Conn(H2Connection):
     """A server-side ``H2Connection`` whose ``receive_data`` reads a request's HEADERS frame in C."""
 
@@ -372,6 +396,37 @@ class H2Conn(H2Connection):
             self._terminate_connection(e.error_code)
             raise
         return events
+
+    def acknowledge_received_data(self, acknowledged_size, stream_id):
+        """h2's, in its order and with its errors, without its two debug-log calls (to h2's no-op logger) and the
+        window managers' Python frames (``_processed``): the body's bytes an app took give the connection's
+        window, and an open stream's, back; a WINDOW_UPDATE is made only when one is due (h2 sends one per half
+        window, so most bodies make none). An unknown stream above every one seen raises NoSuchStreamError, a
+        closed one is passed over, as in h2."""
+        if stream_id <= 0:
+            raise ValueError(f"Stream ID {stream_id} is not valid for acknowledge_received_data")
+        if acknowledged_size < 0:
+            raise ValueError("Cannot acknowledge negative data")
+        frames = None
+        increment = _processed(self._inbound_flow_control_window_manager, acknowledged_size)
+        if increment:
+            frames = [_window_update(0, increment)]
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            highest = (self.highest_outbound_stream_id if self._stream_id_is_outbound(stream_id)
+                       else self.highest_inbound_stream_id)
+            if stream_id > highest:
+                raise NoSuchStreamError(stream_id)
+        elif _STREAM_OPEN[<Py_ssize_t>stream.state_machine.state]:
+            increment = _processed(stream._inbound_window_manager, acknowledged_size)
+            if increment:
+                frame = _window_update(stream.stream_id, increment)
+                if frames is None:
+                    frames = [frame]
+                else:
+                    frames.append(frame)
+        if frames is not None:
+            self._prepare_for_sending(frames)
 
     def _receive_frame(self, frame):
         """h2's ``_receive_frame`` without the repr() of every frame for a trace log that is off."""
