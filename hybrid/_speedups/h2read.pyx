@@ -16,6 +16,7 @@ stepped; the content-length tracked). Every other frame, and every byte once a
 header block is left open, goes through h2's own FrameBuffer and ``_receive_frame``, one frame at a time, so
 their order and errors are h2's. The connection's state machine is not stepped for that HEADERS frame: in
 SERVER_OPEN, RECV_HEADERS and RECV_DATA lead to SERVER_OPEN and run nothing (any other state takes h2's path).
+The body's bytes an app took go back to the windows (``acknowledge_received_data``) with h2's arithmetic in C.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
