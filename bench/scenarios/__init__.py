@@ -235,6 +235,21 @@ def run_cases(ctx: Context, scenario_name: str, cases: list[Case],
     return out
 
 
+def select_variants(env_var: str, every: dict, groups, covers: Callable, choices: str,
+                    spec: str | None = None) -> dict:
+    """The variants of ``every`` named, comma-separated, in ``env_var`` (or in ``spec``): a name is a variant, or
+    one of ``groups``, which selects each variant ``covers(variant, every[variant], name)``; none named: all. An
+    unknown name stops the run and says what ``choices`` there are."""
+    spec = os.environ.get(env_var, "") if spec is None else spec
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in every and n not in groups]
+    if unknown:
+        raise SystemExit(f"{env_var}: unknown {', '.join(unknown)}; choose from {choices}")
+    if not names:
+        return every
+    return {v: value for v, value in every.items() if any(v == n or covers(v, value, n) for n in names)}
+
+
 def default_cases(ctx: Context, app: str, variants: list[str] | None = None, **kw) -> list[Case]:
     return [Case(server=srv, variant=v, app=app, **kw) for v in (variants or ["-"]) for srv in ctx.settings.servers]
 

@@ -9,9 +9,8 @@ A case's variant is the framework variant and the method: ``fastapi-def-get``, `
 ``BENCH_FRAMEWORK_VARIANTS=fastapi-def,starlette-get`` (comma-separated: a framework variant of VARIANTS runs both
 methods, a name with ``-get`` or ``-post`` only that one) runs only those, for a quicker look; unset, all run."""
 
-import os
 
-from bench.scenarios import Case, Context, Scenario, run_cases, wrk_measure
+from bench.scenarios import Case, Context, Scenario, run_cases, select_variants, wrk_measure
 from bench.wrk import JSON_BODY, lua_script
 
 # variant -> (app, GET path, POST path)
@@ -30,14 +29,9 @@ def measured_variants() -> dict[str, tuple[str, str, str]]:
     """Every measured variant (``<framework variant>-<method>``) -> (app, method, path), as selected."""
     every = {f"{name}-{m}": (app, m.upper(), get if m == "get" else post)
              for name, (app, get, post) in VARIANTS.items() for m in METHODS}
-    names = [n.strip() for n in os.environ.get("BENCH_FRAMEWORK_VARIANTS", "").split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS and n not in every]
-    if unknown:
-        raise SystemExit(f"BENCH_FRAMEWORK_VARIANTS: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)} "
-                         f"(each may end in -get or -post)")
-    if not names:
-        return every
-    return {v: spec for v, spec in every.items() if v in names or v.rsplit("-", 1)[0] in names}
+    return select_variants("BENCH_FRAMEWORK_VARIANTS", every, VARIANTS,
+                           lambda variant, _spec, name: variant.rsplit("-", 1)[0] == name,
+                           f"{', '.join(VARIANTS)} (each may end in -get or -post)")
 
 
 def cases_for(ctx: Context) -> list[Case]:

@@ -23,14 +23,13 @@ quicker look; unset, all eight run.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from bench.h2load import H2Load
-from bench.scenarios import Case, Context, Scenario, run_cases
+from bench.scenarios import Case, Context, Scenario, run_cases, select_variants
 from bench.scenarios.tls import CERT_FLAGS, make_certificate
 from bench.servers import cpu_seconds
 from bench.wrk import JSON_BODY
@@ -59,16 +58,9 @@ def every_variant() -> dict[str, tuple[str, str, str]]:
 def selected_variants(spec: str | None = None) -> dict[str, tuple[str, str, str]]:
     """The variants BENCH_H2_VARIANTS names (all when it is unset or empty)."""
     every = every_variant()
-    spec = os.environ.get("BENCH_H2_VARIANTS", "") if spec is None else spec
-    names = [n.strip() for n in spec.split(",") if n.strip()]
     axes = {*APPS, *TRANSPORTS, *SHAPES}
-    unknown = [n for n in names if n not in every and n not in axes]
-    if unknown:
-        raise SystemExit(f"BENCH_H2_VARIANTS: unknown {', '.join(unknown)}; choose from {', '.join(every)} or an "
-                         f"axis: {', '.join(sorted(axes))}")
-    if not names:
-        return every
-    return {v: axes_ for v, axes_ in every.items() if v in names or any(n in axes_ for n in names)}
+    return select_variants("BENCH_H2_VARIANTS", every, axes, lambda _v, axes_, name: name in axes_,
+                           f"{', '.join(every)} or an axis: {', '.join(sorted(axes))}", spec)
 
 
 def cases_for(servers: list[str], folder: str, cert: str, key: str,
